@@ -1,0 +1,372 @@
+//! Hashing and archiving packet folders: the ingest pipeline.
+//!
+//! [`hash_packet`] reads every file of a packet once, in parallel across cores, feeding each
+//! chunk to BLAKE3, SHA-256 and (when archiving) zstd in the same pass, and builds the manifest
+//! and the Merkle tree. [`ingest`] does the same into an [`ObjectBatch`], checks the files
+//! against the folder's seal if it has one, commits the objects durably, and only then records
+//! the packet in the catalog. A refused ingest leaves the store as it was: its staged objects are
+//! temp files, deleted when the batch is dropped.
+//!
+//! Files are streamed in 256 KiB chunks; files up to 1 MiB are read into one buffer, so their
+//! object can be skipped before compressing when the store already has it. A file whose size or
+//! modification time changes while it is read is an error.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::catalog::{AddOutcome, Catalog, ObjectRow, PacketRow};
+use crate::digest::{blake3_of, DualHasher, Sha256Digest};
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::Manifest;
+use crate::object::ObjectKind;
+use crate::record::PacketRecord;
+use crate::scan::{scan, PacketFile};
+use crate::store::{ObjectBatch, Store};
+use crate::tree::{build_tree, manifest_of, BuiltTree, FileMeta, HashedFile};
+
+/// Files up to this size are read into memory whole (still once).
+pub const SMALL_FILE_LIMIT: u64 = 1024 * 1024;
+const CHUNK: usize = 256 * 1024;
+
+/// A packet folder, hashed.
+#[derive(Clone, Debug)]
+pub struct HashedPacket {
+    /// The folder.
+    pub root: PathBuf,
+    /// Every file, sorted by path bytes.
+    pub files: Vec<HashedFile>,
+    /// The canonical manifest.
+    pub manifest: Manifest,
+    /// The Merkle tree.
+    pub tree: BuiltTree,
+    /// The top-level `HASH_MANIFEST.txt`, if present.
+    pub seal: Option<PathBuf>,
+}
+
+impl HashedPacket {
+    /// `packet_tree_sha256`.
+    pub fn packet_tree_sha256(&self) -> Sha256Digest {
+        self.manifest.packet_tree_sha256()
+    }
+
+    /// The sum of the file sizes.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.meta.size).sum()
+    }
+}
+
+/// Hash a packet folder without storing anything.
+pub fn hash_packet(root: &Path) -> Result<HashedPacket> {
+    hash_into(root, None)
+}
+
+fn hash_into(root: &Path, batch: Option<&ObjectBatch<'_>>) -> Result<HashedPacket> {
+    let scanned = scan(root)?;
+    let files = scanned.require_regular_files()?;
+    let hashed: Vec<HashedFile> = files
+        .par_iter()
+        .map(|file| hash_file(file, batch))
+        .collect::<Result<_>>()?;
+    let manifest = manifest_of(&hashed)?;
+    let tree = build_tree(&hashed)?;
+    Ok(HashedPacket {
+        root: root.to_path_buf(),
+        files: hashed,
+        manifest,
+        tree,
+        seal: scanned.seal,
+    })
+}
+
+/// Open a file for reading without following a symlink swapped in since the scan.
+fn open_no_follow(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .at(path, "cannot open for reading")
+}
+
+fn changed(path: &Path) -> Error {
+    Error::unsupported(
+        path,
+        "file changed while it was being read; archive a quiet folder",
+    )
+}
+
+fn same_file_state(before: &Metadata, after: &Metadata) -> bool {
+    before.len() == after.len() && before.modified().ok() == after.modified().ok()
+}
+
+/// Read one file once, hashing it and (with a batch) staging its object.
+fn hash_file(file: &PacketFile, batch: Option<&ObjectBatch<'_>>) -> Result<HashedFile> {
+    let path = &file.abs_path;
+    let mut handle = open_no_follow(path)?;
+    let before = handle.metadata().at(path, "cannot stat")?;
+    if !before.is_file() || before.len() != file.size {
+        return Err(changed(path));
+    }
+    let mut hasher = DualHasher::new();
+    if file.size <= SMALL_FILE_LIMIT {
+        let mut buf = Vec::with_capacity(file.size as usize);
+        (&mut handle)
+            .take(file.size + 1)
+            .read_to_end(&mut buf)
+            .at(path, "cannot read")?;
+        if buf.len() as u64 != file.size {
+            return Err(changed(path));
+        }
+        hasher.update(&buf);
+        let digest = hasher.finish();
+        if let Some(batch) = batch {
+            batch.add_bytes(digest.blake3, ObjectKind::Blob, &buf)?;
+        }
+        check_unchanged(&handle, &before, path)?;
+        return Ok(hashed(file, digest));
+    }
+    let mut writer = match batch {
+        Some(batch) => Some(batch.stream(ObjectKind::Blob, file.size)?),
+        None => None,
+    };
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match handle.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(Error::io(path, "cannot read", err)),
+        };
+        hasher.update(&buf[..n]);
+        if hasher.len() > file.size {
+            return Err(changed(path));
+        }
+        if let Some(writer) = writer.as_mut() {
+            writer
+                .write_all(&buf[..n])
+                .at(path, "cannot compress into the store")?;
+        }
+    }
+    if hasher.len() != file.size {
+        return Err(changed(path));
+    }
+    check_unchanged(&handle, &before, path)?;
+    let digest = hasher.finish();
+    if let (Some(batch), Some(writer)) = (batch, writer) {
+        batch.add_stream(digest.blake3, writer)?;
+    }
+    Ok(hashed(file, digest))
+}
+
+fn check_unchanged(handle: &File, before: &Metadata, path: &Path) -> Result<()> {
+    let after = handle.metadata().at(path, "cannot stat")?;
+    if same_file_state(before, &after) {
+        Ok(())
+    } else {
+        Err(changed(path))
+    }
+}
+
+fn hashed(file: &PacketFile, digest: crate::digest::DualDigest) -> HashedFile {
+    HashedFile {
+        rel_path: file.rel_path.clone(),
+        meta: FileMeta {
+            size: digest.len,
+            executable: file.executable,
+            blake3: digest.blake3,
+            sha256: digest.sha256,
+        },
+    }
+}
+
+/// Differences between a folder and its seal, by path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SealDifferences {
+    /// Listed in the seal with other bytes on disk.
+    pub changed: Vec<String>,
+    /// Listed in the seal, absent on disk.
+    pub missing: Vec<String>,
+    /// On disk, not listed in the seal.
+    pub extra: Vec<String>,
+}
+
+impl SealDifferences {
+    /// Compare a seal with a folder's manifest.
+    pub fn between(seal: &Manifest, disk: &Manifest) -> SealDifferences {
+        let mut out = SealDifferences::default();
+        for entry in seal.entries() {
+            match disk.get(&entry.path) {
+                None => out.missing.push(entry.path.clone()),
+                Some(sha) if *sha != entry.sha256 => out.changed.push(entry.path.clone()),
+                Some(_) => {}
+            }
+        }
+        for entry in disk.entries() {
+            if seal.get(&entry.path).is_none() {
+                out.extra.push(entry.path.clone());
+            }
+        }
+        out
+    }
+
+    /// True if there is no difference.
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.missing.is_empty() && self.extra.is_empty()
+    }
+
+    /// A one-paragraph summary naming every path.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (label, paths) in [
+            ("changed", &self.changed),
+            ("missing", &self.missing),
+            ("extra", &self.extra),
+        ] {
+            if !paths.is_empty() {
+                parts.push(format!("{label}: {}", paths.join(", ")));
+            }
+        }
+        parts.join("; ")
+    }
+}
+
+/// What to call a packet and what to record with it.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// The packet name.
+    pub name: String,
+    /// An optional note.
+    pub note: Option<String>,
+    /// The packet's source date; `None` means the ingest time.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// What an ingest did.
+#[derive(Clone, Debug)]
+pub struct IngestReport {
+    /// The packet version, new or already archived.
+    pub packet: PacketRow,
+    /// False if this name already had a version with the same tree.
+    pub created: bool,
+    /// Objects this ingest wrote.
+    pub objects_written: u64,
+    /// Bytes of object files this ingest wrote.
+    pub bytes_newly_stored: u64,
+}
+
+/// Check that the store does not lie inside the folder being archived.
+fn refuse_store_inside(store: &Store, root: &Path) -> Result<()> {
+    let root_canon = std::fs::canonicalize(root).at(root, "cannot resolve")?;
+    let store_canon = std::fs::canonicalize(store.root()).at(store.root(), "cannot resolve")?;
+    if store_canon.starts_with(&root_canon) {
+        return Err(Error::unsupported(
+            root,
+            format!(
+                "the store {} lies inside this folder; archive a folder that does not contain the store",
+                store.root().display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Archive the packet folder `root` into `store` and record it in `catalog`.
+pub fn ingest(
+    store: &Store,
+    catalog: &mut Catalog,
+    root: &Path,
+    config: &IngestConfig,
+) -> Result<IngestReport> {
+    crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
+    refuse_store_inside(store, root)?;
+    let seal = match scan(root)?.seal {
+        Some(path) => {
+            let bytes = std::fs::read(&path).at(&path, "cannot read seal")?;
+            Some((Manifest::parse_seal(&bytes, &path)?, path))
+        }
+        None => None,
+    };
+    let batch = store.batch();
+    let packet = hash_into(root, Some(&batch))?;
+    if let Some((seal, seal_path)) = &seal {
+        let differences = SealDifferences::between(seal, &packet.manifest);
+        if !differences.is_empty() {
+            return Err(Error::Mismatch {
+                what: seal_path.display().to_string(),
+                reason: format!(
+                    "the folder does not match its seal, so it is not archived ({})",
+                    differences.describe()
+                ),
+            });
+        }
+    }
+    for (id, bytes) in &packet.tree.nodes {
+        batch.add_bytes(*id, ObjectKind::Tree, bytes)?;
+    }
+    let mut published = batch.commit()?;
+    let mut objects: Vec<ObjectRow> = packet
+        .files
+        .iter()
+        .map(|f| ObjectRow {
+            id: f.meta.blake3,
+            kind: ObjectKind::Blob.name().into(),
+            size: f.meta.size,
+        })
+        .collect();
+    objects.extend(packet.tree.nodes.iter().map(|(id, bytes)| ObjectRow {
+        id: *id,
+        kind: ObjectKind::Tree.name().into(),
+        size: bytes.len() as u64,
+    }));
+    let source_path = std::fs::canonicalize(root)
+        .unwrap_or_else(|_| root.to_path_buf())
+        .to_string_lossy()
+        .into_owned();
+    let created_unix_nanos = crate::now_unix_nanos();
+    let source_date_epoch = config
+        .source_date_epoch
+        .unwrap_or((created_unix_nanos / 1_000_000_000) as i64);
+    let mut record_published = Vec::new();
+    let outcome = catalog.add_packet(
+        &config.name,
+        &packet.tree.root,
+        &packet.files,
+        &objects,
+        |version| {
+            let record = PacketRecord {
+                name: config.name.clone(),
+                version,
+                packet_tree_sha256: packet.packet_tree_sha256(),
+                tree: packet.tree.root,
+                file_count: packet.files.len() as u64,
+                total_bytes: packet.total_bytes(),
+                created_unix_nanos,
+                source_date_epoch,
+                tool_version: crate::TOOL_VERSION.to_string(),
+                source_path: source_path.clone(),
+                note: config.note.clone(),
+            };
+            let encoded = record.encode();
+            let id = blake3_of(&encoded);
+            let record_batch = store.batch();
+            record_batch.add_bytes(id, ObjectKind::Record, &encoded)?;
+            record_published = record_batch.commit()?;
+            Ok((id, record))
+        },
+    )?;
+    published.extend(record_published);
+    let newly: Vec<_> = published.iter().filter(|p| p.newly_stored).collect();
+    let (packet, created) = match outcome {
+        AddOutcome::Added(row) => (row, true),
+        AddOutcome::AlreadyArchived(row) => (row, false),
+    };
+    Ok(IngestReport {
+        packet,
+        created,
+        objects_written: newly.len() as u64,
+        bytes_newly_stored: newly.iter().map(|p| p.stored_size).sum(),
+    })
+}

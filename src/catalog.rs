@@ -1,0 +1,698 @@
+//! The SQLite catalog: an index over the object store, and the append-only event log.
+//!
+//! `<store>/catalog.sqlite` (WAL mode) holds four tables: `packets` (one row per archived packet
+//! version, mirroring its record object), `entries` (path → digests for every file of every
+//! packet, so "which packets contain this SHA-256?" is one query), `objects` (every object the
+//! catalog refers to), and `events` (an append-only log in which each event carries the SHA-256
+//! of the previous one). Triggers refuse UPDATE and DELETE on all four.
+//!
+//! Everything but the events can be rebuilt from objects (`evstore reindex`); the catalog is an
+//! index, the objects are the truth. The catalog is written only after the objects it refers to
+//! are durable.
+//!
+//! **Architecture Invariant:** this is the only module that speaks SQL.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
+use crate::error::{Error, Result};
+use crate::packet_ref::PacketRef;
+use crate::record::PacketRecord;
+use crate::tree::{FileMeta, HashedFile};
+
+/// The schema version stored in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The `prev_hash` of the first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+const SCHEMA: &str = r#"
+CREATE TABLE packets (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    packet_tree_sha256 TEXT NOT NULL,
+    tree TEXT NOT NULL,
+    record TEXT NOT NULL UNIQUE,
+    file_count INTEGER NOT NULL,
+    total_bytes INTEGER NOT NULL,
+    created_unix_nanos INTEGER NOT NULL,
+    source_date_epoch INTEGER NOT NULL,
+    tool_version TEXT NOT NULL,
+    source_path TEXT NOT NULL,
+    note TEXT,
+    UNIQUE (name, version)
+);
+CREATE INDEX packets_by_sha256 ON packets (packet_tree_sha256);
+CREATE INDEX packets_by_tree ON packets (tree);
+CREATE TABLE entries (
+    packet_id INTEGER NOT NULL REFERENCES packets (id),
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    executable INTEGER NOT NULL,
+    blake3 TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (packet_id, path)
+) WITHOUT ROWID;
+CREATE INDEX entries_by_sha256 ON entries (sha256);
+CREATE INDEX entries_by_blake3 ON entries (blake3);
+CREATE TABLE objects (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    size INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    time_unix_nanos INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"#;
+
+const APPEND_ONLY_TABLES: [&str; 4] = ["packets", "entries", "objects", "events"];
+
+/// A packet row: its record and where the record is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketRow {
+    /// The catalog's row id.
+    pub id: i64,
+    /// The id of the record object.
+    pub record_id: Blake3Digest,
+    /// The record, as the catalog holds it.
+    pub record: PacketRecord,
+}
+
+/// An object row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRow {
+    /// The object id.
+    pub id: Blake3Digest,
+    /// `blob`, `tree`, `record` or `attestation`.
+    pub kind: String,
+    /// The uncompressed size.
+    pub size: u64,
+}
+
+/// An event row.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EventRow {
+    /// Position in the log, from 1.
+    pub seq: i64,
+    /// When it happened.
+    pub time_unix_nanos: i64,
+    /// What happened: `init`, `ingest`, `reindex`, ...
+    pub kind: String,
+    /// What it happened to (usually `NAME@N`).
+    pub subject: String,
+    /// Compact JSON with the details.
+    pub detail: String,
+    /// The previous event's hash ([`GENESIS_HASH`] for the first).
+    pub prev_hash: String,
+    /// This event's hash; see [`event_hash`].
+    pub hash: String,
+}
+
+/// A new event to append.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// What happened.
+    pub kind: String,
+    /// What it happened to.
+    pub subject: String,
+    /// Details as a JSON value.
+    pub detail: serde_json::Value,
+}
+
+/// The hash of an event: SHA-256 of
+/// `evstore-event-1\t{seq}\t{time_unix_nanos}\t{kind}\t{subject}\t{prev_hash}\t{detail}\n`.
+pub fn event_hash(
+    seq: i64,
+    time_unix_nanos: i64,
+    kind: &str,
+    subject: &str,
+    prev_hash: &str,
+    detail: &str,
+) -> Sha256Digest {
+    let text = format!(
+        "evstore-event-1\t{seq}\t{time_unix_nanos}\t{kind}\t{subject}\t{prev_hash}\t{detail}\n"
+    );
+    sha256_of(text.as_bytes())
+}
+
+/// What [`Catalog::add_packet`] did.
+#[derive(Clone, Debug)]
+pub enum AddOutcome {
+    /// A new version was recorded.
+    Added(PacketRow),
+    /// This name already has a version with this tree; nothing was recorded.
+    AlreadyArchived(PacketRow),
+}
+
+/// An open catalog.
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Catalog {
+    /// Open the catalog at `path`, creating it (with its schema) if it does not exist.
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let conn = Connection::open(path).map_err(|source| Error::Catalog {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut catalog = Catalog {
+            conn,
+            path: path.to_path_buf(),
+        };
+        catalog.prepare()?;
+        Ok(catalog)
+    }
+
+    fn sql<T>(&self, result: rusqlite::Result<T>) -> Result<T> {
+        result.map_err(|source| Error::Catalog {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn prepare(&mut self) -> Result<()> {
+        let busy = self.conn.busy_timeout(Duration::from_secs(120));
+        self.sql(busy)?;
+        let wal = self
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0));
+        self.sql(wal)?;
+        let sync = self.conn.pragma_update(None, "synchronous", "FULL");
+        self.sql(sync)?;
+        let fk = self.conn.pragma_update(None, "foreign_keys", "ON");
+        self.sql(fk)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate);
+        let tx = tx.map_err(|source| Error::Catalog {
+            path: self.path.clone(),
+            source,
+        })?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|source| Error::Catalog {
+                path: self.path.clone(),
+                source,
+            })?;
+        match version {
+            0 => {
+                let mut sql = SCHEMA.to_string();
+                for table in APPEND_ONLY_TABLES {
+                    for op in ["UPDATE", "DELETE"] {
+                        sql.push_str(&format!(
+                            "CREATE TRIGGER {table}_no_{op} BEFORE {op} ON {table} BEGIN \
+                             SELECT RAISE(ABORT, 'evstore catalog is append-only: {op} on {table} is refused'); END;\n",
+                            op = op.to_lowercase(),
+                        ));
+                    }
+                }
+                sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION};"));
+                tx.execute_batch(&sql).map_err(|source| Error::Catalog {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            }
+            SCHEMA_VERSION => {}
+            other => {
+                return Err(Error::Usage(format!(
+                    "{}: unsupported catalog schema version {other}",
+                    self.path.display()
+                )))
+            }
+        }
+        tx.commit().map_err(|source| Error::Catalog {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// The catalog file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Record a new packet version, unless `name` already has a version with `tree`.
+    ///
+    /// Runs in one immediate transaction, so concurrent writers are serialised. `make_record` is
+    /// called with the new version number inside the transaction; it must build the record and
+    /// make its object durable, and return the record's id.
+    pub fn add_packet(
+        &mut self,
+        name: &str,
+        tree: &Blake3Digest,
+        files: &[HashedFile],
+        objects: &[ObjectRow],
+        make_record: impl FnOnce(u64) -> Result<(Blake3Digest, PacketRecord)>,
+    ) -> Result<AddOutcome> {
+        let wrap = sql_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&wrap)?;
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM packets WHERE name = ?1 AND tree = ?2 ORDER BY version LIMIT 1",
+                params![name, tree.to_hex()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&wrap)?;
+        if let Some(id) = existing {
+            let row = query_packet(&tx, "WHERE id = ?1", params![id]).map_err(&wrap)?;
+            let row = row
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::corrupt("catalog", "packet row vanished"))??;
+            return Ok(AddOutcome::AlreadyArchived(row));
+        }
+        let latest: Option<i64> = tx
+            .query_row(
+                "SELECT MAX(version) FROM packets WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .map_err(&wrap)?;
+        let version = latest.map_or(1, |v| v as u64 + 1);
+        let (record_id, record) = make_record(version)?;
+        let packet_id =
+            insert_packet_rows(&tx, &record_id, &record, files, objects).map_err(&wrap)?;
+        append_event(
+            &tx,
+            &NewEvent {
+                kind: "ingest".into(),
+                subject: format!("{}@{}", record.name, record.version),
+                detail: serde_json::json!({
+                    "packet_tree_sha256": record.packet_tree_sha256.to_hex(),
+                    "tree": record.tree.to_hex(),
+                    "record": record_id.to_hex(),
+                    "files": record.file_count,
+                    "bytes": record.total_bytes,
+                }),
+            },
+        )
+        .map_err(&wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(AddOutcome::Added(PacketRow {
+            id: packet_id,
+            record_id,
+            record,
+        }))
+    }
+
+    /// Insert a packet found by reindexing (no event; the caller logs one reindex event).
+    pub fn insert_reindexed(
+        &mut self,
+        record_id: &Blake3Digest,
+        record: &PacketRecord,
+        files: &[HashedFile],
+        objects: &[ObjectRow],
+    ) -> Result<()> {
+        let wrap = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&wrap)?;
+        insert_packet_rows(&tx, record_id, record, files, objects).map_err(&wrap)?;
+        tx.commit().map_err(&wrap)
+    }
+
+    /// Append one event in its own transaction.
+    pub fn log_event(&mut self, event: &NewEvent) -> Result<EventRow> {
+        let wrap = sql_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&wrap)?;
+        let row = append_event(&tx, event).map_err(&wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(row)
+    }
+
+    /// Every packet, by name then version.
+    pub fn packets(&self) -> Result<Vec<PacketRow>> {
+        let rows = query_packet(&self.conn, "ORDER BY name, version", params![]);
+        self.sql(rows)?.into_iter().collect()
+    }
+
+    /// Resolve a PACKET reference to exactly one packet.
+    pub fn resolve(&self, reference: &PacketRef) -> Result<PacketRow> {
+        let rows = match reference {
+            PacketRef::Version { name, version } => {
+                let rows = query_packet(
+                    &self.conn,
+                    "WHERE name = ?1 AND version = ?2",
+                    params![name, *version as i64],
+                );
+                self.sql(rows)?
+            }
+            PacketRef::Name { name, also_prefix } => {
+                let rows = query_packet(
+                    &self.conn,
+                    "WHERE name = ?1 ORDER BY version DESC LIMIT 1",
+                    params![name],
+                );
+                let mut rows = self.sql(rows)?;
+                if *also_prefix {
+                    let by_prefix = self.by_prefix(name)?;
+                    if !rows.is_empty() && !by_prefix.is_empty() {
+                        return Err(Error::Usage(format!(
+                            "{name:?} is both a packet name and a hex prefix of other packets' hashes; use NAME@N or a longer prefix"
+                        )));
+                    }
+                    rows.extend(by_prefix);
+                }
+                rows
+            }
+            PacketRef::Prefix(prefix) => self.by_prefix(prefix)?,
+        };
+        let mut packets: Vec<PacketRow> = rows.into_iter().collect::<Result<_>>()?;
+        packets.dedup_by_key(|p| p.id);
+        match packets.len() {
+            1 => Ok(packets.remove(0)),
+            0 => Err(Error::NotFound(format!(
+                "no packet matches {}",
+                describe_ref(reference)
+            ))),
+            n => {
+                let names: Vec<String> = packets
+                    .iter()
+                    .take(10)
+                    .map(|p| format!("{}@{}", p.record.name, p.record.version))
+                    .collect();
+                Err(Error::Usage(format!(
+                    "{} is ambiguous: it matches {n} packets ({}); use NAME@N or a longer prefix",
+                    describe_ref(reference),
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
+    fn by_prefix(&self, prefix: &str) -> Result<Vec<Result<PacketRow>>> {
+        let rows = query_packet(
+            &self.conn,
+            "WHERE substr(packet_tree_sha256, 1, length(?1)) = ?1 OR substr(tree, 1, length(?1)) = ?1 ORDER BY id",
+            params![prefix],
+        );
+        self.sql(rows)
+    }
+
+    /// The files of a packet, by path.
+    pub fn entries(&self, packet_id: i64) -> Result<Vec<HashedFile>> {
+        let mut stmt = self.sql(self.conn.prepare_cached(
+            "SELECT path, size, executable, blake3, sha256 FROM entries WHERE packet_id = ?1 ORDER BY path",
+        ))?;
+        let rows = stmt.query_map(params![packet_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        });
+        let rows = self.sql(rows)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (path, size, executable, blake3, sha256) = self.sql(row)?;
+            let bad = |field: &str| {
+                Error::corrupt(
+                    format!("catalog entry {path:?} of packet row {packet_id}"),
+                    format!("{field} is not valid"),
+                )
+            };
+            out.push(HashedFile {
+                meta: FileMeta {
+                    size: u64::try_from(size).map_err(|_| bad("size"))?,
+                    executable,
+                    blake3: Blake3Digest::parse_hex(&blake3).ok_or_else(|| bad("blake3"))?,
+                    sha256: Sha256Digest::parse_hex(&sha256).ok_or_else(|| bad("sha256"))?,
+                },
+                rel_path: path,
+            });
+        }
+        // SQLite sorts TEXT with memcmp (BINARY collation): byte order, as the manifest needs.
+        Ok(out)
+    }
+
+    /// Every object the catalog refers to.
+    pub fn objects(&self) -> Result<Vec<ObjectRow>> {
+        let mut stmt = self.sql(
+            self.conn
+                .prepare("SELECT id, kind, size FROM objects ORDER BY id"),
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        });
+        let rows = self.sql(rows)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, size) = self.sql(row)?;
+            out.push(ObjectRow {
+                id: Blake3Digest::parse_hex(&id).ok_or_else(|| {
+                    Error::corrupt(
+                        format!("catalog object row {id:?}"),
+                        "id is not a BLAKE3 digest",
+                    )
+                })?,
+                kind,
+                size: size.max(0) as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The whole event log, oldest first.
+    pub fn events(&self) -> Result<Vec<EventRow>> {
+        let mut stmt = self.sql(self.conn.prepare(
+            "SELECT seq, time_unix_nanos, kind, subject, detail, prev_hash, hash FROM events ORDER BY seq",
+        ))?;
+        let rows = stmt.query_map([], event_from_row);
+        let rows = self.sql(rows)?;
+        rows.map(|r| self.sql(r)).collect()
+    }
+
+    /// `PRAGMA integrity_check`: an empty list when SQLite finds the file sound.
+    pub fn integrity_problems(&self) -> Result<Vec<String>> {
+        let mut stmt = self.sql(self.conn.prepare("PRAGMA integrity_check"))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0));
+        let rows = self.sql(rows)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let text = self.sql(row)?;
+            if text != "ok" {
+                out.push(text);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A closure that wraps a rusqlite error with the catalog's path.
+fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Catalog {
+        path: path.clone(),
+        source,
+    }
+}
+
+fn describe_ref(reference: &PacketRef) -> String {
+    match reference {
+        PacketRef::Name { name, .. } => format!("{name:?}"),
+        PacketRef::Version { name, version } => format!("{name}@{version}"),
+        PacketRef::Prefix(prefix) => format!("prefix {prefix}"),
+    }
+}
+
+fn insert_packet_rows(
+    tx: &rusqlite::Transaction<'_>,
+    record_id: &Blake3Digest,
+    record: &PacketRecord,
+    files: &[HashedFile],
+    objects: &[ObjectRow],
+) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO packets (name, version, packet_tree_sha256, tree, record, file_count, total_bytes, \
+         created_unix_nanos, source_date_epoch, tool_version, source_path, note) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            record.name,
+            record.version as i64,
+            record.packet_tree_sha256.to_hex(),
+            record.tree.to_hex(),
+            record_id.to_hex(),
+            record.file_count as i64,
+            record.total_bytes as i64,
+            record.created_unix_nanos as i64,
+            record.source_date_epoch,
+            record.tool_version,
+            record.source_path,
+            record.note,
+        ],
+    )?;
+    let packet_id = tx.last_insert_rowid();
+    {
+        let mut entry = tx.prepare_cached(
+            "INSERT INTO entries (packet_id, path, size, executable, blake3, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for file in files {
+            entry.execute(params![
+                packet_id,
+                file.rel_path,
+                file.meta.size as i64,
+                file.meta.executable,
+                file.meta.blake3.to_hex(),
+                file.meta.sha256.to_hex(),
+            ])?;
+        }
+        let mut object = tx
+            .prepare_cached("INSERT OR IGNORE INTO objects (id, kind, size) VALUES (?1, ?2, ?3)")?;
+        for row in objects {
+            object.execute(params![row.id.to_hex(), row.kind, row.size as i64])?;
+        }
+        object.execute(params![
+            record_id.to_hex(),
+            "record",
+            record.encode().len() as i64
+        ])?;
+    }
+    Ok(packet_id)
+}
+
+fn append_event(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> rusqlite::Result<EventRow> {
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev_hash) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS_HASH.to_string()),
+    };
+    let time = crate::now_unix_nanos() as i64;
+    let kind = event.kind.replace(['\t', '\n'], " ");
+    let subject = event.subject.replace(['\t', '\n'], " ");
+    let detail = event.detail.to_string();
+    let hash = event_hash(seq, time, &kind, &subject, &prev_hash, &detail).to_hex();
+    tx.execute(
+        "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![seq, time, kind, subject, detail, prev_hash, hash],
+    )?;
+    Ok(EventRow {
+        seq,
+        time_unix_nanos: time,
+        kind,
+        subject,
+        detail,
+        prev_hash,
+        hash,
+    })
+}
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        seq: r.get(0)?,
+        time_unix_nanos: r.get(1)?,
+        kind: r.get(2)?,
+        subject: r.get(3)?,
+        detail: r.get(4)?,
+        prev_hash: r.get(5)?,
+        hash: r.get(6)?,
+    })
+}
+
+type RawPacket = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+);
+
+fn query_packet(
+    conn: &Connection,
+    tail: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Vec<Result<PacketRow>>> {
+    let sql = format!(
+        "SELECT id, name, version, packet_tree_sha256, tree, record, file_count, total_bytes, \
+         created_unix_nanos, source_date_epoch, tool_version, source_path, note FROM packets {tail}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params, |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+            r.get(10)?,
+            r.get(11)?,
+            r.get(12)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(packet_from_raw(row?));
+    }
+    Ok(out)
+}
+
+fn packet_from_raw(raw: RawPacket) -> Result<PacketRow> {
+    let (id, name, version, sha, tree, record, files, bytes, created, sde, tool, source, note) =
+        raw;
+    let bad = |field: &str| {
+        Error::corrupt(
+            format!("catalog packet row {id} ({name}@{version})"),
+            format!("{field} is not valid"),
+        )
+    };
+    let unsigned = |v: i64, field: &str| u64::try_from(v).map_err(|_| bad(field));
+    Ok(PacketRow {
+        id,
+        record_id: Blake3Digest::parse_hex(&record).ok_or_else(|| bad("record"))?,
+        record: PacketRecord {
+            name: name.clone(),
+            version: unsigned(version, "version")?,
+            packet_tree_sha256: Sha256Digest::parse_hex(&sha)
+                .ok_or_else(|| bad("packet_tree_sha256"))?,
+            tree: Blake3Digest::parse_hex(&tree).ok_or_else(|| bad("tree"))?,
+            file_count: unsigned(files, "file_count")?,
+            total_bytes: unsigned(bytes, "total_bytes")?,
+            created_unix_nanos: unsigned(created, "created_unix_nanos")?,
+            source_date_epoch: sde,
+            tool_version: tool,
+            source_path: source,
+            note,
+        },
+    })
+}

@@ -1,0 +1,594 @@
+//! The command line: argument parsing, output, and exit codes.
+//!
+//! **Architecture Invariant:** only this module prints or picks exit codes. Every command returns
+//! an [`Outcome`] (pass or verification failure) or an [`Error`]; [`run`] turns those into `0`
+//! (pass), `1` (a verification failed) or `2` (usage or operational error). With `--json`, every
+//! command prints exactly one JSON document on stdout, errors included (see `docs/CLI.md`).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::archive::{hash_packet, ingest, IngestConfig};
+use crate::catalog::{Catalog, NewEvent, PacketRow};
+use crate::error::{Error, ErrorClass, Result};
+use crate::export::{cat_file, export, verified_files};
+use crate::fsck::{fsck, reindex};
+use crate::packet_ref::{check_packet_name, parse_packet_ref};
+use crate::store::Store;
+use crate::tree::manifest_of;
+
+/// Print one line on stdout. A closed stdout (`evstore ls | head`) stops the output but not the
+/// command: the exit code still reports the command's result.
+macro_rules! say {
+    ($($arg:tt)*) => { emit(format_args!($($arg)*)) };
+}
+
+fn emit(args: std::fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_fmt(args).and_then(|()| out.write_all(b"\n"));
+}
+
+const AFTER_HELP: &str = "\
+PACKET is NAME (latest version), NAME@N, or a hex prefix (8+ digits) of a packet's
+packet_tree_sha256 or tree.
+
+Exit codes: 0 pass, 1 a verification failed (drift, mismatch, corruption),
+2 usage or operational error.
+
+Quick start:
+  evstore init                         # create ./.evstore
+  evstore ingest docs/example-packet   # archive a packet folder
+  evstore ls                           # list archived packets
+  evstore export example-packet out/   # write it back out, with HASH_MANIFEST.txt
+  evstore fsck                         # re-hash and cross-check the whole store";
+
+/// evstore: a content-addressed, append-only evidence store.
+#[derive(Debug, Parser)]
+#[command(name = "evstore", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The store folder [default: ./.evstore]
+    #[arg(long, global = true, env = "EVSTORE_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Print one JSON document on stdout instead of text (shapes in docs/CLI.md)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new, empty store
+    Init,
+    /// Archive a packet folder (creates the store if its folder does not exist yet)
+    ///
+    /// Every regular file below DIR is stored, except a top-level HASH_MANIFEST.txt, which is the
+    /// packet's seal: if present, every file must match it or nothing is archived (exit 1).
+    /// Archiving the same tree again under the same name creates no new version.
+    Ingest {
+        /// The packet folder
+        dir: PathBuf,
+        /// The packet name [default: the folder's name]
+        #[arg(long)]
+        name: Option<String>,
+        /// A free-text note stored with this version
+        #[arg(long)]
+        note: Option<String>,
+        /// The packet's source date in Unix seconds, used as SOURCE_DATE_EPOCH by reruns
+        /// [default: $SOURCE_DATE_EPOCH, else the ingest time]
+        #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+        source_date_epoch: Option<i64>,
+    },
+    /// Print a folder's packet_tree_sha256 and tree without storing anything (needs no store)
+    Hash {
+        /// The packet folder
+        dir: PathBuf,
+    },
+    /// List archived packets
+    Ls,
+    /// Show a packet's record and files
+    Show {
+        /// The packet
+        packet: String,
+    },
+    /// Print a packet's canonical manifest (the HASH_MANIFEST.txt text)
+    Manifest {
+        /// The packet
+        packet: String,
+    },
+    /// Write one file's bytes to stdout, after verifying them
+    Cat {
+        /// The packet
+        packet: String,
+        /// The file's path inside the packet
+        path: String,
+    },
+    /// Write a packet into an empty folder, with HASH_MANIFEST.txt, and verify what was written
+    Export {
+        /// The packet
+        packet: String,
+        /// The destination folder (must be absent or empty)
+        dest: PathBuf,
+    },
+    /// Print the catalog's event log
+    Log,
+    /// Re-hash every object and cross-check objects, catalog and event chain
+    Fsck,
+    /// Rebuild the catalog from the objects alone
+    Reindex {
+        /// Move an existing catalog aside (it is kept, never deleted) and rebuild
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+/// How a command ended, when it did not fail with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything checked out.
+    Pass,
+    /// A verification failed.
+    Fail,
+}
+
+/// Parse the command line, run the command, print, and return the exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match dispatch(cli) {
+        Ok(Outcome::Pass) => ExitCode::from(0),
+        Ok(Outcome::Fail) => ExitCode::from(1),
+        Err(err) => {
+            let code = match err.class() {
+                ErrorClass::Verification => 1,
+                ErrorClass::Operational => 2,
+            };
+            if json {
+                let class = if code == 1 {
+                    "verification"
+                } else {
+                    "operational"
+                };
+                print_json(&json!({"error": {"class": class, "message": err.to_string()}}));
+            }
+            eprintln!("evstore: error: {err}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
+    say!("{text}");
+}
+
+struct Context {
+    store_path: PathBuf,
+    json: bool,
+}
+
+impl Context {
+    fn open(&self) -> Result<(Store, Catalog)> {
+        let store = Store::open(&self.store_path)?;
+        let catalog = Catalog::open(&store.catalog_path())?;
+        Ok((store, catalog))
+    }
+
+    fn resolve(&self, catalog: &Catalog, packet: &str) -> Result<PacketRow> {
+        let reference = parse_packet_ref(packet).map_err(Error::Usage)?;
+        catalog.resolve(&reference)
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<Outcome> {
+    let ctx = Context {
+        store_path: cli
+            .store
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".evstore")),
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Init => cmd_init(&ctx),
+        Command::Ingest {
+            dir,
+            name,
+            note,
+            source_date_epoch,
+        } => cmd_ingest(&ctx, &dir, name, note, source_date_epoch),
+        Command::Hash { dir } => cmd_hash(&ctx, &dir),
+        Command::Ls => cmd_ls(&ctx),
+        Command::Show { packet } => cmd_show(&ctx, &packet),
+        Command::Manifest { packet } => cmd_manifest(&ctx, &packet),
+        Command::Cat { packet, path } => cmd_cat(&ctx, &packet, &path),
+        Command::Export { packet, dest } => cmd_export(&ctx, &packet, &dest),
+        Command::Log => cmd_log(&ctx),
+        Command::Fsck => cmd_fsck(&ctx),
+        Command::Reindex { replace } => cmd_reindex(&ctx, replace),
+    }
+}
+
+fn cmd_init(ctx: &Context) -> Result<Outcome> {
+    let store = Store::init(&ctx.store_path)?;
+    let mut catalog = Catalog::open(&store.catalog_path())?;
+    catalog.log_event(&NewEvent {
+        kind: "init".into(),
+        subject: store.root().display().to_string(),
+        detail: json!({"tool_version": crate::TOOL_VERSION}),
+    })?;
+    if ctx.json {
+        print_json(&json!({"store": store.root()}));
+    } else {
+        say!(
+            "initialised empty evstore store in {}",
+            store.root().display()
+        );
+    }
+    Ok(Outcome::Pass)
+}
+
+fn default_name(dir: &Path) -> Result<String> {
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let name = canonical
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .unwrap_or_default();
+    check_packet_name(&name).map_err(|reason| {
+        Error::Usage(format!(
+            "cannot use the folder name as packet name ({reason}); pass --name NAME"
+        ))
+    })?;
+    Ok(name)
+}
+
+fn cmd_ingest(
+    ctx: &Context,
+    dir: &Path,
+    name: Option<String>,
+    note: Option<String>,
+    source_date_epoch: Option<i64>,
+) -> Result<Outcome> {
+    let name = match name {
+        Some(name) => {
+            check_packet_name(&name).map_err(Error::Usage)?;
+            name
+        }
+        None => default_name(dir)?,
+    };
+    if !ctx.store_path.exists() {
+        Store::init(&ctx.store_path)?;
+        eprintln!(
+            "evstore: created a new store in {}",
+            ctx.store_path.display()
+        );
+        let mut catalog = Catalog::open(&ctx.store_path.join("catalog.sqlite"))?;
+        catalog.log_event(&NewEvent {
+            kind: "init".into(),
+            subject: ctx.store_path.display().to_string(),
+            detail: json!({"tool_version": crate::TOOL_VERSION}),
+        })?;
+    }
+    let (store, mut catalog) = ctx.open()?;
+    let config = IngestConfig {
+        name,
+        note,
+        source_date_epoch,
+    };
+    let report = ingest(&store, &mut catalog, dir, &config)?;
+    let record = &report.packet.record;
+    let label = format!("{}@{}", record.name, record.version);
+    if ctx.json {
+        print_json(&json!({
+            "packet": label,
+            "name": record.name,
+            "version": record.version,
+            "created": report.created,
+            "packet_tree_sha256": record.packet_tree_sha256,
+            "tree": record.tree,
+            "record": report.packet.record_id,
+            "files": record.file_count,
+            "bytes": record.total_bytes,
+            "objects_written": report.objects_written,
+            "bytes_newly_stored": report.bytes_newly_stored,
+        }));
+    } else {
+        if report.created {
+            say!("archived {label}");
+        } else {
+            say!("already archived as {label} (same tree); no new version");
+        }
+        say!("packet_tree_sha256  {}", record.packet_tree_sha256);
+        say!("tree                {}", record.tree);
+        say!("files               {}", record.file_count);
+        say!("bytes               {}", record.total_bytes);
+        say!(
+            "newly stored        {} bytes in {} objects",
+            report.bytes_newly_stored,
+            report.objects_written
+        );
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_hash(ctx: &Context, dir: &Path) -> Result<Outcome> {
+    let packet = hash_packet(dir)?;
+    if ctx.json {
+        print_json(&json!({
+            "packet_tree_sha256": packet.packet_tree_sha256(),
+            "tree": packet.tree.root,
+            "files": packet.files.len(),
+            "bytes": packet.total_bytes(),
+        }));
+    } else {
+        say!("packet_tree_sha256  {}", packet.packet_tree_sha256());
+        say!("tree                {}", packet.tree.root);
+        say!("files               {}", packet.files.len());
+        say!("bytes               {}", packet.total_bytes());
+    }
+    Ok(Outcome::Pass)
+}
+
+fn packet_json(row: &PacketRow) -> Value {
+    let r = &row.record;
+    json!({
+        "packet": format!("{}@{}", r.name, r.version),
+        "name": r.name,
+        "version": r.version,
+        "packet_tree_sha256": r.packet_tree_sha256,
+        "tree": r.tree,
+        "record": row.record_id,
+        "files": r.file_count,
+        "bytes": r.total_bytes,
+        "created_unix_nanos": r.created_unix_nanos,
+        "source_date_epoch": r.source_date_epoch,
+        "tool_version": r.tool_version,
+        "source_path": r.source_path,
+        "note": r.note,
+    })
+}
+
+fn cmd_ls(ctx: &Context) -> Result<Outcome> {
+    let (_, catalog) = ctx.open()?;
+    let packets = catalog.packets()?;
+    if ctx.json {
+        let list: Vec<Value> = packets.iter().map(packet_json).collect();
+        print_json(&json!({ "packets": list }));
+    } else if packets.is_empty() {
+        say!("no packets archived yet; add one with `evstore ingest DIR`");
+    } else {
+        say!(
+            "{:<40} {:>6} {:>12}  packet_tree_sha256",
+            "PACKET",
+            "FILES",
+            "BYTES"
+        );
+        for row in &packets {
+            let r = &row.record;
+            say!(
+                "{:<40} {:>6} {:>12}  {}",
+                format!("{}@{}", r.name, r.version),
+                r.file_count,
+                r.total_bytes,
+                r.packet_tree_sha256
+            );
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_show(ctx: &Context, packet: &str) -> Result<Outcome> {
+    let (store, catalog) = ctx.open()?;
+    let row = ctx.resolve(&catalog, packet)?;
+    let (_, files) = verified_files(&store, &row)?;
+    if ctx.json {
+        let mut value = packet_json(&row);
+        value["entries"] = files
+            .iter()
+            .map(|f| {
+                json!({
+                    "path": f.rel_path,
+                    "size": f.meta.size,
+                    "executable": f.meta.executable,
+                    "sha256": f.meta.sha256,
+                    "blake3": f.meta.blake3,
+                })
+            })
+            .collect();
+        print_json(&value);
+    } else {
+        let r = &row.record;
+        say!("packet              {}@{}", r.name, r.version);
+        say!("packet_tree_sha256  {}", r.packet_tree_sha256);
+        say!("tree                {}", r.tree);
+        say!("record              {}", row.record_id);
+        say!("files               {}", r.file_count);
+        say!("bytes               {}", r.total_bytes);
+        say!("created_unix_nanos  {}", r.created_unix_nanos);
+        say!("source_date_epoch   {}", r.source_date_epoch);
+        say!("source_path         {}", r.source_path);
+        say!("tool_version        {}", r.tool_version);
+        if let Some(note) = &r.note {
+            say!("note                {note}");
+        }
+        say!("");
+        for f in &files {
+            let mode = if f.meta.executable { "755" } else { "644" };
+            say!(
+                "{mode} {:>12}  {}  {}",
+                f.meta.size,
+                f.meta.sha256,
+                f.rel_path
+            );
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_manifest(ctx: &Context, packet: &str) -> Result<Outcome> {
+    let (store, catalog) = ctx.open()?;
+    let row = ctx.resolve(&catalog, packet)?;
+    let (record, files) = verified_files(&store, &row)?;
+    let manifest = manifest_of(&files)?;
+    if ctx.json {
+        print_json(&json!({
+            "packet": format!("{}@{}", record.name, record.version),
+            "packet_tree_sha256": record.packet_tree_sha256,
+            "manifest": manifest.text(),
+        }));
+    } else {
+        let mut out = io::stdout().lock();
+        out.write_all(manifest.text().as_bytes())
+            .map_err(|e| Error::io("<stdout>", "cannot write", e))?;
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_cat(ctx: &Context, packet: &str, path: &str) -> Result<Outcome> {
+    let (store, catalog) = ctx.open()?;
+    let row = ctx.resolve(&catalog, packet)?;
+    let (record, files) = verified_files(&store, &row)?;
+    let file = files.iter().find(|f| f.rel_path == path).ok_or_else(|| {
+        Error::NotFound(format!(
+            "{}@{} has no file {path:?}",
+            record.name, record.version
+        ))
+    })?;
+    if ctx.json {
+        store.read_object(&file.meta.blake3, io::sink())?;
+        print_json(&json!({
+            "packet": format!("{}@{}", record.name, record.version),
+            "path": file.rel_path,
+            "size": file.meta.size,
+            "executable": file.meta.executable,
+            "sha256": file.meta.sha256,
+            "blake3": file.meta.blake3,
+            "verified": true,
+        }));
+    } else {
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::new(stdout.lock());
+        cat_file(&store, file, &mut out)?;
+        out.flush()
+            .map_err(|e| Error::io("<stdout>", "cannot write", e))?;
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_export(ctx: &Context, packet: &str, dest: &Path) -> Result<Outcome> {
+    let (store, catalog) = ctx.open()?;
+    let row = ctx.resolve(&catalog, packet)?;
+    let report = export(&store, &row, dest)?;
+    let label = format!("{}@{}", row.record.name, row.record.version);
+    if ctx.json {
+        print_json(&json!({
+            "packet": label,
+            "dest": dest,
+            "files": report.files,
+            "bytes": report.bytes,
+            "packet_tree_sha256": report.packet_tree_sha256,
+        }));
+    } else {
+        say!(
+            "exported {label} to {} ({} files, {} bytes)",
+            dest.display(),
+            report.files,
+            report.bytes
+        );
+        say!(
+            "packet_tree_sha256  {} (verified on disk)",
+            report.packet_tree_sha256
+        );
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_log(ctx: &Context) -> Result<Outcome> {
+    let (_, catalog) = ctx.open()?;
+    let events = catalog.events()?;
+    if ctx.json {
+        print_json(&json!({ "events": events }));
+    } else {
+        for e in &events {
+            say!(
+                "{:>5}  {}  {:<8} {}  {}",
+                e.seq,
+                e.time_unix_nanos,
+                e.kind,
+                e.subject,
+                e.detail
+            );
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_fsck(ctx: &Context) -> Result<Outcome> {
+    let (store, catalog) = ctx.open()?;
+    let report = fsck(&store, &catalog)?;
+    let verdict = if report.problems.is_empty() {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    if ctx.json {
+        let mut value = serde_json::to_value(&report).unwrap_or(Value::Null);
+        value["verdict"] = json!(verdict);
+        print_json(&value);
+    } else {
+        for p in &report.problems {
+            say!("problem: {}: {}", p.subject, p.reason);
+        }
+        for n in &report.notes {
+            say!("note: {n}");
+        }
+        say!(
+            "{verdict}: {} problem(s); checked {} objects ({} bytes), {} packets, {} events",
+            report.problems.len(),
+            report.objects_checked,
+            report.bytes_checked,
+            report.packets_checked,
+            report.events_checked
+        );
+    }
+    Ok(if report.problems.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
+}
+
+fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
+    let store = Store::open(&ctx.store_path)?;
+    let (report, _) = reindex(&store, replace)?;
+    if ctx.json {
+        print_json(&serde_json::to_value(&report).unwrap_or(Value::Null));
+    } else {
+        if let Some(previous) = &report.previous_catalog {
+            say!("moved the previous catalog to {previous}");
+        }
+        for skipped in &report.skipped_corrupt {
+            say!("skipped: {skipped}");
+        }
+        for superseded in &report.superseded_records {
+            say!("superseded record (interrupted ingest): {superseded}");
+        }
+        say!(
+            "reindexed {} packets from {} objects",
+            report.packets,
+            report.objects
+        );
+    }
+    Ok(if report.skipped_corrupt.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
+}

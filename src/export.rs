@@ -1,0 +1,210 @@
+//! Reading packets back out of the store: verified records, single files, whole folders.
+//!
+//! Reads trust the objects, not the catalog: a packet's record object is read and checked against
+//! its catalog row, its tree is walked from the stored nodes, and every byte handed out has been
+//! re-hashed against its id first. [`export`] writes into an empty folder, sets executable bits,
+//! writes `HASH_MANIFEST.txt`, and re-hashes what it wrote; if anything fails it removes what it
+//! created, so a failed export never leaves a folder that looks complete.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::archive::hash_packet;
+use crate::catalog::PacketRow;
+use crate::digest::Sha256Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::Manifest;
+use crate::object::ObjectKind;
+use crate::record::PacketRecord;
+use crate::scan::SEAL_FILE_NAME;
+use crate::store::Store;
+use crate::tree::{manifest_of, walk_tree, HashedFile};
+
+/// Read a packet's record object and check it equals the catalog row.
+pub fn verified_record(store: &Store, row: &PacketRow) -> Result<PacketRecord> {
+    let what = format!(
+        "packet record {} ({}@{})",
+        row.record_id, row.record.name, row.record.version
+    );
+    let (kind, bytes) = store.read_small_object(&row.record_id)?;
+    if kind != ObjectKind::Record {
+        return Err(Error::corrupt(
+            what,
+            format!("object kind is {}, not record", kind.name()),
+        ));
+    }
+    let record = PacketRecord::decode(&bytes).map_err(|reason| Error::corrupt(&what, reason))?;
+    if record != row.record {
+        return Err(Error::corrupt(
+            what,
+            "the record object and the catalog row disagree",
+        ));
+    }
+    Ok(record)
+}
+
+/// A packet's files as its stored tree lists them, checked against the record.
+pub fn verified_files(store: &Store, row: &PacketRow) -> Result<(PacketRecord, Vec<HashedFile>)> {
+    let record = verified_record(store, row)?;
+    let (files, _) = walk_tree(store, &record.tree)?;
+    let manifest = manifest_of(&files)?;
+    if manifest.packet_tree_sha256() != record.packet_tree_sha256 {
+        return Err(Error::corrupt(
+            format!("packet {}@{}", record.name, record.version),
+            "its tree does not hash to the recorded packet_tree_sha256",
+        ));
+    }
+    Ok((record, files))
+}
+
+/// Write one file's bytes to `out`, but only after checking the whole object once.
+pub fn cat_file(store: &Store, file: &HashedFile, out: &mut dyn Write) -> Result<()> {
+    store.read_object(&file.meta.blake3, io::sink())?;
+    store.read_object(&file.meta.blake3, out)?;
+    Ok(())
+}
+
+/// What [`export`] wrote.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExportReport {
+    /// Files written (not counting `HASH_MANIFEST.txt`).
+    pub files: u64,
+    /// Bytes written (not counting `HASH_MANIFEST.txt`).
+    pub bytes: u64,
+    /// The packet_tree_sha256 of what was written, re-hashed from disk.
+    pub packet_tree_sha256: Sha256Digest,
+}
+
+/// Export a packet into `dest`, which must be absent or an empty folder.
+pub fn export(store: &Store, row: &PacketRow, dest: &Path) -> Result<ExportReport> {
+    let created_dest = prepare_empty_dest(dest)?;
+    let result = export_into(store, row, dest);
+    if result.is_err() {
+        remove_created(dest, created_dest);
+    }
+    result
+}
+
+/// Make sure `dest` is an empty folder; returns true if this call created it.
+pub fn prepare_empty_dest(dest: &Path) -> Result<bool> {
+    match fs::symlink_metadata(dest) {
+        Ok(meta) if meta.is_dir() => {
+            let mut items = fs::read_dir(dest).at(dest, "cannot read destination")?;
+            if items.next().is_some() {
+                return Err(Error::Usage(format!(
+                    "{} is not empty; export needs a new or empty folder",
+                    dest.display()
+                )));
+            }
+            Ok(false)
+        }
+        Ok(_) => Err(Error::Usage(format!(
+            "{} exists and is not a folder",
+            dest.display()
+        ))),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dest).at(dest, "cannot create destination")?;
+            Ok(true)
+        }
+        Err(err) => Err(Error::io(dest, "cannot use as destination", err)),
+    }
+}
+
+/// Remove everything inside `dest` (which was empty before), and `dest` itself if we made it.
+fn remove_created(dest: &Path, created_dest: bool) {
+    if created_dest {
+        let _ = fs::remove_dir_all(dest);
+    } else if let Ok(items) = fs::read_dir(dest) {
+        for item in items.flatten() {
+            let path = item.path();
+            let _ = if item.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+        }
+    }
+}
+
+fn export_into(store: &Store, row: &PacketRow, dest: &Path) -> Result<ExportReport> {
+    let (record, files) = verified_files(store, row)?;
+    for file in &files {
+        if let Some((parent, _)) = file.rel_path.rsplit_once('/') {
+            let dir = dest.join(parent);
+            fs::create_dir_all(&dir).at(&dir, "cannot create folder")?;
+        }
+    }
+    files
+        .par_iter()
+        .map(|file| write_file(store, file, dest))
+        .collect::<Result<Vec<()>>>()?;
+    let manifest: Manifest = manifest_of(&files)?;
+    let seal = dest.join(SEAL_FILE_NAME);
+    write_new_file(&seal, manifest.text().as_bytes(), false)?;
+    sync_folder(dest)?;
+    // Re-read what was written: the folder must hash to the record's tree and manifest.
+    let written = hash_packet(dest)?;
+    if written.tree.root != record.tree || written.packet_tree_sha256() != record.packet_tree_sha256
+    {
+        return Err(Error::Mismatch {
+            what: dest.display().to_string(),
+            reason: "the exported folder does not hash to the packet's tree".into(),
+        });
+    }
+    Ok(ExportReport {
+        files: files.len() as u64,
+        bytes: written.total_bytes(),
+        packet_tree_sha256: written.packet_tree_sha256(),
+    })
+}
+
+fn write_file(store: &Store, file: &HashedFile, dest: &Path) -> Result<()> {
+    let path = dest.join(&file.rel_path);
+    // Check the object before writing anything, so bad bytes never land in the folder.
+    store.read_object(&file.meta.blake3, io::sink())?;
+    let mut out = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(if file.meta.executable { 0o755 } else { 0o644 })
+        .open(&path)
+        .at(&path, "cannot create")?;
+    let decoded = store.read_object(&file.meta.blake3, io::BufWriter::new(&mut out))?;
+    if decoded.digest.sha256 != file.meta.sha256 || decoded.digest.len != file.meta.size {
+        return Err(Error::corrupt(
+            format!("object {}", file.meta.blake3),
+            format!(
+                "its SHA-256 or size differs from the tree entry for {}",
+                file.rel_path
+            ),
+        ));
+    }
+    let mode = if file.meta.executable { 0o755 } else { 0o644 };
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).at(&path, "cannot set mode")?;
+    Ok(())
+}
+
+/// Create `path` (it must not exist) with `bytes`.
+pub fn write_new_file(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
+    let mut file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(if executable { 0o755 } else { 0o644 })
+        .open(path)
+        .at(path, "cannot create")?;
+    file.write_all(bytes).at(path, "cannot write")?;
+    Ok(())
+}
+
+/// Flush everything written below `dir` to stable storage (one `syncfs` on Linux).
+pub fn sync_folder(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).at(dir, "cannot open for sync")?;
+    #[cfg(target_os = "linux")]
+    rustix::fs::syncfs(&handle).map_err(|errno| Error::io(dir, "syncfs failed", errno.into()))?;
+    #[cfg(not(target_os = "linux"))]
+    handle.sync_all().at(dir, "cannot fsync")?;
+    Ok(())
+}

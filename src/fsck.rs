@@ -1,0 +1,495 @@
+//! Whole-store checks (`fsck`) and rebuilding the catalog from objects (`reindex`).
+//!
+//! [`fsck`] reads every object and re-hashes it, decodes every tree node and packet record,
+//! follows every reference from the catalog's packets down to file blobs, compares the catalog
+//! with the objects, checks the event hash chain and SQLite's own integrity check. It keeps going
+//! after a problem and returns every problem found, each naming the object, packet, path or event
+//! it concerns. Objects that no catalog row refers to are not problems (an interrupted ingest
+//! leaves such objects behind); they are reported as notes.
+//!
+//! [`reindex`] builds a new catalog from the objects alone.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::catalog::{event_hash, Catalog, NewEvent, ObjectRow, GENESIS_HASH};
+use crate::digest::{Blake3Digest, Sha256Digest};
+use crate::error::{Error, IoContext, Result};
+use crate::object::ObjectKind;
+use crate::record::PacketRecord;
+use crate::store::{ListedObject, Store};
+use crate::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
+
+/// One problem found by fsck.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// What the problem concerns: `object <id>`, `packet NAME@N`, `event <seq>`, a path.
+    pub subject: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// What fsck checked and found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FsckReport {
+    /// Objects read and re-hashed.
+    pub objects_checked: u64,
+    /// Uncompressed bytes re-hashed.
+    pub bytes_checked: u64,
+    /// Catalog packets followed down to their blobs.
+    pub packets_checked: u64,
+    /// Events whose hash chain was checked.
+    pub events_checked: u64,
+    /// Every problem; empty means the store is sound.
+    pub problems: Vec<Problem>,
+    /// Things worth knowing that are not problems.
+    pub notes: Vec<String>,
+}
+
+/// What one object turned out to be.
+#[derive(Clone, Debug)]
+enum Checked {
+    Blob { sha256: Sha256Digest, size: u64 },
+    Tree(TreeNode),
+    Record(PacketRecord),
+    Other,
+}
+
+/// The outcome of checking one object: what it is and its size, or why it is bad.
+type ObjectCheck = std::result::Result<(Checked, u64), String>;
+
+/// Read and verify one object; small structured objects are decoded too.
+fn check_object(store: &Store, id: &Blake3Digest) -> ObjectCheck {
+    let decoded = store
+        .read_object(id, io::sink())
+        .map_err(|e| e.to_string())?;
+    let size = decoded.digest.len;
+    let checked = match decoded.header.kind {
+        ObjectKind::Blob => Checked::Blob {
+            sha256: decoded.digest.sha256,
+            size,
+        },
+        ObjectKind::Tree => {
+            let (_, bytes) = store.read_small_object(id).map_err(|e| e.to_string())?;
+            Checked::Tree(TreeNode::decode(&bytes).map_err(|r| format!("bad tree node: {r}"))?)
+        }
+        ObjectKind::Record => {
+            let (_, bytes) = store.read_small_object(id).map_err(|e| e.to_string())?;
+            Checked::Record(
+                PacketRecord::decode(&bytes).map_err(|r| format!("bad packet record: {r}"))?,
+            )
+        }
+        _ => Checked::Other,
+    };
+    Ok((checked, size))
+}
+
+/// Check the whole store and catalog.
+pub fn fsck(store: &Store, catalog: &Catalog) -> Result<FsckReport> {
+    let mut report = FsckReport::default();
+    let problem = |subject: String, reason: String| Problem { subject, reason };
+
+    // 1. Every object on disk.
+    let listed = store.backend().list()?;
+    let mut ids = Vec::new();
+    for item in listed {
+        match item {
+            ListedObject::Object { id, .. } => ids.push(id),
+            ListedObject::Stray(path) => report.problems.push(problem(
+                path.display().to_string(),
+                "stray entry in the objects folder (not an object name)".into(),
+            )),
+        }
+    }
+    let results: Vec<(Blake3Digest, ObjectCheck)> = ids
+        .par_iter()
+        .map(|id| (*id, check_object(store, id)))
+        .collect();
+    let mut good: HashMap<Blake3Digest, Checked> = HashMap::new();
+    let mut bad: HashSet<Blake3Digest> = HashSet::new();
+    for (id, result) in results {
+        report.objects_checked += 1;
+        match result {
+            Ok((checked, size)) => {
+                report.bytes_checked += size;
+                good.insert(id, checked);
+            }
+            Err(reason) => {
+                bad.insert(id);
+                report
+                    .problems
+                    .push(problem(format!("object {id}"), reason));
+            }
+        }
+    }
+    let describe_missing = |id: &Blake3Digest| {
+        if bad.contains(id) {
+            "is corrupt (see above)".to_string()
+        } else {
+            "is missing from the store".to_string()
+        }
+    };
+
+    // 2. Every catalog packet, down to its blobs.
+    let packets = catalog.packets()?;
+    let mut catalog_records = HashSet::new();
+    for row in &packets {
+        report.packets_checked += 1;
+        let label = format!("packet {}@{}", row.record.name, row.record.version);
+        catalog_records.insert(row.record_id);
+        match good.get(&row.record_id) {
+            Some(Checked::Record(record)) if *record == row.record => {}
+            Some(Checked::Record(_)) => report.problems.push(problem(
+                label.clone(),
+                format!(
+                    "record object {} disagrees with the catalog row",
+                    row.record_id
+                ),
+            )),
+            Some(_) => report.problems.push(problem(
+                label.clone(),
+                format!("record object {} is not a packet record", row.record_id),
+            )),
+            None => report.problems.push(problem(
+                label.clone(),
+                format!(
+                    "record object {} {}",
+                    row.record_id,
+                    describe_missing(&row.record_id)
+                ),
+            )),
+        }
+        let mut files = Vec::new();
+        let mut walk_problems = Vec::new();
+        walk_checked(
+            &good,
+            &row.record.tree,
+            "",
+            0,
+            &mut files,
+            &mut walk_problems,
+        );
+        let mut complete = walk_problems.is_empty();
+        for reason in walk_problems {
+            let (id, what) = reason;
+            report.problems.push(problem(
+                label.clone(),
+                format!("{what} {id} {}", describe_missing(&id)),
+            ));
+        }
+        for file in &files {
+            match good.get(&file.meta.blake3) {
+                Some(Checked::Blob { sha256, size }) => {
+                    if *sha256 != file.meta.sha256 || *size != file.meta.size {
+                        report.problems.push(problem(
+                            label.clone(),
+                            format!(
+                                "{}: blob {} has other bytes than the tree entry says",
+                                file.rel_path, file.meta.blake3
+                            ),
+                        ));
+                    }
+                }
+                Some(_) => report.problems.push(problem(
+                    label.clone(),
+                    format!(
+                        "{}: object {} is not a blob",
+                        file.rel_path, file.meta.blake3
+                    ),
+                )),
+                None => {
+                    complete = false;
+                    report.problems.push(problem(
+                        label.clone(),
+                        format!(
+                            "{}: blob {} {}",
+                            file.rel_path,
+                            file.meta.blake3,
+                            describe_missing(&file.meta.blake3)
+                        ),
+                    ))
+                }
+            }
+        }
+        if complete {
+            let manifest = manifest_of(&files)?;
+            if manifest.packet_tree_sha256() != row.record.packet_tree_sha256 {
+                report.problems.push(problem(
+                    label.clone(),
+                    "its tree does not hash to the recorded packet_tree_sha256".into(),
+                ));
+            }
+            if files.len() as u64 != row.record.file_count
+                || files.iter().map(|f| f.meta.size).sum::<u64>() != row.record.total_bytes
+            {
+                report.problems.push(problem(
+                    label.clone(),
+                    "file count or total bytes differ from the tree".into(),
+                ));
+            }
+        }
+        let entries = catalog.entries(row.id)?;
+        if complete && entries != files {
+            report.problems.push(problem(
+                label.clone(),
+                "catalog entries differ from the stored tree".into(),
+            ));
+        }
+    }
+
+    // 3. Catalog object rows must be backed by objects.
+    for ObjectRow { id, kind, .. } in catalog.objects()? {
+        if !good.contains_key(&id) && !bad.contains(&id) {
+            report.problems.push(problem(
+                format!("object {id}"),
+                format!("the catalog lists this {kind} object but it is missing from the store"),
+            ));
+        }
+    }
+
+    // 4. Records the catalog does not know.
+    for (id, checked) in &good {
+        if let Checked::Record(record) = checked {
+            if !catalog_records.contains(id) {
+                report.notes.push(format!(
+                    "record {id} ({}@{}) is not in the catalog (an interrupted ingest, or run `evstore reindex`)",
+                    record.name, record.version
+                ));
+            }
+        }
+    }
+
+    // 5. The event chain.
+    let mut prev = GENESIS_HASH.to_string();
+    for (index, event) in catalog.events()?.iter().enumerate() {
+        report.events_checked += 1;
+        let subject = format!("event {}", event.seq);
+        if event.seq != index as i64 + 1 {
+            report.problems.push(problem(
+                subject.clone(),
+                format!("sequence number should be {}", index + 1),
+            ));
+        }
+        if event.prev_hash != prev {
+            report.problems.push(problem(
+                subject.clone(),
+                "prev_hash does not match the previous event's hash".into(),
+            ));
+        }
+        let expected = event_hash(
+            event.seq,
+            event.time_unix_nanos,
+            &event.kind,
+            &event.subject,
+            &event.prev_hash,
+            &event.detail,
+        );
+        if expected.to_hex() != event.hash {
+            report.problems.push(problem(
+                subject,
+                "hash does not match the event's contents (tampered row)".into(),
+            ));
+        }
+        prev = event.hash.clone();
+    }
+
+    // 6. SQLite's own check, and leftovers.
+    for text in catalog.integrity_problems()? {
+        report
+            .problems
+            .push(problem(catalog.path().display().to_string(), text));
+    }
+    let tmp = store.tmp_path();
+    let leftovers = std::fs::read_dir(&tmp).at(&tmp, "cannot list")?.count();
+    if leftovers > 0 {
+        report.notes.push(format!(
+            "{leftovers} temp file(s) in {} (an interrupted write; readers ignore them)",
+            tmp.display()
+        ));
+    }
+    report
+        .problems
+        .sort_by(|a, b| (&a.subject, &a.reason).cmp(&(&b.subject, &b.reason)));
+    report.notes.sort();
+    Ok(report)
+}
+
+/// Walk a tree using already-checked nodes; missing or non-tree nodes are reported, not fatal.
+fn walk_checked(
+    good: &HashMap<Blake3Digest, Checked>,
+    id: &Blake3Digest,
+    prefix: &str,
+    depth: usize,
+    files: &mut Vec<HashedFile>,
+    problems: &mut Vec<(Blake3Digest, &'static str)>,
+) {
+    let Some(Checked::Tree(node)) = good.get(id) else {
+        problems.push((*id, "tree node"));
+        return;
+    };
+    if depth > MAX_DEPTH {
+        problems.push((*id, "too-deep tree node"));
+        return;
+    }
+    for entry in node.entries() {
+        let path = if prefix.is_empty() {
+            entry.name().to_string()
+        } else {
+            format!("{prefix}/{}", entry.name())
+        };
+        match entry {
+            TreeEntry::File { meta, .. } => files.push(HashedFile {
+                rel_path: path,
+                meta: *meta,
+            }),
+            TreeEntry::Dir { tree, .. } => {
+                walk_checked(good, tree, &path, depth + 1, files, problems)
+            }
+        }
+    }
+    if depth == 0 {
+        files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    }
+}
+
+/// What reindex rebuilt.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReindexReport {
+    /// Packets recorded.
+    pub packets: u64,
+    /// Objects listed.
+    pub objects: u64,
+    /// Objects that failed verification and were left out.
+    pub skipped_corrupt: Vec<String>,
+    /// Records left out because a later record claims the same NAME@N.
+    pub superseded_records: Vec<String>,
+    /// Where the previous catalog was moved, if there was one.
+    pub previous_catalog: Option<String>,
+}
+
+/// Rebuild the catalog from the objects alone. An existing catalog is refused unless `replace`,
+/// in which case it is moved aside (never deleted).
+pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)> {
+    let mut report = ReindexReport::default();
+    let path = store.catalog_path();
+    if path.exists() {
+        if !replace {
+            return Err(Error::Usage(format!(
+                "{} exists; `evstore reindex --replace` moves it aside and rebuilds it",
+                path.display()
+            )));
+        }
+        let stamp = crate::now_unix_nanos();
+        for suffix in ["", "-wal", "-shm"] {
+            let from = path.with_file_name(format!("catalog.sqlite{suffix}"));
+            if from.exists() {
+                let to = path.with_file_name(format!("catalog.sqlite.replaced-{stamp}{suffix}"));
+                std::fs::rename(&from, &to).at(&from, "cannot move the old catalog aside")?;
+                if suffix.is_empty() {
+                    report.previous_catalog = Some(to.display().to_string());
+                }
+            }
+        }
+    }
+    let mut ids = Vec::new();
+    for item in store.backend().list()? {
+        if let ListedObject::Object { id, .. } = item {
+            ids.push(id);
+        }
+    }
+    report.objects = ids.len() as u64;
+    let checked: Vec<_> = ids
+        .par_iter()
+        .map(|id| (*id, check_object(store, id)))
+        .collect();
+    let mut good = HashMap::new();
+    for (id, result) in checked {
+        match result {
+            Ok((c, _)) => {
+                good.insert(id, c);
+            }
+            Err(reason) => report
+                .skipped_corrupt
+                .push(format!("object {id}: {reason}")),
+        }
+    }
+    // Keep, for each NAME@N, the record created last: a record written by an ingest that was
+    // killed before its catalog commit is always older than the one that committed that version.
+    let mut chosen: BTreeMap<(String, u64), (Blake3Digest, PacketRecord)> = BTreeMap::new();
+    for (id, checked) in &good {
+        if let Checked::Record(record) = checked {
+            let key = (record.name.clone(), record.version);
+            let newer = match chosen.get(&key) {
+                Some((other_id, other)) => {
+                    (record.created_unix_nanos, *id) > (other.created_unix_nanos, *other_id)
+                }
+                None => true,
+            };
+            if newer {
+                if let Some((old_id, _)) = chosen.insert(key, (*id, record.clone())) {
+                    report.superseded_records.push(old_id.to_hex());
+                }
+            } else {
+                report.superseded_records.push(id.to_hex());
+            }
+        }
+    }
+    let mut catalog = Catalog::open(&path)?;
+    for (record_id, record) in chosen.values() {
+        let mut files = Vec::new();
+        let mut missing = Vec::new();
+        walk_checked(&good, &record.tree, "", 0, &mut files, &mut missing);
+        if !missing.is_empty() {
+            report.skipped_corrupt.push(format!(
+                "packet {}@{}: {} tree node(s) missing or corrupt; not indexed",
+                record.name,
+                record.version,
+                missing.len()
+            ));
+            continue;
+        }
+        let mut objects: Vec<ObjectRow> = files
+            .iter()
+            .map(|f| ObjectRow {
+                id: f.meta.blake3,
+                kind: "blob".into(),
+                size: f.meta.size,
+            })
+            .collect();
+        collect_tree_rows(&good, &record.tree, &mut objects);
+        catalog.insert_reindexed(record_id, record, &files, &objects)?;
+        report.packets += 1;
+    }
+    catalog.log_event(&NewEvent {
+        kind: "reindex".into(),
+        subject: store.root().display().to_string(),
+        detail: serde_json::json!({
+            "packets": report.packets,
+            "objects": report.objects,
+            "skipped": report.skipped_corrupt.len(),
+        }),
+    })?;
+    Ok((report, catalog))
+}
+
+fn collect_tree_rows(
+    good: &HashMap<Blake3Digest, Checked>,
+    id: &Blake3Digest,
+    out: &mut Vec<ObjectRow>,
+) {
+    if let Some(Checked::Tree(node)) = good.get(id) {
+        out.push(ObjectRow {
+            id: *id,
+            kind: "tree".into(),
+            size: node.encode().len() as u64,
+        });
+        for entry in node.entries() {
+            if let TreeEntry::Dir { tree, .. } = entry {
+                collect_tree_rows(good, tree, out);
+            }
+        }
+    }
+}

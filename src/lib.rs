@@ -1,0 +1,38 @@
+//! evstore: a content-addressed, append-only evidence store.
+//!
+//! Evidence packets (folders of report files) are archived into an object store addressed by
+//! BLAKE3, described by a Merkle tree manifest and a `packet_tree_sha256` that coreutils can
+//! recompute, and indexed in an SQLite catalog. See `docs/ARCHITECTURE.md` for the module map and
+//! `docs/FORMAT.md` for every on-disk and hash format.
+//!
+//! The binary (`src/main.rs`) is glue around [`cli::run`]; everything else is library code that
+//! returns [`Error`] values and never prints.
+
+pub mod archive;
+pub mod catalog;
+pub mod cbor;
+pub mod cli;
+pub mod digest;
+pub mod error;
+pub mod export;
+pub mod fsck;
+pub mod manifest;
+pub mod object;
+pub mod packet_ref;
+pub mod record;
+pub mod scan;
+pub mod store;
+pub mod tree;
+
+pub use error::{Error, ErrorClass, Result};
+
+/// The version of this evstore build, recorded in every packet record.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,513 @@
+//! The append-only object store: where bytes live, addressed by BLAKE3.
+//!
+//! A store is a folder:
+//!
+//! ```text
+//! <store>/VERSION          "evstore store 1\n": marks the folder as a store
+//! <store>/objects/ab/cd…   one file per object, named by the hex BLAKE3 of its payload
+//! <store>/tmp/             staging area for objects being written
+//! <store>/catalog.sqlite   the catalog (see the `catalog` module; this module never opens it)
+//! ```
+//!
+//! Object I/O goes through the small [`ObjectBackend`] interface (exists, open, stat, list,
+//! stage, publish) so that another backend (S3-compatible, say) can be added without touching the
+//! tree, catalog or CLI code. [`LocalBackend`] is the only backend today.
+//!
+//! Writes are batched: every new object of an operation is first written to a temp file in
+//! `tmp/` ([`ObjectBatch`]); [`ObjectBatch::commit`] then makes all of them durable at once (one
+//! `syncfs`), moves each into place without ever replacing an existing file (an object that is
+//! already there counts as success), and makes the new names durable (a second `syncfs`). A batch
+//! dropped without commit deletes its temp files. An object file therefore exists under its final
+//! name only once its bytes are on disk, and objects are never modified: they are made read-only
+//! before they are moved into place.
+//!
+//! **Architecture Invariant:** this module never touches SQLite.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tempfile::TempPath;
+
+use crate::digest::Blake3Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::object::{self, DecodeError, Decoded, ObjectKind};
+
+/// The contents of `<store>/VERSION`.
+pub const STORE_VERSION_TEXT: &str = "evstore store 1\n";
+
+/// One object file found when listing a store.
+#[derive(Clone, Debug)]
+pub enum ListedObject {
+    /// A well-named object file.
+    Object {
+        /// The id its name gives.
+        id: Blake3Digest,
+        /// Its size on disk.
+        stored_size: u64,
+    },
+    /// A file or folder under `objects/` whose name is not an object name.
+    Stray(PathBuf),
+}
+
+/// A temp file holding one encoded object, waiting to be published.
+#[derive(Debug)]
+pub struct StagedObject {
+    path: TempPath,
+    stored_size: u64,
+}
+
+/// What publishing one object did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The object id.
+    pub id: Blake3Digest,
+    /// True if this call wrote it; false if it was already in the store.
+    pub newly_stored: bool,
+    /// Size of the object file on disk.
+    pub stored_size: u64,
+}
+
+/// Object I/O: the interface every storage backend implements.
+pub trait ObjectBackend: Send + Sync {
+    /// A short human description, such as the objects folder.
+    fn describe(&self) -> String;
+    /// True if an object with this id is stored.
+    fn exists(&self, id: &Blake3Digest) -> Result<bool>;
+    /// Open an object's stored bytes (header and payload), or `None` if it is absent.
+    fn open(&self, id: &Blake3Digest) -> Result<Option<Box<dyn Read + Send>>>;
+    /// The stored size of an object, or `None` if it is absent.
+    fn stat(&self, id: &Blake3Digest) -> Result<Option<u64>>;
+    /// Every object, and every stray entry, in no particular order.
+    fn list(&self) -> Result<Vec<ListedObject>>;
+    /// A new temp file to write an encoded object into.
+    fn stage(&self) -> Result<(File, TempPath)>;
+    /// Make staged objects durable under their ids. Never replaces an existing object.
+    fn publish(&self, staged: Vec<(Blake3Digest, StagedObject)>) -> Result<Vec<Published>>;
+}
+
+/// The local folder backend.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+impl LocalBackend {
+    /// The backend for the store at `root` (which must exist).
+    pub fn new(root: &Path) -> LocalBackend {
+        LocalBackend {
+            objects: root.join("objects"),
+            tmp: root.join("tmp"),
+        }
+    }
+
+    /// The path of an object file: `objects/ab/cdef…`.
+    pub fn object_path(&self, id: &Blake3Digest) -> PathBuf {
+        let hex = id.to_hex();
+        self.objects.join(&hex[..2]).join(&hex[2..])
+    }
+}
+
+impl ObjectBackend for LocalBackend {
+    fn describe(&self) -> String {
+        self.objects.display().to_string()
+    }
+
+    fn exists(&self, id: &Blake3Digest) -> Result<bool> {
+        Ok(self.stat(id)?.is_some())
+    }
+
+    fn open(&self, id: &Blake3Digest) -> Result<Option<Box<dyn Read + Send>>> {
+        let path = self.object_path(id);
+        match File::open(&path) {
+            Ok(file) => Ok(Some(Box::new(file))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(Error::io(path, "cannot open object", err)),
+        }
+    }
+
+    fn stat(&self, id: &Blake3Digest) -> Result<Option<u64>> {
+        let path = self.object_path(id);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Err(Error::corrupt(
+                format!("object {id}"),
+                format!("{} is not a regular file", path.display()),
+            )),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(Error::io(path, "cannot stat object", err)),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<ListedObject>> {
+        let mut out = Vec::new();
+        for fan in fs::read_dir(&self.objects).at(&self.objects, "cannot list objects")? {
+            let fan = fan.at(&self.objects, "cannot list objects")?;
+            let fan_path = fan.path();
+            let fan_name = fan.file_name();
+            let fan_name = fan_name.to_str().unwrap_or("");
+            let is_dir = fan.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if fan_name.len() != 2 || !crate::digest::is_lower_hex(fan_name) || !is_dir {
+                out.push(ListedObject::Stray(fan_path));
+                continue;
+            }
+            for item in fs::read_dir(&fan_path).at(&fan_path, "cannot list objects")? {
+                let item = item.at(&fan_path, "cannot list objects")?;
+                let path = item.path();
+                let name = item.file_name();
+                let id = name
+                    .to_str()
+                    .and_then(|rest| Blake3Digest::parse_hex(&format!("{fan_name}{rest}")));
+                let meta = fs::symlink_metadata(&path).at(&path, "cannot stat object")?;
+                match id {
+                    Some(id) if meta.is_file() => out.push(ListedObject::Object {
+                        id,
+                        stored_size: meta.len(),
+                    }),
+                    _ => out.push(ListedObject::Stray(path)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn stage(&self) -> Result<(File, TempPath)> {
+        let temp = tempfile::Builder::new()
+            .prefix("obj-")
+            .tempfile_in(&self.tmp)
+            .at(&self.tmp, "cannot create a temp file in the store")?;
+        Ok(temp.into_parts())
+    }
+
+    fn publish(&self, staged: Vec<(Blake3Digest, StagedObject)>) -> Result<Vec<Published>> {
+        if staged.is_empty() {
+            return Ok(Vec::new());
+        }
+        // 1. Make every staged file read-only and its bytes durable.
+        for (_, object) in &staged {
+            let path: &Path = &object.path;
+            fs::set_permissions(path, fs::Permissions::from_mode(0o444))
+                .at(path, "cannot make object read-only")?;
+        }
+        sync_store(&self.tmp, staged.iter().map(|(_, s)| &*s.path as &Path))?;
+        // 2. Move each into place without replacing anything.
+        let mut published = Vec::with_capacity(staged.len());
+        let mut dirs = Vec::new();
+        for (id, object) in staged {
+            let final_path = self.object_path(&id);
+            let dir = final_path.parent().unwrap_or(&self.objects).to_path_buf();
+            if !dir.is_dir() {
+                fs::create_dir_all(&dir).at(&dir, "cannot create object folder")?;
+            }
+            let newly_stored = match object.path.persist_noclobber(&final_path) {
+                Ok(()) => true,
+                Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(err) => {
+                    return Err(Error::io(
+                        &final_path,
+                        "cannot move object into place",
+                        err.error,
+                    ))
+                }
+            };
+            if newly_stored {
+                dirs.push(dir);
+            }
+            published.push(Published {
+                id,
+                newly_stored,
+                stored_size: object.stored_size,
+            });
+        }
+        // 3. Make the new names durable.
+        dirs.sort();
+        dirs.dedup();
+        dirs.push(self.objects.clone());
+        sync_store(&self.tmp, dirs.iter().map(|d| d.as_path()))?;
+        Ok(published)
+    }
+}
+
+/// Flush `paths` to stable storage. On Linux one `syncfs` covers the whole store; elsewhere each
+/// path is fsynced.
+fn sync_store<'a>(anchor: &Path, paths: impl Iterator<Item = &'a Path>) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = paths;
+        let dir = File::open(anchor).at(anchor, "cannot open store for sync")?;
+        rustix::fs::syncfs(&dir)
+            .map_err(|errno| Error::io(anchor, "syncfs failed", errno.into()))?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = anchor;
+        for path in paths {
+            File::open(path)
+                .and_then(|f| f.sync_all())
+                .at(path, "cannot fsync")?;
+        }
+    }
+    Ok(())
+}
+
+/// A store folder: its layout and its object backend.
+pub struct Store {
+    root: PathBuf,
+    backend: Box<dyn ObjectBackend>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish()
+    }
+}
+
+impl Store {
+    /// Create a new, empty store at `root`. `root` may exist if it is an empty folder.
+    pub fn init(root: &Path) -> Result<Store> {
+        if root.join("VERSION").exists() {
+            return Err(Error::Usage(format!(
+                "{} is already an evstore store",
+                root.display()
+            )));
+        }
+        match fs::read_dir(root) {
+            Ok(mut items) => {
+                if items.next().is_some() {
+                    return Err(Error::Usage(format!(
+                        "{} exists and is not empty; a store needs a new or empty folder",
+                        root.display()
+                    )));
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(root).at(root, "cannot create store folder")?;
+            }
+            Err(err) => return Err(Error::io(root, "cannot use as store folder", err)),
+        }
+        for sub in ["objects", "tmp"] {
+            let path = root.join(sub);
+            fs::create_dir(&path).at(&path, "cannot create store folder")?;
+        }
+        let version = root.join("VERSION");
+        let mut file = File::create(&version).at(&version, "cannot write")?;
+        file.write_all(STORE_VERSION_TEXT.as_bytes())
+            .and_then(|()| file.sync_all())
+            .at(&version, "cannot write")?;
+        File::open(root)
+            .and_then(|d| d.sync_all())
+            .at(root, "cannot fsync store folder")?;
+        Store::open(root)
+    }
+
+    /// Open the existing store at `root`.
+    pub fn open(root: &Path) -> Result<Store> {
+        let meta = fs::metadata(root).map_err(|err| {
+            if err.kind() == io::ErrorKind::NotFound {
+                Error::Usage(format!(
+                    "no evstore store at {}; create one with `evstore init --store {}` (or set --store / EVSTORE_STORE)",
+                    root.display(),
+                    root.display()
+                ))
+            } else {
+                Error::io(root, "cannot open store", err)
+            }
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::Usage(format!(
+                "{} is not a folder, so it cannot be an evstore store",
+                root.display()
+            )));
+        }
+        let version_path = root.join("VERSION");
+        let version = fs::read(&version_path).map_err(|err| {
+            if err.kind() == io::ErrorKind::NotFound {
+                Error::Usage(format!(
+                    "{} is not an evstore store (it has no VERSION file); create one with `evstore init --store DIR`",
+                    root.display()
+                ))
+            } else {
+                Error::io(&version_path, "cannot read", err)
+            }
+        })?;
+        if version != STORE_VERSION_TEXT.as_bytes() {
+            return Err(Error::Usage(format!(
+                "{}: unsupported store version {:?}",
+                version_path.display(),
+                String::from_utf8_lossy(&version)
+            )));
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+            backend: Box::new(LocalBackend::new(root)),
+        })
+    }
+
+    /// The store folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The catalog file of this store.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join("catalog.sqlite")
+    }
+
+    /// The staging folder of this store.
+    pub fn tmp_path(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The object backend.
+    pub fn backend(&self) -> &dyn ObjectBackend {
+        &*self.backend
+    }
+
+    /// Start a batch of writes.
+    pub fn batch(&self) -> ObjectBatch<'_> {
+        ObjectBatch {
+            backend: &*self.backend,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Stream-decode object `id` into `out`, verifying it. `NotFound` if it is absent.
+    pub fn read_object<W: Write>(&self, id: &Blake3Digest, out: W) -> Result<Decoded> {
+        let what = format!("object {id}");
+        let stored = self
+            .backend
+            .open(id)?
+            .ok_or_else(|| Error::corrupt(&what, "missing from the store"))?;
+        object::decode_object(stored, id, out).map_err(|err| match err {
+            DecodeError::Corrupt(reason) => Error::corrupt(what, reason),
+            DecodeError::Io(source) => Error::Io {
+                path: PathBuf::from(self.backend.describe()).join(id.to_hex()),
+                action: "cannot read object",
+                source,
+            },
+        })
+    }
+
+    /// Read a small object (tree node, record) fully into memory, verified.
+    pub fn read_small_object(&self, id: &Blake3Digest) -> Result<(ObjectKind, Vec<u8>)> {
+        let mut out = Vec::new();
+        let decoded = self.read_object(id, &mut out)?;
+        Ok((decoded.header.kind, out))
+    }
+}
+
+/// A set of object writes that become durable together.
+pub struct ObjectBatch<'a> {
+    backend: &'a dyn ObjectBackend,
+    pending: Mutex<HashMap<Blake3Digest, StagedObject>>,
+}
+
+/// The outcome of adding one object to a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// Staged; it will be written by commit.
+    Staged,
+    /// The store or the batch already has it.
+    AlreadyPresent,
+}
+
+impl ObjectBatch<'_> {
+    fn already_has(&self, id: &Blake3Digest) -> Result<bool> {
+        if self.lock().contains_key(id) {
+            return Ok(true);
+        }
+        self.backend.exists(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Blake3Digest, StagedObject>> {
+        // A panic while holding the lock cannot leave the map half-updated (inserts are atomic),
+        // so a poisoned lock is still safe to use.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add an object whose payload is in memory. The caller has hashed it: `id` is its BLAKE3.
+    pub fn add_bytes(&self, id: Blake3Digest, kind: ObjectKind, payload: &[u8]) -> Result<Added> {
+        if self.already_has(&id)? {
+            return Ok(Added::AlreadyPresent);
+        }
+        let encoded = object::encode_in_memory(kind, payload)
+            .map_err(|e| Error::io("zstd", "compress", e))?;
+        let (mut file, path) = self.backend.stage()?;
+        file.write_all(&encoded)
+            .at(&path, "cannot write temp object")?;
+        drop(file);
+        self.insert(
+            id,
+            StagedObject {
+                path,
+                stored_size: encoded.len() as u64,
+            },
+        );
+        Ok(Added::Staged)
+    }
+
+    /// Start streaming an object of `len` payload bytes, compressed with zstd.
+    pub fn stream(&self, kind: ObjectKind, len: u64) -> Result<StreamWriter> {
+        let (file, path) = self.backend.stage()?;
+        let mut writer = BufWriter::with_capacity(256 * 1024, file);
+        let header = object::Header {
+            kind,
+            codec: object::Codec::Zstd,
+            len,
+        };
+        writer
+            .write_all(&header.encode())
+            .at(&path, "cannot write temp object")?;
+        let encoder = zstd::stream::write::Encoder::new(writer, object::ZSTD_LEVEL)
+            .at(&path, "cannot start zstd")?;
+        Ok(StreamWriter { encoder, path })
+    }
+
+    /// Add a streamed object once its id is known.
+    pub fn add_stream(&self, id: Blake3Digest, writer: StreamWriter) -> Result<Added> {
+        let StreamWriter { encoder, path } = writer;
+        if self.already_has(&id)? {
+            return Ok(Added::AlreadyPresent);
+        }
+        let writer = encoder.finish().at(&path, "cannot finish zstd")?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| Error::io(&*path, "cannot write temp object", e.into_error()))?;
+        let stored_size = file.metadata().at(&path, "cannot stat temp object")?.len();
+        drop(file);
+        self.insert(id, StagedObject { path, stored_size });
+        Ok(Added::Staged)
+    }
+
+    fn insert(&self, id: Blake3Digest, staged: StagedObject) {
+        // If two threads staged the same new object, the second copy is dropped (its temp file
+        // is deleted); either copy holds the same bytes.
+        self.lock().entry(id).or_insert(staged);
+    }
+
+    /// Make every staged object durable and return what each publish did.
+    pub fn commit(self) -> Result<Vec<Published>> {
+        let pending = self.pending.into_inner().unwrap_or_else(|p| p.into_inner());
+        self.backend.publish(pending.into_iter().collect())
+    }
+}
+
+/// A streaming writer for one object; see [`ObjectBatch::stream`].
+pub struct StreamWriter {
+    encoder: zstd::stream::write::Encoder<'static, BufWriter<File>>,
+    path: TempPath,
+}
+
+impl Write for StreamWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.encoder.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.encoder.flush()
+    }
+}
