@@ -348,6 +348,20 @@ mod tests {
         assert!(decode_to_vec(&longer, &id).is_err());
     }
 
+    /// The object-file vector of docs/FORMAT.md section 8.
+    #[test]
+    fn format_md_blob_vector() {
+        let stored = encode_in_memory(ObjectKind::Blob, b"hello\n").unwrap();
+        assert_eq!(
+            hex::encode(stored),
+            "4556534f01010000060000000000000068656c6c6f0a"
+        );
+        assert_eq!(
+            blake3_of(b"hello\n").to_hex(),
+            "8e4c7c1b99dbfd50e7a95185fead5ee1448fa904a2fdd778eaf5f2dbfd629a99"
+        );
+    }
+
     #[test]
     fn header_vector() {
         let header = Header {
