@@ -24,7 +24,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
 use crate::object::ObjectKind;
 use crate::record::PacketRecord;
-use crate::scan::{scan, PacketFile};
+use crate::scan::{scan, PacketFile, Scan};
 use crate::store::{ObjectBatch, Store};
 use crate::tree::{build_tree, manifest_of, BuiltTree, FileMeta, HashedFile};
 
@@ -65,7 +65,11 @@ pub fn hash_packet(root: &Path) -> Result<HashedPacket> {
 }
 
 fn hash_into(root: &Path, batch: Option<&ObjectBatch<'_>>) -> Result<HashedPacket> {
-    let scanned = scan(root)?;
+    hash_scanned(scan(root)?, batch)
+}
+
+fn hash_scanned(scanned: Scan, batch: Option<&ObjectBatch<'_>>) -> Result<HashedPacket> {
+    let root = scanned.root.clone();
     let files = scanned.require_regular_files()?;
     let hashed: Vec<HashedFile> = files
         .par_iter()
@@ -74,7 +78,7 @@ fn hash_into(root: &Path, batch: Option<&ObjectBatch<'_>>) -> Result<HashedPacke
     let manifest = manifest_of(&hashed)?;
     let tree = build_tree(&hashed)?;
     Ok(HashedPacket {
-        root: root.to_path_buf(),
+        root,
         files: hashed,
         manifest,
         tree,
@@ -282,15 +286,17 @@ pub fn ingest(
 ) -> Result<IngestReport> {
     crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
     refuse_store_inside(store, root)?;
-    let seal = match scan(root)?.seal {
+    let scanned = scan(root)?;
+    let seal = match &scanned.seal {
         Some(path) => {
+            let path = path.clone();
             let bytes = std::fs::read(&path).at(&path, "cannot read seal")?;
             Some((Manifest::parse_seal(&bytes, &path)?, path))
         }
         None => None,
     };
     let batch = store.batch();
-    let packet = hash_into(root, Some(&batch))?;
+    let packet = hash_scanned(scanned, Some(&batch))?;
     if let Some((seal, seal_path)) = &seal {
         let differences = SealDifferences::between(seal, &packet.manifest);
         if !differences.is_empty() {

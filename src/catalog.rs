@@ -161,6 +161,18 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Open the existing catalog of a store. A missing catalog is an error, never silently
+    /// replaced by an empty one: an empty catalog would make a store look empty and sound.
+    pub fn open_existing(path: &Path) -> Result<Catalog> {
+        if !path.exists() {
+            return Err(Error::Usage(format!(
+                "{} is missing; rebuild it from the objects with `evstore reindex`",
+                path.display()
+            )));
+        }
+        Catalog::open(path)
+    }
+
     /// Open the catalog at `path`, creating it (with its schema) if it does not exist.
     pub fn open(path: &Path) -> Result<Catalog> {
         let conn = Connection::open(path).map_err(|source| Error::Catalog {

@@ -177,7 +177,7 @@ struct Context {
 impl Context {
     fn open(&self) -> Result<(Store, Catalog)> {
         let store = Store::open(&self.store_path)?;
-        let catalog = Catalog::open(&store.catalog_path())?;
+        let catalog = Catalog::open_existing(&store.catalog_path())?;
         Ok((store, catalog))
     }
 

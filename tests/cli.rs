@@ -608,6 +608,11 @@ fn reindex_rebuilds_a_deleted_catalog() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = fs::remove_file(sb.store().join(format!("catalog.sqlite{suffix}")));
     }
+    // Without a catalog, commands refuse rather than show an empty store.
+    let out = sb.run(&["ls"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("evstore reindex"), "{}", stderr(&out));
+    assert_eq!(code(&sb.run(&["fsck"])), 2);
     let (rc, report) = sb.json(&["reindex"]);
     assert_eq!(rc, 0, "{report}");
     assert_eq!(report["packets"], 2);
