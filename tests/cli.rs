@@ -718,3 +718,38 @@ fn log_lists_init_and_ingest_events() {
         .collect();
     assert_eq!(kinds, ["init", "ingest"]);
 }
+
+#[test]
+fn four_concurrent_ingests_of_overlapping_packets_all_succeed() {
+    let sb = Sandbox::new();
+    assert_eq!(code(&sb.run(&["init"])), 0);
+    let shared = noise(300 * 1024, 42);
+    for i in 0..4 {
+        sb.write(&format!("p{i}/shared.bin"), &shared);
+        sb.write(&format!("p{i}/common/notes.txt"), "same in every packet\n");
+        sb.write(&format!("p{i}/own.txt"), format!("packet {}\n", i % 2));
+    }
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_evstore"))
+                .arg("--store")
+                .arg(sb.store())
+                .args(["ingest", "--name", "shared"])
+                .arg(sb.path(&format!("p{i}")))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    // Two distinct trees (own.txt is "packet 0" or "packet 1"): exactly two versions.
+    let (_, listed) = sb.json(&["ls"]);
+    let packets = listed["packets"].as_array().unwrap();
+    assert_eq!(packets.len(), 2, "{listed}");
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+}
