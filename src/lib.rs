@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod cbor;
 pub mod cli;
 pub mod digest;
+pub mod drift;
 pub mod error;
 pub mod export;
 pub mod fsck;
