@@ -87,7 +87,7 @@ fn hash_scanned(scanned: Scan, batch: Option<&ObjectBatch<'_>>) -> Result<Hashed
 }
 
 /// Open a file for reading without following a symlink swapped in since the scan.
-fn open_no_follow(path: &Path) -> Result<File> {
+pub(crate) fn open_no_follow(path: &Path) -> Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
@@ -165,13 +165,45 @@ fn hash_file(file: &PacketFile, batch: Option<&ObjectBatch<'_>>) -> Result<Hashe
     Ok(hashed(file, digest))
 }
 
-fn check_unchanged(handle: &File, before: &Metadata, path: &Path) -> Result<()> {
+pub(crate) fn check_unchanged(handle: &File, before: &Metadata, path: &Path) -> Result<()> {
     let after = handle.metadata().at(path, "cannot stat")?;
     if same_file_state(before, &after) {
         Ok(())
     } else {
         Err(changed(path))
     }
+}
+
+/// SHA-256 of one file, streamed, for checks that need no BLAKE3 and store nothing (the gate).
+/// Refuses a symlink swapped in since the scan and a file that changes while it is read.
+pub fn sha256_file(path: &Path, scanned_size: u64) -> Result<Sha256Digest> {
+    use sha2::Digest as _;
+    let mut handle = open_no_follow(path)?;
+    let before = handle.metadata().at(path, "cannot stat")?;
+    if !before.is_file() || before.len() != scanned_size {
+        return Err(changed(path));
+    }
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; CHUNK.min(scanned_size as usize + 1).max(1)];
+    let mut total: u64 = 0;
+    loop {
+        let n = match handle.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(Error::io(path, "cannot read", err)),
+        };
+        total += n as u64;
+        if total > scanned_size {
+            return Err(changed(path));
+        }
+        hasher.update(&buf[..n]);
+    }
+    if total != scanned_size {
+        return Err(changed(path));
+    }
+    check_unchanged(&handle, &before, path)?;
+    Ok(Sha256Digest(hasher.finalize().into()))
 }
 
 fn hashed(file: &PacketFile, digest: crate::digest::DualDigest) -> HashedFile {

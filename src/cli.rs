@@ -17,6 +17,7 @@ use crate::catalog::{Catalog, NewEvent, PacketRow};
 use crate::error::{Error, ErrorClass, Result};
 use crate::export::{cat_file, export, verified_files};
 use crate::fsck::{fsck, reindex};
+use crate::gate::{self, GateReport, SealAction, Side, Verdict};
 use crate::packet_ref::{check_packet_name, parse_packet_ref};
 use crate::store::Store;
 use crate::tree::manifest_of;
@@ -121,6 +122,53 @@ pub enum Command {
     Log,
     /// Re-hash every object and cross-check objects, catalog and event chain
     Fsck,
+    /// Write DIR/HASH_MANIFEST.txt, the canonical manifest of the folder (needs no store)
+    ///
+    /// The seal lists every regular file below DIR with its SHA-256, so `sha256sum -c
+    /// HASH_MANIFEST.txt` passes inside DIR and `sha256sum HASH_MANIFEST.txt` prints the
+    /// packet_tree_sha256. The same seal again is a no-op; a different existing seal is refused.
+    Seal {
+        /// The packet folder
+        dir: PathBuf,
+        /// Replace a different existing seal
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a folder byte for byte against its seal, a seal file, or a stored packet
+    ///
+    /// PASS (exit 0) only when every sealed file is present with identical bytes, no unsealed file
+    /// is present, and (against a packet) every executable bit matches; anything else is FAIL
+    /// (exit 1) with each failing file explained (crlf, bom, typography, json_escape, ...). A
+    /// malformed seal is an error (exit 2) naming the line. Without --against, needs no store.
+    /// See docs/VERIFY.md for exactly what is and is not checked.
+    Verify {
+        /// The folder to check
+        dir: PathBuf,
+        /// Check against this stored packet instead of a seal
+        #[arg(long, value_name = "PACKET", conflicts_with = "seal")]
+        against: Option<String>,
+        /// Check against this seal file [default: DIR/HASH_MANIFEST.txt]
+        #[arg(long, value_name = "FILE")]
+        seal: Option<PathBuf>,
+        /// A copy of the sealed packet (such as a KB mirror), used to diagnose changed files
+        #[arg(long, value_name = "DIR", conflicts_with = "against")]
+        original: Option<PathBuf>,
+    },
+    /// Compare any two of: a folder, a seal file, a stored packet (A is expected, B observed)
+    ///
+    /// Each operand is `folder:PATH`, `seal:PATH` or `packet:PACKET`; without a prefix, an
+    /// existing folder is a folder, an existing file is a seal, anything else is a PACKET. Between
+    /// two stored packets the Merkle trees are walked together and equal subtrees skipped.
+    /// Exit 0 when they are identical, 1 when they differ.
+    Diff {
+        /// The expected side
+        a: String,
+        /// The observed side
+        b: String,
+        /// A copy of A's bytes, used to diagnose changed files when A is a seal
+        #[arg(long, value_name = "DIR")]
+        original: Option<PathBuf>,
+    },
     /// Rebuild the catalog from the objects alone
     Reindex {
         /// Move an existing catalog aside (it is kept, never deleted) and rebuild
@@ -212,6 +260,14 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Log => cmd_log(&ctx),
         Command::Fsck => cmd_fsck(&ctx),
         Command::Reindex { replace } => cmd_reindex(&ctx, replace),
+        Command::Seal { dir, force } => cmd_seal(&ctx, &dir, force),
+        Command::Verify {
+            dir,
+            against,
+            seal,
+            original,
+        } => cmd_verify(&ctx, &dir, against, seal, original),
+        Command::Diff { a, b, original } => cmd_diff(&ctx, &a, &b, original),
     }
 }
 
@@ -591,4 +647,179 @@ fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
     } else {
         Outcome::Fail
     })
+}
+
+fn cmd_seal(ctx: &Context, dir: &Path, force: bool) -> Result<Outcome> {
+    let report = gate::seal_folder(dir, force)?;
+    if ctx.json {
+        print_json(&serde_json::to_value(&report).unwrap_or(Value::Null));
+    } else {
+        let what = match report.action {
+            SealAction::Written => "sealed",
+            SealAction::Unchanged => "already sealed (same seal; nothing written)",
+            SealAction::Replaced => "replaced the seal of",
+        };
+        say!("{what} {} ({} files)", dir.display(), report.files);
+        say!("seal                {}", report.seal.display());
+        say!("packet_tree_sha256  {}", report.packet_tree_sha256);
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_verify(
+    ctx: &Context,
+    dir: &Path,
+    against: Option<String>,
+    seal: Option<PathBuf>,
+    original: Option<PathBuf>,
+) -> Result<Outcome> {
+    if let Some(packet) = against {
+        let (store, catalog) = ctx.open()?;
+        let row = ctx.resolve(&catalog, &packet)?;
+        let expected = Side::packet(&store, &row)?;
+        let observed = Side::folder(dir)?;
+        let mut report = gate::compare(Some(&store), &expected, &observed)?;
+        let canonical = expected.manifest()?.text();
+        if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
+            report = gate::add_result(report, &expected, &observed, result);
+        }
+        return Ok(print_gate_report(ctx, &report));
+    }
+    let seal_path = match seal {
+        Some(path) => path,
+        None => {
+            let path = dir.join(crate::scan::SEAL_FILE_NAME);
+            if !path.exists() {
+                return Err(Error::Usage(format!(
+                    "{} has no HASH_MANIFEST.txt; give --seal FILE or --against PACKET, or create \
+                     one with `evstore seal {}`",
+                    dir.display(),
+                    dir.display()
+                )));
+            }
+            path
+        }
+    };
+    let mut expected = Side::seal(&seal_path)?;
+    if let Some(original) = &original {
+        expected = expected.with_original(original);
+    }
+    let observed = Side::folder(dir)?;
+    let mut report = gate::compare(None, &expected, &observed)?;
+    let own_seal = observed
+        .folder_seal()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+    let given = std::fs::canonicalize(&seal_path).unwrap_or(seal_path);
+    if own_seal.is_some() && own_seal.as_ref() != Some(&given) {
+        let canonical = expected.manifest()?.text();
+        if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
+            report = gate::add_result(report, &expected, &observed, result);
+        }
+    }
+    Ok(print_gate_report(ctx, &report))
+}
+
+/// One operand of `diff`.
+enum Operand {
+    Folder(PathBuf),
+    Seal(PathBuf),
+    Packet(String),
+}
+
+fn parse_operand(text: &str) -> Operand {
+    if let Some(path) = text.strip_prefix("folder:") {
+        Operand::Folder(PathBuf::from(path))
+    } else if let Some(path) = text.strip_prefix("seal:") {
+        Operand::Seal(PathBuf::from(path))
+    } else if let Some(packet) = text.strip_prefix("packet:") {
+        Operand::Packet(packet.to_string())
+    } else {
+        let path = Path::new(text);
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => Operand::Folder(path.to_path_buf()),
+            Ok(_) => Operand::Seal(path.to_path_buf()),
+            Err(_) => Operand::Packet(text.to_string()),
+        }
+    }
+}
+
+fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Result<Outcome> {
+    let (a, b) = (parse_operand(a), parse_operand(b));
+    let needs_store = matches!(a, Operand::Packet(_)) || matches!(b, Operand::Packet(_));
+    let opened = if needs_store { Some(ctx.open()?) } else { None };
+    if let (Operand::Packet(x), Operand::Packet(y), Some((store, catalog))) = (&a, &b, &opened) {
+        let row_a = ctx.resolve(catalog, x)?;
+        let row_b = ctx.resolve(catalog, y)?;
+        let report = gate::diff_packets(store, catalog, &row_a, &row_b)?;
+        return Ok(print_gate_report(ctx, &report));
+    }
+    let load = |operand: &Operand| -> Result<Side> {
+        match operand {
+            Operand::Folder(path) => Side::folder(path),
+            Operand::Seal(path) => Side::seal(path),
+            Operand::Packet(reference) => match &opened {
+                Some((store, catalog)) => Side::packet(store, &ctx.resolve(catalog, reference)?),
+                None => Err(Error::Usage("a PACKET operand needs a store".into())),
+            },
+        }
+    };
+    let mut expected = load(&a)?;
+    if let Some(original) = &original {
+        expected = expected.with_original(original);
+    }
+    let observed = load(&b)?;
+    let store = opened.as_ref().map(|(store, _)| store);
+    let report = gate::compare(store, &expected, &observed)?;
+    Ok(print_gate_report(ctx, &report))
+}
+
+fn print_gate_report(ctx: &Context, report: &GateReport) -> Outcome {
+    if ctx.json {
+        print_json(&serde_json::to_value(report).unwrap_or(Value::Null));
+    } else {
+        for file in report.files.iter().filter(|f| !f.is_ok()) {
+            let classes: Vec<&str> = file.classes.iter().map(|c| c.name()).collect();
+            say!("FAIL  {}  [{}]", file.path, classes.join(", "));
+            if let Some(note) = &file.note {
+                say!("      {note}");
+            }
+            if let Some(diff) = &file.first_difference {
+                say!(
+                    "      first difference at byte {}; from byte {}:",
+                    diff.offset,
+                    diff.excerpt_offset
+                );
+                say!("        expected \"{}\"", diff.expected_text);
+                say!("        observed \"{}\"", diff.observed_text);
+            }
+        }
+        for note in &report.notes {
+            say!("note: {note}");
+        }
+        say!(
+            "expected  {}  {} ({})",
+            report.expected.packet_tree_sha256,
+            report.expected.label,
+            kind_name(report.expected.kind)
+        );
+        say!(
+            "observed  {}  {} ({})",
+            report.observed.packet_tree_sha256,
+            report.observed.label,
+            kind_name(report.observed.kind)
+        );
+        say!("{}", report.verdict_line());
+    }
+    match report.verdict {
+        Verdict::Pass => Outcome::Pass,
+        Verdict::Fail => Outcome::Fail,
+    }
+}
+
+fn kind_name(kind: gate::SideKind) -> &'static str {
+    match kind {
+        gate::SideKind::Folder => "folder",
+        gate::SideKind::Seal => "seal",
+        gate::SideKind::Packet => "packet",
+    }
 }

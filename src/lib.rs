@@ -17,6 +17,7 @@ pub mod drift;
 pub mod error;
 pub mod export;
 pub mod fsck;
+pub mod gate;
 pub mod manifest;
 pub mod object;
 pub mod packet_ref;

@@ -1,0 +1,910 @@
+//! The seal-vs-bytes gate: fail-closed comparison of folders, seals and stored packets.
+//!
+//! A [`Side`] is one thing to compare: a folder on disk (hashed now, in parallel), a seal file
+//! (`HASH_MANIFEST.txt` text, parsed strictly), or a packet in the store (its verified tree).
+//! [`compare`] matches an *expected* side against an *observed* one path by path and returns a
+//! [`GateReport`] that lists every file, keeps going after the first failure, and passes only
+//! when every expected file is present with identical bytes, nothing unexpected is present, and
+//! (when both sides record it) every executable bit matches. Each failing file is explained with
+//! the [`DriftClass`] vocabulary of [`crate::drift`], using the expected bytes when a side can
+//! provide them (the store, a folder, or an `--original` copy checked against the seal).
+//!
+//! [`seal_folder`] writes a folder's canonical `HASH_MANIFEST.txt`. Nothing here needs a store
+//! unless a side is a stored packet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::archive::{open_no_follow, sha256_file};
+use crate::catalog::{Catalog, PacketRow};
+use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
+use crate::drift::{self, compare_streams, DriftClass, FirstDifference, DIAGNOSIS_LIMIT};
+use crate::error::{Error, IoContext, Result};
+use crate::export::{sync_folder, verified_files, verified_record};
+use crate::manifest::{Manifest, ManifestEntry};
+use crate::scan::{scan, EntryKind, SEAL_FILE_NAME};
+use crate::store::Store;
+use crate::tree::{load_node, FileMeta, TreeEntry, MAX_DEPTH};
+
+/// The largest seal file the gate reads (a seal line is at most ~4 KiB; this allows millions).
+pub const MAX_SEAL_BYTES: u64 = 1 << 30;
+
+/// What kind of thing a side is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SideKind {
+    /// A folder on disk.
+    Folder,
+    /// A seal file.
+    Seal,
+    /// A packet in the store.
+    Packet,
+}
+
+/// One file as a side lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SideFile {
+    /// SHA-256 of the bytes.
+    pub sha256: Sha256Digest,
+    /// Size in bytes, if known (a seal does not record it).
+    pub size: Option<u64>,
+    /// Executable bit, if known (a seal does not record it).
+    pub executable: Option<bool>,
+    /// BLAKE3, for stored packets: the id of the blob holding the bytes.
+    #[serde(skip)]
+    pub blake3: Option<Blake3Digest>,
+}
+
+impl From<&FileMeta> for SideFile {
+    fn from(meta: &FileMeta) -> SideFile {
+        SideFile {
+            sha256: meta.sha256,
+            size: Some(meta.size),
+            executable: Some(meta.executable),
+            blake3: Some(meta.blake3),
+        }
+    }
+}
+
+/// Where a side's bytes can be read for diagnosis.
+#[derive(Clone, Debug)]
+enum ByteSource {
+    /// Nowhere: a seal alone.
+    None,
+    /// Files below this folder, trusted as they are (a compared folder).
+    Folder(PathBuf),
+    /// Files below this folder, used only where they hash to the listed SHA-256 (`--original`).
+    Original(PathBuf),
+    /// The store's blobs.
+    Store,
+}
+
+/// One side of a comparison.
+#[derive(Clone, Debug)]
+pub struct Side {
+    /// What it is.
+    pub kind: SideKind,
+    /// How to name it to a user: the folder or seal path, or `NAME@N`.
+    pub label: String,
+    /// The packet_tree_sha256 of what it lists (for a folder: of its regular files now).
+    pub packet_tree_sha256: Sha256Digest,
+    /// How many files it holds in all (may exceed `files.len()` for a pruned tree walk).
+    pub file_count: u64,
+    /// Regular files by path.
+    files: BTreeMap<String, SideFile>,
+    /// Entries that are not regular files (folders only): path → what they are.
+    others: BTreeMap<String, &'static str>,
+    /// The folder's top-level `HASH_MANIFEST.txt`, if a folder side has one.
+    folder_seal: Option<PathBuf>,
+    bytes: ByteSource,
+}
+
+/// Side summary, as reports show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SideSummary {
+    /// `folder`, `seal` or `packet`.
+    pub kind: SideKind,
+    /// The folder or seal path, or `NAME@N`.
+    pub label: String,
+    /// Its packet_tree_sha256.
+    pub packet_tree_sha256: Sha256Digest,
+    /// How many files it lists.
+    pub files: u64,
+}
+
+impl Side {
+    /// Hash a folder now: every regular file's SHA-256, in parallel; symlinks and special files
+    /// are recorded so they can be reported, never followed.
+    pub fn folder(root: &Path) -> Result<Side> {
+        let scanned = scan(root)?;
+        let regular: Vec<(&str, &Path, u64, bool)> = scanned
+            .entries
+            .iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::Regular { size, executable } => {
+                    Some((e.rel_path.as_str(), e.abs_path.as_path(), size, executable))
+                }
+                _ => None,
+            })
+            .collect();
+        let hashed: Vec<(String, SideFile)> = regular
+            .par_iter()
+            .map(|&(rel, abs, size, executable)| {
+                Ok((
+                    rel.to_string(),
+                    SideFile {
+                        sha256: sha256_file(abs, size)?,
+                        size: Some(size),
+                        executable: Some(executable),
+                        blake3: None,
+                    },
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let files: BTreeMap<String, SideFile> = hashed.into_iter().collect();
+        let others = scanned
+            .entries
+            .iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::Regular { .. } => None,
+                EntryKind::Symlink => Some((e.rel_path.clone(), "symbolic link")),
+                EntryKind::Special(what) => Some((e.rel_path.clone(), what)),
+            })
+            .collect();
+        let manifest = manifest_of_side(&files)?;
+        Ok(Side {
+            kind: SideKind::Folder,
+            label: root.display().to_string(),
+            packet_tree_sha256: manifest.packet_tree_sha256(),
+            file_count: files.len() as u64,
+            files,
+            others,
+            folder_seal: scanned.seal,
+            bytes: ByteSource::Folder(root.to_path_buf()),
+        })
+    }
+
+    /// Read a seal file strictly. An untrusted seal is an error naming the line.
+    pub fn seal(path: &Path) -> Result<Side> {
+        let bytes = read_seal_bytes(path)?;
+        let manifest = Manifest::parse_seal(&bytes, path)?;
+        let files = manifest
+            .entries()
+            .iter()
+            .map(|e| {
+                (
+                    e.path.clone(),
+                    SideFile {
+                        sha256: e.sha256,
+                        size: None,
+                        executable: None,
+                        blake3: None,
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>();
+        Ok(Side {
+            kind: SideKind::Seal,
+            label: path.display().to_string(),
+            packet_tree_sha256: sha256_of(&bytes),
+            file_count: files.len() as u64,
+            files,
+            others: BTreeMap::new(),
+            folder_seal: None,
+            bytes: ByteSource::None,
+        })
+    }
+
+    /// A stored packet: its record and tree, read from the objects and verified.
+    pub fn packet(store: &Store, row: &PacketRow) -> Result<Side> {
+        let (record, files) = verified_files(store, row)?;
+        Ok(Side {
+            kind: SideKind::Packet,
+            label: format!("{}@{}", record.name, record.version),
+            packet_tree_sha256: record.packet_tree_sha256,
+            file_count: record.file_count,
+            files: files
+                .iter()
+                .map(|f| (f.rel_path.clone(), SideFile::from(&f.meta)))
+                .collect(),
+            others: BTreeMap::new(),
+            folder_seal: None,
+            bytes: ByteSource::Store,
+        })
+    }
+
+    /// Use the files below `dir` as the expected bytes for diagnosis, where they hash to what
+    /// this side lists (for a seal: `--original DIR`, such as a KB mirror of the sealed packet).
+    pub fn with_original(mut self, dir: &Path) -> Side {
+        if matches!(self.bytes, ByteSource::None) {
+            self.bytes = ByteSource::Original(dir.to_path_buf());
+        }
+        self
+    }
+
+    /// The canonical manifest of what this side lists.
+    pub fn manifest(&self) -> Result<Manifest> {
+        manifest_of_side(&self.files)
+    }
+
+    /// The folder's own `HASH_MANIFEST.txt`, for a folder side that has one.
+    pub fn folder_seal(&self) -> Option<&Path> {
+        self.folder_seal.as_deref()
+    }
+
+    /// The summary reports show.
+    pub fn summary(&self) -> SideSummary {
+        SideSummary {
+            kind: self.kind,
+            label: self.label.clone(),
+            packet_tree_sha256: self.packet_tree_sha256,
+            files: self.file_count,
+        }
+    }
+}
+
+fn manifest_of_side(files: &BTreeMap<String, SideFile>) -> Result<Manifest> {
+    Manifest::from_entries(
+        files
+            .iter()
+            .map(|(path, f)| ManifestEntry {
+                path: path.clone(),
+                sha256: f.sha256,
+            })
+            .collect(),
+    )
+}
+
+fn read_seal_bytes(path: &Path) -> Result<Vec<u8>> {
+    let file = File::open(path).at(path, "cannot open seal")?;
+    let meta = file.metadata().at(path, "cannot stat seal")?;
+    if !meta.is_file() {
+        return Err(Error::unsupported(path, "the seal is not a regular file"));
+    }
+    if meta.len() > MAX_SEAL_BYTES {
+        return Err(Error::unsupported(
+            path,
+            format!("the seal is larger than {MAX_SEAL_BYTES} bytes"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_SEAL_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .at(path, "cannot read seal")?;
+    Ok(bytes)
+}
+
+/// The result for one path.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileResult {
+    /// The packet path.
+    pub path: String,
+    /// `ok` or `fail`.
+    pub status: &'static str,
+    /// Why it fails; empty when it is ok.
+    pub classes: Vec<DriftClass>,
+    /// What the expected side lists, if it lists this path.
+    pub expected: Option<SideFile>,
+    /// What the observed side holds, if it holds a regular file at this path.
+    pub observed: Option<SideFile>,
+    /// Where the bytes first differ, when both sides' bytes could be read.
+    pub first_difference: Option<FirstDifference>,
+    /// A sentence of context (what a non-regular entry is, why diagnosis was limited).
+    pub note: Option<String>,
+}
+
+impl FileResult {
+    /// True if this path passed.
+    pub fn is_ok(&self) -> bool {
+        self.classes.is_empty()
+    }
+}
+
+/// Counts over a report.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    /// Paths compared (the union of both sides).
+    pub files: u64,
+    /// Paths that match.
+    pub ok: u64,
+    /// Paths that fail.
+    pub failed: u64,
+    /// Failing paths per class (a path with two classes counts in both).
+    pub classes: BTreeMap<DriftClass, u64>,
+}
+
+/// The verdict: PASS only when nothing differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    /// Every byte and bit matches.
+    #[serde(rename = "PASS")]
+    Pass,
+    /// Something differs.
+    #[serde(rename = "FAIL")]
+    Fail,
+}
+
+/// The full result of a comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct GateReport {
+    /// PASS or FAIL.
+    pub verdict: Verdict,
+    /// The side that says what should be there.
+    pub expected: SideSummary,
+    /// The side that was found.
+    pub observed: SideSummary,
+    /// Counts.
+    pub counts: Counts,
+    /// Every path, in path-byte order.
+    pub files: Vec<FileResult>,
+    /// Folders whose subtrees were equal by tree id and not descended into (packet diffs).
+    pub subtrees_skipped: Vec<String>,
+    /// Remarks that do not change the verdict.
+    pub notes: Vec<String>,
+}
+
+impl GateReport {
+    /// The one-line verdict, such as `FAIL: 3 of 21 files differ (crlf: 1, missing: 2)`.
+    pub fn verdict_line(&self) -> String {
+        match self.verdict {
+            Verdict::Pass => format!(
+                "PASS: {} of {} files match (packet_tree_sha256 {})",
+                self.counts.ok, self.counts.files, self.observed.packet_tree_sha256
+            ),
+            Verdict::Fail => {
+                let mut classes: Vec<String> = self
+                    .counts
+                    .classes
+                    .iter()
+                    .map(|(class, n)| format!("{class}: {n}"))
+                    .collect();
+                classes.sort();
+                format!(
+                    "FAIL: {} of {} files differ ({})",
+                    self.counts.failed,
+                    self.counts.files,
+                    classes.join(", ")
+                )
+            }
+        }
+    }
+
+    fn finish(
+        expected: &Side,
+        observed: &Side,
+        mut files: Vec<FileResult>,
+        subtrees_skipped: Vec<String>,
+        notes: Vec<String>,
+    ) -> GateReport {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut counts = Counts {
+            files: files.len() as u64,
+            ..Counts::default()
+        };
+        for file in &files {
+            if file.is_ok() {
+                counts.ok += 1;
+            } else {
+                counts.failed += 1;
+                for class in &file.classes {
+                    *counts.classes.entry(*class).or_insert(0) += 1;
+                }
+            }
+        }
+        // Fail closed: the verdict comes from the per-file results and, independently, from the
+        // two tree hashes; either one differing is a FAIL.
+        let trees_equal = expected.packet_tree_sha256 == observed.packet_tree_sha256;
+        let mut notes = notes;
+        if counts.failed == 0 && !trees_equal {
+            notes.push("every listed file matches but the packet_tree_sha256 values differ".into());
+        }
+        let verdict = if counts.failed == 0 && trees_equal {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        GateReport {
+            verdict,
+            expected: expected.summary(),
+            observed: observed.summary(),
+            counts,
+            files,
+            subtrees_skipped,
+            notes,
+        }
+    }
+}
+
+/// Compare what `observed` holds against what `expected` lists.
+pub fn compare(store: Option<&Store>, expected: &Side, observed: &Side) -> Result<GateReport> {
+    let paths: BTreeSet<&String> = expected.files.keys().chain(observed.files.keys()).collect();
+    let results: Vec<FileResult> = paths
+        .into_par_iter()
+        .map(|path| compare_path(store, expected, observed, path))
+        .collect::<Result<_>>()?;
+    let mut results = results;
+    let mut notes = Vec::new();
+    // Non-regular entries that no expected file accounts for are extra.
+    for (path, what) in &observed.others {
+        if !expected.files.contains_key(path) {
+            results.push(FileResult {
+                path: path.clone(),
+                status: "fail",
+                classes: vec![DriftClass::Extra],
+                expected: None,
+                observed: None,
+                first_difference: None,
+                note: Some(format!("a {what} the seal does not list")),
+            });
+        }
+    }
+    if matches!(expected.bytes, ByteSource::None) && results.iter().any(needs_bytes) {
+        notes.push(
+            "the sealed bytes are not available, so changed files are reported as `content`; \
+             pass --original DIR (a copy of the sealed packet) or verify --against a stored packet \
+             to diagnose them"
+                .into(),
+        );
+    }
+    Ok(GateReport::finish(
+        expected,
+        observed,
+        results,
+        Vec::new(),
+        notes,
+    ))
+}
+
+fn needs_bytes(result: &FileResult) -> bool {
+    result.expected.is_some() && result.observed.is_some() && !result.is_ok()
+}
+
+fn compare_path(
+    store: Option<&Store>,
+    expected: &Side,
+    observed: &Side,
+    path: &str,
+) -> Result<FileResult> {
+    let e = expected.files.get(path).copied();
+    let o = observed.files.get(path).copied();
+    let mut result = FileResult {
+        path: path.to_string(),
+        status: "ok",
+        classes: Vec::new(),
+        expected: e,
+        observed: o,
+        first_difference: None,
+        note: None,
+    };
+    match (e, o) {
+        (Some(_), None) => {
+            let dir_prefix = format!("{path}/");
+            if let Some(what) = observed.others.get(path) {
+                result.classes.push(DriftClass::Type);
+                result.note = Some(format!("is now a {what}"));
+            } else if observed.files.keys().any(|p| p.starts_with(&dir_prefix)) {
+                result.classes.push(DriftClass::Type);
+                result.note = Some("is now a folder".into());
+            } else {
+                result.classes.push(DriftClass::Missing);
+            }
+        }
+        (None, Some(_)) => result.classes.push(DriftClass::Extra),
+        (Some(e), Some(o)) => {
+            if e.sha256 != o.sha256 {
+                let (diagnosis, note) = diagnose_path(store, expected, observed, path, &e, &o)?;
+                result.classes = diagnosis.classes;
+                result.first_difference = diagnosis.first_difference;
+                result.note = note;
+            }
+            if let (Some(a), Some(b)) = (e.executable, o.executable) {
+                if a != b {
+                    result.classes.push(DriftClass::Mode);
+                    result.classes.sort();
+                }
+            }
+        }
+        (None, None) => {}
+    }
+    if !result.classes.is_empty() {
+        result.status = "fail";
+    }
+    Ok(result)
+}
+
+/// Bytes of one side of one file, for diagnosis: small ones in memory, large ones as a file.
+enum Fetched {
+    Small(Vec<u8>),
+    Large(File),
+}
+
+fn diagnose_path(
+    store: Option<&Store>,
+    expected: &Side,
+    observed: &Side,
+    path: &str,
+    e: &SideFile,
+    o: &SideFile,
+) -> Result<(drift::Diagnosis, Option<String>)> {
+    let content_only = |note: String| {
+        (
+            drift::Diagnosis {
+                classes: vec![DriftClass::Content],
+                first_difference: None,
+            },
+            Some(note),
+        )
+    };
+    let Some(sealed) = fetch(store, expected, path, e)? else {
+        return Ok(content_only(
+            "sealed bytes not available; SHA-256 differs".into(),
+        ));
+    };
+    let Some(found) = fetch(store, observed, path, o)? else {
+        return Ok(content_only(
+            "observed bytes not available; SHA-256 differs".into(),
+        ));
+    };
+    match (sealed, found) {
+        (Fetched::Small(a), Fetched::Small(b)) => {
+            if a == b {
+                // The bytes changed again between hashing and diagnosis: still a failure.
+                return Ok(content_only(
+                    "the file changed while it was being checked".into(),
+                ));
+            }
+            Ok((drift::diagnose(&a, &b), None))
+        }
+        (a, b) => {
+            let into_reader = |f: Fetched| -> Box<dyn Read> {
+                match f {
+                    Fetched::Small(v) => Box::new(std::io::Cursor::new(v)),
+                    Fetched::Large(file) => Box::new(std::io::BufReader::new(file)),
+                }
+            };
+            let compared = compare_streams(into_reader(a), into_reader(b))
+                .map_err(|err| Error::io(path, "cannot compare", err))?;
+            let note = Some(format!(
+                "larger than {} MiB: compared by streaming, text and JSON classes not checked",
+                DIAGNOSIS_LIMIT >> 20
+            ));
+            Ok(match compared {
+                None => content_only("the file changed while it was being checked".into()),
+                Some((first, truncated)) => (
+                    drift::Diagnosis {
+                        classes: vec![if truncated {
+                            DriftClass::Truncated
+                        } else {
+                            DriftClass::Content
+                        }],
+                        first_difference: Some(first),
+                    },
+                    note,
+                ),
+            })
+        }
+    }
+}
+
+/// Read one file's bytes from a side, or `None` if the side cannot provide them.
+fn fetch(
+    store: Option<&Store>,
+    side: &Side,
+    path: &str,
+    file: &SideFile,
+) -> Result<Option<Fetched>> {
+    match &side.bytes {
+        ByteSource::None => Ok(None),
+        ByteSource::Folder(root) => read_folder_file(&root.join(path)).map(Some),
+        ByteSource::Original(root) => {
+            let full = root.join(path);
+            if std::fs::symlink_metadata(&full)
+                .map(|m| !m.is_file())
+                .unwrap_or(true)
+            {
+                return Ok(None);
+            }
+            let mut fetched = read_folder_file(&full)?;
+            let sha = match &mut fetched {
+                Fetched::Small(bytes) => sha256_of(bytes),
+                Fetched::Large(handle) => {
+                    let size = handle.metadata().at(&full, "cannot stat")?.len();
+                    let sha = sha256_file(&full, size)?;
+                    handle.rewind().at(&full, "cannot rewind")?;
+                    sha
+                }
+            };
+            Ok((sha == file.sha256).then_some(fetched))
+        }
+        ByteSource::Store => {
+            let (Some(store), Some(id)) = (store, file.blake3) else {
+                return Ok(None);
+            };
+            if file.size.unwrap_or(u64::MAX) <= DIAGNOSIS_LIMIT {
+                let mut bytes = Vec::new();
+                store.read_object(&id, &mut bytes)?;
+                Ok(Some(Fetched::Small(bytes)))
+            } else {
+                let mut temp = tempfile::tempfile().at(Path::new("<temp>"), "cannot create")?;
+                store.read_object(&id, &mut temp)?;
+                temp.rewind().at(Path::new("<temp>"), "cannot rewind")?;
+                Ok(Some(Fetched::Large(temp)))
+            }
+        }
+    }
+}
+
+fn read_folder_file(path: &Path) -> Result<Fetched> {
+    let mut handle = open_no_follow(path)?;
+    let size = handle.metadata().at(path, "cannot stat")?.len();
+    if size > DIAGNOSIS_LIMIT {
+        return Ok(Fetched::Large(handle));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    (&mut handle)
+        .take(DIAGNOSIS_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .at(path, "cannot read")?;
+    Ok(Fetched::Small(bytes))
+}
+
+/// Check a folder's own `HASH_MANIFEST.txt` against the canonical text of what it is verified
+/// against. `None` when it matches or is absent.
+pub fn check_folder_seal(observed: &Side, canonical_text: &[u8]) -> Result<Option<FileResult>> {
+    let Some(path) = observed.folder_seal() else {
+        return Ok(None);
+    };
+    let bytes = read_seal_bytes(path)?;
+    if bytes == canonical_text {
+        return Ok(None);
+    }
+    let diagnosis = drift::diagnose(canonical_text, &bytes);
+    Ok(Some(FileResult {
+        path: SEAL_FILE_NAME.to_string(),
+        status: "fail",
+        classes: diagnosis.classes,
+        expected: None,
+        observed: None,
+        first_difference: diagnosis.first_difference,
+        note: Some(
+            "the folder's own seal is not the canonical manifest of what it is verified against"
+                .into(),
+        ),
+    }))
+}
+
+/// Add a result computed outside [`compare`] (such as [`check_folder_seal`]'s) to a report.
+pub fn add_result(
+    report: GateReport,
+    expected: &Side,
+    observed: &Side,
+    extra: FileResult,
+) -> GateReport {
+    let GateReport {
+        mut files,
+        subtrees_skipped,
+        notes,
+        ..
+    } = report;
+    files.push(extra);
+    GateReport::finish(expected, observed, files, subtrees_skipped, notes)
+}
+
+/// Compare two stored packets by walking their Merkle trees together, descending only into
+/// folders whose tree ids differ. Files in equal subtrees are listed from the catalog as ok.
+pub fn diff_packets(
+    store: &Store,
+    catalog: &Catalog,
+    expected_row: &PacketRow,
+    observed_row: &PacketRow,
+) -> Result<GateReport> {
+    let a = verified_record(store, expected_row)?;
+    let b = verified_record(store, observed_row)?;
+    let mut walk = PairWalk {
+        store,
+        expected: BTreeMap::new(),
+        observed: BTreeMap::new(),
+        skipped: Vec::new(),
+    };
+    walk.pair(Some(&a.tree), Some(&b.tree), "", 0)?;
+    // Files in skipped subtrees are equal on both sides by construction; list them from the
+    // catalog so the report names every file, without reading their nodes.
+    if !walk.skipped.is_empty() {
+        for entry in catalog.entries(expected_row.id)? {
+            let inside = walk.skipped.iter().any(|dir| {
+                dir.is_empty()
+                    || entry.rel_path.len() > dir.len()
+                        && entry.rel_path.starts_with(dir.as_str())
+                        && entry.rel_path.as_bytes()[dir.len()] == b'/'
+            });
+            if inside {
+                let file = SideFile::from(&entry.meta);
+                walk.expected.insert(entry.rel_path.clone(), file);
+                walk.observed.insert(entry.rel_path, file);
+            }
+        }
+    }
+    let side = |record: &crate::record::PacketRecord, files| Side {
+        kind: SideKind::Packet,
+        label: format!("{}@{}", record.name, record.version),
+        packet_tree_sha256: record.packet_tree_sha256,
+        file_count: record.file_count,
+        files,
+        others: BTreeMap::new(),
+        folder_seal: None,
+        bytes: ByteSource::Store,
+    };
+    let expected = side(&a, walk.expected);
+    let observed = side(&b, walk.observed);
+    let skipped = walk.skipped;
+    let report = compare(Some(store), &expected, &observed)?;
+    Ok(GateReport::finish(
+        &expected,
+        &observed,
+        report.files,
+        skipped,
+        report.notes,
+    ))
+}
+
+struct PairWalk<'a> {
+    store: &'a Store,
+    expected: BTreeMap<String, SideFile>,
+    observed: BTreeMap<String, SideFile>,
+    skipped: Vec<String>,
+}
+
+impl PairWalk<'_> {
+    fn pair(
+        &mut self,
+        a: Option<&Blake3Digest>,
+        b: Option<&Blake3Digest>,
+        prefix: &str,
+        depth: usize,
+    ) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(Error::corrupt(
+                format!("tree below {prefix:?}"),
+                format!("deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        if let (Some(x), Some(y)) = (a, b) {
+            if x == y {
+                self.skipped.push(prefix.to_string());
+                return Ok(());
+            }
+        }
+        let node_a = a.map(|id| load_node(self.store, id)).transpose()?;
+        let node_b = b.map(|id| load_node(self.store, id)).transpose()?;
+        let mut names: BTreeMap<&str, (Option<&TreeEntry>, Option<&TreeEntry>)> = BTreeMap::new();
+        for entry in node_a.iter().flat_map(|n| n.entries()) {
+            names.entry(entry.name()).or_default().0 = Some(entry);
+        }
+        for entry in node_b.iter().flat_map(|n| n.entries()) {
+            names.entry(entry.name()).or_default().1 = Some(entry);
+        }
+        for (name, (ea, eb)) in names {
+            let path = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let dir_of = |e: Option<&TreeEntry>| match e {
+                Some(TreeEntry::Dir { tree, .. }) => Some(*tree),
+                _ => None,
+            };
+            if let Some(TreeEntry::File { meta, .. }) = ea {
+                self.expected.insert(path.clone(), SideFile::from(meta));
+            }
+            if let Some(TreeEntry::File { meta, .. }) = eb {
+                self.observed.insert(path.clone(), SideFile::from(meta));
+            }
+            let (da, db) = (dir_of(ea), dir_of(eb));
+            if da.is_some() || db.is_some() {
+                self.pair(da.as_ref(), db.as_ref(), &path, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`seal_folder`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealAction {
+    /// There was no seal; one was written.
+    Written,
+    /// The same seal was already there; nothing was written.
+    Unchanged,
+    /// A different seal was replaced (`--force`).
+    Replaced,
+}
+
+/// The result of sealing a folder.
+#[derive(Clone, Debug, Serialize)]
+pub struct SealReport {
+    /// What was done.
+    pub action: SealAction,
+    /// The seal's path.
+    pub seal: PathBuf,
+    /// The packet_tree_sha256 (the SHA-256 of the seal).
+    pub packet_tree_sha256: Sha256Digest,
+    /// Files listed.
+    pub files: u64,
+}
+
+/// Write `dir/HASH_MANIFEST.txt` with the canonical manifest of the folder. The folder must hold
+/// only regular files (as for ingest). A different existing seal is refused unless `force`.
+pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
+    let scanned = scan(dir)?;
+    let files = scanned.require_regular_files()?;
+    let entries: Vec<ManifestEntry> = files
+        .par_iter()
+        .map(|f| {
+            Ok(ManifestEntry {
+                path: f.rel_path.clone(),
+                sha256: sha256_file(&f.abs_path, f.size)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let manifest = Manifest::from_entries(entries)?;
+    let text = manifest.text();
+    let seal_path = dir.join(SEAL_FILE_NAME);
+    let report = |action| SealReport {
+        action,
+        seal: seal_path.clone(),
+        packet_tree_sha256: manifest.packet_tree_sha256(),
+        files: manifest.len() as u64,
+    };
+    let existing = match &scanned.seal {
+        Some(path) => Some(read_seal_bytes(path)?),
+        None => None,
+    };
+    if let Some(existing) = &existing {
+        if existing.as_slice() == text.as_bytes() {
+            return Ok(report(SealAction::Unchanged));
+        }
+        if !force {
+            return Err(Error::Usage(format!(
+                "{} already holds a different seal (its SHA-256 is {}, the folder's \
+                 packet_tree_sha256 is {}); run `evstore verify {}` to see what changed, or pass \
+                 --force to replace the seal",
+                seal_path.display(),
+                sha256_of(existing),
+                manifest.packet_tree_sha256(),
+                dir.display()
+            )));
+        }
+    }
+    let mut temp = tempfile::Builder::new()
+        .prefix(".HASH_MANIFEST.txt.")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .at(dir, "cannot create a temporary seal file in")?;
+    temp.write_all(text.as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .at(temp.path(), "cannot write the seal")?;
+    if existing.is_some() {
+        temp.persist(&seal_path)
+            .map_err(|err| Error::io(&seal_path, "cannot replace the seal", err.error))?;
+    } else {
+        temp.persist_noclobber(&seal_path).map_err(|err| {
+            Error::io(
+                &seal_path,
+                "cannot write the seal (appeared meanwhile?)",
+                err.error,
+            )
+        })?;
+    }
+    sync_folder(dir)?;
+    Ok(report(if existing.is_some() {
+        SealAction::Replaced
+    } else {
+        SealAction::Written
+    }))
+}
