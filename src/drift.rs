@@ -500,9 +500,15 @@ mod tests {
         assert_eq!(classes("a\nb\n", "a\nb"), [TrailingNewline]);
         assert_eq!(classes("a\nb", "a\nb\n"), [TrailingNewline]);
         assert_eq!(classes("a\nb\n", "a  \nb\t\n"), [TrailingWhitespace]);
-        assert_eq!(classes("caf\u{e9}\n", "cafe\u{301}\n"), [UnicodeNormalization]);
+        assert_eq!(
+            classes("caf\u{e9}\n", "cafe\u{301}\n"),
+            [UnicodeNormalization]
+        );
         assert_eq!(classes("a \u{2014} b\n", "a - b\n"), [Typography]);
-        assert_eq!(classes("\u{201c}q\u{201d}\u{2026}\n", "\"q\"...\n"), [Typography]);
+        assert_eq!(
+            classes("\u{201c}q\u{201d}\u{2026}\n", "\"q\"...\n"),
+            [Typography]
+        );
     }
 
     #[test]
@@ -528,12 +534,18 @@ mod tests {
             [JsonEscape]
         );
         assert_eq!(
-            classes(sealed, "{\n  \"url\": \"x/y\",\n  \"note\": \"a \u{2014} b\"\n}\n"),
+            classes(
+                sealed,
+                "{\n  \"url\": \"x/y\",\n  \"note\": \"a \u{2014} b\"\n}\n"
+            ),
             [JsonFormat]
         );
         assert_eq!(classes("{\"n\": 100}", "{\"n\": 1e2}"), [JsonFormat]);
         assert_eq!(
-            classes("{\"a\": \"\u{2014}\"}\n", "\u{feff}{\"a\": \"\\u2014\"}\r\n"),
+            classes(
+                "{\"a\": \"\u{2014}\"}\n",
+                "\u{feff}{\"a\": \"\\u2014\"}\r\n"
+            ),
             [Crlf, Bom, JsonEscape]
         );
         // A different value is content, whatever the spelling.
