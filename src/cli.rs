@@ -188,7 +188,10 @@ pub enum Outcome {
 
 /// Parse the command line, run the command, print, and return the exit code.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     let json = cli.json;
     match dispatch(cli) {
         Ok(Outcome::Pass) => ExitCode::from(0),
@@ -210,6 +213,24 @@ pub fn run() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Report a command line clap could not parse: help and version go to stdout with exit 0; a
+/// usage error exits 2, as one JSON document on stdout when `--json` was given.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) || !std::env::args_os().any(|a| a == "--json")
+    {
+        let _ = err.print();
+        return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+    }
+    let message = err.render().to_string();
+    print_json(&json!({"error": {"class": "operational", "message": message.trim_end()}}));
+    let _ = err.print();
+    ExitCode::from(2)
 }
 
 fn print_json(value: &Value) {

@@ -1,0 +1,166 @@
+//! The sandbox every integration test runs in: a temp folder with a store path inside it, and
+//! helpers to write packets, run the real `evstore` binary, and read its JSON.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path("store")
+    }
+
+    /// Write a file, creating parent folders.
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evstore"));
+        cmd.arg("--store").arg(self.store()).args(args);
+        cmd.current_dir(self.dir.path()).env_remove("EVSTORE_STORE");
+        cmd.env_remove("SOURCE_DATE_EPOCH");
+        cmd.output().expect("run evstore")
+    }
+
+    /// Run without `--store` and without `$EVSTORE_STORE`, as a CI job with only the binary would.
+    pub fn run_storeless(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evstore"));
+        cmd.args(args);
+        cmd.current_dir(self.dir.path()).env_remove("EVSTORE_STORE");
+        cmd.env_remove("SOURCE_DATE_EPOCH");
+        cmd.output().expect("run evstore")
+    }
+
+    /// Run and parse the JSON document printed on stdout.
+    pub fn json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code(&out), value)
+    }
+
+    /// A snapshot of everything in the store folder: paths and contents.
+    pub fn store_snapshot(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let root = self.store();
+        if !root.exists() {
+            return out;
+        }
+        for entry in walkdir::WalkDir::new(&root).sort_by_file_name() {
+            let entry = entry.unwrap();
+            if entry.file_type().is_file() {
+                let rel = entry
+                    .path()
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .display()
+                    .to_string();
+                let bytes = if rel.starts_with("catalog") {
+                    Vec::new()
+                } else {
+                    fs::read(entry.path()).unwrap()
+                };
+                out.push((rel, bytes));
+            }
+        }
+        out
+    }
+
+    pub fn object_files(&self) -> Vec<PathBuf> {
+        walkdir::WalkDir::new(self.store().join("objects"))
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.into_path())
+            .collect()
+    }
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exit code")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The coreutils one-liner from docs/FORMAT.md.
+pub fn coreutils_tree_sha256(dir: &Path) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("find . -type f ! -path ./HASH_MANIFEST.txt -printf '%P\\0' | LC_ALL=C sort -z | xargs -0r sha256sum | sha256sum")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// A packet with nested folders, non-ASCII names, an empty file and an executable script.
+pub fn write_packet(sb: &Sandbox, rel: &str) -> PathBuf {
+    sb.write(
+        &format!("{rel}/report.json"),
+        "{\"status\": \"PASS \u{2014} rehearsal only\"}\n",
+    );
+    sb.write(&format!("{rel}/logs/run.log"), "step 1 ok\nstep 2 ok\n");
+    sb.write(&format!("{rel}/logs/empty.log"), "");
+    sb.write(
+        &format!("{rel}/na\u{ef}ve \u{2014} r\u{e9}sum\u{e9}.md"),
+        "caf\u{e9}\n",
+    );
+    sb.write(&format!("{rel}/a-b"), "sorts before a/ in byte order\n");
+    sb.write(&format!("{rel}/a/b"), "inside a\n");
+    let script = sb.write(&format!("{rel}/rerun.sh"), "#!/bin/sh\necho PASS\n");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    sb.path(rel)
+}
+
+pub fn assert_trees_equal(a: &Path, b: &Path) {
+    let list = |root: &Path| -> Vec<(String, u32, Vec<u8>)> {
+        walkdir::WalkDir::new(root)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .filter(|e| e.path() != root.join("HASH_MANIFEST.txt"))
+            .map(|e| {
+                let meta = e.metadata().unwrap();
+                (
+                    e.path().strip_prefix(root).unwrap().display().to_string(),
+                    meta.permissions().mode() & 0o100,
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(list(a), list(b));
+}
