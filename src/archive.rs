@@ -363,10 +363,6 @@ pub fn ingest(
         .unwrap_or_else(|_| root.to_path_buf())
         .to_string_lossy()
         .into_owned();
-    let created_unix_nanos = crate::now_unix_nanos();
-    let source_date_epoch = config
-        .source_date_epoch
-        .unwrap_or((created_unix_nanos / 1_000_000_000) as i64);
     let mut record_published = Vec::new();
     let outcome = catalog.add_packet(
         &config.name,
@@ -374,6 +370,13 @@ pub fn ingest(
         &packet.files,
         &objects,
         |version| {
+            // Taken inside the catalog's write transaction, so that of two records for the same
+            // NAME@N (an ingest killed after writing its record, then another), the committed
+            // one is always the later: reindex relies on it.
+            let created_unix_nanos = crate::now_unix_nanos();
+            let source_date_epoch = config
+                .source_date_epoch
+                .unwrap_or((created_unix_nanos / 1_000_000_000) as i64);
             let record = PacketRecord {
                 name: config.name.clone(),
                 version,

@@ -24,7 +24,7 @@ use crate::record::PacketRecord;
 use crate::tree::{FileMeta, HashedFile};
 
 /// The schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The `prev_hash` of the first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -75,7 +75,54 @@ CREATE TABLE events (
 );
 "#;
 
+/// Added in schema version 2: KB mirrors and rerun attestations.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE mirrors (
+    id INTEGER PRIMARY KEY,
+    kb_root TEXT NOT NULL,
+    rel_path TEXT NOT NULL,
+    packet_id INTEGER NOT NULL REFERENCES packets (id),
+    packet_tree_sha256 TEXT NOT NULL,
+    dedup TEXT NOT NULL,
+    time_unix_nanos INTEGER NOT NULL,
+    UNIQUE (kb_root, rel_path)
+);
+CREATE TABLE mirror_files (
+    mirror_id INTEGER NOT NULL REFERENCES mirrors (id),
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    stored_as TEXT NOT NULL,
+    kb_path TEXT NOT NULL,
+    PRIMARY KEY (mirror_id, path)
+) WITHOUT ROWID;
+CREATE INDEX mirror_files_by_sha256 ON mirror_files (sha256);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    packet_id INTEGER REFERENCES packets (id),
+    expected_sha256 TEXT NOT NULL,
+    attestation TEXT NOT NULL UNIQUE,
+    verdict TEXT NOT NULL,
+    time_unix_nanos INTEGER NOT NULL,
+    summary TEXT NOT NULL
+);
+"#;
+
 const APPEND_ONLY_TABLES: [&str; 4] = ["packets", "entries", "objects", "events"];
+const APPEND_ONLY_TABLES_V2: [&str; 3] = ["mirrors", "mirror_files", "runs"];
+
+fn append_only_triggers(tables: &[&str]) -> String {
+    let mut sql = String::new();
+    for table in tables {
+        for op in ["UPDATE", "DELETE"] {
+            sql.push_str(&format!(
+                "CREATE TRIGGER {table}_no_{lower} BEFORE {op} ON {table} BEGIN \
+                 SELECT RAISE(ABORT, 'evstore catalog is append-only: {op} on {table} is refused'); END;\n",
+                lower = op.to_lowercase(),
+            ));
+        }
+    }
+    sql
+}
 
 /// A packet row: its record and where the record is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +190,91 @@ pub fn event_hash(
         "evstore-event-1\t{seq}\t{time_unix_nanos}\t{kind}\t{subject}\t{prev_hash}\t{detail}\n"
     );
     sha256_of(text.as_bytes())
+}
+
+/// A mirror to record.
+#[derive(Clone, Debug)]
+pub struct NewMirror {
+    /// The KB folder, canonical.
+    pub kb_root: String,
+    /// The packet folder, relative to the KB.
+    pub rel_path: String,
+    /// The packet's catalog row id.
+    pub packet_id: i64,
+    /// Its packet_tree_sha256.
+    pub packet_tree_sha256: Sha256Digest,
+    /// `copy`, `reference` or `hardlink`.
+    pub dedup: String,
+    /// Every listed file and where its bytes live.
+    pub files: Vec<MirrorFile>,
+}
+
+/// One file of a mirror.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MirrorFile {
+    /// Path in the packet.
+    pub path: String,
+    /// Its SHA-256.
+    pub sha256: Sha256Digest,
+    /// `copy`, `reference` or `hardlink`.
+    pub stored_as: String,
+    /// KB-relative path of the bytes.
+    pub kb_path: String,
+}
+
+/// A recorded mirror.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MirrorRow {
+    /// Row id.
+    pub id: i64,
+    /// The KB folder, canonical.
+    pub kb_root: String,
+    /// The packet folder, relative to the KB.
+    pub rel_path: String,
+    /// The packet's catalog row id.
+    pub packet_id: i64,
+    /// Its packet_tree_sha256.
+    pub packet_tree_sha256: Sha256Digest,
+    /// `copy`, `reference` or `hardlink`.
+    pub dedup: String,
+    /// When it was recorded.
+    pub time_unix_nanos: i64,
+}
+
+/// A rerun to record.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    /// The packet rerun, if it is in the store.
+    pub packet_id: Option<i64>,
+    /// The packet_tree_sha256 expected.
+    pub expected_sha256: Sha256Digest,
+    /// The attestation object's id.
+    pub attestation: Blake3Digest,
+    /// The attestation object's size.
+    pub attestation_size: u64,
+    /// `PASS` or `FAIL`.
+    pub verdict: String,
+    /// A JSON summary for listing.
+    pub summary: serde_json::Value,
+}
+
+/// A recorded rerun.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RunRow {
+    /// Row id.
+    pub id: i64,
+    /// The packet rerun, if it is in the store.
+    pub packet_id: Option<i64>,
+    /// The packet_tree_sha256 expected.
+    pub expected_sha256: String,
+    /// The attestation object's id.
+    pub attestation: String,
+    /// `PASS` or `FAIL`.
+    pub verdict: String,
+    /// When it was recorded.
+    pub time_unix_nanos: i64,
+    /// A JSON summary.
+    pub summary: String,
 }
 
 /// What [`Catalog::add_packet`] did.
@@ -218,24 +350,27 @@ impl Catalog {
                 path: self.path.clone(),
                 source,
             })?;
+        let upgrade = match version {
+            0 => Some(format!(
+                "{SCHEMA}{}{SCHEMA_V2}{}",
+                append_only_triggers(&APPEND_ONLY_TABLES),
+                append_only_triggers(&APPEND_ONLY_TABLES_V2)
+            )),
+            1 => Some(format!(
+                "{SCHEMA_V2}{}",
+                append_only_triggers(&APPEND_ONLY_TABLES_V2)
+            )),
+            _ => None,
+        };
+        if let Some(mut sql) = upgrade {
+            sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION};"));
+            tx.execute_batch(&sql).map_err(|source| Error::Catalog {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
         match version {
-            0 => {
-                let mut sql = SCHEMA.to_string();
-                for table in APPEND_ONLY_TABLES {
-                    for op in ["UPDATE", "DELETE"] {
-                        sql.push_str(&format!(
-                            "CREATE TRIGGER {table}_no_{op} BEFORE {op} ON {table} BEGIN \
-                             SELECT RAISE(ABORT, 'evstore catalog is append-only: {op} on {table} is refused'); END;\n",
-                            op = op.to_lowercase(),
-                        ));
-                    }
-                }
-                sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION};"));
-                tx.execute_batch(&sql).map_err(|source| Error::Catalog {
-                    path: self.path.clone(),
-                    source,
-                })?;
-            }
+            0 | 1 => {}
             SCHEMA_VERSION => {}
             other => {
                 return Err(Error::Usage(format!(
@@ -510,6 +645,172 @@ impl Catalog {
             }
         }
         Ok(out)
+    }
+
+    /// Every packet whose packet_tree_sha256 is `sha256`, oldest first.
+    pub fn packets_with_sha256(&self, sha256: &Sha256Digest) -> Result<Vec<PacketRow>> {
+        let rows = query_packet(
+            &self.conn,
+            "WHERE packet_tree_sha256 = ?1 ORDER BY id",
+            params![sha256.to_hex()],
+        );
+        self.sql(rows)?.into_iter().collect()
+    }
+
+    /// The packet with catalog row id `id`.
+    pub fn packet_by_id(&self, id: i64) -> Result<PacketRow> {
+        let rows = query_packet(&self.conn, "WHERE id = ?1", params![id]);
+        self.sql(rows)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::corrupt("catalog", format!("no packet row {id}")))?
+    }
+
+    /// Record a published mirror and its files, with a `mirror` event, in one transaction.
+    pub fn add_mirror(&mut self, mirror: &NewMirror, event: &NewEvent) -> Result<i64> {
+        let wrap = sql_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&wrap)?;
+        tx.execute(
+            "INSERT INTO mirrors (kb_root, rel_path, packet_id, packet_tree_sha256, dedup, time_unix_nanos) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                mirror.kb_root,
+                mirror.rel_path,
+                mirror.packet_id,
+                mirror.packet_tree_sha256.to_hex(),
+                mirror.dedup,
+                crate::now_unix_nanos() as i64
+            ],
+        )
+        .map_err(&wrap)?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO mirror_files (mirror_id, path, sha256, stored_as, kb_path) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(&wrap)?;
+            for file in &mirror.files {
+                insert
+                    .execute(params![
+                        id,
+                        file.path,
+                        file.sha256.to_hex(),
+                        file.stored_as,
+                        file.kb_path
+                    ])
+                    .map_err(&wrap)?;
+            }
+        }
+        append_event(&tx, event).map_err(&wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(id)
+    }
+
+    /// Every mirror recorded for the KB at `kb_root` (a canonical path), by path.
+    pub fn mirrors_in(&self, kb_root: &str) -> Result<Vec<MirrorRow>> {
+        let mut stmt = self.sql(self.conn.prepare_cached(
+            "SELECT id, kb_root, rel_path, packet_id, packet_tree_sha256, dedup, time_unix_nanos \
+             FROM mirrors WHERE kb_root = ?1 ORDER BY rel_path",
+        ))?;
+        let rows = stmt.query_map(params![kb_root], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        });
+        let rows = self.sql(rows)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kb_root, rel_path, packet_id, sha, dedup, time) = self.sql(row)?;
+            out.push(MirrorRow {
+                id,
+                packet_tree_sha256: Sha256Digest::parse_hex(&sha).ok_or_else(|| {
+                    Error::corrupt(
+                        format!("catalog mirror row {id}"),
+                        "packet_tree_sha256 is not valid",
+                    )
+                })?,
+                kb_root,
+                rel_path,
+                packet_id,
+                dedup,
+                time_unix_nanos: time,
+            });
+        }
+        Ok(out)
+    }
+
+    /// KB-relative paths of earlier mirrors in `kb_root` that hold `sha256`'s bytes as a real file
+    /// (copied or hard-linked, not referenced), oldest first. Callers must check the bytes.
+    pub fn kb_copies_of(&self, kb_root: &str, sha256: &Sha256Digest) -> Result<Vec<String>> {
+        let mut stmt = self.sql(self.conn.prepare_cached(
+            "SELECT f.kb_path FROM mirror_files f JOIN mirrors m ON f.mirror_id = m.id \
+             WHERE m.kb_root = ?1 AND f.sha256 = ?2 AND f.stored_as != 'reference' ORDER BY m.id, f.path",
+        ))?;
+        let rows = stmt.query_map(params![kb_root, sha256.to_hex()], |r| r.get::<_, String>(0));
+        let rows = self.sql(rows)?;
+        rows.map(|r| self.sql(r)).collect()
+    }
+
+    /// Record a rerun attestation (its object must already be durable), with a `rerun` event.
+    pub fn add_run(&mut self, run: &NewRun, event: &NewEvent) -> Result<i64> {
+        let wrap = sql_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&wrap)?;
+        tx.execute(
+            "INSERT INTO runs (packet_id, expected_sha256, attestation, verdict, time_unix_nanos, summary) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                run.packet_id,
+                run.expected_sha256.to_hex(),
+                run.attestation.to_hex(),
+                run.verdict,
+                crate::now_unix_nanos() as i64,
+                run.summary.to_string()
+            ],
+        )
+        .map_err(&wrap)?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT OR IGNORE INTO objects (id, kind, size) VALUES (?1, 'attestation', ?2)",
+            params![run.attestation.to_hex(), run.attestation_size as i64],
+        )
+        .map_err(&wrap)?;
+        append_event(&tx, event).map_err(&wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(id)
+    }
+
+    /// Recorded reruns, oldest first; only those of `packet_id` when given.
+    pub fn runs(&self, packet_id: Option<i64>) -> Result<Vec<RunRow>> {
+        let mut stmt = self.sql(self.conn.prepare_cached(
+            "SELECT id, packet_id, expected_sha256, attestation, verdict, time_unix_nanos, summary \
+             FROM runs WHERE ?1 IS NULL OR packet_id = ?1 ORDER BY id",
+        ))?;
+        let rows = stmt.query_map(params![packet_id], |r| {
+            Ok(RunRow {
+                id: r.get(0)?,
+                packet_id: r.get(1)?,
+                expected_sha256: r.get(2)?,
+                attestation: r.get(3)?,
+                verdict: r.get(4)?,
+                time_unix_nanos: r.get(5)?,
+                summary: r.get(6)?,
+            })
+        });
+        let rows = self.sql(rows)?;
+        rows.map(|r| self.sql(r)).collect()
     }
 }
 

@@ -292,14 +292,21 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
     }
 }
 
+/// Create a store whose catalog (with its `init` event) exists before the store is visible.
+fn create_store(root: &Path) -> Result<Store> {
+    Store::init_with(root, |staged| {
+        let mut catalog = Catalog::open(&staged.join(crate::store::CATALOG_FILE_NAME))?;
+        catalog.log_event(&NewEvent {
+            kind: "init".into(),
+            subject: root.display().to_string(),
+            detail: json!({"tool_version": crate::TOOL_VERSION}),
+        })?;
+        Ok(())
+    })
+}
+
 fn cmd_init(ctx: &Context) -> Result<Outcome> {
-    let store = Store::init(&ctx.store_path)?;
-    let mut catalog = Catalog::open(&store.catalog_path())?;
-    catalog.log_event(&NewEvent {
-        kind: "init".into(),
-        subject: store.root().display().to_string(),
-        detail: json!({"tool_version": crate::TOOL_VERSION}),
-    })?;
+    let store = create_store(&ctx.store_path)?;
     if ctx.json {
         print_json(&json!({"store": store.root()}));
     } else {
@@ -340,18 +347,22 @@ fn cmd_ingest(
         }
         None => default_name(dir)?,
     };
+    // Check the folder before creating anything, so a typo leaves no empty store behind.
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(Error::unsupported(dir, "is not a directory")),
+        Err(err) => return Err(Error::io(dir, "cannot read packet folder", err)),
+    }
     if !ctx.store_path.exists() {
-        Store::init(&ctx.store_path)?;
-        eprintln!(
-            "evstore: created a new store in {}",
-            ctx.store_path.display()
-        );
-        let mut catalog = Catalog::open(&ctx.store_path.join("catalog.sqlite"))?;
-        catalog.log_event(&NewEvent {
-            kind: "init".into(),
-            subject: ctx.store_path.display().to_string(),
-            detail: json!({"tool_version": crate::TOOL_VERSION}),
-        })?;
+        match create_store(&ctx.store_path) {
+            Ok(_) => eprintln!(
+                "evstore: created a new store in {}",
+                ctx.store_path.display()
+            ),
+            // Another process created it meanwhile: use theirs.
+            Err(Error::AlreadyExists(_)) => {}
+            Err(err) => return Err(err),
+        }
     }
     let (store, mut catalog) = ctx.open()?;
     let config = IngestConfig {

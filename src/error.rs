@@ -61,6 +61,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// Something to be created exists already (a store, a KB packet folder).
+    #[error("{0}")]
+    AlreadyExists(String),
+
     /// The SQLite catalog reported an error.
     #[error("catalog {path}: {source}")]
     Catalog {

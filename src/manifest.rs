@@ -131,7 +131,8 @@ impl Manifest {
             if text.is_empty() {
                 return Err(bad(line, "empty line".into()));
             }
-            if text.len() < 67 || !text.is_char_boundary(64) || &text[64..66] != "  " {
+            // Compare bytes: byte 64 or 66 may fall inside a multi-byte character.
+            if text.len() < 67 || &text.as_bytes()[64..66] != b"  " || !text.is_char_boundary(66) {
                 return Err(bad(
                     line,
                     "not of the form '<64 lowercase hex digits>  <path>'".into(),
@@ -193,6 +194,23 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regression_multibyte_character_at_the_separator_is_refused_not_a_panic() {
+        // Found by review: a line of 64 hex digits followed by "\u{20ac}" sliced a character.
+        let hex = "a".repeat(64);
+        for line in [
+            format!("{hex}\u{20ac}x\n"),
+            format!("{hex} \u{20ac}x\n"),
+            format!("{}\u{e9}  x\n", "a".repeat(63)),
+        ] {
+            let err = Manifest::parse_seal(line.as_bytes(), Path::new("s")).unwrap_err();
+            assert!(
+                matches!(err, Error::UntrustedSeal { line: 1, .. }),
+                "{line:?}: {err}"
+            );
+        }
+    }
 
     fn line(hex_byte: &str, path: &str) -> String {
         format!("{}  {path}\n", hex_byte.repeat(32))

@@ -39,6 +39,9 @@ use crate::object::{self, DecodeError, Decoded, ObjectKind};
 /// The contents of `<store>/VERSION`.
 pub const STORE_VERSION_TEXT: &str = "evstore store 1\n";
 
+/// The catalog's file name inside a store.
+pub const CATALOG_FILE_NAME: &str = "catalog.sqlite";
+
 /// One object file found when listing a store.
 #[derive(Clone, Debug)]
 pub enum ListedObject {
@@ -269,8 +272,17 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Create a new, empty store at `root`. `root` may exist if it is an empty folder.
     pub fn init(root: &Path) -> Result<Store> {
+        Store::init_with(root, |_| Ok(()))
+    }
+
+    /// Create a new store at `root`, letting `prepare` add files (the catalog) before the store
+    /// becomes visible: `VERSION`, which marks a folder as a store, is written last. When `root`
+    /// does not exist, the store is built in a sibling temp folder and renamed into place without
+    /// replacing anything, so a concurrent creator either wins whole or finds a complete store
+    /// ([`Error::AlreadyExists`] then).
+    pub fn init_with(root: &Path, prepare: impl FnOnce(&Path) -> Result<()>) -> Result<Store> {
         if root.join("VERSION").exists() {
-            return Err(Error::Usage(format!(
+            return Err(Error::AlreadyExists(format!(
                 "{} is already an evstore store",
                 root.display()
             )));
@@ -283,24 +295,38 @@ impl Store {
                         root.display()
                     )));
                 }
+                populate_store(root, prepare)?;
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(root).at(root, "cannot create store folder")?;
+                let parent = match root.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                fs::create_dir_all(&parent).at(&parent, "cannot create folder")?;
+                let staged = tempfile::Builder::new()
+                    .prefix(".evstore-init-")
+                    .tempdir_in(&parent)
+                    .at(&parent, "cannot create a temporary folder in")?;
+                populate_store(staged.path(), prepare)?;
+                match rename_no_replace(staged.path(), root) {
+                    Ok(()) => {
+                        let _ = staged.keep();
+                        sync_dir(&parent)?;
+                    }
+                    Err(err)
+                        if err.kind() == io::ErrorKind::AlreadyExists
+                            || err.kind() == io::ErrorKind::DirectoryNotEmpty =>
+                    {
+                        return Err(Error::AlreadyExists(format!(
+                            "{} was created meanwhile",
+                            root.display()
+                        )));
+                    }
+                    Err(err) => return Err(Error::io(root, "cannot create store folder", err)),
+                }
             }
             Err(err) => return Err(Error::io(root, "cannot use as store folder", err)),
         }
-        for sub in ["objects", "tmp"] {
-            let path = root.join(sub);
-            fs::create_dir(&path).at(&path, "cannot create store folder")?;
-        }
-        let version = root.join("VERSION");
-        let mut file = File::create(&version).at(&version, "cannot write")?;
-        file.write_all(STORE_VERSION_TEXT.as_bytes())
-            .and_then(|()| file.sync_all())
-            .at(&version, "cannot write")?;
-        File::open(root)
-            .and_then(|d| d.sync_all())
-            .at(root, "cannot fsync store folder")?;
         Store::open(root)
     }
 
@@ -354,7 +380,7 @@ impl Store {
 
     /// The catalog file of this store.
     pub fn catalog_path(&self) -> PathBuf {
-        self.root.join("catalog.sqlite")
+        self.root.join(CATALOG_FILE_NAME)
     }
 
     /// The staging folder of this store.
@@ -509,5 +535,43 @@ impl Write for StreamWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.encoder.flush()
+    }
+}
+
+/// Fill a new store folder: `objects/`, `tmp/`, whatever `prepare` adds, then `VERSION`, synced.
+fn populate_store(dir: &Path, prepare: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    for sub in ["objects", "tmp"] {
+        let path = dir.join(sub);
+        fs::create_dir(&path).at(&path, "cannot create store folder")?;
+    }
+    prepare(dir)?;
+    let version = dir.join("VERSION");
+    let mut file = File::create(&version).at(&version, "cannot write")?;
+    file.write_all(STORE_VERSION_TEXT.as_bytes())
+        .and_then(|()| file.sync_all())
+        .at(&version, "cannot write")?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at(dir, "cannot fsync folder")
+}
+
+/// Rename `from` to `to`, failing with `AlreadyExists` rather than replacing anything at `to`.
+pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+            // The file system cannot rename without replacing; check first (racy, but only on
+            // file systems without RENAME_NOREPLACE).
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(from, to)
+        }
+        Err(errno) => Err(io::Error::from(errno)),
     }
 }

@@ -605,3 +605,60 @@ fn four_concurrent_ingests_of_overlapping_packets_all_succeed() {
     let (rc, report) = sb.json(&["fsck"]);
     assert_eq!(rc, 0, "{report}");
 }
+
+#[test]
+fn regression_concurrent_first_ingests_into_a_new_store_all_succeed() {
+    // Found by review: the store's VERSION was visible before its catalog existed, so a second
+    // ingest creating the same new store failed with "catalog.sqlite is missing".
+    for round in 0..5 {
+        let sb = Sandbox::new();
+        for i in 0..3 {
+            sb.write(&format!("p{i}/file.txt"), format!("packet {i}\n"));
+        }
+        let children: Vec<_> = (0..3)
+            .map(|i| {
+                Command::new(env!("CARGO_BIN_EXE_evstore"))
+                    .arg("--store")
+                    .arg(sb.store())
+                    .args(["ingest", "--name", &format!("p{i}")])
+                    .arg(sb.path(&format!("p{i}")))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(code(&out), 0, "round {round}: {}", stderr(&out));
+        }
+        let (_, listed) = sb.json(&["ls"]);
+        assert_eq!(listed["packets"].as_array().unwrap().len(), 3, "{listed}");
+        let (rc, report) = sb.json(&["fsck"]);
+        assert_eq!(rc, 0, "{report}");
+        // Exactly one init event, and no temp folder left beside the store.
+        let (_, log) = sb.json(&["log"]);
+        let inits = log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "init")
+            .count();
+        assert_eq!(inits, 1);
+        let leftovers: Vec<_> = fs::read_dir(sb.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(".evstore-init-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+#[test]
+fn regression_ingest_of_a_missing_folder_creates_no_store() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["ingest", "no-such-folder"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("no-such-folder"), "{}", stderr(&out));
+    assert!(!sb.store().exists());
+}
