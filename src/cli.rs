@@ -169,12 +169,66 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         original: Option<PathBuf>,
     },
+    /// Publish a packet into a knowledge-base folder, atomically, and record it
+    ///
+    /// Files are staged in KB_DIR/.evstore-staging, fsynced, verified, then the folder is renamed
+    /// into place, so readers never see half a packet. HASH_MANIFEST.txt is written in the packet
+    /// folder. The same packet again is a no-op; other content at an existing path is refused
+    /// (the KB is append-only: publish a new version with --as NAME@2).
+    Mirror {
+        /// The packet
+        packet: String,
+        /// The knowledge-base folder (must exist, outside the store)
+        kb_dir: PathBuf,
+        /// The packet folder inside KB_DIR [default: the packet's name]
+        #[arg(long = "as", value_name = "REL_PATH")]
+        as_path: Option<String>,
+        /// How to publish a file whose identical bytes an earlier mirror in this KB holds
+        #[arg(long, value_enum, default_value_t = DedupArg::Copy)]
+        dedup: DedupArg,
+    },
+    /// Knowledge-base commands
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
     /// Rebuild the catalog from the objects alone
     Reindex {
         /// Move an existing catalog aside (it is kept, never deleted) and rebuild
         #[arg(long)]
         replace: bool,
     },
+}
+
+/// `kb` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Check every packet folder of a KB byte for byte (and, with a store, against the catalog)
+    ///
+    /// A packet folder is any folder holding HASH_MANIFEST.txt. Each must have a canonical seal,
+    /// every listed file present with identical bytes (or referenced, in KB_REFERENCES.txt, to a
+    /// file in the same KB with the pinned SHA-256), and no unlisted file. With a store (the
+    /// default ./.evstore if it exists, or --store), the seal must name a packet the store knows,
+    /// differences are diagnosed from the stored bytes, and every mirror the catalog records for
+    /// this KB must still be there.
+    Verify {
+        /// The knowledge-base folder
+        kb_dir: PathBuf,
+        /// Check from the KB alone, even if a store is available
+        #[arg(long)]
+        no_store: bool,
+    },
+}
+
+/// `--dedup` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DedupArg {
+    /// Always write a copy
+    Copy,
+    /// Write no copy; list the file in KB_REFERENCES.txt with where its bytes live
+    Reference,
+    /// Hard-link to the existing copy (when executable bits agree), else copy
+    Hardlink,
 }
 
 /// How a command ended, when it did not fail with an error.
@@ -257,6 +311,7 @@ impl Context {
 }
 
 fn dispatch(cli: Cli) -> Result<Outcome> {
+    let store_given = cli.store.is_some();
     let ctx = Context {
         store_path: cli
             .store
@@ -289,6 +344,15 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             original,
         } => cmd_verify(&ctx, &dir, against, seal, original),
         Command::Diff { a, b, original } => cmd_diff(&ctx, &a, &b, original),
+        Command::Mirror {
+            packet,
+            kb_dir,
+            as_path,
+            dedup,
+        } => cmd_mirror(&ctx, &packet, &kb_dir, as_path, dedup),
+        Command::Kb {
+            command: KbCommand::Verify { kb_dir, no_store },
+        } => cmd_kb_verify(&ctx, &kb_dir, no_store, store_given),
     }
 }
 
@@ -854,4 +918,139 @@ fn kind_name(kind: gate::SideKind) -> &'static str {
         gate::SideKind::Seal => "seal",
         gate::SideKind::Packet => "packet",
     }
+}
+
+fn cmd_mirror(
+    ctx: &Context,
+    packet: &str,
+    kb_dir: &Path,
+    as_path: Option<String>,
+    dedup: DedupArg,
+) -> Result<Outcome> {
+    let (store, mut catalog) = ctx.open()?;
+    let row = ctx.resolve(&catalog, packet)?;
+    let config = crate::mirror::MirrorConfig {
+        rel_path: as_path,
+        dedup: match dedup {
+            DedupArg::Copy => crate::mirror::Dedup::Copy,
+            DedupArg::Reference => crate::mirror::Dedup::Reference,
+            DedupArg::Hardlink => crate::mirror::Dedup::Hardlink,
+        },
+    };
+    let report = crate::mirror::mirror(&store, &mut catalog, &row, kb_dir, &config)?;
+    if ctx.json {
+        print_json(&serde_json::to_value(&report).unwrap_or(Value::Null));
+    } else {
+        let dest = report.kb.join(&report.rel_path);
+        match report.action {
+            crate::mirror::MirrorAction::Published => say!(
+                "mirrored {} to {} ({} files listed: {} copied, {} hard-linked, {} referenced)",
+                report.packet,
+                dest.display(),
+                report.files_listed,
+                report.files_copied,
+                report.files_hardlinked,
+                report.files_referenced
+            ),
+            crate::mirror::MirrorAction::Unchanged => say!(
+                "{} is already mirrored at {} (verified; nothing written)",
+                report.packet,
+                dest.display()
+            ),
+        }
+        for file in &report.deduplicated {
+            say!("  {} {} -> {}", file.stored_as, file.path, file.kb_path);
+        }
+        say!("packet_tree_sha256  {}", report.packet_tree_sha256);
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_kb_verify(
+    ctx: &Context,
+    kb_dir: &Path,
+    no_store: bool,
+    store_given: bool,
+) -> Result<Outcome> {
+    // A store is used when one was named, or when the default one exists.
+    let opened = if no_store || (!store_given && !ctx.store_path.exists()) {
+        None
+    } else {
+        Some(ctx.open()?)
+    };
+    let view = opened
+        .as_ref()
+        .map(|(store, catalog)| crate::kb::StoreView { store, catalog });
+    let report = crate::kb::verify_kb(kb_dir, view.as_ref())?;
+    let verdict = match report.verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+    };
+    if let Some((_, mut catalog)) = opened {
+        catalog.log_event(&NewEvent {
+            kind: "kb-verify".into(),
+            subject: report.kb.display().to_string(),
+            detail: json!({
+                "verdict": verdict,
+                "packets_checked": report.packets_checked,
+                "packets_failed": report.packets_failed,
+                "failed": report.packets.iter().filter(|p| p.verdict == Verdict::Fail)
+                    .map(|p| p.folder.clone()).collect::<Vec<_>>(),
+            }),
+        })?;
+    }
+    if ctx.json {
+        print_json(&serde_json::to_value(&report).unwrap_or(Value::Null));
+    } else {
+        for packet in &report.packets {
+            let label = packet.packet.as_deref().unwrap_or("unknown packet");
+            match packet.verdict {
+                Verdict::Pass => say!(
+                    "PASS  {}  ({label}{})",
+                    packet.folder,
+                    if packet.references > 0 {
+                        format!(", {} referenced", packet.references)
+                    } else {
+                        String::new()
+                    }
+                ),
+                Verdict::Fail => {
+                    let classes: Vec<&str> = packet.classes.iter().map(|c| c.name()).collect();
+                    say!(
+                        "FAIL  {}  ({label}) [{}]",
+                        packet.folder,
+                        classes.join(", ")
+                    );
+                    for problem in &packet.problems {
+                        say!("      {problem}");
+                    }
+                    if let Some(gate) = &packet.report {
+                        for file in gate.files.iter().filter(|f| !f.is_ok()) {
+                            let classes: Vec<&str> =
+                                file.classes.iter().map(|c| c.name()).collect();
+                            say!(
+                                "      {}/{}  [{}]",
+                                packet.folder,
+                                file.path,
+                                classes.join(", ")
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for note in &report.notes {
+            say!("note: {note}");
+        }
+        say!(
+            "{verdict}: {} of {} packet folders fail in {}",
+            report.packets_failed,
+            report.packets.len(),
+            report.kb.display()
+        );
+    }
+    Ok(match report.verdict {
+        Verdict::Pass => Outcome::Pass,
+        Verdict::Fail => Outcome::Fail,
+    })
 }

@@ -102,6 +102,8 @@ pub struct Side {
     /// The folder's top-level `HASH_MANIFEST.txt`, if a folder side has one.
     folder_seal: Option<PathBuf>,
     bytes: ByteSource,
+    /// Files whose bytes live elsewhere (KB references): path → file on disk.
+    elsewhere: BTreeMap<String, PathBuf>,
 }
 
 /// Side summary, as reports show it.
@@ -166,6 +168,7 @@ impl Side {
             others,
             folder_seal: scanned.seal,
             bytes: ByteSource::Folder(root.to_path_buf()),
+            elsewhere: BTreeMap::new(),
         })
     }
 
@@ -197,6 +200,7 @@ impl Side {
             others: BTreeMap::new(),
             folder_seal: None,
             bytes: ByteSource::None,
+            elsewhere: BTreeMap::new(),
         })
     }
 
@@ -215,6 +219,7 @@ impl Side {
             others: BTreeMap::new(),
             folder_seal: None,
             bytes: ByteSource::Store,
+            elsewhere: BTreeMap::new(),
         })
     }
 
@@ -225,6 +230,62 @@ impl Side {
             self.bytes = ByteSource::Original(dir.to_path_buf());
         }
         self
+    }
+
+    /// Stop comparing executable bits against this side (when it is one of several packets that
+    /// share a packet_tree_sha256 and may differ in executable bits).
+    pub fn without_modes(mut self) -> Side {
+        for file in self.files.values_mut() {
+            file.executable = None;
+        }
+        self
+    }
+
+    /// Remove a regular file from a folder side (a KB's `KB_REFERENCES.txt`, which is mirror
+    /// metadata, not a packet file). Returns what was listed.
+    pub fn remove_file(&mut self, path: &str) -> Option<SideFile> {
+        let removed = self.files.remove(path);
+        if removed.is_some() {
+            self.refresh_tree_hash();
+        }
+        removed
+    }
+
+    /// True if this side holds a regular file or another entry at `path`.
+    pub fn holds(&self, path: &str) -> bool {
+        self.files.contains_key(path) || self.others.contains_key(path)
+    }
+
+    /// Add a file of a folder side whose bytes live at `abs_path` elsewhere (a KB reference),
+    /// hashing it now. Its executable bit is not compared.
+    pub fn add_elsewhere(&mut self, path: &str, abs_path: &Path) -> Result<()> {
+        let meta = std::fs::symlink_metadata(abs_path).at(abs_path, "cannot stat")?;
+        if !meta.is_file() {
+            return Err(Error::unsupported(abs_path, "is not a regular file"));
+        }
+        let sha256 = sha256_file(abs_path, meta.len())?;
+        self.files.insert(
+            path.to_string(),
+            SideFile {
+                sha256,
+                size: Some(meta.len()),
+                executable: None,
+                blake3: None,
+            },
+        );
+        self.elsewhere
+            .insert(path.to_string(), abs_path.to_path_buf());
+        self.refresh_tree_hash();
+        Ok(())
+    }
+
+    fn refresh_tree_hash(&mut self) {
+        if self.kind == SideKind::Folder {
+            if let Ok(manifest) = manifest_of_side(&self.files) {
+                self.packet_tree_sha256 = manifest.packet_tree_sha256();
+            }
+            self.file_count = self.files.len() as u64;
+        }
     }
 
     /// The canonical manifest of what this side lists.
@@ -260,8 +321,10 @@ fn manifest_of_side(files: &BTreeMap<String, SideFile>) -> Result<Manifest> {
     )
 }
 
-fn read_seal_bytes(path: &Path) -> Result<Vec<u8>> {
-    let file = File::open(path).at(path, "cannot open seal")?;
+/// Read a seal file (or another small metadata file) whole, refusing anything but a regular
+/// file and anything over [`MAX_SEAL_BYTES`]; a symlink is not followed.
+pub fn read_seal_bytes(path: &Path) -> Result<Vec<u8>> {
+    let file = open_no_follow(path)?;
     let meta = file.metadata().at(path, "cannot stat seal")?;
     if !meta.is_file() {
         return Err(Error::unsupported(path, "the seal is not a regular file"));
@@ -600,7 +663,10 @@ fn fetch(
 ) -> Result<Option<Fetched>> {
     match &side.bytes {
         ByteSource::None => Ok(None),
-        ByteSource::Folder(root) => read_folder_file(&root.join(path)).map(Some),
+        ByteSource::Folder(root) => match side.elsewhere.get(path) {
+            Some(abs) => read_folder_file(abs).map(Some),
+            None => read_folder_file(&root.join(path)).map(Some),
+        },
         ByteSource::Original(root) => {
             let full = root.join(path);
             if std::fs::symlink_metadata(&full)
@@ -738,6 +804,7 @@ pub fn diff_packets(
         others: BTreeMap::new(),
         folder_seal: None,
         bytes: ByteSource::Store,
+        elsewhere: BTreeMap::new(),
     };
     let expected = side(&a, walk.expected);
     let observed = side(&b, walk.observed);

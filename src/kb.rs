@@ -1,0 +1,578 @@
+//! The knowledge-base (KB) folder: its layout, the references file, and `kb verify`.
+//!
+//! A KB is a folder that people and tools read. A *packet folder* in it is any folder holding a
+//! regular file `HASH_MANIFEST.txt` (the seal). Besides the sealed files, a packet folder may
+//! hold one piece of mirror metadata, `KB_REFERENCES.txt`, which says for files that were not
+//! copied where in the same KB their identical bytes live. Interrupted mirrors leave staging
+//! folders under `.evstore-staging/` at the KB's top level; nothing there is ever a packet.
+//!
+//! This module reads KBs; [`crate::mirror`] writes them. Paths inside the KB are resolved one
+//! component at a time without following symlinks, so nothing here reads or writes outside the KB.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, MirrorRow};
+use crate::digest::{sha256_of, Sha256Digest};
+use crate::drift::DriftClass;
+use crate::error::{Error, ErrorClass, IoContext, Result};
+use crate::gate::{self, read_seal_bytes, GateReport, Side, Verdict};
+use crate::manifest::Manifest;
+use crate::scan::{check_rel_path, SEAL_FILE_NAME};
+use crate::store::Store;
+
+/// The references file of a packet folder in a KB.
+pub const REFERENCES_FILE_NAME: &str = "KB_REFERENCES.txt";
+
+/// The folder at the top of a KB where mirrors stage packets before renaming them into place.
+pub const STAGING_DIR_NAME: &str = ".evstore-staging";
+
+/// One line of a references file: the packet file `path`, whose bytes (SHA-256 `sha256`) are at
+/// `kb_path`, relative to the KB root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reference {
+    /// SHA-256 of the bytes.
+    pub sha256: Sha256Digest,
+    /// The file's path in the packet.
+    pub path: String,
+    /// Where the identical bytes live, relative to the KB root.
+    pub kb_path: String,
+}
+
+/// The canonical text of a references file: `<sha256>\t<path>\t<kb_path>\n` per reference,
+/// sorted by path bytes. Tabs cannot occur in paths (control characters are refused).
+pub fn references_text(references: &[Reference]) -> String {
+    let mut sorted: Vec<&Reference> = references.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut out = String::new();
+    for r in sorted {
+        out.push_str(&format!("{}\t{}\t{}\n", r.sha256, r.path, r.kb_path));
+    }
+    out
+}
+
+/// Parse a references file strictly: exactly the canonical text, or an error naming the line.
+pub fn parse_references(bytes: &[u8], origin: &Path) -> Result<Vec<Reference>> {
+    let bad = |line: usize, reason: String| Error::UntrustedSeal {
+        path: origin.to_path_buf(),
+        line,
+        reason,
+    };
+    if bytes.is_empty() {
+        return Err(bad(1, "the references file is empty".into()));
+    }
+    if !bytes.ends_with(b"\n") {
+        let line = bytes.split(|&b| b == b'\n').count();
+        return Err(bad(line, "last line does not end with a newline".into()));
+    }
+    let mut out: Vec<Reference> = Vec::new();
+    for (index, raw) in bytes[..bytes.len() - 1].split(|&b| b == b'\n').enumerate() {
+        let line = index + 1;
+        let text =
+            std::str::from_utf8(raw).map_err(|_| bad(line, "line is not valid UTF-8".into()))?;
+        let fields: Vec<&str> = text.split('\t').collect();
+        let [sha, path, kb_path] = fields[..] else {
+            return Err(bad(
+                line,
+                "not of the form '<sha256>\\t<path>\\t<kb path>'".into(),
+            ));
+        };
+        let sha256 = Sha256Digest::parse_hex(sha)
+            .ok_or_else(|| bad(line, "digest is not 64 lowercase hex digits".into()))?;
+        check_rel_path(path).map_err(|reason| bad(line, format!("path: {reason}")))?;
+        check_kb_rel_path(kb_path).map_err(|reason| bad(line, format!("kb path: {reason}")))?;
+        if let Some(previous) = out.last() {
+            if previous.path.as_str() >= path {
+                return Err(bad(
+                    line,
+                    format!("duplicate or out of canonical order: {path:?}"),
+                ));
+            }
+        }
+        out.push(Reference {
+            sha256,
+            path: path.to_string(),
+            kb_path: kb_path.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// A path relative to the KB root: a valid packet path that does not enter the staging folder.
+pub fn check_kb_rel_path(path: &str) -> std::result::Result<(), String> {
+    check_rel_path(path)?;
+    if path == STAGING_DIR_NAME || path.starts_with(&format!("{STAGING_DIR_NAME}/")) {
+        return Err(format!("{STAGING_DIR_NAME} is reserved for staging"));
+    }
+    Ok(())
+}
+
+/// What a KB-relative path is on disk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KbPath {
+    /// Nothing is there (a component is missing).
+    Missing,
+    /// A regular file.
+    File(PathBuf),
+    /// A folder.
+    Folder(PathBuf),
+    /// Something else (a FIFO, a socket, a device).
+    Other(PathBuf),
+}
+
+/// Resolve `rel` below `kb_root` one component at a time, refusing (with an error naming the
+/// path) any component that is a symlink, or a non-folder where a folder is needed.
+pub fn resolve_in_kb(kb_root: &Path, rel: &str) -> Result<KbPath> {
+    let mut current = kb_root.to_path_buf();
+    let components: Vec<&str> = rel.split('/').collect();
+    for (index, name) in components.iter().enumerate() {
+        current.push(name);
+        let meta = match std::fs::symlink_metadata(&current) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(KbPath::Missing),
+            Err(err) => return Err(Error::io(&current, "cannot stat", err)),
+        };
+        let last = index + 1 == components.len();
+        if meta.file_type().is_symlink() {
+            return Err(Error::unsupported(
+                &current,
+                "is a symbolic link; evstore never follows symlinks inside a KB",
+            ));
+        }
+        if last {
+            return Ok(if meta.is_file() {
+                KbPath::File(current)
+            } else if meta.is_dir() {
+                KbPath::Folder(current)
+            } else {
+                KbPath::Other(current)
+            });
+        }
+        if !meta.is_dir() {
+            return Err(Error::unsupported(&current, "is not a folder"));
+        }
+    }
+    Ok(KbPath::Missing)
+}
+
+/// The result of checking one packet folder of a KB.
+#[derive(Clone, Debug, Serialize)]
+pub struct PacketFolderReport {
+    /// The packet folder, relative to the KB root.
+    pub folder: String,
+    /// PASS or FAIL.
+    pub verdict: Verdict,
+    /// The packet it was checked against (`NAME@N`), when the store knows it.
+    pub packet: Option<String>,
+    /// The SHA-256 of the folder's seal (its claimed packet_tree_sha256), when readable.
+    pub seal_sha256: Option<Sha256Digest>,
+    /// Every class among the failing files (and `missing` for a packet folder that is gone).
+    pub classes: Vec<DriftClass>,
+    /// Files referenced rather than present.
+    pub references: u64,
+    /// Failures that are not about one file's bytes: an untrusted seal or references file, a
+    /// reference that does not resolve, a catalog record that disagrees.
+    pub problems: Vec<String>,
+    /// The per-file comparison, when the seal could be read.
+    pub report: Option<GateReport>,
+}
+
+impl PacketFolderReport {
+    fn failed(folder: &str, classes: Vec<DriftClass>, problem: String) -> PacketFolderReport {
+        PacketFolderReport {
+            folder: folder.to_string(),
+            verdict: Verdict::Fail,
+            packet: None,
+            seal_sha256: None,
+            classes,
+            references: 0,
+            problems: vec![problem],
+            report: None,
+        }
+    }
+}
+
+/// The store and catalog a KB check may consult.
+pub struct StoreView<'a> {
+    /// The store, for packet trees and bytes.
+    pub store: &'a Store,
+    /// Its catalog, for packets and mirror records.
+    pub catalog: &'a Catalog,
+}
+
+/// Check one packet folder (`folder_abs`, named `folder` in reports) of the KB at `kb_root`.
+/// `expected` overrides what the folder is checked against (mirror uses the packet it wrote);
+/// otherwise the store's packet with the seal's SHA-256, else the seal alone.
+pub fn check_packet_folder(
+    kb_root: &Path,
+    folder: &str,
+    folder_abs: &Path,
+    view: Option<&StoreView<'_>>,
+    mirror_row: Option<&MirrorRow>,
+    expected: Option<Side>,
+) -> Result<PacketFolderReport> {
+    let seal_path = folder_abs.join(SEAL_FILE_NAME);
+    let mut problems = Vec::new();
+    let seal_bytes = match read_seal_bytes(&seal_path) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            return Ok(PacketFolderReport::failed(
+                folder,
+                Vec::new(),
+                format!("unreadable seal: {err}"),
+            ))
+        }
+    };
+    if let Err(err) = Manifest::parse_seal(&seal_bytes, &seal_path) {
+        return Ok(PacketFolderReport::failed(
+            folder,
+            Vec::new(),
+            format!("untrusted seal: {err}"),
+        ));
+    }
+    let seal_sha256 = sha256_of(&seal_bytes);
+    let mut packet_label = None;
+    let expected = match expected {
+        Some(side) => {
+            packet_label = Some(side.label.clone());
+            side
+        }
+        None => expected_side(
+            view,
+            mirror_row,
+            &seal_path,
+            &seal_sha256,
+            &mut packet_label,
+            &mut problems,
+        )?,
+    };
+
+    let mut observed = Side::folder(folder_abs)?;
+    let references_path = folder_abs.join(REFERENCES_FILE_NAME);
+    let mut references = Vec::new();
+    if observed.holds(REFERENCES_FILE_NAME)
+        && expected.manifest()?.get(REFERENCES_FILE_NAME).is_none()
+    {
+        observed.remove_file(REFERENCES_FILE_NAME);
+        match read_seal_bytes(&references_path)
+            .and_then(|bytes| parse_references(&bytes, &references_path))
+        {
+            Ok(parsed) => references = parsed,
+            Err(err) => problems.push(format!("untrusted references file: {err}")),
+        }
+    }
+    let sealed = Manifest::parse_seal(&seal_bytes, &seal_path)?;
+    for reference in &references {
+        match sealed.get(&reference.path) {
+            Some(sha) if *sha == reference.sha256 => {}
+            Some(_) => problems.push(format!(
+                "{REFERENCES_FILE_NAME}: {} is pinned with another SHA-256 than the seal's",
+                reference.path
+            )),
+            None => problems.push(format!(
+                "{REFERENCES_FILE_NAME}: {} is not listed in the seal",
+                reference.path
+            )),
+        }
+        if observed.holds(&reference.path) {
+            problems.push(format!(
+                "{} is both present and listed as a reference",
+                reference.path
+            ));
+            continue;
+        }
+        match resolve_in_kb(kb_root, &reference.kb_path) {
+            Ok(KbPath::File(abs)) => observed.add_elsewhere(&reference.path, &abs)?,
+            Ok(_) => problems.push(format!(
+                "{}: its referenced copy {} is missing or not a regular file",
+                reference.path, reference.kb_path
+            )),
+            Err(err) => problems.push(format!("{}: {err}", reference.path)),
+        }
+    }
+
+    let store = view.map(|v| v.store);
+    let report = gate::compare(store, &expected, &observed)?;
+    let classes: BTreeSet<DriftClass> = report
+        .files
+        .iter()
+        .flat_map(|f| f.classes.iter().copied())
+        .collect();
+    if expected.packet_tree_sha256 != seal_sha256 {
+        problems.push(format!(
+            "the seal's SHA-256 {seal_sha256} is not the packet's packet_tree_sha256 {}",
+            expected.packet_tree_sha256
+        ));
+    }
+    let pass = report.verdict == Verdict::Pass && problems.is_empty();
+    Ok(PacketFolderReport {
+        folder: folder.to_string(),
+        verdict: if pass { Verdict::Pass } else { Verdict::Fail },
+        packet: packet_label,
+        seal_sha256: Some(seal_sha256),
+        classes: classes.into_iter().collect(),
+        references: references.len() as u64,
+        problems,
+        report: Some(report),
+    })
+}
+
+/// What a packet folder is checked against: the packet its mirror record names, else a stored
+/// packet with the seal's SHA-256 (executable bits not compared), else the seal alone.
+fn expected_side(
+    view: Option<&StoreView<'_>>,
+    mirror_row: Option<&MirrorRow>,
+    seal_path: &Path,
+    seal_sha256: &Sha256Digest,
+    label: &mut Option<String>,
+    problems: &mut Vec<String>,
+) -> Result<Side> {
+    let Some(view) = view else {
+        return Side::seal(seal_path);
+    };
+    if let Some(row) = mirror_row {
+        let packet = view.catalog.packet_by_id(row.packet_id)?;
+        let side = Side::packet(view.store, &packet)?;
+        *label = Some(side.label.clone());
+        if row.packet_tree_sha256 != *seal_sha256 {
+            problems.push(format!(
+                "the catalog records {} (packet_tree_sha256 {}) mirrored here, but the seal's \
+                 SHA-256 is {seal_sha256}",
+                side.label, row.packet_tree_sha256
+            ));
+        }
+        return Ok(side);
+    }
+    match view.catalog.packets_with_sha256(seal_sha256)?.first() {
+        Some(packet) => {
+            let side = Side::packet(view.store, packet)?.without_modes();
+            *label = Some(side.label.clone());
+            Ok(side)
+        }
+        None => {
+            problems.push(format!(
+                "the seal's SHA-256 {seal_sha256} is not a packet_tree_sha256 the store knows"
+            ));
+            Side::seal(seal_path)
+        }
+    }
+}
+
+/// The result of `kb verify`.
+#[derive(Clone, Debug, Serialize)]
+pub struct KbReport {
+    /// The KB folder, canonical.
+    pub kb: PathBuf,
+    /// PASS only if every packet folder passes and every recorded mirror is present.
+    pub verdict: Verdict,
+    /// Packet folders checked.
+    pub packets_checked: u64,
+    /// Packet folders (and recorded mirrors) that fail.
+    pub packets_failed: u64,
+    /// One report per packet folder, and per recorded mirror that is gone, by folder.
+    pub packets: Vec<PacketFolderReport>,
+    /// Remarks that do not change the verdict.
+    pub notes: Vec<String>,
+}
+
+/// Check every packet folder of the KB at `kb_dir`; with a store, also check the catalog's mirror
+/// records for this KB against what is on disk.
+pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport> {
+    let kb_root = canonical_kb(kb_dir)?;
+    let store_root = view.and_then(|v| std::fs::canonicalize(v.store.root()).ok());
+    let staging = kb_root.join(STAGING_DIR_NAME);
+    let mut notes = Vec::new();
+    let mut folders: Vec<(String, PathBuf)> = Vec::new();
+    let walker = walkdir::WalkDir::new(&kb_root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let path = e.path();
+            path != staging && store_root.as_deref() != Some(path)
+        });
+    for item in walker {
+        let item = item.map_err(|err| {
+            let path = err.path().unwrap_or(&kb_root).to_path_buf();
+            match err.into_io_error() {
+                Some(io) => Error::io(path, "cannot read", io),
+                None => Error::unsupported(path, "symbolic link loop"),
+            }
+        })?;
+        if !item.file_type().is_dir() {
+            continue;
+        }
+        let seal = item.path().join(SEAL_FILE_NAME);
+        match std::fs::symlink_metadata(&seal) {
+            Ok(meta) if meta.is_file() || meta.file_type().is_symlink() => {
+                let rel = relative(&kb_root, item.path())?;
+                folders.push((rel, item.path().to_path_buf()));
+            }
+            _ => {}
+        }
+    }
+    if let Some(store_root) = &store_root {
+        if store_root.starts_with(&kb_root) {
+            notes.push(format!(
+                "the store {} lies inside the KB and was skipped",
+                store_root.display()
+            ));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&staging) {
+        let leftovers = entries.count();
+        if leftovers > 0 {
+            notes.push(format!(
+                "{leftovers} staging folder(s) of interrupted mirrors in {} (never packets; safe to \
+                 delete while no mirror runs)",
+                staging.display()
+            ));
+        }
+    }
+    let kb_key = kb_root.to_string_lossy().into_owned();
+    let mirror_rows: BTreeMap<String, MirrorRow> = match view {
+        Some(v) => v
+            .catalog
+            .mirrors_in(&kb_key)?
+            .into_iter()
+            .map(|row| (row.rel_path.clone(), row))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let mut packets = Vec::new();
+    let found: BTreeSet<&str> = folders.iter().map(|(rel, _)| rel.as_str()).collect();
+    for (rel, abs) in &folders {
+        let report = match check_packet_folder(&kb_root, rel, abs, view, mirror_rows.get(rel), None)
+        {
+            Ok(report) => report,
+            Err(err) if err.class() == ErrorClass::Verification => {
+                PacketFolderReport::failed(rel, vec![DriftClass::Content], err.to_string())
+            }
+            Err(err) => return Err(err),
+        };
+        packets.push(report);
+    }
+    for (rel, row) in &mirror_rows {
+        if !found.contains(rel.as_str()) {
+            packets.push(PacketFolderReport::failed(
+                rel,
+                vec![DriftClass::Missing],
+                format!(
+                    "the catalog records a mirror of packet_tree_sha256 {} here, but there is no \
+                     packet folder",
+                    row.packet_tree_sha256
+                ),
+            ));
+        }
+    }
+    packets.sort_by(|a, b| a.folder.cmp(&b.folder));
+    let failed = packets
+        .iter()
+        .filter(|p| p.verdict == Verdict::Fail)
+        .count() as u64;
+    Ok(KbReport {
+        kb: kb_root,
+        verdict: if failed == 0 {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        },
+        packets_checked: folders.len() as u64,
+        packets_failed: failed,
+        packets,
+        notes,
+    })
+}
+
+/// The canonical path of an existing KB folder.
+pub fn canonical_kb(kb_dir: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(kb_dir).at(kb_dir, "cannot read KB folder")?;
+    if !meta.is_dir() {
+        return Err(Error::unsupported(kb_dir, "is not a folder"));
+    }
+    std::fs::canonicalize(kb_dir).at(kb_dir, "cannot resolve")
+}
+
+fn relative(root: &Path, path: &Path) -> Result<String> {
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| Error::unsupported(path, "is not inside the KB"))?;
+    let mut parts = Vec::new();
+    for component in rel.components() {
+        match component {
+            Component::Normal(name) => parts.push(
+                name.to_str()
+                    .ok_or_else(|| Error::unsupported(path, "folder name is not valid UTF-8"))?
+                    .to_string(),
+            ),
+            _ => return Err(Error::unsupported(path, "unexpected path component")),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(path: &str, kb_path: &str) -> Reference {
+        Reference {
+            sha256: sha256_of(path.as_bytes()),
+            path: path.into(),
+            kb_path: kb_path.into(),
+        }
+    }
+
+    #[test]
+    fn references_round_trip_and_sort() {
+        let refs = vec![
+            reference("validator/v.py", "other/validator/v.py"),
+            reference("a b.txt", "x/a b.txt"),
+        ];
+        let text = references_text(&refs);
+        let parsed = parse_references(text.as_bytes(), Path::new("r")).unwrap();
+        assert_eq!(parsed[0].path, "a b.txt");
+        assert_eq!(parsed[1].path, "validator/v.py");
+        assert_eq!(references_text(&parsed), text);
+    }
+
+    #[test]
+    fn references_are_parsed_strictly() {
+        let sha = "a".repeat(64);
+        for (text, line) in [
+            (String::new(), 1),
+            (format!("{sha}\tx\ty"), 1),
+            (format!("{sha}\tx\n{sha}\tx\ty\n"), 1),
+            (format!("{sha}\tb\ty\n{sha}\ta\ty\n"), 2),
+            (format!("{sha}\ta\t../y\n"), 1),
+            (format!("{sha}\ta\t/etc/passwd\n"), 1),
+            (format!("{sha}\ta\t.evstore-staging/x\n"), 1),
+            (format!("{}\ta\ty\n", "A".repeat(64)), 1),
+            (format!("{sha}\ta\ty\r\n"), 1),
+        ] {
+            match parse_references(text.as_bytes(), Path::new("r")) {
+                Err(Error::UntrustedSeal { line: got, .. }) => assert_eq!(got, line, "{text:?}"),
+                other => panic!("{text:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn resolving_refuses_symlinks_and_stays_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let kb = dir.path();
+        std::fs::create_dir_all(kb.join("a/b")).unwrap();
+        std::fs::write(kb.join("a/b/f"), "x").unwrap();
+        std::os::unix::fs::symlink("/tmp", kb.join("link")).unwrap();
+        assert_eq!(
+            resolve_in_kb(kb, "a/b/f").unwrap(),
+            KbPath::File(kb.join("a/b/f"))
+        );
+        assert_eq!(resolve_in_kb(kb, "a/c/f").unwrap(), KbPath::Missing);
+        assert!(resolve_in_kb(kb, "link/x").is_err());
+        assert!(resolve_in_kb(kb, "a/b/f/g").is_err());
+    }
+}

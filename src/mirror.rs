@@ -1,0 +1,577 @@
+//! Publishing packets into a knowledge-base (KB) folder.
+//!
+//! [`mirror`] writes a stored packet into `KB/REL_PATH` so that a reader never sees half of it:
+//! every file is written (from verified store bytes) into a staging folder under
+//! `KB/.evstore-staging/`, fsynced, and checked against the packet like `kb verify` would, and
+//! only then is the folder renamed into place with `RENAME_NOREPLACE`. A crash leaves at most a
+//! staging folder, never a partial packet at the destination. The KB is append-only: the same
+//! packet again at the same path is a no-op, anything else at an existing path is refused.
+//!
+//! With `--dedup reference`, a file whose bytes an earlier mirror in the same KB already holds
+//! (the catalog knows every mirror; the bytes are re-hashed now) is not written but listed in
+//! `KB_REFERENCES.txt`; with `--dedup hardlink` it is hard-linked to that copy. Nothing is ever
+//! written outside the KB, and no symlink is followed.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::archive::sha256_file;
+use crate::catalog::{Catalog, MirrorFile, NewEvent, NewMirror, PacketRow};
+use crate::digest::Sha256Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::export::{sync_folder, verified_files};
+use crate::gate::{Side, Verdict};
+use crate::kb::{
+    canonical_kb, check_kb_rel_path, check_packet_folder, references_text, resolve_in_kb, KbPath,
+    Reference, StoreView, REFERENCES_FILE_NAME, STAGING_DIR_NAME,
+};
+use crate::scan::SEAL_FILE_NAME;
+use crate::store::{rename_no_replace, Store};
+use crate::tree::{manifest_of, HashedFile};
+
+/// How a file whose bytes the KB already holds is published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dedup {
+    /// Always write a copy.
+    Copy,
+    /// Do not write it; list it in `KB_REFERENCES.txt` with where its bytes live.
+    Reference,
+    /// Hard-link it to the existing copy (when the executable bits agree).
+    Hardlink,
+}
+
+impl Dedup {
+    /// The option value and catalog spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dedup::Copy => "copy",
+            Dedup::Reference => "reference",
+            Dedup::Hardlink => "hardlink",
+        }
+    }
+}
+
+/// What to publish where.
+#[derive(Clone, Debug)]
+pub struct MirrorConfig {
+    /// The packet folder, relative to the KB [default: the packet's name].
+    pub rel_path: Option<String>,
+    /// How to publish files the KB already holds.
+    pub dedup: Dedup,
+}
+
+/// What [`mirror`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorAction {
+    /// The packet folder was written.
+    Published,
+    /// The same packet was already there; nothing was written.
+    Unchanged,
+}
+
+/// The result of a mirror.
+#[derive(Clone, Debug, Serialize)]
+pub struct MirrorReport {
+    /// What was done.
+    pub action: MirrorAction,
+    /// `NAME@N`.
+    pub packet: String,
+    /// The packet_tree_sha256 (the SHA-256 of the written `HASH_MANIFEST.txt`).
+    pub packet_tree_sha256: Sha256Digest,
+    /// The KB folder, canonical.
+    pub kb: PathBuf,
+    /// The packet folder, relative to the KB.
+    pub rel_path: String,
+    /// Files the seal lists.
+    pub files_listed: u64,
+    /// Files written as copies.
+    pub files_copied: u64,
+    /// Files hard-linked to an existing copy.
+    pub files_hardlinked: u64,
+    /// Files referenced (not written).
+    pub files_referenced: u64,
+    /// Bytes written as copies.
+    pub bytes_copied: u64,
+    /// Where each referenced or hard-linked file's bytes live.
+    pub deduplicated: Vec<MirrorFile>,
+}
+
+enum Plan {
+    Copy,
+    Hardlink(PathBuf, String),
+    Reference(String),
+}
+
+/// Publish `row` into the KB at `kb_dir`.
+pub fn mirror(
+    store: &Store,
+    catalog: &mut Catalog,
+    row: &PacketRow,
+    kb_dir: &Path,
+    config: &MirrorConfig,
+) -> Result<MirrorReport> {
+    let kb_root = canonical_kb(kb_dir)?;
+    let store_root = fs::canonicalize(store.root()).at(store.root(), "cannot resolve")?;
+    if kb_root.starts_with(&store_root) {
+        return Err(Error::unsupported(
+            kb_dir,
+            "lies inside the store; a KB must be outside the store",
+        ));
+    }
+    let label = format!("{}@{}", row.record.name, row.record.version);
+    let rel_path = config
+        .rel_path
+        .clone()
+        .unwrap_or_else(|| row.record.name.clone());
+    check_kb_rel_path(&rel_path)
+        .map_err(|reason| Error::Usage(format!("--as {rel_path:?}: {reason}")))?;
+    let (record, files) = verified_files(store, row)?;
+    if config.dedup == Dedup::Reference && files.iter().any(|f| f.rel_path == REFERENCES_FILE_NAME)
+    {
+        return Err(Error::Usage(format!(
+            "{label} holds a top-level file named {REFERENCES_FILE_NAME}, the name of the \
+             references file; mirror it with --dedup copy or --dedup hardlink"
+        )));
+    }
+    let kb_key = kb_root.to_string_lossy().into_owned();
+    let recorded = catalog
+        .mirrors_in(&kb_key)?
+        .into_iter()
+        .find(|m| m.rel_path == rel_path);
+    let expected = Side::packet(store, row)?;
+    let manifest = manifest_of(&files)?;
+    let mut report = MirrorReport {
+        action: MirrorAction::Unchanged,
+        packet: label.clone(),
+        packet_tree_sha256: record.packet_tree_sha256,
+        kb: kb_root.clone(),
+        rel_path: rel_path.clone(),
+        files_listed: files.len() as u64,
+        files_copied: 0,
+        files_hardlinked: 0,
+        files_referenced: 0,
+        bytes_copied: 0,
+        deduplicated: Vec::new(),
+    };
+    let conflict = |what: String| {
+        Error::AlreadyExists(format!(
+            "{}: {what}; the KB is append-only: publish this version to a new path, for \
+             example --as {}@{}",
+            kb_root.join(&rel_path).display(),
+            record.name,
+            record.version
+        ))
+    };
+
+    // The destination: refuse symlinks and non-folders on the way; an existing packet folder is
+    // either this packet (no-op) or a conflict.
+    match resolve_in_kb(&kb_root, &rel_path)? {
+        KbPath::Missing => {}
+        KbPath::Folder(existing) => {
+            let view = StoreView { store, catalog };
+            let check = check_packet_folder(
+                &kb_root,
+                &rel_path,
+                &existing,
+                Some(&view),
+                None,
+                Some(expected.clone()),
+            )?;
+            if check.verdict != Verdict::Pass {
+                return Err(conflict("already holds other content".into()));
+            }
+            if recorded.is_none() {
+                let files = present_files(&files, &existing, &rel_path)?;
+                record_mirror(
+                    catalog,
+                    row,
+                    &kb_key,
+                    &rel_path,
+                    Dedup::Copy,
+                    files,
+                    "unchanged",
+                )?;
+            } else {
+                log_mirror(
+                    catalog,
+                    &kb_key,
+                    &rel_path,
+                    &label,
+                    &record.packet_tree_sha256,
+                    "unchanged",
+                )?;
+            }
+            return Ok(report);
+        }
+        KbPath::File(_) | KbPath::Other(_) => {
+            return Err(conflict("exists and is not a packet folder".into()))
+        }
+    }
+    if let Some(previous) = &recorded {
+        if previous.packet_tree_sha256 != record.packet_tree_sha256 {
+            return Err(conflict(format!(
+                "the catalog records another packet (packet_tree_sha256 {}) mirrored there",
+                previous.packet_tree_sha256
+            )));
+        }
+    }
+
+    // Decide, per file, how to publish it.
+    let mut plans = Vec::with_capacity(files.len());
+    for file in &files {
+        let plan = match config.dedup {
+            Dedup::Copy => Plan::Copy,
+            dedup => match existing_copy(catalog, &kb_root, &kb_key, file, dedup)? {
+                Some((abs, kb_path)) if dedup == Dedup::Hardlink => Plan::Hardlink(abs, kb_path),
+                Some((_, kb_path)) => Plan::Reference(kb_path),
+                None => Plan::Copy,
+            },
+        };
+        plans.push(plan);
+    }
+
+    // Stage.
+    let staging_root = kb_root.join(STAGING_DIR_NAME);
+    match fs::create_dir(&staging_root) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(Error::io(&staging_root, "cannot create", err)),
+    }
+    if !fs::symlink_metadata(&staging_root)
+        .at(&staging_root, "cannot stat")?
+        .is_dir()
+    {
+        return Err(Error::unsupported(&staging_root, "is not a folder"));
+    }
+    let staging = tempfile::Builder::new()
+        .prefix("mirror-")
+        .tempdir_in(&staging_root)
+        .at(&staging_root, "cannot create a staging folder in")?;
+    let staged = staging.path().join("packet");
+    fs::create_dir(&staged).at(&staged, "cannot create")?;
+    let written: Vec<(u64, u64)> = files
+        .par_iter()
+        .zip(plans.par_iter())
+        .map(|(file, plan)| stage_file(store, &staged, file, plan))
+        .collect::<Result<_>>()?;
+    let mut references = Vec::new();
+    let mut mirror_files = Vec::new();
+    for (file, plan) in files.iter().zip(&plans) {
+        let (stored_as, kb_path) = match plan {
+            Plan::Copy => ("copy", format!("{rel_path}/{}", file.rel_path)),
+            Plan::Hardlink(_, kb_path) => ("hardlink", kb_path.clone()),
+            Plan::Reference(kb_path) => {
+                references.push(Reference {
+                    sha256: file.meta.sha256,
+                    path: file.rel_path.clone(),
+                    kb_path: kb_path.clone(),
+                });
+                ("reference", kb_path.clone())
+            }
+        };
+        let entry = MirrorFile {
+            path: file.rel_path.clone(),
+            sha256: file.meta.sha256,
+            stored_as: stored_as.into(),
+            kb_path,
+        };
+        if stored_as != "copy" {
+            report.deduplicated.push(entry.clone());
+        }
+        mirror_files.push(entry);
+    }
+    report.files_copied = written.iter().map(|w| w.0).sum();
+    report.bytes_copied = written.iter().map(|w| w.1).sum();
+    report.files_hardlinked = plans
+        .iter()
+        .filter(|p| matches!(p, Plan::Hardlink(..)))
+        .count() as u64;
+    report.files_referenced = references.len() as u64;
+    write_metadata(&staged.join(SEAL_FILE_NAME), manifest.text().as_bytes())?;
+    if !references.is_empty() {
+        write_metadata(
+            &staged.join(REFERENCES_FILE_NAME),
+            references_text(&references).as_bytes(),
+        )?;
+    }
+    sync_tree(&staged)?;
+
+    // Verify what was staged, as `kb verify` will see it.
+    let view = StoreView { store, catalog };
+    let check = check_packet_folder(
+        &kb_root,
+        &rel_path,
+        &staged,
+        Some(&view),
+        None,
+        Some(expected),
+    )?;
+    if check.verdict != Verdict::Pass {
+        let mut reasons = check.problems.clone();
+        if let Some(gate) = &check.report {
+            reasons.push(gate.verdict_line());
+        }
+        return Err(Error::Mismatch {
+            what: staged.display().to_string(),
+            reason: format!("the staged mirror did not verify: {}", reasons.join("; ")),
+        });
+    }
+
+    // Publish: create the parent folders (refusing symlinks), then rename without replacing.
+    let dest = kb_root.join(&rel_path);
+    create_parents(&kb_root, &rel_path)?;
+    rename_no_replace(&staged, &dest).map_err(|err| {
+        if err.kind() == io::ErrorKind::AlreadyExists
+            || err.kind() == io::ErrorKind::DirectoryNotEmpty
+        {
+            conflict("appeared while this mirror was staged".into())
+        } else {
+            Error::io(&dest, "cannot rename the staged packet into place", err)
+        }
+    })?;
+    if let Some(parent) = dest.parent() {
+        sync_folder(parent)?;
+    }
+    report.action = MirrorAction::Published;
+    if recorded.is_none() {
+        record_mirror(
+            catalog,
+            row,
+            &kb_key,
+            &rel_path,
+            config.dedup,
+            mirror_files,
+            "published",
+        )?;
+    } else {
+        log_mirror(
+            catalog,
+            &kb_key,
+            &rel_path,
+            &label,
+            &record.packet_tree_sha256,
+            "republished",
+        )?;
+    }
+    Ok(report)
+}
+
+/// An earlier mirror's copy of `file`'s bytes in this KB, re-hashed now; `None` if there is none
+/// (or none whose bytes still match).
+fn existing_copy(
+    catalog: &Catalog,
+    kb_root: &Path,
+    kb_key: &str,
+    file: &HashedFile,
+    dedup: Dedup,
+) -> Result<Option<(PathBuf, String)>> {
+    for kb_path in catalog.kb_copies_of(kb_key, &file.meta.sha256)? {
+        if check_kb_rel_path(&kb_path).is_err() {
+            continue;
+        }
+        let Ok(KbPath::File(abs)) = resolve_in_kb(kb_root, &kb_path) else {
+            continue;
+        };
+        let Ok(meta) = fs::symlink_metadata(&abs) else {
+            continue;
+        };
+        if meta.len() != file.meta.size {
+            continue;
+        }
+        if dedup == Dedup::Hardlink && (meta.mode() & 0o100 != 0) != file.meta.executable {
+            continue;
+        }
+        if sha256_file(&abs, meta.len()).ok() == Some(file.meta.sha256) {
+            return Ok(Some((abs, kb_path)));
+        }
+    }
+    Ok(None)
+}
+
+/// Write one planned file into the staging folder; returns (copies, bytes) written.
+fn stage_file(store: &Store, staged: &Path, file: &HashedFile, plan: &Plan) -> Result<(u64, u64)> {
+    let path = staged.join(&file.rel_path);
+    match plan {
+        Plan::Reference(_) => return Ok((0, 0)),
+        Plan::Hardlink(target, _) => {
+            create_staged_parents(staged, &path)?;
+            fs::hard_link(target, &path).at(&path, "cannot hard-link")?;
+            return Ok((0, 0));
+        }
+        Plan::Copy => {}
+    }
+    create_staged_parents(staged, &path)?;
+    let mode = if file.meta.executable { 0o755 } else { 0o644 };
+    let handle = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&path)
+        .at(&path, "cannot create")?;
+    let mut out = BufWriter::new(handle);
+    store.read_object(&file.meta.blake3, &mut out)?;
+    let handle = out
+        .into_inner()
+        .map_err(|err| Error::io(&path, "cannot write", err.into_error()))?;
+    // The umask may have cleared bits of `mode`; set them exactly.
+    use std::os::unix::fs::PermissionsExt;
+    handle
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .and_then(|()| handle.sync_all())
+        .at(&path, "cannot write")?;
+    Ok((1, file.meta.size))
+}
+
+fn create_staged_parents(staged: &Path, path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        if parent != staged {
+            fs::create_dir_all(parent).at(parent, "cannot create")?;
+        }
+    }
+    Ok(())
+}
+
+fn write_metadata(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut handle = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .at(path, "cannot create")?;
+    handle
+        .write_all(bytes)
+        .and_then(|()| handle.sync_all())
+        .at(path, "cannot write")
+}
+
+/// fsync every folder below and including `root` (files were synced as they were written).
+fn sync_tree(root: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        let entry = entry.map_err(|err| {
+            Error::io(
+                root,
+                "cannot walk",
+                err.into_io_error()
+                    .unwrap_or_else(|| io::Error::other("walk failed")),
+            )
+        })?;
+        if entry.file_type().is_dir() {
+            File::open(entry.path())
+                .and_then(|d| d.sync_all())
+                .at(entry.path(), "cannot fsync")?;
+        }
+    }
+    Ok(())
+}
+
+/// Create the folders leading to `kb_root/rel_path` (not the last component), refusing symlinks.
+fn create_parents(kb_root: &Path, rel_path: &str) -> Result<()> {
+    let components: Vec<&str> = rel_path.split('/').collect();
+    let mut current = kb_root.to_path_buf();
+    for name in &components[..components.len() - 1] {
+        let parent = current.clone();
+        current.push(name);
+        match fs::create_dir(&current) {
+            Ok(()) => sync_folder(&parent)?,
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(Error::io(&current, "cannot create", err)),
+        }
+        let meta = fs::symlink_metadata(&current).at(&current, "cannot stat")?;
+        if meta.file_type().is_symlink() || !meta.is_dir() {
+            return Err(Error::unsupported(
+                &current,
+                "is not a folder (symlinks are never followed inside a KB)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The mirror records of an existing, verified packet folder that the catalog did not know.
+fn present_files(files: &[HashedFile], folder: &Path, rel_path: &str) -> Result<Vec<MirrorFile>> {
+    let references = match fs::symlink_metadata(folder.join(REFERENCES_FILE_NAME)) {
+        Ok(_) => {
+            let path = folder.join(REFERENCES_FILE_NAME);
+            let bytes = crate::gate::read_seal_bytes(&path)?;
+            crate::kb::parse_references(&bytes, &path)?
+        }
+        Err(_) => Vec::new(),
+    };
+    Ok(files
+        .iter()
+        .map(|f| match references.iter().find(|r| r.path == f.rel_path) {
+            Some(r) => MirrorFile {
+                path: f.rel_path.clone(),
+                sha256: f.meta.sha256,
+                stored_as: "reference".into(),
+                kb_path: r.kb_path.clone(),
+            },
+            None => MirrorFile {
+                path: f.rel_path.clone(),
+                sha256: f.meta.sha256,
+                stored_as: "copy".into(),
+                kb_path: format!("{rel_path}/{}", f.rel_path),
+            },
+        })
+        .collect())
+}
+
+fn record_mirror(
+    catalog: &mut Catalog,
+    row: &PacketRow,
+    kb_key: &str,
+    rel_path: &str,
+    dedup: Dedup,
+    files: Vec<MirrorFile>,
+    action: &str,
+) -> Result<()> {
+    let counts = |kind: &str| files.iter().filter(|f| f.stored_as == kind).count();
+    let event = NewEvent {
+        kind: "mirror".into(),
+        subject: format!("{kb_key}/{rel_path}"),
+        detail: serde_json::json!({
+            "packet": format!("{}@{}", row.record.name, row.record.version),
+            "packet_tree_sha256": row.record.packet_tree_sha256,
+            "action": action,
+            "dedup": dedup.name(),
+            "copied": counts("copy"),
+            "hardlinked": counts("hardlink"),
+            "referenced": counts("reference"),
+        }),
+    };
+    catalog.add_mirror(
+        &NewMirror {
+            kb_root: kb_key.to_string(),
+            rel_path: rel_path.to_string(),
+            packet_id: row.id,
+            packet_tree_sha256: row.record.packet_tree_sha256,
+            dedup: dedup.name().into(),
+            files,
+        },
+        &event,
+    )?;
+    Ok(())
+}
+
+fn log_mirror(
+    catalog: &mut Catalog,
+    kb_key: &str,
+    rel_path: &str,
+    label: &str,
+    sha: &Sha256Digest,
+    action: &str,
+) -> Result<()> {
+    catalog.log_event(&NewEvent {
+        kind: "mirror".into(),
+        subject: format!("{kb_key}/{rel_path}"),
+        detail: serde_json::json!({"packet": label, "packet_tree_sha256": sha, "action": action}),
+    })?;
+    Ok(())
+}
