@@ -187,6 +187,52 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DedupArg::Copy)]
         dedup: DedupArg,
     },
+    /// Rerun a packet's generator in a fresh folder and compare the tree hash
+    ///
+    /// Runs CMD with an empty output folder given as $EVSTORE_OUT and as {out} in its arguments,
+    /// in a controlled environment (PATH kept; TZ=UTC, LC_ALL=C.UTF-8, SOURCE_DATE_EPOCH from the
+    /// packet, HOME a fresh empty folder), then hashes the output. PASS (PACKET_TREE MATCH) only
+    /// when every run exits 0, writes files, and hashes to the expected packet_tree_sha256. Each
+    /// rerun is stored as an attestation object and listed by `evstore runs`.
+    ///
+    /// Example: evstore rerun example-packet -- bash docs/example-packet/rerun.sh {out}
+    Rerun {
+        /// The stored packet to reproduce
+        #[arg(required_unless_present = "expect")]
+        packet: Option<String>,
+        /// The expected packet_tree_sha256, for a packet that is not stored
+        #[arg(long, value_name = "SHA256", conflicts_with = "packet")]
+        expect: Option<String>,
+        /// Run this many times, each in a fresh folder; all must match
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        runs: u32,
+        /// Kill a run (and its process group) after this many seconds
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        /// Keep the first run's output in DIR (absent or empty)
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// Archive the first run's output as packet NAME.rerun (evidence of the run)
+        #[arg(long)]
+        ingest: bool,
+        /// The command's working directory [default: the current one]
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<PathBuf>,
+        /// Pass the caller's environment through instead of the controlled one
+        #[arg(long)]
+        keep_env: bool,
+        /// SOURCE_DATE_EPOCH with --expect [default: the caller's $SOURCE_DATE_EPOCH, else unset]
+        #[arg(long, value_name = "SECONDS", requires = "expect")]
+        source_date_epoch: Option<i64>,
+        /// The generator command and its arguments, after --
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// List recorded reruns (attestations), optionally of one packet
+    Runs {
+        /// The packet
+        packet: Option<String>,
+    },
     /// Knowledge-base commands
     Kb {
         #[command(subcommand)]
@@ -353,6 +399,34 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Kb {
             command: KbCommand::Verify { kb_dir, no_store },
         } => cmd_kb_verify(&ctx, &kb_dir, no_store, store_given),
+        Command::Rerun {
+            packet,
+            expect,
+            runs,
+            timeout,
+            keep,
+            ingest,
+            cwd,
+            keep_env,
+            source_date_epoch,
+            command,
+        } => cmd_rerun(
+            &ctx,
+            RerunArgs {
+                packet,
+                expect,
+                runs,
+                timeout,
+                keep,
+                ingest,
+                cwd,
+                keep_env,
+                source_date_epoch,
+                command,
+            },
+            store_given,
+        ),
+        Command::Runs { packet } => cmd_runs(&ctx, packet.as_deref()),
     }
 }
 
@@ -1053,4 +1127,234 @@ fn cmd_kb_verify(
         Verdict::Pass => Outcome::Pass,
         Verdict::Fail => Outcome::Fail,
     })
+}
+
+struct RerunArgs {
+    packet: Option<String>,
+    expect: Option<String>,
+    runs: u32,
+    timeout: Option<u64>,
+    keep: Option<PathBuf>,
+    ingest: bool,
+    cwd: Option<PathBuf>,
+    keep_env: bool,
+    source_date_epoch: Option<i64>,
+    command: Vec<std::ffi::OsString>,
+}
+
+fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcome> {
+    use crate::rerun::{attest, rerun, RerunConfig};
+    let opened = if args.packet.is_some() || args.ingest || store_given || ctx.store_path.exists() {
+        Some(ctx.open()?)
+    } else {
+        None
+    };
+    let (row, expected, source_date_epoch) = match (&args.packet, &args.expect) {
+        (Some(packet), _) => {
+            let (_, catalog) = opened
+                .as_ref()
+                .ok_or_else(|| Error::Usage("a PACKET needs a store".into()))?;
+            let row = ctx.resolve(catalog, packet)?;
+            let sha = row.record.packet_tree_sha256;
+            let epoch = row.record.source_date_epoch;
+            (Some(row), sha, Some(epoch))
+        }
+        (None, Some(hex)) => {
+            let sha = crate::digest::Sha256Digest::parse_hex(hex).ok_or_else(|| {
+                Error::Usage(format!("--expect {hex:?} is not 64 lowercase hex digits"))
+            })?;
+            let epoch = match args.source_date_epoch {
+                Some(epoch) => Some(epoch),
+                None => match std::env::var("SOURCE_DATE_EPOCH") {
+                    Ok(text) => Some(text.trim().parse::<i64>().map_err(|_| {
+                        Error::Usage(format!("$SOURCE_DATE_EPOCH {text:?} is not an integer"))
+                    })?),
+                    Err(_) => None,
+                },
+            };
+            let row = match &opened {
+                Some((_, catalog)) => catalog.packets_with_sha256(&sha)?.into_iter().next(),
+                None => None,
+            };
+            (row, sha, epoch)
+        }
+        (None, None) => return Err(Error::Usage("give a PACKET or --expect SHA256".into())),
+    };
+    let store = opened.as_ref().map(|(store, _)| store);
+    let expected_side = match (store, &row) {
+        (Some(store), Some(row)) => Some(Side::packet(store, row)?),
+        _ => None,
+    };
+    let config = RerunConfig {
+        expected,
+        packet: if args.packet.is_some() {
+            row.clone()
+        } else {
+            None
+        },
+        source_date_epoch,
+        command: args.command,
+        runs: args.runs,
+        timeout: args.timeout.map(std::time::Duration::from_secs),
+        keep: args.keep,
+        cwd: args.cwd.unwrap_or_else(|| PathBuf::from(".")),
+        keep_env: args.keep_env,
+    };
+    let (report, _folders) = rerun(store, expected_side.as_ref(), &config)?;
+    let mut ingested = None;
+    let mut attestation = None;
+    if let Some((store, mut catalog)) = opened {
+        if args.ingest {
+            let first = &report.runs[0];
+            if first.observed_sha256.is_some() {
+                let name = match &config.packet {
+                    Some(row) => format!("{}.rerun", row.record.name),
+                    None => format!("rerun-{}", &expected.to_hex()[..12]),
+                };
+                let archived = ingest(
+                    &store,
+                    &mut catalog,
+                    &first.out_dir,
+                    &IngestConfig {
+                        name,
+                        note: Some(format!("output of a rerun expecting {expected}")),
+                        source_date_epoch,
+                    },
+                )?;
+                let r = &archived.packet.record;
+                ingested = Some(format!("{}@{}", r.name, r.version));
+            }
+        }
+        let packet_id = config.packet.as_ref().map(|p| p.id);
+        attestation = Some(attest(
+            &store,
+            &mut catalog,
+            &report,
+            packet_id,
+            ingested.as_deref(),
+        )?);
+    }
+    if ctx.json {
+        let mut value = serde_json::to_value(&report).unwrap_or(Value::Null);
+        value["attestation"] = json!(attestation);
+        value["ingested"] = json!(ingested);
+        print_json(&value);
+    } else {
+        for run in &report.runs {
+            let status = match (run.exit_code, run.signal) {
+                (Some(code), _) => format!("exit {code}"),
+                (None, Some(signal)) => format!("signal {signal}"),
+                _ => "no status".into(),
+            };
+            let hash = run
+                .observed_sha256
+                .map_or_else(|| "no tree".to_string(), |s| s.to_hex());
+            say!(
+                "run {}: {status} in {:.2} s, {} files, packet_tree_sha256 {hash}",
+                run.run,
+                run.duration_ms as f64 / 1000.0,
+                run.files
+            );
+            if run.failure.is_some() && !run.output_tail.is_empty() {
+                for line in run
+                    .output_tail
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    say!("      | {line}");
+                }
+            }
+        }
+        if let Some(diff) = &report.diff {
+            for file in diff.files.iter().filter(|f| !f.is_ok()) {
+                let classes: Vec<&str> = file.classes.iter().map(|c| c.name()).collect();
+                say!("FAIL  {}  [{}]", file.path, classes.join(", "));
+                if let Some(d) = &file.first_difference {
+                    say!("      first difference at byte {}", d.offset);
+                    say!("        expected \"{}\"", d.expected_text);
+                    say!("        observed \"{}\"", d.observed_text);
+                }
+            }
+            say!("{}", diff.verdict_line());
+        }
+        for reason in &report.reasons {
+            say!("reason: {reason}");
+        }
+        if let Some(kept) = &report.kept {
+            say!("kept the first run's output in {}", kept.display());
+        }
+        if let Some(label) = &ingested {
+            say!("archived the first run's output as {label}");
+        }
+        if let Some(id) = &attestation {
+            say!("attestation {id}");
+        }
+        say!("expected  {}", report.expected_sha256);
+        match report.verdict {
+            Verdict::Pass => say!("PASS (PACKET_TREE MATCH) {}", report.expected_sha256),
+            Verdict::Fail => {
+                let mismatch = report.runs.iter().any(|r| {
+                    r.observed_sha256
+                        .is_some_and(|s| s != report.expected_sha256)
+                });
+                if mismatch {
+                    say!("FAIL (PACKET_TREE MISMATCH)");
+                } else {
+                    say!(
+                        "FAIL ({})",
+                        report.reasons.first().map_or("no tree", |r| r.as_str())
+                    );
+                }
+            }
+        }
+    }
+    Ok(match report.verdict {
+        Verdict::Pass => Outcome::Pass,
+        Verdict::Fail => Outcome::Fail,
+    })
+}
+
+fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
+    let (_, catalog) = ctx.open()?;
+    let packet_id = match packet {
+        Some(packet) => Some(ctx.resolve(&catalog, packet)?.id),
+        None => None,
+    };
+    let runs = catalog.runs(packet_id)?;
+    if ctx.json {
+        let list: Vec<Value> = runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "verdict": r.verdict,
+                    "expected_sha256": r.expected_sha256,
+                    "attestation": r.attestation,
+                    "time_unix_nanos": r.time_unix_nanos,
+                    "summary": serde_json::from_str::<Value>(&r.summary).unwrap_or(Value::Null),
+                })
+            })
+            .collect();
+        print_json(&json!({ "runs": list }));
+    } else if runs.is_empty() {
+        say!("no reruns recorded yet; run one with `evstore rerun PACKET -- CMD`");
+    } else {
+        for r in &runs {
+            let summary: Value = serde_json::from_str(&r.summary).unwrap_or(Value::Null);
+            say!(
+                "{:>4}  {}  {}  {}  attestation {}  {}",
+                r.id,
+                r.time_unix_nanos,
+                r.verdict,
+                summary["packet"].as_str().unwrap_or(&r.expected_sha256),
+                r.attestation,
+                summary["command"]
+            );
+        }
+    }
+    Ok(Outcome::Pass)
 }

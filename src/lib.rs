@@ -24,6 +24,7 @@ pub mod mirror;
 pub mod object;
 pub mod packet_ref;
 pub mod record;
+pub mod rerun;
 pub mod scan;
 pub mod store;
 pub mod tree;

@@ -6,4 +6,5 @@
 mod foundation;
 mod gate;
 mod mirror;
+mod rerun;
 mod sandbox;

@@ -1,0 +1,453 @@
+//! Rerun reproducibility: regenerate a packet and prove its tree hash is the same.
+//!
+//! [`rerun`] runs a generator command one or more times, each time into a fresh empty output
+//! folder (given as `$EVSTORE_OUT` and as `{out}` in the arguments), in a controlled environment
+//! by default, with an optional timeout that kills the whole process group. It then hashes each
+//! output strictly (as ingest would) and compares it with the expected `packet_tree_sha256`.
+//! PASS needs every run to exit 0, to write at least one file, and to hash to the expected value;
+//! a run that did nothing never passes. A mismatch is explained with the gate's per-file report,
+//! and runs that disagree with each other are reported as nondeterministic, with the files that
+//! vary. [`attest`] stores the result as an attestation object and records it in the catalog.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::archive::hash_packet;
+use crate::catalog::{Catalog, NewEvent, NewRun, PacketRow};
+use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
+use crate::error::{Error, IoContext, Result};
+use crate::gate::{self, GateReport, Side, Verdict};
+use crate::object::ObjectKind;
+use crate::store::Store;
+
+/// How much of a run's combined stdout and stderr the report keeps (the end of it).
+const OUTPUT_TAIL_BYTES: u64 = 2048;
+
+/// What to rerun and how.
+#[derive(Clone, Debug)]
+pub struct RerunConfig {
+    /// The packet_tree_sha256 the output must have.
+    pub expected: Sha256Digest,
+    /// The stored packet being reproduced, if any.
+    pub packet: Option<PacketRow>,
+    /// `SOURCE_DATE_EPOCH` for the controlled environment (unset when `None`).
+    pub source_date_epoch: Option<i64>,
+    /// The command and its arguments; `{out}` is replaced by the output folder.
+    pub command: Vec<OsString>,
+    /// How many times to run (at least 1).
+    pub runs: u32,
+    /// Kill a run (its whole process group) after this long.
+    pub timeout: Option<Duration>,
+    /// Keep the first run's output here (must be absent or empty).
+    pub keep: Option<PathBuf>,
+    /// The working directory of the command.
+    pub cwd: PathBuf,
+    /// Pass the caller's environment through instead of the controlled one.
+    pub keep_env: bool,
+}
+
+/// One run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    /// 1-based run number.
+    pub run: u32,
+    /// The exit code, if the command exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    /// True if it was killed by the timeout.
+    pub timed_out: bool,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// The output's packet_tree_sha256, when it could be hashed.
+    pub observed_sha256: Option<Sha256Digest>,
+    /// Files in the output.
+    pub files: u64,
+    /// Why this run fails, if it does.
+    pub failure: Option<String>,
+    /// The end of the command's combined stdout and stderr.
+    pub output_tail: String,
+    /// Where its output is (kept only with `--keep`, else removed after the report).
+    #[serde(skip)]
+    pub out_dir: PathBuf,
+}
+
+/// The result of a rerun.
+#[derive(Clone, Debug, Serialize)]
+pub struct RerunReport {
+    /// PASS (PACKET_TREE MATCH) or FAIL.
+    pub verdict: Verdict,
+    /// The packet reproduced (`NAME@N`), if it is stored.
+    pub packet: Option<String>,
+    /// The expected packet_tree_sha256.
+    pub expected_sha256: Sha256Digest,
+    /// The command line as given (lossy UTF-8).
+    pub command: Vec<String>,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// `controlled` or `inherited`.
+    pub environment_mode: &'static str,
+    /// The controlled environment (without the per-run `HOME` and `EVSTORE_OUT`); for an
+    /// inherited environment only the variable names, with empty values.
+    pub environment: BTreeMap<String, String>,
+    /// Every run.
+    pub runs: Vec<RunResult>,
+    /// True if runs produced different trees.
+    pub nondeterministic: bool,
+    /// Files that differ between runs.
+    pub varying_files: Vec<String>,
+    /// Why the verdict is FAIL (empty on PASS).
+    pub reasons: Vec<String>,
+    /// Per-file drift of the first mismatching run's output against the expected packet, when
+    /// the expected files are known.
+    pub diff: Option<GateReport>,
+    /// Where the first run's output was kept.
+    pub kept: Option<PathBuf>,
+}
+
+/// Temp folders of a rerun: alive until dropped.
+pub struct RunFolders {
+    _parent: tempfile::TempDir,
+}
+
+/// Run the generator and compare. `expected_side` gives per-file drift on a mismatch.
+pub fn rerun(
+    store: Option<&Store>,
+    expected_side: Option<&Side>,
+    config: &RerunConfig,
+) -> Result<(RerunReport, RunFolders)> {
+    if config.command.is_empty() {
+        return Err(Error::Usage("no command given after --".into()));
+    }
+    if config.runs == 0 {
+        return Err(Error::Usage("--runs must be at least 1".into()));
+    }
+    let cwd = fs::canonicalize(&config.cwd).at(&config.cwd, "cannot use as working directory")?;
+    if let Some(keep) = &config.keep {
+        crate::export::prepare_empty_dest(keep)?;
+    }
+    let parent = tempfile::Builder::new()
+        .prefix("evstore-rerun-")
+        .tempdir()
+        .at(&std::env::temp_dir(), "cannot create a temporary folder in")?;
+    let mut environment = BTreeMap::new();
+    if config.keep_env {
+        for (key, _) in std::env::vars_os() {
+            environment.insert(key.to_string_lossy().into_owned(), String::new());
+        }
+    } else {
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        environment.insert("PATH".into(), path);
+        environment.insert("TZ".into(), "UTC".into());
+        environment.insert("LC_ALL".into(), "C.UTF-8".into());
+        environment.insert("LANG".into(), "C.UTF-8".into());
+        if let Some(epoch) = config.source_date_epoch {
+            environment.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+        }
+    }
+    let mut runs = Vec::new();
+    for run in 1..=config.runs {
+        let out_dir = match (&config.keep, run) {
+            (Some(keep), 1) => fs::canonicalize(keep).at(keep, "cannot resolve")?,
+            _ => {
+                let dir = parent.path().join(format!("out-{run}"));
+                fs::create_dir(&dir).at(&dir, "cannot create")?;
+                dir
+            }
+        };
+        let home = parent.path().join(format!("home-{run}"));
+        fs::create_dir(&home).at(&home, "cannot create")?;
+        let log = parent.path().join(format!("output-{run}.log"));
+        runs.push(run_once(
+            config,
+            &environment,
+            &cwd,
+            run,
+            out_dir,
+            &home,
+            &log,
+        )?);
+    }
+
+    let mut reasons = Vec::new();
+    for r in &runs {
+        if let Some(failure) = &r.failure {
+            reasons.push(format!("run {}: {failure}", r.run));
+        }
+    }
+    let observed: BTreeSet<Sha256Digest> = runs.iter().filter_map(|r| r.observed_sha256).collect();
+    let nondeterministic = observed.len() > 1;
+    let mut varying = BTreeSet::new();
+    if nondeterministic {
+        let first = Side::folder(&runs[0].out_dir)?;
+        for other in &runs[1..] {
+            if other.observed_sha256.is_none() {
+                continue;
+            }
+            let report = gate::compare(None, &first, &Side::folder(&other.out_dir)?)?;
+            varying.extend(
+                report
+                    .files
+                    .iter()
+                    .filter(|f| !f.is_ok())
+                    .map(|f| f.path.clone()),
+            );
+        }
+        let list: Vec<&str> = varying.iter().map(String::as_str).collect();
+        reasons.push(format!(
+            "nondeterministic between runs: {} distinct trees; files that vary: {}",
+            observed.len(),
+            list.join(", ")
+        ));
+    }
+    let mismatched = runs
+        .iter()
+        .any(|r| r.observed_sha256.is_some_and(|sha| sha != config.expected));
+    if mismatched {
+        reasons.push(
+            "PACKET_TREE MISMATCH: the output does not hash to the expected packet_tree_sha256"
+                .into(),
+        );
+    }
+    // Explain the first run whose output differs from the expected tree.
+    let first_mismatch = runs
+        .iter()
+        .find(|r| r.observed_sha256.is_some_and(|sha| sha != config.expected));
+    let diff = match (first_mismatch, expected_side) {
+        (Some(run), Some(expected)) => Some(gate::compare(
+            store,
+            expected,
+            &Side::folder(&run.out_dir)?,
+        )?),
+        _ => None,
+    };
+    let verdict = if reasons.is_empty()
+        && runs
+            .iter()
+            .all(|r| r.observed_sha256 == Some(config.expected) && r.files > 0)
+    {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    let report = RerunReport {
+        verdict,
+        packet: config
+            .packet
+            .as_ref()
+            .map(|p| format!("{}@{}", p.record.name, p.record.version)),
+        expected_sha256: config.expected,
+        command: config
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        cwd,
+        environment_mode: if config.keep_env {
+            "inherited"
+        } else {
+            "controlled"
+        },
+        environment,
+        runs,
+        nondeterministic,
+        varying_files: varying.into_iter().collect(),
+        reasons,
+        diff,
+        kept: config.keep.clone(),
+    };
+    Ok((report, RunFolders { _parent: parent }))
+}
+
+fn run_once(
+    config: &RerunConfig,
+    environment: &BTreeMap<String, String>,
+    cwd: &Path,
+    run: u32,
+    out_dir: PathBuf,
+    home: &Path,
+    log: &Path,
+) -> Result<RunResult> {
+    let args: Vec<OsString> = config.command[1..]
+        .iter()
+        .map(|arg| substitute_out(arg, &out_dir))
+        .collect();
+    let mut command = Command::new(&config.command[0]);
+    command.args(&args).current_dir(cwd).process_group(0);
+    if !config.keep_env {
+        command.env_clear().envs(environment).env("HOME", home);
+    }
+    command.env("EVSTORE_OUT", &out_dir);
+    let output = File::create(log).at(log, "cannot create")?;
+    let output_err = output.try_clone().at(log, "cannot create")?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(output))
+        .stderr(Stdio::from(output_err));
+    let started = Instant::now();
+    let mut result = RunResult {
+        run,
+        exit_code: None,
+        signal: None,
+        timed_out: false,
+        duration_ms: 0,
+        observed_sha256: None,
+        files: 0,
+        failure: None,
+        output_tail: String::new(),
+        out_dir: out_dir.clone(),
+    };
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            result.failure = Some(format!(
+                "cannot start {}: {err}",
+                config.command[0].to_string_lossy()
+            ));
+            return Ok(result);
+        }
+    };
+    let group = rustix::process::Pid::from_raw(child.id() as i32);
+    let status = loop {
+        if let Some(status) = child.try_wait().at(log, "cannot wait for the command")? {
+            break status;
+        }
+        if config
+            .timeout
+            .is_some_and(|limit| started.elapsed() >= limit)
+        {
+            result.timed_out = true;
+            if let Some(group) = group {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::Kill);
+            }
+            let _ = child.kill();
+            break child.wait().at(log, "cannot wait for the command")?;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Stop anything the command left running in its group, so it cannot keep writing.
+    if let Some(group) = group {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::Kill);
+    }
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    result.exit_code = status.code();
+    result.signal = status.signal();
+    result.output_tail = tail(log)?;
+    result.failure = if result.timed_out {
+        Some(format!(
+            "killed after the timeout of {} s",
+            config.timeout.map_or(0, |t| t.as_secs())
+        ))
+    } else if let Some(signal) = result.signal {
+        Some(format!("killed by signal {signal}"))
+    } else if result.exit_code != Some(0) {
+        Some(format!(
+            "exited with code {}",
+            result.exit_code.unwrap_or(-1)
+        ))
+    } else {
+        None
+    };
+    let entries = fs::read_dir(&out_dir).at(&out_dir, "cannot read")?.count();
+    if entries == 0 {
+        result.failure.get_or_insert_with(|| "wrote no file".into());
+        return Ok(result);
+    }
+    match hash_packet(&out_dir) {
+        Ok(packet) => {
+            result.observed_sha256 = Some(packet.packet_tree_sha256());
+            result.files = packet.files.len() as u64;
+        }
+        Err(err) => {
+            result
+                .failure
+                .get_or_insert_with(|| format!("its output cannot be a packet: {err}"));
+        }
+    }
+    Ok(result)
+}
+
+/// Replace every `{out}` in an argument by the output folder.
+fn substitute_out(arg: &OsString, out_dir: &Path) -> OsString {
+    match arg.to_str() {
+        Some(text) if text.contains("{out}") => {
+            OsString::from(text.replace("{out}", &out_dir.to_string_lossy()))
+        }
+        _ => arg.clone(),
+    }
+}
+
+fn tail(log: &Path) -> Result<String> {
+    let mut file = File::open(log).at(log, "cannot read")?;
+    let len = file.metadata().at(log, "cannot stat")?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(OUTPUT_TAIL_BYTES)))
+        .at(log, "cannot read")?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).at(log, "cannot read")?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Store the report as an attestation object (JSON with sorted keys, format
+/// `evstore/attestation/1`) and record it in the catalog with a `rerun` event. Returns its id.
+pub fn attest(
+    store: &Store,
+    catalog: &mut Catalog,
+    report: &RerunReport,
+    packet_id: Option<i64>,
+    ingested: Option<&str>,
+) -> Result<Blake3Digest> {
+    let mut value = serde_json::to_value(report)
+        .map_err(|err| Error::Usage(format!("cannot encode the attestation: {err}")))?;
+    value["format"] = serde_json::json!("evstore/attestation/1");
+    value["tool_version"] = serde_json::json!(crate::TOOL_VERSION);
+    value["time_unix_nanos"] = serde_json::json!(crate::now_unix_nanos());
+    value["ingested"] = serde_json::json!(ingested);
+    let payload = value.to_string().into_bytes();
+    let id = blake3_of(&payload);
+    let batch = store.batch();
+    batch.add_bytes(id, ObjectKind::Attestation, &payload)?;
+    batch.commit()?;
+    let verdict = match report.verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+    };
+    let summary = serde_json::json!({
+        "packet": report.packet,
+        "command": report.command,
+        "runs": report.runs.len(),
+        "observed": report.runs.iter().map(|r| r.observed_sha256).collect::<Vec<_>>(),
+        "ingested": ingested,
+    });
+    catalog.add_run(
+        &NewRun {
+            packet_id,
+            expected_sha256: report.expected_sha256,
+            attestation: id,
+            attestation_size: payload.len() as u64,
+            verdict: verdict.into(),
+            summary: summary.clone(),
+        },
+        &NewEvent {
+            kind: "rerun".into(),
+            subject: report
+                .packet
+                .clone()
+                .unwrap_or_else(|| report.expected_sha256.to_hex()),
+            detail: serde_json::json!({
+                "verdict": verdict,
+                "attestation": id,
+                "expected_sha256": report.expected_sha256,
+                "summary": summary,
+            }),
+        },
+    )?;
+    Ok(id)
+}

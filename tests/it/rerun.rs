@@ -1,0 +1,308 @@
+//! Rerun reproducibility with real generator scripts.
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::sandbox::*;
+
+fn example_packet() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/example-packet"))
+}
+
+/// Archive a packet folder written by `write`, named `name`.
+fn archived(sb: &Sandbox, name: &str, files: &[(&str, &str)], extra: &[&str]) {
+    for (path, text) in files {
+        sb.write(&format!("{name}/{path}"), text);
+    }
+    let mut args = vec!["ingest", name];
+    args.extend_from_slice(extra);
+    let (rc, out) = sb.json(&args);
+    assert_eq!(rc, 0, "{out}");
+}
+
+fn rerun(sb: &Sandbox, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["rerun"];
+    all.extend_from_slice(args);
+    sb.json(&all)
+}
+
+#[test]
+fn the_example_packets_rerun_sh_passes() {
+    let sb = Sandbox::new();
+    let (rc, _) = sb.json(&["ingest", example_packet().to_str().unwrap()]);
+    assert_eq!(rc, 0);
+    let script = example_packet().join("rerun.sh");
+    let out = sb.run(&[
+        "rerun",
+        "example-packet",
+        "--",
+        "bash",
+        script.to_str().unwrap(),
+        "{out}",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("PASS (PACKET_TREE MATCH) 6dc57ee0"));
+    // The attestation is listed, stored as an object, and the store stays sound.
+    let (rc, runs) = sb.json(&["runs", "example-packet"]);
+    assert_eq!(rc, 0);
+    let list = runs["runs"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["verdict"], "PASS");
+    let id = list[0]["attestation"].as_str().unwrap();
+    assert!(sb
+        .store()
+        .join("objects")
+        .join(&id[..2])
+        .join(&id[2..])
+        .exists());
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+}
+
+#[test]
+fn a_generator_embedding_the_time_fails_and_names_the_file() {
+    let sb = Sandbox::new();
+    archived(
+        &sb,
+        "p",
+        &[("a.txt", "fixed\n"), ("logs/time.txt", "generated at 0\n")],
+        &[],
+    );
+    sb.write(
+        "gen.sh",
+        "mkdir -p \"$EVSTORE_OUT/logs\"\necho fixed > \"$EVSTORE_OUT/a.txt\"\n\
+         echo \"generated at $(date +%s%N)\" > \"$EVSTORE_OUT/logs/time.txt\"\n",
+    );
+    let (rc, report) = rerun(&sb, &["p", "--", "sh", "gen.sh"]);
+    assert_eq!(rc, 1, "{report}");
+    assert_eq!(report["verdict"], "FAIL");
+    let files = report["diff"]["files"].as_array().unwrap();
+    let time = files.iter().find(|f| f["path"] == "logs/time.txt").unwrap();
+    assert_eq!(time["classes"][0], "content");
+    let ok = files.iter().find(|f| f["path"] == "a.txt").unwrap();
+    assert_eq!(ok["status"], "ok");
+    let out = sb.run(&["rerun", "p", "--", "sh", "gen.sh"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().last().unwrap(), "FAIL (PACKET_TREE MISMATCH)");
+    assert!(text.contains("FAIL  logs/time.txt  [content]"), "{text}");
+}
+
+#[test]
+fn crlf_on_the_second_run_is_classified_crlf() {
+    let sb = Sandbox::new();
+    archived(
+        &sb,
+        "p",
+        &[("data/report.txt", "line one\nline two\n")],
+        &[],
+    );
+    sb.write(
+        "gen.sh",
+        "mkdir -p \"$EVSTORE_OUT/data\"\n\
+         if [ -e state/ran ]; then printf 'line one\\r\\nline two\\r\\n'; else printf 'line one\\nline two\\n'; fi > \"$EVSTORE_OUT/data/report.txt\"\n\
+         mkdir -p state && touch state/ran\n",
+    );
+    let (rc, report) = rerun(&sb, &["p", "--runs", "2", "--", "sh", "gen.sh"]);
+    assert_eq!(rc, 1, "{report}");
+    assert_eq!(
+        report["runs"][0]["observed_sha256"],
+        report["expected_sha256"]
+    );
+    assert_eq!(report["nondeterministic"], true);
+    assert_eq!(
+        report["varying_files"],
+        serde_json::json!(["data/report.txt"])
+    );
+    let file = &report["diff"]["files"][0];
+    assert_eq!(file["path"], "data/report.txt");
+    assert_eq!(file["classes"], serde_json::json!(["crlf"]));
+}
+
+#[test]
+fn random_output_fails_as_nondeterministic_with_three_runs() {
+    let sb = Sandbox::new();
+    archived(&sb, "p", &[("n.txt", "0\n")], &[]);
+    sb.write("gen.sh", "echo $RANDOM$RANDOM > \"$EVSTORE_OUT/n.txt\"\n");
+    let (rc, report) = rerun(&sb, &["p", "--runs", "3", "--", "bash", "gen.sh"]);
+    assert_eq!(rc, 1, "{report}");
+    assert_eq!(report["nondeterministic"], true);
+    assert_eq!(report["runs"].as_array().unwrap().len(), 3);
+    let reasons = report["reasons"].to_string();
+    assert!(
+        reasons.contains("nondeterministic between runs"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("n.txt"), "{reasons}");
+}
+
+#[test]
+fn a_failing_command_a_timeout_and_an_empty_output_each_fail() {
+    let sb = Sandbox::new();
+    archived(&sb, "p", &[("a.txt", "a\n")], &[]);
+    sb.write("a.txt.src", "a\n");
+    // Exits 1 even though it wrote the right bytes.
+    let (rc, report) = rerun(
+        &sb,
+        &[
+            "p",
+            "--",
+            "sh",
+            "-c",
+            "cp a.txt.src \"$EVSTORE_OUT/a.txt\"; exit 1",
+        ],
+    );
+    assert_eq!(rc, 1);
+    assert_eq!(
+        report["runs"][0]["observed_sha256"],
+        report["expected_sha256"]
+    );
+    assert!(report["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("exited with code 1"));
+    // Killed by the timeout (its child too: the whole process group).
+    let (rc, report) = rerun(
+        &sb,
+        &[
+            "p",
+            "--timeout",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 30 & sleep 30",
+        ],
+    );
+    assert_eq!(rc, 1);
+    assert_eq!(report["runs"][0]["timed_out"], true);
+    assert!(report["reasons"][0].as_str().unwrap().contains("timeout"));
+    // Writes nothing.
+    let (rc, report) = rerun(&sb, &["p", "--", "true"]);
+    assert_eq!(rc, 1);
+    assert!(report["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("wrote no file"));
+    // A command that cannot start.
+    let (rc, report) = rerun(&sb, &["p", "--", "/no/such/generator"]);
+    assert_eq!(rc, 1);
+    assert!(report["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("cannot start"));
+    let (_, runs) = sb.json(&["runs"]);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 4);
+    assert!(runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["verdict"] == "FAIL"));
+}
+
+#[test]
+fn source_date_epoch_is_honoured() {
+    let sb = Sandbox::new();
+    archived(
+        &sb,
+        "p",
+        &[("built.txt", "Tue Nov 14 22:13:20 UTC 2023\n")],
+        &["--source-date-epoch", "1700000000"],
+    );
+    sb.write(
+        "gen.sh",
+        "date -d @$SOURCE_DATE_EPOCH > \"$EVSTORE_OUT/built.txt\"\n",
+    );
+    let (rc, report) = rerun(&sb, &["p", "--", "sh", "gen.sh"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["environment"]["SOURCE_DATE_EPOCH"], "1700000000");
+    assert_eq!(report["environment"]["TZ"], "UTC");
+    assert_eq!(report["environment_mode"], "controlled");
+}
+
+#[test]
+fn the_controlled_environment_hides_the_callers() {
+    let sb = Sandbox::new();
+    archived(&sb, "p", &[("env.txt", "unset\n")], &[]);
+    sb.write(
+        "gen.sh",
+        "echo \"${EVSTORE_SECRET:-unset}\" > \"$EVSTORE_OUT/env.txt\"\n",
+    );
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evstore"));
+    cmd.current_dir(sb.dir.path())
+        .env("EVSTORE_SECRET", "leaked")
+        .arg("--store")
+        .arg(sb.store());
+    let out = cmd
+        .args(["rerun", "p", "--", "sh", "gen.sh"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evstore"));
+    cmd.current_dir(sb.dir.path())
+        .env("EVSTORE_SECRET", "leaked")
+        .arg("--store")
+        .arg(sb.store());
+    let out = cmd
+        .args(["rerun", "p", "--keep-env", "--", "sh", "gen.sh"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+}
+
+#[test]
+fn keep_ingest_and_expect() {
+    let sb = Sandbox::new();
+    archived(&sb, "p", &[("a.txt", "a\n")], &[]);
+    let (_, shown) = sb.json(&["show", "p"]);
+    let sha = shown["packet_tree_sha256"].as_str().unwrap().to_string();
+    sb.write("kept/not-empty", "x");
+    let out = sb.run(&[
+        "rerun",
+        "p",
+        "--keep",
+        "kept",
+        "--",
+        "sh",
+        "-c",
+        "echo a > {out}/a.txt",
+    ]);
+    assert_eq!(code(&out), 2, "--keep refuses a non-empty folder");
+    let (rc, report) = rerun(
+        &sb,
+        &[
+            "p",
+            "--keep",
+            "kept2",
+            "--ingest",
+            "--",
+            "sh",
+            "-c",
+            "echo a > {out}/a.txt",
+        ],
+    );
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(fs::read_to_string(sb.path("kept2/a.txt")).unwrap(), "a\n");
+    assert_eq!(report["ingested"], "p.rerun@1");
+    // --expect needs no stored packet, and no store at all.
+    let bare = Sandbox::new();
+    let out = bare.run_storeless(&[
+        "rerun",
+        "--expect",
+        &sha,
+        "--",
+        "sh",
+        "-c",
+        "echo a > {out}/a.txt",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!bare.path(".evstore").exists());
+    let out = bare.run_storeless(&["rerun", "--expect", "abc", "--", "true"]);
+    assert_eq!(code(&out), 2);
+}
