@@ -238,6 +238,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KbCommand,
     },
+    /// Remove temp files that interrupted writes left in the store's tmp/ folder
+    ///
+    /// Refuses (exit 2, nothing removed) while any evstore process is writing to the store.
+    /// Objects, catalog and KB folders are never touched.
+    GcTemp,
     /// Rebuild the catalog from the objects alone
     Reindex {
         /// Move an existing catalog aside (it is kept, never deleted) and rebuild
@@ -427,6 +432,7 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             store_given,
         ),
         Command::Runs { packet } => cmd_runs(&ctx, packet.as_deref()),
+        Command::GcTemp => cmd_gc_temp(&ctx),
     }
 }
 
@@ -1355,6 +1361,22 @@ fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
                 summary["command"]
             );
         }
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_gc_temp(ctx: &Context) -> Result<Outcome> {
+    let store = Store::open(&ctx.store_path)?;
+    let report = store.gc_temp()?;
+    if ctx.json {
+        print_json(&serde_json::to_value(report).unwrap_or(Value::Null));
+    } else {
+        say!(
+            "removed {} temp file(s), {} bytes, from {}",
+            report.removed,
+            report.bytes,
+            store.tmp_path().display()
+        );
     }
     Ok(Outcome::Pass)
 }

@@ -306,7 +306,7 @@ pub fn fsck(store: &Store, catalog: &Catalog) -> Result<FsckReport> {
     let leftovers = std::fs::read_dir(&tmp).at(&tmp, "cannot list")?.count();
     if leftovers > 0 {
         report.notes.push(format!(
-            "{leftovers} temp file(s) in {} (an interrupted write; readers ignore them)",
+            "{leftovers} temp file(s) in {} (an interrupted write; readers ignore them; `evstore gc-temp` removes them)",
             tmp.display()
         ));
     }

@@ -393,12 +393,52 @@ impl Store {
         &*self.backend
     }
 
-    /// Start a batch of writes.
+    /// Start a batch of writes. The batch holds a shared lock on `<store>/tmp` until it is
+    /// dropped, so [`Store::gc_temp`] never removes a temp file a live writer still needs.
     pub fn batch(&self) -> ObjectBatch<'_> {
+        let tmp = self.tmp_path();
+        let writer_lock = File::open(&tmp)
+            .ok()
+            .filter(|dir| rustix::fs::flock(dir, rustix::fs::FlockOperation::LockShared).is_ok());
         ObjectBatch {
             backend: &*self.backend,
             pending: Mutex::new(HashMap::new()),
+            _writer_lock: writer_lock,
         }
+    }
+
+    /// Remove the temp files interrupted writes left in `<store>/tmp`. Takes the exclusive side of
+    /// the writers' lock without waiting: while any write is in progress it refuses (nothing is
+    /// removed), so it can never take a file from under a live writer.
+    pub fn gc_temp(&self) -> Result<GcTempReport> {
+        let tmp = self.tmp_path();
+        let dir = File::open(&tmp).at(&tmp, "cannot open")?;
+        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(Error::Usage(format!(
+                    "{}: a write is in progress; run gc-temp again when no evstore process writes \
+                     to this store",
+                    tmp.display()
+                )))
+            }
+            Err(errno) => return Err(Error::io(&tmp, "cannot lock", errno.into())),
+        }
+        let mut report = GcTempReport::default();
+        for entry in fs::read_dir(&tmp).at(&tmp, "cannot list")? {
+            let entry = entry.at(&tmp, "cannot list")?;
+            let path = entry.path();
+            let meta = fs::symlink_metadata(&path).at(&path, "cannot stat")?;
+            if meta.is_dir() {
+                fs::remove_dir_all(&path).at(&path, "cannot remove")?;
+            } else {
+                fs::remove_file(&path).at(&path, "cannot remove")?;
+            }
+            report.removed += 1;
+            report.bytes += meta.len();
+        }
+        sync_dir(&tmp)?;
+        Ok(report)
     }
 
     /// Stream-decode object `id` into `out`, verifying it. `NotFound` if it is absent.
@@ -430,6 +470,17 @@ impl Store {
 pub struct ObjectBatch<'a> {
     backend: &'a dyn ObjectBackend,
     pending: Mutex<HashMap<Blake3Digest, StagedObject>>,
+    /// The shared side of the writers' lock on `<store>/tmp` (see [`Store::gc_temp`]).
+    _writer_lock: Option<File>,
+}
+
+/// What [`Store::gc_temp`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcTempReport {
+    /// Temp entries removed.
+    pub removed: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
 }
 
 /// The outcome of adding one object to a batch.

@@ -6,5 +6,6 @@
 mod foundation;
 mod gate;
 mod mirror;
+mod reliability;
 mod rerun;
 mod sandbox;
