@@ -1,10 +1,11 @@
 //! The SQLite catalog: an index over the object store, and the append-only event log.
 //!
-//! `<store>/catalog.sqlite` (WAL mode) holds four tables: `packets` (one row per archived packet
-//! version, mirroring its record object), `entries` (path → digests for every file of every
-//! packet, so "which packets contain this SHA-256?" is one query), `objects` (every object the
-//! catalog refers to), and `events` (an append-only log in which each event carries the SHA-256
-//! of the previous one). Triggers refuse UPDATE and DELETE on all four.
+//! `<store>/catalog.sqlite` (WAL mode) holds `packets` (one row per archived packet version,
+//! mirroring its record object), `entries` (path → digests for every file of every packet, so
+//! "which packets contain this SHA-256?" is one query), `objects` (every object the catalog refers
+//! to), `events` (an append-only log in which each event carries the SHA-256 of the previous
+//! one), and since schema 2 `mirrors` and `mirror_files` (every KB publication) and `runs` (every
+//! rerun attestation). Triggers refuse UPDATE and DELETE on all seven.
 //!
 //! Everything but the events can be rebuilt from objects (`evstore reindex`); the catalog is an
 //! index, the objects are the truth. The catalog is written only after the objects it refers to

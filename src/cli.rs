@@ -1209,6 +1209,7 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
     let (report, _folders) = rerun(store, expected_side.as_ref(), &config)?;
     let mut ingested = None;
     let mut attestation = None;
+    let mut ingest_error = None;
     if let Some((store, mut catalog)) = opened {
         if args.ingest {
             let first = &report.runs[0];
@@ -1226,9 +1227,15 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
                         note: Some(format!("output of a rerun expecting {expected}")),
                         source_date_epoch,
                     },
-                )?;
-                let r = &archived.packet.record;
-                ingested = Some(format!("{}@{}", r.name, r.version));
+                );
+                match archived {
+                    Ok(archived) => {
+                        let r = &archived.packet.record;
+                        ingested = Some(format!("{}@{}", r.name, r.version));
+                    }
+                    // The run happened: attest it first, then report the failed ingest.
+                    Err(err) => ingest_error = Some(err),
+                }
             }
         }
         let packet_id = config.packet.as_ref().map(|p| p.id);
@@ -1239,6 +1246,9 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
             packet_id,
             ingested.as_deref(),
         )?);
+    }
+    if let Some(err) = ingest_error {
+        return Err(err);
     }
     if ctx.json {
         let mut value = serde_json::to_value(&report).unwrap_or(Value::Null);

@@ -96,7 +96,7 @@ pub fn prepare_empty_dest(dest: &Path) -> Result<bool> {
             let mut items = fs::read_dir(dest).at(dest, "cannot read destination")?;
             if items.next().is_some() {
                 return Err(Error::Usage(format!(
-                    "{} is not empty; export needs a new or empty folder",
+                    "{} is not empty; a new or empty folder is needed",
                     dest.display()
                 )));
             }

@@ -324,6 +324,12 @@ fn manifest_of_side(files: &BTreeMap<String, SideFile>) -> Result<Manifest> {
 /// Read a seal file (or another small metadata file) whole, refusing anything but a regular
 /// file and anything over [`MAX_SEAL_BYTES`]; a symlink is not followed.
 pub fn read_seal_bytes(path: &Path) -> Result<Vec<u8>> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::unsupported(
+            path,
+            "is a symbolic link; evstore reads seals only from regular files (pass the target)",
+        ));
+    }
     let file = open_no_follow(path)?;
     let meta = file.metadata().at(path, "cannot stat seal")?;
     if !meta.is_file() {

@@ -37,7 +37,7 @@ pub enum ObjectKind {
     Tree,
     /// A CBOR-encoded packet record.
     Record,
-    /// A CBOR-encoded rerun attestation.
+    /// A rerun attestation (compact JSON with sorted keys, see `docs/FORMAT.md`).
     Attestation,
 }
 
