@@ -278,6 +278,18 @@ pub struct RunRow {
     pub summary: String,
 }
 
+/// A pinned read snapshot of the catalog (see [`Catalog::read_snapshot`]); ends when dropped.
+pub struct ReadSnapshot<'a> {
+    catalog: &'a Catalog,
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        // A read transaction has nothing to commit; ending it only releases the snapshot.
+        let _ = self.catalog.conn.execute_batch("COMMIT");
+    }
+}
+
 /// What [`Catalog::add_packet`] did.
 #[derive(Clone, Debug)]
 pub enum AddOutcome {
@@ -646,6 +658,19 @@ impl Catalog {
             }
         }
         Ok(out)
+    }
+
+    /// Start a read transaction and pin its snapshot now: until the guard is dropped, every read
+    /// through this catalog sees the state as of this call, whatever other processes commit.
+    pub fn read_snapshot(&self) -> Result<ReadSnapshot<'_>> {
+        let begin = self.conn.execute_batch("BEGIN DEFERRED");
+        self.sql(begin)?;
+        let guard = ReadSnapshot { catalog: self };
+        let pin = self
+            .conn
+            .query_row("SELECT count(*) FROM packets", [], |r| r.get::<_, i64>(0));
+        self.sql(pin)?;
+        Ok(guard)
     }
 
     /// Every packet whose packet_tree_sha256 is `sha256`, oldest first.

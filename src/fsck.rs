@@ -91,6 +91,10 @@ fn check_object(store: &Store, id: &Blake3Digest) -> ObjectCheck {
 pub fn fsck(store: &Store, catalog: &Catalog) -> Result<FsckReport> {
     let mut report = FsckReport::default();
     let problem = |subject: String, reason: String| Problem { subject, reason };
+    // Pin the catalog before listing objects: a packet committed before this point had all its
+    // objects durable before its commit, so the listing below includes them; a packet committed
+    // later is not in the snapshot. Without this, fsck during an ingest reports false problems.
+    let _snapshot = catalog.read_snapshot()?;
 
     // 1. Every object on disk.
     let listed = store.backend().list()?;

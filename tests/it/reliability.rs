@@ -462,3 +462,57 @@ fn a_seal_with_a_huge_line_is_refused_naming_the_line() {
         stderr(&out)
     );
 }
+
+#[test]
+fn readers_during_concurrent_ingests_never_see_a_partial_packet() {
+    let sb = Sandbox::new();
+    assert_eq!(code(&sb.run(&["init"])), 0);
+    for p in 0..4 {
+        for i in 0..150 {
+            let shared = i % 2 == 0;
+            let seed = if shared { i } else { 1000 * (p + 1) + i };
+            sb.write(
+                &format!("p{p}/d{}/f{i}.bin", i % 7),
+                bytes(4096, seed as u64),
+            );
+        }
+    }
+    let mut writers: Vec<_> = (0..4)
+        .map(|p| {
+            Command::new(env!("CARGO_BIN_EXE_evstore"))
+                .arg("--store")
+                .arg(sb.store())
+                .args(["ingest", &format!("p{p}")])
+                .current_dir(sb.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut checks = 0;
+    loop {
+        let running = writers.iter_mut().any(|w| w.try_wait().unwrap().is_none());
+        let (rc, listed) = sb.json(&["ls"]);
+        assert_eq!(rc, 0, "{listed}");
+        for packet in listed["packets"].as_array().unwrap() {
+            // Every listed packet is complete: its record, tree and every blob verify.
+            let label = packet["packet"].as_str().unwrap();
+            let out = sb.run(&["export", label, &format!("out-{checks}-{label}")]);
+            assert_eq!(code(&out), 0, "{label}: {}", stderr(&out));
+        }
+        let (rc, report) = sb.json(&["fsck"]);
+        assert_eq!(rc, 0, "fsck during writes: {report}");
+        checks += 1;
+        if !running {
+            break;
+        }
+    }
+    for w in writers {
+        let out = w.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let (_, listed) = sb.json(&["ls"]);
+    assert_eq!(listed["packets"].as_array().unwrap().len(), 4);
+    assert!(checks >= 1);
+}
