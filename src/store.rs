@@ -39,6 +39,32 @@ use crate::object::{self, DecodeError, Decoded, ObjectKind};
 /// The contents of `<store>/VERSION`.
 pub const STORE_VERSION_TEXT: &str = "evstore store 1\n";
 
+/// The largest payload [`Store::read_small_object`] accepts (tree nodes and records are far
+/// smaller: a node of 100 000 entries is about 10 MiB).
+pub const MAX_SMALL_OBJECT: u64 = 256 * 1024 * 1024;
+
+/// A `Vec` writer that refuses to grow past `cap`.
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    cap: u64,
+    exceeded: bool,
+}
+
+impl Write for CappedBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.bytes.len() as u64 + buf.len() as u64 > self.cap {
+            self.exceeded = true;
+            return Err(io::Error::other("payload too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The catalog's file name inside a store.
 pub const CATALOG_FILE_NAME: &str = "catalog.sqlite";
 
@@ -458,11 +484,28 @@ impl Store {
         })
     }
 
-    /// Read a small object (tree node, record) fully into memory, verified.
+    /// Read a small object (tree node, record) fully into memory, verified. A payload larger
+    /// than [`MAX_SMALL_OBJECT`] is corruption: a damaged header or zstd frame cannot make this
+    /// allocate without bound.
     pub fn read_small_object(&self, id: &Blake3Digest) -> Result<(ObjectKind, Vec<u8>)> {
-        let mut out = Vec::new();
-        let decoded = self.read_object(id, &mut out)?;
-        Ok((decoded.header.kind, out))
+        let mut out = CappedBuffer {
+            bytes: Vec::new(),
+            cap: MAX_SMALL_OBJECT,
+            exceeded: false,
+        };
+        let decoded = self.read_object(id, &mut out).map_err(|err| {
+            if out.exceeded {
+                Error::corrupt(
+                    format!("object {id}"),
+                    format!(
+                        "payload larger than {MAX_SMALL_OBJECT} bytes for a tree node or record"
+                    ),
+                )
+            } else {
+                err
+            }
+        })?;
+        Ok((decoded.header.kind, out.bytes))
     }
 }
 

@@ -371,7 +371,7 @@ fn a_mirror_killed_at_any_moment_leaves_no_partial_packet_folder() {
     let rounds: u64 = std::env::var("EVSTORE_KILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+        .unwrap_or(50);
     let mut dests: Vec<PathBuf> = Vec::new();
     for round in 0..rounds {
         let rel = format!("copies/r{round}");

@@ -88,7 +88,15 @@ fn ingest_killed_at_random_moments_leaves_a_sound_store() {
         assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0);
         let (rc, report) = json_at(&sb, store_arg, &["fsck"]);
         assert_eq!(rc, 0, "round {round}: {report}");
-        assert!(report["notes"].as_array().unwrap().is_empty(), "{report}");
+        // The only note a kill may leave is an orphan record object (killed between writing
+        // the record and the catalog commit; documented); gc-temp removed every temp file.
+        for note in report["notes"].as_array().unwrap() {
+            let note = note.as_str().unwrap();
+            assert!(
+                note.contains("is not in the catalog"),
+                "round {round}: {note}"
+            );
+        }
         fs::remove_dir_all(&store).unwrap();
     }
     assert!(interrupted > 0, "no round interrupted an ingest");
