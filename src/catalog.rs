@@ -350,6 +350,10 @@ impl Catalog {
         self.sql(sync)?;
         let fk = self.conn.pragma_update(None, "foreign_keys", "ON");
         self.sql(fk)?;
+        // A 20 000-file packet adds about 10 MiB of index pages; with SQLite's default 2 MiB page
+        // cache the inserts spill and re-read pages. 64 MiB is a bound, not an allocation.
+        let cache = self.conn.pragma_update(None, "cache_size", -65536);
+        self.sql(cache)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate);

@@ -20,7 +20,7 @@ use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::object::ObjectKind;
 use crate::record::PacketRecord;
-use crate::store::{ListedObject, Store};
+use crate::store::{ListedObject, ObjectLocation, Store};
 use crate::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
 
 /// One problem found by fsck.
@@ -62,9 +62,9 @@ enum Checked {
 type ObjectCheck = std::result::Result<(Checked, u64), String>;
 
 /// Read and verify one object; small structured objects are decoded too.
-fn check_object(store: &Store, id: &Blake3Digest) -> ObjectCheck {
+fn check_object(store: &Store, id: &Blake3Digest, location: &ObjectLocation) -> ObjectCheck {
     let decoded = store
-        .read_object(id, io::sink())
+        .read_object_at(id, location, io::sink())
         .map_err(|e| e.to_string())?;
     let size = decoded.digest.len;
     let checked = match decoded.header.kind {
@@ -73,11 +73,15 @@ fn check_object(store: &Store, id: &Blake3Digest) -> ObjectCheck {
             size,
         },
         ObjectKind::Tree => {
-            let (_, bytes) = store.read_small_object(id).map_err(|e| e.to_string())?;
+            let (_, bytes) = store
+                .read_small_object_at(id, location)
+                .map_err(|e| e.to_string())?;
             Checked::Tree(TreeNode::decode(&bytes).map_err(|r| format!("bad tree node: {r}"))?)
         }
         ObjectKind::Record => {
-            let (_, bytes) = store.read_small_object(id).map_err(|e| e.to_string())?;
+            let (_, bytes) = store
+                .read_small_object_at(id, location)
+                .map_err(|e| e.to_string())?;
             Checked::Record(
                 PacketRecord::decode(&bytes).map_err(|r| format!("bad packet record: {r}"))?,
             )
@@ -98,19 +102,24 @@ pub fn fsck(store: &Store, catalog: &Catalog) -> Result<FsckReport> {
 
     // 1. Every object on disk.
     let listed = store.backend().list()?;
-    let mut ids = Vec::new();
+    let mut copies = Vec::new();
     for item in listed {
         match item {
-            ListedObject::Object { id, .. } => ids.push(id),
+            ListedObject::Object { id, location, .. } => copies.push((id, location)),
             ListedObject::Stray(path) => report.problems.push(problem(
                 path.display().to_string(),
-                "stray entry in the objects folder (not an object name)".into(),
+                "stray entry in the objects or packs folder (not an object or pack name)".into(),
+            )),
+            ListedObject::BadPack { path, reason } => report.problems.push(problem(
+                format!("pack {}", path.display()),
+                format!("{reason}; none of its objects can be read"),
             )),
         }
     }
-    let results: Vec<(Blake3Digest, ObjectCheck)> = ids
+    // Every stored copy is checked: a good copy elsewhere does not excuse a corrupt one.
+    let results: Vec<(Blake3Digest, ObjectCheck)> = copies
         .par_iter()
-        .map(|id| (*id, check_object(store, id)))
+        .map(|(id, location)| (*id, check_object(store, id, location)))
         .collect();
     let mut good: HashMap<Blake3Digest, Checked> = HashMap::new();
     let mut bad: HashSet<Blake3Digest> = HashSet::new();
@@ -364,7 +373,7 @@ fn walk_checked(
 pub struct ReindexReport {
     /// Packets recorded.
     pub packets: u64,
-    /// Objects listed.
+    /// Distinct objects listed (an object stored loose and in a pack counts once).
     pub objects: u64,
     /// Objects that failed verification and were left out.
     pub skipped_corrupt: Vec<String>,
@@ -398,16 +407,20 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
             }
         }
     }
-    let mut ids = Vec::new();
+    let mut copies = Vec::new();
     for item in store.backend().list()? {
-        if let ListedObject::Object { id, .. } = item {
-            ids.push(id);
+        if let ListedObject::Object { id, location, .. } = item {
+            copies.push((id, location));
         }
     }
-    report.objects = ids.len() as u64;
-    let checked: Vec<_> = ids
+    report.objects = copies
+        .iter()
+        .map(|(id, _)| id)
+        .collect::<HashSet<_>>()
+        .len() as u64;
+    let checked: Vec<_> = copies
         .par_iter()
-        .map(|id| (*id, check_object(store, id)))
+        .map(|(id, location)| (*id, check_object(store, id, location)))
         .collect();
     let mut good = HashMap::new();
     for (id, result) in checked {

@@ -22,6 +22,7 @@ pub mod kb;
 pub mod manifest;
 pub mod mirror;
 pub mod object;
+pub mod pack;
 pub mod packet_ref;
 pub mod record;
 pub mod rerun;

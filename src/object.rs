@@ -140,8 +140,21 @@ impl Header {
 
 /// Encode a payload held in memory, choosing raw storage when zstd saves less than 1/32.
 pub fn encode_in_memory(kind: ObjectKind, payload: &[u8]) -> io::Result<Vec<u8>> {
+    thread_local! {
+        // One compression context per thread, reused: creating one costs more than compressing
+        // a typical 4 KiB file.
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
     let compressed = if payload.len() >= 64 {
-        Some(zstd::bulk::compress(payload, ZSTD_LEVEL)?)
+        Some(COMPRESSOR.with(|cell| -> io::Result<Vec<u8>> {
+            let mut cell = cell.borrow_mut();
+            let compressor = match cell.as_mut() {
+                Some(compressor) => compressor,
+                None => cell.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+            };
+            compressor.compress(payload)
+        })?)
     } else {
         None
     };

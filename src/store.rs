@@ -5,6 +5,7 @@
 //! ```text
 //! <store>/VERSION          "evstore store 1\n": marks the folder as a store
 //! <store>/objects/ab/cd…   one file per object, named by the hex BLAKE3 of its payload
+//! <store>/packs/<hex>.pack many small objects in one file (format: the `pack` module)
 //! <store>/tmp/             staging area for objects being written
 //! <store>/catalog.sqlite   the catalog (see the `catalog` module; this module never opens it)
 //! ```
@@ -18,26 +19,37 @@
 //! `syncfs`), moves each into place without ever replacing an existing file (an object that is
 //! already there counts as success), and makes the new names durable (a second `syncfs`). A batch
 //! dropped without commit deletes its temp files. An object file therefore exists under its final
-//! name only once its bytes are on disk, and objects are never modified: they are made read-only
-//! before they are moved into place.
+//! name only once its bytes are on disk, and objects are never modified: temp files are created
+//! read-only (mode 0444) and written through the descriptor that created them.
+//!
+//! Small objects (those added from memory: files up to 1 MiB, tree nodes, records) are packed
+//! once a batch has [`PACK_MIN_OBJECTS`] of them: they are appended to one temp pack file, which
+//! commit publishes like a loose object, under the name its index gives. A batch with fewer small
+//! objects writes them as loose files. Both kinds are read the same way; a reader looks for a
+//! loose file first, then in the packs it has indexed (re-reading the `packs/` folder when an
+//! object is not found, so that packs published by another process since are seen).
 //!
 //! **Architecture Invariant:** this module never touches SQLite.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tempfile::TempPath;
 
 use crate::digest::Blake3Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::object::{self, DecodeError, Decoded, ObjectKind};
+use crate::pack::{self, PackEntry};
 
 /// The contents of `<store>/VERSION`.
 pub const STORE_VERSION_TEXT: &str = "evstore store 1\n";
+
+/// A batch packs its small objects once it has this many; with fewer, they are loose files.
+pub const PACK_MIN_OBJECTS: usize = 64;
 
 /// The largest payload [`Store::read_small_object`] accepts (tree nodes and records are far
 /// smaller: a node of 100 000 entries is about 10 MiB).
@@ -68,18 +80,54 @@ impl Write for CappedBuffer {
 /// The catalog's file name inside a store.
 pub const CATALOG_FILE_NAME: &str = "catalog.sqlite";
 
-/// One object file found when listing a store.
+/// Where the bytes of one stored copy of an object are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectLocation {
+    /// A loose object file.
+    Loose(PathBuf),
+    /// A range of a pack file.
+    Packed {
+        /// The pack file.
+        pack: Arc<Path>,
+        /// Offset of the object's first byte.
+        offset: u64,
+        /// The object's stored length.
+        len: u64,
+    },
+}
+
+impl std::fmt::Display for ObjectLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectLocation::Loose(path) => write!(f, "{}", path.display()),
+            ObjectLocation::Packed { pack, offset, len } => {
+                write!(f, "{} at offset {offset} ({len} bytes)", pack.display())
+            }
+        }
+    }
+}
+
+/// One thing found when listing a store.
 #[derive(Clone, Debug)]
 pub enum ListedObject {
-    /// A well-named object file.
+    /// One stored copy of an object: a well-named loose file, or an entry of a sound pack index.
     Object {
-        /// The id its name gives.
+        /// The id its name or index entry gives.
         id: Blake3Digest,
         /// Its size on disk.
         stored_size: u64,
+        /// Where its bytes are.
+        location: ObjectLocation,
     },
-    /// A file or folder under `objects/` whose name is not an object name.
+    /// A file or folder under `objects/` or `packs/` whose name is not an object or pack name.
     Stray(PathBuf),
+    /// A pack whose magic, footer, index or name is wrong: none of its objects can be trusted.
+    BadPack {
+        /// The pack file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// A temp file holding one encoded object, waiting to be published.
@@ -87,6 +135,14 @@ pub enum ListedObject {
 pub struct StagedObject {
     path: TempPath,
     stored_size: u64,
+}
+
+/// A temp pack file, complete, waiting to be published under its name.
+#[derive(Debug)]
+pub struct StagedPack {
+    path: TempPath,
+    name: Blake3Digest,
+    entries: Vec<PackEntry>,
 }
 
 /// What publishing one object did.
@@ -108,21 +164,49 @@ pub trait ObjectBackend: Send + Sync {
     fn exists(&self, id: &Blake3Digest) -> Result<bool>;
     /// Open an object's stored bytes (header and payload), or `None` if it is absent.
     fn open(&self, id: &Blake3Digest) -> Result<Option<Box<dyn Read + Send>>>;
+    /// Open the stored bytes of one listed copy of an object.
+    fn open_at(&self, location: &ObjectLocation) -> Result<Box<dyn Read + Send>>;
     /// The stored size of an object, or `None` if it is absent.
     fn stat(&self, id: &Blake3Digest) -> Result<Option<u64>>;
-    /// Every object, and every stray entry, in no particular order.
+    /// Every stored copy of every object, every stray entry and every bad pack, in no
+    /// particular order.
     fn list(&self) -> Result<Vec<ListedObject>>;
-    /// A new temp file to write an encoded object into.
+    /// A new read-only temp file to write an encoded object or a pack into.
     fn stage(&self) -> Result<(File, TempPath)>;
-    /// Make staged objects durable under their ids. Never replaces an existing object.
-    fn publish(&self, staged: Vec<(Blake3Digest, StagedObject)>) -> Result<Vec<Published>>;
+    /// Make staged objects and a staged pack durable under their names. Never replaces an
+    /// existing object or pack.
+    fn publish(
+        &self,
+        staged: Vec<(Blake3Digest, StagedObject)>,
+        pack: Option<StagedPack>,
+    ) -> Result<Vec<Published>>;
+}
+
+/// Where a packed object is, as the in-memory pack index holds it.
+#[derive(Clone, Debug)]
+struct PackedAt {
+    pack: Arc<Path>,
+    offset: u64,
+    len: u64,
+}
+
+/// The objects of every pack a backend has read the index of.
+#[derive(Debug, Default)]
+struct PackIndex {
+    /// True once `packs/` has been listed at least once.
+    scanned: bool,
+    /// Packs already read (sound or not), so a rescan reads only new ones.
+    known: HashSet<PathBuf>,
+    objects: HashMap<Blake3Digest, PackedAt>,
 }
 
 /// The local folder backend.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LocalBackend {
     objects: PathBuf,
+    packs: PathBuf,
     tmp: PathBuf,
+    pack_index: Mutex<PackIndex>,
 }
 
 impl LocalBackend {
@@ -130,8 +214,60 @@ impl LocalBackend {
     pub fn new(root: &Path) -> LocalBackend {
         LocalBackend {
             objects: root.join("objects"),
+            packs: root.join("packs"),
             tmp: root.join("tmp"),
+            pack_index: Mutex::new(PackIndex::default()),
         }
+    }
+
+    /// The path of the pack named `name`: `packs/<hex>.pack`.
+    pub fn pack_path(&self, name: &Blake3Digest) -> PathBuf {
+        self.packs
+            .join(format!("{}.{}", name.to_hex(), pack::PACK_EXTENSION))
+    }
+
+    fn lock_pack_index(&self) -> std::sync::MutexGuard<'_, PackIndex> {
+        // The index is only ever extended with complete entries, so a poisoned lock is safe.
+        self.pack_index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read the index of every pack not read yet. A pack that is not sound is remembered but
+    /// contributes nothing (fsck reports it).
+    fn rescan_packs(&self, index: &mut PackIndex) -> Result<()> {
+        index.scanned = true;
+        let listing = match fs::read_dir(&self.packs) {
+            Ok(listing) => listing,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(Error::io(&self.packs, "cannot list packs", err)),
+        };
+        for item in listing {
+            let path = item.at(&self.packs, "cannot list packs")?.path();
+            if index.known.contains(&path) || pack_name_of(&path).is_none() {
+                continue;
+            }
+            index.known.insert(path.clone());
+            if let Ok(entries) = read_pack_index(&path) {
+                let pack: Arc<Path> = Arc::from(path.as_path());
+                for entry in entries {
+                    index.objects.entry(entry.id).or_insert(PackedAt {
+                        pack: Arc::clone(&pack),
+                        offset: entry.offset,
+                        len: entry.len,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where `id` is packed. With `rescan_on_miss`, a miss re-reads `packs/` once first.
+    fn find_packed(&self, id: &Blake3Digest, rescan_on_miss: bool) -> Result<Option<PackedAt>> {
+        let mut index = self.lock_pack_index();
+        let missed = !index.objects.contains_key(id);
+        if !index.scanned || (rescan_on_miss && missed) {
+            self.rescan_packs(&mut index)?;
+        }
+        Ok(index.objects.get(id).cloned())
     }
 
     /// The path of an object file: `objects/ab/cdef…`.
@@ -153,12 +289,37 @@ impl ObjectBackend for LocalBackend {
     fn open(&self, id: &Blake3Digest) -> Result<Option<Box<dyn Read + Send>>> {
         let path = self.object_path(id);
         match File::open(&path) {
-            Ok(file) => Ok(Some(Box::new(file))),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(Error::io(path, "cannot open object", err)),
+            Ok(file) => return Ok(Some(Box::new(file))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io(path, "cannot open object", err)),
+        }
+        match self.find_packed(id, true)? {
+            Some(at) => Ok(Some(self.open_at(&ObjectLocation::Packed {
+                pack: at.pack,
+                offset: at.offset,
+                len: at.len,
+            })?)),
+            None => Ok(None),
         }
     }
 
+    fn open_at(&self, location: &ObjectLocation) -> Result<Box<dyn Read + Send>> {
+        match location {
+            ObjectLocation::Loose(path) => {
+                Ok(Box::new(File::open(path).at(path, "cannot open object")?))
+            }
+            ObjectLocation::Packed { pack, offset, len } => {
+                let mut file = File::open(pack).at(pack, "cannot open pack")?;
+                file.seek(SeekFrom::Start(*offset))
+                    .at(pack, "cannot seek in pack")?;
+                Ok(Box::new(file.take(*len)))
+            }
+        }
+    }
+
+    /// The stored size of a loose copy, else of a packed one. Checking for presence does not
+    /// re-read `packs/` on a miss: a pack published since by another process only means the
+    /// object is stored once more.
     fn stat(&self, id: &Blake3Digest) -> Result<Option<u64>> {
         let path = self.object_path(id);
         match fs::symlink_metadata(&path) {
@@ -167,7 +328,9 @@ impl ObjectBackend for LocalBackend {
                 format!("object {id}"),
                 format!("{} is not a regular file", path.display()),
             )),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                Ok(self.find_packed(id, false)?.map(|at| at.len))
+            }
             Err(err) => Err(Error::io(path, "cannot stat object", err)),
         }
     }
@@ -196,41 +359,82 @@ impl ObjectBackend for LocalBackend {
                     Some(id) if meta.is_file() => out.push(ListedObject::Object {
                         id,
                         stored_size: meta.len(),
+                        location: ObjectLocation::Loose(path),
                     }),
                     _ => out.push(ListedObject::Stray(path)),
                 }
+            }
+        }
+        let listing = match fs::read_dir(&self.packs) {
+            Ok(listing) => Some(listing),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => return Err(Error::io(&self.packs, "cannot list packs", err)),
+        };
+        for item in listing.into_iter().flatten() {
+            let path = item.at(&self.packs, "cannot list packs")?.path();
+            let meta = fs::symlink_metadata(&path).at(&path, "cannot stat pack")?;
+            if pack_name_of(&path).is_none() || !meta.is_file() {
+                out.push(ListedObject::Stray(path));
+                continue;
+            }
+            match read_pack_index(&path) {
+                Ok(entries) => {
+                    let pack: Arc<Path> = Arc::from(path.as_path());
+                    out.extend(entries.into_iter().map(|entry| ListedObject::Object {
+                        id: entry.id,
+                        stored_size: entry.len,
+                        location: ObjectLocation::Packed {
+                            pack: Arc::clone(&pack),
+                            offset: entry.offset,
+                            len: entry.len,
+                        },
+                    }))
+                }
+                Err(reason) => out.push(ListedObject::BadPack { path, reason }),
             }
         }
         Ok(out)
     }
 
     fn stage(&self) -> Result<(File, TempPath)> {
+        // Created read-only: the descriptor returned can still write, and nothing published is
+        // ever writable.
         let temp = tempfile::Builder::new()
             .prefix("obj-")
+            .permissions(fs::Permissions::from_mode(0o444))
             .tempfile_in(&self.tmp)
             .at(&self.tmp, "cannot create a temp file in the store")?;
         Ok(temp.into_parts())
     }
 
-    fn publish(&self, staged: Vec<(Blake3Digest, StagedObject)>) -> Result<Vec<Published>> {
-        if staged.is_empty() {
+    fn publish(
+        &self,
+        staged: Vec<(Blake3Digest, StagedObject)>,
+        staged_pack: Option<StagedPack>,
+    ) -> Result<Vec<Published>> {
+        if staged.is_empty() && staged_pack.is_none() {
             return Ok(Vec::new());
         }
-        // 1. Make every staged file read-only and its bytes durable.
-        for (_, object) in &staged {
-            let path: &Path = &object.path;
-            fs::set_permissions(path, fs::Permissions::from_mode(0o444))
-                .at(path, "cannot make object read-only")?;
-        }
-        sync_store(&self.tmp, staged.iter().map(|(_, s)| &*s.path as &Path))?;
+        // 1. Make every staged file's bytes durable.
+        sync_store(
+            &self.tmp,
+            staged
+                .iter()
+                .map(|(_, s)| &*s.path as &Path)
+                .chain(staged_pack.iter().map(|p| &*p.path as &Path)),
+        )?;
         // 2. Move each into place without replacing anything.
         let mut published = Vec::with_capacity(staged.len());
         let mut dirs = Vec::new();
+        let mut dirs_present: HashSet<PathBuf> = HashSet::new();
         for (id, object) in staged {
             let final_path = self.object_path(&id);
             let dir = final_path.parent().unwrap_or(&self.objects).to_path_buf();
-            if !dir.is_dir() {
-                fs::create_dir_all(&dir).at(&dir, "cannot create object folder")?;
+            if !dirs_present.contains(&dir) {
+                if !dir.is_dir() {
+                    fs::create_dir_all(&dir).at(&dir, "cannot create object folder")?;
+                }
+                dirs_present.insert(dir.clone());
             }
             let newly_stored = match object.path.persist_noclobber(&final_path) {
                 Ok(()) => true,
@@ -252,6 +456,45 @@ impl ObjectBackend for LocalBackend {
                 stored_size: object.stored_size,
             });
         }
+        if let Some(staged_pack) = staged_pack {
+            let StagedPack {
+                path,
+                name,
+                entries,
+            } = staged_pack;
+            if !self.packs.is_dir() {
+                fs::create_dir_all(&self.packs).at(&self.packs, "cannot create packs folder")?;
+            }
+            let final_path = self.pack_path(&name);
+            // The same name means the same index, so an existing pack already holds these objects.
+            let newly_stored = match path.persist_noclobber(&final_path) {
+                Ok(()) => true,
+                Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(err) => {
+                    return Err(Error::io(
+                        &final_path,
+                        "cannot move pack into place",
+                        err.error,
+                    ))
+                }
+            };
+            dirs.push(self.packs.clone());
+            let pack: Arc<Path> = Arc::from(final_path.as_path());
+            let mut index = self.lock_pack_index();
+            for entry in &entries {
+                index.objects.entry(entry.id).or_insert(PackedAt {
+                    pack: Arc::clone(&pack),
+                    offset: entry.offset,
+                    len: entry.len,
+                });
+                published.push(Published {
+                    id: entry.id,
+                    newly_stored,
+                    stored_size: entry.len,
+                });
+            }
+            index.known.insert(final_path);
+        }
         // 3. Make the new names durable.
         dirs.sort();
         dirs.dedup();
@@ -259,6 +502,49 @@ impl ObjectBackend for LocalBackend {
         sync_store(&self.tmp, dirs.iter().map(|d| d.as_path()))?;
         Ok(published)
     }
+}
+
+/// The name a pack file's name gives (`<64 hex>.pack`), or `None`.
+fn pack_name_of(path: &Path) -> Option<Blake3Digest> {
+    let name = path.file_name()?.to_str()?;
+    let hex = name.strip_suffix(pack::PACK_EXTENSION)?.strip_suffix('.')?;
+    Blake3Digest::parse_hex(hex)
+}
+
+/// Read and check a pack's magic, footer, index and name; the entries in id order. The message
+/// says what is wrong.
+fn read_pack_index(path: &Path) -> std::result::Result<Vec<PackEntry>, String> {
+    let name = pack_name_of(path).ok_or("not a pack name")?;
+    let describe = |err: io::Error| format!("cannot read: {err}");
+    let mut file = File::open(path).map_err(describe)?;
+    let file_len = file.metadata().map_err(describe)?.len();
+    if file_len < (pack::PACK_MAGIC.len() as u64) + pack::FOOTER_LEN {
+        return Err(format!("{file_len} bytes is too short for a pack"));
+    }
+    let mut magic = [0u8; 8];
+    file.read_exact(&mut magic).map_err(describe)?;
+    if &magic != pack::PACK_MAGIC {
+        return Err("bad magic (not an evstore pack)".into());
+    }
+    let mut footer = [0u8; pack::FOOTER_LEN as usize];
+    file.seek(SeekFrom::Start(file_len - pack::FOOTER_LEN))
+        .and_then(|_| file.read_exact(&mut footer))
+        .map_err(describe)?;
+    let start = pack::index_start(&footer, file_len)?;
+    let mut trailer = Vec::new();
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.read_to_end(&mut trailer))
+        .map_err(describe)?;
+    if trailer.len() as u64 != file_len - start {
+        return Err("the pack changed size while its index was read".into());
+    }
+    if pack::pack_name(&trailer) != name {
+        return Err(format!(
+            "its index hashes to {}, not to its name",
+            pack::pack_name(&trailer)
+        ));
+    }
+    pack::decode_index(&trailer[..trailer.len() - pack::FOOTER_LEN as usize], start)
 }
 
 /// Flush `paths` to stable storage. On Linux one `syncfs` covers the whole store; elsewhere each
@@ -429,6 +715,7 @@ impl Store {
         ObjectBatch {
             backend: &*self.backend,
             pending: Mutex::new(HashMap::new()),
+            small: Mutex::new(SmallObjects::default()),
             _writer_lock: writer_lock,
         }
     }
@@ -469,11 +756,38 @@ impl Store {
 
     /// Stream-decode object `id` into `out`, verifying it. `NotFound` if it is absent.
     pub fn read_object<W: Write>(&self, id: &Blake3Digest, out: W) -> Result<Decoded> {
-        let what = format!("object {id}");
-        let stored = self
-            .backend
-            .open(id)?
-            .ok_or_else(|| Error::corrupt(&what, "missing from the store"))?;
+        self.read_object_from(id, None, out)
+    }
+
+    /// Like [`Store::read_object`], for one listed copy of the object (fsck checks every copy).
+    pub fn read_object_at<W: Write>(
+        &self,
+        id: &Blake3Digest,
+        location: &ObjectLocation,
+        out: W,
+    ) -> Result<Decoded> {
+        self.read_object_from(id, Some(location), out)
+    }
+
+    fn read_object_from<W: Write>(
+        &self,
+        id: &Blake3Digest,
+        location: Option<&ObjectLocation>,
+        out: W,
+    ) -> Result<Decoded> {
+        let what = match location {
+            Some(location @ ObjectLocation::Packed { .. }) => {
+                format!("object {id} (in {location})")
+            }
+            _ => format!("object {id}"),
+        };
+        let stored = match location {
+            Some(location) => self.backend.open_at(location)?,
+            None => self
+                .backend
+                .open(id)?
+                .ok_or_else(|| Error::corrupt(&what, "missing from the store"))?,
+        };
         object::decode_object(stored, id, out).map_err(|err| match err {
             DecodeError::Corrupt(reason) => Error::corrupt(what, reason),
             DecodeError::Io(source) => Error::Io {
@@ -488,24 +802,104 @@ impl Store {
     /// than [`MAX_SMALL_OBJECT`] is corruption: a damaged header or zstd frame cannot make this
     /// allocate without bound.
     pub fn read_small_object(&self, id: &Blake3Digest) -> Result<(ObjectKind, Vec<u8>)> {
+        self.read_small_object_from(id, None)
+    }
+
+    /// Like [`Store::read_small_object`], for one listed copy of the object.
+    pub fn read_small_object_at(
+        &self,
+        id: &Blake3Digest,
+        location: &ObjectLocation,
+    ) -> Result<(ObjectKind, Vec<u8>)> {
+        self.read_small_object_from(id, Some(location))
+    }
+
+    fn read_small_object_from(
+        &self,
+        id: &Blake3Digest,
+        location: Option<&ObjectLocation>,
+    ) -> Result<(ObjectKind, Vec<u8>)> {
         let mut out = CappedBuffer {
             bytes: Vec::new(),
             cap: MAX_SMALL_OBJECT,
             exceeded: false,
         };
-        let decoded = self.read_object(id, &mut out).map_err(|err| {
-            if out.exceeded {
-                Error::corrupt(
-                    format!("object {id}"),
-                    format!(
+        let decoded = self
+            .read_object_from(id, location, &mut out)
+            .map_err(|err| {
+                if out.exceeded {
+                    Error::corrupt(
+                        format!("object {id}"),
+                        format!(
                         "payload larger than {MAX_SMALL_OBJECT} bytes for a tree node or record"
                     ),
-                )
-            } else {
-                err
-            }
-        })?;
+                    )
+                } else {
+                    err
+                }
+            })?;
         Ok((decoded.header.kind, out.bytes))
+    }
+}
+
+/// The small objects of a batch: held in memory until there are [`PACK_MIN_OBJECTS`] of them,
+/// then appended to a temp pack.
+#[derive(Default)]
+struct SmallObjects {
+    ids: HashSet<Blake3Digest>,
+    buffered: Vec<(Blake3Digest, Vec<u8>)>,
+    pack: Option<PackWriter>,
+}
+
+/// A temp pack being written: the magic, then objects back to back.
+struct PackWriter {
+    file: BufWriter<File>,
+    path: TempPath,
+    entries: Vec<PackEntry>,
+    offset: u64,
+}
+
+impl PackWriter {
+    fn start(backend: &dyn ObjectBackend) -> Result<PackWriter> {
+        let (file, path) = backend.stage()?;
+        let mut file = BufWriter::with_capacity(1024 * 1024, file);
+        file.write_all(pack::PACK_MAGIC)
+            .at(&path, "cannot write temp pack")?;
+        Ok(PackWriter {
+            file,
+            path,
+            entries: Vec::new(),
+            offset: pack::PACK_MAGIC.len() as u64,
+        })
+    }
+
+    fn append(&mut self, id: Blake3Digest, encoded: &[u8]) -> Result<()> {
+        self.file
+            .write_all(encoded)
+            .at(&self.path, "cannot write temp pack")?;
+        self.entries.push(PackEntry {
+            id,
+            offset: self.offset,
+            len: encoded.len() as u64,
+        });
+        self.offset += encoded.len() as u64;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<StagedPack> {
+        let trailer = pack::encode_trailer(&mut self.entries);
+        self.file
+            .write_all(&trailer)
+            .at(&self.path, "cannot write temp pack")?;
+        let path = self.path;
+        self.file
+            .into_inner()
+            .map_err(|e| Error::io(&*path, "cannot write temp pack", e.into_error()))?;
+        Ok(StagedPack {
+            path,
+            name: pack::pack_name(&trailer),
+            entries: self.entries,
+        })
     }
 }
 
@@ -513,6 +907,7 @@ impl Store {
 pub struct ObjectBatch<'a> {
     backend: &'a dyn ObjectBackend,
     pending: Mutex<HashMap<Blake3Digest, StagedObject>>,
+    small: Mutex<SmallObjects>,
     /// The shared side of the writers' lock on `<store>/tmp` (see [`Store::gc_temp`]).
     _writer_lock: Option<File>,
 }
@@ -537,10 +932,16 @@ pub enum Added {
 
 impl ObjectBatch<'_> {
     fn already_has(&self, id: &Blake3Digest) -> Result<bool> {
-        if self.lock().contains_key(id) {
+        if self.lock().contains_key(id) || self.lock_small().ids.contains(id) {
             return Ok(true);
         }
         self.backend.exists(id)
+    }
+
+    fn lock_small(&self) -> std::sync::MutexGuard<'_, SmallObjects> {
+        // A panic mid-append leaves a pack whose entries do not match its bytes; the batch is
+        // then never committed (the panic unwinds through the caller), so the lock is safe to use.
+        self.small.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Blake3Digest, StagedObject>> {
@@ -556,8 +957,31 @@ impl ObjectBatch<'_> {
         }
         let encoded = object::encode_in_memory(kind, payload)
             .map_err(|e| Error::io("zstd", "compress", e))?;
+        let mut small = self.lock_small();
+        if !small.ids.insert(id) {
+            return Ok(Added::AlreadyPresent);
+        }
+        if small.pack.is_none() && small.buffered.len() + 1 < PACK_MIN_OBJECTS {
+            small.buffered.push((id, encoded));
+            return Ok(Added::Staged);
+        }
+        if small.pack.is_none() {
+            let mut writer = PackWriter::start(self.backend)?;
+            for (id, bytes) in std::mem::take(&mut small.buffered) {
+                writer.append(id, &bytes)?;
+            }
+            small.pack = Some(writer);
+        }
+        if let Some(writer) = small.pack.as_mut() {
+            writer.append(id, &encoded)?;
+        }
+        Ok(Added::Staged)
+    }
+
+    /// Write one encoded object to its own temp file.
+    fn stage_loose(&self, id: Blake3Digest, encoded: &[u8]) -> Result<()> {
         let (mut file, path) = self.backend.stage()?;
-        file.write_all(&encoded)
+        file.write_all(encoded)
             .at(&path, "cannot write temp object")?;
         drop(file);
         self.insert(
@@ -567,7 +991,7 @@ impl ObjectBatch<'_> {
                 stored_size: encoded.len() as u64,
             },
         );
-        Ok(Added::Staged)
+        Ok(())
     }
 
     /// Start streaming an object of `len` payload bytes, compressed with zstd.
@@ -611,8 +1035,19 @@ impl ObjectBatch<'_> {
 
     /// Make every staged object durable and return what each publish did.
     pub fn commit(self) -> Result<Vec<Published>> {
-        let pending = self.pending.into_inner().unwrap_or_else(|p| p.into_inner());
-        self.backend.publish(pending.into_iter().collect())
+        let small = std::mem::take(&mut *self.lock_small());
+        let staged_pack = match small.pack {
+            Some(writer) => Some(writer.finish()?),
+            None => {
+                for (id, encoded) in &small.buffered {
+                    self.stage_loose(*id, encoded)?;
+                }
+                None
+            }
+        };
+        let pending = std::mem::take(&mut *self.lock());
+        self.backend
+            .publish(pending.into_iter().collect(), staged_pack)
     }
 }
 
