@@ -6,6 +6,7 @@
 mod foundation;
 mod gate;
 mod mirror;
+mod packs;
 mod reliability;
 mod rerun;
 mod sandbox;
