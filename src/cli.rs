@@ -853,7 +853,7 @@ fn cmd_verify(
         let (store, catalog) = ctx.open()?;
         let row = ctx.resolve(&catalog, &packet)?;
         let expected = Side::packet(&store, &row)?;
-        let observed = Side::folder(dir)?;
+        let observed = Side::folder_against(dir, &expected)?;
         let mut report = gate::compare(Some(&store), &expected, &observed)?;
         let canonical = expected.manifest()?.text();
         if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
@@ -943,7 +943,10 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
     if let Some(original) = &original {
         expected = expected.with_original(original);
     }
-    let observed = load(&b)?;
+    let observed = match (&b, expected.kind) {
+        (Operand::Folder(path), gate::SideKind::Packet) => Side::folder_against(path, &expected)?,
+        _ => load(&b)?,
+    };
     let store = opened.as_ref().map(|(store, _)| store);
     let report = gate::compare(store, &expected, &observed)?;
     Ok(print_gate_report(ctx, &report))

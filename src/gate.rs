@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::archive::{open_no_follow, sha256_file};
+use crate::archive::{blake3_file, open_no_follow, sha256_file};
 use crate::catalog::{Catalog, PacketRow};
 use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::drift::{self, compare_streams, DriftClass, FirstDifference, DIAGNOSIS_LIMIT};
@@ -123,6 +123,50 @@ impl Side {
     /// Hash a folder now: every regular file's SHA-256, in parallel; symlinks and special files
     /// are recorded so they can be reported, never followed.
     pub fn folder(root: &Path) -> Result<Side> {
+        Side::folder_with(root, |_, abs, size, executable| {
+            Ok(SideFile {
+                sha256: sha256_file(abs, size)?,
+                size: Some(size),
+                executable: Some(executable),
+                blake3: None,
+            })
+        })
+    }
+
+    /// Hash a folder now to compare it with `expected`, a stored packet, using the faster
+    /// digest: a file whose size and BLAKE3 equal the packet's is the packet's file (so it has
+    /// the packet's SHA-256, which is not recomputed); any other file gets its SHA-256.
+    pub fn folder_against(root: &Path, expected: &Side) -> Result<Side> {
+        Side::folder_with(root, |rel, abs, size, executable| {
+            let known = expected
+                .files
+                .get(rel)
+                .filter(|e| e.size == Some(size))
+                .and_then(|e| e.blake3.map(|b| (b, e.sha256)));
+            if let Some((expected_blake3, expected_sha256)) = known {
+                let blake3 = blake3_file(abs, size)?;
+                if blake3 == expected_blake3 {
+                    return Ok(SideFile {
+                        sha256: expected_sha256,
+                        size: Some(size),
+                        executable: Some(executable),
+                        blake3: Some(blake3),
+                    });
+                }
+            }
+            Ok(SideFile {
+                sha256: sha256_file(abs, size)?,
+                size: Some(size),
+                executable: Some(executable),
+                blake3: None,
+            })
+        })
+    }
+
+    fn folder_with(
+        root: &Path,
+        hash: impl Fn(&str, &Path, u64, bool) -> Result<SideFile> + Sync,
+    ) -> Result<Side> {
         let scanned = scan(root)?;
         let regular: Vec<(&str, &Path, u64, bool)> = scanned
             .entries
@@ -137,15 +181,7 @@ impl Side {
         let hashed: Vec<(String, SideFile)> = regular
             .par_iter()
             .map(|&(rel, abs, size, executable)| {
-                Ok((
-                    rel.to_string(),
-                    SideFile {
-                        sha256: sha256_file(abs, size)?,
-                        size: Some(size),
-                        executable: Some(executable),
-                        blake3: None,
-                    },
-                ))
+                Ok((rel.to_string(), hash(rel, abs, size, executable)?))
             })
             .collect::<Result<_>>()?;
         let files: BTreeMap<String, SideFile> = hashed.into_iter().collect();

@@ -715,3 +715,35 @@ fn a_usage_error_with_json_is_one_json_document() {
         .unwrap()
         .contains("--no-such-flag"));
 }
+
+/// Against a stored packet the folder is checked with BLAKE3; a file whose BLAKE3 differs must
+/// still get its own SHA-256 (not the packet's) and the observed tree hash must be the folder's.
+#[test]
+fn against_a_packet_a_same_size_edit_gets_its_own_sha256() {
+    use sha2::Digest as _;
+    let f = Fixture::new();
+    let edited = "line one\nline TWO\n";
+    f.edit(LOG, edited);
+    let (rc, report) = f.verify(&["--against", "p"]);
+    assert_eq!(rc, 1, "{report}");
+    let result = file_result(&report, LOG);
+    assert_eq!(result["classes"], serde_json::json!(["content"]));
+    assert_eq!(
+        result["observed"]["sha256"],
+        hex(&sha2::Sha256::digest(edited.as_bytes()))
+    );
+    assert_ne!(result["observed"]["sha256"], result["expected"]["sha256"]);
+    let (_, by_seal_alone) = f.verify(&[]);
+    assert!(
+        report["observed"]["packet_tree_sha256"].is_string(),
+        "{report}"
+    );
+    assert_eq!(
+        report["observed"]["packet_tree_sha256"],
+        by_seal_alone["observed"]["packet_tree_sha256"]
+    );
+    assert_ne!(
+        report["observed"]["packet_tree_sha256"],
+        report["expected"]["packet_tree_sha256"]
+    );
+}
