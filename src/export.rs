@@ -2,10 +2,13 @@
 //!
 //! Reads trust the objects, not the catalog: a packet's record object is read and checked against
 //! its catalog row, its tree is walked from the stored nodes, and every byte handed out has been
-//! re-hashed against its id first. [`export`] writes into an empty folder, sets executable bits,
-//! writes `HASH_MANIFEST.txt`, and re-hashes what it wrote; if anything fails it removes what it
-//! created, so a failed export never leaves a folder that looks complete.
+//! re-hashed against its id first. [`export`] writes into an empty folder: each file is decoded
+//! once into a temp file beside its destination, verified as it streams, and only then renamed to
+//! its name; it sets executable bits, writes `HASH_MANIFEST.txt`, and re-reads what it wrote; if
+//! anything fails it removes what it created, so a failed export never leaves a folder that looks
+//! complete.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -13,14 +16,14 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::archive::hash_packet;
+use crate::archive::blake3_file;
 use crate::catalog::PacketRow;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
 use crate::object::ObjectKind;
 use crate::record::PacketRecord;
-use crate::scan::SEAL_FILE_NAME;
+use crate::scan::{scan, SEAL_FILE_NAME};
 use crate::store::Store;
 use crate::tree::{manifest_of, walk_tree, HashedFile};
 
@@ -146,33 +149,68 @@ fn export_into(store: &Store, row: &PacketRow, dest: &Path) -> Result<ExportRepo
     let seal = dest.join(SEAL_FILE_NAME);
     write_new_file(&seal, manifest.text().as_bytes(), false)?;
     sync_folder(dest)?;
-    // Re-read what was written: the folder must hash to the record's tree and manifest.
-    let written = hash_packet(dest)?;
-    if written.tree.root != record.tree || written.packet_tree_sha256() != record.packet_tree_sha256
-    {
-        return Err(Error::Mismatch {
-            what: dest.display().to_string(),
-            reason: "the exported folder does not hash to the packet's tree".into(),
-        });
-    }
+    // Re-read what was written: exactly the packet's files, each with the tree's size,
+    // executable bit and BLAKE3 (the tree, verified above, pins each file's SHA-256 to it).
+    check_written(dest, &files)?;
     Ok(ExportReport {
         files: files.len() as u64,
-        bytes: written.total_bytes(),
-        packet_tree_sha256: written.packet_tree_sha256(),
+        bytes: files.iter().map(|f| f.meta.size).sum(),
+        packet_tree_sha256: record.packet_tree_sha256,
     })
 }
 
+/// Check that `dest` holds exactly `files` (the seal aside), each a regular file with the listed
+/// size, executable bit and BLAKE3.
+fn check_written(dest: &Path, files: &[HashedFile]) -> Result<()> {
+    let mismatch = |reason: String| Error::Mismatch {
+        what: dest.display().to_string(),
+        reason: format!("the exported folder does not match the packet's tree: {reason}"),
+    };
+    let written = scan(dest)?.require_regular_files()?;
+    if written.len() != files.len() {
+        return Err(mismatch(format!(
+            "{} files written, {} in the tree",
+            written.len(),
+            files.len()
+        )));
+    }
+    let by_path: HashMap<&str, &HashedFile> =
+        files.iter().map(|f| (f.rel_path.as_str(), f)).collect();
+    written.par_iter().try_for_each(|disk| {
+        let Some(file) = by_path.get(disk.rel_path.as_str()) else {
+            return Err(mismatch(format!("{} is not in the tree", disk.rel_path)));
+        };
+        if disk.size != file.meta.size || disk.executable != file.meta.executable {
+            return Err(mismatch(format!(
+                "{} has another size or executable bit",
+                disk.rel_path
+            )));
+        }
+        if blake3_file(&disk.abs_path, disk.size)? != file.meta.blake3 {
+            return Err(mismatch(format!("{} has other bytes", disk.rel_path)));
+        }
+        Ok(())
+    })
+}
+
+/// Decode one blob into its file. The bytes go to a temp file beside the destination and are
+/// verified as they stream (BLAKE3 against the id, SHA-256 and size against the tree entry); only
+/// verified bytes are renamed to the file's name, so no unverified byte is ever under a packet
+/// file's name. A failure deletes the temp file.
 fn write_file(store: &Store, file: &HashedFile, dest: &Path) -> Result<()> {
     let path = dest.join(&file.rel_path);
-    // Check the object before writing anything, so bad bytes never land in the folder.
-    store.read_object(&file.meta.blake3, io::sink())?;
-    let mut out = File::options()
-        .write(true)
-        .create_new(true)
-        .mode(if file.meta.executable { 0o755 } else { 0o644 })
-        .open(&path)
-        .at(&path, "cannot create")?;
-    let decoded = store.read_object(&file.meta.blake3, io::BufWriter::new(&mut out))?;
+    let folder = path.parent().unwrap_or(dest);
+    let mode = if file.meta.executable { 0o755 } else { 0o644 };
+    let temp = tempfile::Builder::new()
+        .prefix(".evstore-export-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(folder)
+        .at(folder, "cannot create a temp file")?;
+    let mut writer = io::BufWriter::with_capacity(256 * 1024, temp);
+    let decoded = store.read_object(&file.meta.blake3, &mut writer)?;
+    let temp = writer
+        .into_inner()
+        .map_err(|e| Error::io(&path, "cannot write", e.into_error()))?;
     if decoded.digest.sha256 != file.meta.sha256 || decoded.digest.len != file.meta.size {
         return Err(Error::corrupt(
             format!("object {}", file.meta.blake3),
@@ -182,8 +220,11 @@ fn write_file(store: &Store, file: &HashedFile, dest: &Path) -> Result<()> {
             ),
         ));
     }
-    let mode = if file.meta.executable { 0o755 } else { 0o644 };
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).at(&path, "cannot set mode")?;
+    // The umask may have cleared bits of the requested mode.
+    fs::set_permissions(temp.path(), fs::Permissions::from_mode(mode))
+        .at(&path, "cannot set mode")?;
+    temp.persist_noclobber(&path)
+        .map_err(|e| Error::io(&path, "cannot create", e.error))?;
     Ok(())
 }
 
