@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end throughput of the release `evstore` binary against coreutils sha256sum and b3sum.
 #
-# Builds `cargo build --release`, generates two deterministic corpora in a temp dir:
-#   large: 1 GiB as 64 x 16 MiB files; every MiB is 512 KiB pseudo-random bytes followed by
-#          512 KiB of JSON-lines text (Python's seeded random.Random, so runs compare)
-#   small: 20 000 JSON-lines files of 1-8 KiB in 200 folders
+# Builds `cargo build --release`, generates the two deterministic corpora of benches/corpus.py in a
+# temp dir (the same as benches/compare.sh):
+#   large: 1 GiB as 64 x 16 MiB files; every MiB half pseudo-random bytes, half JSON-lines text
+#   small: 20 000 files of 1-8 KiB in 200 folders
 # then times, on each corpus, with a warm page cache, best of $RUNS:
 #   evstore hash DIR
 #   evstore --store S ingest DIR        (S a fresh store made by `evstore init`, not timed)
@@ -23,7 +23,7 @@
 #   KEEP=1      keep the temp dir afterwards
 #   B3SUM       path to a b3sum binary            [default: PATH, else installed under target/]
 #   NO_INSTALL=1  never `cargo install b3sum`
-#   LARGE_FILES, LARGE_FILE_MIB, SMALL_FILES, SMALL_DIRS   corpus shape (for quick smoke runs)
+#   SCALE=1     corpus scale (corpus.py --scale), e.g. 0.05 for a smoke run
 
 set -euo pipefail
 
@@ -34,10 +34,7 @@ BENCH_TMP=${BENCH_TMP:-${TMPDIR:-/tmp}}
 KEEP=${KEEP:-0}
 NO_INSTALL=${NO_INSTALL:-0}
 
-LARGE_FILES=${LARGE_FILES:-64}
-LARGE_FILE_MIB=${LARGE_FILE_MIB:-16}
-SMALL_FILES=${SMALL_FILES:-20000}
-SMALL_DIRS=${SMALL_DIRS:-200}
+SCALE=${SCALE:-1}
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'throughput.sh: %s\n' "$*" >&2; exit 2; }
@@ -85,51 +82,8 @@ cleanup() {
 trap cleanup EXIT
 
 log "generating corpora in $WORK"
-python3 - "$WORK" "$LARGE_FILES" "$LARGE_FILE_MIB" "$SMALL_FILES" "$SMALL_DIRS" <<'PY'
-import os, random, sys
-
-work = sys.argv[1]
-large_files, large_mib, small_files, small_dirs = map(int, sys.argv[2:6])
-LEVELS = ["debug", "info", "warn", "error"]
-WORDS = ("request served cache miss retry upstream timeout ok shard replica commit flush").split()
-HALF = 512 * 1024
-
-def json_lines(rng, target, seq=0):
-    """Exactly `target` bytes of JSON-lines log text."""
-    parts, n = [], 0
-    while n < target:
-        g = rng.getrandbits(64)
-        line = ('{"seq":%d,"ts":%d,"host":"node-%02d","level":"%s","latency_ms":%d,"msg":"%s %s %s"}\n'
-                % (seq, 1700000000000 + seq * 17 + (g & 15), (g >> 4) & 63, LEVELS[(g >> 10) & 3],
-                   (g >> 12) % 5000, WORDS[(g >> 25) % 12], WORDS[(g >> 30) % 12],
-                   WORDS[(g >> 35) % 12]))
-        parts.append(line)
-        n += len(line)
-        seq += 1
-    return "".join(parts).encode()[:target]
-
-rng = random.Random(0xE5)
-large = os.path.join(work, "large")
-os.mkdir(large)
-for i in range(large_files):
-    with open(os.path.join(large, "capture-%02d.bin" % i), "wb") as f:
-        for mib in range(large_mib):
-            f.write(rng.randbytes(HALF))
-            f.write(json_lines(rng, HALF, seq=(i * large_mib + mib) * 10000))
-
-small = os.path.join(work, "small")
-os.mkdir(small)
-per_dir = small_files // small_dirs
-for d in range(small_dirs):
-    sub = os.path.join(small, "run-%03d" % d)
-    os.mkdir(sub)
-    for k in range(per_dir):
-        size = rng.randint(1024, 8192)
-        head = ('{"run":%d,"file":%d}\n' % (d, k)).encode()
-        body = json_lines(rng, size - len(head), seq=k * 1000)
-        with open(os.path.join(sub, "report-%03d.json" % k), "wb") as f:
-            f.write(head + body)
-PY
+python3 "$ROOT/benches/corpus.py" "$WORK/large" --kind large --scale "$SCALE" >&2
+python3 "$ROOT/benches/corpus.py" "$WORK/small" --kind small --scale "$SCALE" >&2
 sync
 
 corpus_bytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}'; }

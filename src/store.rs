@@ -436,17 +436,7 @@ impl ObjectBackend for LocalBackend {
                 }
                 dirs_present.insert(dir.clone());
             }
-            let newly_stored = match object.path.persist_noclobber(&final_path) {
-                Ok(()) => true,
-                Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => false,
-                Err(err) => {
-                    return Err(Error::io(
-                        &final_path,
-                        "cannot move object into place",
-                        err.error,
-                    ))
-                }
-            };
+            let newly_stored = persist_once(object.path, &final_path)?;
             if newly_stored {
                 dirs.push(dir);
             }
@@ -467,17 +457,7 @@ impl ObjectBackend for LocalBackend {
             }
             let final_path = self.pack_path(&name);
             // The same name means the same index, so an existing pack already holds these objects.
-            let newly_stored = match path.persist_noclobber(&final_path) {
-                Ok(()) => true,
-                Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => false,
-                Err(err) => {
-                    return Err(Error::io(
-                        &final_path,
-                        "cannot move pack into place",
-                        err.error,
-                    ))
-                }
-            };
+            let newly_stored = persist_once(path, &final_path)?;
             dirs.push(self.packs.clone());
             let pack: Arc<Path> = Arc::from(final_path.as_path());
             let mut index = self.lock_pack_index();
@@ -501,6 +481,17 @@ impl ObjectBackend for LocalBackend {
         dirs.push(self.objects.clone());
         sync_store(&self.tmp, dirs.iter().map(|d| d.as_path()))?;
         Ok(published)
+    }
+}
+
+/// Move a synced temp file to `final_path` unless something is already there. True if it was
+/// moved; false if `final_path` existed (content-addressed names: it holds the same content), in
+/// which case the temp file is deleted.
+fn persist_once(temp: TempPath, final_path: &Path) -> Result<bool> {
+    match temp.persist_noclobber(final_path) {
+        Ok(()) => Ok(true),
+        Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(err) => Err(Error::io(final_path, "cannot move into place", err.error)),
     }
 }
 

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::sandbox::{assert_trees_equal, code, stderr, Sandbox};
+use crate::sandbox::{
+    assert_each_refuses_corrupt_bytes, assert_trees_equal, code, stderr, Sandbox,
+};
 
 /// Enough files that one ingest packs them (the store packs 64 or more small objects).
 const FILES: usize = 120;
@@ -134,15 +136,10 @@ fn a_flipped_byte_in_a_packed_blob_is_named_and_not_handed_out() {
         problems.contains(pack.file_name().unwrap().to_str().unwrap()),
         "{problems}"
     );
-    for args in [vec!["cat", "p", "d2/f002.json"], vec!["export", "p", "out"]] {
-        let out = sb.run(&args);
-        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("corrupt"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-    }
+    assert_each_refuses_corrupt_bytes(
+        &sb,
+        &[&["cat", "p", "d2/f002.json"], &["export", "p", "out"]],
+    );
     assert!(!sb.path("out").exists());
     // The other files of the pack are still readable.
     assert_eq!(code(&sb.run(&["cat", "p", "d1/f001.json"])), 0);

@@ -158,21 +158,16 @@ fn a_corrupt_tree_node_is_named_and_no_command_hands_out_its_packet() {
     let tree = shown["tree"].as_str().unwrap();
     flip_byte(&object_path(&sb, tree));
     fsck_names(&sb, &format!("object {tree}"));
-    for args in [
-        vec!["show", "p"],
-        vec!["manifest", "p"],
-        vec!["cat", "p", "top.txt"],
-        vec!["export", "p", "out"],
-        vec!["verify", "p", "--against", "p"],
-    ] {
-        let out = sb.run(&args);
-        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("corrupt"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-    }
+    assert_each_refuses_corrupt_bytes(
+        &sb,
+        &[
+            &["show", "p"],
+            &["manifest", "p"],
+            &["cat", "p", "top.txt"],
+            &["export", "p", "out"],
+            &["verify", "p", "--against", "p"],
+        ],
+    );
     assert!(!sb.path("out").exists());
 }
 

@@ -105,6 +105,19 @@ impl Sandbox {
     }
 }
 
+/// Assert that each command exits 1 and says the store holds something corrupt.
+pub fn assert_each_refuses_corrupt_bytes(sb: &Sandbox, commands: &[&[&str]]) {
+    for args in commands {
+        let out = sb.run(args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("corrupt"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 pub fn code(out: &Output) -> i32 {
     out.status.code().expect("exit code")
 }
