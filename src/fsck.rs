@@ -409,8 +409,12 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
     }
     let mut copies = Vec::new();
     for item in store.backend().list()? {
-        if let ListedObject::Object { id, location, .. } = item {
-            copies.push((id, location));
+        match item {
+            ListedObject::Object { id, location, .. } => copies.push((id, location)),
+            ListedObject::BadPack { path, reason } => report
+                .skipped_corrupt
+                .push(format!("pack {}: {reason}", path.display())),
+            ListedObject::Stray(_) => {}
         }
     }
     report.objects = copies

@@ -200,3 +200,21 @@ fn reindex_rebuilds_the_catalog_from_packed_objects() {
     assert_eq!(key(&after), key(&before));
     assert_eq!(code(&sb.run(&["fsck"])), 0);
 }
+
+#[test]
+fn reindex_names_a_damaged_pack_and_does_not_index_its_packet() {
+    let (sb, pack) = packed_store();
+    rewrite(&pack, |bytes| bytes.truncate(bytes.len() - 1));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(sb.store().join(format!("catalog.sqlite{suffix}")));
+    }
+    let (rc, report) = sb.json(&["reindex"]);
+    assert_eq!(
+        rc, 1,
+        "skipping corrupt objects is a failed check: {report}"
+    );
+    assert_eq!(report["packets"], 0, "{report}");
+    let skipped = report["skipped_corrupt"].to_string();
+    assert!(skipped.contains("no pack footer"), "{skipped}");
+    assert!(skipped.contains("packet p@1"), "{skipped}");
+}
