@@ -176,6 +176,7 @@ fn time_fresh_ingests(packet: &Path, iters: u64) -> Duration {
         name: "bench-packet".into(),
         note: None,
         source_date_epoch: Some(1_700_000_000),
+        progress: evstore::progress::Progress::silent(),
     };
     let mut total = Duration::ZERO;
     for _ in 0..iters {

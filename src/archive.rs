@@ -23,6 +23,7 @@ use crate::digest::{blake3_of, Blake3Digest, DualHasher, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
 use crate::object::ObjectKind;
+use crate::progress::Progress;
 use crate::record::PacketRecord;
 use crate::scan::{scan, PacketFile, Scan};
 use crate::store::{ObjectBatch, Store};
@@ -65,15 +66,21 @@ pub fn hash_packet(root: &Path) -> Result<HashedPacket> {
 }
 
 fn hash_into(root: &Path, batch: Option<&ObjectBatch<'_>>) -> Result<HashedPacket> {
-    hash_scanned(scan(root)?, batch)
+    hash_scanned(scan(root)?, batch, &Progress::silent())
 }
 
-fn hash_scanned(scanned: Scan, batch: Option<&ObjectBatch<'_>>) -> Result<HashedPacket> {
+fn hash_scanned(
+    scanned: Scan,
+    batch: Option<&ObjectBatch<'_>>,
+    progress: &Progress,
+) -> Result<HashedPacket> {
     let root = scanned.root.clone();
     let files = scanned.require_regular_files()?;
+    let phase_name = if batch.is_some() { "ingest" } else { "hash" };
+    let _phase = progress.phase(phase_name, files.iter().map(|f| f.size).sum());
     let hashed: Vec<HashedFile> = files
         .par_iter()
-        .map(|file| hash_file(file, batch))
+        .map(|file| hash_file(file, batch, progress))
         .collect::<Result<_>>()?;
     let manifest = manifest_of(&hashed)?;
     let tree = build_tree(&hashed)?;
@@ -107,7 +114,11 @@ fn same_file_state(before: &Metadata, after: &Metadata) -> bool {
 }
 
 /// Read one file once, hashing it and (with a batch) staging its object.
-fn hash_file(file: &PacketFile, batch: Option<&ObjectBatch<'_>>) -> Result<HashedFile> {
+fn hash_file(
+    file: &PacketFile,
+    batch: Option<&ObjectBatch<'_>>,
+    progress: &Progress,
+) -> Result<HashedFile> {
     let path = &file.abs_path;
     let mut handle = open_no_follow(path)?;
     let before = handle.metadata().at(path, "cannot stat")?;
@@ -130,6 +141,7 @@ fn hash_file(file: &PacketFile, batch: Option<&ObjectBatch<'_>>) -> Result<Hashe
             batch.add_bytes(digest.blake3, ObjectKind::Blob, &buf)?;
         }
         check_unchanged(&handle, &before, path)?;
+        progress.advance(file.size);
         return Ok(hashed(file, digest));
     }
     let mut writer = match batch {
@@ -153,6 +165,7 @@ fn hash_file(file: &PacketFile, batch: Option<&ObjectBatch<'_>>) -> Result<Hashe
                 .write_all(&buf[..n])
                 .at(path, "cannot compress into the store")?;
         }
+        progress.advance(n as u64);
     }
     if hasher.len() != file.size {
         return Err(changed(path));
@@ -294,6 +307,8 @@ pub struct IngestConfig {
     pub note: Option<String>,
     /// The packet's source date; `None` means the ingest time.
     pub source_date_epoch: Option<i64>,
+    /// Where to report the bytes read while hashing and storing.
+    pub progress: Progress,
 }
 
 /// What an ingest did.
@@ -344,7 +359,7 @@ pub fn ingest(
         None => None,
     };
     let batch = store.batch();
-    let packet = hash_scanned(scanned, Some(&batch))?;
+    let packet = hash_scanned(scanned, Some(&batch), &config.progress)?;
     if let Some((seal, seal_path)) = &seal {
         let differences = SealDifferences::between(seal, &packet.manifest);
         if !differences.is_empty() {

@@ -5,11 +5,13 @@
 //! (pass), `1` (a verification failed) or `2` (usage or operational error). With `--json`, every
 //! command prints exactly one JSON document on stdout, errors included (see `docs/CLI.md`).
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::archive::{hash_packet, ingest, IngestConfig};
@@ -19,6 +21,7 @@ use crate::export::{cat_file, export, verified_files};
 use crate::fsck::{fsck, reindex};
 use crate::gate::{self, GateReport, SealAction, Side, Verdict};
 use crate::packet_ref::{check_packet_name, parse_packet_ref};
+use crate::progress::{Progress, ProgressSink};
 use crate::store::Store;
 use crate::tree::manifest_of;
 
@@ -58,6 +61,11 @@ pub struct Cli {
     /// Print one JSON document on stdout instead of text (shapes in docs/CLI.md)
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Never draw progress bars (they are drawn on stderr only when it is a terminal, for
+    /// ingest, verify, diff, fsck and export)
+    #[arg(long, global = true, env = "EVSTORE_NO_PROGRESS")]
+    pub no_progress: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -346,6 +354,49 @@ fn print_json(value: &Value) {
 struct Context {
     store_path: PathBuf,
     json: bool,
+    progress: Progress,
+}
+
+/// A progress bar on stderr, drawn only while a phase runs and cleared when it ends.
+struct TerminalProgress {
+    bar: ProgressBar,
+}
+
+impl TerminalProgress {
+    /// The progress to use: a bar when stderr is a terminal and bars are not turned off.
+    fn for_stderr(turned_off: bool) -> Progress {
+        if turned_off || !io::stderr().is_terminal() {
+            return Progress::silent();
+        }
+        let style = ProgressStyle::with_template(
+            "{msg:>6} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bar = ProgressBar::hidden()
+            .with_style(style)
+            .with_finish(ProgressFinish::AndClear);
+        Progress::to(Arc::new(TerminalProgress { bar }))
+    }
+}
+
+impl ProgressSink for TerminalProgress {
+    fn begin(&self, phase: &str, total_bytes: u64) {
+        // Set up while hidden, so the first frame drawn is already this phase's.
+        self.bar.reset();
+        self.bar.set_length(total_bytes);
+        self.bar.set_message(phase.to_string());
+        self.bar.set_draw_target(ProgressDrawTarget::stderr());
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+        self.bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
 }
 
 impl Context {
@@ -369,6 +420,7 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(".evstore")),
         json: cli.json,
+        progress: TerminalProgress::for_stderr(cli.no_progress),
     };
     match cli.command {
         Command::Init => cmd_init(&ctx),
@@ -513,6 +565,7 @@ fn cmd_ingest(
         name,
         note,
         source_date_epoch,
+        progress: ctx.progress.clone(),
     };
     let report = ingest(&store, &mut catalog, dir, &config)?;
     let record = &report.packet.record;
@@ -717,7 +770,7 @@ fn cmd_cat(ctx: &Context, packet: &str, path: &str) -> Result<Outcome> {
 fn cmd_export(ctx: &Context, packet: &str, dest: &Path) -> Result<Outcome> {
     let (store, catalog) = ctx.open()?;
     let row = ctx.resolve(&catalog, packet)?;
-    let report = export(&store, &row, dest)?;
+    let report = export(&store, &row, dest, &ctx.progress)?;
     let label = format!("{}@{}", row.record.name, row.record.version);
     if ctx.json {
         print_json(&json!({
@@ -764,7 +817,7 @@ fn cmd_log(ctx: &Context) -> Result<Outcome> {
 
 fn cmd_fsck(ctx: &Context) -> Result<Outcome> {
     let (store, catalog) = ctx.open()?;
-    let report = fsck(&store, &catalog)?;
+    let report = fsck(&store, &catalog, &ctx.progress)?;
     let verdict = if report.problems.is_empty() {
         "PASS"
     } else {
@@ -853,7 +906,7 @@ fn cmd_verify(
         let (store, catalog) = ctx.open()?;
         let row = ctx.resolve(&catalog, &packet)?;
         let expected = Side::packet(&store, &row)?;
-        let observed = Side::folder_against(dir, &expected)?;
+        let observed = Side::folder_against(dir, &expected, &ctx.progress)?;
         let mut report = gate::compare(Some(&store), &expected, &observed)?;
         let canonical = expected.manifest()?.text();
         if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
@@ -880,7 +933,7 @@ fn cmd_verify(
     if let Some(original) = &original {
         expected = expected.with_original(original);
     }
-    let observed = Side::folder(dir)?;
+    let observed = Side::folder(dir, &ctx.progress)?;
     let mut report = gate::compare(None, &expected, &observed)?;
     let own_seal = observed
         .folder_seal()
@@ -931,7 +984,7 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
     }
     let load = |operand: &Operand| -> Result<Side> {
         match operand {
-            Operand::Folder(path) => Side::folder(path),
+            Operand::Folder(path) => Side::folder(path, &ctx.progress),
             Operand::Seal(path) => Side::seal(path),
             Operand::Packet(reference) => match &opened {
                 Some((store, catalog)) => Side::packet(store, &ctx.resolve(catalog, reference)?),
@@ -944,7 +997,9 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
         expected = expected.with_original(original);
     }
     let observed = match (&b, expected.kind) {
-        (Operand::Folder(path), gate::SideKind::Packet) => Side::folder_against(path, &expected)?,
+        (Operand::Folder(path), gate::SideKind::Packet) => {
+            Side::folder_against(path, &expected, &ctx.progress)?
+        }
         _ => load(&b)?,
     };
     let store = opened.as_ref().map(|(store, _)| store);
@@ -1229,6 +1284,7 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
                         name,
                         note: Some(format!("output of a rerun expecting {expected}")),
                         source_date_epoch,
+                        progress: ctx.progress.clone(),
                     },
                 );
                 match archived {

@@ -22,6 +22,7 @@ use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
 use crate::object::ObjectKind;
+use crate::progress::Progress;
 use crate::record::PacketRecord;
 use crate::scan::{scan, SEAL_FILE_NAME};
 use crate::store::Store;
@@ -83,9 +84,16 @@ pub struct ExportReport {
 }
 
 /// Export a packet into `dest`, which must be absent or an empty folder.
-pub fn export(store: &Store, row: &PacketRow, dest: &Path) -> Result<ExportReport> {
+///
+/// Progress counts the file bytes written.
+pub fn export(
+    store: &Store,
+    row: &PacketRow,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<ExportReport> {
     let created_dest = prepare_empty_dest(dest)?;
-    let result = export_into(store, row, dest);
+    let result = export_into(store, row, dest, progress);
     if result.is_err() {
         remove_created(dest, created_dest);
     }
@@ -133,7 +141,12 @@ fn remove_created(dest: &Path, created_dest: bool) {
     }
 }
 
-fn export_into(store: &Store, row: &PacketRow, dest: &Path) -> Result<ExportReport> {
+fn export_into(
+    store: &Store,
+    row: &PacketRow,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<ExportReport> {
     let (record, files) = verified_files(store, row)?;
     for file in &files {
         if let Some((parent, _)) = file.rel_path.rsplit_once('/') {
@@ -141,10 +154,16 @@ fn export_into(store: &Store, row: &PacketRow, dest: &Path) -> Result<ExportRepo
             fs::create_dir_all(&dir).at(&dir, "cannot create folder")?;
         }
     }
+    let phase = progress.phase("export", files.iter().map(|f| f.meta.size).sum());
     files
         .par_iter()
-        .map(|file| write_file(store, file, dest))
+        .map(|file| {
+            write_file(store, file, dest)?;
+            progress.advance(file.meta.size);
+            Ok(())
+        })
         .collect::<Result<Vec<()>>>()?;
+    drop(phase);
     let manifest: Manifest = manifest_of(&files)?;
     let seal = dest.join(SEAL_FILE_NAME);
     write_new_file(&seal, manifest.text().as_bytes(), false)?;

@@ -19,6 +19,7 @@ use crate::catalog::{event_hash, Catalog, NewEvent, ObjectRow, GENESIS_HASH};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::object::ObjectKind;
+use crate::progress::Progress;
 use crate::record::PacketRecord;
 use crate::store::{ListedObject, ObjectLocation, Store};
 use crate::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
@@ -92,7 +93,9 @@ fn check_object(store: &Store, id: &Blake3Digest, location: &ObjectLocation) -> 
 }
 
 /// Check the whole store and catalog.
-pub fn fsck(store: &Store, catalog: &Catalog) -> Result<FsckReport> {
+///
+/// Progress counts the stored (compressed) bytes of the objects read.
+pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<FsckReport> {
     let mut report = FsckReport::default();
     let problem = |subject: String, reason: String| Problem { subject, reason };
     // Pin the catalog before listing objects: a packet committed before this point had all its
@@ -105,7 +108,11 @@ pub fn fsck(store: &Store, catalog: &Catalog) -> Result<FsckReport> {
     let mut copies = Vec::new();
     for item in listed {
         match item {
-            ListedObject::Object { id, location, .. } => copies.push((id, location)),
+            ListedObject::Object {
+                id,
+                location,
+                stored_size,
+            } => copies.push((id, location, stored_size)),
             ListedObject::Stray(path) => report.problems.push(problem(
                 path.display().to_string(),
                 "stray entry in the objects or packs folder (not an object or pack name)".into(),
@@ -117,10 +124,16 @@ pub fn fsck(store: &Store, catalog: &Catalog) -> Result<FsckReport> {
         }
     }
     // Every stored copy is checked: a good copy elsewhere does not excuse a corrupt one.
+    let phase = progress.phase("fsck", copies.iter().map(|c| c.2).sum());
     let results: Vec<(Blake3Digest, ObjectCheck)> = copies
         .par_iter()
-        .map(|(id, location)| (*id, check_object(store, id, location)))
+        .map(|(id, location, stored_size)| {
+            let checked = check_object(store, id, location);
+            progress.advance(*stored_size);
+            (*id, checked)
+        })
         .collect();
+    drop(phase);
     let mut good: HashMap<Blake3Digest, Checked> = HashMap::new();
     let mut bad: HashSet<Blake3Digest> = HashSet::new();
     for (id, result) in results {

@@ -27,6 +27,7 @@ use crate::drift::{self, compare_streams, DriftClass, FirstDifference, DIAGNOSIS
 use crate::error::{Error, IoContext, Result};
 use crate::export::{sync_folder, verified_files, verified_record};
 use crate::manifest::{Manifest, ManifestEntry};
+use crate::progress::Progress;
 use crate::scan::{scan, EntryKind, SEAL_FILE_NAME};
 use crate::store::Store;
 use crate::tree::{load_node, FileMeta, TreeEntry, MAX_DEPTH};
@@ -122,8 +123,8 @@ pub struct SideSummary {
 impl Side {
     /// Hash a folder now: every regular file's SHA-256, in parallel; symlinks and special files
     /// are recorded so they can be reported, never followed.
-    pub fn folder(root: &Path) -> Result<Side> {
-        Side::folder_with(root, |_, abs, size, executable| {
+    pub fn folder(root: &Path, progress: &Progress) -> Result<Side> {
+        Side::folder_with(root, progress, |_, abs, size, executable| {
             Ok(SideFile {
                 sha256: sha256_file(abs, size)?,
                 size: Some(size),
@@ -136,8 +137,8 @@ impl Side {
     /// Hash a folder now to compare it with `expected`, a stored packet, using the faster
     /// digest: a file whose size and BLAKE3 equal the packet's is the packet's file (so it has
     /// the packet's SHA-256, which is not recomputed); any other file gets its SHA-256.
-    pub fn folder_against(root: &Path, expected: &Side) -> Result<Side> {
-        Side::folder_with(root, |rel, abs, size, executable| {
+    pub fn folder_against(root: &Path, expected: &Side, progress: &Progress) -> Result<Side> {
+        Side::folder_with(root, progress, |rel, abs, size, executable| {
             let known = expected
                 .files
                 .get(rel)
@@ -165,6 +166,7 @@ impl Side {
 
     fn folder_with(
         root: &Path,
+        progress: &Progress,
         hash: impl Fn(&str, &Path, u64, bool) -> Result<SideFile> + Sync,
     ) -> Result<Side> {
         let scanned = scan(root)?;
@@ -178,10 +180,13 @@ impl Side {
                 _ => None,
             })
             .collect();
+        let _phase = progress.phase("verify", regular.iter().map(|r| r.2).sum());
         let hashed: Vec<(String, SideFile)> = regular
             .par_iter()
             .map(|&(rel, abs, size, executable)| {
-                Ok((rel.to_string(), hash(rel, abs, size, executable)?))
+                let file = hash(rel, abs, size, executable)?;
+                progress.advance(size);
+                Ok((rel.to_string(), file))
             })
             .collect::<Result<_>>()?;
         let files: BTreeMap<String, SideFile> = hashed.into_iter().collect();

@@ -21,6 +21,7 @@ use crate::drift::DriftClass;
 use crate::error::{Error, ErrorClass, IoContext, Result};
 use crate::gate::{self, read_seal_bytes, GateReport, Side, Verdict};
 use crate::manifest::Manifest;
+use crate::progress::Progress;
 use crate::scan::{check_rel_path, SEAL_FILE_NAME};
 use crate::store::Store;
 
@@ -250,7 +251,7 @@ pub fn check_packet_folder(
         )?,
     };
 
-    let mut observed = Side::folder(folder_abs)?;
+    let mut observed = Side::folder(folder_abs, &Progress::silent())?;
     let references_path = folder_abs.join(REFERENCES_FILE_NAME);
     let mut references = Vec::new();
     if observed.holds(REFERENCES_FILE_NAME)

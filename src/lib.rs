@@ -24,6 +24,7 @@ pub mod mirror;
 pub mod object;
 pub mod pack;
 pub mod packet_ref;
+pub mod progress;
 pub mod record;
 pub mod rerun;
 pub mod scan;

@@ -26,6 +26,7 @@ use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::gate::{self, GateReport, Side, Verdict};
 use crate::object::ObjectKind;
+use crate::progress::Progress;
 use crate::store::Store;
 
 /// How much of a run's combined stdout and stderr the report keeps (the end of it).
@@ -187,12 +188,16 @@ pub fn rerun(
     let nondeterministic = observed.len() > 1;
     let mut varying = BTreeSet::new();
     if nondeterministic {
-        let first = Side::folder(&runs[0].out_dir)?;
+        let first = Side::folder(&runs[0].out_dir, &Progress::silent())?;
         for other in &runs[1..] {
             if other.observed_sha256.is_none() {
                 continue;
             }
-            let report = gate::compare(None, &first, &Side::folder(&other.out_dir)?)?;
+            let report = gate::compare(
+                None,
+                &first,
+                &Side::folder(&other.out_dir, &Progress::silent())?,
+            )?;
             varying.extend(
                 report
                     .files
@@ -225,7 +230,7 @@ pub fn rerun(
         (Some(run), Some(expected)) => Some(gate::compare(
             store,
             expected,
-            &Side::folder(&run.out_dir)?,
+            &Side::folder(&run.out_dir, &Progress::silent())?,
         )?),
         _ => None,
     };

@@ -7,6 +7,7 @@ mod foundation;
 mod gate;
 mod mirror;
 mod packs;
+mod progress;
 mod reliability;
 mod rerun;
 mod sandbox;

@@ -1,0 +1,121 @@
+//! Progress reporting: long commands report every byte they process, once, to the sink the
+//! caller gave, and finish every phase they begin (on success and on failure).
+
+use std::sync::{Arc, Mutex};
+
+use evstore::archive::{ingest, IngestConfig};
+use evstore::catalog::Catalog;
+use evstore::export::export;
+use evstore::fsck::fsck;
+use evstore::gate::Side;
+use evstore::progress::{Progress, ProgressSink};
+use evstore::store::Store;
+
+use crate::sandbox::Sandbox;
+
+/// Records each phase as (name, announced total, bytes counted, finished).
+#[derive(Default)]
+struct Recorder {
+    phases: Mutex<Vec<(String, u64, u64, bool)>>,
+}
+
+impl ProgressSink for Recorder {
+    fn begin(&self, phase: &str, total_bytes: u64) {
+        let mut phases = self.phases.lock().unwrap();
+        phases.push((phase.to_string(), total_bytes, 0, false));
+    }
+    fn advance(&self, bytes: u64) {
+        let mut phases = self.phases.lock().unwrap();
+        let current = phases.last_mut().expect("advance before begin");
+        assert!(!current.3, "advance after finish");
+        current.2 += bytes;
+    }
+    fn finish(&self) {
+        let mut phases = self.phases.lock().unwrap();
+        let current = phases.last_mut().expect("finish before begin");
+        assert!(!current.3, "finished twice");
+        current.3 = true;
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<(String, u64, u64, bool)> {
+        std::mem::take(&mut *self.phases.lock().unwrap())
+    }
+}
+
+#[test]
+fn ingest_verify_export_and_fsck_report_every_byte_once() {
+    let sb = Sandbox::new();
+    // Small files (read whole) and one file above the small-file limit (read in chunks).
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    sb.write("p/big.bin", &big);
+    for i in 0..5 {
+        sb.write(
+            &format!("p/logs/{i}.txt"),
+            format!("line {i}\n").repeat(i + 1),
+        );
+    }
+    let packet_bytes: u64 = big.len() as u64 + (0..5).map(|i| 7 * (i + 1)).sum::<u64>();
+    assert_eq!(sb.run(&["init"]).status.code(), Some(0));
+
+    let recorder = Arc::new(Recorder::default());
+    let progress = Progress::to(recorder.clone());
+    let store = Store::open(&sb.store()).unwrap();
+    let mut catalog = Catalog::open_existing(&store.catalog_path()).unwrap();
+    let config = IngestConfig {
+        name: "p".into(),
+        note: None,
+        source_date_epoch: Some(0),
+        progress: progress.clone(),
+    };
+    let report = ingest(&store, &mut catalog, &sb.path("p"), &config).unwrap();
+    assert_eq!(
+        recorder.take(),
+        vec![("ingest".to_string(), packet_bytes, packet_bytes, true)]
+    );
+
+    Side::folder(&sb.path("p"), &progress).unwrap();
+    assert_eq!(
+        recorder.take(),
+        vec![("verify".to_string(), packet_bytes, packet_bytes, true)]
+    );
+
+    export(&store, &report.packet, &sb.path("out"), &progress).unwrap();
+    assert_eq!(
+        recorder.take(),
+        vec![("export".to_string(), packet_bytes, packet_bytes, true)]
+    );
+
+    let checked = fsck(&store, &catalog, &progress).unwrap();
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    let phases = recorder.take();
+    assert_eq!(phases.len(), 1);
+    let (name, total, counted, finished) = &phases[0];
+    assert_eq!(name, "fsck");
+    assert!(*total > 0 && total == counted && *finished, "{phases:?}");
+}
+
+/// A failing ingest still finishes its phase, so a terminal bar is cleared before the error.
+#[test]
+fn ingest_that_fails_finishes_its_progress_phase() {
+    let sb = Sandbox::new();
+    sb.write("p/a.txt", "a\n");
+    sb.write(
+        "p/HASH_MANIFEST.txt",
+        format!("{}  a.txt\n", "0".repeat(64)),
+    );
+    assert_eq!(sb.run(&["init"]).status.code(), Some(0));
+    let recorder = Arc::new(Recorder::default());
+    let store = Store::open(&sb.store()).unwrap();
+    let mut catalog = Catalog::open_existing(&store.catalog_path()).unwrap();
+    let config = IngestConfig {
+        name: "p".into(),
+        note: None,
+        source_date_epoch: Some(0),
+        progress: Progress::to(recorder.clone()),
+    };
+    let err = ingest(&store, &mut catalog, &sb.path("p"), &config).unwrap_err();
+    assert!(err.to_string().contains("does not match its seal"), "{err}");
+    assert_eq!(recorder.take(), vec![("ingest".to_string(), 2, 2, true)]);
+}
