@@ -44,6 +44,20 @@ impl Recorder {
     }
 }
 
+/// Open the sandbox's store through the library, with an ingest config for packet `p`.
+fn open_store(sb: &Sandbox, progress: &Progress) -> (Store, Catalog, IngestConfig) {
+    assert_eq!(sb.run(&["init"]).status.code(), Some(0));
+    let store = Store::open(&sb.store()).unwrap();
+    let catalog = Catalog::open_existing(&store.catalog_path()).unwrap();
+    let config = IngestConfig {
+        name: "p".into(),
+        note: None,
+        source_date_epoch: Some(0),
+        progress: progress.clone(),
+    };
+    (store, catalog, config)
+}
+
 #[test]
 fn ingest_verify_export_and_fsck_report_every_byte_once() {
     let sb = Sandbox::new();
@@ -57,18 +71,9 @@ fn ingest_verify_export_and_fsck_report_every_byte_once() {
         );
     }
     let packet_bytes: u64 = big.len() as u64 + (0..5).map(|i| 7 * (i + 1)).sum::<u64>();
-    assert_eq!(sb.run(&["init"]).status.code(), Some(0));
-
     let recorder = Arc::new(Recorder::default());
     let progress = Progress::to(recorder.clone());
-    let store = Store::open(&sb.store()).unwrap();
-    let mut catalog = Catalog::open_existing(&store.catalog_path()).unwrap();
-    let config = IngestConfig {
-        name: "p".into(),
-        note: None,
-        source_date_epoch: Some(0),
-        progress: progress.clone(),
-    };
+    let (store, mut catalog, config) = open_store(&sb, &progress);
     let report = ingest(&store, &mut catalog, &sb.path("p"), &config).unwrap();
     assert_eq!(
         recorder.take(),
@@ -105,16 +110,8 @@ fn ingest_that_fails_finishes_its_progress_phase() {
         "p/HASH_MANIFEST.txt",
         format!("{}  a.txt\n", "0".repeat(64)),
     );
-    assert_eq!(sb.run(&["init"]).status.code(), Some(0));
     let recorder = Arc::new(Recorder::default());
-    let store = Store::open(&sb.store()).unwrap();
-    let mut catalog = Catalog::open_existing(&store.catalog_path()).unwrap();
-    let config = IngestConfig {
-        name: "p".into(),
-        note: None,
-        source_date_epoch: Some(0),
-        progress: Progress::to(recorder.clone()),
-    };
+    let (store, mut catalog, config) = open_store(&sb, &Progress::to(recorder.clone()));
     let err = ingest(&store, &mut catalog, &sb.path("p"), &config).unwrap_err();
     assert!(err.to_string().contains("does not match its seal"), "{err}");
     assert_eq!(recorder.take(), vec![("ingest".to_string(), 2, 2, true)]);
