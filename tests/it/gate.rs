@@ -588,6 +588,28 @@ fn seal_refuses_what_a_packet_cannot_hold() {
     assert!(!packet.join("HASH_MANIFEST.txt").exists());
 }
 
+/// Regression: a seal file given as a symlink was refused with the bare `open` error ("Too many
+/// levels of symbolic links"), which did not say what to do.
+#[test]
+fn verify_seal_symlink_is_refused_naming_the_link_and_the_fix() {
+    let sb = Sandbox::new();
+    let packet = write_packet(&sb, "packet");
+    assert_eq!(code(&sb.run_storeless(&["seal", "packet"])), 0);
+    fs::rename(packet.join("HASH_MANIFEST.txt"), sb.path("seal.txt")).unwrap();
+    symlink("seal.txt", sb.path("seal-link.txt")).unwrap();
+    let out = sb.run_storeless(&["verify", "packet", "--seal", "seal-link.txt"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("seal-link.txt"), "{err}");
+    assert!(
+        err.contains("is a symbolic link") && err.contains("pass the target"),
+        "{err}"
+    );
+    // The target itself is accepted: the folder matches it.
+    let out = sb.run_storeless(&["verify", "packet", "--seal", "seal.txt"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
 #[test]
 fn verify_without_a_seal_says_how_to_make_one() {
     let sb = Sandbox::new();
