@@ -255,6 +255,8 @@ pub struct NewRun {
     pub attestation_size: u64,
     /// `PASS` or `FAIL`.
     pub verdict: String,
+    /// When it was attested (the attestation's own `time_unix_nanos`).
+    pub time_unix_nanos: u64,
     /// A JSON summary for listing.
     pub summary: serde_json::Value,
 }
@@ -798,26 +800,18 @@ impl Catalog {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&wrap)?;
-        tx.execute(
-            "INSERT INTO runs (packet_id, expected_sha256, attestation, verdict, time_unix_nanos, summary) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                run.packet_id,
-                run.expected_sha256.to_hex(),
-                run.attestation.to_hex(),
-                run.verdict,
-                crate::now_unix_nanos() as i64,
-                run.summary.to_string()
-            ],
-        )
-        .map_err(&wrap)?;
-        let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT OR IGNORE INTO objects (id, kind, size) VALUES (?1, 'attestation', ?2)",
-            params![run.attestation.to_hex(), run.attestation_size as i64],
-        )
-        .map_err(&wrap)?;
+        let id = insert_run_rows(&tx, run).map_err(&wrap)?;
         append_event(&tx, event).map_err(&wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(id)
+    }
+
+    /// Record a rerun found by `reindex` in an attestation object (no event: the rebuilt
+    /// catalog's log starts with its one `reindex` event).
+    pub fn insert_reindexed_run(&mut self, run: &NewRun) -> Result<i64> {
+        let wrap = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&wrap)?;
+        let id = insert_run_rows(&tx, run).map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;
         Ok(id)
     }
@@ -914,6 +908,28 @@ fn insert_packet_rows(
         ])?;
     }
     Ok(packet_id)
+}
+
+/// Insert a `runs` row and its attestation's `objects` row; returns the run's id.
+fn insert_run_rows(tx: &rusqlite::Transaction<'_>, run: &NewRun) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO runs (packet_id, expected_sha256, attestation, verdict, time_unix_nanos, summary) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            run.packet_id,
+            run.expected_sha256.to_hex(),
+            run.attestation.to_hex(),
+            run.verdict,
+            i64::try_from(run.time_unix_nanos).unwrap_or(i64::MAX),
+            run.summary.to_string()
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT OR IGNORE INTO objects (id, kind, size) VALUES (?1, 'attestation', ?2)",
+        params![run.attestation.to_hex(), run.attestation_size as i64],
+    )?;
+    Ok(id)
 }
 
 fn append_event(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> rusqlite::Result<EventRow> {

@@ -866,8 +866,9 @@ fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
             say!("superseded record (interrupted ingest): {superseded}");
         }
         say!(
-            "reindexed {} packets from {} objects",
+            "reindexed {} packets and {} reruns from {} objects",
             report.packets,
+            report.runs,
             report.objects
         );
     }

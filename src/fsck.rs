@@ -15,12 +15,13 @@ use std::io;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::{event_hash, Catalog, NewEvent, ObjectRow, GENESIS_HASH};
+use crate::catalog::{event_hash, Catalog, NewEvent, NewRun, ObjectRow, GENESIS_HASH};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::object::ObjectKind;
 use crate::progress::Progress;
 use crate::record::PacketRecord;
+use crate::rerun::{decode_attestation, AttestationSummary};
 use crate::store::{ListedObject, ObjectLocation, Store};
 use crate::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
 
@@ -56,7 +57,7 @@ enum Checked {
     Blob { sha256: Sha256Digest, size: u64 },
     Tree(TreeNode),
     Record(PacketRecord),
-    Other,
+    Attestation(Box<AttestationSummary>),
 }
 
 /// The outcome of checking one object: what it is and its size, or why it is bad.
@@ -87,7 +88,14 @@ fn check_object(store: &Store, id: &Blake3Digest, location: &ObjectLocation) -> 
                 PacketRecord::decode(&bytes).map_err(|r| format!("bad packet record: {r}"))?,
             )
         }
-        _ => Checked::Other,
+        ObjectKind::Attestation => {
+            let (_, bytes) = store
+                .read_small_object_at(id, location)
+                .map_err(|e| e.to_string())?;
+            Checked::Attestation(Box::new(
+                decode_attestation(&bytes).map_err(|r| format!("bad attestation: {r}"))?,
+            ))
+        }
     };
     Ok((checked, size))
 }
@@ -276,19 +284,80 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
         }
     }
 
-    // 4. Records the catalog does not know.
+    // 4. Every recorded rerun against its attestation object.
+    let labels: HashMap<i64, String> = packets
+        .iter()
+        .map(|row| {
+            (
+                row.id,
+                format!("{}@{}", row.record.name, row.record.version),
+            )
+        })
+        .collect();
+    let mut catalog_attestations = HashSet::new();
+    for run in catalog.runs(None)? {
+        let subject = format!("run {}", run.id);
+        let Some(id) = Blake3Digest::parse_hex(&run.attestation) else {
+            report.problems.push(problem(
+                subject,
+                format!(
+                    "attestation id {:?} is not a BLAKE3 digest",
+                    run.attestation
+                ),
+            ));
+            continue;
+        };
+        catalog_attestations.insert(id);
+        let attestation = match good.get(&id) {
+            Some(Checked::Attestation(attestation)) => attestation,
+            Some(_) => {
+                report.problems.push(problem(
+                    subject,
+                    format!("object {id} is not an attestation"),
+                ));
+                continue;
+            }
+            None => {
+                report.problems.push(problem(
+                    subject,
+                    format!("attestation {id} {}", describe_missing(&id)),
+                ));
+                continue;
+            }
+        };
+        let row_packet = run.packet_id.and_then(|p| labels.get(&p).cloned());
+        let row_summary = serde_json::from_str::<serde_json::Value>(&run.summary).ok();
+        if run.expected_sha256 != attestation.expected_sha256.to_hex()
+            || run.verdict != attestation.verdict
+            || row_packet != attestation.packet
+            || row_summary.as_ref() != Some(&attestation.summary)
+        {
+            report.problems.push(problem(
+                subject,
+                format!("the catalog row disagrees with attestation {id} (packet, expected hash, verdict or summary)"),
+            ));
+        }
+    }
+
+    // 5. Records and attestations the catalog does not know.
     for (id, checked) in &good {
-        if let Checked::Record(record) = checked {
-            if !catalog_records.contains(id) {
+        match checked {
+            Checked::Record(record) if !catalog_records.contains(id) => {
                 report.notes.push(format!(
                     "record {id} ({}@{}) is not in the catalog (an interrupted ingest, or run `evstore reindex`)",
                     record.name, record.version
                 ));
             }
+            Checked::Attestation(_) if !catalog_attestations.contains(id) => {
+                report.notes.push(format!(
+                    "attestation {id} is not in the catalog (an interrupted rerun, or run `evstore reindex`)"
+                ));
+            }
+            _ => {}
         }
     }
 
-    // 5. The event chain.
+    // 6. The event chain.
     let mut prev = GENESIS_HASH.to_string();
     for (index, event) in catalog.events()?.iter().enumerate() {
         report.events_checked += 1;
@@ -322,7 +391,7 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
         prev = event.hash.clone();
     }
 
-    // 6. SQLite's own check, and leftovers.
+    // 7. SQLite's own check, and leftovers.
     for text in catalog.integrity_problems()? {
         report
             .problems
@@ -386,6 +455,8 @@ fn walk_checked(
 pub struct ReindexReport {
     /// Packets recorded.
     pub packets: u64,
+    /// Reruns recorded again from their attestation objects.
+    pub runs: u64,
     /// Distinct objects listed (an object stored loose and in a pack counts once).
     pub objects: u64,
     /// Objects that failed verification and were left out.
@@ -440,10 +511,12 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
         .map(|(id, location)| (*id, check_object(store, id, location)))
         .collect();
     let mut good = HashMap::new();
+    let mut sizes = HashMap::new();
     for (id, result) in checked {
         match result {
-            Ok((c, _)) => {
+            Ok((c, size)) => {
                 good.insert(id, c);
+                sizes.insert(id, size);
             }
             Err(reason) => report
                 .skipped_corrupt
@@ -497,11 +570,55 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
         catalog.insert_reindexed(record_id, record, &files, &objects)?;
         report.packets += 1;
     }
+    // Reruns, oldest first, each linked to its packet if that packet was indexed above.
+    let packet_ids: HashMap<String, i64> = catalog
+        .packets()?
+        .into_iter()
+        .map(|row| {
+            (
+                format!("{}@{}", row.record.name, row.record.version),
+                row.id,
+            )
+        })
+        .collect();
+    let mut attestations: Vec<(&Blake3Digest, &AttestationSummary, u64)> = good
+        .iter()
+        .filter_map(|(id, checked)| match checked {
+            Checked::Attestation(a) => Some((id, a.as_ref(), *sizes.get(id)?)),
+            _ => None,
+        })
+        .collect();
+    attestations.sort_by_key(|(id, a, _)| (a.time_unix_nanos, **id));
+    for (id, attestation, size) in attestations {
+        let packet_id = match &attestation.packet {
+            None => None,
+            Some(label) => match packet_ids.get(label) {
+                Some(packet_id) => Some(*packet_id),
+                None => {
+                    report.skipped_corrupt.push(format!(
+                        "attestation {id}: its packet {label} was not indexed; run not indexed"
+                    ));
+                    continue;
+                }
+            },
+        };
+        catalog.insert_reindexed_run(&NewRun {
+            packet_id,
+            expected_sha256: attestation.expected_sha256,
+            attestation: *id,
+            attestation_size: size,
+            verdict: attestation.verdict.clone(),
+            time_unix_nanos: attestation.time_unix_nanos,
+            summary: attestation.summary.clone(),
+        })?;
+        report.runs += 1;
+    }
     catalog.log_event(&NewEvent {
         kind: "reindex".into(),
         subject: store.root().display().to_string(),
         detail: serde_json::json!({
             "packets": report.packets,
+            "runs": report.runs,
             "objects": report.objects,
             "skipped": report.skipped_corrupt.len(),
         }),

@@ -411,9 +411,10 @@ pub fn attest(
 ) -> Result<Blake3Digest> {
     let mut value = serde_json::to_value(report)
         .map_err(|err| Error::Usage(format!("cannot encode the attestation: {err}")))?;
-    value["format"] = serde_json::json!("evstore/attestation/1");
+    let time_unix_nanos = crate::now_unix_nanos();
+    value["format"] = serde_json::json!(ATTESTATION_FORMAT);
     value["tool_version"] = serde_json::json!(crate::TOOL_VERSION);
-    value["time_unix_nanos"] = serde_json::json!(crate::now_unix_nanos());
+    value["time_unix_nanos"] = serde_json::json!(time_unix_nanos);
     value["ingested"] = serde_json::json!(ingested);
     let payload = value.to_string().into_bytes();
     let id = blake3_of(&payload);
@@ -424,13 +425,14 @@ pub fn attest(
         Verdict::Pass => "PASS",
         Verdict::Fail => "FAIL",
     };
-    let summary = serde_json::json!({
-        "packet": report.packet,
-        "command": report.command,
-        "runs": report.runs.len(),
-        "observed": report.runs.iter().map(|r| r.observed_sha256).collect::<Vec<_>>(),
-        "ingested": ingested,
-    });
+    let observed: Vec<Option<Sha256Digest>> =
+        report.runs.iter().map(|r| r.observed_sha256).collect();
+    let summary = run_summary(
+        report.packet.as_deref(),
+        &report.command,
+        &observed,
+        ingested,
+    );
     catalog.add_run(
         &NewRun {
             packet_id,
@@ -438,6 +440,7 @@ pub fn attest(
             attestation: id,
             attestation_size: payload.len() as u64,
             verdict: verdict.into(),
+            time_unix_nanos,
             summary: summary.clone(),
         },
         &NewEvent {
@@ -455,4 +458,164 @@ pub fn attest(
         },
     )?;
     Ok(id)
+}
+
+/// The `format` value of every attestation object this version writes.
+pub const ATTESTATION_FORMAT: &str = "evstore/attestation/1";
+
+/// The summary of a rerun kept in the catalog's `runs` row (and its `rerun` event), so that
+/// `evstore runs` can list reruns without reading attestation objects.
+fn run_summary(
+    packet: Option<&str>,
+    command: &[String],
+    observed: &[Option<Sha256Digest>],
+    ingested: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "packet": packet,
+        "command": command,
+        "runs": observed.len(),
+        "observed": observed,
+        "ingested": ingested,
+    })
+}
+
+/// What the catalog's `runs` row says about an attestation, taken back from the object itself
+/// (`reindex` rebuilds `runs` from these; `fsck` checks each `runs` row against one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttestationSummary {
+    /// The packet rerun (`NAME@N`), if it was stored.
+    pub packet: Option<String>,
+    /// The packet_tree_sha256 expected.
+    pub expected_sha256: Sha256Digest,
+    /// `PASS` or `FAIL`.
+    pub verdict: String,
+    /// When the rerun was attested.
+    pub time_unix_nanos: u64,
+    /// The summary the `runs` row holds.
+    pub summary: serde_json::Value,
+}
+
+/// Read back the fields of an attestation object's payload that the catalog indexes. Strict:
+/// anything but the `evstore/attestation/1` shape of `docs/FORMAT.md` is refused with a reason.
+pub fn decode_attestation(payload: &[u8]) -> std::result::Result<AttestationSummary, String> {
+    use serde_json::Value;
+    let value: Value = serde_json::from_slice(payload).map_err(|err| format!("not JSON: {err}"))?;
+    if value["format"] != ATTESTATION_FORMAT {
+        return Err(format!("`format` is not \"{ATTESTATION_FORMAT}\""));
+    }
+    let optional_string = |key: &str| match &value[key] {
+        Value::Null => Ok(None),
+        Value::String(text) => Ok(Some(text.clone())),
+        _ => Err(format!("`{key}` is neither a string nor null")),
+    };
+    let packet = optional_string("packet")?;
+    let ingested = optional_string("ingested")?;
+    let expected_sha256 = value["expected_sha256"]
+        .as_str()
+        .and_then(Sha256Digest::parse_hex)
+        .ok_or("`expected_sha256` is not 64 lowercase hex digits")?;
+    let verdict = match value["verdict"].as_str() {
+        Some(verdict @ ("PASS" | "FAIL")) => verdict.to_string(),
+        _ => return Err("`verdict` is neither \"PASS\" nor \"FAIL\"".into()),
+    };
+    let time_unix_nanos = value["time_unix_nanos"]
+        .as_u64()
+        .ok_or("`time_unix_nanos` is not an unsigned integer")?;
+    let command: Vec<String> = value["command"]
+        .as_array()
+        .and_then(|args| args.iter().map(|a| a.as_str().map(String::from)).collect())
+        .ok_or("`command` is not a list of strings")?;
+    let observed: Vec<Option<Sha256Digest>> = value["runs"]
+        .as_array()
+        .ok_or("`runs` is not a list")?
+        .iter()
+        .map(|run| match &run["observed_sha256"] {
+            Value::Null => Ok(None),
+            Value::String(hex) => Sha256Digest::parse_hex(hex)
+                .map(Some)
+                .ok_or("a run's `observed_sha256` is not 64 lowercase hex digits"),
+            _ => Err("a run's `observed_sha256` is neither a string nor null"),
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let summary = run_summary(packet.as_deref(), &command, &observed, ingested.as_deref());
+    Ok(AttestationSummary {
+        packet,
+        expected_sha256,
+        verdict,
+        time_unix_nanos,
+        summary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attestation() -> serde_json::Value {
+        serde_json::json!({
+            "format": ATTESTATION_FORMAT,
+            "verdict": "FAIL",
+            "packet": "p@2",
+            "expected_sha256": "ab".repeat(32),
+            "command": ["sh", "-c", "true"],
+            "runs": [{"observed_sha256": "cd".repeat(32)}, {"observed_sha256": null}],
+            "ingested": null,
+            "time_unix_nanos": 7,
+        })
+    }
+
+    #[test]
+    fn decode_attestation_takes_back_what_the_runs_row_holds() {
+        let payload = attestation().to_string();
+        let decoded = decode_attestation(payload.as_bytes()).expect("valid attestation");
+        assert_eq!(decoded.packet.as_deref(), Some("p@2"));
+        assert_eq!(decoded.expected_sha256.to_hex(), "ab".repeat(32));
+        assert_eq!(decoded.verdict, "FAIL");
+        assert_eq!(decoded.time_unix_nanos, 7);
+        assert_eq!(
+            decoded.summary,
+            serde_json::json!({
+                "packet": "p@2",
+                "command": ["sh", "-c", "true"],
+                "runs": 2,
+                "observed": ["cd".repeat(32), null],
+                "ingested": null,
+            })
+        );
+    }
+
+    #[test]
+    fn decode_attestation_refuses_every_malformed_field() {
+        let cases: [(&str, serde_json::Value, &str); 7] = [
+            (
+                "format",
+                serde_json::json!("evstore/attestation/2"),
+                "format",
+            ),
+            ("verdict", serde_json::json!("pass"), "verdict"),
+            ("packet", serde_json::json!(3), "packet"),
+            (
+                "expected_sha256",
+                serde_json::json!("AB".repeat(32)),
+                "expected_sha256",
+            ),
+            ("time_unix_nanos", serde_json::json!(-1), "time_unix_nanos"),
+            ("command", serde_json::json!(["sh", 1]), "command"),
+            (
+                "runs",
+                serde_json::json!([{"observed_sha256": "x"}]),
+                "observed_sha256",
+            ),
+        ];
+        for (key, bad, named) in cases {
+            let mut value = attestation();
+            value[key] = bad;
+            let err = decode_attestation(value.to_string().as_bytes())
+                .expect_err("a malformed attestation is refused");
+            assert!(err.contains(named), "{key}: {err}");
+        }
+        let err = decode_attestation(b"{not json").expect_err("not JSON");
+        assert!(err.starts_with("not JSON"), "{err}");
+    }
 }

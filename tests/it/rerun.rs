@@ -306,3 +306,81 @@ fn keep_ingest_and_expect() {
     let out = bare.run_storeless(&["rerun", "--expect", "abc", "--", "true"]);
     assert_eq!(code(&out), 2);
 }
+
+/// Run three reruns of `p` (PASS, FAIL, and one by `--expect` with no packet) and return the
+/// `runs --json` list.
+fn three_recorded_runs(sb: &Sandbox) -> Value {
+    archived(sb, "p", &[("a.txt", "a\n")], &[]);
+    let (_, shown) = sb.json(&["show", "p"]);
+    let sha = shown["packet_tree_sha256"].as_str().unwrap().to_string();
+    let (rc, _) = rerun(sb, &["p", "--", "sh", "-c", "echo a > {out}/a.txt"]);
+    assert_eq!(rc, 0);
+    let (rc, _) = rerun(sb, &["p", "--", "sh", "-c", "echo b > {out}/a.txt"]);
+    assert_eq!(rc, 1);
+    let (rc, _) = rerun(
+        sb,
+        &["--expect", &sha, "--", "sh", "-c", "echo a > {out}/a.txt"],
+    );
+    assert_eq!(rc, 0);
+    let (rc, runs) = sb.json(&["runs"]);
+    assert_eq!(rc, 0);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 3, "{runs}");
+    runs
+}
+
+/// Regression: `reindex` rebuilt packets but not `runs`, so a deleted catalog lost the list of
+/// reruns although every attestation object survived.
+#[test]
+fn reindex_rebuilds_the_runs_list_from_attestation_objects() {
+    let sb = Sandbox::new();
+    let before = three_recorded_runs(&sb);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(sb.store().join(format!("catalog.sqlite{suffix}")));
+    }
+    let (rc, report) = sb.json(&["reindex"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["packets"], 1);
+    assert_eq!(report["runs"], 3);
+    let (rc, after) = sb.json(&["runs"]);
+    assert_eq!(rc, 0);
+    assert_eq!(after, before);
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+}
+
+#[test]
+fn fsck_names_a_runs_row_that_disagrees_with_its_attestation() {
+    let sb = Sandbox::new();
+    let runs = three_recorded_runs(&sb);
+    let failed = runs["runs"][1].clone();
+    assert_eq!(failed["verdict"], "FAIL");
+    let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+    db.execute_batch(
+        "DROP TRIGGER runs_no_update; UPDATE runs SET verdict = 'PASS' WHERE verdict = 'FAIL';",
+    )
+    .unwrap();
+    drop(db);
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report}");
+    assert_eq!(problems[0]["subject"], format!("run {}", failed["id"]));
+    let reason = problems[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("disagrees with attestation"), "{reason}");
+}
+
+#[test]
+fn fsck_names_a_run_whose_attestation_object_is_missing() {
+    let sb = Sandbox::new();
+    let runs = three_recorded_runs(&sb);
+    let id = runs["runs"][0]["attestation"].as_str().unwrap();
+    let object = sb.store().join("objects").join(&id[..2]).join(&id[2..]);
+    fs::remove_file(&object).unwrap();
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{report}");
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains(&format!("attestation {id} is missing from the store")),
+        "{problems}"
+    );
+}
