@@ -356,6 +356,13 @@ impl Catalog {
         // cache the inserts spill and re-read pages. 64 MiB is a bound, not an allocation.
         let cache = self.conn.pragma_update(None, "cache_size", -65536);
         self.sql(cache)?;
+        // A current schema needs no write: readers must not wait for a long writer (WAL lets
+        // them read while it writes). Only an upgrade takes the write lock, and checks again.
+        let current: i64 =
+            self.sql(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
+        if current == SCHEMA_VERSION {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate);

@@ -207,6 +207,29 @@ fn a_tampered_catalog_row_is_named() {
     assert_eq!(out.stdout, b"top level\n");
 }
 
+/// Regression: opening the catalog took SQLite's write lock for its schema check, so `ls`,
+/// `show`, `cat`, `verify --against` and `fsck` queued behind any writer and failed after 120 s.
+#[test]
+fn readers_do_not_wait_for_a_writer_holding_the_catalog_lock() {
+    let (sb, _) = one_packet();
+    let writer = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    for args in [
+        vec!["ls"],
+        vec!["show", "p"],
+        vec!["manifest", "p"],
+        vec!["verify", "p", "--against", "p"],
+        vec!["fsck"],
+    ] {
+        let (rc, report) = sb.json(&args);
+        assert_eq!(rc, 0, "{args:?} while a writer holds the lock: {report}");
+    }
+    let out = sb.run(&["cat", "p", "top.txt"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(out.stdout, b"top level\n");
+    writer.execute_batch("ROLLBACK;").unwrap();
+}
+
 #[test]
 fn a_stray_file_inside_a_fan_out_folder_is_named() {
     let (sb, shown) = one_packet();
