@@ -277,6 +277,16 @@ pub enum KbCommand {
         #[arg(long)]
         no_store: bool,
     },
+    /// Remove the staging folders interrupted mirrors left in KB_DIR/.evstore-staging (needs no
+    /// store)
+    ///
+    /// Refuses (exit 2, nothing removed) while a mirror into this KB runs. Only `mirror-*`
+    /// folders are removed; anything else in the staging folder is listed and left alone.
+    /// Published packet folders are never touched.
+    GcStaging {
+        /// The knowledge-base folder
+        kb_dir: PathBuf,
+    },
 }
 
 /// `--dedup` values.
@@ -456,6 +466,9 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Kb {
             command: KbCommand::Verify { kb_dir, no_store },
         } => cmd_kb_verify(&ctx, &kb_dir, no_store, store_given),
+        Command::Kb {
+            command: KbCommand::GcStaging { kb_dir },
+        } => cmd_kb_gc_staging(&ctx, &kb_dir),
         Command::Rerun {
             packet,
             expect,
@@ -1431,6 +1444,23 @@ fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
                 summary["command"]
             );
         }
+    }
+    Ok(Outcome::Pass)
+}
+
+fn cmd_kb_gc_staging(ctx: &Context, kb_dir: &Path) -> Result<Outcome> {
+    let report = crate::kb::gc_staging(kb_dir)?;
+    if ctx.json {
+        print_json(&serde_json::to_value(&report).unwrap_or(Value::Null));
+    } else {
+        for name in &report.left_alone {
+            say!("left alone (not a mirror's staging folder): {name}");
+        }
+        say!(
+            "removed {} staging folder(s) from {}",
+            report.removed.len(),
+            report.staging.display()
+        );
     }
     Ok(Outcome::Pass)
 }

@@ -427,8 +427,8 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
         let leftovers = entries.count();
         if leftovers > 0 {
             notes.push(format!(
-                "{leftovers} staging folder(s) of interrupted mirrors in {} (never packets; safe to \
-                 delete while no mirror runs)",
+                "{leftovers} staging folder(s) of interrupted mirrors in {} (never packets; \
+                 `evstore kb gc-staging` removes them)",
                 staging.display()
             ));
         }
@@ -576,4 +576,90 @@ mod tests {
         assert!(resolve_in_kb(kb, "link/x").is_err());
         assert!(resolve_in_kb(kb, "a/b/f/g").is_err());
     }
+}
+
+/// Open a KB's staging folder (never through a symlink) to lock it.
+fn open_staging_root(staging_root: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(staging_root)
+        .at(staging_root, "cannot open the staging folder")
+}
+
+/// Take the shared side of a KB's staging lock (an `flock` on `KB/.evstore-staging`), waiting
+/// for a running [`gc_staging`] to finish. Every mirror holds it from before it creates its
+/// staging folder until it is done, so `gc_staging` never removes a folder a live mirror uses.
+/// The kernel drops the lock when the holder dies, so a killed mirror never blocks clean-up.
+pub fn lock_staging_shared(staging_root: &Path) -> Result<std::fs::File> {
+    let dir = open_staging_root(staging_root)?;
+    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)
+        .map_err(|errno| Error::io(staging_root, "cannot lock", errno.into()))?;
+    Ok(dir)
+}
+
+/// What [`gc_staging`] did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GcStagingReport {
+    /// The staging folder.
+    pub staging: PathBuf,
+    /// Staging folders of interrupted mirrors that were removed (names in the staging folder).
+    pub removed: Vec<String>,
+    /// Entries evstore did not create (not a `mirror-*` folder), left untouched.
+    pub left_alone: Vec<String>,
+}
+
+/// Remove the staging folders interrupted mirrors left in `KB/.evstore-staging/`. Takes the
+/// exclusive side of the staging lock without waiting: while any mirror of this KB runs it
+/// refuses and removes nothing. Only `mirror-*` folders (what mirrors create) are removed;
+/// anything else there is reported and left alone. Nothing outside the staging folder is
+/// touched, and no symlink is followed.
+pub fn gc_staging(kb_dir: &Path) -> Result<GcStagingReport> {
+    let kb_root = canonical_kb(kb_dir)?;
+    let staging = kb_root.join(STAGING_DIR_NAME);
+    let mut report = GcStagingReport {
+        staging: staging.clone(),
+        ..GcStagingReport::default()
+    };
+    match std::fs::symlink_metadata(&staging) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::unsupported(
+                &staging,
+                "is not a folder (evstore did not create it and leaves it alone)",
+            ))
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(report),
+        Err(err) => return Err(Error::io(&staging, "cannot stat", err)),
+    }
+    let dir = open_staging_root(&staging)?;
+    match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            return Err(Error::Usage(format!(
+            "{}: a mirror into this KB is in progress; run `kb gc-staging` again when none runs",
+            staging.display()
+        )))
+        }
+        Err(errno) => return Err(Error::io(&staging, "cannot lock", errno.into())),
+    }
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(&staging).at(&staging, "cannot list")? {
+        entries.push(entry.at(&staging, "cannot list")?);
+    }
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let meta = std::fs::symlink_metadata(&path).at(&path, "cannot stat")?;
+        if meta.is_dir() && name.starts_with("mirror-") {
+            std::fs::remove_dir_all(&path).at(&path, "cannot remove")?;
+            report.removed.push(name);
+        } else {
+            report.left_alone.push(name);
+        }
+    }
+    crate::export::sync_folder(&staging)?;
+    Ok(report)
 }

@@ -250,6 +250,8 @@ pub fn mirror(
     {
         return Err(Error::unsupported(&staging_root, "is not a folder"));
     }
+    // Held until this mirror is done, so `kb gc-staging` cannot remove its staging folder.
+    let _staging_lock = crate::kb::lock_staging_shared(&staging_root)?;
     let staging = tempfile::Builder::new()
         .prefix("mirror-")
         .tempdir_in(&staging_root)

@@ -411,4 +411,84 @@ fn a_mirror_killed_at_any_moment_leaves_no_partial_packet_folder() {
     let (rc, report) = kb_verify(&sb, &[]);
     assert_eq!(rc, 0, "{report}");
     assert_eq!(report["packets_checked"], rounds);
+    // `kb gc-staging` removes what the killed mirrors left in staging, and nothing else.
+    let published = kb_snapshot(&sb);
+    let (rc, gc) = sb.json(&["kb", "gc-staging", "kb"]);
+    assert_eq!(rc, 0, "{gc}");
+    assert!(gc["left_alone"].as_array().unwrap().is_empty(), "{gc}");
+    assert_eq!(
+        fs::read_dir(sb.path("kb/.evstore-staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(kb_snapshot(&sb), published);
+    let (rc, report) = kb_verify(&sb, &[]);
+    assert_eq!(rc, 0, "{report}");
+    assert!(!report["notes"].to_string().contains("staging"), "{report}");
+}
+
+#[test]
+fn gc_staging_removes_only_mirror_leftovers_and_waits_for_no_mirror() {
+    let sb = mirrored_seed();
+    let staging = sb.path("kb/.evstore-staging");
+    fs::create_dir_all(staging.join("mirror-left/packet/reports")).unwrap();
+    fs::write(staging.join("mirror-left/packet/reports/r.json"), "{}\n").unwrap();
+    fs::write(staging.join("notes.txt"), "someone else's\n").unwrap();
+    fs::create_dir(staging.join("other")).unwrap();
+    let published = kb_snapshot(&sb);
+
+    // A live mirror holds the shared side of the staging lock: gc refuses and removes nothing.
+    let held = fs::File::open(&staging).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockShared).unwrap();
+    let out = sb.run(&["kb", "gc-staging", "kb"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mirror into this KB is in progress"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(staging.join("mirror-left").exists());
+    drop(held);
+
+    let (rc, gc) = sb.json(&["kb", "gc-staging", "kb"]);
+    assert_eq!(rc, 0, "{gc}");
+    assert_eq!(gc["removed"], serde_json::json!(["mirror-left"]));
+    assert_eq!(gc["left_alone"], serde_json::json!(["notes.txt", "other"]));
+    assert!(!staging.join("mirror-left").exists());
+    assert_eq!(
+        fs::read_to_string(staging.join("notes.txt")).unwrap(),
+        "someone else's\n"
+    );
+    assert_eq!(kb_snapshot(&sb), published);
+    // Mirrors still work after a clean-up, and a second clean-up has nothing to do.
+    let out = sb.run(&["mirror", "rollback", "kb", "--as", "again/rollback"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (rc, gc) = sb.json(&["kb", "gc-staging", "kb"]);
+    assert_eq!(rc, 0, "{gc}");
+    assert_eq!(gc["removed"], serde_json::json!([]));
+}
+
+#[test]
+fn gc_staging_refuses_a_symlinked_staging_folder_and_touches_nothing() {
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.path("kb")).unwrap();
+    fs::create_dir_all(sb.path("elsewhere/mirror-precious")).unwrap();
+    fs::write(sb.path("elsewhere/mirror-precious/data"), "keep\n").unwrap();
+    symlink("../elsewhere", sb.path("kb/.evstore-staging")).unwrap();
+    let out = sb.run_storeless(&["kb", "gc-staging", "kb"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(".evstore-staging"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(sb.path("elsewhere/mirror-precious/data")).unwrap(),
+        "keep\n"
+    );
+    // A KB without a staging folder has nothing to clean.
+    fs::create_dir_all(sb.path("kb2")).unwrap();
+    let out = sb.run_storeless(&["kb", "gc-staging", "kb2"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
