@@ -64,7 +64,14 @@ pub struct Cli {
 
     /// Never draw progress bars (they are drawn on stderr only when it is a terminal, for
     /// ingest, verify, diff, fsck and export)
-    #[arg(long, global = true, env = "EVSTORE_NO_PROGRESS")]
+    /// [env: EVSTORE_NO_PROGRESS: any value but empty, 0, n, no, f, false, off]
+    #[arg(
+        long,
+        global = true,
+        env = "EVSTORE_NO_PROGRESS",
+        hide_env = true,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub no_progress: bool,
 
     #[command(subcommand)]

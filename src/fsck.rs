@@ -285,13 +285,11 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     }
 
     // 4. Every recorded rerun against its attestation object.
-    let labels: HashMap<i64, String> = packets
+    let labels: HashMap<i64, (String, Sha256Digest)> = packets
         .iter()
         .map(|row| {
-            (
-                row.id,
-                format!("{}@{}", row.record.name, row.record.version),
-            )
+            let label = format!("{}@{}", row.record.name, row.record.version);
+            (row.id, (label, row.record.packet_tree_sha256))
         })
         .collect();
     let mut catalog_attestations = HashSet::new();
@@ -325,17 +323,29 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
                 continue;
             }
         };
-        let row_packet = run.packet_id.and_then(|p| labels.get(&p).cloned());
+        let row_packet = run.packet_id.and_then(|p| labels.get(&p));
         let row_summary = serde_json::from_str::<serde_json::Value>(&run.summary).ok();
         if run.expected_sha256 != attestation.expected_sha256.to_hex()
             || run.verdict != attestation.verdict
-            || row_packet != attestation.packet
+            || row_packet.map(|(label, _)| label) != attestation.packet.as_ref()
             || row_summary.as_ref() != Some(&attestation.summary)
         {
             report.problems.push(problem(
-                subject,
+                subject.clone(),
                 format!("the catalog row disagrees with attestation {id} (packet, expected hash, verdict or summary)"),
             ));
+        }
+        // A rerun of a stored packet expects exactly that packet's tree hash.
+        if let Some((label, packet_tree_sha256)) = row_packet {
+            if attestation.expected_sha256 != *packet_tree_sha256 {
+                report.problems.push(problem(
+                    subject,
+                    format!(
+                        "attestation {id} claims a rerun of {label} but expects {}, not its packet_tree_sha256 {packet_tree_sha256}",
+                        attestation.expected_sha256
+                    ),
+                ));
+            }
         }
     }
 

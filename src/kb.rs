@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
@@ -644,22 +645,27 @@ pub fn gc_staging(kb_dir: &Path) -> Result<GcStagingReport> {
         }
         Err(errno) => return Err(Error::io(&staging, "cannot lock", errno.into())),
     }
-    let mut entries = Vec::new();
-    for entry in std::fs::read_dir(&staging).at(&staging, "cannot list")? {
-        entries.push(entry.at(&staging, "cannot list")?);
+    // From here on, reach the staging folder only through the locked handle: if someone swaps
+    // `.evstore-staging` for a symlink after the checks above, `/proc/self/fd/N` still names the
+    // folder that was checked and locked, so nothing elsewhere can be listed or removed.
+    let locked = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&locked).at(&staging, "cannot list")? {
+        names.push(entry.at(&staging, "cannot list")?.file_name());
     }
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let meta = std::fs::symlink_metadata(&path).at(&path, "cannot stat")?;
-        if meta.is_dir() && name.starts_with("mirror-") {
-            std::fs::remove_dir_all(&path).at(&path, "cannot remove")?;
-            report.removed.push(name);
+    names.sort();
+    for name in names {
+        let shown = staging.join(&name);
+        let path = locked.join(&name);
+        let meta = std::fs::symlink_metadata(&path).at(&shown, "cannot stat")?;
+        let text = name.to_string_lossy().into_owned();
+        if meta.is_dir() && text.starts_with("mirror-") {
+            std::fs::remove_dir_all(&path).at(&shown, "cannot remove")?;
+            report.removed.push(text);
         } else {
-            report.left_alone.push(name);
+            report.left_alone.push(text);
         }
     }
-    crate::export::sync_folder(&staging)?;
+    dir.sync_all().at(&staging, "cannot sync")?;
     Ok(report)
 }

@@ -822,7 +822,7 @@ impl Store {
                     Error::corrupt(
                         format!("object {id}"),
                         format!(
-                        "payload larger than {MAX_SMALL_OBJECT} bytes for a tree node or record"
+                        "payload larger than {MAX_SMALL_OBJECT} bytes for a tree node, record or attestation"
                     ),
                     )
                 } else {

@@ -11,7 +11,7 @@ use evstore::gate::Side;
 use evstore::progress::{Progress, ProgressSink};
 use evstore::store::Store;
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::{code, stderr, Sandbox};
 
 /// Records each phase as (name, announced total, bytes counted, finished).
 #[derive(Default)]
@@ -96,9 +96,18 @@ fn ingest_verify_export_and_fsck_report_every_byte_once() {
     assert!(checked.problems.is_empty(), "{:?}", checked.problems);
     let phases = recorder.take();
     assert_eq!(phases.len(), 1);
-    let (name, total, counted, finished) = &phases[0];
-    assert_eq!(name, "fsck");
-    assert!(*total > 0 && total == counted && *finished, "{phases:?}");
+    // fsck counts stored bytes: here every object is a loose file (fewer than a pack's worth).
+    let stored_on_disk: u64 = walkdir::WalkDir::new(sb.store().join("objects"))
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(stored_on_disk > 0);
+    assert_eq!(
+        phases,
+        vec![("fsck".to_string(), stored_on_disk, stored_on_disk, true)]
+    );
 }
 
 /// A failing ingest still finishes its phase, so a terminal bar is cleared before the error.
@@ -115,4 +124,26 @@ fn ingest_that_fails_finishes_its_progress_phase() {
     let err = ingest(&store, &mut catalog, &sb.path("p"), &config).unwrap_err();
     assert!(err.to_string().contains("does not match its seal"), "{err}");
     assert_eq!(recorder.take(), vec![("ingest".to_string(), 2, 2, true)]);
+}
+
+/// Regression: `EVSTORE_NO_PROGRESS=1` (the usual CI spelling) made every command a usage error,
+/// because the variable was parsed as a strict `true`/`false`.
+#[test]
+fn evstore_no_progress_accepts_the_usual_spellings() {
+    let sb = Sandbox::new();
+    sb.write("p/a.txt", "a\n");
+    for value in ["1", "yes", "true", "on", "0", "false", "off", ""] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_evstore"))
+            .args(["hash", "p"])
+            .current_dir(sb.dir.path())
+            .env("EVSTORE_NO_PROGRESS", value)
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(&out),
+            0,
+            "EVSTORE_NO_PROGRESS={value:?}: {}",
+            stderr(&out)
+        );
+    }
 }

@@ -384,3 +384,54 @@ fn fsck_names_a_run_whose_attestation_object_is_missing() {
         "{problems}"
     );
 }
+
+/// A well-formed attestation that names a stored packet but expects another tree hash (which
+/// `evstore rerun` never writes) is named by fsck: a PASS must not be shown under the wrong packet.
+#[test]
+fn fsck_names_an_attestation_expecting_another_hash_than_its_packet() {
+    use evstore::digest::Sha256Digest;
+    use evstore::rerun::{attest, RerunReport, RunResult};
+    let sb = Sandbox::new();
+    archived(&sb, "p", &[("a.txt", "a\n")], &[]);
+    let store = evstore::store::Store::open(&sb.store()).unwrap();
+    let mut catalog = evstore::catalog::Catalog::open_existing(&store.catalog_path()).unwrap();
+    let packet = catalog.packets().unwrap().remove(0);
+    let other = Sha256Digest::parse_hex(&"ab".repeat(32)).unwrap();
+    let report = RerunReport {
+        verdict: evstore::gate::Verdict::Pass,
+        packet: Some("p@1".into()),
+        expected_sha256: other,
+        command: vec!["true".into()],
+        cwd: sb.dir.path().to_path_buf(),
+        environment_mode: "controlled",
+        environment: Default::default(),
+        runs: vec![RunResult {
+            run: 1,
+            exit_code: Some(0),
+            signal: None,
+            timed_out: false,
+            duration_ms: 1,
+            observed_sha256: Some(other),
+            files: 1,
+            failure: None,
+            output_tail: String::new(),
+            out_dir: sb.path("unused"),
+        }],
+        nondeterministic: false,
+        varying_files: vec![],
+        reasons: vec![],
+        diff: None,
+        kept: None,
+    };
+    let id = attest(&store, &mut catalog, &report, Some(packet.id), None).unwrap();
+    drop(catalog);
+    let (rc, fsck) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{fsck}");
+    let problems = fsck["problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "attestation {id} claims a rerun of p@1 but expects"
+        )),
+        "{problems}"
+    );
+}
