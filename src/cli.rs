@@ -63,7 +63,7 @@ pub struct Cli {
     pub json: bool,
 
     /// Never draw progress bars (they are drawn on stderr only when it is a terminal, for
-    /// ingest, verify, diff, fsck and export)
+    /// ingest, verify, diff, fsck, export and mirror)
     /// [env: EVSTORE_NO_PROGRESS: any value but empty, 0, n, no, f, false, off]
     #[arg(
         long,
@@ -1095,6 +1095,7 @@ fn cmd_mirror(
             DedupArg::Reference => crate::mirror::Dedup::Reference,
             DedupArg::Hardlink => crate::mirror::Dedup::Hardlink,
         },
+        progress: ctx.progress.clone(),
     };
     let report = crate::mirror::mirror(&store, &mut catalog, &row, kb_dir, &config)?;
     if ctx.json {

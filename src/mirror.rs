@@ -30,6 +30,7 @@ use crate::kb::{
     canonical_kb, check_kb_rel_path, check_packet_folder, references_text, resolve_in_kb, KbPath,
     Reference, StoreView, REFERENCES_FILE_NAME, STAGING_DIR_NAME,
 };
+use crate::progress::Progress;
 use crate::scan::SEAL_FILE_NAME;
 use crate::store::{rename_no_replace, Store};
 use crate::tree::{manifest_of, HashedFile};
@@ -64,6 +65,8 @@ pub struct MirrorConfig {
     pub rel_path: Option<String>,
     /// How to publish files the KB already holds.
     pub dedup: Dedup,
+    /// Where to report the bytes copied into the staging folder.
+    pub progress: Progress,
 }
 
 /// What [`mirror`] did.
@@ -258,11 +261,23 @@ pub fn mirror(
         .at(&staging_root, "cannot create a staging folder in")?;
     let staged = staging.path().join("packet");
     fs::create_dir(&staged).at(&staged, "cannot create")?;
+    let to_copy = files
+        .iter()
+        .zip(&plans)
+        .filter(|(_, plan)| matches!(plan, Plan::Copy))
+        .map(|(file, _)| file.meta.size)
+        .sum();
+    let phase = config.progress.phase("mirror", to_copy);
     let written: Vec<(u64, u64)> = files
         .par_iter()
         .zip(plans.par_iter())
-        .map(|(file, plan)| stage_file(store, &staged, file, plan))
+        .map(|(file, plan)| {
+            let written = stage_file(store, &staged, file, plan)?;
+            config.progress.advance(written.1);
+            Ok(written)
+        })
         .collect::<Result<_>>()?;
+    drop(phase);
     let mut references = Vec::new();
     let mut mirror_files = Vec::new();
     for (file, plan) in files.iter().zip(&plans) {

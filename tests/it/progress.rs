@@ -92,6 +92,25 @@ fn ingest_verify_export_and_fsck_report_every_byte_once() {
         vec![("export".to_string(), packet_bytes, packet_bytes, true)]
     );
 
+    std::fs::create_dir(sb.path("kb")).unwrap();
+    let mirror_config = evstore::mirror::MirrorConfig {
+        rel_path: None,
+        dedup: evstore::mirror::Dedup::Copy,
+        progress: progress.clone(),
+    };
+    evstore::mirror::mirror(
+        &store,
+        &mut catalog,
+        &report.packet,
+        &sb.path("kb"),
+        &mirror_config,
+    )
+    .unwrap();
+    assert_eq!(
+        recorder.take(),
+        vec![("mirror".to_string(), packet_bytes, packet_bytes, true)]
+    );
+
     let checked = fsck(&store, &catalog, &progress).unwrap();
     assert!(checked.problems.is_empty(), "{:?}", checked.problems);
     let phases = recorder.take();
