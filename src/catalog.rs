@@ -19,7 +19,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::packet_ref::PacketRef;
 use crate::record::PacketRecord;
 use crate::tree::{FileMeta, HashedFile};
@@ -305,6 +305,15 @@ pub enum AddOutcome {
 pub struct Catalog {
     conn: Connection,
     path: PathBuf,
+    /// The (device, inode) of the file opened, to notice a catalog replaced meanwhile.
+    identity: (u64, u64),
+}
+
+/// The (device, inode) of the file at `path`.
+fn file_identity(path: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).at(path, "cannot stat the catalog")?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl Catalog {
@@ -326,9 +335,11 @@ impl Catalog {
             path: path.to_path_buf(),
             source,
         })?;
+        let identity = file_identity(path)?;
         let mut catalog = Catalog {
             conn,
             path: path.to_path_buf(),
+            identity,
         };
         catalog.prepare()?;
         Ok(catalog)
@@ -416,6 +427,25 @@ impl Catalog {
         &self.path
     }
 
+    /// Begin a write transaction (`BEGIN IMMEDIATE`: writers are serialised), refusing if the
+    /// file at the catalog's path is no longer the one this handle opened: `reindex --replace`
+    /// moved it aside meanwhile, and a row written now would land in the old catalog.
+    fn begin_write(&mut self) -> Result<rusqlite::Transaction<'_>> {
+        if file_identity(&self.path).ok() != Some(self.identity) {
+            return Err(Error::Usage(format!(
+                "{}: the catalog was replaced while this command ran (reindex --replace); nothing \
+                 was recorded in it; run the command again",
+                self.path.display()
+            )));
+        }
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| Error::Catalog {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// Record a new packet version, unless `name` already has a version with `tree`.
     ///
     /// Runs in one immediate transaction, so concurrent writers are serialised. `make_record` is
@@ -430,10 +460,7 @@ impl Catalog {
         make_record: impl FnOnce(u64) -> Result<(Blake3Digest, PacketRecord)>,
     ) -> Result<AddOutcome> {
         let wrap = sql_error(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&wrap)?;
+        let tx = self.begin_write()?;
         let existing: Option<i64> = tx
             .query_row(
                 "SELECT id FROM packets WHERE name = ?1 AND tree = ?2 ORDER BY version LIMIT 1",
@@ -501,10 +528,7 @@ impl Catalog {
     /// Append one event in its own transaction.
     pub fn log_event(&mut self, event: &NewEvent) -> Result<EventRow> {
         let wrap = sql_error(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&wrap)?;
+        let tx = self.begin_write()?;
         let row = append_event(&tx, event).map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;
         Ok(row)
@@ -708,10 +732,7 @@ impl Catalog {
     /// Record a published mirror and its files, with a `mirror` event, in one transaction.
     pub fn add_mirror(&mut self, mirror: &NewMirror, event: &NewEvent) -> Result<i64> {
         let wrap = sql_error(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&wrap)?;
+        let tx = self.begin_write()?;
         tx.execute(
             "INSERT INTO mirrors (kb_root, rel_path, packet_id, packet_tree_sha256, dedup, time_unix_nanos) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -803,10 +824,7 @@ impl Catalog {
     /// Record a rerun attestation (its object must already be durable), with a `rerun` event.
     pub fn add_run(&mut self, run: &NewRun, event: &NewEvent) -> Result<i64> {
         let wrap = sql_error(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&wrap)?;
+        let tx = self.begin_write()?;
         let id = insert_run_rows(&tx, run).map_err(&wrap)?;
         append_event(&tx, event).map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;

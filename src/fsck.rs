@@ -482,6 +482,9 @@ pub struct ReindexReport {
 pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)> {
     let mut report = ReindexReport::default();
     let path = store.catalog_path();
+    // No ingest may write objects while the catalog is rebuilt (and, with --replace, moved
+    // aside): it would commit to a catalog that is no longer the store's.
+    let _writers = store.lock_writers_exclusive("reindex")?;
     if path.exists() {
         if !replace {
             return Err(Error::Usage(format!(

@@ -716,18 +716,7 @@ impl Store {
     /// removed), so it can never take a file from under a live writer.
     pub fn gc_temp(&self) -> Result<GcTempReport> {
         let tmp = self.tmp_path();
-        let dir = File::open(&tmp).at(&tmp, "cannot open")?;
-        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                return Err(Error::Usage(format!(
-                    "{}: a write is in progress; run gc-temp again when no evstore process writes \
-                     to this store",
-                    tmp.display()
-                )))
-            }
-            Err(errno) => return Err(Error::io(&tmp, "cannot lock", errno.into())),
-        }
+        let _lock = self.lock_writers_exclusive("gc-temp")?;
         let mut report = GcTempReport::default();
         for entry in fs::read_dir(&tmp).at(&tmp, "cannot list")? {
             let entry = entry.at(&tmp, "cannot list")?;
@@ -743,6 +732,23 @@ impl Store {
         }
         sync_dir(&tmp)?;
         Ok(report)
+    }
+
+    /// Take the exclusive side of the writers' lock (an `flock` on `<store>/tmp`) without
+    /// waiting, for `command`, which must not run while anything writes objects. Released when
+    /// the returned handle is dropped.
+    pub fn lock_writers_exclusive(&self, command: &str) -> Result<File> {
+        let tmp = self.tmp_path();
+        let dir = File::open(&tmp).at(&tmp, "cannot open")?;
+        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(dir),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Usage(format!(
+                "{}: a write is in progress; run {command} again when no evstore process writes \
+                 to this store",
+                tmp.display()
+            ))),
+            Err(errno) => Err(Error::io(&tmp, "cannot lock", errno.into())),
+        }
     }
 
     /// Stream-decode object `id` into `out`, verifying it. `NotFound` if it is absent.

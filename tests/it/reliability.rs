@@ -120,6 +120,55 @@ fn gc_temp_refuses_while_a_write_is_in_progress() {
     assert!(!sb.path("store/tmp/obj-leftover").exists());
 }
 
+/// `reindex --replace` moves the catalog aside; an ingest writing meanwhile would commit to the
+/// old file. So it refuses (exit 2, catalog untouched) while any write is in progress.
+#[test]
+fn reindex_refuses_while_a_write_is_in_progress() {
+    let (sb, _) = one_packet();
+    let catalog = fs::read(sb.store().join("catalog.sqlite")).unwrap();
+    let store = evstore::store::Store::open(&sb.store()).unwrap();
+    let batch = store.batch();
+    let out = sb.run(&["reindex", "--replace"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run reindex again"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read(sb.store().join("catalog.sqlite")).unwrap(),
+        catalog
+    );
+    drop(batch);
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["packets"], 1);
+}
+
+/// A command that opened the catalog before `reindex --replace` moved it aside must not record
+/// anything in the old file: its write is refused and the rebuilt catalog stays as reindex left it.
+#[test]
+fn a_write_to_a_catalog_replaced_meanwhile_is_refused() {
+    let (sb, _) = one_packet();
+    let store = evstore::store::Store::open(&sb.store()).unwrap();
+    let mut stale = evstore::catalog::Catalog::open_existing(&store.catalog_path()).unwrap();
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{report}");
+    let err = stale
+        .log_event(&evstore::catalog::NewEvent {
+            kind: "ingest".into(),
+            subject: "late".into(),
+            detail: serde_json::json!({}),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("catalog was replaced"), "{err}");
+    let (rc, log) = sb.json(&["log"]);
+    assert_eq!(rc, 0);
+    let events = log["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{log}");
+    assert_eq!(events[0]["kind"], "reindex");
+}
+
 /// A store with one packet `p`, its `show --json`, and the packet folder `p`.
 fn one_packet() -> (Sandbox, Value) {
     let sb = Sandbox::new();
