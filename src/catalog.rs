@@ -326,7 +326,18 @@ impl Catalog {
                 path.display()
             )));
         }
-        Catalog::open(path)
+        Catalog::open(path).map_err(|err| match err {
+            Error::Catalog { source, .. } if crate::error::is_damaged_database(&source) => {
+                Error::corrupt(
+                    format!("catalog {}", path.display()),
+                    format!(
+                        "{source}; `evstore reindex --replace` rebuilds it from the objects (the \
+                     damaged file is kept beside it)"
+                    ),
+                )
+            }
+            other => other,
+        })
     }
 
     /// Open the catalog at `path`, creating it (with its schema) if it does not exist.

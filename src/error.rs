@@ -79,6 +79,9 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Corrupt { .. } | Error::Mismatch { .. } => ErrorClass::Verification,
+            Error::Catalog { source, .. } if is_damaged_database(source) => {
+                ErrorClass::Verification
+            }
             _ => ErrorClass::Operational,
         }
     }
@@ -107,6 +110,15 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// True if SQLite says the catalog file itself is damaged ("database disk image is malformed",
+/// "file is not a database"): that is corruption of stored data, not a failed operation.
+pub(crate) fn is_damaged_database(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 /// Attach a path and an action to an `io::Result`.

@@ -169,6 +169,35 @@ fn a_write_to_a_catalog_replaced_meanwhile_is_refused() {
     assert_eq!(events[0]["kind"], "reindex");
 }
 
+/// Regression: a damaged catalog file ("file is not a database") made `fsck` exit 2, as if the
+/// check could not run, instead of 1 for corruption found; and it did not say how to recover.
+#[test]
+fn a_damaged_catalog_file_is_corruption_and_reindex_recovers_it() {
+    let (sb, shown) = one_packet();
+    let catalog = sb.store().join("catalog.sqlite");
+    let mut bytes = fs::read(&catalog).unwrap();
+    bytes[..16].copy_from_slice(b"not sqlite at al");
+    fs::write(&catalog, &bytes).unwrap();
+    for args in [vec!["fsck"], vec!["ls"], vec!["show", "p"]] {
+        let out = sb.run(&args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("corrupt catalog"), "{err}");
+        assert!(err.contains("catalog.sqlite"), "{err}");
+        assert!(err.contains("evstore reindex --replace"), "{err}");
+    }
+    let (rc, value) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1);
+    assert_eq!(value["error"]["class"], "verification");
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{report}");
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+    let (rc, again) = sb.json(&["show", "p"]);
+    assert_eq!(rc, 0);
+    assert_eq!(again["packet_tree_sha256"], shown["packet_tree_sha256"]);
+}
+
 /// A store with one packet `p`, its `show --json`, and the packet folder `p`.
 fn one_packet() -> (Sandbox, Value) {
     let sb = Sandbox::new();
