@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
@@ -307,26 +307,71 @@ pub struct Catalog {
     path: PathBuf,
     /// The (device, inode) of the file opened, to notice a catalog replaced meanwhile.
     identity: (u64, u64),
+    /// The shared side of the catalog lock (see [`CatalogExclusiveLock`]), held while open.
+    _open_lock: Option<std::fs::File>,
+}
+
+/// The exclusive side of the catalog lock: an `flock` on the folder holding `catalog.sqlite`.
+/// Every open [`Catalog`] holds the shared side for its whole life, so while this is held no
+/// other handle has the catalog file open. `reindex` needs that to move the file aside: SQLite
+/// deletes `<catalog>-wal` and `-shm` *by name* when a file's last connection closes, so a
+/// handle left on a moved-aside catalog would delete the new catalog's log.
+pub struct CatalogExclusiveLock {
+    _dir: std::fs::File,
 }
 
 /// The (device, inode) of the file at `path`.
-fn file_identity(path: &Path) -> Result<(u64, u64)> {
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).at(path, "cannot stat the catalog")?;
+    let meta = std::fs::metadata(path)?;
     Ok((meta.dev(), meta.ino()))
 }
 
+/// The folder whose `flock` is the catalog lock.
+fn catalog_lock_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Whether opening may create the catalog file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Creation {
+    /// The file must exist already.
+    Existing,
+    /// Create the file (and its schema) if it does not exist.
+    CreateIfMissing,
+}
+
 impl Catalog {
+    /// Take the exclusive catalog lock without waiting; refused (exit 2) while any evstore
+    /// process has this catalog open.
+    pub fn lock_exclusive(path: &Path, command: &str) -> Result<CatalogExclusiveLock> {
+        let dir_path = catalog_lock_dir(path);
+        let dir = std::fs::File::open(dir_path).at(dir_path, "cannot open")?;
+        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(CatalogExclusiveLock { _dir: dir }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Usage(format!(
+                "{}: the catalog is open in another evstore process; run {command} again when \
+                 no evstore command uses this store",
+                path.display()
+            ))),
+            Err(errno) => Err(Error::io(dir_path, "cannot lock", errno.into())),
+        }
+    }
+
+    /// Open (creating if missing) the catalog at `path` while the caller holds its exclusive
+    /// lock; this handle takes no lock of its own.
+    pub fn open_under(_lock: &CatalogExclusiveLock, path: &Path) -> Result<Catalog> {
+        Catalog::open_with(path, Creation::CreateIfMissing, None)
+    }
+
     /// Open the existing catalog of a store. A missing catalog is an error, never silently
     /// replaced by an empty one: an empty catalog would make a store look empty and sound.
     pub fn open_existing(path: &Path) -> Result<Catalog> {
-        if !path.exists() {
-            return Err(Error::Usage(format!(
-                "{} is missing; rebuild it from the objects with `evstore reindex`",
-                path.display()
-            )));
-        }
-        Catalog::open(path).map_err(|err| match err {
+        let lock = Catalog::lock_shared(path)?;
+        Catalog::open_with(path, Creation::Existing, Some(lock)).map_err(|err| match err {
             Error::Catalog { source, .. } if crate::error::is_damaged_database(&source) => {
                 Error::corrupt(
                     format!("catalog {}", path.display()),
@@ -342,15 +387,59 @@ impl Catalog {
 
     /// Open the catalog at `path`, creating it (with its schema) if it does not exist.
     pub fn open(path: &Path) -> Result<Catalog> {
-        let conn = Connection::open(path).map_err(|source| Error::Catalog {
+        let lock = Catalog::lock_shared(path)?;
+        Catalog::open_with(path, Creation::CreateIfMissing, Some(lock))
+    }
+
+    /// Take the shared side of the catalog lock, waiting while a `reindex` holds it.
+    fn lock_shared(path: &Path) -> Result<std::fs::File> {
+        let dir_path = catalog_lock_dir(path);
+        let dir = std::fs::File::open(dir_path).at(dir_path, "cannot open")?;
+        rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)
+            .map_err(|errno| Error::io(dir_path, "cannot lock", errno.into()))?;
+        Ok(dir)
+    }
+
+    fn open_with(
+        path: &Path,
+        creation: Creation,
+        open_lock: Option<std::fs::File>,
+    ) -> Result<Catalog> {
+        let before = match file_identity(path) {
+            Ok(identity) => Some(identity),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                if creation == Creation::Existing {
+                    return Err(Error::Usage(format!(
+                        "{} is missing; rebuild it from the objects with `evstore reindex`",
+                        path.display()
+                    )));
+                }
+                None
+            }
+            Err(err) => return Err(Error::io(path, "cannot stat the catalog", err)),
+        };
+        // No SQLITE_OPEN_URI: a store path is a path, never a URI. No SQLITE_OPEN_CREATE for an
+        // existing catalog, so a catalog moved away meanwhile is an error, not a new empty one.
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if creation == Creation::CreateIfMissing {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Catalog {
             path: path.to_path_buf(),
             source,
         })?;
-        let identity = file_identity(path)?;
+        let identity = file_identity(path).at(path, "cannot stat the catalog")?;
+        if before.is_some_and(|before| before != identity) {
+            return Err(Error::Usage(format!(
+                "{}: the catalog was replaced while it was being opened; run the command again",
+                path.display()
+            )));
+        }
         let mut catalog = Catalog {
             conn,
             path: path.to_path_buf(),
             identity,
+            _open_lock: open_lock,
         };
         catalog.prepare()?;
         Ok(catalog)

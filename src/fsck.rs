@@ -482,9 +482,11 @@ pub struct ReindexReport {
 pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)> {
     let mut report = ReindexReport::default();
     let path = store.catalog_path();
-    // No ingest may write objects while the catalog is rebuilt (and, with --replace, moved
-    // aside): it would commit to a catalog that is no longer the store's.
+    // No ingest may write objects while the catalog is rebuilt, and no evstore process may have
+    // the catalog open while it is moved aside: a write would land in the old file, and the old
+    // file's last connection would delete the new catalog's `-wal` and `-shm` by name.
     let _writers = store.lock_writers_exclusive("reindex")?;
+    let catalog_lock = Catalog::lock_exclusive(&path, "reindex")?;
     if path.exists() {
         if !replace {
             return Err(Error::Usage(format!(
@@ -557,7 +559,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
             }
         }
     }
-    let mut catalog = Catalog::open(&path)?;
+    let mut catalog = Catalog::open_under(&catalog_lock, &path)?;
     for (record_id, record) in chosen.values() {
         let mut files = Vec::new();
         let mut missing = Vec::new();
