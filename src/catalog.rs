@@ -13,6 +13,7 @@
 //!
 //! **Architecture Invariant:** this is the only module that speaks SQL.
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -280,6 +281,89 @@ pub struct RunRow {
     pub summary: String,
 }
 
+/// What the catalog says was committed: every packet record and rerun attestation that a
+/// committed event names or a catalog row holds, and what `forget` acknowledged as lost.
+///
+/// A packet exists once its `ingest` event committed (in the same transaction as its rows), so
+/// the event log, not the presence of a record object, is what makes a record committed. A record
+/// object no event names was left by an interrupted or failed ingest and is never revived.
+#[derive(Clone, Debug, Default)]
+pub struct Commitments {
+    /// Committed packet records: id → `NAME@N` and the seq of the event that committed it
+    /// (`None` for a row carried by a catalog rebuilt before events were carried over).
+    pub records: BTreeMap<Blake3Digest, (String, Option<i64>)>,
+    /// Committed rerun attestations: id → label (packet or expected hash) and event seq.
+    pub attestations: BTreeMap<Blake3Digest, (String, Option<i64>)>,
+    /// Ids that a `forget` event acknowledged as lost.
+    pub forgotten: HashSet<Blake3Digest>,
+}
+
+/// A committed packet or attestation that the catalog no longer holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LostItem {
+    /// `packet` or `attestation`.
+    pub kind: &'static str,
+    /// `NAME@N` for a packet; the packet or expected hash a rerun was of, for an attestation.
+    pub label: String,
+    /// The record or attestation object id.
+    pub id: String,
+    /// The event that committed it, if the log has it.
+    pub committed_by_event: Option<i64>,
+}
+
+impl LostItem {
+    /// Whether `text` names this item: its `NAME@N` (packets), or 8 or more lowercase hex
+    /// digits at the start of its id.
+    pub fn matches(&self, text: &str) -> bool {
+        (self.kind == "packet" && text == self.label)
+            || (text.len() >= 8
+                && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && self.id.starts_with(text))
+    }
+
+    /// What to give `evstore forget` to name this item.
+    pub fn label_for_forget(&self) -> &str {
+        if self.kind == "packet" {
+            &self.label
+        } else {
+            &self.id
+        }
+    }
+}
+
+impl Commitments {
+    /// Everything committed and not forgotten that is not in `records_held` / `attestations_held`.
+    pub fn lost(
+        &self,
+        records_held: &HashSet<Blake3Digest>,
+        attestations_held: &HashSet<Blake3Digest>,
+    ) -> Vec<LostItem> {
+        let mut lost = Vec::new();
+        for (kind, committed, held) in [
+            ("packet", &self.records, records_held),
+            ("attestation", &self.attestations, attestations_held),
+        ] {
+            for (id, (label, seq)) in committed {
+                if !held.contains(id) && !self.forgotten.contains(id) {
+                    lost.push(LostItem {
+                        kind,
+                        label: label.clone(),
+                        id: id.to_hex(),
+                        committed_by_event: *seq,
+                    });
+                }
+            }
+        }
+        lost
+    }
+}
+
+/// The `NAME@N` of an ingest or forget event's subject, split.
+fn split_versioned(subject: &str) -> Option<(&str, u64)> {
+    let (name, version) = subject.rsplit_once('@')?;
+    Some((name, version.parse().ok()?))
+}
+
 /// A pinned read snapshot of the catalog (see [`Catalog::read_snapshot`]); ends when dropped.
 pub struct ReadSnapshot<'a> {
     catalog: &'a Catalog,
@@ -383,6 +467,107 @@ impl Catalog {
             }
             other => other,
         })
+    }
+
+    /// Open the existing catalog at `path` while the caller holds its exclusive lock (`reindex`
+    /// reading the catalog it replaces); a missing file is an error.
+    pub fn open_existing_under(_lock: &CatalogExclusiveLock, path: &Path) -> Result<Catalog> {
+        Catalog::open_with(path, Creation::Existing, None)
+    }
+
+    /// Write every WAL frame into the main file and truncate the WAL, so the file alone holds
+    /// the whole catalog (`reindex` does this before it moves or renames a catalog file).
+    pub fn checkpoint(&self) -> Result<()> {
+        let busy: rusqlite::Result<i64> =
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0));
+        if self.sql(busy)? != 0 {
+            return Err(Error::Usage(format!(
+                "{}: the catalog is in use; its log could not be checkpointed",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// What this catalog says was committed (see [`Commitments`]): records and attestations
+    /// named by `ingest` and `rerun` events or held by `packets` and `runs` rows, and ids that
+    /// `forget` events acknowledged as lost.
+    pub fn commitments(&self) -> Result<Commitments> {
+        let mut out = Commitments::default();
+        for event in self.events()? {
+            let detail: serde_json::Value =
+                serde_json::from_str(&event.detail).unwrap_or(serde_json::Value::Null);
+            let id_field = |field: &str| {
+                detail
+                    .get(field)
+                    .and_then(|v| v.as_str())
+                    .and_then(Blake3Digest::parse_hex)
+            };
+            match event.kind.as_str() {
+                "ingest" => {
+                    if let Some(id) = id_field("record") {
+                        out.records
+                            .insert(id, (event.subject.clone(), Some(event.seq)));
+                    }
+                }
+                "rerun" => {
+                    if let Some(id) = id_field("attestation") {
+                        out.attestations
+                            .insert(id, (event.subject.clone(), Some(event.seq)));
+                    }
+                }
+                "forget" => {
+                    if let Some(id) = id_field("id") {
+                        out.forgotten.insert(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for row in self.packets()? {
+            out.records.entry(row.record_id).or_insert_with(|| {
+                (format!("{}@{}", row.record.name, row.record.version), None)
+            });
+        }
+        for run in self.runs(None)? {
+            if let Some(id) = Blake3Digest::parse_hex(&run.attestation) {
+                out.attestations
+                    .entry(id)
+                    .or_insert_with(|| (run.expected_sha256.clone(), None));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The committed packets and attestations this catalog no longer holds and no `forget`
+    /// event acknowledged: each is a failure for `fsck` until restored or forgotten.
+    pub fn lost(&self) -> Result<Vec<LostItem>> {
+        let commitments = self.commitments()?;
+        let records: HashSet<Blake3Digest> =
+            self.packets()?.into_iter().map(|row| row.record_id).collect();
+        let attestations: HashSet<Blake3Digest> = self
+            .runs(None)?
+            .into_iter()
+            .filter_map(|run| Blake3Digest::parse_hex(&run.attestation))
+            .collect();
+        Ok(commitments.lost(&records, &attestations))
+    }
+
+    /// Copy events verbatim (seq, time, hashes) into an empty log: `reindex` carries the old
+    /// catalog's log into the new one, so the chain and what it says was committed survive.
+    pub fn insert_carried_events(&mut self, events: &[EventRow]) -> Result<()> {
+        let wrap = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&wrap)?;
+        for e in events {
+            tx.execute(
+                "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.seq, e.time_unix_nanos, e.kind, e.subject, e.detail, e.prev_hash, e.hash],
+            )
+            .map_err(&wrap)?;
+        }
+        tx.commit().map_err(&wrap)
     }
 
     /// Open the catalog at `path`, creating it (with its schema) if it does not exist.
@@ -584,7 +769,11 @@ impl Catalog {
                 |r| r.get(0),
             )
             .map_err(&wrap)?;
-        let version = latest.map_or(1, |v| v as u64 + 1);
+        // A version number, once committed, is never used again for another tree, even when
+        // its packet is no longer in the catalog (lost, or dropped by reindex): the log keeps
+        // every `ingest` event.
+        let logged = highest_logged_version(&tx, name).map_err(&wrap)?;
+        let version = latest.map_or(0, |v| v as u64).max(logged) + 1;
         let (record_id, record) = make_record(version)?;
         let packet_id =
             insert_packet_rows(&tx, &record_id, &record, files, objects).map_err(&wrap)?;
@@ -1055,6 +1244,26 @@ fn insert_run_rows(tx: &rusqlite::Transaction<'_>, run: &NewRun) -> rusqlite::Re
         params![run.attestation.to_hex(), run.attestation_size as i64],
     )?;
     Ok(id)
+}
+
+/// The highest version that an `ingest` event of the log gave `name` (0 if none).
+fn highest_logged_version(tx: &rusqlite::Transaction<'_>, name: &str) -> rusqlite::Result<u64> {
+    let prefix = format!("{name}@");
+    let mut stmt = tx.prepare_cached(
+        "SELECT subject FROM events WHERE kind = 'ingest' AND substr(subject, 1, ?2) = ?1",
+    )?;
+    let subjects = stmt.query_map(params![prefix, prefix.chars().count() as i64], |r| {
+        r.get::<_, String>(0)
+    })?;
+    let mut highest = 0;
+    for subject in subjects {
+        if let Some((logged, version)) = split_versioned(&subject?) {
+            if logged == name {
+                highest = highest.max(version);
+            }
+        }
+    }
+    Ok(highest)
 }
 
 fn append_event(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> rusqlite::Result<EventRow> {

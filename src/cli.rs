@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::archive::{hash_packet, ingest, IngestConfig};
-use crate::catalog::{Catalog, NewEvent, PacketRow};
+use crate::catalog::{Catalog, LostItem, NewEvent, PacketRow};
 use crate::error::{Error, ErrorClass, Result};
 use crate::export::{cat_file, export, verified_files};
 use crate::fsck::{fsck, reindex};
@@ -259,10 +259,32 @@ pub enum Command {
     /// Objects, catalog and KB folders are never touched.
     GcTemp,
     /// Rebuild the catalog from the objects alone
+    ///
+    /// The new catalog is built in a temp file and renamed into place only when complete, so a
+    /// kill leaves the old catalog or the new one. The event log of the catalog it replaces is
+    /// carried over: only records and attestations an event committed become packets and runs;
+    /// objects of interrupted or failed ingests are never revived. A committed packet that
+    /// cannot be rebuilt (its objects are gone) fails (exit 1) and keeps failing `fsck` until it
+    /// is restored or acknowledged with `evstore forget`.
     Reindex {
         /// Move an existing catalog aside (it is kept, never deleted) and rebuild
         #[arg(long)]
         replace: bool,
+    },
+    /// Acknowledge a committed packet or rerun attestation as lost, in the event log
+    ///
+    /// `fsck` fails while the log says a packet or attestation was committed and the catalog no
+    /// longer holds it (its objects were deleted or damaged, and `reindex --replace` could not
+    /// rebuild it). After `forget` records the loss (a `forget` event with the reason), `fsck`
+    /// passes again and lists it in a note. Its version number is never reused. Only a lost item
+    /// can be forgotten: a packet the catalog still holds is refused.
+    Forget {
+        /// The lost item: NAME@N, or 8+ hex digits of its record or attestation id (`fsck`
+        /// names them)
+        item: String,
+        /// Why it is lost (recorded in the event log)
+        #[arg(long, required = true)]
+        reason: String,
     },
 }
 
@@ -456,6 +478,7 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Log => cmd_log(&ctx),
         Command::Fsck => cmd_fsck(&ctx),
         Command::Reindex { replace } => cmd_reindex(&ctx, replace),
+        Command::Forget { item, reason } => cmd_forget(&ctx, &item, &reason),
         Command::Seal { dir, force } => cmd_seal(&ctx, &dir, force),
         Command::Verify {
             dir,
@@ -872,31 +895,127 @@ fn cmd_fsck(ctx: &Context) -> Result<Outcome> {
 
 fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
     let store = Store::open(&ctx.store_path)?;
-    let (report, _) = reindex(&store, replace)?;
+    let report = reindex(&store, replace)?;
     if ctx.json {
         print_json(&serde_json::to_value(&report).unwrap_or(Value::Null));
     } else {
         if let Some(previous) = &report.previous_catalog {
             say!("moved the previous catalog to {previous}");
         }
+        match &report.log_not_carried {
+            Some(why) => say!(
+                "warning: no event log carried over ({why}): a new log starts here, and every \
+                 record object was indexed, since nothing says which ingests committed"
+            ),
+            None => say!("carried over {} events", report.carried_events),
+        }
         for skipped in &report.skipped_corrupt {
             say!("skipped: {skipped}");
         }
+        for lost in &report.lost {
+            say!(
+                "LOST: {} {} ({} {}): committed, but its objects are missing or corrupt; restore \
+                 them and run `evstore reindex --replace` again, or acknowledge the loss with \
+                 `evstore forget {} --reason TEXT`",
+                lost.kind,
+                lost.label,
+                if lost.kind == "packet" { "record" } else { "id" },
+                lost.id,
+                lost.label_for_forget()
+            );
+        }
+        for uncommitted in &report.uncommitted {
+            say!("not revived: {uncommitted}");
+        }
         for superseded in &report.superseded_records {
-            say!("superseded record (interrupted ingest): {superseded}");
+            say!("superseded record: {superseded}");
         }
         say!(
-            "reindexed {} packets and {} reruns from {} objects",
-            report.packets,
-            report.runs,
-            report.objects
+            "reindexed {} and {} from {}",
+            plural(report.packets, "packet"),
+            plural(report.runs, "rerun"),
+            plural(report.objects, "object")
         );
     }
-    Ok(if report.skipped_corrupt.is_empty() {
-        Outcome::Pass
+    Ok(
+        if report.skipped_corrupt.is_empty() && report.lost.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
+    )
+}
+
+/// `1 packet`, `2 packets`.
+fn plural(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
     } else {
-        Outcome::Fail
-    })
+        format!("{count} {noun}s")
+    }
+}
+
+fn cmd_forget(ctx: &Context, item: &str, reason: &str) -> Result<Outcome> {
+    if reason.trim().is_empty() {
+        return Err(Error::Usage(
+            "--reason must say why the item is lost; it is recorded in the event log".into(),
+        ));
+    }
+    let (_store, mut catalog) = ctx.open()?;
+    let lost = catalog.lost()?;
+    let matches: Vec<&LostItem> = lost.iter().filter(|l| l.matches(item)).collect();
+    let found = match matches.as_slice() {
+        [one] => (*one).clone(),
+        [] => {
+            let known = if lost.is_empty() {
+                "nothing is lost: the catalog holds every committed packet and attestation".into()
+            } else {
+                format!(
+                    "lost now: {}",
+                    lost.iter()
+                        .map(|l| format!("{} {} ({})", l.kind, l.label, l.id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            return Err(Error::Usage(format!(
+                "{item:?} names no lost packet or attestation ({known}); only a committed item \
+                 the catalog no longer holds can be forgotten"
+            )));
+        }
+        many => {
+            return Err(Error::Usage(format!(
+                "{item:?} matches {} lost items ({}); give more of the id",
+                many.len(),
+                many.iter()
+                    .map(|l| l.id.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    let event = catalog.log_event(&NewEvent {
+        kind: "forget".into(),
+        subject: found.label.clone(),
+        detail: json!({
+            "kind": found.kind,
+            "id": found.id,
+            "committed_by_event": found.committed_by_event,
+            "reason": reason,
+        }),
+    })?;
+    if ctx.json {
+        print_json(&json!({ "forgotten": found, "event": event.seq }));
+    } else {
+        say!(
+            "forgot {} {} ({}): recorded as event {} with the reason given",
+            found.kind,
+            found.label,
+            found.id,
+            event.seq
+        );
+    }
+    Ok(Outcome::Pass)
 }
 
 fn cmd_seal(ctx: &Context, dir: &Path, force: bool) -> Result<Outcome> {

@@ -11,11 +11,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
+use std::path::Path;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::{event_hash, Catalog, NewEvent, NewRun, ObjectRow, GENESIS_HASH};
+use crate::catalog::{
+    event_hash, Catalog, CatalogExclusiveLock, Commitments, LostItem, NewEvent, NewRun, ObjectRow,
+    GENESIS_HASH,
+};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::object::ObjectKind;
@@ -349,18 +353,64 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
         }
     }
 
-    // 5. Records and attestations the catalog does not know.
+    // 5. What the log says was committed and the catalog no longer holds is lost: a failure
+    // until it is restored (objects back, `reindex --replace`) or acknowledged (`forget`).
+    let commitments = catalog.commitments()?;
+    for lost in commitments.lost(&catalog_records, &catalog_attestations) {
+        let id = Blake3Digest::parse_hex(&lost.id);
+        let restorable = match id.as_ref().and_then(|id| good.get(id)) {
+            Some(Checked::Record(record)) => {
+                let (mut files, mut missing) = (Vec::new(), Vec::new());
+                walk_checked(&good, &record.tree, "", 0, &mut files, &mut missing);
+                missing.is_empty()
+            }
+            Some(Checked::Attestation(_)) => true,
+            _ => false,
+        };
+        let objects = if restorable {
+            "its objects are in the store; `evstore reindex --replace` restores it"
+        } else {
+            "its objects are missing or corrupt; restore them and run `evstore reindex --replace`"
+        };
+        let committed = match lost.committed_by_event {
+            Some(seq) => format!("committed by event {seq}"),
+            None => "committed".to_string(),
+        };
+        report.problems.push(problem(
+            format!("{} {}", lost.kind, lost.label),
+            format!(
+                "{} {} was {committed} but is not in the catalog: {objects}, or acknowledge the \
+                 loss with `evstore forget {} --reason TEXT`",
+                if lost.kind == "packet" { "record" } else { "attestation" },
+                lost.id,
+                lost.label_for_forget()
+            ),
+        ));
+    }
+    for event in catalog.events()?.iter().filter(|e| e.kind == "forget") {
+        report.notes.push(format!(
+            "{} was acknowledged as lost by event {} (`evstore forget`)",
+            event.subject, event.seq
+        ));
+    }
+    // Records and attestations no event commits: left by an interrupted or failed ingest or
+    // rerun; harmless, and never revived by reindex.
     for (id, checked) in &good {
         match checked {
-            Checked::Record(record) if !catalog_records.contains(id) => {
+            Checked::Record(record)
+                if !catalog_records.contains(id) && !commitments.records.contains_key(id) =>
+            {
                 report.notes.push(format!(
-                    "record {id} ({}@{}) is not in the catalog (an interrupted ingest, or run `evstore reindex`)",
+                    "record {id} ({}@{}) is not in the catalog and no event commits it (left by an interrupted or failed ingest; reindex does not revive it)",
                     record.name, record.version
                 ));
             }
-            Checked::Attestation(_) if !catalog_attestations.contains(id) => {
+            Checked::Attestation(_)
+                if !catalog_attestations.contains(id)
+                    && !commitments.attestations.contains_key(id) =>
+            {
                 report.notes.push(format!(
-                    "attestation {id} is not in the catalog (an interrupted rerun, or run `evstore reindex`)"
+                    "attestation {id} is not in the catalog and no event commits it (left by an interrupted rerun)"
                 ));
             }
             _ => {}
@@ -469,43 +519,100 @@ pub struct ReindexReport {
     pub runs: u64,
     /// Distinct objects listed (an object stored loose and in a pack counts once).
     pub objects: u64,
+    /// Events carried over from the catalog this one replaces.
+    pub carried_events: u64,
     /// Objects that failed verification and were left out.
     pub skipped_corrupt: Vec<String>,
+    /// Committed packets and attestations that could not be indexed and that no `forget` event
+    /// acknowledged: each makes reindex (and later `fsck`) fail.
+    pub lost: Vec<LostItem>,
+    /// Record and attestation objects that no event commits (left by an interrupted or failed
+    /// ingest or rerun): not indexed, never revived.
+    pub uncommitted: Vec<String>,
     /// Records left out because a later record claims the same NAME@N.
     pub superseded_records: Vec<String>,
+    /// Why the event log was not carried over, when it was not (no catalog, or an unreadable
+    /// one): then every record is indexed, since nothing says which ones were committed.
+    pub log_not_carried: Option<String>,
     /// Where the previous catalog was moved, if there was one.
     pub previous_catalog: Option<String>,
 }
 
-/// Rebuild the catalog from the objects alone. An existing catalog is refused unless `replace`,
-/// in which case it is moved aside (never deleted).
-pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)> {
+/// What reindex keeps of the catalog it replaces.
+struct Previous {
+    events: Vec<crate::catalog::EventRow>,
+    commitments: Commitments,
+}
+
+/// Read the log and the commitments of the catalog about to be replaced, and checkpoint it so
+/// that its main file alone holds everything (no WAL frame is left to be applied to any file).
+fn read_previous(lock: &CatalogExclusiveLock, path: &Path) -> Result<Previous> {
+    let old = Catalog::open_existing_under(lock, path)?;
+    let previous = Previous {
+        events: old.events()?,
+        commitments: old.commitments()?,
+    };
+    old.checkpoint()?;
+    Ok(previous)
+}
+
+/// `catalog.sqlite` → `catalog.sqlite<suffix>` beside it.
+fn catalog_sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Fsync the folder holding `path`, so renames in it are durable.
+fn sync_parent(path: &Path) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .at(parent, "cannot sync the folder")
+}
+
+/// Rebuild the catalog from the objects alone, carrying over the event log of the catalog it
+/// replaces. An existing catalog is refused unless `replace`, in which case it is moved aside
+/// (never deleted).
+///
+/// The new catalog is built whole in `catalog.sqlite.reindex-<nanos>` and renamed over
+/// `catalog.sqlite` only once complete and synced, so a kill at any moment leaves the old
+/// catalog or the new one, never none and never a partial one. Before that rename the old
+/// catalog is checkpointed (its WAL is empty), hard-linked to `catalog.sqlite.replaced-<nanos>`
+/// and its `-wal`/`-shm` moved beside that name.
+pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     let mut report = ReindexReport::default();
     let path = store.catalog_path();
     // No ingest may write objects while the catalog is rebuilt, and no evstore process may have
-    // the catalog open while it is moved aside: a write would land in the old file, and the old
+    // the catalog open while it is replaced: a write would land in the old file, and the old
     // file's last connection would delete the new catalog's `-wal` and `-shm` by name.
     let _writers = store.lock_writers_exclusive("reindex")?;
     let catalog_lock = Catalog::lock_exclusive(&path, "reindex")?;
-    if path.exists() {
-        if !replace {
-            return Err(Error::Usage(format!(
-                "{} exists; `evstore reindex --replace` moves it aside and rebuilds it",
-                path.display()
-            )));
-        }
-        let stamp = crate::now_unix_nanos();
-        for suffix in ["", "-wal", "-shm"] {
-            let from = path.with_file_name(format!("catalog.sqlite{suffix}"));
-            if from.exists() {
-                let to = path.with_file_name(format!("catalog.sqlite.replaced-{stamp}{suffix}"));
-                std::fs::rename(&from, &to).at(&from, "cannot move the old catalog aside")?;
-                if suffix.is_empty() {
-                    report.previous_catalog = Some(to.display().to_string());
-                }
+    remove_interrupted_rebuilds(&path)?;
+    let exists = match std::fs::symlink_metadata(&path) {
+        Ok(_) => true,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => false,
+        Err(err) => return Err(Error::io(&path, "cannot stat the catalog", err)),
+    };
+    if exists && !replace {
+        return Err(Error::Usage(format!(
+            "{} exists; `evstore reindex --replace` moves it aside and rebuilds it",
+            path.display()
+        )));
+    }
+    let previous = if exists {
+        match read_previous(&catalog_lock, &path) {
+            Ok(previous) => Some(previous),
+            Err(err) => {
+                report.log_not_carried = Some(format!("the catalog could not be read: {err}"));
+                None
             }
         }
-    }
+    } else {
+        report.log_not_carried = Some(format!("there was no catalog at {}", path.display()));
+        None
+    };
+
     let mut copies = Vec::new();
     for item in store.backend().list()? {
         match item {
@@ -538,11 +645,21 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
                 .push(format!("object {id}: {reason}")),
         }
     }
-    // Keep, for each NAME@N, the record created last: a record written by an ingest that was
-    // killed before its catalog commit is always older than the one that committed that version.
+    let commitments = previous.as_ref().map(|p| &p.commitments);
+    // Only committed records become packets (all of them when nothing says which were
+    // committed). For each NAME@N keep the record created last: with a log, two committed
+    // records claim one NAME@N only in a store written before version numbers were kept from
+    // the log; the other one is then reported lost.
     let mut chosen: BTreeMap<(String, u64), (Blake3Digest, PacketRecord)> = BTreeMap::new();
     for (id, checked) in &good {
         if let Checked::Record(record) = checked {
+            if commitments.is_some_and(|c| !c.records.contains_key(id)) {
+                report.uncommitted.push(format!(
+                    "record {id} ({}@{}): no event commits it (an interrupted or failed ingest)",
+                    record.name, record.version
+                ));
+                continue;
+            }
             let key = (record.name.clone(), record.version);
             let newer = match chosen.get(&key) {
                 Some((other_id, other)) => {
@@ -559,7 +676,15 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
             }
         }
     }
-    let mut catalog = Catalog::open_under(&catalog_lock, &path)?;
+
+    let stamp = crate::now_unix_nanos();
+    let building = catalog_sibling(&path, &format!(".reindex-{stamp}"));
+    let mut catalog = Catalog::open_under(&catalog_lock, &building)?;
+    if let Some(previous) = &previous {
+        catalog.insert_carried_events(&previous.events)?;
+        report.carried_events = previous.events.len() as u64;
+    }
+    let mut indexed_records = HashSet::new();
     for (record_id, record) in chosen.values() {
         let mut files = Vec::new();
         let mut missing = Vec::new();
@@ -583,6 +708,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
             .collect();
         collect_tree_rows(&good, &record.tree, &mut objects);
         catalog.insert_reindexed(record_id, record, &files, &objects)?;
+        indexed_records.insert(*record_id);
         report.packets += 1;
     }
     // Reruns, oldest first, each linked to its packet if that packet was indexed above.
@@ -604,7 +730,14 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
         })
         .collect();
     attestations.sort_by_key(|(id, a, _)| (a.time_unix_nanos, **id));
+    let mut indexed_attestations = HashSet::new();
     for (id, attestation, size) in attestations {
+        if commitments.is_some_and(|c| !c.attestations.contains_key(id)) {
+            report.uncommitted.push(format!(
+                "attestation {id}: no event commits it (an interrupted rerun)"
+            ));
+            continue;
+        }
         let packet_id = match &attestation.packet {
             None => None,
             Some(label) => match packet_ids.get(label) {
@@ -626,7 +759,11 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
             time_unix_nanos: attestation.time_unix_nanos,
             summary: attestation.summary.clone(),
         })?;
+        indexed_attestations.insert(*id);
         report.runs += 1;
+    }
+    if let Some(commitments) = commitments {
+        report.lost = commitments.lost(&indexed_records, &indexed_attestations);
     }
     catalog.log_event(&NewEvent {
         kind: "reindex".into(),
@@ -636,9 +773,62 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
             "runs": report.runs,
             "objects": report.objects,
             "skipped": report.skipped_corrupt.len(),
+            "lost": report.lost.len(),
+            "carried_events": report.carried_events,
         }),
     })?;
-    Ok((report, catalog))
+    catalog.checkpoint()?;
+    drop(catalog);
+    std::fs::File::open(&building)
+        .and_then(|file| file.sync_all())
+        .at(&building, "cannot sync the new catalog")?;
+    for suffix in ["-wal", "-shm"] {
+        let leftover = catalog_sibling(&building, suffix);
+        match std::fs::remove_file(&leftover) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io(&leftover, "cannot remove", err)),
+        }
+    }
+
+    // The switch. Until the last rename `catalog.sqlite` is the old catalog, whole (its WAL was
+    // checkpointed into it); after it, the new one. The old file stays reachable under
+    // `.replaced-<stamp>` (a hard link, so there is no moment without a catalog).
+    if exists {
+        let aside = catalog_sibling(&path, &format!(".replaced-{stamp}"));
+        std::fs::hard_link(&path, &aside).at(&aside, "cannot keep the old catalog")?;
+        for suffix in ["-wal", "-shm"] {
+            let from = catalog_sibling(&path, suffix);
+            let to = catalog_sibling(&aside, suffix);
+            match std::fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(Error::io(&from, "cannot move the old catalog aside", err)),
+            }
+        }
+        report.previous_catalog = Some(aside.display().to_string());
+    }
+    std::fs::rename(&building, &path).at(&path, "cannot put the new catalog in place")?;
+    sync_parent(&path)?;
+    Ok(report)
+}
+
+/// Remove `catalog.sqlite.reindex-*` files that a killed reindex left (the caller holds the
+/// exclusive catalog lock, so no live reindex is building one).
+fn remove_interrupted_rebuilds(path: &Path) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    let prefix = format!("{name}.reindex-");
+    for entry in std::fs::read_dir(parent).at(parent, "cannot list")? {
+        let entry = entry.at(parent, "cannot list")?;
+        if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            let leftover = entry.path();
+            std::fs::remove_file(&leftover).at(&leftover, "cannot remove an interrupted rebuild")?;
+        }
+    }
+    Ok(())
 }
 
 fn collect_tree_rows(
