@@ -317,7 +317,9 @@ impl LostItem {
     pub fn matches(&self, text: &str) -> bool {
         (self.kind == "packet" && text == self.label)
             || (text.len() >= 8
-                && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
                 && self.id.starts_with(text))
     }
 
@@ -526,9 +528,9 @@ impl Catalog {
             }
         }
         for row in self.packets()? {
-            out.records.entry(row.record_id).or_insert_with(|| {
-                (format!("{}@{}", row.record.name, row.record.version), None)
-            });
+            out.records
+                .entry(row.record_id)
+                .or_insert_with(|| (format!("{}@{}", row.record.name, row.record.version), None));
         }
         for run in self.runs(None)? {
             if let Some(id) = Blake3Digest::parse_hex(&run.attestation) {
@@ -544,8 +546,11 @@ impl Catalog {
     /// event acknowledged: each is a failure for `fsck` until restored or forgotten.
     pub fn lost(&self) -> Result<Vec<LostItem>> {
         let commitments = self.commitments()?;
-        let records: HashSet<Blake3Digest> =
-            self.packets()?.into_iter().map(|row| row.record_id).collect();
+        let records: HashSet<Blake3Digest> = self
+            .packets()?
+            .into_iter()
+            .map(|row| row.record_id)
+            .collect();
         let attestations: HashSet<Blake3Digest> = self
             .runs(None)?
             .into_iter()

@@ -919,10 +919,17 @@ fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
                  `evstore forget {} --reason TEXT`",
                 lost.kind,
                 lost.label,
-                if lost.kind == "packet" { "record" } else { "id" },
+                if lost.kind == "packet" {
+                    "record"
+                } else {
+                    "id"
+                },
                 lost.id,
                 lost.label_for_forget()
             );
+        }
+        for forgotten in &report.forgotten {
+            say!("left out: {forgotten}");
         }
         for uncommitted in &report.uncommitted {
             say!("not revived: {uncommitted}");

@@ -381,7 +381,11 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
             format!(
                 "{} {} was {committed} but is not in the catalog: {objects}, or acknowledge the \
                  loss with `evstore forget {} --reason TEXT`",
-                if lost.kind == "packet" { "record" } else { "attestation" },
+                if lost.kind == "packet" {
+                    "record"
+                } else {
+                    "attestation"
+                },
                 lost.id,
                 lost.label_for_forget()
             ),
@@ -529,6 +533,8 @@ pub struct ReindexReport {
     /// Record and attestation objects that no event commits (left by an interrupted or failed
     /// ingest or rerun): not indexed, never revived.
     pub uncommitted: Vec<String>,
+    /// Records and attestations left out because a `forget` event acknowledged them as lost.
+    pub forgotten: Vec<String>,
     /// Records left out because a later record claims the same NAME@N.
     pub superseded_records: Vec<String>,
     /// Why the event log was not carried over, when it was not (no catalog, or an unreadable
@@ -660,6 +666,13 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
                 ));
                 continue;
             }
+            if commitments.is_some_and(|c| c.forgotten.contains(id)) {
+                report.forgotten.push(format!(
+                    "record {id} ({}@{}): acknowledged as lost by `forget`",
+                    record.name, record.version
+                ));
+                continue;
+            }
             let key = (record.name.clone(), record.version);
             let newer = match chosen.get(&key) {
                 Some((other_id, other)) => {
@@ -735,6 +748,12 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
         if commitments.is_some_and(|c| !c.attestations.contains_key(id)) {
             report.uncommitted.push(format!(
                 "attestation {id}: no event commits it (an interrupted rerun)"
+            ));
+            continue;
+        }
+        if commitments.is_some_and(|c| c.forgotten.contains(id)) {
+            report.forgotten.push(format!(
+                "attestation {id}: acknowledged as lost by `forget`"
             ));
             continue;
         }
@@ -823,9 +842,14 @@ fn remove_interrupted_rebuilds(path: &Path) -> Result<()> {
     let prefix = format!("{name}.reindex-");
     for entry in std::fs::read_dir(parent).at(parent, "cannot list")? {
         let entry = entry.at(parent, "cannot list")?;
-        if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+        {
             let leftover = entry.path();
-            std::fs::remove_file(&leftover).at(&leftover, "cannot remove an interrupted rebuild")?;
+            std::fs::remove_file(&leftover)
+                .at(&leftover, "cannot remove an interrupted rebuild")?;
         }
     }
     Ok(())

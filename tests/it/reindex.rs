@@ -1,0 +1,347 @@
+//! `reindex` and the promise that nothing committed is lost: a killed rebuild leaves the old
+//! catalog or the new one, the event log survives it, records of failed ingests are never
+//! revived, version numbers are never reused, and a committed packet that cannot be rebuilt
+//! fails `fsck` until `forget` acknowledges it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::sandbox::{code, stderr, Sandbox};
+
+fn object_path(store: &Path, id: &str) -> PathBuf {
+    store.join("objects").join(&id[..2]).join(&id[2..])
+}
+
+/// `ls --json` as (label, packet_tree_sha256) pairs.
+fn listed(sb: &Sandbox) -> Vec<(String, String)> {
+    let (rc, value) = sb.json(&["ls"]);
+    assert_eq!(rc, 0, "{value}");
+    let mut out: Vec<(String, String)> = value["packets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no packets array: {value}"))
+        .iter()
+        .map(|p| {
+            (
+                format!("{}@{}", p["name"].as_str().unwrap(), p["version"]),
+                p["packet_tree_sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn events(sb: &Sandbox) -> Vec<Value> {
+    let (rc, value) = sb.json(&["log"]);
+    assert_eq!(rc, 0, "{value}");
+    value["events"].as_array().unwrap().clone()
+}
+
+fn ingest_small_packets(sb: &Sandbox, count: usize) {
+    for i in 1..=count {
+        sb.write(&format!("n{i}/top.json"), format!("{{\"n\": {i}}}\n"));
+        sb.write(&format!("n{i}/d/a.txt"), format!("a {i}\n"));
+        sb.write(&format!("n{i}/d/b.txt"), format!("b {i}\n"));
+        let (rc, value) = sb.json(&["ingest", &format!("n{i}")]);
+        assert_eq!(rc, 0, "{value}");
+    }
+}
+
+/// Export every packet and compare it with its source folder, byte for byte.
+fn assert_every_packet_exports_identical(sb: &Sandbox, count: usize, tag: &str) {
+    for i in 1..=count {
+        let dest = sb.path(&format!("export-{tag}-{i}"));
+        let out = sb.run(&["export", &format!("n{i}@1"), dest.to_str().unwrap()]);
+        assert_eq!(code(&out), 0, "n{i}: {}", stderr(&out));
+        for rel in ["top.json", "d/a.txt", "d/b.txt"] {
+            assert_eq!(
+                fs::read(dest.join(rel)).unwrap(),
+                fs::read(sb.path(&format!("n{i}/{rel}"))).unwrap(),
+                "n{i}/{rel}"
+            );
+        }
+        fs::remove_dir_all(&dest).unwrap();
+    }
+}
+
+/// Regression (issue 12, item 2): SIGKILL during `reindex --replace` left no catalog, or a
+/// partial or empty one that `fsck` passed; later ingests then reused `NAME@1`. Now, after every
+/// kill, every packet committed before the round is listed with its hash and exports
+/// byte-identical, the log still holds every event, and `fsck` passes.
+#[test]
+fn regression_reindex_killed_at_random_moments_loses_no_committed_packet() {
+    let sb = Sandbox::new();
+    let count = 20;
+    ingest_small_packets(&sb, count);
+    let before = listed(&sb);
+    assert_eq!(before.len(), count);
+    let total: u64 = std::env::var("EVSTORE_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let mut interrupted = 0;
+    for round in 0..total {
+        let events_before = events(&sb);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_evstore"))
+            .arg("--store")
+            .arg(sb.store())
+            .args(["reindex", "--replace"])
+            .current_dir(sb.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // A spread of moments from "just started" to "probably done" (a rebuild of 20 packets
+        // takes about 200 ms here).
+        std::thread::sleep(Duration::from_micros((round * 7_919) % 300_000));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.code().is_none() {
+            interrupted += 1;
+        }
+        assert!(sb.store().join("catalog.sqlite").exists(), "round {round}");
+        assert_eq!(listed(&sb), before, "round {round}");
+        let (rc, report) = sb.json(&["fsck"]);
+        assert_eq!(rc, 0, "round {round}: {report}");
+        // The log was carried over: every earlier event is still there, unchanged.
+        let after = events(&sb);
+        assert!(after.len() >= events_before.len(), "round {round}");
+        assert_eq!(
+            after[..events_before.len()],
+            events_before[..],
+            "round {round}"
+        );
+        // Every packet exports byte-identical.
+        assert_every_packet_exports_identical(&sb, count, &format!("round-{round}"));
+    }
+    assert!(interrupted > 0, "no round interrupted a reindex");
+    // A new ingest of a known name takes the next version; nothing was renumbered.
+    sb.write("n1/new.txt", "changed\n");
+    let (rc, value) = sb.json(&["ingest", "n1"]);
+    assert_eq!(rc, 0, "{value}");
+    assert_eq!(value["version"], 2, "{value}");
+    fs::remove_file(sb.path("n1/new.txt")).unwrap();
+    assert_every_packet_exports_identical(&sb, count, "end");
+    // No rebuild file survives the next reindex.
+    let (rc, value) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{value}");
+    for entry in fs::read_dir(sb.store()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        assert!(!name.contains(".reindex-"), "{name}");
+    }
+}
+
+/// Regression (issue 12, items 2 and 3): a packet whose tree node was deleted was dropped by
+/// `reindex --replace`, after which `fsck` passed and a new ingest reused its `NAME@1`. Now the
+/// loss fails reindex and fsck (naming the packet) until `forget` records it, and the version is
+/// never reused.
+#[test]
+fn regression_a_lost_committed_packet_fails_fsck_until_forgotten_and_its_version_is_not_reused() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 2);
+    let (_, shown) = sb.json(&["show", "n1@1"]);
+    let tree = shown["tree"].as_str().unwrap().to_string();
+    let record = shown["record"].as_str().unwrap_or_default().to_string();
+    fs::remove_file(object_path(&sb.store(), &tree)).unwrap();
+
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 1, "{report}");
+    let lost = report["lost"].as_array().unwrap();
+    assert_eq!(lost.len(), 1, "{report}");
+    assert_eq!(lost[0]["label"], "n1@1");
+    assert_eq!(lost[0]["kind"], "packet");
+    if !record.is_empty() {
+        assert_eq!(lost[0]["id"], record.as_str());
+    }
+
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{report}");
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("packet n1@1"), "{problems}");
+    assert!(problems.contains("evstore forget n1@1"), "{problems}");
+    // A second reindex still fails: the log still says n1@1 was committed.
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 1, "{report}");
+
+    // Another tree under the same name never takes the lost version.
+    sb.write("n1/new.txt", "another tree\n");
+    let (rc, value) = sb.json(&["ingest", "n1"]);
+    assert_eq!(rc, 0, "{value}");
+    assert_eq!(value["version"], 2, "{value}");
+    let out = sb.run(&["show", &tree[..12]]);
+    assert_ne!(
+        code(&out),
+        0,
+        "the lost packet's tree prefix must not resolve to another"
+    );
+
+    // forget: needs a reason, refuses what is not lost, then records the loss.
+    let out = sb.run(&["forget", "n1@1"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = sb.run(&["forget", "n2@1", "--reason", "not lost"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no lost"), "{}", stderr(&out));
+    let (rc, value) = sb.json(&[
+        "forget",
+        "n1@1",
+        "--reason",
+        "tree node deleted by the test",
+    ]);
+    assert_eq!(rc, 0, "{value}");
+    assert_eq!(value["forgotten"]["label"], "n1@1");
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+    assert!(
+        report["notes"]
+            .to_string()
+            .contains("n1@1 was acknowledged as lost"),
+        "{report}"
+    );
+    let last = events(&sb).last().unwrap().clone();
+    assert_eq!(last["kind"], "forget");
+    assert!(last["detail"]
+        .to_string()
+        .contains("tree node deleted by the test"));
+    // And the version stays used after the loss is forgotten and the catalog rebuilt.
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{report}");
+    sb.write("n1/third.txt", "a third tree\n");
+    let (rc, value) = sb.json(&["ingest", "n1"]);
+    assert_eq!(rc, 0, "{value}");
+    assert_eq!(value["version"], 3, "{value}");
+}
+
+/// Regression (issue 12, item 12): a record object left by an ingest that never committed (its
+/// catalog write failed, or it was killed) was revived as a packet by `reindex`. Here the orphan
+/// is a record (with its tree and blobs) copied from another store: no event commits it.
+#[test]
+fn regression_reindex_never_revives_a_record_no_event_commits() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 1);
+    sb.write("orphan/x.txt", "never committed here\n");
+    let other = sb.path("other-store");
+    let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+        .arg("--store")
+        .arg(&other)
+        .args(["ingest", "orphan"])
+        .current_dir(sb.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for entry in walkdir::WalkDir::new(other.join("objects")) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let rel = entry.path().strip_prefix(&other).unwrap();
+            let to = sb.store().join(rel);
+            fs::create_dir_all(to.parent().unwrap()).unwrap();
+            if !to.exists() {
+                fs::copy(entry.path(), &to).unwrap();
+            }
+        }
+    }
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+    assert!(
+        report["notes"].to_string().contains("no event commits it"),
+        "{report}"
+    );
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["packets"], 1, "{report}");
+    assert_eq!(
+        report["uncommitted"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    let names: Vec<String> = listed(&sb).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(names, vec!["n1@1".to_string()]);
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+}
+
+/// Regression (issue 12, item 3): a deleted attestation was dropped by `reindex --replace` with
+/// exit 0. A committed rerun whose attestation is gone fails reindex and fsck until forgotten.
+#[test]
+fn regression_a_lost_attestation_fails_reindex_and_fsck_until_forgotten() {
+    let sb = Sandbox::new();
+    sb.write("p/a.txt", "a\n");
+    sb.write(
+        "p/gen.sh",
+        "printf 'a\\n' > \"$1/a.txt\"\ncp \"$0\" \"$1/gen.sh\"\n",
+    );
+    let (rc, value) = sb.json(&["ingest", "p"]);
+    assert_eq!(rc, 0, "{value}");
+    let gen = sb.path("p/gen.sh");
+    let (rc, value) = sb.json(&["rerun", "p", "--", "bash", gen.to_str().unwrap(), "{out}"]);
+    assert!(rc == 0 || rc == 1, "{value}");
+    let (_, runs) = sb.json(&["runs"]);
+    let attestation = runs["runs"][0]["attestation"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{runs}"))
+        .to_string();
+    let path = object_path(&sb.store(), &attestation);
+    if path.exists() {
+        fs::remove_file(&path).unwrap();
+    } else {
+        panic!("attestation {attestation} is not a loose object");
+    }
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 1, "{report}");
+    assert_eq!(report["lost"][0]["kind"], "attestation", "{report}");
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{report}");
+    assert!(
+        report["problems"].to_string().contains(&attestation),
+        "{report}"
+    );
+    let (rc, value) = sb.json(&[
+        "forget",
+        &attestation[..12],
+        "--reason",
+        "deleted by the test",
+    ]);
+    assert_eq!(rc, 0, "{value}");
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+}
+
+/// The log survives reindex: events keep their seq, time and hashes, and the chain goes on.
+#[test]
+fn reindex_carries_the_event_log_over_and_the_chain_stays_sound() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 3);
+    let before = events(&sb);
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["carried_events"], before.len());
+    let after = events(&sb);
+    assert_eq!(after[..before.len()], before[..]);
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(after.last().unwrap()["kind"], "reindex");
+    assert_eq!(
+        after.last().unwrap()["prev_hash"],
+        before.last().unwrap()["hash"]
+    );
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+    // The previous catalog is kept whole beside the new one.
+    let kept = report_previous(&sb);
+    assert!(kept.exists(), "{}", kept.display());
+}
+
+fn report_previous(sb: &Sandbox) -> PathBuf {
+    fs::read_dir(sb.store())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("catalog.sqlite.replaced-")
+        })
+        .expect("a replaced catalog")
+}
