@@ -446,7 +446,7 @@ fn missing_or_io(path: &Path, err: std::io::Error) -> Error {
             path.display()
         ))
     } else {
-        Error::io(path, "cannot stat the catalog", err)
+        Error::io(path, "cannot open the catalog", err)
     }
 }
 
@@ -539,6 +539,11 @@ impl Catalog {
 
     fn open_reader(path: &Path) -> Result<Catalog> {
         let dir = catalog_lock_dir(path);
+        // A catalog this user cannot read at all: say so, naming the file, rather than
+        // SQLite's "unable to open database file".
+        if let Err(err) = std::fs::File::open(path) {
+            return Err(missing_or_io(path, err));
+        }
         // A few rounds: between a failed open and taking the exclusive lock, another evstore
         // process may have opened the catalog (and created its `-shm`), which makes the
         // ordinary read-only open work.
