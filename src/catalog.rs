@@ -421,6 +421,17 @@ fn wal_unusable(source: &rusqlite::Error) -> bool {
     )
 }
 
+/// Why a [`wal_unusable`] error happened, in words.
+fn wal_unusable_reason(dir: &Path, source: &rusqlite::Error) -> String {
+    match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => format!(
+            "this user cannot create or write the catalog's -wal and -shm in {}",
+            dir.display()
+        ),
+        _ => format!("SQLite cannot create or grow the catalog's -wal and -shm ({source})"),
+    }
+}
+
 /// `file://<absolute path, percent-encoded>?immutable=1&mode=ro`. Every byte but unreserved
 /// characters and `/` is encoded, so `?`, `#`, `%` and `&` in a folder name stay part of the path.
 fn immutable_uri(path: &Path) -> Result<String> {
@@ -509,6 +520,15 @@ impl Catalog {
     /// Open the existing catalog of a store. A missing catalog is an error, never silently
     /// replaced by an empty one: an empty catalog would make a store look empty and sound.
     pub fn open_existing(path: &Path) -> Result<Catalog> {
+        // On a full file system SQLite would create a `-wal` and a `-shm`, fail to grow the
+        // `-shm` ("disk I/O error"), and leave both behind: refuse first, saying why.
+        if !sidecar_exists(path, "-shm")? && file_system_is_full(catalog_lock_dir(path))? {
+            return Err(Error::io(
+                path,
+                "cannot open the catalog for writing",
+                std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
+            ));
+        }
         let lock = Catalog::lock_shared(path)?;
         Catalog::open_with(path, Creation::Existing, Some(lock))
             .map_err(|err| damaged_is_corrupt(path, err))
@@ -573,7 +593,7 @@ impl Catalog {
                 match opened {
                     Ok(catalog) => return Ok(catalog),
                     Err(Error::Catalog { source, .. }) if wal_unusable(&source) => {
-                        source.to_string()
+                        wal_unusable_reason(dir, &source)
                     }
                     Err(other) => return Err(other),
                 }
@@ -1309,10 +1329,7 @@ fn explain_sqlite_error(source: rusqlite::Error, errno: Option<i32>) -> rusqlite
             Some(os_error),
         ) => format!("{text}: {os_error}"),
         (ErrorCode::DiskFull, None) => format!("{text}: no space left on device"),
-        (ErrorCode::ReadOnly, _) => format!(
-            "{text}: the store is read-only for this user; only commands that read it (ls, show, \
-             manifest, cat, export, log, runs, fsck, verify --against, diff, kb verify) work"
-        ),
+        (ErrorCode::ReadOnly, _) => format!("{text}: the store is read-only for this user"),
         _ => return rusqlite::Error::SqliteFailure(code, message),
     };
     rusqlite::Error::SqliteFailure(code, Some(explained))

@@ -24,27 +24,24 @@ fn require_root(what: &str) {
     );
 }
 
-/// Everything under `root`: each path with its type, permission bits and contents (catalog
-/// files included: a read-only command must not change a byte of them, nor create `-wal`/`-shm`).
-fn snapshot(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
-        let entry = entry.unwrap();
-        let meta = entry.path().symlink_metadata().unwrap();
-        let rel = entry
-            .path()
-            .strip_prefix(root)
+/// Everything under `root`: each path with its type and permission bits, and each file's
+/// SHA-256 (catalog files included: a read-only command must not change a byte of them, nor
+/// create `-wal`/`-shm`). Read by child processes: closing a descriptor of `catalog.sqlite` in
+/// this process would drop the POSIX locks of a connection the test holds open on it.
+fn snapshot(root: &Path) -> Vec<String> {
+    let lines = |args: &[&str]| -> Vec<String> {
+        let out = Command::new("find").arg(root).args(args).output().unwrap();
+        assert!(out.status.success(), "find {args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout)
             .unwrap()
-            .display()
-            .to_string();
-        let bytes = if meta.is_file() {
-            fs::read(entry.path()).unwrap()
-        } else {
-            Vec::new()
-        };
-        out.push((rel, meta.permissions().mode(), bytes));
-    }
-    out
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let mut all = lines(&["-printf", "%P %y %m\\n"]);
+    all.extend(lines(&["-type", "f", "-exec", "sha256sum", "{}", "+"]));
+    all.sort();
+    all
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -468,6 +465,8 @@ fn regression_store_on_a_full_disk_is_readable_and_writes_say_no_space_left_on_d
     let out = run_with_store(&sb, &store, &["mirror", "p1", "kb"]);
     assert_no_space_error(&out, &store, "mirror");
     assert!(!sb.path("kb/p1").exists());
+    // The refused writes left nothing in the store (no `-wal`/`-shm` either).
+    assert_no_wal_files(&store);
 
     // Space freed: nothing was lost or half-written, and the same commands succeed.
     fs::remove_file(filler).unwrap();
@@ -511,6 +510,63 @@ fn regression_mirror_into_a_full_kb_names_the_kb_path() {
     let out = sb.run(&["mirror", "big", "kbfs"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = sb.run(&["kb", "verify", "kbfs"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    drop(tmpfs);
+}
+
+#[test]
+fn regression_full_disk_catalog_write_says_no_space_and_kb_verify_still_verifies() {
+    require_root("this test");
+    let sb = Sandbox::new();
+    let fs_dir = sb.path("fs");
+    let tmpfs = Tmpfs::mount(fs_dir.clone());
+    let store = fs_dir.join("store");
+    write_packet(&sb, "p1");
+    let out = run_with_store(&sb, &store, &["ingest", "p1", "--name", "p1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    fs::create_dir(sb.path("kb")).unwrap();
+    let out = run_with_store(&sb, &store, &["mirror", "p1", "kb"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Another process has the catalog open, so its `-shm` exists and opening needs no space:
+    // the failure comes from SQLite's own write into the `-wal`.
+    let held = hold_catalog_open(&store);
+    let filler = tmpfs.fill();
+
+    // The `-shm` is SQLite's shared scratch memory (readers mark it as they read): every byte
+    // but its contents must stay as it was.
+    let snapshot_but_shm = |root: &Path| -> Vec<String> {
+        snapshot(root)
+            .into_iter()
+            .filter(|line| !line.ends_with("/catalog.sqlite-shm"))
+            .collect()
+    };
+    let before = snapshot_but_shm(&store);
+    for args in [&["ls"][..], &["fsck"], &["show", "p1"]] {
+        let out = run_with_store(&sb, &store, args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    }
+    let out = run_with_store(&sb, &store, &["kb", "verify", "kb"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let note = stderr(&out);
+    assert!(
+        note.contains("the kb-verify event was not logged")
+            && note.to_lowercase().contains("no space left on device"),
+        "{note}"
+    );
+    assert_eq!(snapshot_but_shm(&store), before);
+
+    let out = run_with_store(&sb, &store, &["mirror", "p1", "kb", "--as", "again"]);
+    assert_no_space_error(&out, &store.join("catalog.sqlite"), "mirror");
+
+    fs::remove_file(filler).unwrap();
+    drop(held);
+    // The mirror that could not be recorded is recorded by running it again.
+    let out = run_with_store(&sb, &store, &["mirror", "p1", "kb", "--as", "again"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = run_with_store(&sb, &store, &["kb", "verify", "kb"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not logged"), "{}", stderr(&out));
+    let out = run_with_store(&sb, &store, &["fsck"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     drop(tmpfs);
 }
