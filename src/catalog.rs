@@ -560,9 +560,15 @@ impl Catalog {
     fn open_reader(path: &Path) -> Result<Catalog> {
         let dir = catalog_lock_dir(path);
         // A catalog this user cannot read at all: say so, naming the file, rather than
-        // SQLite's "unable to open database file".
-        if let Err(err) = std::fs::File::open(path) {
-            return Err(missing_or_io(path, err));
+        // SQLite's "unable to open database file". (`access`, not an open: closing a descriptor
+        // of the file would drop the POSIX locks of any SQLite connection this process has.)
+        if let Err(errno) = rustix::fs::accessat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::Access::READ_OK,
+            rustix::fs::AtFlags::EACCESS,
+        ) {
+            return Err(missing_or_io(path, errno.into()));
         }
         // A few rounds: between a failed open and taking the exclusive lock, another evstore
         // process may have opened the catalog (and created its `-shm`), which makes the
@@ -1322,13 +1328,14 @@ fn explain_sqlite_error(source: rusqlite::Error, errno: Option<i32>) -> rusqlite
         return source;
     };
     let text = message.clone().unwrap_or_else(|| code.to_string());
+    // SQLite records the OS error for I/O and open errors only (`SQLITE_FULL` is a failed write
+    // with ENOSPC, or a short one, and leaves an older errno in place).
     let os_error = errno.map(std::io::Error::from_raw_os_error);
     let explained = match (code.code, os_error) {
-        (
-            ErrorCode::DiskFull | ErrorCode::SystemIoFailure | ErrorCode::CannotOpen,
-            Some(os_error),
-        ) => format!("{text}: {os_error}"),
-        (ErrorCode::DiskFull, None) => format!("{text}: no space left on device"),
+        (ErrorCode::SystemIoFailure | ErrorCode::CannotOpen, Some(os_error)) => {
+            format!("{text}: {os_error}")
+        }
+        (ErrorCode::DiskFull, _) => format!("{text}: no space left on device"),
         (ErrorCode::ReadOnly, _) => format!("{text}: the store is read-only for this user"),
         _ => return rusqlite::Error::SqliteFailure(code, message),
     };
