@@ -393,8 +393,26 @@ pub struct Catalog {
     path: PathBuf,
     /// The (device, inode) of the file opened, to notice a catalog replaced meanwhile.
     identity: (u64, u64),
-    /// The shared side of the catalog lock (see [`CatalogExclusiveLock`]), held while open.
+    /// The shared side of the catalog lock (see [`CatalogExclusiveLock`]), held while open; the
+    /// exclusive side for an [`CatalogAccess::Immutable`] reader.
     _open_lock: Option<std::fs::File>,
+    /// How the file was opened, and why it could not be opened for writing.
+    access: CatalogAccess,
+}
+
+/// How a [`Catalog`] was opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogAccess {
+    /// Read-write, as writers (and readers who may write the store) open it.
+    ReadWrite,
+    /// `SQLITE_OPEN_READONLY`, through the catalog's existing (or creatable) `-wal` and `-shm`,
+    /// because this user cannot write the catalog; the reason says why.
+    ReadOnly(String),
+    /// `immutable=1`: SQLite reads the catalog file alone, with no locks, `-wal` or `-shm`,
+    /// because those cannot be created (the reason says why). Only used when the `-wal` is absent
+    /// or empty and this handle holds the exclusive catalog lock, so no evstore process has the
+    /// catalog open while it reads.
+    Immutable(String),
 }
 
 /// The exclusive side of the catalog lock: an `flock` on the folder holding `catalog.sqlite`.
@@ -411,6 +429,138 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)?;
     Ok((meta.dev(), meta.ino()))
+}
+
+/// `<catalog><suffix>`: its `-wal` or `-shm`.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn sidecar_exists(path: &Path, suffix: &str) -> Result<bool> {
+    let file = sidecar(path, suffix);
+    match std::fs::symlink_metadata(&file) {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(Error::io(&file, "cannot stat", err)),
+    }
+}
+
+/// Whether this user (effective ids) can write the catalog file, its folder, and its `-wal` and
+/// `-shm` where they exist.
+fn can_write_catalog(path: &Path) -> Result<bool> {
+    let wal = sidecar(path, "-wal");
+    let shm = sidecar(path, "-shm");
+    for (file, must_exist) in [
+        (path, true),
+        (catalog_lock_dir(path), true),
+        (wal.as_path(), false),
+        (shm.as_path(), false),
+    ] {
+        match rustix::fs::accessat(
+            rustix::fs::CWD,
+            file,
+            rustix::fs::Access::WRITE_OK,
+            rustix::fs::AtFlags::EACCESS,
+        ) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::NOENT) if !must_exist => {}
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM | rustix::io::Errno::ROFS) => {
+                return Ok(false)
+            }
+            Err(errno) => return Err(Error::io(file, "cannot check access to", errno.into())),
+        }
+    }
+    Ok(true)
+}
+
+/// Below this much free space, opening the catalog normally (which creates a 32 KiB `-shm`)
+/// is not attempted.
+const FULL_FILE_SYSTEM_BYTES: u64 = 256 * 1024;
+
+/// Whether the file system holding `dir` has less than [`FULL_FILE_SYSTEM_BYTES`] free for
+/// this user.
+fn file_system_is_full(dir: &Path) -> Result<bool> {
+    let stat = rustix::fs::statvfs(dir)
+        .map_err(|errno| Error::io(dir, "cannot read the free space of", errno.into()))?;
+    let blocks = if rustix::process::geteuid().is_root() {
+        stat.f_bfree
+    } else {
+        stat.f_bavail
+    };
+    Ok(blocks.saturating_mul(stat.f_frsize) < FULL_FILE_SYSTEM_BYTES)
+}
+
+/// SQLite errors that mean the WAL cannot be used: its `-wal` or `-shm` cannot be created,
+/// opened or grown by this user.
+fn wal_unusable(source: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        source.sqlite_error_code(),
+        Some(
+            ErrorCode::ReadOnly
+                | ErrorCode::CannotOpen
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+        )
+    )
+}
+
+/// Why a [`wal_unusable`] error happened, in words.
+fn wal_unusable_reason(dir: &Path, source: &rusqlite::Error) -> String {
+    match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => format!(
+            "this user cannot create or write the catalog's -wal and -shm in {}",
+            dir.display()
+        ),
+        _ => format!("SQLite cannot create or grow the catalog's -wal and -shm ({source})"),
+    }
+}
+
+/// `file://<absolute path, percent-encoded>?immutable=1&mode=ro`. Every byte but unreserved
+/// characters and `/` is encoded, so `?`, `#`, `%` and `&` in a folder name stay part of the path.
+fn immutable_uri(path: &Path) -> Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::path::absolute(path).at(path, "cannot make absolute")?;
+    let mut uri = String::from("file://");
+    for &byte in absolute.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1&mode=ro");
+    Ok(uri)
+}
+
+/// A catalog that is not there: an error that says how to rebuild it.
+fn missing_or_io(path: &Path, err: std::io::Error) -> Error {
+    if err.kind() == std::io::ErrorKind::NotFound {
+        Error::Usage(format!(
+            "{} is missing; rebuild it from the objects with `evstore reindex`",
+            path.display()
+        ))
+    } else {
+        Error::io(path, "cannot open the catalog", err)
+    }
+}
+
+/// A catalog file SQLite calls damaged is corruption (exit 1), with the way to recover.
+fn damaged_is_corrupt(path: &Path, err: Error) -> Error {
+    match err {
+        Error::Catalog { source, .. } if crate::error::is_damaged_database(&source) => {
+            Error::corrupt(
+                format!("catalog {}", path.display()),
+                format!(
+                    "{source}; `evstore reindex --replace` rebuilds it from the objects (the \
+                     damaged file is kept beside it)"
+                ),
+            )
+        }
+        other => other,
+    }
 }
 
 /// The folder whose `flock` is the catalog lock.
@@ -456,19 +606,205 @@ impl Catalog {
     /// Open the existing catalog of a store. A missing catalog is an error, never silently
     /// replaced by an empty one: an empty catalog would make a store look empty and sound.
     pub fn open_existing(path: &Path) -> Result<Catalog> {
+        // On a full file system SQLite would create a `-wal` and a `-shm`, fail to grow the
+        // `-shm` ("disk I/O error"), and leave both behind: refuse first, saying why.
+        if !sidecar_exists(path, "-shm")? && file_system_is_full(catalog_lock_dir(path))? {
+            return Err(Error::io(
+                path,
+                "cannot open the catalog for writing",
+                std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
+            ));
+        }
         let lock = Catalog::lock_shared(path)?;
-        Catalog::open_with(path, Creation::Existing, Some(lock)).map_err(|err| match err {
-            Error::Catalog { source, .. } if crate::error::is_damaged_database(&source) => {
-                Error::corrupt(
-                    format!("catalog {}", path.display()),
-                    format!(
-                        "{source}; `evstore reindex --replace` rebuilds it from the objects (the \
-                     damaged file is kept beside it)"
-                    ),
-                )
+        Catalog::open_with(path, Creation::Existing, Some(lock))
+            .map_err(|err| damaged_is_corrupt(path, err))
+    }
+
+    /// Open the existing catalog of a store for a command that only reads it, also when this
+    /// user cannot write the store or its file system is full.
+    ///
+    /// - The user can write the catalog and there is space: as [`Catalog::open_existing`] (so an
+    ///   old schema is upgraded, and the last connection to close removes `-wal` and `-shm`).
+    /// - The user cannot write it: `SQLITE_OPEN_READONLY` (no URI). SQLite reads through the
+    ///   existing `-wal` and `-shm` (a read-only `-shm` too), or creates them where it can.
+    /// - Neither works (the folder is read-only and there is no `-shm`; the file system is
+    ///   full): an `immutable=1` open, which reads the catalog file alone with no locking. That
+    ///   would read stale or torn pages while someone writes, so it is used only when the
+    ///   `-wal` is absent or empty (everything committed is in the file) and this handle holds
+    ///   the exclusive catalog lock (no evstore process has the catalog open meanwhile, and
+    ///   none can open it until this handle is dropped). A writer that is not evstore cannot be
+    ///   detected. Anything else is refused with the reason.
+    pub fn open_read_only(path: &Path) -> Result<Catalog> {
+        Catalog::open_reader(path).map_err(|err| damaged_is_corrupt(path, err))
+    }
+
+    /// How this catalog was opened.
+    pub fn access(&self) -> &CatalogAccess {
+        &self.access
+    }
+
+    fn open_reader(path: &Path) -> Result<Catalog> {
+        let dir = catalog_lock_dir(path);
+        // A catalog this user cannot read at all: say so, naming the file, rather than
+        // SQLite's "unable to open database file". (`access`, not an open: closing a descriptor
+        // of the file would drop the POSIX locks of any SQLite connection this process has.)
+        if let Err(errno) = rustix::fs::accessat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::Access::READ_OK,
+            rustix::fs::AtFlags::EACCESS,
+        ) {
+            return Err(missing_or_io(path, errno.into()));
+        }
+        // A few rounds: between a failed open and taking the exclusive lock, another evstore
+        // process may have opened the catalog (and created its `-shm`), which makes the
+        // ordinary read-only open work.
+        let mut last_refusal = None;
+        for round in 0..5 {
+            if round > 0 {
+                std::thread::sleep(Duration::from_millis(100));
             }
-            other => other,
-        })
+            let lock = Catalog::lock_shared(path)?;
+            let shm_exists = sidecar_exists(path, "-shm")?;
+            let writable = can_write_catalog(path)?;
+            let reason = if !shm_exists && file_system_is_full(dir)? {
+                // Opening would create `-shm` and `-wal` and fail to grow the `-shm`, leaving
+                // both behind: do not touch the store at all.
+                drop(lock);
+                format!(
+                    "the file system holding {} has no space left, so SQLite cannot create its \
+                     -shm",
+                    dir.display()
+                )
+            } else {
+                let opened = if writable {
+                    Catalog::open_with(path, Creation::Existing, Some(lock))
+                } else {
+                    Catalog::open_plain_read_only(path, lock)
+                };
+                match opened {
+                    Ok(catalog) => return Ok(catalog),
+                    Err(Error::Catalog { source, .. }) if wal_unusable(&source) => {
+                        wal_unusable_reason(dir, &source)
+                    }
+                    Err(other) => return Err(other),
+                }
+            };
+            match Catalog::open_immutable(path, &reason)? {
+                Some(catalog) => return Ok(catalog),
+                None => last_refusal = Some(reason),
+            }
+        }
+        Err(Error::Usage(format!(
+            "{}: cannot read the catalog: {}; and another evstore process keeps it open; run the \
+             command again when it has finished",
+            path.display(),
+            last_refusal.unwrap_or_default()
+        )))
+    }
+
+    /// `SQLITE_OPEN_READONLY`, for a user who cannot write the catalog.
+    fn open_plain_read_only(path: &Path, lock: std::fs::File) -> Result<Catalog> {
+        let before = file_identity(path).map_err(|err| missing_or_io(path, err))?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Catalog {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let reason = "this user cannot write the catalog".to_string();
+        Catalog::finish_read_only(path, conn, before, lock, CatalogAccess::ReadOnly(reason))
+    }
+
+    /// The `immutable=1` open described at [`Catalog::open_read_only`]; `None` if another
+    /// evstore process has the catalog open (the caller tries the ordinary open again).
+    fn open_immutable(path: &Path, reason: &str) -> Result<Option<Catalog>> {
+        let dir_path = catalog_lock_dir(path);
+        let dir = std::fs::File::open(dir_path).at(dir_path, "cannot open")?;
+        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(errno) => return Err(Error::io(dir_path, "cannot lock", errno.into())),
+        }
+        let wal = sidecar(path, "-wal");
+        match std::fs::symlink_metadata(&wal) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io(&wal, "cannot stat", err)),
+            Ok(meta) if meta.len() == 0 => {}
+            Ok(meta) => {
+                return Err(Error::Usage(format!(
+                    "{}: cannot read the catalog: {reason}; and its write-ahead log {} holds {} \
+                     bytes of changes not yet in the catalog file, which SQLite can only read \
+                     through a -shm; run any evstore command on this store once as a user who can \
+                     write it, with space on its file system",
+                    path.display(),
+                    wal.display(),
+                    meta.len()
+                )))
+            }
+        }
+        let before = file_identity(path).map_err(|err| missing_or_io(path, err))?;
+        // The one URI open: `immutable` is a URI parameter. The path is percent-encoded, so
+        // no character of it can end the path or add a parameter.
+        let uri = immutable_uri(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&uri, flags).map_err(|source| Error::Catalog {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let access = CatalogAccess::Immutable(reason.to_string());
+        Catalog::finish_read_only(path, conn, before, dir, access).map(Some)
+    }
+
+    /// Check the file and schema of a catalog opened read-only, and make the handle.
+    fn finish_read_only(
+        path: &Path,
+        conn: Connection,
+        before: (u64, u64),
+        lock: std::fs::File,
+        access: CatalogAccess,
+    ) -> Result<Catalog> {
+        let identity = file_identity(path).at(path, "cannot stat the catalog")?;
+        if before != identity {
+            return Err(Error::Usage(format!(
+                "{}: the catalog was replaced while it was being opened; run the command again",
+                path.display()
+            )));
+        }
+        let catalog = Catalog {
+            conn,
+            path: path.to_path_buf(),
+            identity,
+            _open_lock: Some(lock),
+            access,
+        };
+        let busy = catalog.conn.busy_timeout(Duration::from_secs(120));
+        catalog.sql(busy)?;
+        let query_only = catalog.conn.pragma_update(None, "query_only", true);
+        catalog.sql(query_only)?;
+        let cache = catalog.conn.pragma_update(None, "cache_size", -65536);
+        catalog.sql(cache)?;
+        // The first read: SQLite opens the `-wal` and `-shm` (or fails to) here.
+        let version: i64 = catalog.sql(
+            catalog
+                .conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0)),
+        )?;
+        if version != SCHEMA_VERSION {
+            return Err(Error::Usage(format!(
+                "{}: catalog schema version {version}, this evstore reads version \
+                 {SCHEMA_VERSION}{}",
+                path.display(),
+                if version < SCHEMA_VERSION {
+                    "; a user who can write the store upgrades it by running any evstore command \
+                     on it (for example `evstore ls`)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(catalog)
     }
 
     /// Open the existing catalog at `path` while the caller holds its exclusive lock (`reindex`
@@ -630,6 +966,7 @@ impl Catalog {
             path: path.to_path_buf(),
             identity,
             _open_lock: open_lock,
+            access: CatalogAccess::ReadWrite,
         };
         catalog.prepare()?;
         Ok(catalog)
@@ -638,8 +975,18 @@ impl Catalog {
     fn sql<T>(&self, result: rusqlite::Result<T>) -> Result<T> {
         result.map_err(|source| Error::Catalog {
             path: self.path.clone(),
-            source,
+            source: explain_sqlite_error(source, self.system_errno()),
         })
+    }
+
+    /// The OS error (`errno`) behind this connection's most recent failed SQLite call, if any.
+    fn system_errno(&self) -> Option<i32> {
+        // SAFETY: `handle` is this connection's live `sqlite3*` (it is valid for as long as
+        // `self.conn` is, and is used only for this call, on this thread: the connection is
+        // `SQLITE_OPEN_NO_MUTEX` and `Connection` is not `Sync`). `sqlite3_system_errno` only
+        // reads a field of it.
+        let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(self.conn.handle()) };
+        (errno != 0).then_some(errno)
     }
 
     fn prepare(&mut self) -> Result<()> {
@@ -1162,8 +1509,31 @@ fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error {
     let path = path.to_path_buf();
     move |source| Error::Catalog {
         path: path.clone(),
-        source,
+        source: explain_sqlite_error(source, None),
     }
+}
+
+/// Say in SQLite's error message what the user needs to know: "no space left on device" (the
+/// OS error, when SQLite recorded one) for a full file system, and that the store is read-only
+/// for this user. The error code is kept, so the error's class does not change.
+fn explain_sqlite_error(source: rusqlite::Error, errno: Option<i32>) -> rusqlite::Error {
+    use rusqlite::ErrorCode;
+    let rusqlite::Error::SqliteFailure(code, message) = source else {
+        return source;
+    };
+    let text = message.clone().unwrap_or_else(|| code.to_string());
+    // SQLite records the OS error for I/O and open errors only (`SQLITE_FULL` is a failed write
+    // with ENOSPC, or a short one, and leaves an older errno in place).
+    let os_error = errno.map(std::io::Error::from_raw_os_error);
+    let explained = match (code.code, os_error) {
+        (ErrorCode::SystemIoFailure | ErrorCode::CannotOpen, Some(os_error)) => {
+            format!("{text}: {os_error}")
+        }
+        (ErrorCode::DiskFull, _) => format!("{text}: no space left on device"),
+        (ErrorCode::ReadOnly, _) => format!("{text}: the store is read-only for this user"),
+        _ => return rusqlite::Error::SqliteFailure(code, message),
+    };
+    rusqlite::Error::SqliteFailure(code, Some(explained))
 }
 
 fn describe_ref(reference: &PacketRef) -> String {

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::archive::{hash_packet, ingest, IngestConfig};
-use crate::catalog::{Catalog, LostItem, NewEvent, PacketRow};
+use crate::catalog::{Catalog, CatalogAccess, LostItem, NewEvent, PacketRow};
 use crate::error::{Error, ErrorClass, Result};
 use crate::export::{cat_file, export, verified_files};
 use crate::fsck::{fsck, reindex};
@@ -439,9 +439,19 @@ impl ProgressSink for TerminalProgress {
 }
 
 impl Context {
+    /// Open the store for a command that writes to it: refused up front if this user cannot.
     fn open(&self) -> Result<(Store, Catalog)> {
         let store = Store::open(&self.store_path)?;
+        store.check_writable()?;
         let catalog = Catalog::open_existing(&store.catalog_path())?;
+        Ok((store, catalog))
+    }
+
+    /// Open the store for a command that only reads it; works on a store this user cannot
+    /// write and on a full file system (see `Catalog::open_read_only`).
+    fn open_read(&self) -> Result<(Store, Catalog)> {
+        let store = Store::open(&self.store_path)?;
+        let catalog = Catalog::open_read_only(&store.catalog_path())?;
         Ok((store, catalog))
     }
 
@@ -684,7 +694,7 @@ fn packet_json(row: &PacketRow) -> Value {
 }
 
 fn cmd_ls(ctx: &Context) -> Result<Outcome> {
-    let (_, catalog) = ctx.open()?;
+    let (_, catalog) = ctx.open_read()?;
     let packets = catalog.packets()?;
     if ctx.json {
         let list: Vec<Value> = packets.iter().map(packet_json).collect();
@@ -713,7 +723,7 @@ fn cmd_ls(ctx: &Context) -> Result<Outcome> {
 }
 
 fn cmd_show(ctx: &Context, packet: &str) -> Result<Outcome> {
-    let (store, catalog) = ctx.open()?;
+    let (store, catalog) = ctx.open_read()?;
     let row = ctx.resolve(&catalog, packet)?;
     let (_, files) = verified_files(&store, &row)?;
     if ctx.json {
@@ -761,7 +771,7 @@ fn cmd_show(ctx: &Context, packet: &str) -> Result<Outcome> {
 }
 
 fn cmd_manifest(ctx: &Context, packet: &str) -> Result<Outcome> {
-    let (store, catalog) = ctx.open()?;
+    let (store, catalog) = ctx.open_read()?;
     let row = ctx.resolve(&catalog, packet)?;
     let (record, files) = verified_files(&store, &row)?;
     let manifest = manifest_of(&files)?;
@@ -780,7 +790,7 @@ fn cmd_manifest(ctx: &Context, packet: &str) -> Result<Outcome> {
 }
 
 fn cmd_cat(ctx: &Context, packet: &str, path: &str) -> Result<Outcome> {
-    let (store, catalog) = ctx.open()?;
+    let (store, catalog) = ctx.open_read()?;
     let row = ctx.resolve(&catalog, packet)?;
     let (record, files) = verified_files(&store, &row)?;
     let file = files.iter().find(|f| f.rel_path == path).ok_or_else(|| {
@@ -811,7 +821,7 @@ fn cmd_cat(ctx: &Context, packet: &str, path: &str) -> Result<Outcome> {
 }
 
 fn cmd_export(ctx: &Context, packet: &str, dest: &Path) -> Result<Outcome> {
-    let (store, catalog) = ctx.open()?;
+    let (store, catalog) = ctx.open_read()?;
     let row = ctx.resolve(&catalog, packet)?;
     let report = export(&store, &row, dest, &ctx.progress)?;
     let label = format!("{}@{}", row.record.name, row.record.version);
@@ -839,7 +849,7 @@ fn cmd_export(ctx: &Context, packet: &str, dest: &Path) -> Result<Outcome> {
 }
 
 fn cmd_log(ctx: &Context) -> Result<Outcome> {
-    let (_, catalog) = ctx.open()?;
+    let (_, catalog) = ctx.open_read()?;
     let events = catalog.events()?;
     if ctx.json {
         print_json(&json!({ "events": events }));
@@ -859,7 +869,7 @@ fn cmd_log(ctx: &Context) -> Result<Outcome> {
 }
 
 fn cmd_fsck(ctx: &Context) -> Result<Outcome> {
-    let (store, catalog) = ctx.open()?;
+    let (store, catalog) = ctx.open_read()?;
     let report = fsck(&store, &catalog, &ctx.progress)?;
     let verdict = if report.problems.is_empty() {
         "PASS"
@@ -895,6 +905,7 @@ fn cmd_fsck(ctx: &Context) -> Result<Outcome> {
 
 fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
     let store = Store::open(&ctx.store_path)?;
+    store.check_writable()?;
     let report = reindex(&store, replace)?;
     if ctx.json {
         print_json(&serde_json::to_value(&report).unwrap_or(Value::Null));
@@ -1050,7 +1061,7 @@ fn cmd_verify(
     original: Option<PathBuf>,
 ) -> Result<Outcome> {
     if let Some(packet) = against {
-        let (store, catalog) = ctx.open()?;
+        let (store, catalog) = ctx.open_read()?;
         let row = ctx.resolve(&catalog, &packet)?;
         let expected = Side::packet(&store, &row)?;
         let observed = Side::folder_against(dir, &expected, &ctx.progress)?;
@@ -1122,7 +1133,11 @@ fn parse_operand(text: &str) -> Operand {
 fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Result<Outcome> {
     let (a, b) = (parse_operand(a), parse_operand(b));
     let needs_store = matches!(a, Operand::Packet(_)) || matches!(b, Operand::Packet(_));
-    let opened = if needs_store { Some(ctx.open()?) } else { None };
+    let opened = if needs_store {
+        Some(ctx.open_read()?)
+    } else {
+        None
+    };
     if let (Operand::Packet(x), Operand::Packet(y), Some((store, catalog))) = (&a, &b, &opened) {
         let row_a = ctx.resolve(catalog, x)?;
         let row_b = ctx.resolve(catalog, y)?;
@@ -1262,7 +1277,7 @@ fn cmd_kb_verify(
     let opened = if no_store || (!store_given && !ctx.store_path.exists()) {
         None
     } else {
-        Some(ctx.open()?)
+        Some(ctx.open_read()?)
     };
     let view = opened
         .as_ref()
@@ -1272,18 +1287,32 @@ fn cmd_kb_verify(
         Verdict::Pass => "PASS",
         Verdict::Fail => "FAIL",
     };
+    // The event is a record of the check, not part of it: a store this user cannot write (or
+    // one on a full file system) is still verified, and the verdict stands without the event.
     if let Some((_, mut catalog)) = opened {
-        catalog.log_event(&NewEvent {
-            kind: "kb-verify".into(),
-            subject: report.kb.display().to_string(),
-            detail: json!({
-                "verdict": verdict,
-                "packets_checked": report.packets_checked,
-                "packets_failed": report.packets_failed,
-                "failed": report.packets.iter().filter(|p| p.verdict == Verdict::Fail)
-                    .map(|p| p.folder.clone()).collect::<Vec<_>>(),
-            }),
-        })?;
+        let logged = match catalog.access().clone() {
+            CatalogAccess::ReadWrite => catalog
+                .log_event(&NewEvent {
+                    kind: "kb-verify".into(),
+                    subject: report.kb.display().to_string(),
+                    detail: json!({
+                        "verdict": verdict,
+                        "packets_checked": report.packets_checked,
+                        "packets_failed": report.packets_failed,
+                        "failed": report.packets.iter().filter(|p| p.verdict == Verdict::Fail)
+                            .map(|p| p.folder.clone()).collect::<Vec<_>>(),
+                    }),
+                })
+                .map(|_| ())
+                .map_err(|err| err.to_string()),
+            CatalogAccess::ReadOnly(reason) | CatalogAccess::Immutable(reason) => Err(format!(
+                "the catalog {} was opened read-only ({reason})",
+                catalog.path().display()
+            )),
+        };
+        if let Err(reason) = logged {
+            eprintln!("evstore: note: the kb-verify event was not logged: {reason}");
+        }
     }
     if ctx.json {
         print_json(&serde_json::to_value(&report).unwrap_or(Value::Null));
@@ -1542,7 +1571,7 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
 }
 
 fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
-    let (_, catalog) = ctx.open()?;
+    let (_, catalog) = ctx.open_read()?;
     let packet_id = match packet {
         Some(packet) => Some(ctx.resolve(&catalog, packet)?.id),
         None => None,
@@ -1601,6 +1630,7 @@ fn cmd_kb_gc_staging(ctx: &Context, kb_dir: &Path) -> Result<Outcome> {
 
 fn cmd_gc_temp(ctx: &Context) -> Result<Outcome> {
     let store = Store::open(&ctx.store_path)?;
+    store.check_writable()?;
     let report = store.gc_temp()?;
     if ctx.json {
         print_json(&serde_json::to_value(report).unwrap_or(Value::Null));

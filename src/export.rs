@@ -226,7 +226,7 @@ fn write_file(store: &Store, file: &HashedFile, dest: &Path) -> Result<()> {
         .tempfile_in(folder)
         .at(folder, "cannot create a temp file")?;
     let mut writer = io::BufWriter::with_capacity(256 * 1024, temp);
-    let decoded = store.read_object(&file.meta.blake3, &mut writer)?;
+    let decoded = store.read_object_into(&file.meta.blake3, &path, &mut writer)?;
     let temp = writer
         .into_inner()
         .map_err(|e| Error::io(&path, "cannot write", e.into_error()))?;

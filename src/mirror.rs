@@ -433,7 +433,7 @@ fn stage_file(store: &Store, staged: &Path, file: &HashedFile, plan: &Plan) -> R
         .open(&path)
         .at(&path, "cannot create")?;
     let mut out = BufWriter::new(handle);
-    store.read_object(&file.meta.blake3, &mut out)?;
+    store.read_object_into(&file.meta.blake3, &path, &mut out)?;
     let handle = out
         .into_inner()
         .map_err(|err| Error::io(&path, "cannot write", err.into_error()))?;

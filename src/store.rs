@@ -676,6 +676,54 @@ impl Store {
         })
     }
 
+    /// Refuse (exit 2), before anything is done, a command that writes to a store this user
+    /// cannot write: the store folder, `objects/`, `tmp/`, `packs/` and the catalog files must
+    /// be writable (effective ids; a read-only mount counts as not writable).
+    pub fn check_writable(&self) -> Result<()> {
+        let catalog = self.catalog_path();
+        let sidecar = |suffix: &str| {
+            let mut name = catalog.as_os_str().to_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let checks = [
+            (self.root.clone(), true),
+            (self.root.join("objects"), true),
+            (self.tmp_path(), true),
+            (self.root.join("packs"), false),
+            (catalog.clone(), true),
+            (sidecar("-wal"), false),
+            (sidecar("-shm"), false),
+        ];
+        for (path, must_exist) in checks {
+            match rustix::fs::accessat(
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::Access::WRITE_OK,
+                rustix::fs::AtFlags::EACCESS,
+            ) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::NOENT) if !must_exist => {}
+                Err(
+                    errno @ (rustix::io::Errno::ACCESS
+                    | rustix::io::Errno::PERM
+                    | rustix::io::Errno::ROFS),
+                ) => {
+                    return Err(Error::Usage(format!(
+                        "{}: the store is read-only for this user ({}); this command writes to \
+                         the store. Commands that only read it (ls, show, manifest, cat, export, \
+                         log, runs, fsck, verify --against, diff, kb verify) work",
+                        path.display(),
+                        io::Error::from(errno)
+                    )))
+                }
+                // Anything else (a missing folder, ...) is reported by the command itself.
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The store folder.
     pub fn root(&self) -> &Path {
         &self.root
@@ -754,6 +802,27 @@ impl Store {
     /// Stream-decode object `id` into `out`, verifying it. `NotFound` if it is absent.
     pub fn read_object<W: Write>(&self, id: &Blake3Digest, out: W) -> Result<Decoded> {
         self.read_object_from(id, None, out)
+    }
+
+    /// [`Store::read_object`] into `out`, a writer of the file at `dest`: a failed write (a full
+    /// disk, say) is reported as `dest: cannot write: ...`, not as a failure to read the object.
+    pub fn read_object_into<W: Write>(
+        &self,
+        id: &Blake3Digest,
+        dest: &Path,
+        out: W,
+    ) -> Result<Decoded> {
+        let mut tap = WriteErrorTap {
+            inner: out,
+            failed: None,
+        };
+        let result = self.read_object(id, &mut tap);
+        match (result, tap.failed) {
+            (Err(Error::Io { .. }), Some(write_error)) => {
+                Err(Error::io(dest, "cannot write", write_error))
+            }
+            (result, _) => result,
+        }
     }
 
     /// Like [`Store::read_object`], for one listed copy of the object (fsck checks every copy).
@@ -1099,5 +1168,38 @@ pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
             fs::rename(from, to)
         }
         Err(errno) => Err(io::Error::from(errno)),
+    }
+}
+
+/// Passes writes through and keeps (a copy of) the first write error, so a caller can tell a
+/// failed write from a failed read when both surface as one `io::Error`.
+struct WriteErrorTap<W> {
+    inner: W,
+    failed: Option<io::Error>,
+}
+
+impl<W> WriteErrorTap<W> {
+    fn keep<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(err) = &result {
+            if self.failed.is_none() {
+                self.failed = Some(match err.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(err.kind(), err.to_string()),
+                });
+            }
+        }
+        result
+    }
+}
+
+impl<W: Write> Write for WriteErrorTap<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.keep(result)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.inner.flush();
+        self.keep(result)
     }
 }

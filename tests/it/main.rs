@@ -8,6 +8,7 @@ mod gate;
 mod mirror;
 mod packs;
 mod progress;
+mod readonly;
 mod reindex;
 mod reliability;
 mod rerun;
