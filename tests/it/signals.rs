@@ -91,6 +91,23 @@ fn copy_in_progress(root: &Path, prefix: &str) -> bool {
         .any(|m| m.len() > 1024 * 1024 && m.len() < BIG)
 }
 
+/// True if process `pid` has `file` open and has read more than 1 MiB but not all of it.
+fn reading(pid: u32, file: &Path) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| fd.ok())
+        .filter(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == file))
+        .filter_map(|fd| {
+            let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+            let info = fs::read_to_string(info).ok()?;
+            info.lines()
+                .find_map(|line| line.strip_prefix("pos:"))
+                .and_then(|pos| pos.trim().parse::<u64>().ok())
+        })
+        .any(|pos| pos > 1024 * 1024 && pos < BIG)
+}
+
 /// Run evstore and deliver `signal` while `busy()` says it copies the large file (see the module
 /// comment). `reset` runs before every attempt; a missed attempt is waited for and retried.
 fn interrupt_while_busy(
@@ -99,7 +116,7 @@ fn interrupt_while_busy(
     signal: i32,
     to_group: bool,
     mut reset: impl FnMut(),
-    busy: impl Fn() -> bool,
+    busy: impl Fn(u32) -> bool,
 ) -> Output {
     for _attempt in 0..5 {
         reset();
@@ -109,10 +126,10 @@ fn interrupt_while_busy(
             if child.try_wait().expect("poll evstore").is_some() {
                 break false;
             }
-            if busy() {
+            if busy(pid) {
                 send(pid, libc::SIGSTOP, false);
                 // Stopped: if the copy is still incomplete, evstore is still copying it.
-                let hit = busy();
+                let hit = busy(pid);
                 if hit {
                     send(pid, signal, to_group);
                 }
@@ -171,7 +188,11 @@ fn assert_fsck_passes(sb: &Sandbox) {
 
 fn entries(dir: &Path) -> Vec<PathBuf> {
     match fs::read_dir(dir) {
-        Ok(items) => items.map(|e| e.unwrap().path()).collect(),
+        Ok(items) => {
+            let mut paths: Vec<PathBuf> = items.map(|e| e.unwrap().path()).collect();
+            paths.sort();
+            paths
+        }
         Err(_) => Vec::new(),
     }
 }
@@ -193,7 +214,7 @@ fn regression_sigint_and_sigterm_during_ingest_leave_no_temp_file_and_record_not
             signal,
             to_group,
             || {},
-            || copy_in_progress(&sb.store().join("tmp"), "obj-"),
+            |_| copy_in_progress(&sb.store().join("tmp"), "obj-"),
         );
         assert_interrupted(&out, signal, name);
         assert!(
@@ -233,7 +254,7 @@ fn regression_sigint_and_sigterm_during_export_remove_the_partial_destination() 
         libc::SIGTERM,
         false,
         || {},
-        || copy_in_progress(&dest, ".evstore-export-"),
+        |_| copy_in_progress(&dest, ".evstore-export-"),
     );
     assert_interrupted(&out, libc::SIGTERM, "SIGTERM");
     assert!(
@@ -251,7 +272,7 @@ fn regression_sigint_and_sigterm_during_export_remove_the_partial_destination() 
         libc::SIGINT,
         true,
         || fs::create_dir_all(&empty).unwrap(),
-        || copy_in_progress(&empty, ".evstore-export-"),
+        |_| copy_in_progress(&empty, ".evstore-export-"),
     );
     assert_interrupted(&out, libc::SIGINT, "SIGINT");
     assert!(
@@ -292,7 +313,7 @@ fn regression_sigint_sigterm_and_sighup_during_mirror_remove_the_staging_folder(
             signal,
             to_group,
             || {},
-            || copy_in_progress(&staging, "big.bin"),
+            |_| copy_in_progress(&staging, "big.bin"),
         );
         assert_interrupted(&out, signal, name);
         assert!(
@@ -464,4 +485,77 @@ fn an_ignored_sighup_stays_ignored() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let (_, runs) = sb.json(&["runs"]);
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+}
+
+/// A command stuck where it does not check the flag (here: waiting up to 120 s for a catalog
+/// lock another process holds) stops at once on a second signal, one second or more after the
+/// first; a second delivery sooner is the same request (see the rerun test's `timeout` case).
+#[test]
+fn a_second_signal_stops_a_stuck_command_at_once() {
+    let sb = Sandbox::new();
+    sb.write("p/a", "a\n");
+    assert_eq!(code(&sb.run(&["ingest", "p"])), 0);
+    let writer = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    for attempt in 0..5 {
+        let name = format!("q{attempt}");
+        sb.write(&format!("{name}/b"), format!("{name}\n"));
+        let objects_before = sb.object_files().len();
+        let mut child = spawn(&sb, &["ingest", &name], &[]);
+        // Its objects are published just before it waits for the catalog's write lock.
+        wait_until("the ingest's objects", || {
+            sb.object_files().len() > objects_before
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        send(child.id(), libc::SIGTERM, false);
+        std::thread::sleep(Duration::from_millis(1200));
+        if let Some(status) = child.try_wait().unwrap() {
+            // It stopped on the first signal before it reached the lock: try again.
+            assert_eq!(status.code(), Some(143));
+            continue;
+        }
+        let started = Instant::now();
+        send(child.id(), libc::SIGTERM, false);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 143, "{}", stderr(&out));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the second signal did not stop it at once"
+        );
+        assert!(
+            stderr(&out).contains("evstore: second signal: stopped at once"),
+            "{}",
+            stderr(&out)
+        );
+        writer.execute_batch("ROLLBACK;").unwrap();
+        let (_, listed) = sb.json(&["ls"]);
+        assert_eq!(listed["packets"].as_array().unwrap().len(), 1, "{listed}");
+        return;
+    }
+    panic!("the ingest never reached the catalog lock in 5 attempts");
+}
+
+#[test]
+fn regression_sigterm_during_seal_writes_no_seal_and_no_temp_file() {
+    let sb = Sandbox::new();
+    big_packet(&sb, "p");
+    let big = fs::canonicalize(sb.path("p/big.bin")).unwrap();
+    let before = entries(&sb.path("p"));
+    let out = interrupt_while_busy(
+        &sb,
+        &["seal", "p"],
+        libc::SIGTERM,
+        false,
+        || {},
+        |pid| reading(pid, &big),
+    );
+    assert_interrupted(&out, libc::SIGTERM, "SIGTERM");
+    assert_eq!(
+        entries(&sb.path("p")),
+        before,
+        "seal left a file in the folder"
+    );
+    let out = sb.run(&["seal", "p"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(sb.path("p/HASH_MANIFEST.txt").exists());
 }
