@@ -282,3 +282,53 @@ impl Drop for OnInterrupt {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cleanup_is_reported_only_as_far_as_the_file_system_confirms_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let gone = dir.path().join("gone");
+        let there = dir.path().join("there");
+        std::fs::create_dir(&there).expect("create");
+        let removed = |path: &std::path::Path| Cleanup::Removed {
+            what: "the staging folder",
+            path: path.to_path_buf(),
+        };
+        assert!(removed(&gone)
+            .describe()
+            .starts_with("removed the staging folder"));
+        assert!(removed(&there).describe().starts_with("could not remove"));
+        let emptied = Cleanup::Emptied {
+            path: there.clone(),
+        };
+        assert!(
+            emptied.describe().starts_with("left"),
+            "{}",
+            emptied.describe()
+        );
+        std::fs::write(there.join("partial"), "x").expect("write");
+        assert!(emptied.describe().starts_with("could not empty"));
+        assert!(Cleanup::Emptied { path: gone }
+            .describe()
+            .starts_with("could not empty"));
+    }
+
+    #[test]
+    fn signals_are_named_and_no_signal_means_no_interruption() {
+        assert_eq!(signal_name(SIGINT), "SIGINT");
+        assert_eq!(signal_name(SIGTERM), "SIGTERM");
+        assert_eq!(signal_name(SIGHUP), "SIGHUP");
+        assert_eq!(signal_name(10), "signal 10");
+        // The unit tests install no handler, so the flag is never set here.
+        assert!(check().is_ok());
+        let err = Error::Usage("kept".into());
+        assert!(matches!(prefer(err), Error::Usage(_)));
+        let mut out = Interruptible(Vec::new());
+        out.write_all(b"bytes")
+            .expect("no signal, so the write goes through");
+        assert_eq!(out.0, b"bytes");
+    }
+}
