@@ -119,6 +119,7 @@ fn hash_file(
     batch: Option<&ObjectBatch<'_>>,
     progress: &Progress,
 ) -> Result<HashedFile> {
+    crate::interrupt::check()?;
     let path = &file.abs_path;
     let mut handle = open_no_follow(path)?;
     let before = handle.metadata().at(path, "cannot stat")?;
@@ -150,6 +151,7 @@ fn hash_file(
     };
     let mut buf = vec![0u8; CHUNK];
     loop {
+        crate::interrupt::check()?;
         let n = match handle.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -217,6 +219,7 @@ fn stream_file(path: &Path, scanned_size: u64, mut consume: impl FnMut(&[u8])) -
     let mut buf = vec![0u8; CHUNK.min(scanned_size as usize + 1).max(1)];
     let mut total: u64 = 0;
     loop {
+        crate::interrupt::check()?;
         let n = match handle.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -359,6 +362,11 @@ pub fn ingest(
         None => None,
     };
     let batch = store.batch();
+    // Reported if a signal stops this ingest: dropping `batch` unlinks its temp files.
+    let _cleanup = crate::interrupt::on_interrupt(crate::interrupt::Cleanup::Note(format!(
+        "removed this ingest's temp files from {}",
+        store.tmp_path().display()
+    )));
     let packet = hash_scanned(scanned, Some(&batch), &config.progress)?;
     if let Some((seal, seal_path)) = &seal {
         let differences = SealDifferences::between(seal, &packet.manifest);
@@ -375,6 +383,7 @@ pub fn ingest(
     for (id, bytes) in &packet.tree.nodes {
         batch.add_bytes(*id, ObjectKind::Tree, bytes)?;
     }
+    crate::interrupt::check()?;
     let mut published = batch.commit()?;
     let mut objects: Vec<ObjectRow> = packet
         .files
@@ -395,6 +404,7 @@ pub fn ingest(
         .to_string_lossy()
         .into_owned();
     let mut record_published = Vec::new();
+    crate::interrupt::check()?;
     let outcome = catalog.add_packet(
         &config.name,
         &packet.tree.root,
@@ -423,6 +433,10 @@ pub fn ingest(
             };
             let encoded = record.encode();
             let id = blake3_of(&encoded);
+            // The point of no return: after a signal, neither the record nor the rows are
+            // written (the transaction rolls back); once the record is published, the ingest
+            // commits and completes.
+            crate::interrupt::check()?;
             let record_batch = store.batch();
             record_batch.add_bytes(id, ObjectKind::Record, &encoded)?;
             record_published = record_batch.commit()?;

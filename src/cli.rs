@@ -345,7 +345,68 @@ pub fn run() -> ExitCode {
         Err(err) => return usage_error(err),
     };
     let json = cli.json;
-    match dispatch(cli) {
+    // Commands that write handle SIGINT, SIGTERM and SIGHUP: they stop, remove what they created
+    // and exit with 128 + the signal number (see `interrupt`). The others keep the default action.
+    let nothing_recorded = match &cli.command {
+        Command::Ingest { .. } | Command::Mirror { .. } => Some("nothing was recorded"),
+        Command::Rerun { .. } => Some("no attestation was recorded"),
+        Command::Export { .. } | Command::Seal { .. } => None,
+        _ => return exit_for(json, dispatch(cli)),
+    };
+    if let Err(err) = crate::interrupt::install() {
+        return exit_for(
+            json,
+            Err(Error::io(
+                "<signals>",
+                "cannot install the SIGINT, SIGTERM and SIGHUP handlers",
+                err,
+            )),
+        );
+    }
+    let result = dispatch(cli);
+    match crate::interrupt::signal() {
+        None => exit_for(json, result),
+        Some(signal) => match result {
+            // Too late to stop: the command had passed its point of no return.
+            Ok(_) => {
+                eprintln!(
+                    "evstore: {} arrived after the command's point of no return; it completed",
+                    crate::interrupt::signal_name(signal)
+                );
+                exit_for(json, result)
+            }
+            Err(err) => interrupted(json, signal, &err, nothing_recorded),
+        },
+    }
+}
+
+/// Report a command stopped by a signal: what it cleaned up (each claim checked now), exit
+/// 128 + the signal number.
+fn interrupted(json: bool, signal: i32, err: &Error, note: Option<&str>) -> ExitCode {
+    let mut parts = vec![format!(
+        "interrupted by {}",
+        crate::interrupt::signal_name(signal)
+    )];
+    parts.extend(
+        crate::interrupt::take_cleanups()
+            .iter()
+            .map(crate::interrupt::Cleanup::describe),
+    );
+    parts.extend(note.map(str::to_string));
+    if !matches!(err, Error::Interrupted { .. }) {
+        parts.push(format!("it was failing with: {err}"));
+    }
+    let message = parts.join("; ");
+    if json {
+        print_json(&json!({"error": {"class": "operational", "message": message}}));
+    }
+    eprintln!("evstore: {message}");
+    ExitCode::from(u8::try_from(128 + signal).unwrap_or(2))
+}
+
+/// The exit code (and error message) for a command's result.
+fn exit_for(json: bool, result: Result<Outcome>) -> ExitCode {
+    match result {
         Ok(Outcome::Pass) => ExitCode::from(0),
         Ok(Outcome::Fail) => ExitCode::from(1),
         Err(err) => {
@@ -1445,6 +1506,7 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
     let mut ingested = None;
     let mut attestation = None;
     let mut ingest_error = None;
+    let mut _ingested_note = None;
     if let Some((store, mut catalog)) = opened {
         if args.ingest {
             let first = &report.runs[0];
@@ -1467,8 +1529,17 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
                 match archived {
                     Ok(archived) => {
                         let r = &archived.packet.record;
-                        ingested = Some(format!("{}@{}", r.name, r.version));
+                        let label = format!("{}@{}", r.name, r.version);
+                        // Committed: said if a signal stops the attestation after it.
+                        _ingested_note = Some(crate::interrupt::on_interrupt(
+                            crate::interrupt::Cleanup::Note(format!(
+                                "the first run's output was archived as {label} before the signal"
+                            )),
+                        ));
+                        ingested = Some(label);
                     }
+                    // Interrupted: stop, record nothing.
+                    Err(err @ Error::Interrupted { .. }) => return Err(err),
                     // The run happened: attest it first, then report the failed ingest.
                     Err(err) => ingest_error = Some(err),
                 }

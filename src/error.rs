@@ -65,6 +65,12 @@ pub enum Error {
     #[error("{0}")]
     AlreadyExists(String),
 
+    /// A termination signal (SIGINT, SIGTERM, SIGHUP) arrived: the command stopped before its
+    /// point of no return and removes what it created (see `interrupt`). Operational; `cli`
+    /// exits with 128 + `signal`.
+    #[error("interrupted by {}", crate::interrupt::signal_name(*signal))]
+    Interrupted { signal: i32 },
+
     /// The SQLite catalog reported an error.
     #[error("catalog {path}: {source}")]
     Catalog {

@@ -20,6 +20,7 @@ use crate::archive::blake3_file;
 use crate::catalog::PacketRow;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::interrupt::{Cleanup, Interruptible};
 use crate::manifest::Manifest;
 use crate::object::ObjectKind;
 use crate::progress::Progress;
@@ -93,6 +94,17 @@ pub fn export(
     progress: &Progress,
 ) -> Result<ExportReport> {
     let created_dest = prepare_empty_dest(dest)?;
+    // Reported if a signal stops this export (the error path below removes what it created).
+    let _cleanup = crate::interrupt::on_interrupt(if created_dest {
+        Cleanup::Removed {
+            what: "the destination",
+            path: dest.to_path_buf(),
+        }
+    } else {
+        Cleanup::Emptied {
+            path: dest.to_path_buf(),
+        }
+    });
     let result = export_into(store, row, dest, progress);
     if result.is_err() {
         remove_created(dest, created_dest);
@@ -164,6 +176,7 @@ fn export_into(
         })
         .collect::<Result<Vec<()>>>()?;
     drop(phase);
+    crate::interrupt::check()?;
     let manifest: Manifest = manifest_of(&files)?;
     let seal = dest.join(SEAL_FILE_NAME);
     write_new_file(&seal, manifest.text().as_bytes(), false)?;
@@ -217,6 +230,7 @@ fn check_written(dest: &Path, files: &[HashedFile]) -> Result<()> {
 /// verified bytes are renamed to the file's name, so no unverified byte is ever under a packet
 /// file's name. A failure deletes the temp file.
 fn write_file(store: &Store, file: &HashedFile, dest: &Path) -> Result<()> {
+    crate::interrupt::check()?;
     let path = dest.join(&file.rel_path);
     let folder = path.parent().unwrap_or(dest);
     let mode = if file.meta.executable { 0o755 } else { 0o644 };
@@ -225,9 +239,12 @@ fn write_file(store: &Store, file: &HashedFile, dest: &Path) -> Result<()> {
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(folder)
         .at(folder, "cannot create a temp file")?;
-    let mut writer = io::BufWriter::with_capacity(256 * 1024, temp);
-    let decoded = store.read_object_into(&file.meta.blake3, &path, &mut writer)?;
+    let mut writer = Interruptible(io::BufWriter::with_capacity(256 * 1024, temp));
+    let decoded = store
+        .read_object_into(&file.meta.blake3, &path, &mut writer)
+        .map_err(crate::interrupt::prefer)?;
     let temp = writer
+        .0
         .into_inner()
         .map_err(|e| Error::io(&path, "cannot write", e.into_error()))?;
     if decoded.digest.sha256 != file.meta.sha256 || decoded.digest.len != file.meta.size {

@@ -995,6 +995,7 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
             )));
         }
     }
+    crate::interrupt::check()?;
     let mut temp = tempfile::Builder::new()
         .prefix(".HASH_MANIFEST.txt.")
         .suffix(".tmp")
@@ -1003,6 +1004,8 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
     temp.write_all(text.as_bytes())
         .and_then(|()| temp.as_file().sync_all())
         .at(temp.path(), "cannot write the seal")?;
+    // The point of no return: after a signal, the temp file is dropped and no seal written.
+    crate::interrupt::check()?;
     if existing.is_some() {
         temp.persist(&seal_path)
             .map_err(|err| Error::io(&seal_path, "cannot replace the seal", err.error))?;

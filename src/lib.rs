@@ -18,6 +18,7 @@ pub mod error;
 pub mod export;
 pub mod fsck;
 pub mod gate;
+pub mod interrupt;
 pub mod kb;
 pub mod manifest;
 pub mod mirror;

@@ -187,6 +187,8 @@ pub fn mirror(
                 None,
                 Some(expected.clone()),
             )?;
+            // A signal during the check may have turned a file into a "problem": stop first.
+            crate::interrupt::check()?;
             if check.verdict != Verdict::Pass {
                 return Err(conflict("already holds other content".into()));
             }
@@ -259,6 +261,11 @@ pub fn mirror(
         .prefix("mirror-")
         .tempdir_in(&staging_root)
         .at(&staging_root, "cannot create a staging folder in")?;
+    // Reported if a signal stops this mirror before the rename (dropping `staging` removes it).
+    let _cleanup = crate::interrupt::on_interrupt(crate::interrupt::Cleanup::Removed {
+        what: "the staging folder",
+        path: staging.path().to_path_buf(),
+    });
     let staged = staging.path().join("packet");
     fs::create_dir(&staged).at(&staged, "cannot create")?;
     let to_copy = files
@@ -330,6 +337,9 @@ pub fn mirror(
         None,
         Some(expected),
     )?;
+    // The point of no return is the rename below: after a signal, nothing is published or
+    // recorded (a signal during the check may also have turned a file into a "problem").
+    crate::interrupt::check()?;
     if check.verdict != Verdict::Pass {
         let mut reasons = check.problems.clone();
         if let Some(gate) = &check.report {
@@ -414,6 +424,7 @@ fn existing_copy(
 
 /// Write one planned file into the staging folder; returns (copies, bytes) written.
 fn stage_file(store: &Store, staged: &Path, file: &HashedFile, plan: &Plan) -> Result<(u64, u64)> {
+    crate::interrupt::check()?;
     let path = staged.join(&file.rel_path);
     match plan {
         Plan::Reference(_) => return Ok((0, 0)),
@@ -432,9 +443,12 @@ fn stage_file(store: &Store, staged: &Path, file: &HashedFile, plan: &Plan) -> R
         .mode(mode)
         .open(&path)
         .at(&path, "cannot create")?;
-    let mut out = BufWriter::new(handle);
-    store.read_object_into(&file.meta.blake3, &path, &mut out)?;
+    let mut out = crate::interrupt::Interruptible(BufWriter::new(handle));
+    store
+        .read_object_into(&file.meta.blake3, &path, &mut out)
+        .map_err(crate::interrupt::prefer)?;
     let handle = out
+        .0
         .into_inner()
         .map_err(|err| Error::io(&path, "cannot write", err.into_error()))?;
     // The umask may have cleared bits of `mode`; set them exactly.

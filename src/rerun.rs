@@ -25,6 +25,7 @@ use crate::catalog::{Catalog, NewEvent, NewRun, PacketRow};
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::gate::{self, GateReport, Side, Verdict};
+use crate::interrupt::{on_interrupt, Cleanup};
 use crate::object::ObjectKind;
 use crate::progress::Progress;
 use crate::store::Store;
@@ -135,10 +136,22 @@ pub fn rerun(
     if let Some(keep) = &config.keep {
         crate::export::prepare_empty_dest(keep)?;
     }
+    // Reported if a signal stops this rerun: the --keep folder stays as it is, the temp folder is
+    // removed when `parent` is dropped.
+    let _kept = config.keep.as_ref().map(|keep| {
+        on_interrupt(Cleanup::Kept {
+            what: "the first run's output so far (--keep)",
+            path: keep.clone(),
+        })
+    });
     let parent = tempfile::Builder::new()
         .prefix("evstore-rerun-")
         .tempdir()
         .at(&std::env::temp_dir(), "cannot create a temporary folder in")?;
+    let _removed = on_interrupt(Cleanup::Removed {
+        what: "the temp folder",
+        path: parent.path().to_path_buf(),
+    });
     let mut environment = BTreeMap::new();
     if config.keep_env {
         for (key, _) in std::env::vars_os() {
@@ -156,6 +169,7 @@ pub fn rerun(
     }
     let mut runs = Vec::new();
     for run in 1..=config.runs {
+        crate::interrupt::check()?;
         let out_dir = match (&config.keep, run) {
             (Some(keep), 1) => fs::canonicalize(keep).at(keep, "cannot resolve")?,
             _ => {
@@ -234,6 +248,9 @@ pub fn rerun(
         )?),
         _ => None,
     };
+    // Every output was hashed: a signal now still stops the command before anything is
+    // reported or recorded.
+    crate::interrupt::check()?;
     let verdict = if reasons.is_empty()
         && runs
             .iter()
@@ -321,9 +338,28 @@ fn run_once(
         }
     };
     let group = rustix::process::Pid::from_raw(child.id() as i32);
+    // While the generator runs, a second signal (which exits at once) kills its group first.
+    let watched = group.map(|g| crate::interrupt::GeneratorGroup::watch(g.as_raw_nonzero().get()));
     let status = loop {
         if let Some(status) = child.try_wait().at(log, "cannot wait for the command")? {
             break status;
+        }
+        if let Err(interrupted) = crate::interrupt::check() {
+            // Stop the generator and everything in its group before the temp folders go.
+            if let Some(group) = group {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::Kill);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if let Some(group) = group {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::Kill);
+                crate::interrupt::record(Cleanup::Note(format!(
+                    "killed the generator's process group {} (run {run})",
+                    group.as_raw_nonzero()
+                )));
+            }
+            drop(watched);
+            return Err(interrupted);
         }
         if config
             .timeout
@@ -342,6 +378,7 @@ fn run_once(
     if let Some(group) = group {
         let _ = rustix::process::kill_process_group(group, rustix::process::Signal::Kill);
     }
+    drop(watched);
     result.duration_ms = started.elapsed().as_millis() as u64;
     result.exit_code = status.code();
     result.signal = status.signal();
@@ -371,6 +408,7 @@ fn run_once(
             result.observed_sha256 = Some(packet.packet_tree_sha256());
             result.files = packet.files.len() as u64;
         }
+        Err(err @ Error::Interrupted { .. }) => return Err(err),
         Err(err) => {
             result
                 .failure
@@ -420,6 +458,9 @@ pub fn attest(
     let id = blake3_of(&payload);
     let batch = store.batch();
     batch.add_bytes(id, ObjectKind::Attestation, &payload)?;
+    // The point of no return: after a signal, no attestation is published or recorded; once it
+    // is published, its `runs` row is committed too.
+    crate::interrupt::check()?;
     batch.commit()?;
     let verdict = match report.verdict {
         Verdict::Pass => "PASS",

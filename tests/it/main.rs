@@ -13,3 +13,4 @@ mod reindex;
 mod reliability;
 mod rerun;
 mod sandbox;
+mod signals;
