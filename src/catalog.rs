@@ -22,6 +22,7 @@ use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::packet_ref::PacketRef;
 use crate::record::PacketRecord;
+use crate::text::EscapePath;
 use crate::tree::{FileMeta, HashedFile};
 
 /// The schema version stored in `PRAGMA user_version`.
@@ -355,7 +356,7 @@ impl Catalog {
             Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Usage(format!(
                 "{}: the catalog is open in another evstore process; run {command} again when \
                  no evstore command uses this store",
-                path.display()
+                path.escaped()
             ))),
             Err(errno) => Err(Error::io(dir_path, "cannot lock", errno.into())),
         }
@@ -374,7 +375,7 @@ impl Catalog {
         Catalog::open_with(path, Creation::Existing, Some(lock)).map_err(|err| match err {
             Error::Catalog { source, .. } if crate::error::is_damaged_database(&source) => {
                 Error::corrupt(
-                    format!("catalog {}", path.display()),
+                    format!("catalog {}", path.escaped()),
                     format!(
                         "{source}; `evstore reindex --replace` rebuilds it from the objects (the \
                      damaged file is kept beside it)"
@@ -411,7 +412,7 @@ impl Catalog {
                 if creation == Creation::Existing {
                     return Err(Error::Usage(format!(
                         "{} is missing; rebuild it from the objects with `evstore reindex`",
-                        path.display()
+                        path.escaped()
                     )));
                 }
                 None
@@ -432,7 +433,7 @@ impl Catalog {
         if before.is_some_and(|before| before != identity) {
             return Err(Error::Usage(format!(
                 "{}: the catalog was replaced while it was being opened; run the command again",
-                path.display()
+                path.escaped()
             )));
         }
         let mut catalog = Catalog {
@@ -512,7 +513,7 @@ impl Catalog {
             other => {
                 return Err(Error::Usage(format!(
                     "{}: unsupported catalog schema version {other}",
-                    self.path.display()
+                    self.path.escaped()
                 )))
             }
         }
@@ -535,7 +536,7 @@ impl Catalog {
             return Err(Error::Usage(format!(
                 "{}: the catalog was replaced while this command ran (reindex --replace); nothing \
                  was recorded in it; run the command again",
-                self.path.display()
+                self.path.escaped()
             )));
         }
         self.conn
@@ -675,10 +676,18 @@ impl Catalog {
         packets.dedup_by_key(|p| p.id);
         match packets.len() {
             1 => Ok(packets.remove(0)),
-            0 => Err(Error::NotFound(format!(
-                "no packet matches {}",
-                describe_ref(reference)
-            ))),
+            0 => {
+                let hint = match reference {
+                    PacketRef::Name { name, .. } => crate::packet_ref::prefix_hint(name)
+                        .map(|hint| format!(" ({hint})"))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                Err(Error::NotFound(format!(
+                    "no packet matches {}{hint}",
+                    describe_ref(reference)
+                )))
+            }
             n => {
                 let names: Vec<String> = packets
                     .iter()

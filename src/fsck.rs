@@ -23,6 +23,7 @@ use crate::progress::Progress;
 use crate::record::PacketRecord;
 use crate::rerun::{decode_attestation, AttestationSummary};
 use crate::store::{ListedObject, ObjectLocation, Store};
+use crate::text::EscapePath;
 use crate::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
 
 /// One problem found by fsck.
@@ -122,11 +123,11 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
                 stored_size,
             } => copies.push((id, location, stored_size)),
             ListedObject::Stray(path) => report.problems.push(problem(
-                path.display().to_string(),
+                path.escaped().to_string(),
                 "stray entry in the objects or packs folder (not an object or pack name)".into(),
             )),
             ListedObject::BadPack { path, reason } => report.problems.push(problem(
-                format!("pack {}", path.display()),
+                format!("pack {}", path.escaped()),
                 format!("{reason}; none of its objects can be read"),
             )),
         }
@@ -405,14 +406,15 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     for text in catalog.integrity_problems()? {
         report
             .problems
-            .push(problem(catalog.path().display().to_string(), text));
+            .push(problem(catalog.path().escaped().to_string(), text));
     }
     let tmp = store.tmp_path();
     let leftovers = std::fs::read_dir(&tmp).at(&tmp, "cannot list")?.count();
     if leftovers > 0 {
         report.notes.push(format!(
-            "{leftovers} temp file(s) in {} (an interrupted write; readers ignore them; `evstore gc-temp` removes them)",
-            tmp.display()
+            "{} in {} (an interrupted write; readers ignore them; `evstore gc-temp` removes them)",
+            crate::text::count(leftovers as u64, "temp file"),
+            tmp.escaped()
         ));
     }
     report
@@ -491,7 +493,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
         if !replace {
             return Err(Error::Usage(format!(
                 "{} exists; `evstore reindex --replace` moves it aside and rebuilds it",
-                path.display()
+                path.escaped()
             )));
         }
         let stamp = crate::now_unix_nanos();
@@ -501,7 +503,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
                 let to = path.with_file_name(format!("catalog.sqlite.replaced-{stamp}{suffix}"));
                 std::fs::rename(&from, &to).at(&from, "cannot move the old catalog aside")?;
                 if suffix.is_empty() {
-                    report.previous_catalog = Some(to.display().to_string());
+                    report.previous_catalog = Some(to.escaped().to_string());
                 }
             }
         }
@@ -512,7 +514,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<(ReindexReport, Catalog)>
             ListedObject::Object { id, location, .. } => copies.push((id, location)),
             ListedObject::BadPack { path, reason } => report
                 .skipped_corrupt
-                .push(format!("pack {}: {reason}", path.display())),
+                .push(format!("pack {}: {reason}", path.escaped())),
             ListedObject::Stray(_) => {}
         }
     }

@@ -30,6 +30,7 @@ use crate::manifest::{Manifest, ManifestEntry};
 use crate::progress::Progress;
 use crate::scan::{scan, EntryKind, SEAL_FILE_NAME};
 use crate::store::Store;
+use crate::text::EscapePath;
 use crate::tree::{load_node, FileMeta, TreeEntry, MAX_DEPTH};
 
 /// The largest seal file the gate reads (a seal line is at most ~4 KiB; this allows millions).
@@ -202,7 +203,7 @@ impl Side {
         let manifest = manifest_of_side(&files)?;
         Ok(Side {
             kind: SideKind::Folder,
-            label: root.display().to_string(),
+            label: root.escaped().to_string(),
             packet_tree_sha256: manifest.packet_tree_sha256(),
             file_count: files.len() as u64,
             files,
@@ -234,7 +235,7 @@ impl Side {
             .collect::<BTreeMap<_, _>>();
         Ok(Side {
             kind: SideKind::Seal,
-            label: path.display().to_string(),
+            label: path.escaped().to_string(),
             packet_tree_sha256: sha256_of(&bytes),
             file_count: files.len() as u64,
             files,
@@ -463,8 +464,15 @@ impl GateReport {
     pub fn verdict_line(&self) -> String {
         match self.verdict {
             Verdict::Pass => format!(
-                "PASS: {} of {} files match (packet_tree_sha256 {})",
-                self.counts.ok, self.counts.files, self.observed.packet_tree_sha256
+                "PASS: {} of {} {} (packet_tree_sha256 {})",
+                self.counts.ok,
+                crate::text::count(self.counts.files, "file"),
+                if self.counts.ok == 1 {
+                    "matches"
+                } else {
+                    "match"
+                },
+                self.observed.packet_tree_sha256
             ),
             Verdict::Fail => {
                 let mut classes: Vec<String> = self
@@ -475,9 +483,14 @@ impl GateReport {
                     .collect();
                 classes.sort();
                 format!(
-                    "FAIL: {} of {} files differ ({})",
+                    "FAIL: {} of {} {} ({})",
                     self.counts.failed,
-                    self.counts.files,
+                    crate::text::count(self.counts.files, "file"),
+                    if self.counts.failed == 1 {
+                        "differs"
+                    } else {
+                        "differ"
+                    },
                     classes.join(", ")
                 )
             }
@@ -988,10 +1001,10 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
                 "{} already holds a different seal (its SHA-256 is {}, the folder's \
                  packet_tree_sha256 is {}); run `evstore verify {}` to see what changed, or pass \
                  --force to replace the seal",
-                seal_path.display(),
+                seal_path.escaped(),
                 sha256_of(existing),
                 manifest.packet_tree_sha256(),
-                dir.display()
+                dir.escaped()
             )));
         }
     }
