@@ -1090,23 +1090,44 @@ fn print_gate_report(ctx: &Context, report: &GateReport) -> Outcome {
         for note in &report.notes {
             say!("note: {note}");
         }
-        say!(
-            "expected  {}  {} ({})",
-            report.expected.packet_tree_sha256,
-            report.expected.label,
-            kind_name(report.expected.kind)
-        );
-        say!(
-            "observed  {}  {} ({})",
-            report.observed.packet_tree_sha256,
-            report.observed.label,
-            kind_name(report.observed.kind)
-        );
+        for (role, side) in [
+            ("expected", &report.expected),
+            ("observed", &report.observed),
+        ] {
+            say!(
+                "{role}  {}  {} ({})",
+                side_tree_hash(side),
+                side.label,
+                kind_name(side.kind)
+            );
+        }
         say!("{}", report.verdict_line());
     }
     match report.verdict {
         Verdict::Pass => Outcome::Pass,
         Verdict::Fail => Outcome::Fail,
+    }
+}
+
+/// A side's packet_tree_sha256, or what is true instead for a folder that holds entries that are
+/// not regular files: it has none, and what those entries are.
+fn side_tree_hash(side: &gate::SideSummary) -> String {
+    match side.packet_tree_sha256 {
+        Some(sha) => sha.to_hex(),
+        None => {
+            let kinds: Vec<String> = side
+                .not_regular
+                .iter()
+                .map(|(kind, n)| match *kind {
+                    "file of unknown type" if *n != 1 => format!("{n} files of unknown type"),
+                    kind => count(*n, kind),
+                })
+                .collect();
+            format!(
+                "no packet_tree_sha256 (holds {}, which a packet cannot hold)",
+                kinds.join(", ")
+            )
+        }
     }
 }
 
