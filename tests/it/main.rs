@@ -8,6 +8,7 @@ mod gate;
 mod mirror;
 mod packs;
 mod progress;
+mod readme;
 mod reliability;
 mod rerun;
 mod sandbox;
