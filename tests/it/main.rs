@@ -11,4 +11,5 @@ mod progress;
 mod readme;
 mod reliability;
 mod rerun;
+mod rough;
 mod sandbox;
