@@ -526,7 +526,7 @@ fn create_store(root: &Path) -> Result<Store> {
 fn cmd_init(ctx: &Context) -> Result<Outcome> {
     let store = create_store(&ctx.store_path)?;
     if ctx.json {
-        print_json(&json!({"store": store.root()}));
+        print_json(&json!({"store": store.root().escaped().to_string()}));
     } else {
         say!(
             "initialised empty evstore store in {}",
@@ -824,7 +824,7 @@ fn cmd_export(ctx: &Context, packet: &str, dest: &Path) -> Result<Outcome> {
     if ctx.json {
         print_json(&json!({
             "packet": label,
-            "dest": dest,
+            "dest": dest.escaped().to_string(),
             "files": report.files,
             "bytes": report.bytes,
             "packet_tree_sha256": report.packet_tree_sha256,

@@ -983,6 +983,7 @@ pub struct SealReport {
     /// What was done.
     pub action: SealAction,
     /// The seal's path.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
     pub seal: PathBuf,
     /// The packet_tree_sha256 (the SHA-256 of the seal).
     pub packet_tree_sha256: Sha256Digest,

@@ -368,6 +368,7 @@ fn expected_side(
 #[derive(Clone, Debug, Serialize)]
 pub struct KbReport {
     /// The KB folder, canonical.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
     pub kb: PathBuf,
     /// PASS only if every packet folder passes and every recorded mirror is present.
     pub verdict: Verdict,
@@ -606,6 +607,7 @@ pub fn lock_staging_shared(staging_root: &Path) -> Result<std::fs::File> {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GcStagingReport {
     /// The staging folder.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
     pub staging: PathBuf,
     /// Staging folders of interrupted mirrors that were removed (names in the staging folder).
     pub removed: Vec<String>,

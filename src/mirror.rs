@@ -90,6 +90,7 @@ pub struct MirrorReport {
     /// The packet_tree_sha256 (the SHA-256 of the written `HASH_MANIFEST.txt`).
     pub packet_tree_sha256: Sha256Digest,
     /// The KB folder, canonical.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
     pub kb: PathBuf,
     /// The packet folder, relative to the KB.
     pub rel_path: String,

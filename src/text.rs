@@ -60,6 +60,15 @@ impl fmt::Display for EscapedPath<'_> {
     }
 }
 
+/// Serialise a path as its escaped text (serde's own `Path` serialisation fails on a path that is
+/// not UTF-8, which would turn a `--json` report into `null` or a panic).
+pub fn serialize_escaped<P: AsRef<Path>, S: serde::Serializer>(
+    path: &P,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&escape_path(path.as_ref()))
+}
+
 /// `n` and the noun, in the plural unless `n` is 1: `count(1, "file")` is `1 file`,
 /// `count(0, "file")` is `0 files`. For nouns whose plural adds an `s`.
 pub fn count(n: u64, noun: &str) -> String {

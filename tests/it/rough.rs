@@ -245,6 +245,58 @@ fn regression_non_utf8_name_is_printed_escaped_not_as_u_fffd() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("d\\xfe"), "{}", stderr(&out));
     assert!(!stderr(&out).contains('\u{fffd}'), "{}", stderr(&out));
+
+    // --json documents that name such a path: escaped text, never `null` or a crash (exit 101).
+    let evstore = |args: &[&OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+            .arg("--json")
+            .args(args)
+            .current_dir(sb.dir.path())
+            .env_remove("EVSTORE_STORE")
+            .output()
+            .unwrap();
+        let value: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", stderr(&out)));
+        (code(&out), value)
+    };
+    let store = OsStr::from_bytes(b"st\xfd");
+    let (rc, value) = evstore(&[OsStr::new("--store"), store, OsStr::new("init")]);
+    assert_eq!(
+        (rc, &value["store"]),
+        (0, &Value::from("st\\xfd")),
+        "{value}"
+    );
+    std::fs::remove_file(&bad).unwrap();
+    let (rc, value) = evstore(&[
+        OsStr::new("--store"),
+        store,
+        OsStr::new("ingest"),
+        OsStr::new("p"),
+    ]);
+    assert_eq!(rc, 0, "{value}");
+    let (rc, value) = evstore(&[
+        OsStr::new("--store"),
+        store,
+        OsStr::new("export"),
+        OsStr::new("p"),
+        OsStr::from_bytes(b"out\xff"),
+    ]);
+    assert_eq!(
+        (rc, &value["dest"]),
+        (0, &Value::from("out\\xff")),
+        "{value}"
+    );
+    let sealed = sb.path("s").join(OsStr::from_bytes(b"e\xfe"));
+    std::fs::create_dir_all(&sealed).unwrap();
+    std::fs::write(sealed.join("a.txt"), "a\n").unwrap();
+    let (rc, value) = evstore(&[OsStr::new("seal"), sealed.as_os_str()]);
+    assert_eq!(rc, 0, "{value}");
+    assert!(
+        value["seal"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("/s/e\\xfe/HASH_MANIFEST.txt")),
+        "{value}"
+    );
 }
 
 #[test]
