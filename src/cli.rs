@@ -23,8 +23,7 @@ use crate::gate::{self, GateReport, SealAction, Side, Verdict};
 use crate::packet_ref::{check_new_packet_name, parse_packet_ref};
 use crate::progress::{Progress, ProgressSink};
 use crate::store::Store;
-use crate::text::EscapePath;
-use crate::text::{count, rfc3339_nanos, rfc3339_seconds};
+use crate::text::{count, rfc3339_nanos, rfc3339_seconds, EscapePath};
 use crate::tree::manifest_of;
 
 /// Print one line on stdout. A closed stdout (`evstore ls | head`) stops the output but not the
