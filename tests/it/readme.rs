@@ -3,7 +3,7 @@
 //!
 //! Conventions (documented in the README's Development section):
 //! - every fenced block whose info string is `sh` or `bash` is run, in order, in one shell, from a
-//!   temp folder that holds a copy of `docs/example-packet`;
+//!   temp folder that holds a copy of the repository's `README.md` and `docs/`;
 //! - every `/tmp/` in a command is moved into the temp folder, and `$TMPDIR` points there too;
 //! - `cargo run [...] -- ARGS` runs `evstore ARGS` (the binary under test), `cargo build` and
 //!   `cargo test` do nothing, any other cargo command fails;
@@ -146,10 +146,8 @@ fn run_commands(sb: &Sandbox, commands: &[ReadmeCommand]) -> Vec<Failure> {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_evstore"), bin.join("evstore"))
         .expect("symlink evstore");
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    copy_tree(
-        &manifest_dir.join("docs/example-packet"),
-        &repo.join("docs/example-packet"),
-    );
+    copy_tree(&manifest_dir.join("docs"), &repo.join("docs"));
+    fs::copy(manifest_dir.join("README.md"), repo.join("README.md")).expect("copy README");
 
     let tmp_prefix = format!("{}/", tmp.display());
     let mut script = String::from(
