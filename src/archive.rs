@@ -27,6 +27,7 @@ use crate::progress::Progress;
 use crate::record::PacketRecord;
 use crate::scan::{scan, PacketFile, Scan};
 use crate::store::{ObjectBatch, Store};
+use crate::text::EscapePath;
 use crate::tree::{build_tree, manifest_of, BuiltTree, FileMeta, HashedFile};
 
 /// Files up to this size are read into memory whole (still once).
@@ -336,7 +337,7 @@ fn refuse_store_inside(store: &Store, root: &Path) -> Result<()> {
             root,
             format!(
                 "the store {} lies inside this folder; archive a folder that does not contain the store",
-                store.root().display()
+                store.root().escaped()
             ),
         ));
     }
@@ -365,14 +366,14 @@ pub fn ingest(
     // Reported if a signal stops this ingest: dropping `batch` unlinks its temp files.
     let _cleanup = crate::interrupt::on_interrupt(crate::interrupt::Cleanup::Note(format!(
         "removed this ingest's temp files from {}",
-        store.tmp_path().display()
+        store.tmp_path().escaped()
     )));
     let packet = hash_scanned(scanned, Some(&batch), &config.progress)?;
     if let Some((seal, seal_path)) = &seal {
         let differences = SealDifferences::between(seal, &packet.manifest);
         if !differences.is_empty() {
             return Err(Error::Mismatch {
-                what: seal_path.display().to_string(),
+                what: seal_path.escaped().to_string(),
                 reason: format!(
                     "the folder does not match its seal, so it is not archived ({})",
                     differences.describe()

@@ -23,6 +23,7 @@ use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::packet_ref::PacketRef;
 use crate::record::PacketRecord;
+use crate::text::EscapePath;
 use crate::tree::{FileMeta, HashedFile};
 
 /// The schema version stored in `PRAGMA user_version`.
@@ -512,7 +513,7 @@ fn wal_unusable_reason(dir: &Path, source: &rusqlite::Error) -> String {
     match source.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => format!(
             "this user cannot create or write the catalog's -wal and -shm in {}",
-            dir.display()
+            dir.escaped()
         ),
         _ => format!("SQLite cannot create or grow the catalog's -wal and -shm ({source})"),
     }
@@ -540,7 +541,7 @@ fn missing_or_io(path: &Path, err: std::io::Error) -> Error {
     if err.kind() == std::io::ErrorKind::NotFound {
         Error::Usage(format!(
             "{} is missing; rebuild it from the objects with `evstore reindex`",
-            path.display()
+            path.escaped()
         ))
     } else {
         Error::io(path, "cannot open the catalog", err)
@@ -552,7 +553,7 @@ fn damaged_is_corrupt(path: &Path, err: Error) -> Error {
     match err {
         Error::Catalog { source, .. } if crate::error::is_damaged_database(&source) => {
             Error::corrupt(
-                format!("catalog {}", path.display()),
+                format!("catalog {}", path.escaped()),
                 format!(
                     "{source}; `evstore reindex --replace` rebuilds it from the objects (the \
                      damaged file is kept beside it)"
@@ -591,7 +592,7 @@ impl Catalog {
             Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Usage(format!(
                 "{}: the catalog is open in another evstore process; run {command} again when \
                  no evstore command uses this store",
-                path.display()
+                path.escaped()
             ))),
             Err(errno) => Err(Error::io(dir_path, "cannot lock", errno.into())),
         }
@@ -674,7 +675,7 @@ impl Catalog {
                 format!(
                     "the file system holding {} has no space left, so SQLite cannot create its \
                      -shm",
-                    dir.display()
+                    dir.escaped()
                 )
             } else {
                 let opened = if writable {
@@ -698,7 +699,7 @@ impl Catalog {
         Err(Error::Usage(format!(
             "{}: cannot read the catalog: {}; and another evstore process keeps it open; run the \
              command again when it has finished",
-            path.display(),
+            path.escaped(),
             last_refusal.unwrap_or_default()
         )))
     }
@@ -736,8 +737,8 @@ impl Catalog {
                      bytes of changes not yet in the catalog file, which SQLite can only read \
                      through a -shm; run any evstore command on this store once as a user who can \
                      write it, with space on its file system",
-                    path.display(),
-                    wal.display(),
+                    path.escaped(),
+                    wal.escaped(),
                     meta.len()
                 )))
             }
@@ -769,7 +770,7 @@ impl Catalog {
         if before != identity {
             return Err(Error::Usage(format!(
                 "{}: the catalog was replaced while it was being opened; run the command again",
-                path.display()
+                path.escaped()
             )));
         }
         let catalog = Catalog {
@@ -795,7 +796,7 @@ impl Catalog {
             return Err(Error::Usage(format!(
                 "{}: catalog schema version {version}, this evstore reads version \
                  {SCHEMA_VERSION}{}",
-                path.display(),
+                path.escaped(),
                 if version < SCHEMA_VERSION {
                     "; a user who can write the store upgrades it by running any evstore command \
                      on it (for example `evstore ls`)"
@@ -822,7 +823,7 @@ impl Catalog {
         if self.sql(busy)? != 0 {
             return Err(Error::Usage(format!(
                 "{}: the catalog is in use; its log could not be checkpointed",
-                self.path.display()
+                self.path.escaped()
             )));
         }
         Ok(())
@@ -937,7 +938,7 @@ impl Catalog {
                 if creation == Creation::Existing {
                     return Err(Error::Usage(format!(
                         "{} is missing; rebuild it from the objects with `evstore reindex`",
-                        path.display()
+                        path.escaped()
                     )));
                 }
                 None
@@ -958,7 +959,7 @@ impl Catalog {
         if before.is_some_and(|before| before != identity) {
             return Err(Error::Usage(format!(
                 "{}: the catalog was replaced while it was being opened; run the command again",
-                path.display()
+                path.escaped()
             )));
         }
         let mut catalog = Catalog {
@@ -1049,7 +1050,7 @@ impl Catalog {
             other => {
                 return Err(Error::Usage(format!(
                     "{}: unsupported catalog schema version {other}",
-                    self.path.display()
+                    self.path.escaped()
                 )))
             }
         }
@@ -1072,7 +1073,7 @@ impl Catalog {
             return Err(Error::Usage(format!(
                 "{}: the catalog was replaced while this command ran (reindex --replace); nothing \
                  was recorded in it; run the command again",
-                self.path.display()
+                self.path.escaped()
             )));
         }
         self.conn
@@ -1216,10 +1217,18 @@ impl Catalog {
         packets.dedup_by_key(|p| p.id);
         match packets.len() {
             1 => Ok(packets.remove(0)),
-            0 => Err(Error::NotFound(format!(
-                "no packet matches {}",
-                describe_ref(reference)
-            ))),
+            0 => {
+                let hint = match reference {
+                    PacketRef::Name { name, .. } => crate::packet_ref::prefix_hint(name)
+                        .map(|hint| format!(" ({hint})"))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                Err(Error::NotFound(format!(
+                    "no packet matches {}{hint}",
+                    describe_ref(reference)
+                )))
+            }
             n => {
                 let names: Vec<String> = packets
                     .iter()

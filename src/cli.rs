@@ -20,9 +20,10 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::export::{cat_file, export, verified_files};
 use crate::fsck::{fsck, reindex};
 use crate::gate::{self, GateReport, SealAction, Side, Verdict};
-use crate::packet_ref::{check_packet_name, parse_packet_ref};
+use crate::packet_ref::{check_new_packet_name, parse_packet_ref};
 use crate::progress::{Progress, ProgressSink};
 use crate::store::Store;
+use crate::text::{count, rfc3339_nanos, rfc3339_seconds, EscapePath};
 use crate::tree::manifest_of;
 
 /// Print one line on stdout. A closed stdout (`evstore ls | head`) stops the output but not the
@@ -618,11 +619,11 @@ fn create_store(root: &Path) -> Result<Store> {
 fn cmd_init(ctx: &Context) -> Result<Outcome> {
     let store = create_store(&ctx.store_path)?;
     if ctx.json {
-        print_json(&json!({"store": store.root()}));
+        print_json(&json!({"store": store.root().escaped().to_string()}));
     } else {
         say!(
             "initialised empty evstore store in {}",
-            store.root().display()
+            store.root().escaped()
         );
     }
     Ok(Outcome::Pass)
@@ -635,7 +636,7 @@ fn default_name(dir: &Path) -> Result<String> {
         .and_then(|n| n.to_str())
         .map(str::to_string)
         .unwrap_or_default();
-    check_packet_name(&name).map_err(|reason| {
+    check_new_packet_name(&name).map_err(|reason| {
         Error::Usage(format!(
             "cannot use the folder name as packet name ({reason}); pass --name NAME"
         ))
@@ -652,7 +653,7 @@ fn cmd_ingest(
 ) -> Result<Outcome> {
     let name = match name {
         Some(name) => {
-            check_packet_name(&name).map_err(Error::Usage)?;
+            check_new_packet_name(&name).map_err(Error::Usage)?;
             name
         }
         None => default_name(dir)?,
@@ -667,7 +668,7 @@ fn cmd_ingest(
         match create_store(&ctx.store_path) {
             Ok(_) => eprintln!(
                 "evstore: created a new store in {}",
-                ctx.store_path.display()
+                ctx.store_path.escaped()
             ),
             // Another process created it meanwhile: use theirs.
             Err(Error::AlreadyExists(_)) => {}
@@ -709,9 +710,9 @@ fn cmd_ingest(
         say!("files               {}", record.file_count);
         say!("bytes               {}", record.total_bytes);
         say!(
-            "newly stored        {} bytes in {} objects",
-            report.bytes_newly_stored,
-            report.objects_written
+            "newly stored        {} in {}",
+            count(report.bytes_newly_stored, "byte"),
+            count(report.objects_written, "object")
         );
     }
     Ok(Outcome::Pass)
@@ -747,6 +748,7 @@ fn packet_json(row: &PacketRow) -> Value {
         "files": r.file_count,
         "bytes": r.total_bytes,
         "created_unix_nanos": r.created_unix_nanos,
+        "created": rfc3339_nanos(nanos_i64(r.created_unix_nanos)),
         "source_date_epoch": r.source_date_epoch,
         "tool_version": r.tool_version,
         "source_path": r.source_path,
@@ -763,19 +765,38 @@ fn cmd_ls(ctx: &Context) -> Result<Outcome> {
     } else if packets.is_empty() {
         say!("no packets archived yet; add one with `evstore ingest DIR`");
     } else {
+        // Columns as wide as their widest cell, so no name (up to 128 characters) shifts them.
+        let labels: Vec<String> = packets
+            .iter()
+            .map(|row| format!("{}@{}", row.record.name, row.record.version))
+            .collect();
+        let width = labels.iter().map(String::len).chain([6]).max().unwrap_or(6);
+        let files_width = packets
+            .iter()
+            .map(|row| row.record.file_count.to_string().len())
+            .chain([5])
+            .max()
+            .unwrap_or(5);
+        let bytes_width = packets
+            .iter()
+            .map(|row| row.record.total_bytes.to_string().len())
+            .chain([5])
+            .max()
+            .unwrap_or(5);
         say!(
-            "{:<40} {:>6} {:>12}  packet_tree_sha256",
+            "{:<width$}  {:>files_width$}  {:>bytes_width$}  {:<20}  packet_tree_sha256",
             "PACKET",
             "FILES",
-            "BYTES"
+            "BYTES",
+            "CREATED (UTC)"
         );
-        for row in &packets {
+        for (row, label) in packets.iter().zip(&labels) {
             let r = &row.record;
             say!(
-                "{:<40} {:>6} {:>12}  {}",
-                format!("{}@{}", r.name, r.version),
+                "{label:<width$}  {:>files_width$}  {:>bytes_width$}  {:<20}  {}",
                 r.file_count,
                 r.total_bytes,
+                rfc3339_seconds(nanos_i64(r.created_unix_nanos) / 1_000_000_000),
                 r.packet_tree_sha256
             );
         }
@@ -810,8 +831,15 @@ fn cmd_show(ctx: &Context, packet: &str) -> Result<Outcome> {
         say!("record              {}", row.record_id);
         say!("files               {}", r.file_count);
         say!("bytes               {}", r.total_bytes);
-        say!("created_unix_nanos  {}", r.created_unix_nanos);
-        say!("source_date_epoch   {}", r.source_date_epoch);
+        say!(
+            "created             {}",
+            rfc3339_nanos(nanos_i64(r.created_unix_nanos))
+        );
+        say!(
+            "source_date_epoch   {} ({})",
+            r.source_date_epoch,
+            rfc3339_seconds(r.source_date_epoch)
+        );
         say!("source_path         {}", r.source_path);
         say!("tool_version        {}", r.tool_version);
         if let Some(note) = &r.note {
@@ -889,17 +917,17 @@ fn cmd_export(ctx: &Context, packet: &str, dest: &Path) -> Result<Outcome> {
     if ctx.json {
         print_json(&json!({
             "packet": label,
-            "dest": dest,
+            "dest": dest.escaped().to_string(),
             "files": report.files,
             "bytes": report.bytes,
             "packet_tree_sha256": report.packet_tree_sha256,
         }));
     } else {
         say!(
-            "exported {label} to {} ({} files, {} bytes)",
-            dest.display(),
-            report.files,
-            report.bytes
+            "exported {label} to {} ({}, {})",
+            dest.escaped(),
+            count(report.files, "file"),
+            count(report.bytes, "byte")
         );
         say!(
             "packet_tree_sha256  {} (verified on disk)",
@@ -913,13 +941,23 @@ fn cmd_log(ctx: &Context) -> Result<Outcome> {
     let (_, catalog) = ctx.open_read()?;
     let events = catalog.events()?;
     if ctx.json {
-        print_json(&json!({ "events": events }));
+        let list: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                let mut value = serde_json::to_value(e).unwrap_or(Value::Null);
+                value["time"] = json!(rfc3339_nanos(e.time_unix_nanos));
+                value
+            })
+            .collect();
+        print_json(&json!({ "events": list }));
     } else {
+        // The kind column is as wide as the longest kind (`kb-verify`), so subjects line up.
+        let kind_width = events.iter().map(|e| e.kind.len()).max().unwrap_or(0);
         for e in &events {
             say!(
-                "{:>5}  {}  {:<8} {}  {}",
+                "{:>5}  {}  {:<kind_width$}  {}  {}",
                 e.seq,
-                e.time_unix_nanos,
+                rfc3339_nanos(e.time_unix_nanos),
                 e.kind,
                 e.subject,
                 e.detail
@@ -949,12 +987,12 @@ fn cmd_fsck(ctx: &Context) -> Result<Outcome> {
             say!("note: {n}");
         }
         say!(
-            "{verdict}: {} problem(s); checked {} objects ({} bytes), {} packets, {} events",
-            report.problems.len(),
-            report.objects_checked,
-            report.bytes_checked,
-            report.packets_checked,
-            report.events_checked
+            "{verdict}: {}; checked {} ({}), {}, {}",
+            count(report.problems.len() as u64, "problem"),
+            count(report.objects_checked, "object"),
+            count(report.bytes_checked, "byte"),
+            count(report.packets_checked, "packet"),
+            count(report.events_checked, "event")
         );
     }
     Ok(if report.problems.is_empty() {
@@ -1011,9 +1049,9 @@ fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
         }
         say!(
             "reindexed {} and {} from {}",
-            plural(report.packets, "packet"),
-            plural(report.runs, "rerun"),
-            plural(report.objects, "object")
+            count(report.packets, "packet"),
+            count(report.runs, "rerun"),
+            count(report.objects, "object")
         );
     }
     Ok(
@@ -1023,15 +1061,6 @@ fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
             Outcome::Fail
         },
     )
-}
-
-/// `1 packet`, `2 packets`.
-fn plural(count: u64, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
-    }
 }
 
 fn cmd_forget(ctx: &Context, item: &str, reason: &str) -> Result<Outcome> {
@@ -1107,8 +1136,8 @@ fn cmd_seal(ctx: &Context, dir: &Path, force: bool) -> Result<Outcome> {
             SealAction::Unchanged => "already sealed (same seal; nothing written)",
             SealAction::Replaced => "replaced the seal of",
         };
-        say!("{what} {} ({} files)", dir.display(), report.files);
-        say!("seal                {}", report.seal.display());
+        say!("{what} {} ({})", dir.escaped(), count(report.files, "file"));
+        say!("seal                {}", report.seal.escaped());
         say!("packet_tree_sha256  {}", report.packet_tree_sha256);
     }
     Ok(Outcome::Pass)
@@ -1141,8 +1170,8 @@ fn cmd_verify(
                 return Err(Error::Usage(format!(
                     "{} has no HASH_MANIFEST.txt; give --seal FILE or --against PACKET, or create \
                      one with `evstore seal {}`",
-                    dir.display(),
-                    dir.display()
+                    dir.escaped(),
+                    dir.escaped()
                 )));
             }
             path
@@ -1253,23 +1282,44 @@ fn print_gate_report(ctx: &Context, report: &GateReport) -> Outcome {
         for note in &report.notes {
             say!("note: {note}");
         }
-        say!(
-            "expected  {}  {} ({})",
-            report.expected.packet_tree_sha256,
-            report.expected.label,
-            kind_name(report.expected.kind)
-        );
-        say!(
-            "observed  {}  {} ({})",
-            report.observed.packet_tree_sha256,
-            report.observed.label,
-            kind_name(report.observed.kind)
-        );
+        for (role, side) in [
+            ("expected", &report.expected),
+            ("observed", &report.observed),
+        ] {
+            say!(
+                "{role}  {}  {} ({})",
+                side_tree_hash(side),
+                side.label,
+                kind_name(side.kind)
+            );
+        }
         say!("{}", report.verdict_line());
     }
     match report.verdict {
         Verdict::Pass => Outcome::Pass,
         Verdict::Fail => Outcome::Fail,
+    }
+}
+
+/// A side's packet_tree_sha256, or what is true instead for a folder that holds entries that are
+/// not regular files: it has none, and what those entries are.
+fn side_tree_hash(side: &gate::SideSummary) -> String {
+    match side.packet_tree_sha256 {
+        Some(sha) => sha.to_hex(),
+        None => {
+            let kinds: Vec<String> = side
+                .not_regular
+                .iter()
+                .map(|(kind, n)| match *kind {
+                    "file of unknown type" if *n != 1 => format!("{n} files of unknown type"),
+                    kind => count(*n, kind),
+                })
+                .collect();
+            format!(
+                "no packet_tree_sha256 (holds {}, which a packet cannot hold)",
+                kinds.join(", ")
+            )
+        }
     }
 }
 
@@ -1306,10 +1356,10 @@ fn cmd_mirror(
         let dest = report.kb.join(&report.rel_path);
         match report.action {
             crate::mirror::MirrorAction::Published => say!(
-                "mirrored {} to {} ({} files listed: {} copied, {} hard-linked, {} referenced)",
+                "mirrored {} to {} ({} listed: {} copied, {} hard-linked, {} referenced)",
                 report.packet,
-                dest.display(),
-                report.files_listed,
+                dest.escaped(),
+                count(report.files_listed, "file"),
                 report.files_copied,
                 report.files_hardlinked,
                 report.files_referenced
@@ -1317,7 +1367,7 @@ fn cmd_mirror(
             crate::mirror::MirrorAction::Unchanged => say!(
                 "{} is already mirrored at {} (verified; nothing written)",
                 report.packet,
-                dest.display()
+                dest.escaped()
             ),
         }
         for file in &report.deduplicated {
@@ -1368,7 +1418,7 @@ fn cmd_kb_verify(
                 .map_err(|err| err.to_string()),
             CatalogAccess::ReadOnly(reason) | CatalogAccess::Immutable(reason) => Err(format!(
                 "the catalog {} was opened read-only ({reason})",
-                catalog.path().display()
+                catalog.path().escaped()
             )),
         };
         if let Err(reason) = logged {
@@ -1419,10 +1469,15 @@ fn cmd_kb_verify(
             say!("note: {note}");
         }
         say!(
-            "{verdict}: {} of {} packet folders fail in {}",
+            "{verdict}: {} of {} {} in {}",
             report.packets_failed,
-            report.packets.len(),
-            report.kb.display()
+            count(report.packets.len() as u64, "packet folder"),
+            if report.packets_failed == 1 {
+                "fails"
+            } else {
+                "fail"
+            },
+            report.kb.escaped()
         );
     }
     Ok(match report.verdict {
@@ -1573,10 +1628,10 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
                 .observed_sha256
                 .map_or_else(|| "no tree".to_string(), |s| s.to_hex());
             say!(
-                "run {}: {status} in {:.2} s, {} files, packet_tree_sha256 {hash}",
+                "run {}: {status} in {:.2} s, {}, packet_tree_sha256 {hash}",
                 run.run,
                 run.duration_ms as f64 / 1000.0,
-                run.files
+                count(run.files, "file")
             );
             if run.failure.is_some() && !run.output_tail.is_empty() {
                 for line in run
@@ -1608,7 +1663,7 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
             say!("reason: {reason}");
         }
         if let Some(kept) = &report.kept {
-            say!("kept the first run's output in {}", kept.display());
+            say!("kept the first run's output in {}", kept.escaped());
         }
         if let Some(label) = &ingested {
             say!("archived the first run's output as {label}");
@@ -1658,6 +1713,7 @@ fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
                     "expected_sha256": r.expected_sha256,
                     "attestation": r.attestation,
                     "time_unix_nanos": r.time_unix_nanos,
+                    "time": rfc3339_nanos(r.time_unix_nanos),
                     "summary": serde_json::from_str::<Value>(&r.summary).unwrap_or(Value::Null),
                 })
             })
@@ -1671,7 +1727,7 @@ fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
             say!(
                 "{:>4}  {}  {}  {}  attestation {}  {}",
                 r.id,
-                r.time_unix_nanos,
+                rfc3339_nanos(r.time_unix_nanos),
                 r.verdict,
                 summary["packet"].as_str().unwrap_or(&r.expected_sha256),
                 r.attestation,
@@ -1691,9 +1747,9 @@ fn cmd_kb_gc_staging(ctx: &Context, kb_dir: &Path) -> Result<Outcome> {
             say!("left alone (not a mirror's staging folder): {name}");
         }
         say!(
-            "removed {} staging folder(s) from {}",
-            report.removed.len(),
-            report.staging.display()
+            "removed {} from {}",
+            count(report.removed.len() as u64, "staging folder"),
+            report.staging.escaped()
         );
     }
     Ok(Outcome::Pass)
@@ -1707,11 +1763,17 @@ fn cmd_gc_temp(ctx: &Context) -> Result<Outcome> {
         print_json(&serde_json::to_value(report).unwrap_or(Value::Null));
     } else {
         say!(
-            "removed {} temp file(s), {} bytes, from {}",
-            report.removed,
-            report.bytes,
-            store.tmp_path().display()
+            "removed {}, {}, from {}",
+            count(report.removed, "temp file"),
+            count(report.bytes, "byte"),
+            store.tmp_path().escaped()
         );
     }
     Ok(Outcome::Pass)
+}
+
+/// A stored `u64` time in nanoseconds as the `i64` the time formatting takes (every time evstore
+/// writes fits; a larger one is shown as the largest).
+fn nanos_i64(nanos: u64) -> i64 {
+    i64::try_from(nanos).unwrap_or(i64::MAX)
 }

@@ -9,6 +9,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::text::escape_path;
+
 /// A specialised `Result` for evstore operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -25,7 +27,7 @@ pub enum ErrorClass {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O operation on a named path failed.
-    #[error("{path}: {action}: {source}")]
+    #[error("{}: {action}: {source}", escape_path(.path))]
     Io {
         path: PathBuf,
         action: &'static str,
@@ -34,11 +36,11 @@ pub enum Error {
     },
 
     /// The input folder holds something the packet format cannot represent faithfully.
-    #[error("{path}: {reason}")]
+    #[error("{}: {reason}", escape_path(.path))]
     UnsupportedInput { path: PathBuf, reason: String },
 
     /// A seal (`HASH_MANIFEST.txt` or a seal file) is malformed and cannot be trusted.
-    #[error("{path}: line {line}: {reason}")]
+    #[error("{}: line {line}: {reason}", escape_path(.path))]
     UntrustedSeal {
         path: PathBuf,
         line: usize,
@@ -72,7 +74,7 @@ pub enum Error {
     Interrupted { signal: i32 },
 
     /// The SQLite catalog reported an error.
-    #[error("catalog {path}: {source}")]
+    #[error("catalog {}: {source}", escape_path(.path))]
     Catalog {
         path: PathBuf,
         #[source]

@@ -27,6 +27,7 @@ use crate::progress::Progress;
 use crate::record::PacketRecord;
 use crate::scan::{scan, SEAL_FILE_NAME};
 use crate::store::Store;
+use crate::text::EscapePath;
 use crate::tree::{manifest_of, walk_tree, HashedFile};
 
 /// Read a packet's record object and check it equals the catalog row.
@@ -120,14 +121,14 @@ pub fn prepare_empty_dest(dest: &Path) -> Result<bool> {
             if items.next().is_some() {
                 return Err(Error::Usage(format!(
                     "{} is not empty; a new or empty folder is needed",
-                    dest.display()
+                    dest.escaped()
                 )));
             }
             Ok(false)
         }
         Ok(_) => Err(Error::Usage(format!(
             "{} exists and is not a folder",
-            dest.display()
+            dest.escaped()
         ))),
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(dest).at(dest, "cannot create destination")?;
@@ -195,7 +196,7 @@ fn export_into(
 /// size, executable bit and BLAKE3.
 fn check_written(dest: &Path, files: &[HashedFile]) -> Result<()> {
     let mismatch = |reason: String| Error::Mismatch {
-        what: dest.display().to_string(),
+        what: dest.escaped().to_string(),
         reason: format!("the exported folder does not match the packet's tree: {reason}"),
     };
     let written = scan(dest)?.require_regular_files()?;

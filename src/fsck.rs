@@ -27,6 +27,7 @@ use crate::progress::Progress;
 use crate::record::PacketRecord;
 use crate::rerun::{decode_attestation, AttestationSummary};
 use crate::store::{ListedObject, ObjectLocation, Store};
+use crate::text::EscapePath;
 use crate::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
 
 /// One problem found by fsck.
@@ -126,11 +127,11 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
                 stored_size,
             } => copies.push((id, location, stored_size)),
             ListedObject::Stray(path) => report.problems.push(problem(
-                path.display().to_string(),
+                path.escaped().to_string(),
                 "stray entry in the objects or packs folder (not an object or pack name)".into(),
             )),
             ListedObject::BadPack { path, reason } => report.problems.push(problem(
-                format!("pack {}", path.display()),
+                format!("pack {}", path.escaped()),
                 format!("{reason}; none of its objects can be read"),
             )),
         }
@@ -459,14 +460,15 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     for text in catalog.integrity_problems()? {
         report
             .problems
-            .push(problem(catalog.path().display().to_string(), text));
+            .push(problem(catalog.path().escaped().to_string(), text));
     }
     let tmp = store.tmp_path();
     let leftovers = std::fs::read_dir(&tmp).at(&tmp, "cannot list")?.count();
     if leftovers > 0 {
         report.notes.push(format!(
-            "{leftovers} temp file(s) in {} (an interrupted write; readers ignore them; `evstore gc-temp` removes them)",
-            tmp.display()
+            "{} in {} (an interrupted write; readers ignore them; `evstore gc-temp` removes them)",
+            crate::text::count(leftovers as u64, "temp file"),
+            tmp.escaped()
         ));
     }
     report
@@ -603,7 +605,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     if exists && !replace {
         return Err(Error::Usage(format!(
             "{} exists; `evstore reindex --replace` moves it aside and rebuilds it",
-            path.display()
+            path.escaped()
         )));
     }
     let previous = if exists {
@@ -615,7 +617,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
             }
         }
     } else {
-        report.log_not_carried = Some(format!("there was no catalog at {}", path.display()));
+        report.log_not_carried = Some(format!("there was no catalog at {}", path.escaped()));
         None
     };
 
@@ -625,7 +627,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
             ListedObject::Object { id, location, .. } => copies.push((id, location)),
             ListedObject::BadPack { path, reason } => report
                 .skipped_corrupt
-                .push(format!("pack {}: {reason}", path.display())),
+                .push(format!("pack {}: {reason}", path.escaped())),
             ListedObject::Stray(_) => {}
         }
     }
@@ -825,7 +827,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
                 Err(err) => return Err(Error::io(&from, "cannot move the old catalog aside", err)),
             }
         }
-        report.previous_catalog = Some(aside.display().to_string());
+        report.previous_catalog = Some(aside.escaped().to_string());
     }
     std::fs::rename(&building, &path).at(&path, "cannot put the new catalog in place")?;
     sync_parent(&path)?;

@@ -30,6 +30,7 @@ use crate::manifest::{Manifest, ManifestEntry};
 use crate::progress::Progress;
 use crate::scan::{scan, EntryKind, SEAL_FILE_NAME};
 use crate::store::Store;
+use crate::text::EscapePath;
 use crate::tree::{load_node, FileMeta, TreeEntry, MAX_DEPTH};
 
 /// The largest seal file the gate reads (a seal line is at most ~4 KiB; this allows millions).
@@ -114,10 +115,14 @@ pub struct SideSummary {
     pub kind: SideKind,
     /// The folder or seal path, or `NAME@N`.
     pub label: String,
-    /// Its packet_tree_sha256.
-    pub packet_tree_sha256: Sha256Digest,
-    /// How many files it lists.
+    /// Its packet_tree_sha256; `None` for a folder that holds entries that are not regular files
+    /// (symlinks, FIFOs, ...): such a folder is not a packet and has no tree hash (the hash of
+    /// its regular files alone would look like a match where there is none).
+    pub packet_tree_sha256: Option<Sha256Digest>,
+    /// How many regular files it lists.
     pub files: u64,
+    /// Entries that are not regular files, counted by kind (`symbolic link`, `FIFO`, ...).
+    pub not_regular: BTreeMap<&'static str, u64>,
 }
 
 impl Side {
@@ -202,7 +207,7 @@ impl Side {
         let manifest = manifest_of_side(&files)?;
         Ok(Side {
             kind: SideKind::Folder,
-            label: root.display().to_string(),
+            label: root.escaped().to_string(),
             packet_tree_sha256: manifest.packet_tree_sha256(),
             file_count: files.len() as u64,
             files,
@@ -234,7 +239,7 @@ impl Side {
             .collect::<BTreeMap<_, _>>();
         Ok(Side {
             kind: SideKind::Seal,
-            label: path.display().to_string(),
+            label: path.escaped().to_string(),
             packet_tree_sha256: sha256_of(&bytes),
             file_count: files.len() as u64,
             files,
@@ -341,11 +346,20 @@ impl Side {
 
     /// The summary reports show.
     pub fn summary(&self) -> SideSummary {
+        let mut not_regular = BTreeMap::new();
+        for what in self.others.values() {
+            *not_regular.entry(*what).or_insert(0) += 1;
+        }
         SideSummary {
             kind: self.kind,
             label: self.label.clone(),
-            packet_tree_sha256: self.packet_tree_sha256,
+            packet_tree_sha256: if self.others.is_empty() {
+                Some(self.packet_tree_sha256)
+            } else {
+                None
+            },
             files: self.file_count,
+            not_regular,
         }
     }
 }
@@ -402,6 +416,9 @@ pub struct FileResult {
     pub expected: Option<SideFile>,
     /// What the observed side holds, if it holds a regular file at this path.
     pub observed: Option<SideFile>,
+    /// What the observed side holds at this path when it is not a regular file (`symbolic link`,
+    /// `FIFO`, `folder`, ...): such an entry is never followed or read, so it has no hash.
+    pub observed_kind: Option<&'static str>,
     /// Where the bytes first differ, when both sides' bytes could be read.
     pub first_difference: Option<FirstDifference>,
     /// A sentence of context (what a non-regular entry is, why diagnosis was limited).
@@ -463,8 +480,19 @@ impl GateReport {
     pub fn verdict_line(&self) -> String {
         match self.verdict {
             Verdict::Pass => format!(
-                "PASS: {} of {} files match (packet_tree_sha256 {})",
-                self.counts.ok, self.counts.files, self.observed.packet_tree_sha256
+                "PASS: {} of {} {} (packet_tree_sha256 {})",
+                self.counts.ok,
+                crate::text::count(self.counts.files, "file"),
+                if self.counts.ok == 1 {
+                    "matches"
+                } else {
+                    "match"
+                },
+                // A PASS holds no entry that is not a regular file, so this is always set.
+                self.observed
+                    .packet_tree_sha256
+                    .or(self.expected.packet_tree_sha256)
+                    .map_or_else(|| "none".to_string(), |sha| sha.to_hex())
             ),
             Verdict::Fail => {
                 let mut classes: Vec<String> = self
@@ -475,9 +503,14 @@ impl GateReport {
                     .collect();
                 classes.sort();
                 format!(
-                    "FAIL: {} of {} files differ ({})",
+                    "FAIL: {} of {} {} ({})",
                     self.counts.failed,
-                    self.counts.files,
+                    crate::text::count(self.counts.files, "file"),
+                    if self.counts.failed == 1 {
+                        "differs"
+                    } else {
+                        "differ"
+                    },
                     classes.join(", ")
                 )
             }
@@ -548,6 +581,7 @@ pub fn compare(store: Option<&Store>, expected: &Side, observed: &Side) -> Resul
                 classes: vec![DriftClass::Extra],
                 expected: None,
                 observed: None,
+                observed_kind: Some(what),
                 first_difference: None,
                 note: Some(format!("a {what} the seal does not list")),
             });
@@ -588,6 +622,7 @@ fn compare_path(
         classes: Vec::new(),
         expected: e,
         observed: o,
+        observed_kind: None,
         first_difference: None,
         note: None,
     };
@@ -596,9 +631,11 @@ fn compare_path(
             let dir_prefix = format!("{path}/");
             if let Some(what) = observed.others.get(path) {
                 result.classes.push(DriftClass::Type);
+                result.observed_kind = Some(what);
                 result.note = Some(format!("is now a {what}"));
             } else if observed.files.keys().any(|p| p.starts_with(&dir_prefix)) {
                 result.classes.push(DriftClass::Type);
+                result.observed_kind = Some("folder");
                 result.note = Some("is now a folder".into());
             } else {
                 result.classes.push(DriftClass::Missing);
@@ -783,6 +820,7 @@ pub fn check_folder_seal(observed: &Side, canonical_text: &[u8]) -> Result<Optio
         classes: diagnosis.classes,
         expected: None,
         observed: None,
+        observed_kind: None,
         first_difference: diagnosis.first_difference,
         note: Some(
             "the folder's own seal is not the canonical manifest of what it is verified against"
@@ -945,6 +983,7 @@ pub struct SealReport {
     /// What was done.
     pub action: SealAction,
     /// The seal's path.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
     pub seal: PathBuf,
     /// The packet_tree_sha256 (the SHA-256 of the seal).
     pub packet_tree_sha256: Sha256Digest,
@@ -988,10 +1027,10 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
                 "{} already holds a different seal (its SHA-256 is {}, the folder's \
                  packet_tree_sha256 is {}); run `evstore verify {}` to see what changed, or pass \
                  --force to replace the seal",
-                seal_path.display(),
+                seal_path.escaped(),
                 sha256_of(existing),
                 manifest.packet_tree_sha256(),
-                dir.display()
+                dir.escaped()
             )));
         }
     }

@@ -31,6 +31,7 @@ use std::sync::{Mutex, PoisonError};
 use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::error::{Error, Result};
+use crate::text::EscapePath;
 
 /// The signals handled, with their names.
 const SIGNALS: [(i32, &str); 3] = [(SIGHUP, "SIGHUP"), (SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")];
@@ -229,21 +230,21 @@ impl Cleanup {
         match self {
             Cleanup::Removed { what, path } => match std::fs::symlink_metadata(path) {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    format!("removed {what} {}", path.display())
+                    format!("removed {what} {}", path.escaped())
                 }
                 _ => format!(
                     "could not remove {what} {}; remove it by hand",
-                    path.display()
+                    path.escaped()
                 ),
             },
             Cleanup::Emptied { path } => match std::fs::read_dir(path).map(|mut i| i.next()) {
-                Ok(None) => format!("left {} empty, as it was", path.display()),
+                Ok(None) => format!("left {} empty, as it was", path.escaped()),
                 _ => format!(
                     "could not empty {} (it was empty before); empty it by hand",
-                    path.display()
+                    path.escaped()
                 ),
             },
-            Cleanup::Kept { what, path } => format!("left {what} in {}", path.display()),
+            Cleanup::Kept { what, path } => format!("left {what} in {}", path.escaped()),
             Cleanup::Note(text) => text.clone(),
         }
     }

@@ -25,6 +25,7 @@ use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::scan::{check_rel_path, SEAL_FILE_NAME};
 use crate::store::Store;
+use crate::text::EscapePath;
 
 /// The references file of a packet folder in a KB.
 pub const REFERENCES_FILE_NAME: &str = "KB_REFERENCES.txt";
@@ -367,6 +368,7 @@ fn expected_side(
 #[derive(Clone, Debug, Serialize)]
 pub struct KbReport {
     /// The KB folder, canonical.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
     pub kb: PathBuf,
     /// PASS only if every packet folder passes and every recorded mirror is present.
     pub verdict: Verdict,
@@ -420,7 +422,7 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
         if store_root.starts_with(&kb_root) {
             notes.push(format!(
                 "the store {} lies inside the KB and was skipped",
-                store_root.display()
+                store_root.escaped()
             ));
         }
     }
@@ -428,9 +430,10 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
         let leftovers = entries.count();
         if leftovers > 0 {
             notes.push(format!(
-                "{leftovers} staging folder(s) of interrupted mirrors in {} (never packets; \
+                "{} of interrupted mirrors in {} (never packets; \
                  `evstore kb gc-staging` removes them)",
-                staging.display()
+                crate::text::count(leftovers as u64, "staging folder"),
+                staging.escaped()
             ));
         }
     }
@@ -604,6 +607,7 @@ pub fn lock_staging_shared(staging_root: &Path) -> Result<std::fs::File> {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GcStagingReport {
     /// The staging folder.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
     pub staging: PathBuf,
     /// Staging folders of interrupted mirrors that were removed (names in the staging folder).
     pub removed: Vec<String>,
@@ -640,7 +644,7 @@ pub fn gc_staging(kb_dir: &Path) -> Result<GcStagingReport> {
         Err(rustix::io::Errno::WOULDBLOCK) => {
             return Err(Error::Usage(format!(
             "{}: a mirror into this KB is in progress; run `kb gc-staging` again when none runs",
-            staging.display()
+            staging.escaped()
         )))
         }
         Err(errno) => return Err(Error::io(&staging, "cannot lock", errno.into())),
@@ -658,7 +662,7 @@ pub fn gc_staging(kb_dir: &Path) -> Result<GcStagingReport> {
         let shown = staging.join(&name);
         let path = locked.join(&name);
         let meta = std::fs::symlink_metadata(&path).at(&shown, "cannot stat")?;
-        let text = name.to_string_lossy().into_owned();
+        let text = crate::text::escape_os(&name).to_string();
         if meta.is_dir() && text.starts_with("mirror-") {
             std::fs::remove_dir_all(&path).at(&shown, "cannot remove")?;
             report.removed.push(text);

@@ -30,6 +30,7 @@ pub mod record;
 pub mod rerun;
 pub mod scan;
 pub mod store;
+pub mod text;
 pub mod tree;
 
 pub use error::{Error, ErrorClass, Result};

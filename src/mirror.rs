@@ -33,6 +33,7 @@ use crate::kb::{
 use crate::progress::Progress;
 use crate::scan::SEAL_FILE_NAME;
 use crate::store::{rename_no_replace, Store};
+use crate::text::EscapePath;
 use crate::tree::{manifest_of, HashedFile};
 
 /// How a file whose bytes the KB already holds is published.
@@ -89,6 +90,7 @@ pub struct MirrorReport {
     /// The packet_tree_sha256 (the SHA-256 of the written `HASH_MANIFEST.txt`).
     pub packet_tree_sha256: Sha256Digest,
     /// The KB folder, canonical.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
     pub kb: PathBuf,
     /// The packet folder, relative to the KB.
     pub rel_path: String,
@@ -167,7 +169,7 @@ pub fn mirror(
         Error::AlreadyExists(format!(
             "{}: {what}; the KB is append-only: publish this version to a new path, for \
              example --as {}@{}",
-            kb_root.join(&rel_path).display(),
+            kb_root.join(&rel_path).escaped(),
             record.name,
             record.version
         ))
@@ -346,7 +348,7 @@ pub fn mirror(
             reasons.push(gate.verdict_line());
         }
         return Err(Error::Mismatch {
-            what: staged.display().to_string(),
+            what: staged.escaped().to_string(),
             reason: format!("the staged mirror did not verify: {}", reasons.join("; ")),
         });
     }

@@ -50,6 +50,55 @@ pub fn check_packet_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Check the name of a packet about to be created: a valid name that does not look like a hex
+/// prefix (8 to 64 lowercase hex digits), since `NAME` would then also be read as a prefix of
+/// other packets' hashes and become ambiguous. The error is a reason sentence.
+pub fn check_new_packet_name(name: &str) -> Result<(), String> {
+    check_packet_name(name)?;
+    if looks_like_prefix(name) {
+        return Err(format!(
+            "packet name {name:?} is {} lowercase hex digits, so it would also be read as a hex \
+             prefix of packets' hashes and could become ambiguous; choose a name with another \
+             character, such as \"{name}-packet\"",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+/// True if `text` is what a PACKET argument reads as a hex prefix: 8 to 64 lowercase hex digits.
+fn looks_like_prefix(text: &str) -> bool {
+    text.len() >= MIN_PREFIX_LEN && text.len() <= 64 && crate::digest::is_lower_hex(text)
+}
+
+/// Why a NAME that matched nothing was not read as a hex prefix, if it looks like one was meant
+/// (all hex digits, but too short or not lowercase).
+pub fn prefix_hint(text: &str) -> Option<String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_hexdigit()) || looks_like_prefix(text) {
+        return None;
+    }
+    if text.len() > 64 {
+        return Some(format!(
+            "a hex prefix is at most 64 digits; {text:?} has {}",
+            text.len()
+        ));
+    }
+    let mut reasons = Vec::new();
+    if text.len() < MIN_PREFIX_LEN {
+        reasons.push(format!("{text:?} has {}", text.len()));
+    }
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        reasons.push(format!(
+            "uppercase is not read as hex (try {:?})",
+            text.to_ascii_lowercase()
+        ));
+    }
+    Some(format!(
+        "a hex prefix needs {MIN_PREFIX_LEN} to 64 lowercase hex digits: {}",
+        reasons.join("; ")
+    ))
+}
+
 /// Parse a PACKET reference; the error is a reason sentence.
 pub fn parse_packet_ref(text: &str) -> Result<PacketRef, String> {
     if let Some((name, version)) = text.split_once('@') {
@@ -69,8 +118,7 @@ pub fn parse_packet_ref(text: &str) -> Result<PacketRef, String> {
             version,
         });
     }
-    let is_prefix =
-        text.len() >= MIN_PREFIX_LEN && text.len() <= 64 && crate::digest::is_lower_hex(text);
+    let is_prefix = looks_like_prefix(text);
     match check_packet_name(text) {
         Ok(()) => Ok(PacketRef::Name {
             name: text.to_string(),
@@ -116,6 +164,15 @@ mod tests {
             assert!(parse_packet_ref(bad).is_err(), "{bad:?} parsed");
         }
         assert!(parse_packet_ref(&"a".repeat(129)).is_err());
+        assert!(check_new_packet_name("2fa3d54e").is_err());
+        assert!(check_new_packet_name(&"a".repeat(64)).is_err());
+        for ok in ["2fa3d54", "2FA3D54E", "2fa3d54e-x", &"a".repeat(65)] {
+            assert_eq!(check_new_packet_name(ok), Ok(()), "{ok:?}");
+        }
+        assert!(prefix_hint("2fa3d54").unwrap().contains("has 7"));
+        assert!(prefix_hint("2FA3D54E").unwrap().contains("\"2fa3d54e\""));
+        assert_eq!(prefix_hint("2fa3d54e"), None);
+        assert_eq!(prefix_hint("report"), None);
         // Seven hex digits are a name, not a prefix.
         assert_eq!(
             parse_packet_ref("2fa3d54").unwrap(),

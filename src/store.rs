@@ -44,6 +44,7 @@ use crate::digest::Blake3Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::object::{self, DecodeError, Decoded, ObjectKind};
 use crate::pack::{self, PackEntry};
+use crate::text::EscapePath;
 
 /// The contents of `<store>/VERSION`.
 pub const STORE_VERSION_TEXT: &str = "evstore store 1\n";
@@ -99,9 +100,9 @@ pub enum ObjectLocation {
 impl std::fmt::Display for ObjectLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ObjectLocation::Loose(path) => write!(f, "{}", path.display()),
+            ObjectLocation::Loose(path) => write!(f, "{}", path.escaped()),
             ObjectLocation::Packed { pack, offset, len } => {
-                write!(f, "{} at offset {offset} ({len} bytes)", pack.display())
+                write!(f, "{} at offset {offset} ({len} bytes)", pack.escaped())
             }
         }
     }
@@ -279,7 +280,7 @@ impl LocalBackend {
 
 impl ObjectBackend for LocalBackend {
     fn describe(&self) -> String {
-        self.objects.display().to_string()
+        self.objects.escaped().to_string()
     }
 
     fn exists(&self, id: &Blake3Digest) -> Result<bool> {
@@ -326,7 +327,7 @@ impl ObjectBackend for LocalBackend {
             Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
             Ok(_) => Err(Error::corrupt(
                 format!("object {id}"),
-                format!("{} is not a regular file", path.display()),
+                format!("{} is not a regular file", path.escaped()),
             )),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 Ok(self.find_packed(id, false)?.map(|at| at.len))
@@ -587,7 +588,7 @@ impl Store {
         if root.join("VERSION").exists() {
             return Err(Error::AlreadyExists(format!(
                 "{} is already an evstore store",
-                root.display()
+                root.escaped()
             )));
         }
         match fs::read_dir(root) {
@@ -595,7 +596,7 @@ impl Store {
                 if items.next().is_some() {
                     return Err(Error::Usage(format!(
                         "{} exists and is not empty; a store needs a new or empty folder",
-                        root.display()
+                        root.escaped()
                     )));
                 }
                 populate_store(root, prepare)?;
@@ -622,11 +623,14 @@ impl Store {
                     {
                         return Err(Error::AlreadyExists(format!(
                             "{} was created meanwhile",
-                            root.display()
+                            root.escaped()
                         )));
                     }
                     Err(err) => return Err(Error::io(root, "cannot create store folder", err)),
                 }
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
+                return Err(not_a_folder(root));
             }
             Err(err) => return Err(Error::io(root, "cannot use as store folder", err)),
         }
@@ -639,8 +643,8 @@ impl Store {
             if err.kind() == io::ErrorKind::NotFound {
                 Error::Usage(format!(
                     "no evstore store at {}; create one with `evstore init --store {}` (or set --store / EVSTORE_STORE)",
-                    root.display(),
-                    root.display()
+                    root.escaped(),
+                    root.escaped()
                 ))
             } else {
                 Error::io(root, "cannot open store", err)
@@ -649,7 +653,7 @@ impl Store {
         if !meta.is_dir() {
             return Err(Error::Usage(format!(
                 "{} is not a folder, so it cannot be an evstore store",
-                root.display()
+                root.escaped()
             )));
         }
         let version_path = root.join("VERSION");
@@ -657,7 +661,7 @@ impl Store {
             if err.kind() == io::ErrorKind::NotFound {
                 Error::Usage(format!(
                     "{} is not an evstore store (it has no VERSION file); create one with `evstore init --store DIR`",
-                    root.display()
+                    root.escaped()
                 ))
             } else {
                 Error::io(&version_path, "cannot read", err)
@@ -666,7 +670,7 @@ impl Store {
         if version != STORE_VERSION_TEXT.as_bytes() {
             return Err(Error::Usage(format!(
                 "{}: unsupported store version {:?}",
-                version_path.display(),
+                version_path.escaped(),
                 String::from_utf8_lossy(&version)
             )));
         }
@@ -713,7 +717,7 @@ impl Store {
                         "{}: the store is read-only for this user ({}); this command writes to \
                          the store. Commands that only read it (ls, show, manifest, cat, export, \
                          log, runs, fsck, verify --against, diff, kb verify) work",
-                        path.display(),
+                        path.escaped(),
                         io::Error::from(errno)
                     )))
                 }
@@ -793,7 +797,7 @@ impl Store {
             Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Usage(format!(
                 "{}: a write is in progress; run {command} again when no evstore process writes \
                  to this store",
-                tmp.display()
+                tmp.escaped()
             ))),
             Err(errno) => Err(Error::io(&tmp, "cannot lock", errno.into())),
         }
@@ -1201,5 +1205,37 @@ impl<W: Write> Write for WriteErrorTap<W> {
     fn flush(&mut self) -> io::Result<()> {
         let result = self.inner.flush();
         self.keep(result)
+    }
+}
+
+/// The error for a store path that is, or lies below, something that is not a folder: name
+/// which path is the file, instead of the bare "Not a directory (os error 20)".
+fn not_a_folder(root: &Path) -> Error {
+    let culprit = root
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .find(|p| fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()));
+    let kind = |path: &Path| match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            "a symbolic link to something that is not a folder"
+        }
+        _ => "a file, not a folder",
+    };
+    match culprit {
+        Some(path) if path == root => Error::Usage(format!(
+            "{} is {}; a store needs a new or empty folder",
+            root.escaped(),
+            kind(path)
+        )),
+        Some(path) => Error::Usage(format!(
+            "{}: {} is {}, so no store can be created below it",
+            root.escaped(),
+            path.escaped(),
+            kind(path)
+        )),
+        None => Error::Usage(format!(
+            "{}: a component of the path is not a folder",
+            root.escaped()
+        )),
     }
 }

@@ -515,20 +515,23 @@ fn packet_references() {
 fn an_ambiguous_prefix_is_refused() {
     let sb = Sandbox::new();
     // Ingest packets until two packet_tree_sha256 values share their first 8 hex digits is too
-    // slow; instead two packets share a name-like hex prefix through their names.
+    // slow; instead the same tree is archived under two names, so one prefix matches both.
     let packet = write_packet(&sb, "p");
     let (_, ingested) = sb.json(&["ingest", packet.to_str().unwrap(), "--name", "p1"]);
     let prefix = &ingested["packet_tree_sha256"].as_str().unwrap()[..8];
-    sb.write("q/x.txt", "x");
-    let (rc, _) = sb.json(&["ingest", sb.path("q").to_str().unwrap(), "--name", prefix]);
+    let (rc, _) = sb.json(&["ingest", packet.to_str().unwrap(), "--name", "p2"]);
     assert_eq!(rc, 0);
     let out = sb.run(&["show", prefix]);
     assert_eq!(code(&out), 2);
     assert!(
-        stderr(&out).contains("both a packet name and a hex prefix"),
+        stderr(&out).contains("is ambiguous: it matches 2 packets (p1@1, p2@1)"),
         "{}",
         stderr(&out)
     );
+    // A name that is itself a hex prefix, which made a name and a prefix collide, is refused.
+    sb.write("q/x.txt", "x");
+    let (rc, _) = sb.json(&["ingest", sb.path("q").to_str().unwrap(), "--name", prefix]);
+    assert_eq!(rc, 2);
 }
 
 #[test]
