@@ -403,6 +403,16 @@ fn refuse_nested_destination(
             kb_root.join(&outer).display()
         ));
     }
+    if let KbPath::Folder(existing) = resolve_in_kb(kb_root, rel_path)? {
+        if fs::symlink_metadata(existing.join(SEAL_FILE_NAME)).is_err() {
+            if let Some(inner) = crate::kb::first_packet_folder_below(&existing)? {
+                return refuse(format!(
+                    "holds the published packet folder {}",
+                    inner.display()
+                ));
+            }
+        }
+    }
     for row in recorded {
         if rel_path.starts_with(&format!("{}/", row.rel_path)) {
             return refuse(format!(
@@ -417,16 +427,6 @@ fn refuse_nested_destination(
                 kb_root.join(&row.rel_path).display(),
                 row.packet_tree_sha256
             ));
-        }
-    }
-    if let KbPath::Folder(existing) = resolve_in_kb(kb_root, rel_path)? {
-        if fs::symlink_metadata(existing.join(SEAL_FILE_NAME)).is_err() {
-            if let Some(inner) = crate::kb::first_packet_folder_below(&existing)? {
-                return refuse(format!(
-                    "holds the published packet folder {}",
-                    inner.display()
-                ));
-            }
         }
     }
     Ok(())
