@@ -12,9 +12,12 @@ use serde_json::Value;
 
 use crate::sandbox::*;
 
+/// One entry of a tree snapshot: path, kind, mode bits, bytes (a symlink's target).
+type Entry = (String, &'static str, u32, Vec<u8>);
+
 /// Everything below `root`, byte for byte: every folder, file (bytes and mode bits) and symlink
 /// (its target), hidden names included.
-fn tree_snapshot(root: &Path) -> Vec<(String, &'static str, u32, Vec<u8>)> {
+fn tree_snapshot(root: &Path) -> Vec<Entry> {
     use std::os::unix::ffi::OsStrExt;
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(root)
@@ -44,7 +47,7 @@ fn tree_snapshot(root: &Path) -> Vec<(String, &'static str, u32, Vec<u8>)> {
 }
 
 /// Every stored packet, exported into a fresh folder outside the sandbox, as a tree snapshot.
-fn exports(sb: &Sandbox) -> Vec<(String, Vec<(String, &'static str, u32, Vec<u8>)>)> {
+fn exports(sb: &Sandbox) -> Vec<(String, Vec<Entry>)> {
     let (rc, listed) = sb.json(&["ls"]);
     assert_eq!(rc, 0, "{listed}");
     let mut out = Vec::new();
