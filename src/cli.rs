@@ -1180,6 +1180,18 @@ fn verify_kb_packet_folder(
         });
     }
     let mut report = report.with_failures(failures);
+    if folder.verdict == Verdict::Fail && report.verdict == Verdict::Pass {
+        // Fail closed: a problem the results above do not carry still fails the folder.
+        report = report.with_failures(vec![gate::FileResult {
+            path: crate::scan::SEAL_FILE_NAME.to_string(),
+            status: "fail",
+            classes: vec![crate::drift::DriftClass::Content],
+            expected: None,
+            observed: None,
+            first_difference: None,
+            note: Some(folder.problems.join("; ")),
+        }]);
+    }
     if folder.references > 0 {
         report.notes.push(format!(
             "{} file(s) listed in {REFERENCES_FILE_NAME} were read where their bytes live in the \
