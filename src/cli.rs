@@ -560,9 +560,12 @@ fn resolved_path(path: &Path) -> Result<PathBuf> {
         match component {
             Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
             // `current` is canonical (or a tail that will be created as real folders), so
-            // its parent is lexical.
+            // its parent is lexical; back in existing folders, resolve again from there.
             Component::ParentDir => {
                 current.pop();
+                if missing && std::fs::symlink_metadata(&current).is_ok() {
+                    missing = false;
+                }
             }
             Component::Normal(name) => {
                 let next = current.join(name);

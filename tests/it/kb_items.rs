@@ -128,6 +128,25 @@ fn regression_refused_ingest_never_leaves_a_store_inside_the_packet() {
     assert_eq!(doc["error"]["class"], "operational", "{doc}");
     assert_eq!(tree_snapshot(&packet), before, "the packet folder changed");
 
+    // Through a symlink into the packet, also after a `..` out of a folder still to be created.
+    fs::create_dir(sb.path("elsewhere")).unwrap();
+    symlink(&packet, sb.path("elsewhere/into-p")).unwrap();
+    for store in ["elsewhere/into-p/store", "elsewhere/new/../into-p/store"] {
+        let out = sb.run_storeless(&["--store", store, "ingest", "p"]);
+        assert_eq!(code(&out), 2, "{store}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("lies inside this folder"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(
+            tree_snapshot(&packet),
+            before,
+            "{store}: the packet folder changed"
+        );
+    }
+    assert!(!sb.path("elsewhere/new").exists());
+
     // The packet is untouched, so it still verifies and hashes as before.
     let out = sb.run_storeless(&["verify", "p"]);
     assert_eq!(code(&out), 0, "{}", stdout(&out));
