@@ -1654,10 +1654,14 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
 
 fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
     let (_, catalog) = ctx.open()?;
-    let packet_id = match packet {
-        Some(packet) => Some(ctx.resolve(&catalog, packet)?.id),
+    let resolved = match packet {
+        Some(packet) => Some(ctx.resolve(&catalog, packet)?),
         None => None,
     };
+    let packet_id = resolved.as_ref().map(|row| row.id);
+    let packet_label = resolved
+        .as_ref()
+        .map(|row| format!("{}@{}", row.record.name, row.record.version));
     let runs = catalog.runs(packet_id)?;
     if ctx.json {
         let list: Vec<Value> = runs
@@ -1673,7 +1677,7 @@ fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
                 })
             })
             .collect();
-        print_json(&json!({ "runs": list }));
+        print_json(&json!({ "packet": packet_label, "runs": list }));
     } else if runs.is_empty() {
         say!("no reruns recorded yet; run one with `evstore rerun PACKET -- CMD`");
     } else {

@@ -690,6 +690,18 @@ fn regression_every_command_that_resolves_a_name_says_which_version_it_used() {
         stderr(&out)
     );
     // --json documents carry the version instead.
-    let (rc, doc) = sb.json(&["manifest", "p"]);
-    assert_eq!((rc, doc["packet"].as_str()), (0, Some("p@2")), "{doc}");
+    for args in [
+        &["manifest", "p"][..],
+        &["runs", "p"][..],
+        &["mirror", "p", "kb"][..],
+    ] {
+        let (rc, doc) = sb.json(args);
+        assert_eq!(
+            (rc, doc["packet"].as_str()),
+            (0, Some("p@2")),
+            "{args:?}: {doc}"
+        );
+    }
+    let (_, doc) = sb.json(&["runs"]);
+    assert!(doc["packet"].is_null(), "{doc}");
 }
