@@ -193,8 +193,9 @@ pub enum Command {
     ///
     /// Files are staged in KB_DIR/.evstore-staging, fsynced, verified, then the folder is renamed
     /// into place, so readers never see half a packet. HASH_MANIFEST.txt is written in the packet
-    /// folder. The same packet again is a no-op; other content at an existing path is refused
-    /// (the KB is append-only: publish a new version with --as NAME@2).
+    /// folder. The same packet again is a no-op; other content at an existing path, and a path
+    /// inside or above a packet folder, are refused (the KB is append-only: publish a new version
+    /// with --as NAME@2).
     Mirror {
         /// The packet
         packet: String,
@@ -276,7 +277,8 @@ pub enum Command {
 pub enum KbCommand {
     /// Check every packet folder of a KB byte for byte (and, with a store, against the catalog)
     ///
-    /// A packet folder is any folder holding HASH_MANIFEST.txt. Each must have a canonical seal,
+    /// A packet folder is any folder holding HASH_MANIFEST.txt that is not inside another packet
+    /// folder (a sealed subfolder is part of the packet holding it). Each must have a canonical seal,
     /// every listed file present with identical bytes (or referenced, in KB_REFERENCES.txt, to a
     /// file in the same KB with the pinned SHA-256), and no unlisted file. With a store (the
     /// default ./.evstore if it exists, or --store), the seal must name a packet the store knows,
