@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::archive::{hash_packet, ingest, IngestConfig};
 use crate::catalog::{Catalog, CatalogAccess, LostItem, NewEvent, PacketRow};
-use crate::error::{Error, ErrorClass, Result};
+use crate::error::{Error, ErrorClass, IoContext, Result};
 use crate::export::{cat_file, export, verified_files};
 use crate::fsck::{fsck, reindex};
 use crate::gate::{self, GateReport, SealAction, Side, Verdict};
@@ -169,6 +169,11 @@ pub enum Command {
         /// A copy of the sealed packet (such as a KB mirror), used to diagnose changed files
         #[arg(long, value_name = "DIR", conflicts_with = "against")]
         original: Option<PathBuf>,
+        /// The KB that DIR's KB_REFERENCES.txt paths are relative to, for a packet folder
+        /// mirrored with --dedup reference [default: the nearest folder at or above DIR that
+        /// holds .evstore-staging]
+        #[arg(long, value_name = "KB")]
+        kb: Option<PathBuf>,
     },
     /// Compare any two of: a folder, a seal file, a stored packet (A is expected, B observed)
     ///
@@ -189,8 +194,9 @@ pub enum Command {
     ///
     /// Files are staged in KB_DIR/.evstore-staging, fsynced, verified, then the folder is renamed
     /// into place, so readers never see half a packet. HASH_MANIFEST.txt is written in the packet
-    /// folder. The same packet again is a no-op; other content at an existing path is refused
-    /// (the KB is append-only: publish a new version with --as NAME@2).
+    /// folder. The same packet again is a no-op; other content at an existing path, and a path
+    /// inside or above a packet folder, are refused (the KB is append-only: publish a new version
+    /// with --as NAME@2).
     Mirror {
         /// The packet
         packet: String,
@@ -294,7 +300,8 @@ pub enum Command {
 pub enum KbCommand {
     /// Check every packet folder of a KB byte for byte (and, with a store, against the catalog)
     ///
-    /// A packet folder is any folder holding HASH_MANIFEST.txt. Each must have a canonical seal,
+    /// A packet folder is any folder holding HASH_MANIFEST.txt that is not inside another packet
+    /// folder (a sealed subfolder is part of the packet holding it). Each must have a canonical seal,
     /// every listed file present with identical bytes (or referenced, in KB_REFERENCES.txt, to a
     /// file in the same KB with the pinned SHA-256), and no unlisted file. With a store (the
     /// default ./.evstore if it exists, or --store), the seal must name a packet the store knows,
@@ -517,9 +524,22 @@ impl Context {
         Ok((store, catalog))
     }
 
+    /// Resolve a PACKET argument. Unless it named a version (`NAME@N`), say on stderr which
+    /// version it resolved to (text output; every `--json` document names the version).
     fn resolve(&self, catalog: &Catalog, packet: &str) -> Result<PacketRow> {
         let reference = parse_packet_ref(packet).map_err(Error::Usage)?;
-        catalog.resolve(&reference)
+        let row = catalog.resolve(&reference)?;
+        if !self.json {
+            let label = format!("{}@{}", row.record.name, row.record.version);
+            match &reference {
+                crate::packet_ref::PacketRef::Version { .. } => {}
+                crate::packet_ref::PacketRef::Name { name, .. } if *name == row.record.name => {
+                    eprintln!("evstore: {packet} is {label}, its latest version")
+                }
+                _ => eprintln!("evstore: {packet} is {label} (matched by hash prefix)"),
+            }
+        }
+        Ok(row)
     }
 }
 
@@ -557,7 +577,8 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             against,
             seal,
             original,
-        } => cmd_verify(&ctx, &dir, against, seal, original),
+            kb,
+        } => cmd_verify(&ctx, &dir, against, seal, original, kb),
         Command::Diff { a, b, original } => cmd_diff(&ctx, &a, &b, original),
         Command::Mirror {
             packet,
@@ -605,15 +626,75 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
 
 /// Create a store whose catalog (with its `init` event) exists before the store is visible.
 fn create_store(root: &Path) -> Result<Store> {
-    Store::init_with(root, |staged| {
-        let mut catalog = Catalog::open(&staged.join(crate::store::CATALOG_FILE_NAME))?;
-        catalog.log_event(&NewEvent {
-            kind: "init".into(),
-            subject: root.display().to_string(),
-            detail: json!({"tool_version": crate::TOOL_VERSION}),
-        })?;
-        Ok(())
-    })
+    Store::init_with(root, |staged| prepare_new_catalog(root, staged))
+}
+
+/// Create the catalog of a new store being built in `staged`, with its `init` event.
+fn prepare_new_catalog(root: &Path, staged: &Path) -> Result<()> {
+    let mut catalog = Catalog::open(&staged.join(crate::store::CATALOG_FILE_NAME))?;
+    catalog.log_event(&NewEvent {
+        kind: "init".into(),
+        subject: root.display().to_string(),
+        detail: json!({"tool_version": crate::TOOL_VERSION}),
+    })?;
+    Ok(())
+}
+
+/// `path` made absolute, with every existing component resolved (symlinks included) and the
+/// missing tail appended as it will be created; it need not exist.
+fn resolved_path(path: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|err| Error::io(".", "cannot read the working directory", err))?
+            .join(path)
+    };
+    let mut current = PathBuf::from("/");
+    let mut missing = false;
+    for component in absolute.components() {
+        match component {
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+            // `current` is canonical (or a tail that will be created as real folders), so
+            // its parent is lexical; back in existing folders, resolve again from there.
+            Component::ParentDir => {
+                current.pop();
+                if missing && std::fs::symlink_metadata(&current).is_ok() {
+                    missing = false;
+                }
+            }
+            Component::Normal(name) => {
+                let next = current.join(name);
+                if !missing && std::fs::symlink_metadata(&next).is_ok() {
+                    current = std::fs::canonicalize(&next).at(&next, "cannot resolve")?;
+                } else {
+                    missing = true;
+                    current = next;
+                }
+            }
+        }
+    }
+    Ok(current)
+}
+
+/// Refuse to archive a folder that holds the store, or would hold it once created: the store's
+/// files would become part of the packet (and change it).
+fn refuse_store_inside_folder(store: &Path, dir: &Path) -> Result<()> {
+    let dir_resolved = std::fs::canonicalize(dir).at(dir, "cannot resolve")?;
+    let store_resolved = resolved_path(store)?;
+    if store_resolved.starts_with(&dir_resolved) {
+        return Err(Error::unsupported(
+            dir,
+            format!(
+                "the store {} lies inside this folder, so its files would become part of the \
+                 packet; use a store outside the packet folder (--store DIR or $EVSTORE_STORE; \
+                 the default is ./.evstore in the working directory)",
+                store.escaped()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn cmd_init(ctx: &Context) -> Result<Outcome> {
@@ -658,33 +739,64 @@ fn cmd_ingest(
         }
         None => default_name(dir)?,
     };
-    // Check the folder before creating anything, so a typo leaves no empty store behind.
+    // Check everything that can refuse before anything is created: the store location, the
+    // folder, and that the store does not lie inside it (a store created inside the packet
+    // would change the packet).
+    crate::store::check_store_location(&ctx.store_path)?;
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => return Err(Error::unsupported(dir, "is not a directory")),
         Err(err) => return Err(Error::io(dir, "cannot read packet folder", err)),
     }
-    if !ctx.store_path.exists() {
-        match create_store(&ctx.store_path) {
-            Ok(_) => eprintln!(
-                "evstore: created a new store in {}",
-                ctx.store_path.escaped()
-            ),
-            // Another process created it meanwhile: use theirs.
-            Err(Error::AlreadyExists(_)) => {}
-            Err(err) => return Err(err),
-        }
-    }
-    let (store, mut catalog) = ctx.open()?;
+    refuse_store_inside_folder(&ctx.store_path, dir)?;
     let config = IngestConfig {
         name,
         note,
         source_date_epoch,
         progress: ctx.progress.clone(),
     };
-    let report = ingest(&store, &mut catalog, dir, &config)?;
+    // A new store is built in a temp folder with the packet in it, and appears only if the
+    // ingest succeeded: a refused first ingest (drift, a symlink, an empty folder...) leaves
+    // no store behind.
+    let mut first = None;
+    if std::fs::symlink_metadata(&ctx.store_path).is_err() {
+        first = Store::create_filled(
+            &ctx.store_path,
+            |staged| prepare_new_catalog(&ctx.store_path, staged),
+            |store| {
+                let mut catalog = Catalog::open_existing(&store.catalog_path())?;
+                ingest(store, &mut catalog, dir, &config)
+            },
+        )?;
+        if first.is_some() {
+            eprintln!(
+                "evstore: created a new store in {}",
+                ctx.store_path.escaped()
+            );
+        }
+        // `None`: another process created the store meanwhile; use theirs.
+    }
+    let (report, catalog) = match first {
+        Some((store, report)) => {
+            let catalog = Catalog::open_existing(&store.catalog_path())?;
+            (report, catalog)
+        }
+        None => {
+            let (store, mut catalog) = ctx.open()?;
+            (ingest(&store, &mut catalog, dir, &config)?, catalog)
+        }
+    };
     let record = &report.packet.record;
     let label = format!("{}@{}", record.name, record.version);
+    // The latest version of this name, which differs from `record` when the same tree was
+    // archived earlier and another tree since.
+    let latest_version = catalog
+        .resolve(&crate::packet_ref::PacketRef::Name {
+            name: record.name.clone(),
+            also_prefix: false,
+        })?
+        .record
+        .version;
     if ctx.json {
         print_json(&json!({
             "packet": label,
@@ -698,10 +810,17 @@ fn cmd_ingest(
             "bytes": record.total_bytes,
             "objects_written": report.objects_written,
             "bytes_newly_stored": report.bytes_newly_stored,
+            "latest_version": latest_version,
         }));
     } else {
         if report.created {
             say!("archived {label}");
+        } else if latest_version > record.version {
+            say!(
+                "already archived as {label} (same tree); no new version; note: the latest \
+                 version is {}@{latest_version}, whose tree differs from this folder",
+                record.name
+            );
         } else {
             say!("already archived as {label} (same tree); no new version");
         }
@@ -1149,11 +1268,20 @@ fn cmd_verify(
     against: Option<String>,
     seal: Option<PathBuf>,
     original: Option<PathBuf>,
+    kb: Option<PathBuf>,
 ) -> Result<Outcome> {
     if let Some(packet) = against {
         let (store, catalog) = ctx.open_read()?;
         let row = ctx.resolve(&catalog, &packet)?;
         let expected = Side::packet(&store, &row)?;
+        if is_kb_packet_folder_with_references(dir, &expected)? {
+            let view = crate::kb::StoreView {
+                store: &store,
+                catalog: &catalog,
+            };
+            let report = verify_kb_packet_folder(dir, kb.as_deref(), expected, Some(&view))?;
+            return Ok(print_gate_report(ctx, &report));
+        }
         let observed = Side::folder_against(dir, &expected, &ctx.progress)?;
         let mut report = gate::compare(Some(&store), &expected, &observed)?;
         let canonical = expected.manifest()?.text();
@@ -1181,6 +1309,10 @@ fn cmd_verify(
     if let Some(original) = &original {
         expected = expected.with_original(original);
     }
+    if is_kb_packet_folder_with_references(dir, &expected)? {
+        let report = verify_kb_packet_folder(dir, kb.as_deref(), expected, None)?;
+        return Ok(print_gate_report(ctx, &report));
+    }
     let observed = Side::folder(dir, &ctx.progress)?;
     let mut report = gate::compare(None, &expected, &observed)?;
     let own_seal = observed
@@ -1194,6 +1326,115 @@ fn cmd_verify(
         }
     }
     Ok(print_gate_report(ctx, &report))
+}
+
+/// True if `dir` is a KB packet folder whose files are partly referenced: it holds its own
+/// well-formed `HASH_MANIFEST.txt` and a `KB_REFERENCES.txt` that `expected` does not list as a
+/// packet file (that one is mirror metadata, written by `mirror --dedup reference`).
+fn is_kb_packet_folder_with_references(dir: &Path, expected: &Side) -> Result<bool> {
+    let references = dir.join(crate::kb::REFERENCES_FILE_NAME);
+    if std::fs::symlink_metadata(&references).is_err()
+        || expected
+            .manifest()?
+            .get(crate::kb::REFERENCES_FILE_NAME)
+            .is_some()
+    {
+        return Ok(false);
+    }
+    let seal = dir.join(crate::scan::SEAL_FILE_NAME);
+    Ok(gate::read_seal_bytes(&seal)
+        .and_then(|bytes| crate::manifest::Manifest::parse_seal(&bytes, &seal))
+        .is_ok())
+}
+
+/// Verify a KB packet folder with references as `kb verify` checks it: each referenced file is
+/// read where `KB_REFERENCES.txt` says its bytes live, in the KB (`kb`, else the nearest folder
+/// at or above DIR holding `.evstore-staging`), resolved without symlinks and never outside it.
+/// A reference that does not resolve, or resolves to other bytes, fails.
+fn verify_kb_packet_folder(
+    dir: &Path,
+    kb: Option<&Path>,
+    expected: Side,
+    view: Option<&crate::kb::StoreView<'_>>,
+) -> Result<GateReport> {
+    use crate::kb::REFERENCES_FILE_NAME;
+    let canonical = std::fs::canonicalize(dir).at(dir, "cannot resolve")?;
+    let kb_root = match kb {
+        Some(kb) => crate::kb::canonical_kb(kb)?,
+        None => crate::kb::find_kb_root(&canonical).ok_or_else(|| {
+            Error::Usage(format!(
+                "{} holds {REFERENCES_FILE_NAME} (some of its files live elsewhere in a KB), but \
+                 no KB was found at or above it (a folder holding .evstore-staging); give the KB \
+                 with --kb KB",
+                dir.escaped()
+            ))
+        })?,
+    };
+    let rel = crate::kb::folder_in_kb(&kb_root, &canonical).map_err(|err| {
+        Error::Usage(format!(
+            "{} is not a folder inside the KB {} ({err})",
+            dir.escaped(),
+            kb_root.escaped()
+        ))
+    })?;
+    let canonical_text = expected.manifest()?.text();
+    let own_seal_path = dir.join(crate::scan::SEAL_FILE_NAME);
+    let own_seal = gate::read_seal_bytes(&own_seal_path)?;
+    let own_seal_failure = match expected.kind {
+        gate::SideKind::Seal if own_seal_path == Path::new(&expected.label) => None,
+        _ => gate::own_seal_result(canonical_text.as_bytes(), &own_seal),
+    };
+    let folder = crate::kb::check_packet_folder(
+        &kb_root,
+        if rel.is_empty() { "." } else { &rel },
+        dir,
+        view,
+        None,
+        Some(expected),
+    )?;
+    let report = folder.report.ok_or_else(|| {
+        Error::Usage(format!(
+            "{}: cannot be compared: {}",
+            dir.escaped(),
+            folder.problems.join("; ")
+        ))
+    })?;
+    let mut failures: Vec<gate::FileResult> = own_seal_failure.into_iter().collect();
+    if !folder.reference_problems.is_empty() {
+        failures.push(gate::FileResult {
+            path: REFERENCES_FILE_NAME.to_string(),
+            status: "fail",
+            classes: vec![crate::drift::DriftClass::Content],
+            expected: None,
+            observed: None,
+            observed_kind: None,
+            first_difference: None,
+            note: Some(folder.reference_problems.join("; ")),
+        });
+    }
+    let mut report = report.with_failures(failures);
+    if folder.verdict == Verdict::Fail && report.verdict == Verdict::Pass {
+        // Fail closed: a problem the results above do not carry still fails the folder.
+        report = report.with_failures(vec![gate::FileResult {
+            path: crate::scan::SEAL_FILE_NAME.to_string(),
+            status: "fail",
+            classes: vec![crate::drift::DriftClass::Content],
+            expected: None,
+            observed: None,
+            observed_kind: None,
+            first_difference: None,
+            note: Some(folder.problems.join("; ")),
+        }]);
+    }
+    if folder.references > 0 {
+        report.notes.push(format!(
+            "{} file(s) listed in {REFERENCES_FILE_NAME} were read where their bytes live in the \
+             KB {}",
+            folder.references,
+            kb_root.escaped()
+        ));
+    }
+    Ok(report)
 }
 
 /// One operand of `diff`.
@@ -1698,10 +1939,14 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
 
 fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
     let (_, catalog) = ctx.open_read()?;
-    let packet_id = match packet {
-        Some(packet) => Some(ctx.resolve(&catalog, packet)?.id),
+    let resolved = match packet {
+        Some(packet) => Some(ctx.resolve(&catalog, packet)?),
         None => None,
     };
+    let packet_id = resolved.as_ref().map(|row| row.id);
+    let packet_label = resolved
+        .as_ref()
+        .map(|row| format!("{}@{}", row.record.name, row.record.version));
     let runs = catalog.runs(packet_id)?;
     if ctx.json {
         let list: Vec<Value> = runs
@@ -1718,7 +1963,7 @@ fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
                 })
             })
             .collect();
-        print_json(&json!({ "runs": list }));
+        print_json(&json!({ "packet": packet_label, "runs": list }));
     } else if runs.is_empty() {
         say!("no reruns recorded yet; run one with `evstore rerun PACKET -- CMD`");
     } else {

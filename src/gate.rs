@@ -829,6 +829,61 @@ pub fn check_folder_seal(observed: &Side, canonical_text: &[u8]) -> Result<Optio
     }))
 }
 
+/// The failing `HASH_MANIFEST.txt` result for a folder's own seal `bytes` that are not
+/// `canonical_text`, the canonical manifest of what the folder is verified against; `None` when
+/// they are identical.
+pub fn own_seal_result(canonical_text: &[u8], bytes: &[u8]) -> Option<FileResult> {
+    if bytes == canonical_text {
+        return None;
+    }
+    let diagnosis = drift::diagnose(canonical_text, bytes);
+    let mut classes = diagnosis.classes;
+    if classes.is_empty() {
+        // The bytes differ: never an ok result.
+        classes.push(DriftClass::Content);
+    }
+    Some(FileResult {
+        path: SEAL_FILE_NAME.to_string(),
+        status: "fail",
+        classes,
+        expected: None,
+        observed: None,
+        observed_kind: None,
+        first_difference: diagnosis.first_difference,
+        note: Some(
+            "the folder's own seal is not the canonical manifest of what it is verified against"
+                .into(),
+        ),
+    })
+}
+
+impl GateReport {
+    /// Add failing results found outside [`compare`] (problems with a KB packet folder's
+    /// references), recounting and deciding the verdict again: never a PASS with one of them.
+    pub fn with_failures(mut self, extra: Vec<FileResult>) -> GateReport {
+        for file in extra {
+            self.counts.files += 1;
+            if !file.is_ok() {
+                self.counts.failed += 1;
+                for class in &file.classes {
+                    *self.counts.classes.entry(*class).or_insert(0) += 1;
+                }
+            } else {
+                self.counts.ok += 1;
+            }
+            self.files.push(file);
+        }
+        self.files.sort_by(|a, b| a.path.cmp(&b.path));
+        let trees_equal = self.expected.packet_tree_sha256 == self.observed.packet_tree_sha256;
+        self.verdict = if self.counts.failed == 0 && trees_equal {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        self
+    }
+}
+
 /// Add a result computed outside [`compare`] (such as [`check_folder_seal`]'s) to a report.
 pub fn add_result(
     report: GateReport,

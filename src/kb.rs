@@ -1,7 +1,9 @@
 //! The knowledge-base (KB) folder: its layout, the references file, and `kb verify`.
 //!
 //! A KB is a folder that people and tools read. A *packet folder* in it is any folder holding a
-//! regular file `HASH_MANIFEST.txt` (the seal). Besides the sealed files, a packet folder may
+//! regular file `HASH_MANIFEST.txt` (the seal) and not inside another packet folder: everything
+//! below a packet folder, a sealed subfolder included, is that packet's files (a packet may embed
+//! an earlier packet). Besides the sealed files, a packet folder may
 //! hold one piece of mirror metadata, `KB_REFERENCES.txt`, which says for files that were not
 //! copied where in the same KB their identical bytes live. Interrupted mirrors leave staging
 //! folders under `.evstore-staging/` at the KB's top level; nothing there is ever a packet.
@@ -181,6 +183,9 @@ pub struct PacketFolderReport {
     pub problems: Vec<String>,
     /// The per-file comparison, when the seal could be read.
     pub report: Option<GateReport>,
+    /// The problems (also in `problems`) with the references file and what it references.
+    #[serde(skip)]
+    pub reference_problems: Vec<String>,
 }
 
 impl PacketFolderReport {
@@ -194,6 +199,7 @@ impl PacketFolderReport {
             references: 0,
             problems: vec![problem],
             report: None,
+            reference_problems: Vec::new(),
         }
     }
 }
@@ -256,6 +262,7 @@ pub fn check_packet_folder(
     let mut observed = Side::folder(folder_abs, &Progress::silent())?;
     let references_path = folder_abs.join(REFERENCES_FILE_NAME);
     let mut references = Vec::new();
+    let problems_before_references = problems.len();
     if observed.holds(REFERENCES_FILE_NAME)
         && expected.manifest()?.get(REFERENCES_FILE_NAME).is_none()
     {
@@ -297,6 +304,7 @@ pub fn check_packet_folder(
         }
     }
 
+    let reference_problems = problems[problems_before_references..].to_vec();
     let store = view.map(|v| v.store);
     let report = gate::compare(store, &expected, &observed)?;
     let classes: BTreeSet<DriftClass> = report
@@ -320,6 +328,7 @@ pub fn check_packet_folder(
         references: references.len() as u64,
         problems,
         report: Some(report),
+        reference_problems,
     })
 }
 
@@ -390,7 +399,7 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
     let staging = kb_root.join(STAGING_DIR_NAME);
     let mut notes = Vec::new();
     let mut folders: Vec<(String, PathBuf)> = Vec::new();
-    let walker = walkdir::WalkDir::new(&kb_root)
+    let mut walker = walkdir::WalkDir::new(&kb_root)
         .follow_links(false)
         .sort_by_file_name()
         .into_iter()
@@ -398,7 +407,7 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
             let path = e.path();
             path != staging && store_root.as_deref() != Some(path)
         });
-    for item in walker {
+    while let Some(item) = walker.next() {
         let item = item.map_err(|err| {
             let path = err.path().unwrap_or(&kb_root).to_path_buf();
             match err.into_io_error() {
@@ -414,6 +423,10 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
             Ok(meta) if meta.is_file() || meta.file_type().is_symlink() => {
                 let rel = relative(&kb_root, item.path())?;
                 folders.push((rel, item.path().to_path_buf()));
+                // Everything below a packet folder is part of that packet (a packet may embed
+                // an earlier, sealed packet); it is checked as the packet's files, never as a
+                // packet folder of its own.
+                walker.skip_current_dir();
             }
             _ => {}
         }
@@ -462,14 +475,27 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
     }
     for (rel, row) in &mirror_rows {
         if !found.contains(rel.as_str()) {
-            packets.push(PacketFolderReport::failed(
-                rel,
-                vec![DriftClass::Missing],
-                format!(
+            let inside = found
+                .iter()
+                .find(|outer| outer.is_empty() || rel.starts_with(&format!("{outer}/")));
+            let problem = match inside {
+                Some(outer) => format!(
+                    "the catalog records a mirror of packet_tree_sha256 {} here, but it lies \
+                     inside the packet folder {}, so it is part of that packet, not a packet \
+                     folder of its own",
+                    row.packet_tree_sha256,
+                    if outer.is_empty() { "." } else { outer }
+                ),
+                None => format!(
                     "the catalog records a mirror of packet_tree_sha256 {} here, but there is no \
                      packet folder",
                     row.packet_tree_sha256
                 ),
+            };
+            packets.push(PacketFolderReport::failed(
+                rel,
+                vec![DriftClass::Missing],
+                problem,
             ));
         }
     }
@@ -490,6 +516,84 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
         packets,
         notes,
     })
+}
+
+/// The packet folder that holds `kb_root/rel` (a proper ancestor, the KB root included, with a
+/// `HASH_MANIFEST.txt` of any type), as a KB-relative path (`""` for the root). Components are
+/// not followed through symlinks; the walk stops at the first missing one.
+pub fn enclosing_packet_folder(kb_root: &Path, rel: &str) -> Result<Option<String>> {
+    let components: Vec<&str> = rel.split('/').collect();
+    let mut current = kb_root.to_path_buf();
+    for depth in 0..components.len() {
+        if depth > 0 {
+            current.push(components[depth - 1]);
+            match std::fs::symlink_metadata(&current) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(Error::unsupported(
+                        &current,
+                        "is a symbolic link; evstore never follows symlinks inside a KB",
+                    ))
+                }
+                Ok(_) => return Err(Error::unsupported(&current, "is not a folder")),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(Error::io(&current, "cannot stat", err)),
+            }
+        }
+        let seal = current.join(SEAL_FILE_NAME);
+        match std::fs::symlink_metadata(&seal) {
+            Ok(_) => return Ok(Some(components[..depth].join("/"))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io(&seal, "cannot stat", err)),
+        }
+    }
+    Ok(None)
+}
+
+/// The first packet folder (a folder with a `HASH_MANIFEST.txt`) at or below `folder`, in path
+/// order, without following symlinks.
+pub fn first_packet_folder_below(folder: &Path) -> Result<Option<PathBuf>> {
+    for item in walkdir::WalkDir::new(folder)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let item = item.map_err(|err| {
+            let path = err.path().unwrap_or(folder).to_path_buf();
+            match err.into_io_error() {
+                Some(io) => Error::io(path, "cannot read", io),
+                None => Error::unsupported(path, "symbolic link loop"),
+            }
+        })?;
+        if item.file_type().is_dir()
+            && std::fs::symlink_metadata(item.path().join(SEAL_FILE_NAME)).is_ok()
+        {
+            return Ok(Some(item.path().to_path_buf()));
+        }
+    }
+    Ok(None)
+}
+
+/// The KB that holds the folder `dir` (canonical): the nearest of `dir` and its ancestors that
+/// holds a real `.evstore-staging` folder (every mirror creates it, and it stays).
+pub fn find_kb_root(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|folder| {
+            std::fs::symlink_metadata(folder.join(STAGING_DIR_NAME)).is_ok_and(|meta| meta.is_dir())
+        })
+        .map(Path::to_path_buf)
+}
+
+/// The KB-relative path of `dir` (canonical) in the KB at `kb_root` (canonical), checked to be a
+/// folder reached from the KB root without symlinks; `""` for the root itself.
+pub fn folder_in_kb(kb_root: &Path, dir: &Path) -> Result<String> {
+    let rel = relative(kb_root, dir)?;
+    if rel.is_empty() {
+        return Ok(rel);
+    }
+    match resolve_in_kb(kb_root, &rel)? {
+        KbPath::Folder(_) => Ok(rel),
+        _ => Err(Error::unsupported(dir, "is not a folder of the KB")),
+    }
 }
 
 /// The canonical path of an existing KB folder.

@@ -146,10 +146,9 @@ pub fn mirror(
         )));
     }
     let kb_key = kb_root.to_string_lossy().into_owned();
-    let recorded = catalog
-        .mirrors_in(&kb_key)?
-        .into_iter()
-        .find(|m| m.rel_path == rel_path);
+    let kb_mirrors = catalog.mirrors_in(&kb_key)?;
+    refuse_nested_destination(&kb_root, &rel_path, &kb_mirrors)?;
+    let recorded = kb_mirrors.into_iter().find(|m| m.rel_path == rel_path);
     let expected = Side::packet(store, row)?;
     let manifest = manifest_of(&files)?;
     let mut report = MirrorReport {
@@ -390,6 +389,59 @@ pub fn mirror(
         )?;
     }
     Ok(report)
+}
+
+/// Refuse a destination inside or above a packet folder: everything below a packet folder is
+/// part of that packet, so publishing there would change a published packet (the KB is
+/// append-only), and a folder holding packet folders is not a place for another one. Checked on
+/// disk (the KB root and every folder on the way, and what an existing destination holds) and
+/// against the mirrors the catalog records in this KB (their folders may be gone for now).
+fn refuse_nested_destination(
+    kb_root: &Path,
+    rel_path: &str,
+    recorded: &[crate::catalog::MirrorRow],
+) -> Result<()> {
+    let dest = kb_root.join(rel_path);
+    let refuse = |reason: String| {
+        Err(Error::AlreadyExists(format!(
+            "{}: {reason}; a packet folder's subfolders are part of that packet and the KB is \
+             append-only: publish to a path outside every packet folder",
+            dest.escaped()
+        )))
+    };
+    if let Some(outer) = crate::kb::enclosing_packet_folder(kb_root, rel_path)? {
+        return refuse(format!(
+            "lies inside the published packet folder {}",
+            kb_root.join(&outer).escaped()
+        ));
+    }
+    if let KbPath::Folder(existing) = resolve_in_kb(kb_root, rel_path)? {
+        if fs::symlink_metadata(existing.join(SEAL_FILE_NAME)).is_err() {
+            if let Some(inner) = crate::kb::first_packet_folder_below(&existing)? {
+                return refuse(format!(
+                    "holds the published packet folder {}",
+                    inner.escaped()
+                ));
+            }
+        }
+    }
+    for row in recorded {
+        if rel_path.starts_with(&format!("{}/", row.rel_path)) {
+            return refuse(format!(
+                "lies inside {}, where the catalog records a mirror of packet_tree_sha256 {}",
+                kb_root.join(&row.rel_path).escaped(),
+                row.packet_tree_sha256
+            ));
+        }
+        if row.rel_path.starts_with(&format!("{rel_path}/")) {
+            return refuse(format!(
+                "holds {}, where the catalog records a mirror of packet_tree_sha256 {}",
+                kb_root.join(&row.rel_path).escaped(),
+                row.packet_tree_sha256
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An earlier mirror's copy of `file`'s bytes in this KB, re-hashed now; `None` if there is none

@@ -585,6 +585,7 @@ impl Store {
     /// replacing anything, so a concurrent creator either wins whole or finds a complete store
     /// ([`Error::AlreadyExists`] then).
     pub fn init_with(root: &Path, prepare: impl FnOnce(&Path) -> Result<()>) -> Result<Store> {
+        check_store_location(root)?;
         if root.join("VERSION").exists() {
             return Err(Error::AlreadyExists(format!(
                 "{} is already an evstore store",
@@ -637,8 +638,85 @@ impl Store {
         Store::open(root)
     }
 
+    /// Create a new store at `root`, which must not exist, holding what `fill` writes into it.
+    /// The store is built in a sibling temp folder `.evstore-init-XXXXXX` (`prepare` adds the
+    /// catalog, as for [`Store::init_with`]), `fill` runs on it opened as a store, and only if
+    /// `fill` succeeds is the folder renamed to `root` without replacing anything. So a first
+    /// ingest that is refused leaves no store behind, nor any parent folder it created.
+    /// `Ok(None)` when `root` exists already or appeared meanwhile: the caller then uses that
+    /// store (what `fill` wrote is discarded with the temp folder).
+    pub fn create_filled<T>(
+        root: &Path,
+        prepare: impl FnOnce(&Path) -> Result<()>,
+        fill: impl FnOnce(&Store) -> Result<T>,
+    ) -> Result<Option<(Store, T)>> {
+        check_store_location(root)?;
+        if fs::symlink_metadata(root).is_ok() {
+            return Ok(None);
+        }
+        // A file where a folder of the path should be: say which, not "Not a directory".
+        if root
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+            .any(|p| fs::metadata(p).is_ok_and(|m| !m.is_dir()))
+        {
+            return Err(not_a_folder(root));
+        }
+        let parent = match root.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let created = create_missing_folders(&parent)?;
+        let result = (|| {
+            let staged = match tempfile::Builder::new()
+                .prefix(".evstore-init-")
+                .tempdir_in(&parent)
+            {
+                Ok(staged) => staged,
+                Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
+                    return Err(not_a_folder(root))
+                }
+                Err(err) => {
+                    return Err(Error::io(
+                        &parent,
+                        "cannot create a temporary folder in",
+                        err,
+                    ))
+                }
+            };
+            populate_store(staged.path(), prepare)?;
+            let value = {
+                let store = Store::open(staged.path())?;
+                fill(&store)?
+            };
+            match rename_no_replace(staged.path(), root) {
+                Ok(()) => {
+                    let _ = staged.keep();
+                    sync_dir(&parent)?;
+                    Ok(Some((Store::open(root)?, value)))
+                }
+                Err(err)
+                    if err.kind() == io::ErrorKind::AlreadyExists
+                        || err.kind() == io::ErrorKind::DirectoryNotEmpty =>
+                {
+                    Ok(None)
+                }
+                Err(err) => Err(Error::io(root, "cannot create store folder", err)),
+            }
+        })();
+        if !matches!(result, Ok(Some(_))) {
+            // Remove the folders this call created (only while empty), newest first.
+            for folder in created.iter().rev() {
+                let _ = fs::remove_dir(folder);
+            }
+        }
+        result
+    }
+
     /// Open the existing store at `root`.
     pub fn open(root: &Path) -> Result<Store> {
+        check_store_location(root)?;
         let meta = fs::metadata(root).map_err(|err| {
             if err.kind() == io::ErrorKind::NotFound {
                 Error::Usage(format!(
@@ -1135,6 +1213,65 @@ impl Write for StreamWriter {
     fn flush(&mut self) -> io::Result<()> {
         self.encoder.flush()
     }
+}
+
+/// Refuse a store location that is a URL (`s3://bucket/prefix`, `file:///srv/ev`, any
+/// `scheme://`): the only backend today is a local folder, and such a path would otherwise become
+/// a local folder named `s3:` without a word. `file://` is refused too, so that a URL is never
+/// half-understood; give the path itself.
+pub fn check_store_location(root: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = root.as_os_str().as_bytes();
+    let Some(end) = bytes.windows(3).position(|w| w == b"://") else {
+        return Ok(());
+    };
+    let scheme = &bytes[..end];
+    let is_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !is_scheme {
+        return Ok(());
+    }
+    let scheme = String::from_utf8_lossy(scheme);
+    let hint = if scheme.eq_ignore_ascii_case("file") {
+        "for a local store, give its path without file://".to_string()
+    } else {
+        format!("there is no {scheme}:// backend yet; give a local folder")
+    };
+    Err(Error::Usage(format!(
+        "store {:?} is a URL: evstore stores are local folders only ({hint}; \
+         set by --store or $EVSTORE_STORE)",
+        root.escaped().to_string()
+    )))
+}
+
+/// Create `folder` and its missing ancestors; returns the folders created, outermost first.
+fn create_missing_folders(folder: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut current = folder;
+    while fs::symlink_metadata(current).is_err() {
+        missing.push(current.to_path_buf());
+        match current.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => current = parent,
+            _ => break,
+        }
+    }
+    missing.reverse();
+    let mut created = Vec::new();
+    for path in missing {
+        match fs::create_dir(&path) {
+            Ok(()) => created.push(path),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => {
+                for folder in created.iter().rev() {
+                    let _ = fs::remove_dir(folder);
+                }
+                return Err(Error::io(&path, "cannot create folder", err));
+            }
+        }
+    }
+    Ok(created)
 }
 
 /// Fill a new store folder: `objects/`, `tmp/`, whatever `prepare` adds, then `VERSION`, synced.

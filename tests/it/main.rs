@@ -5,6 +5,7 @@
 
 mod foundation;
 mod gate;
+mod kb_items;
 mod mirror;
 mod packs;
 mod progress;
