@@ -935,6 +935,7 @@ fn cmd_verify(
         }
         return Ok(print_gate_report(ctx, &report));
     }
+    let explicit = seal.is_some();
     let seal_path = match seal {
         Some(path) => path,
         None => {
@@ -950,7 +951,12 @@ fn cmd_verify(
             path
         }
     };
-    let mut expected = Side::seal(&seal_path)?;
+    // A seal file named with --seal is read as sha256sum -c reads it; DIR's own seal strictly.
+    let mut expected = if explicit {
+        Side::seal_file(&seal_path)?
+    } else {
+        Side::seal(&seal_path)?
+    };
     if let Some(original) = &original {
         expected = expected.with_original(original);
     }
@@ -1006,7 +1012,7 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
     let load = |operand: &Operand| -> Result<Side> {
         match operand {
             Operand::Folder(path) => Side::folder(path, &ctx.progress),
-            Operand::Seal(path) => Side::seal(path),
+            Operand::Seal(path) => Side::seal_file(path),
             Operand::Packet(reference) => match &opened {
                 Some((store, catalog)) => Side::packet(store, &ctx.resolve(catalog, reference)?),
                 None => Err(Error::Usage("a PACKET operand needs a store".into())),

@@ -26,7 +26,7 @@ use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::drift::{self, compare_streams, DriftClass, FirstDifference, DIAGNOSIS_LIMIT};
 use crate::error::{Error, IoContext, Result};
 use crate::export::{sync_folder, verified_files, verified_record};
-use crate::manifest::{Manifest, ManifestEntry};
+use crate::manifest::{canonical_seal_command, Deviation, Manifest, ManifestEntry};
 use crate::progress::Progress;
 use crate::scan::{scan, EntryKind, SEAL_FILE_NAME};
 use crate::store::Store;
@@ -105,6 +105,19 @@ pub struct Side {
     bytes: ByteSource,
     /// Files whose bytes live elsewhere (KB references): path → file on disk.
     elsewhere: BTreeMap<String, PathBuf>,
+    /// For a seal side: the seal file's own SHA-256 and how it departs from the canonical text.
+    seal: Option<SealInfo>,
+}
+
+/// What a seal side's file is, beyond the entries it lists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SealInfo {
+    /// The SHA-256 of the seal file's bytes (the packet_tree_sha256 only when canonical).
+    pub sha256: Sha256Digest,
+    /// True if the file is byte for byte the canonical manifest of its entries.
+    pub canonical: bool,
+    /// How a non-canonical manifest departs from the canonical text (empty when canonical).
+    pub deviations: Vec<Deviation>,
 }
 
 /// Side summary, as reports show it.
@@ -118,6 +131,9 @@ pub struct SideSummary {
     pub packet_tree_sha256: Sha256Digest,
     /// How many files it lists.
     pub files: u64,
+    /// For a seal: its own SHA-256 and whether it is canonical (absent for other kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealInfo>,
 }
 
 impl Side {
@@ -210,6 +226,7 @@ impl Side {
             folder_seal: scanned.seal,
             bytes: ByteSource::Folder(root.to_path_buf()),
             elsewhere: BTreeMap::new(),
+            seal: None,
         })
     }
 
@@ -217,6 +234,26 @@ impl Side {
     pub fn seal(path: &Path) -> Result<Side> {
         let bytes = read_seal_bytes(path)?;
         let manifest = Manifest::parse_seal(&bytes, path)?;
+        Ok(Side::from_seal(path, &bytes, &manifest, Vec::new()))
+    }
+
+    /// Read a seal file named explicitly (`verify --seal FILE`, a `diff` seal operand) as
+    /// `sha256sum -c` would ([`Manifest::parse_coreutils`]): any order, `*` markers, either hex
+    /// case, BSD tags. Its packet_tree_sha256 is that of the canonical text of its entries; how
+    /// it departs from that text is in [`SealInfo`]. A malformed manifest is an error naming the
+    /// line.
+    pub fn seal_file(path: &Path) -> Result<Side> {
+        let bytes = read_seal_bytes(path)?;
+        let (manifest, deviations) = Manifest::parse_coreutils(&bytes, path)?;
+        Ok(Side::from_seal(path, &bytes, &manifest, deviations))
+    }
+
+    fn from_seal(
+        path: &Path,
+        bytes: &[u8],
+        manifest: &Manifest,
+        deviations: Vec<Deviation>,
+    ) -> Side {
         let files = manifest
             .entries()
             .iter()
@@ -232,17 +269,40 @@ impl Side {
                 )
             })
             .collect::<BTreeMap<_, _>>();
-        Ok(Side {
+        let sha256 = sha256_of(bytes);
+        let packet_tree_sha256 = manifest.packet_tree_sha256();
+        Side {
             kind: SideKind::Seal,
             label: path.display().to_string(),
-            packet_tree_sha256: sha256_of(&bytes),
+            packet_tree_sha256,
             file_count: files.len() as u64,
             files,
             others: BTreeMap::new(),
             folder_seal: None,
             bytes: ByteSource::None,
             elsewhere: BTreeMap::new(),
-        })
+            seal: Some(SealInfo {
+                sha256,
+                canonical: sha256 == packet_tree_sha256 && deviations.is_empty(),
+                deviations,
+            }),
+        }
+    }
+
+    /// A remark for reports when this side is a seal that is not canonical; `folder` is the
+    /// folder it is compared with, if any.
+    pub fn seal_note(&self, folder: Option<&str>) -> Option<String> {
+        let info = self.seal.as_ref().filter(|info| !info.canonical)?;
+        let how: Vec<&str> = info.deviations.iter().map(|d| d.describe()).collect();
+        Some(format!(
+            "the seal {} is not canonical ({}); it was read as sha256sum -c reads it and every \
+             file it lists was checked, and its packet_tree_sha256 is that of the canonical \
+             text of its entries (the file's own SHA-256 is {}); {}",
+            self.label,
+            how.join(", "),
+            info.sha256,
+            canonical_seal_command(folder.unwrap_or("DIR"))
+        ))
     }
 
     /// A stored packet: its record and tree, read from the objects and verified.
@@ -261,6 +321,7 @@ impl Side {
             folder_seal: None,
             bytes: ByteSource::Store,
             elsewhere: BTreeMap::new(),
+            seal: None,
         })
     }
 
@@ -346,6 +407,7 @@ impl Side {
             label: self.label.clone(),
             packet_tree_sha256: self.packet_tree_sha256,
             files: self.file_count,
+            seal: self.seal.clone(),
         }
     }
 }
@@ -538,7 +600,12 @@ pub fn compare(store: Option<&Store>, expected: &Side, observed: &Side) -> Resul
         .map(|path| compare_path(store, expected, observed, path))
         .collect::<Result<_>>()?;
     let mut results = results;
-    let mut notes = Vec::new();
+    let folder_of = |side: &Side| (side.kind == SideKind::Folder).then_some(side.label.clone());
+    let folder = folder_of(observed).or_else(|| folder_of(expected));
+    let mut notes: Vec<String> = [expected, observed]
+        .iter()
+        .filter_map(|side| side.seal_note(folder.as_deref()))
+        .collect();
     // Non-regular entries that no expected file accounts for are extra.
     for (path, what) in &observed.others {
         if !expected.files.contains_key(path) {
@@ -852,6 +919,7 @@ pub fn diff_packets(
         folder_seal: None,
         bytes: ByteSource::Store,
         elsewhere: BTreeMap::new(),
+        seal: None,
     };
     let expected = side(&a, walk.expected);
     let observed = side(&b, walk.observed);

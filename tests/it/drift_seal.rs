@@ -191,3 +191,249 @@ fn regression_every_drift_class_combined_with_trailing_newline_is_named() {
         assert_eq!(classes_of(&report, path), expected, "{path}");
     }
 }
+
+// Item 10.
+
+/// Run a shell pipeline inside `dir`; it must succeed.
+fn sh(dir: &Path, script: &str) {
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A packet `p` with nested folders, a name with spaces and non-ASCII, and `a-b` / `a/b`, whose
+/// order differs between `find` and the canonical sort.
+fn coreutils_packet(sb: &Sandbox) -> std::path::PathBuf {
+    let p = write_packet(sb, "p");
+    sb.write("p/z/last.txt", "last\n");
+    sb.write("p/0first.txt", "first\n");
+    p
+}
+
+fn deviations(report: &Value) -> Vec<String> {
+    report["expected"]["seal"]["deviations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no deviations: {report}"))
+        .iter()
+        .map(|d| d.as_str().expect("name").to_string())
+        .collect()
+}
+
+#[test]
+fn regression_manifest_written_by_coreutils_is_accepted_by_verify_seal() {
+    let sb = Sandbox::new();
+    let p = coreutils_packet(&sb);
+    let (_, hashed) = sb.json(&["hash", "p"]);
+    let tree = hashed["packet_tree_sha256"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    // Unsorted `find | xargs sha256sum`, reversed so it is surely out of order; `-b` markers and
+    // uppercase hex; `--tag`; each one sha256sum -c itself accepts.
+    let pipelines: &[(&str, &str, &[&str])] = &[
+        (
+            "find.txt",
+            "find . -type f -print0 | xargs -0 sha256sum | sort -r > ../find.txt",
+            &["out_of_order", "dot_slash_prefix"],
+        ),
+        (
+            "binary.txt",
+            "find . -type f -printf '%P\\0' | xargs -0 sha256sum -b | sed 's/^[0-9a-f]*/\\U&/' | sort -r > ../binary.txt",
+            &["out_of_order", "binary_marker", "uppercase_hex"],
+        ),
+        (
+            "tag.txt",
+            "find . -type f -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 sha256sum --tag > ../tag.txt",
+            &["bsd_tag"],
+        ),
+    ];
+    for (file, pipeline, expected_deviations) in pipelines {
+        sh(&p, pipeline);
+        sh(&p, &format!("sha256sum --quiet -c ../{file}"));
+        let (rc, report) = sb.json(&["verify", "p", "--seal", file]);
+        assert_eq!(rc, 0, "{file}: {report}");
+        assert_eq!(report["verdict"], "PASS");
+        assert_eq!(report["counts"]["ok"], 9, "{file}: {report}");
+        assert_eq!(report["expected"]["seal"]["canonical"], false);
+        assert_eq!(&deviations(&report), expected_deviations, "{file}");
+        // The expected packet_tree_sha256 is that of the canonical text of the entries.
+        assert_eq!(report["expected"]["packet_tree_sha256"], tree.as_str());
+        assert_eq!(report["observed"]["packet_tree_sha256"], tree.as_str());
+        let own = report["expected"]["seal"]["sha256"].as_str().expect("sha");
+        assert_ne!(own, tree, "{file}");
+        let notes = report["notes"].to_string();
+        assert!(notes.contains("is not canonical"), "{notes}");
+        // Text: a note says so, and how to make a canonical seal.
+        let out = sb.run_storeless(&["verify", "p", "--seal", file]);
+        assert_eq!(code(&out), 0);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("note: the seal "), "{text}");
+        assert!(text.contains("evstore seal p --force"), "{text}");
+        assert!(text
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("PASS: 9 of 9")));
+        // diff reads a seal operand the same way.
+        let (rc, report) = sb.json(&["diff", &format!("seal:{file}"), "p"]);
+        assert_eq!(rc, 0, "{report}");
+    }
+    // A canonical seal file is reported as canonical, with no note.
+    sh(&p, "find . -type f ! -path ./HASH_MANIFEST.txt -printf '%P\\0' | LC_ALL=C sort -z | xargs -0r sha256sum > ../canonical.txt");
+    let (rc, report) = sb.json(&["verify", "p", "--seal", "canonical.txt"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["expected"]["seal"]["canonical"], true);
+    assert_eq!(report["expected"]["seal"]["sha256"], tree.as_str());
+    assert_eq!(report["notes"], serde_json::json!([]));
+}
+
+#[test]
+fn regression_coreutils_manifest_is_still_checked_fail_closed() {
+    let sb = Sandbox::new();
+    let p = coreutils_packet(&sb);
+    sh(
+        &p,
+        "find . -type f -print0 | xargs -0 sha256sum -b | sort -r > ../m.txt",
+    );
+    let (rc, _) = sb.json(&["verify", "p", "--seal", "m.txt"]);
+    assert_eq!(rc, 0);
+    // A changed byte, an extra file (in a subfolder, which sha256sum -c does not see), a
+    // missing file: each a FAIL naming the path.
+    let cases: &[(&str, &str)] = &[
+        ("edit", "logs/run.log"),
+        ("extra", "a/new.txt"),
+        ("missing", "z/last.txt"),
+    ];
+    for (what, path) in cases {
+        let sb2 = Sandbox::new();
+        let p2 = coreutils_packet(&sb2);
+        fs::copy(sb.path("m.txt"), sb2.path("m.txt")).unwrap();
+        match *what {
+            "edit" => {
+                sb2.write("p/logs/run.log", "step 1 ok\nstep 2 FAILED\n");
+            }
+            "extra" => {
+                sb2.write("p/a/new.txt", "not sealed\n");
+            }
+            _ => fs::remove_file(p2.join(path)).unwrap(),
+        }
+        let (rc, report) = sb2.json(&["verify", "p", "--seal", "m.txt"]);
+        assert_eq!(rc, 1, "{what}: {report}");
+        assert_eq!(report["verdict"], "FAIL");
+        let expected_class = match *what {
+            "edit" => "content",
+            "extra" => "extra",
+            _ => "missing",
+        };
+        assert_eq!(classes_of(&report, path), [expected_class], "{what}");
+        assert_eq!(report["counts"]["failed"], 1, "{what}: {report}");
+    }
+}
+
+#[test]
+fn regression_coreutils_manifest_duplicates_and_unsafe_paths_are_refused() {
+    let sb = Sandbox::new();
+    coreutils_packet(&sb);
+    let a = "ab".repeat(32);
+    let upper = a.to_uppercase();
+    let cases: &[(String, &str)] = &[
+        (
+            format!("{a}  a-b\n{upper} *./a-b\n"),
+            "line 2: duplicate path \"a-b\" (also on line 1)",
+        ),
+        (
+            format!("{a}  a-b\n{a}  ../outside\n"),
+            "line 2: path component \"..\"",
+        ),
+        (format!("{a}  /etc/passwd\n"), "line 1: absolute path"),
+        (
+            format!("{a}  a-b\n\\{a}  a\\\\b\n"),
+            "line 2: a backslash-escaped line",
+        ),
+        (
+            format!("\u{feff}{a}  a-b\n"),
+            "line 1: starts with a UTF-8 byte-order mark",
+        ),
+        (
+            format!("{a}  a-b\n{a} a/b\n"),
+            "line 2: one space between digest and path",
+        ),
+        (
+            format!("{a}  a-b\ngarbage\n"),
+            "line 2: not a manifest line",
+        ),
+        (
+            format!("{a}  HASH_MANIFEST.txt\n"),
+            "line 1: lists HASH_MANIFEST.txt",
+        ),
+        (
+            "# only a comment\n".to_string(),
+            "line 1: the manifest lists no files",
+        ),
+    ];
+    for (text, message) in cases {
+        sb.write("m.txt", text);
+        let out = sb.run_storeless(&["verify", "p", "--seal", "m.txt"]);
+        assert_eq!(code(&out), 2, "{text:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty());
+        let err = stderr(&out);
+        assert!(err.contains("m.txt: "), "{err}");
+        assert!(err.contains(message), "{text:?}: {err}");
+        let (rc, value) = sb.json(&["verify", "p", "--seal", "m.txt"]);
+        assert_eq!(rc, 2);
+        assert_eq!(value["error"]["class"], "operational");
+    }
+}
+
+#[test]
+fn regression_non_canonical_own_seal_is_refused_with_how_to_make_a_canonical_one() {
+    let sb = Sandbox::new();
+    let p = coreutils_packet(&sb);
+    sh(
+        &p,
+        "find . -type f -printf '%P\\0' | LC_ALL=C sort -zr | xargs -0 sha256sum > ../m && mv ../m HASH_MANIFEST.txt",
+    );
+    let seal_before = fs::read(p.join("HASH_MANIFEST.txt")).unwrap();
+    // HASH_MANIFEST.txt at a packet's top stays strict: verify and ingest refuse it (exit 2)...
+    for args in [vec!["verify", "p"], vec!["ingest", "p"]] {
+        let out = sb.run(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("HASH_MANIFEST.txt: line 2: out of canonical order"),
+            "{err}"
+        );
+        // ... and say how to check the folder against it and make a canonical one.
+        assert!(
+            err.contains("evstore verify p --seal p/HASH_MANIFEST.txt"),
+            "{err}"
+        );
+        assert!(err.contains("evstore seal p --force"), "{err}");
+        assert!(
+            err.contains("LC_ALL=C sort -z | xargs -0r sha256sum > HASH_MANIFEST.txt"),
+            "{err}"
+        );
+    }
+    assert!(
+        !sb.store().join("catalog.sqlite").exists() || {
+            let (_, ls) = sb.json(&["ls"]);
+            ls["packets"] == serde_json::json!([])
+        }
+    );
+    // Following the advice works: the check passes, then the seal is rewritten canonically.
+    let (rc, report) = sb.json(&["verify", "p", "--seal", "p/HASH_MANIFEST.txt"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["expected"]["seal"]["canonical"], false);
+    assert_eq!(fs::read(p.join("HASH_MANIFEST.txt")).unwrap(), seal_before);
+    let out = sb.run_storeless(&["seal", "p", "--force"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (rc, report) = sb.json(&["verify", "p"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["expected"]["seal"]["canonical"], true);
+}
