@@ -518,9 +518,89 @@ pub struct GateReport {
     pub subtrees_skipped: Vec<String>,
     /// Remarks that do not change the verdict.
     pub notes: Vec<String>,
+    /// `--expect` / `--expect-not` checks of the observed packet_tree_sha256 (absent if none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expectations: Vec<Expectation>,
+}
+
+/// How `--expect` (`equal`) or `--expect-not` (`differ`) relates a packet_tree_sha256 to a SHA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// `--expect SHA`: must be SHA.
+    Equal,
+    /// `--expect-not SHA`: must not be SHA.
+    Differ,
+}
+
+/// One `--expect` / `--expect-not` check of a packet_tree_sha256, and whether it held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Expectation {
+    /// `equal` or `differ`.
+    pub relation: Relation,
+    /// The SHA given on the command line.
+    pub sha256: Sha256Digest,
+    /// The packet_tree_sha256 found.
+    pub actual: Sha256Digest,
+    /// True if the relation holds.
+    pub holds: bool,
+}
+
+impl Expectation {
+    /// Check `actual` against `sha256`.
+    pub fn check(relation: Relation, sha256: Sha256Digest, actual: Sha256Digest) -> Expectation {
+        let equal = sha256 == actual;
+        Expectation {
+            relation,
+            sha256,
+            actual,
+            holds: match relation {
+                Relation::Equal => equal,
+                Relation::Differ => !equal,
+            },
+        }
+    }
+
+    /// One sentence: what was expected and what was found.
+    pub fn describe(&self) -> String {
+        match (self.relation, self.holds) {
+            (Relation::Equal, true) => {
+                format!(
+                    "packet_tree_sha256 is {}, as --expect requires",
+                    self.sha256
+                )
+            }
+            (Relation::Equal, false) => format!(
+                "packet_tree_sha256 is {}, not {} as --expect requires",
+                self.actual, self.sha256
+            ),
+            (Relation::Differ, true) => format!(
+                "packet_tree_sha256 is {}, which differs from {} as --expect-not requires",
+                self.actual, self.sha256
+            ),
+            (Relation::Differ, false) => format!(
+                "packet_tree_sha256 is still {}, which --expect-not forbids",
+                self.sha256
+            ),
+        }
+    }
 }
 
 impl GateReport {
+    /// Check the observed packet_tree_sha256 against `--expect` / `--expect-not`; any that does
+    /// not hold makes the verdict FAIL.
+    pub fn with_expectations(mut self, wanted: &[(Relation, Sha256Digest)]) -> GateReport {
+        let actual = self.observed.packet_tree_sha256;
+        self.expectations = wanted
+            .iter()
+            .map(|&(relation, sha256)| Expectation::check(relation, sha256, actual))
+            .collect();
+        if self.expectations.iter().any(|e| !e.holds) {
+            self.verdict = Verdict::Fail;
+        }
+        self
+    }
+
     /// The one-line verdict, such as `FAIL: 3 of 21 files differ (crlf: 1, missing: 2)`.
     pub fn verdict_line(&self) -> String {
         match self.verdict {
@@ -528,6 +608,20 @@ impl GateReport {
                 "PASS: {} of {} files match (packet_tree_sha256 {})",
                 self.counts.ok, self.counts.files, self.observed.packet_tree_sha256
             ),
+            Verdict::Fail if self.counts.failed == 0 => {
+                match self.expectations.iter().find(|e| !e.holds) {
+                    Some(failed) => format!(
+                        "FAIL: {} of {} files match, but {}",
+                        self.counts.ok,
+                        self.counts.files,
+                        failed.describe()
+                    ),
+                    None => format!(
+                        "FAIL: {} of {} files match, but the packet_tree_sha256 values differ",
+                        self.counts.ok, self.counts.files
+                    ),
+                }
+            }
             Verdict::Fail => {
                 let mut classes: Vec<String> = self
                     .counts
@@ -588,6 +682,7 @@ impl GateReport {
             files,
             subtrees_skipped,
             notes,
+            expectations: Vec::new(),
         }
     }
 }

@@ -437,3 +437,189 @@ fn regression_non_canonical_own_seal_is_refused_with_how_to_make_a_canonical_one
     assert_eq!(rc, 0, "{report}");
     assert_eq!(report["expected"]["seal"]["canonical"], true);
 }
+
+// Rough edge: asserting "must differ" and "must be equal" without shell tricks.
+
+const OTHER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[test]
+fn regression_hash_expect_and_expect_not_assert_before_apply_rollback() {
+    let sb = Sandbox::new();
+    write_packet(&sb, "p");
+    let out = sb.run_storeless(&["hash", "--quiet", "p"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let quiet = String::from_utf8(out.stdout).expect("utf-8");
+    let before = quiet.trim_end().to_string();
+    assert_eq!(quiet, format!("{before}\n"), "one bare line");
+    assert_eq!(before, coreutils_tree_sha256(&sb.path("p")));
+    let expect = |args: &[&str]| -> i32 {
+        let mut all = vec!["hash", "p"];
+        all.extend_from_slice(args);
+        code(&sb.run_storeless(&all))
+    };
+    // Before: equal holds, differ does not.
+    assert_eq!(expect(&["--expect", &before]), 0);
+    assert_eq!(expect(&["--expect-not", &before]), 1);
+    assert_eq!(expect(&["--expect", OTHER]), 1);
+    // Apply: now it differs.
+    let saved = fs::read(sb.path("p/report.json")).unwrap();
+    sb.write("p/report.json", "{\"status\": \"applied\"}\n");
+    assert_eq!(expect(&["--expect-not", &before]), 0);
+    assert_eq!(expect(&["--expect", &before]), 1);
+    let out = sb.run_storeless(&["hash", "p", "--expect", &before]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("FAIL: packet_tree_sha256 is ")
+                && l.contains(&format!("not {before} as --expect requires"))),
+        "{text}"
+    );
+    let out = sb.run_storeless(&["hash", "--quiet", "p", "--expect", &before]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    assert!(
+        stderr(&out).contains("FAIL: p: packet_tree_sha256 is "),
+        "{}",
+        stderr(&out)
+    );
+    let (rc, value) = sb.json(&["hash", "p", "--expect", &before, "--expect-not", OTHER]);
+    assert_eq!(rc, 1);
+    assert_eq!(value["verdict"], "FAIL");
+    assert_eq!(value["expectations"][0]["relation"], "equal");
+    assert_eq!(value["expectations"][0]["holds"], false);
+    assert_eq!(value["expectations"][1]["relation"], "differ");
+    assert_eq!(value["expectations"][1]["holds"], true);
+    // Roll back: equal again, byte for byte.
+    fs::write(sb.path("p/report.json"), saved).unwrap();
+    assert_eq!(expect(&["--expect", &before]), 0);
+    assert_eq!(expect(&["--expect-not", &before]), 1);
+    assert_eq!(expect(&["--expect", &before, "--expect-not", OTHER]), 0);
+    let (rc, value) = sb.json(&["hash", "p", "--expect", &before]);
+    assert_eq!(rc, 0);
+    assert_eq!(value["verdict"], "PASS");
+}
+
+#[test]
+fn regression_malformed_expected_sha_is_a_usage_error_on_hash_and_verify() {
+    let sb = Sandbox::new();
+    write_packet(&sb, "p");
+    assert_eq!(code(&sb.run_storeless(&["seal", "p"])), 0);
+    let upper = "A".repeat(64);
+    let short = "a".repeat(63);
+    for bad in ["xyz", upper.as_str(), short.as_str(), ""] {
+        for flag in ["--expect", "--expect-not"] {
+            for command in ["hash", "verify"] {
+                let out = sb.run_storeless(&[command, "p", flag, bad]);
+                assert_eq!(code(&out), 2, "{command} {flag} {bad:?}: {}", stderr(&out));
+                assert!(stderr(&out).contains(flag), "{}", stderr(&out));
+                assert!(out.stdout.is_empty());
+            }
+        }
+    }
+    let (rc, value) = sb.json(&["hash", "--quiet", "p"]);
+    assert_eq!(rc, 2);
+    assert_eq!(value["error"]["class"], "operational");
+}
+
+#[test]
+fn regression_verify_expect_and_expect_not_pin_the_packet_tree_sha256() {
+    let sb = Sandbox::new();
+    write_packet(&sb, "p");
+    assert_eq!(code(&sb.run_storeless(&["seal", "p"])), 0);
+    let (rc, ingested) = sb.json(&["ingest", "p"]);
+    assert_eq!(rc, 0, "{ingested}");
+    let tree = ingested["packet_tree_sha256"]
+        .as_str()
+        .expect("sha")
+        .to_string();
+    fs::copy(sb.path("p/HASH_MANIFEST.txt"), sb.path("seal.txt")).unwrap();
+    let modes: [Vec<&str>; 3] = [vec![], vec!["--seal", "seal.txt"], vec!["--against", "p"]];
+    for mode in &modes {
+        let run = |extra: &[&str]| -> (i32, Value) {
+            let mut args = vec!["verify", "p"];
+            args.extend_from_slice(mode);
+            args.extend_from_slice(extra);
+            sb.json(&args)
+        };
+        let (rc, report) = run(&["--expect", &tree]);
+        assert_eq!(rc, 0, "{mode:?}: {report}");
+        assert_eq!(report["verdict"], "PASS");
+        assert_eq!(report["expectations"][0]["holds"], true);
+        let (rc, report) = run(&["--expect-not", OTHER]);
+        assert_eq!(rc, 0, "{mode:?}: {report}");
+        // Every file matches its seal, but the packet is not the one expected: FAIL.
+        for extra in [["--expect", OTHER], ["--expect-not", tree.as_str()]] {
+            let (rc, report) = run(&extra);
+            assert_eq!(rc, 1, "{mode:?} {extra:?}: {report}");
+            assert_eq!(report["verdict"], "FAIL");
+            assert_eq!(report["counts"]["failed"], 0);
+            assert_eq!(report["expectations"][0]["holds"], false);
+        }
+        let mut args = vec!["verify", "p"];
+        args.extend_from_slice(mode);
+        args.extend_from_slice(&["--expect", OTHER]);
+        let out = sb.run(&args);
+        assert_eq!(code(&out), 1);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("FAIL: 7 of 7 files match, but packet_tree_sha256 is ")
+                && last.ends_with("as --expect requires"),
+            "{text}"
+        );
+    }
+    // A drifted folder fails whatever is expected of it.
+    sb.write("p/logs/run.log", "edited\n");
+    let (rc, report) = sb.json(&["verify", "p", "--expect-not", &tree]);
+    assert_eq!(rc, 1, "{report}");
+    assert_eq!(report["verdict"], "FAIL");
+}
+
+/// The README's before / apply / rollback block, run as it is written.
+#[test]
+fn regression_readme_before_apply_rollback_block_works() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("```sh\n# before / apply / rollback")
+        .expect("the README shows the before/apply/rollback pattern");
+    let body = &readme[start + "```sh\n".len()..];
+    let block = &body[..body.find("```").expect("block ends")];
+    let run = |script: &str| -> i32 {
+        let sb = Sandbox::new();
+        write_packet(&sb, "packet");
+        let bin = Path::new(env!("CARGO_BIN_EXE_evstore"))
+            .parent()
+            .expect("bin dir")
+            .to_path_buf();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", script])
+            .current_dir(sb.path(""))
+            .env("PATH", path)
+            .env_remove("EVSTORE_STORE")
+            .output()
+            .expect("bash runs");
+        out.status.code().expect("exit code")
+    };
+    assert_eq!(run(block), 0, "{block}");
+    // Negative controls: without the change, or without the rollback, the block fails.
+    let no_apply: String = block
+        .lines()
+        .filter(|l| !l.contains("# apply"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(no_apply, block);
+    assert_eq!(run(&no_apply), 1, "{no_apply}");
+    let no_rollback: String = block
+        .lines()
+        .filter(|l| !l.contains("# roll back"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(no_rollback, block);
+    assert_eq!(run(&no_rollback), 1, "{no_rollback}");
+}
