@@ -297,7 +297,7 @@ impl Side {
         Some(format!(
             "the seal {} is not canonical ({}); it was read as sha256sum -c reads it and every \
              file it lists was checked, and its packet_tree_sha256 is that of the canonical \
-             text of its entries (the file's own SHA-256 is {}); {}",
+             text of its entries (the file's own SHA-256 is {}); once this check passes, {}",
             self.label,
             how.join(", "),
             info.sha256,
