@@ -16,10 +16,11 @@ use serde_json::{json, Value};
 
 use crate::archive::{hash_packet, ingest, IngestConfig};
 use crate::catalog::{Catalog, CatalogAccess, LostItem, NewEvent, PacketRow};
+use crate::digest::Sha256Digest;
 use crate::error::{Error, ErrorClass, IoContext, Result};
 use crate::export::{cat_file, export, verified_files};
 use crate::fsck::{fsck, reindex};
-use crate::gate::{self, GateReport, SealAction, Side, Verdict};
+use crate::gate::{self, Expectation, GateReport, Relation, SealAction, Side, Verdict};
 use crate::packet_ref::{check_new_packet_name, parse_packet_ref};
 use crate::progress::{Progress, ProgressSink};
 use crate::store::Store;
@@ -104,9 +105,17 @@ pub enum Command {
         source_date_epoch: Option<i64>,
     },
     /// Print a folder's packet_tree_sha256 and tree without storing anything (needs no store)
+    ///
+    /// With --expect SHA (or --expect-not SHA) it is also a check: exit 0 when the folder's
+    /// packet_tree_sha256 is (is not) SHA, 1 when not, 2 for a malformed SHA.
     Hash {
         /// The packet folder
         dir: PathBuf,
+        #[command(flatten)]
+        expect: ExpectArgs,
+        /// Print only the packet_tree_sha256 (for scripts; not with --json)
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// List archived packets
     Ls,
@@ -174,6 +183,8 @@ pub enum Command {
         /// holds .evstore-staging]
         #[arg(long, value_name = "KB")]
         kb: Option<PathBuf>,
+        #[command(flatten)]
+        expect: ExpectArgs,
     },
     /// Compare any two of: a folder, a seal file, a stored packet (A is expected, B observed)
     ///
@@ -293,6 +304,39 @@ pub enum Command {
         #[arg(long, required = true)]
         reason: String,
     },
+}
+
+/// `--expect` / `--expect-not`, shared by `hash` and `verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExpectArgs {
+    /// Also require the folder's packet_tree_sha256 to be SHA (exit 1 if not)
+    #[arg(long, value_name = "SHA")]
+    expect: Option<String>,
+    /// Also require the folder's packet_tree_sha256 not to be SHA, e.g. the one before a change
+    /// (exit 1 if it is)
+    #[arg(long, value_name = "SHA")]
+    expect_not: Option<String>,
+}
+
+impl ExpectArgs {
+    /// The expectations, each SHA checked (64 lowercase hex digits, else a usage error).
+    fn parse(&self) -> Result<Vec<(Relation, Sha256Digest)>> {
+        let mut out = Vec::new();
+        for (flag, relation, value) in [
+            ("--expect", Relation::Equal, &self.expect),
+            ("--expect-not", Relation::Differ, &self.expect_not),
+        ] {
+            if let Some(text) = value {
+                let sha = Sha256Digest::parse_hex(text).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{flag} {text:?} is not a packet_tree_sha256 (64 lowercase hex digits)"
+                    ))
+                })?;
+                out.push((relation, sha));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// `kb` subcommands.
@@ -561,7 +605,7 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             note,
             source_date_epoch,
         } => cmd_ingest(&ctx, &dir, name, note, source_date_epoch),
-        Command::Hash { dir } => cmd_hash(&ctx, &dir),
+        Command::Hash { dir, expect, quiet } => cmd_hash(&ctx, &dir, &expect, quiet),
         Command::Ls => cmd_ls(&ctx),
         Command::Show { packet } => cmd_show(&ctx, &packet),
         Command::Manifest { packet } => cmd_manifest(&ctx, &packet),
@@ -578,7 +622,8 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             seal,
             original,
             kb,
-        } => cmd_verify(&ctx, &dir, against, seal, original, kb),
+            expect,
+        } => cmd_verify(&ctx, &dir, against, seal, original, kb, &expect),
         Command::Diff { a, b, original } => cmd_diff(&ctx, &a, &b, original),
         Command::Mirror {
             packet,
@@ -837,22 +882,49 @@ fn cmd_ingest(
     Ok(Outcome::Pass)
 }
 
-fn cmd_hash(ctx: &Context, dir: &Path) -> Result<Outcome> {
+fn cmd_hash(ctx: &Context, dir: &Path, expect: &ExpectArgs, quiet: bool) -> Result<Outcome> {
+    if quiet && ctx.json {
+        return Err(Error::Usage(
+            "hash: --quiet prints the bare packet_tree_sha256 and --json a document; give one"
+                .into(),
+        ));
+    }
+    let wanted = expect.parse()?;
     let packet = hash_packet(dir)?;
+    let actual = packet.packet_tree_sha256();
+    let checks: Vec<Expectation> = wanted
+        .iter()
+        .map(|&(relation, sha)| Expectation::check(relation, sha, Some(actual)))
+        .collect();
+    let holds = checks.iter().all(|e| e.holds);
     if ctx.json {
-        print_json(&json!({
-            "packet_tree_sha256": packet.packet_tree_sha256(),
+        let mut value = json!({
+            "packet_tree_sha256": actual,
             "tree": packet.tree.root,
             "files": packet.files.len(),
             "bytes": packet.total_bytes(),
-        }));
+        });
+        if !checks.is_empty() {
+            value["expectations"] = json!(checks);
+            value["verdict"] = json!(if holds { "PASS" } else { "FAIL" });
+        }
+        print_json(&value);
+    } else if quiet {
+        say!("{actual}");
+        for check in checks.iter().filter(|e| !e.holds) {
+            eprintln!("evstore: FAIL: {}: {}", dir.escaped(), check.describe());
+        }
     } else {
-        say!("packet_tree_sha256  {}", packet.packet_tree_sha256());
+        say!("packet_tree_sha256  {actual}");
         say!("tree                {}", packet.tree.root);
         say!("files               {}", packet.files.len());
         say!("bytes               {}", packet.total_bytes());
+        for check in &checks {
+            let verdict = if check.holds { "PASS" } else { "FAIL" };
+            say!("{verdict}: {}", check.describe());
+        }
     }
-    Ok(Outcome::Pass)
+    Ok(if holds { Outcome::Pass } else { Outcome::Fail })
 }
 
 fn packet_json(row: &PacketRow) -> Value {
@@ -1269,7 +1341,9 @@ fn cmd_verify(
     seal: Option<PathBuf>,
     original: Option<PathBuf>,
     kb: Option<PathBuf>,
+    expect: &ExpectArgs,
 ) -> Result<Outcome> {
+    let wanted = expect.parse()?;
     if let Some(packet) = against {
         let (store, catalog) = ctx.open_read()?;
         let row = ctx.resolve(&catalog, &packet)?;
@@ -1288,8 +1362,9 @@ fn cmd_verify(
         if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
             report = gate::add_result(report, &expected, &observed, result);
         }
-        return Ok(print_gate_report(ctx, &report));
+        return Ok(print_gate_report(ctx, &report.with_expectations(&wanted)));
     }
+    let explicit = seal.is_some();
     let seal_path = match seal {
         Some(path) => path,
         None => {
@@ -1305,7 +1380,12 @@ fn cmd_verify(
             path
         }
     };
-    let mut expected = Side::seal(&seal_path)?;
+    // A seal file named with --seal is read as sha256sum -c reads it; DIR's own seal strictly.
+    let mut expected = if explicit {
+        Side::seal_file(&seal_path)?
+    } else {
+        Side::seal(&seal_path)?
+    };
     if let Some(original) = &original {
         expected = expected.with_original(original);
     }
@@ -1325,7 +1405,7 @@ fn cmd_verify(
             report = gate::add_result(report, &expected, &observed, result);
         }
     }
-    Ok(print_gate_report(ctx, &report))
+    Ok(print_gate_report(ctx, &report.with_expectations(&wanted)))
 }
 
 /// True if `dir` is a KB packet folder whose files are partly referenced: it holds its own
@@ -1478,7 +1558,7 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
     let load = |operand: &Operand| -> Result<Side> {
         match operand {
             Operand::Folder(path) => Side::folder(path, &ctx.progress),
-            Operand::Seal(path) => Side::seal(path),
+            Operand::Seal(path) => Side::seal_file(path),
             Operand::Packet(reference) => match &opened {
                 Some((store, catalog)) => Side::packet(store, &ctx.resolve(catalog, reference)?),
                 None => Err(Error::Usage("a PACKET operand needs a store".into())),
@@ -1522,6 +1602,10 @@ fn print_gate_report(ctx: &Context, report: &GateReport) -> Outcome {
         }
         for note in &report.notes {
             say!("note: {note}");
+        }
+        for check in &report.expectations {
+            let verdict = if check.holds { "PASS" } else { "FAIL" };
+            say!("{verdict}: {}", check.describe());
         }
         for (role, side) in [
             ("expected", &report.expected),

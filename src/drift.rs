@@ -187,6 +187,8 @@ pub fn diagnose(expected: &[u8], observed: &[u8]) -> Diagnosis {
         classes
     } else if observed.len() < expected.len() && expected.starts_with(observed) {
         vec![DriftClass::Truncated]
+    } else if truncated_then_newline(expected, observed) {
+        vec![DriftClass::Truncated, DriftClass::TrailingNewline]
     } else if let Some(classes) = explain_json(expected, observed) {
         classes
     } else {
@@ -198,6 +200,14 @@ pub fn diagnose(expected: &[u8], observed: &[u8]) -> Diagnosis {
         classes,
         first_difference: first,
     }
+}
+
+/// True if, with the newlines at the very end removed from both sides, the disk bytes are a
+/// strict prefix of the sealed bytes (a file cut short whose writer then ended it with `\n`).
+fn truncated_then_newline(expected: &[u8], observed: &[u8]) -> bool {
+    let e = transform(DriftClass::TrailingNewline, expected);
+    let o = transform(DriftClass::TrailingNewline, observed);
+    o.len() < e.len() && e.starts_with(&o)
 }
 
 /// The text transforms, in the order they are applied.
@@ -334,48 +344,116 @@ pub fn explain_text(expected: &[u8], observed: &[u8]) -> Option<Vec<DriftClass>>
     Some(set)
 }
 
-/// Explain a difference between two JSON documents: `json_escape` when they differ only in how
-/// string literals are spelled, `json_format` when they parse to the same value otherwise. A
-/// byte-order mark or CRLF on top of that adds `bom` or `crlf`; `json_escape` is preferred, so
-/// CRLF on top of an escape change reads `crlf` + `json_escape`, not `json_format`.
+/// Explain a difference between two JSON documents that parse (after removing a leading
+/// byte-order mark) to the same value. Each aspect that differs is named on its own:
+///
+/// - `bom` when one side has a byte-order mark and the other not;
+/// - `json_escape` when string literals are spelled differently (`\u2014` against `—`, `\/`
+///   against `/`): the same decoded strings, spelled otherwise;
+/// - with every string literal rewritten in one canonical spelling on both sides, what is left
+///   is explained with the text classes when they can (`crlf`, `trailing_newline`,
+///   `trailing_whitespace`), else it is `json_format` (other whitespace, key order, number
+///   spelling), with `trailing_newline` and `crlf` beside it when the final newline or the line
+///   endings also changed.
+///
+/// So Python's `json.dump(..., ensure_ascii=True)` over a file with em dashes, which also drops
+/// the final newline, reads `json_escape` + `trailing_newline`; with `indent=2` over a compact
+/// file, `json_escape` + `json_format` + `trailing_newline`.
 pub fn explain_json(expected: &[u8], observed: &[u8]) -> Option<Vec<DriftClass>> {
-    let prefixes: [&[DriftClass]; 4] = [
-        &[],
-        &[DriftClass::Bom],
-        &[DriftClass::Crlf],
-        &[DriftClass::Bom, DriftClass::Crlf],
-    ];
-    let mut format_only: Option<Vec<DriftClass>> = None;
-    for prefix in prefixes {
-        let e = apply_all(prefix, expected);
-        let o = apply_all(prefix, observed);
-        if !prefix.is_empty() && e.as_ref() == expected && o.as_ref() == observed {
-            continue;
-        }
-        let (Ok(ev), Ok(ov)) = (
-            serde_json::from_slice::<serde_json::Value>(&e),
-            serde_json::from_slice::<serde_json::Value>(&o),
-        ) else {
-            continue;
-        };
-        if !same_json_value(&ev, &ov) {
-            continue;
-        }
-        let mut classes = prefix.to_vec();
-        let escapes_only = match (canonical_string_escapes(&e), canonical_string_escapes(&o)) {
-            (Some(a), Some(b)) => a == b,
-            _ => false,
-        };
-        if escapes_only {
+    const BOM: &[u8] = b"\xef\xbb\xbf";
+    let e = expected.strip_prefix(BOM).unwrap_or(expected);
+    let o = observed.strip_prefix(BOM).unwrap_or(observed);
+    let ev = serde_json::from_slice::<serde_json::Value>(e).ok()?;
+    let ov = serde_json::from_slice::<serde_json::Value>(o).ok()?;
+    if !same_json_value(&ev, &ov) {
+        return None;
+    }
+    let mut classes = Vec::new();
+    if (e.len() == expected.len()) != (o.len() == observed.len()) {
+        classes.push(DriftClass::Bom);
+    }
+    let (Some(ce), Some(co)) = (canonical_string_escapes(e), canonical_string_escapes(o)) else {
+        classes.push(DriftClass::JsonFormat);
+        return Some(classes);
+    };
+    if ce == co {
+        // Outside string literals the texts are identical, so any difference is in a literal.
+        if e != o {
             classes.push(DriftClass::JsonEscape);
-            return Some(classes);
         }
-        if format_only.is_none() {
-            classes.push(DriftClass::JsonFormat);
-            format_only = Some(classes);
+    } else {
+        if escapes_differ(e, o) {
+            classes.push(DriftClass::JsonEscape);
+        }
+        // Strings are equal here, so only the layout classes can explain what is left (mapping
+        // characters could make two key orders look alike).
+        let layout = explain_text(&ce, &co).filter(|text| {
+            !text.contains(&DriftClass::UnicodeNormalization)
+                && !text.contains(&DriftClass::Typography)
+        });
+        match layout {
+            Some(text) => classes.extend(text),
+            None => {
+                classes.push(DriftClass::JsonFormat);
+                let newlines = |b: &[u8]| b.iter().rev().take_while(|&&c| c == b'\n').count();
+                if newlines(&ce) != newlines(&co) {
+                    classes.push(DriftClass::TrailingNewline);
+                }
+                let crlf = |b: &[u8]| b.windows(2).any(|w| w == b"\r\n");
+                if crlf(&ce) != crlf(&co) {
+                    classes.push(DriftClass::Crlf);
+                }
+            }
         }
     }
-    format_only
+    if classes.is_empty() {
+        // Unreachable for different inputs; never explain a difference with nothing.
+        return None;
+    }
+    Some(classes)
+}
+
+/// True if the two documents hold the same decoded strings (as multisets) but spell some of
+/// them differently. Both must be valid JSON.
+fn escapes_differ(expected: &[u8], observed: &[u8]) -> bool {
+    let (Some(mut a), Some(mut b)) = (string_literals(expected), string_literals(observed)) else {
+        return false;
+    };
+    a.sort();
+    b.sort();
+    let decoded = |v: &[(String, &[u8])]| v.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
+    let mut da = decoded(&a);
+    let mut db = decoded(&b);
+    da.sort();
+    db.sort();
+    da == db && a != b
+}
+
+/// Every string literal of a valid JSON document: its decoded value and its raw bytes, quotes
+/// included. `None` if a literal does not decode.
+fn string_literals(text: &[u8]) -> Option<Vec<(String, &[u8])>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        loop {
+            match text.get(i)? {
+                b'\\' => i += 2,
+                b'"' => break,
+                _ => i += 1,
+            }
+        }
+        let literal = text.get(start..=i)?;
+        let decoded: String = serde_json::from_slice(literal).ok()?;
+        out.push((decoded, literal));
+        i += 1;
+    }
+    Some(out)
 }
 
 /// JSON value equality where numbers compare by value when either is a float (`1.0` equals `1`,
@@ -554,6 +632,95 @@ mod tests {
             classes("{\"n\": 9007199254740993}", "{\"n\": 9007199254740992}"),
             [Content]
         );
+    }
+
+    #[test]
+    fn regression_python_ensure_ascii_rewrite_is_json_escape_not_json_format() {
+        // The seed's json_ensure_ascii_drift: json.dump(o, f, ensure_ascii=True, indent=2)
+        // over an indent=2 file with em dashes escapes them and drops the final newline.
+        let sealed = "{\n  \"note\": \"a \u{2014} b\",\n  \"n\": 1\n}\n";
+        let python = "{\n  \"note\": \"a \\u2014 b\",\n  \"n\": 1\n}";
+        assert_eq!(classes(sealed, python), [TrailingNewline, JsonEscape]);
+        // The same over a compact file also reformats it.
+        let compact = "{\"note\": \"a \u{2014} b\", \"n\": 1}\n";
+        assert_eq!(
+            classes(compact, python),
+            [TrailingNewline, JsonEscape, JsonFormat]
+        );
+        // Reformatting alone, with the escapes kept, is not json_escape.
+        let reordered = "{\"n\": 1, \"note\": \"a \u{2014} b\"}";
+        assert_eq!(classes(compact, reordered), [TrailingNewline, JsonFormat]);
+        // Escapes that only moved between equal strings are still an escape change.
+        assert_eq!(
+            classes("[\"a\", \"\\u0061\"]", "[\"\\u0061\", \"a\"]"),
+            [JsonEscape]
+        );
+        // Key order is json_format even when a typographic mapping would make the keys alike.
+        assert_eq!(
+            classes("{\"\\u2014\": 1, \"-\": 1}", "{\"-\": 1, \"\u{2014}\": 1}"),
+            [JsonEscape, JsonFormat]
+        );
+    }
+
+    #[test]
+    fn every_class_combines_with_trailing_newline() {
+        // (sealed, disk, classes): each byte-level class, then the same drift with the final
+        // newline dropped (or added). missing, extra and type are about whole files, and mode is
+        // the gate's (tests/it); content absorbs anything else.
+        let cases: &[(&str, &str, &[DriftClass])] = &[
+            ("a\nb\n", "a\r\nb", &[Crlf, TrailingNewline]),
+            ("a\r\nb", "a\nb\n", &[Crlf, TrailingNewline]),
+            ("{}\n", "\u{feff}{}", &[Bom, TrailingNewline]),
+            ("a\nb\n", "a  \nb\t", &[TrailingNewline, TrailingWhitespace]),
+            (
+                "caf\u{e9}\n",
+                "cafe\u{301}",
+                &[TrailingNewline, UnicodeNormalization],
+            ),
+            ("a \u{2014} b\n", "a - b", &[TrailingNewline, Typography]),
+            ("a \u{2014} b", "a - b\n", &[TrailingNewline, Typography]),
+            (
+                "{\"a\": \"\u{2014}\"}\n",
+                "{\"a\": \"\\u2014\"}",
+                &[TrailingNewline, JsonEscape],
+            ),
+            (
+                "{\"a\": \"\\u2014\"}",
+                "{\"a\": \"\u{2014}\"}\n",
+                &[TrailingNewline, JsonEscape],
+            ),
+            (
+                "{\"a\": 1}\n",
+                "{\n  \"a\": 1\n}",
+                &[TrailingNewline, JsonFormat],
+            ),
+            (
+                "{\"n\": 100}",
+                "{\"n\": 1e2}\n\n",
+                &[TrailingNewline, JsonFormat],
+            ),
+            (
+                "{\"a\": \"\u{2014}\"}\n",
+                "\u{feff}{\"a\": \"\\u2014\"}\r\n\r\n",
+                &[Crlf, Bom, TrailingNewline, JsonEscape],
+            ),
+            (
+                "line one\nline two\n",
+                "line one\nli\n",
+                &[TrailingNewline, Truncated],
+            ),
+            (
+                "line one\nline two",
+                "line one\nli\n",
+                &[TrailingNewline, Truncated],
+            ),
+            ("status: PASS\n", "status: FAIL", &[Content]),
+        ];
+        for (sealed, disk, expected) in cases {
+            assert_eq!(&classes(sealed, disk), expected, "{sealed:?} -> {disk:?}");
+        }
+        // Truncation alone keeps its own class.
+        assert_eq!(classes("line one\nline two\n", "line one\nli"), [Truncated]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::drift::{self, compare_streams, DriftClass, FirstDifference, DIAGNOSIS_LIMIT};
 use crate::error::{Error, IoContext, Result};
 use crate::export::{sync_folder, verified_files, verified_record};
-use crate::manifest::{Manifest, ManifestEntry};
+use crate::manifest::{canonical_seal_command, Deviation, Manifest, ManifestEntry};
 use crate::progress::Progress;
 use crate::scan::{scan, EntryKind, SEAL_FILE_NAME};
 use crate::store::Store;
@@ -106,6 +106,19 @@ pub struct Side {
     bytes: ByteSource,
     /// Files whose bytes live elsewhere (KB references): path → file on disk.
     elsewhere: BTreeMap<String, PathBuf>,
+    /// For a seal side: the seal file's own SHA-256 and how it departs from the canonical text.
+    seal: Option<SealInfo>,
+}
+
+/// What a seal side's file is, beyond the entries it lists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SealInfo {
+    /// The SHA-256 of the seal file's bytes (the packet_tree_sha256 only when canonical).
+    pub sha256: Sha256Digest,
+    /// True if the file is byte for byte the canonical manifest of its entries.
+    pub canonical: bool,
+    /// How a non-canonical manifest departs from the canonical text (empty when canonical).
+    pub deviations: Vec<Deviation>,
 }
 
 /// Side summary, as reports show it.
@@ -123,6 +136,9 @@ pub struct SideSummary {
     pub files: u64,
     /// Entries that are not regular files, counted by kind (`symbolic link`, `FIFO`, ...).
     pub not_regular: BTreeMap<&'static str, u64>,
+    /// For a seal: its own SHA-256 and whether it is canonical (absent for other kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealInfo>,
 }
 
 impl Side {
@@ -215,6 +231,7 @@ impl Side {
             folder_seal: scanned.seal,
             bytes: ByteSource::Folder(root.to_path_buf()),
             elsewhere: BTreeMap::new(),
+            seal: None,
         })
     }
 
@@ -222,6 +239,26 @@ impl Side {
     pub fn seal(path: &Path) -> Result<Side> {
         let bytes = read_seal_bytes(path)?;
         let manifest = Manifest::parse_seal(&bytes, path)?;
+        Ok(Side::from_seal(path, &bytes, &manifest, Vec::new()))
+    }
+
+    /// Read a seal file named explicitly (`verify --seal FILE`, a `diff` seal operand) as
+    /// `sha256sum -c` would ([`Manifest::parse_coreutils`]): any order, `*` markers, either hex
+    /// case, BSD tags. Its packet_tree_sha256 is that of the canonical text of its entries; how
+    /// it departs from that text is in [`SealInfo`]. A malformed manifest is an error naming the
+    /// line.
+    pub fn seal_file(path: &Path) -> Result<Side> {
+        let bytes = read_seal_bytes(path)?;
+        let (manifest, deviations) = Manifest::parse_coreutils(&bytes, path)?;
+        Ok(Side::from_seal(path, &bytes, &manifest, deviations))
+    }
+
+    fn from_seal(
+        path: &Path,
+        bytes: &[u8],
+        manifest: &Manifest,
+        deviations: Vec<Deviation>,
+    ) -> Side {
         let files = manifest
             .entries()
             .iter()
@@ -237,17 +274,40 @@ impl Side {
                 )
             })
             .collect::<BTreeMap<_, _>>();
-        Ok(Side {
+        let sha256 = sha256_of(bytes);
+        let packet_tree_sha256 = manifest.packet_tree_sha256();
+        Side {
             kind: SideKind::Seal,
             label: path.escaped().to_string(),
-            packet_tree_sha256: sha256_of(&bytes),
+            packet_tree_sha256,
             file_count: files.len() as u64,
             files,
             others: BTreeMap::new(),
             folder_seal: None,
             bytes: ByteSource::None,
             elsewhere: BTreeMap::new(),
-        })
+            seal: Some(SealInfo {
+                sha256,
+                canonical: sha256 == packet_tree_sha256 && deviations.is_empty(),
+                deviations,
+            }),
+        }
+    }
+
+    /// A remark for reports when this side is a seal that is not canonical; `folder` is the
+    /// folder it is compared with, if any.
+    pub fn seal_note(&self, folder: Option<&str>) -> Option<String> {
+        let info = self.seal.as_ref().filter(|info| !info.canonical)?;
+        let how: Vec<&str> = info.deviations.iter().map(|d| d.describe()).collect();
+        Some(format!(
+            "the seal {} is not canonical ({}); it was read as sha256sum -c reads it and every \
+             file it lists was checked, and its packet_tree_sha256 is that of the canonical \
+             text of its entries (the file's own SHA-256 is {}); once this check passes, {}",
+            self.label,
+            how.join(", "),
+            info.sha256,
+            canonical_seal_command(folder.unwrap_or("DIR"))
+        ))
     }
 
     /// A stored packet: its record and tree, read from the objects and verified.
@@ -266,6 +326,7 @@ impl Side {
             folder_seal: None,
             bytes: ByteSource::Store,
             elsewhere: BTreeMap::new(),
+            seal: None,
         })
     }
 
@@ -360,6 +421,7 @@ impl Side {
             },
             files: self.file_count,
             not_regular,
+            seal: self.seal.clone(),
         }
     }
 }
@@ -473,9 +535,106 @@ pub struct GateReport {
     pub subtrees_skipped: Vec<String>,
     /// Remarks that do not change the verdict.
     pub notes: Vec<String>,
+    /// `--expect` / `--expect-not` checks of the observed packet_tree_sha256 (absent if none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expectations: Vec<Expectation>,
+}
+
+/// How `--expect` (`equal`) or `--expect-not` (`differ`) relates a packet_tree_sha256 to a SHA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// `--expect SHA`: must be SHA.
+    Equal,
+    /// `--expect-not SHA`: must not be SHA.
+    Differ,
+}
+
+/// One `--expect` / `--expect-not` check of a packet_tree_sha256, and whether it held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Expectation {
+    /// `equal` or `differ`.
+    pub relation: Relation,
+    /// The SHA given on the command line.
+    pub sha256: Sha256Digest,
+    /// The packet_tree_sha256 found; `None` for a folder that holds entries that are not
+    /// regular files (it has no tree hash, so no expectation about it holds).
+    pub actual: Option<Sha256Digest>,
+    /// True if the relation holds.
+    pub holds: bool,
+}
+
+impl Expectation {
+    /// Check `actual` against `sha256`.
+    pub fn check(
+        relation: Relation,
+        sha256: Sha256Digest,
+        actual: Option<Sha256Digest>,
+    ) -> Expectation {
+        // Fail closed: without a tree hash neither relation holds.
+        let holds = actual.is_some_and(|actual| match relation {
+            Relation::Equal => sha256 == actual,
+            Relation::Differ => sha256 != actual,
+        });
+        Expectation {
+            relation,
+            sha256,
+            actual,
+            holds,
+        }
+    }
+
+    /// One sentence: what was expected and what was found.
+    pub fn describe(&self) -> String {
+        let Some(actual) = self.actual else {
+            return format!(
+                "no packet_tree_sha256 (the folder holds entries that are not regular files), so \
+                 {} {} cannot hold",
+                match self.relation {
+                    Relation::Equal => "--expect",
+                    Relation::Differ => "--expect-not",
+                },
+                self.sha256
+            );
+        };
+        match (self.relation, self.holds) {
+            (Relation::Equal, true) => {
+                format!(
+                    "packet_tree_sha256 is {}, as --expect requires",
+                    self.sha256
+                )
+            }
+            (Relation::Equal, false) => format!(
+                "packet_tree_sha256 is {}, not {} as --expect requires",
+                actual, self.sha256
+            ),
+            (Relation::Differ, true) => format!(
+                "packet_tree_sha256 is {}, which differs from {} as --expect-not requires",
+                actual, self.sha256
+            ),
+            (Relation::Differ, false) => format!(
+                "packet_tree_sha256 is still {}, which --expect-not forbids",
+                self.sha256
+            ),
+        }
+    }
 }
 
 impl GateReport {
+    /// Check the observed packet_tree_sha256 against `--expect` / `--expect-not`; any that does
+    /// not hold makes the verdict FAIL.
+    pub fn with_expectations(mut self, wanted: &[(Relation, Sha256Digest)]) -> GateReport {
+        let actual = self.observed.packet_tree_sha256;
+        self.expectations = wanted
+            .iter()
+            .map(|&(relation, sha256)| Expectation::check(relation, sha256, actual))
+            .collect();
+        if self.expectations.iter().any(|e| !e.holds) {
+            self.verdict = Verdict::Fail;
+        }
+        self
+    }
+
     /// The one-line verdict, such as `FAIL: 3 of 21 files differ (crlf: 1, missing: 2)`.
     pub fn verdict_line(&self) -> String {
         match self.verdict {
@@ -494,6 +653,20 @@ impl GateReport {
                     .or(self.expected.packet_tree_sha256)
                     .map_or_else(|| "none".to_string(), |sha| sha.to_hex())
             ),
+            Verdict::Fail if self.counts.failed == 0 => {
+                match self.expectations.iter().find(|e| !e.holds) {
+                    Some(failed) => format!(
+                        "FAIL: {} of {} files match, but {}",
+                        self.counts.ok,
+                        self.counts.files,
+                        failed.describe()
+                    ),
+                    None => format!(
+                        "FAIL: {} of {} files match, but the packet_tree_sha256 values differ",
+                        self.counts.ok, self.counts.files
+                    ),
+                }
+            }
             Verdict::Fail => {
                 let mut classes: Vec<String> = self
                     .counts
@@ -559,6 +732,7 @@ impl GateReport {
             files,
             subtrees_skipped,
             notes,
+            expectations: Vec::new(),
         }
     }
 }
@@ -571,7 +745,12 @@ pub fn compare(store: Option<&Store>, expected: &Side, observed: &Side) -> Resul
         .map(|path| compare_path(store, expected, observed, path))
         .collect::<Result<_>>()?;
     let mut results = results;
-    let mut notes = Vec::new();
+    let folder_of = |side: &Side| (side.kind == SideKind::Folder).then_some(side.label.clone());
+    let folder = folder_of(observed).or_else(|| folder_of(expected));
+    let mut notes: Vec<String> = [expected, observed]
+        .iter()
+        .filter_map(|side| side.seal_note(folder.as_deref()))
+        .collect();
     // Non-regular entries that no expected file accounts for are extra.
     for (path, what) in &observed.others {
         if !expected.files.contains_key(path) {
@@ -945,6 +1124,7 @@ pub fn diff_packets(
         folder_seal: None,
         bytes: ByteSource::Store,
         elsewhere: BTreeMap::new(),
+        seal: None,
     };
     let expected = side(&a, walk.expected);
     let observed = side(&b, walk.observed);

@@ -9,12 +9,15 @@
 //! [`Manifest::parse_seal`] reads a seal strictly: any line that is not exactly canonical is an
 //! [`Error::UntrustedSeal`] naming the line. A seal is never read leniently.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
+
+use serde::Serialize;
 
 use crate::digest::{sha256_of, Sha256Digest};
 use crate::error::{Error, Result};
 use crate::scan::{check_rel_path, SEAL_FILE_NAME};
+use crate::text::EscapePath;
 
 /// The longest path a seal line may carry, in bytes (Linux `PATH_MAX`).
 pub const MAX_SEAL_PATH_BYTES: usize = 4096;
@@ -100,7 +103,26 @@ impl Manifest {
     /// absolute path, `.` or `..` or empty components, a backslash or control character, a path
     /// longer than [`MAX_SEAL_PATH_BYTES`], the seal listing itself, a duplicate path, lines out
     /// of canonical order, a path that is also a parent folder of another, and an empty seal.
+    ///
+    /// When the text is a manifest `sha256sum -c` accepts but not the canonical one (see
+    /// [`Manifest::parse_coreutils`]), the error says how to check the folder against it and
+    /// how to write a canonical seal.
     pub fn parse_seal(bytes: &[u8], origin: &Path) -> Result<Manifest> {
+        Manifest::parse_canonical(bytes, origin).map_err(|err| match err {
+            Error::UntrustedSeal { path, line, reason }
+                if Manifest::parse_coreutils(bytes, origin).is_ok() =>
+            {
+                Error::UntrustedSeal {
+                    path,
+                    line,
+                    reason: format!("{reason}; {}", canonical_seal_hint(origin)),
+                }
+            }
+            other => other,
+        })
+    }
+
+    fn parse_canonical(bytes: &[u8], origin: &Path) -> Result<Manifest> {
         let bad = |line: usize, reason: String| Error::UntrustedSeal {
             path: origin.to_path_buf(),
             line,
@@ -191,6 +213,319 @@ impl Manifest {
     }
 }
 
+/// How a manifest departs from the canonical text while staying one `sha256sum -c` accepts.
+/// The snake_case names are part of the `--json` contract (`expected.seal.deviations`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deviation {
+    /// Lines are not sorted by path bytes (`find | xargs sha256sum`).
+    OutOfOrder,
+    /// `<hex> *<path>` lines (`sha256sum -b`).
+    BinaryMarker,
+    /// Digests with uppercase hex digits.
+    UppercaseHex,
+    /// Paths written as `./path` (`find .`).
+    DotSlashPrefix,
+    /// BSD-style `SHA256 (<path>) = <hex>` lines (`sha256sum --tag`).
+    BsdTag,
+    /// CRLF line endings.
+    CrlfLineEndings,
+    /// The last line does not end with `\n`.
+    NoFinalNewline,
+    /// Empty lines or `#` comment lines, which `sha256sum -c` skips.
+    CommentOrEmptyLines,
+    /// Spaces or tabs before the digest, or a tab between digest and path.
+    Whitespace,
+}
+
+impl Deviation {
+    /// A short description for text reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Deviation::OutOfOrder => "lines out of path order",
+            Deviation::BinaryMarker => "'*' binary-mode markers",
+            Deviation::UppercaseHex => "uppercase hex digits",
+            Deviation::DotSlashPrefix => "paths starting with ./",
+            Deviation::BsdTag => "BSD-style 'SHA256 (path) = hash' lines",
+            Deviation::CrlfLineEndings => "CRLF line endings",
+            Deviation::NoFinalNewline => "no newline at the end",
+            Deviation::CommentOrEmptyLines => "comment or empty lines",
+            Deviation::Whitespace => "extra spaces or tabs around the digest",
+        }
+    }
+}
+
+/// What to do about a packet's own seal that `sha256sum -c` accepts but that is not canonical.
+pub fn canonical_seal_hint(seal: &Path) -> String {
+    let dir = match seal.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.escaped().to_string(),
+        _ => ".".to_string(),
+    };
+    format!(
+        "it is a sha256sum manifest, but not the canonical text a packet's seal must be (its \
+         SHA-256 is the packet's name): check the folder against it with `evstore verify {dir} \
+         --seal {seal}`, and once that passes {}",
+        canonical_seal_command(&dir),
+        seal = seal.escaped()
+    )
+}
+
+/// How to write a canonical seal for `dir` (from its bytes now, so only after a check passed).
+pub fn canonical_seal_command(dir: &str) -> String {
+    format!(
+        "write a canonical seal with `evstore seal {dir} --force` (or, inside the folder: \
+         find . -type f ! -path ./HASH_MANIFEST.txt -printf '%P\\0' | LC_ALL=C sort -z | \
+         xargs -0r sha256sum > HASH_MANIFEST.txt)"
+    )
+}
+
+impl Manifest {
+    /// Parse a manifest as `sha256sum -c` reads it, for a seal file named explicitly
+    /// (`verify --seal FILE`, a `diff` seal operand). Never used for a packet's own
+    /// `HASH_MANIFEST.txt`, which must be canonical ([`Manifest::parse_seal`]).
+    ///
+    /// Accepted, each reported as a [`Deviation`]: lines in any order; `<hex>  <path>` and
+    /// `<hex> *<path>` lines (a space or tab after the digest, as coreutils allows); BSD-style
+    /// `SHA256 (<path>) = <hex>` lines; digests in either case; a `./` before a path; CRLF line
+    /// endings; a last line without `\n`; empty lines and lines starting with `#` (which
+    /// `sha256sum -c` skips); spaces or tabs before the digest.
+    ///
+    /// Refused with [`Error::UntrustedSeal`] naming the 1-based line: a byte-order mark (which
+    /// `sha256sum -c` would skip as an improperly formatted line), text that is not UTF-8, any
+    /// line `sha256sum -c` would skip as improperly formatted (it only warns about those),
+    /// backslash-escaped lines (coreutils writes them for names with a backslash, newline or
+    /// CR, which a packet cannot hold), the reversed `<hex> <path>` format with one space, a
+    /// digest that is not 64 hex digits or a BSD line for another algorithm, and, as for a
+    /// canonical seal, unsafe or unrepresentable paths, a path over [`MAX_SEAL_PATH_BYTES`],
+    /// `HASH_MANIFEST.txt` itself, duplicate paths (also `a` and `./a`), a path listed as a file
+    /// and as a folder, and a manifest listing no file.
+    pub fn parse_coreutils(bytes: &[u8], origin: &Path) -> Result<(Manifest, Vec<Deviation>)> {
+        let bad = |line: usize, reason: String| Error::UntrustedSeal {
+            path: origin.to_path_buf(),
+            line,
+            reason,
+        };
+        if bytes.starts_with(b"\xef\xbb\xbf") {
+            return Err(bad(
+                1,
+                "starts with a UTF-8 byte-order mark (sha256sum -c would skip this line as \
+                 improperly formatted)"
+                    .into(),
+            ));
+        }
+        let mut deviations: BTreeSet<Deviation> = BTreeSet::new();
+        let body = match bytes.strip_suffix(b"\n") {
+            Some(body) => body,
+            None => {
+                if !bytes.is_empty() {
+                    deviations.insert(Deviation::NoFinalNewline);
+                }
+                bytes
+            }
+        };
+        let mut entries: Vec<(usize, ManifestEntry)> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let lines = if body.is_empty() && bytes.is_empty() {
+            Vec::new()
+        } else {
+            body.split(|&b| b == b'\n').collect()
+        };
+        for (index, raw) in lines.into_iter().enumerate() {
+            let line = index + 1;
+            // As coreutils: a comment is a line whose first byte is '#'; then one CR is removed.
+            if raw.first() == Some(&b'#') {
+                deviations.insert(Deviation::CommentOrEmptyLines);
+                continue;
+            }
+            let raw = match raw.strip_suffix(b"\r") {
+                Some(raw) => {
+                    deviations.insert(Deviation::CrlfLineEndings);
+                    raw
+                }
+                None => raw,
+            };
+            if raw.is_empty() {
+                deviations.insert(Deviation::CommentOrEmptyLines);
+                continue;
+            }
+            if raw.contains(&b'\r') {
+                return Err(bad(line, "a CR inside the line".into()));
+            }
+            let text = std::str::from_utf8(raw)
+                .map_err(|_| bad(line, "line is not valid UTF-8".into()))?;
+            let (path, sha256) =
+                parse_coreutils_line(text, &mut deviations).map_err(|reason| bad(line, reason))?;
+            let path = match path.strip_prefix("./") {
+                Some(rest) => {
+                    deviations.insert(Deviation::DotSlashPrefix);
+                    rest
+                }
+                None => path,
+            };
+            if path.len() > MAX_SEAL_PATH_BYTES {
+                return Err(bad(
+                    line,
+                    format!("path is longer than {MAX_SEAL_PATH_BYTES} bytes"),
+                ));
+            }
+            check_rel_path(path).map_err(|reason| bad(line, format!("{reason}: {path:?}")))?;
+            if path == SEAL_FILE_NAME {
+                return Err(bad(
+                    line,
+                    "lists HASH_MANIFEST.txt, which is a packet's seal, not one of its files"
+                        .into(),
+                ));
+            }
+            if let Some(first) = seen.insert(path.to_string(), line) {
+                return Err(bad(
+                    line,
+                    format!("duplicate path {path:?} (also on line {first})"),
+                ));
+            }
+            entries.push((
+                line,
+                ManifestEntry {
+                    path: path.to_string(),
+                    sha256,
+                },
+            ));
+        }
+        if entries.is_empty() {
+            return Err(bad(1, "the manifest lists no files".into()));
+        }
+        if entries.windows(2).any(|w| w[0].1.path > w[1].1.path) {
+            deviations.insert(Deviation::OutOfOrder);
+            entries.sort_by(|a, b| a.1.path.cmp(&b.1.path));
+        }
+        let files: HashSet<&str> = entries.iter().map(|(_, e)| e.path.as_str()).collect();
+        for (line, entry) in &entries {
+            let mut prefix = entry.path.as_str();
+            while let Some(cut) = prefix.rfind('/') {
+                prefix = &prefix[..cut];
+                if files.contains(prefix) {
+                    return Err(bad(
+                        *line,
+                        format!("{prefix:?} is listed as a file and as a folder"),
+                    ));
+                }
+            }
+        }
+        let manifest = Manifest {
+            entries: entries.into_iter().map(|(_, e)| e).collect(),
+        };
+        Ok((manifest, deviations.into_iter().collect()))
+    }
+}
+
+/// The accepted forms of one line, for [`Manifest::parse_coreutils`].
+const COREUTILS_FORMS: &str =
+    "not of the form '<64 hex digits>  <path>', '<64 hex digits> *<path>' or 'SHA256 (<path>) = <64 hex digits>'";
+
+/// Parse one non-empty manifest line (CR removed) into its path (as written) and digest.
+fn parse_coreutils_line<'a>(
+    text: &'a str,
+    deviations: &mut BTreeSet<Deviation>,
+) -> std::result::Result<(&'a str, Sha256Digest), String> {
+    let white = |c: char| c == ' ' || c == '\t';
+    let trimmed = text.trim_start_matches(white);
+    if trimmed.len() != text.len() {
+        deviations.insert(Deviation::Whitespace);
+    }
+    if trimmed.starts_with('\\') {
+        return Err(
+            "a backslash-escaped line (sha256sum writes these for names containing a \
+                    backslash, newline or CR, which a packet cannot hold)"
+                .into(),
+        );
+    }
+    if let Some(rest) = trimmed.strip_prefix("SHA256") {
+        let rest = rest.strip_prefix(' ').unwrap_or(rest);
+        if let Some(inner) = rest.strip_prefix('(') {
+            // As coreutils: the path runs to the last ')'.
+            let close = inner
+                .rfind(')')
+                .ok_or_else(|| format!("a BSD-style line without ')'; {COREUTILS_FORMS}"))?;
+            let path = &inner[..close];
+            let after = inner[close + 1..].trim_start_matches(white);
+            let digest = after
+                .strip_prefix('=')
+                .map(|d| d.trim_start_matches(white))
+                .ok_or_else(|| format!("a BSD-style line without '= <hex>'; {COREUTILS_FORMS}"))?;
+            deviations.insert(Deviation::BsdTag);
+            let sha256 = parse_any_case_hex(digest, deviations)?;
+            return Ok((path, sha256));
+        }
+    }
+    let bytes = trimmed.as_bytes();
+    let hex_len = bytes.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if hex_len == 0 {
+        let tag_len = bytes
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+            .count();
+        if tag_len > 0
+            && matches!(
+                trimmed[tag_len..].trim_start_matches(' ').chars().next(),
+                Some('(')
+            )
+        {
+            return Err(format!(
+                "a BSD-style line for another digest than SHA256 ({:?})",
+                &trimmed[..tag_len]
+            ));
+        }
+        return Err(format!("not a manifest line; {COREUTILS_FORMS}"));
+    }
+    if hex_len != 64 {
+        return Err(format!(
+            "the digest has {hex_len} hex digits, not 64 (is this a SHA-256 manifest?); \
+             {COREUTILS_FORMS}"
+        ));
+    }
+    // Bytes 0..64 are ASCII, so 64, 65 and 66 are character boundaries when present.
+    let (Some(&sep), Some(&mark)) = (bytes.get(64), bytes.get(65)) else {
+        return Err(format!("no path after the digest; {COREUTILS_FORMS}"));
+    };
+    if sep != b' ' && sep != b'\t' {
+        return Err(format!("no space after the digest; {COREUTILS_FORMS}"));
+    }
+    if mark != b' ' && mark != b'*' {
+        return Err(format!(
+            "one space between digest and path (the reversed '<hex> <path>' format, which \
+             sha256sum -c accepts only in some files); {COREUTILS_FORMS}"
+        ));
+    }
+    if sep == b'\t' {
+        deviations.insert(Deviation::Whitespace);
+    }
+    if mark == b'*' {
+        deviations.insert(Deviation::BinaryMarker);
+    }
+    let sha256 = parse_any_case_hex(&trimmed[..64], deviations)?;
+    let path = &trimmed[66..];
+    if path.is_empty() {
+        return Err(format!("empty path; {COREUTILS_FORMS}"));
+    }
+    Ok((path, sha256))
+}
+
+/// Parse exactly 64 hex digits of either case.
+fn parse_any_case_hex(
+    digest: &str,
+    deviations: &mut BTreeSet<Deviation>,
+) -> std::result::Result<Sha256Digest, String> {
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "the digest is not 64 hex digits; {COREUTILS_FORMS}"
+        ));
+    }
+    if digest.bytes().any(|b| b.is_ascii_uppercase()) {
+        deviations.insert(Deviation::UppercaseHex);
+    }
+    Sha256Digest::parse_hex(&digest.to_ascii_lowercase())
+        .ok_or_else(|| "the digest is not 64 hex digits".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +611,188 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(&text)
             );
+        }
+    }
+
+    fn coreutils(text: &[u8]) -> Result<(Manifest, Vec<Deviation>)> {
+        Manifest::parse_coreutils(text, Path::new("SEAL"))
+    }
+
+    #[test]
+    fn coreutils_manifest_forms_are_accepted_and_named() {
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        let canonical = format!("{a}  a-c\n{b}  a/b\n");
+        let (manifest, deviations) = coreutils(canonical.as_bytes()).unwrap();
+        assert!(deviations.is_empty());
+        assert_eq!(manifest, parse(canonical.as_bytes()).unwrap());
+        let upper_b = b.to_uppercase();
+        let cases: Vec<(String, Vec<Deviation>)> = vec![
+            (format!("{b}  a/b\n{a}  a-c\n"), vec![Deviation::OutOfOrder]),
+            (
+                format!("{a} *a-c\n{b} *a/b\n"),
+                vec![Deviation::BinaryMarker],
+            ),
+            (
+                format!("{a}  a-c\n{upper_b}  a/b\n"),
+                vec![Deviation::UppercaseHex],
+            ),
+            (
+                format!("{a}  ./a-c\n{b}  ./a/b\n"),
+                vec![Deviation::DotSlashPrefix],
+            ),
+            (
+                format!("SHA256 (a-c) = {a}\nSHA256 (a/b) = {b}\n"),
+                vec![Deviation::BsdTag],
+            ),
+            (
+                format!("{a}  a-c\r\n{b}  a/b\r\n"),
+                vec![Deviation::CrlfLineEndings],
+            ),
+            (
+                format!("{a}  a-c\n{b}  a/b"),
+                vec![Deviation::NoFinalNewline],
+            ),
+            (
+                format!("# made by hand\n\n{a}  a-c\n{b}  a/b\n"),
+                vec![Deviation::CommentOrEmptyLines],
+            ),
+            (
+                format!(" {a}  a-c\n{b}\t a/b\n"),
+                vec![Deviation::Whitespace],
+            ),
+        ];
+        for (text, expected) in cases {
+            let (parsed, deviations) = coreutils(text.as_bytes()).expect(&text);
+            assert_eq!(parsed, manifest, "{text:?}");
+            assert_eq!(deviations, expected, "{text:?}");
+            // The strict parser refuses each of them, saying how to make a canonical seal.
+            let err = parse(text.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains("evstore seal . --force"), "{err}");
+            assert!(err.contains("evstore verify . --seal SEAL"), "{err}");
+        }
+    }
+
+    #[test]
+    fn coreutils_manifest_refusals_name_the_line() {
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        let cases: Vec<(String, usize, &str)> = vec![
+            (format!("\u{feff}{a}  a\n"), 1, "byte-order mark"),
+            (
+                format!("{a}  a\n{b}  ./a\n"),
+                2,
+                "duplicate path \"a\" (also on line 1)",
+            ),
+            (format!("{a}  a\n{b}  ../x\n"), 2, "\"..\""),
+            (format!("{a}  a\n{b}  /etc/passwd\n"), 2, "absolute path"),
+            (format!("{a}  a\n\\{b}  a\\\\b\n"), 2, "backslash-escaped"),
+            (format!("{a}  a\n{b} b\n"), 2, "reversed"),
+            (
+                format!("{a}  a\nMD5 (b) = {}\n", &b[..32]),
+                2,
+                "another digest",
+            ),
+            (format!("{a}{a}  a\n"), 1, "128 hex digits"),
+            (format!("{a}  a\n{}  b\n", &b[..63]), 2, "63 hex digits"),
+            (format!("{a}  a\n{b}  HASH_MANIFEST.txt\n"), 2, "seal"),
+            (
+                format!("{a}  a\n{b}  a/b\n"),
+                2,
+                "as a file and as a folder",
+            ),
+            (format!("{a}  a\nSHA256 (b) {b}\n"), 2, "without '= <hex>'"),
+            (format!("{a}  a\n{b}  \n"), 2, "empty path"),
+            (format!("{a}  a\nhello\n"), 2, "not of the form"),
+            (format!("{a}  a\r\r\n"), 1, "CR inside"),
+            ("# nothing\n\n".to_string(), 1, "lists no files"),
+            (String::new(), 1, "lists no files"),
+        ];
+        for (text, line, reason) in cases {
+            match coreutils(text.as_bytes()) {
+                Err(Error::UntrustedSeal {
+                    line: got,
+                    reason: why,
+                    ..
+                }) => {
+                    assert_eq!(got, line, "{text:?}: {why}");
+                    assert!(why.contains(reason), "{text:?}: {why}");
+                }
+                other => panic!("{text:?}: expected a refusal, got {other:?}"),
+            }
+        }
+    }
+
+    mod coreutils_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn path_strategy() -> impl Strategy<Value = String> {
+            proptest::collection::vec("[a-z0-9 ._-]{1,6}", 1..4)
+                .prop_map(|parts| parts.join("/"))
+                .prop_filter("valid packet path", |p| {
+                    check_rel_path(p).is_ok() && p != SEAL_FILE_NAME
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn any_permutation_with_markers_and_hex_case_parses_to_the_same_entries(
+                files in proptest::collection::btree_map(path_strategy(), any::<[u8; 32]>(), 1..12),
+                order in Just((0..12).collect::<Vec<usize>>()).prop_shuffle(),
+                flags in proptest::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 12),
+            ) {
+                let entries: Vec<ManifestEntry> = files
+                    .iter()
+                    .map(|(path, bytes)| ManifestEntry {
+                        path: path.clone(),
+                        sha256: Sha256Digest::parse_hex(&hex::encode(bytes)).expect("hex"),
+                    })
+                    .collect();
+                let Ok(canonical) = Manifest::from_entries(entries) else {
+                    // A path listed as a file and as a folder is refused by both parsers.
+                    return Ok(());
+                };
+                let Ok(strict) = Manifest::parse_seal(canonical.text().as_bytes(), Path::new("S")) else {
+                    return Ok(());
+                };
+                let lines: Vec<String> = canonical
+                    .entries()
+                    .iter()
+                    .zip(&flags)
+                    .map(|(e, &(star, upper, dot))| {
+                        let hex = e.sha256.to_hex();
+                        let hex = if upper { hex.to_uppercase() } else { hex };
+                        let mark = if star { '*' } else { ' ' };
+                        let dot = if dot { "./" } else { "" };
+                        format!("{hex} {mark}{dot}{}\n", e.path)
+                    })
+                    .collect();
+                // Any permutation: the shuffled indices that fall inside the manifest.
+                let text: String = order
+                    .iter()
+                    .filter_map(|&i| lines.get(i).map(String::as_str))
+                    .collect();
+                let (parsed, _) = Manifest::parse_coreutils(text.as_bytes(), Path::new("S"))
+                    .expect("a sha256sum -c manifest parses");
+                prop_assert_eq!(&parsed, &strict);
+                prop_assert_eq!(parsed.packet_tree_sha256(), strict.packet_tree_sha256());
+                // The canonical text itself has no deviation.
+                let (same, deviations) =
+                    Manifest::parse_coreutils(canonical.text().as_bytes(), Path::new("S"))
+                        .expect("canonical parses");
+                prop_assert_eq!(same, strict);
+                prop_assert!(deviations.is_empty());
+            }
+
+            #[test]
+            fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = Manifest::parse_coreutils(&bytes, Path::new("S"));
+                let _ = Manifest::parse_seal(&bytes, Path::new("S"));
+            }
+
+            #[test]
+            fn never_panics_on_manifest_like_text(text in "([0-9a-fA-F]{60,66}[ \t*]{0,3}[a-z./()=\\\\]{0,8}\r?\n){0,4}") {
+                let _ = Manifest::parse_coreutils(text.as_bytes(), Path::new("S"));
+            }
         }
     }
 }

@@ -419,6 +419,27 @@ fn assert_untrusted(seal: &[u8], line: usize, reason: &str) {
     assert_eq!(value["error"]["class"], "operational");
 }
 
+/// A manifest `sha256sum -c` accepts but that is not canonical: refused as DIR's own seal (exit
+/// 2, saying how to make a canonical one), read as a coreutils manifest with `--seal` (these
+/// seals list made-up digests, so that is a FAIL, exit 1, never a pass).
+fn assert_untrusted_only_as_own_seal(seal: &[u8], line: usize, reason: &str) {
+    let sb = Sandbox::new();
+    sb.write("p/a", "a\n");
+    sb.write("p/b", "b\n");
+    sb.write("p/HASH_MANIFEST.txt", seal);
+    sb.write("seal.txt", seal);
+    let out = sb.run_storeless(&["verify", "p"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("line {line}:")), "{err}");
+    assert!(err.contains(reason), "{err}");
+    assert!(err.contains("evstore seal p --force"), "{err}");
+    let (rc, report) = sb.json(&["verify", "p", "--seal", "seal.txt"]);
+    assert_eq!(rc, 1, "{report}");
+    assert_eq!(report["verdict"], "FAIL");
+    assert_eq!(report["expected"]["seal"]["canonical"], false);
+}
+
 #[test]
 fn untrusted_seal_malformed_line() {
     assert_untrusted(
@@ -431,7 +452,7 @@ fn untrusted_seal_malformed_line() {
 #[test]
 fn untrusted_seal_uppercase_digest() {
     let upper = "A".repeat(64);
-    assert_untrusted(
+    assert_untrusted_only_as_own_seal(
         format!("{H1}  a\n{upper}  b\n").as_bytes(),
         2,
         "64 lowercase hex",
@@ -458,7 +479,7 @@ fn untrusted_seal_duplicate_path() {
 
 #[test]
 fn untrusted_seal_out_of_order() {
-    assert_untrusted(
+    assert_untrusted_only_as_own_seal(
         format!("{H1}  b\n{H2}  a\n").as_bytes(),
         2,
         "out of canonical order",
@@ -495,7 +516,7 @@ fn untrusted_seal_empty_path() {
 
 #[test]
 fn untrusted_seal_crlf_line_endings() {
-    assert_untrusted(
+    assert_untrusted_only_as_own_seal(
         format!("{H1}  a\r\n{H2}  b\r\n").as_bytes(),
         1,
         "CR line ending",
@@ -514,7 +535,7 @@ fn untrusted_seal_bom() {
 #[test]
 fn untrusted_seal_nul_byte_and_missing_final_newline() {
     assert_untrusted(format!("{H1}  a\0b\n").as_bytes(), 1, "control character");
-    assert_untrusted(format!("{H1}  a\n{H2}  b").as_bytes(), 2, "newline");
+    assert_untrusted_only_as_own_seal(format!("{H1}  a\n{H2}  b").as_bytes(), 2, "newline");
 }
 
 // seal

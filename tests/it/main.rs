@@ -3,6 +3,7 @@
 //! One test binary (as ripgrep does) with a small [`sandbox::Sandbox`] helper; one module per
 //! concern. Regression tests are named after the bug they pin.
 
+mod drift_seal;
 mod foundation;
 mod gate;
 mod kb_items;
