@@ -952,7 +952,7 @@ fn cmd_verify(
     };
     let mut expected = Side::seal(&seal_path)?;
     if let Some(original) = &original {
-        expected = expected.with_original(original);
+        expected = expected.with_original(original)?;
     }
     let observed = Side::folder(dir, &ctx.progress)?;
     let mut report = gate::compare(None, &expected, &observed)?;
@@ -1015,7 +1015,7 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
     };
     let mut expected = load(&a)?;
     if let Some(original) = &original {
-        expected = expected.with_original(original);
+        expected = expected.with_original(original)?;
     }
     let observed = match (&b, expected.kind) {
         (Operand::Folder(path), gate::SideKind::Packet) => {
@@ -1286,22 +1286,24 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
         cwd: args.cwd.unwrap_or_else(|| PathBuf::from(".")),
         keep_env: args.keep_env,
     };
-    let (report, _folders) = rerun(store, expected_side.as_ref(), &config)?;
+    let (report, folders) = rerun(store, expected_side.as_ref(), &config)?;
     let mut ingested = None;
     let mut attestation = None;
     let mut ingest_error = None;
     if let Some((store, mut catalog)) = opened {
         if args.ingest {
             let first = &report.runs[0];
-            if first.observed_sha256.is_some() {
+            if let (Some(_), Some(output)) = (first.observed_sha256, folders.output(1)) {
                 let name = match &config.packet {
                     Some(row) => format!("{}.rerun", row.record.name),
                     None => format!("rerun-{}", &expected.to_hex()[..12]),
                 };
-                let archived = ingest(
+                // Archive what was hashed: the output folder through the handle it was hashed
+                // through, never whatever its path names now.
+                let archived = crate::archive::ingest_dir(
                     &store,
                     &mut catalog,
-                    &first.out_dir,
+                    output,
                     &IngestConfig {
                         name,
                         note: Some(format!("output of a rerun expecting {expected}")),

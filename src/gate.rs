@@ -16,11 +16,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::archive::{blake3_file, open_no_follow, sha256_file};
+use crate::archive::{
+    blake3_in, open_no_follow, read_limited, sha256_file, sha256_in, stream_handle,
+};
 use crate::catalog::{Catalog, PacketRow};
 use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::drift::{self, compare_streams, DriftClass, FirstDifference, DIAGNOSIS_LIMIT};
@@ -28,7 +31,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::export::{sync_folder, verified_files, verified_record};
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::progress::Progress;
-use crate::scan::{scan, EntryKind, SEAL_FILE_NAME};
+use crate::scan::{scan, scan_dir, EntryKind, RootDir, SEAL_FILE_NAME};
 use crate::store::Store;
 use crate::tree::{load_node, FileMeta, TreeEntry, MAX_DEPTH};
 
@@ -77,10 +80,10 @@ impl From<&FileMeta> for SideFile {
 enum ByteSource {
     /// Nowhere: a seal alone.
     None,
-    /// Files below this folder, trusted as they are (a compared folder).
-    Folder(PathBuf),
+    /// Files below this folder, trusted as they are (a compared folder), read through its handle.
+    Folder(Arc<RootDir>),
     /// Files below this folder, used only where they hash to the listed SHA-256 (`--original`).
-    Original(PathBuf),
+    Original(Arc<RootDir>),
     /// The store's blobs.
     Store,
 }
@@ -123,10 +126,16 @@ pub struct SideSummary {
 impl Side {
     /// Hash a folder now: every regular file's SHA-256, in parallel; symlinks and special files
     /// are recorded so they can be reported, never followed.
+    /// A folder that is a symlink is refused.
     pub fn folder(root: &Path, progress: &Progress) -> Result<Side> {
-        Side::folder_with(root, progress, |_, abs, size, executable| {
+        Side::folder_in(Arc::new(RootDir::open(root)?), progress)
+    }
+
+    /// [`Side::folder`] of an already opened folder.
+    pub fn folder_in(root: Arc<RootDir>, progress: &Progress) -> Result<Side> {
+        Side::folder_with(root, progress, |dir, rel, size, executable| {
             Ok(SideFile {
-                sha256: sha256_file(abs, size)?,
+                sha256: sha256_in(dir, rel, size)?,
                 size: Some(size),
                 executable: Some(executable),
                 blake3: None,
@@ -138,14 +147,15 @@ impl Side {
     /// digest: a file whose size and BLAKE3 equal the packet's is the packet's file (so it has
     /// the packet's SHA-256, which is not recomputed); any other file gets its SHA-256.
     pub fn folder_against(root: &Path, expected: &Side, progress: &Progress) -> Result<Side> {
-        Side::folder_with(root, progress, |rel, abs, size, executable| {
+        let root = Arc::new(RootDir::open(root)?);
+        Side::folder_with(root, progress, |dir, rel, size, executable| {
             let known = expected
                 .files
                 .get(rel)
                 .filter(|e| e.size == Some(size))
                 .and_then(|e| e.blake3.map(|b| (b, e.sha256)));
             if let Some((expected_blake3, expected_sha256)) = known {
-                let blake3 = blake3_file(abs, size)?;
+                let blake3 = blake3_in(dir, rel, size)?;
                 if blake3 == expected_blake3 {
                     return Ok(SideFile {
                         sha256: expected_sha256,
@@ -156,7 +166,7 @@ impl Side {
                 }
             }
             Ok(SideFile {
-                sha256: sha256_file(abs, size)?,
+                sha256: sha256_in(dir, rel, size)?,
                 size: Some(size),
                 executable: Some(executable),
                 blake3: None,
@@ -165,26 +175,27 @@ impl Side {
     }
 
     fn folder_with(
-        root: &Path,
+        root: Arc<RootDir>,
         progress: &Progress,
-        hash: impl Fn(&str, &Path, u64, bool) -> Result<SideFile> + Sync,
+        hash: impl Fn(&RootDir, &str, u64, bool) -> Result<SideFile> + Sync,
     ) -> Result<Side> {
-        let scanned = scan(root)?;
-        let regular: Vec<(&str, &Path, u64, bool)> = scanned
+        let scanned = scan_dir(root)?;
+        let dir = scanned.dir.as_ref();
+        let regular: Vec<(&str, u64, bool)> = scanned
             .entries
             .iter()
             .filter_map(|e| match e.kind {
                 EntryKind::Regular { size, executable } => {
-                    Some((e.rel_path.as_str(), e.abs_path.as_path(), size, executable))
+                    Some((e.rel_path.as_str(), size, executable))
                 }
                 _ => None,
             })
             .collect();
-        let _phase = progress.phase("verify", regular.iter().map(|r| r.2).sum());
+        let _phase = progress.phase("verify", regular.iter().map(|r| r.1).sum());
         let hashed: Vec<(String, SideFile)> = regular
             .par_iter()
-            .map(|&(rel, abs, size, executable)| {
-                let file = hash(rel, abs, size, executable)?;
+            .map(|&(rel, size, executable)| {
+                let file = hash(dir, rel, size, executable)?;
                 progress.advance(size);
                 Ok((rel.to_string(), file))
             })
@@ -202,21 +213,25 @@ impl Side {
         let manifest = manifest_of_side(&files)?;
         Ok(Side {
             kind: SideKind::Folder,
-            label: root.display().to_string(),
+            label: scanned.root.display().to_string(),
             packet_tree_sha256: manifest.packet_tree_sha256(),
             file_count: files.len() as u64,
             files,
             others,
             folder_seal: scanned.seal,
-            bytes: ByteSource::Folder(root.to_path_buf()),
+            bytes: ByteSource::Folder(scanned.dir.clone()),
             elsewhere: BTreeMap::new(),
         })
     }
 
     /// Read a seal file strictly. An untrusted seal is an error naming the line.
     pub fn seal(path: &Path) -> Result<Side> {
-        let bytes = read_seal_bytes(path)?;
-        let manifest = Manifest::parse_seal(&bytes, path)?;
+        Side::seal_bytes(path, &read_seal_bytes(path)?)
+    }
+
+    /// [`Side::seal`] of seal bytes already read from `path`.
+    pub fn seal_bytes(path: &Path, bytes: &[u8]) -> Result<Side> {
+        let manifest = Manifest::parse_seal(bytes, path)?;
         let files = manifest
             .entries()
             .iter()
@@ -235,7 +250,7 @@ impl Side {
         Ok(Side {
             kind: SideKind::Seal,
             label: path.display().to_string(),
-            packet_tree_sha256: sha256_of(&bytes),
+            packet_tree_sha256: sha256_of(bytes),
             file_count: files.len() as u64,
             files,
             others: BTreeMap::new(),
@@ -266,11 +281,13 @@ impl Side {
 
     /// Use the files below `dir` as the expected bytes for diagnosis, where they hash to what
     /// this side lists (for a seal: `--original DIR`, such as a KB mirror of the sealed packet).
-    pub fn with_original(mut self, dir: &Path) -> Side {
+    /// A folder that is a symlink is refused.
+    pub fn with_original(mut self, dir: &Path) -> Result<Side> {
+        let opened = Arc::new(RootDir::open(dir)?);
         if matches!(self.bytes, ByteSource::None) {
-            self.bytes = ByteSource::Original(dir.to_path_buf());
+            self.bytes = ByteSource::Original(opened);
         }
-        self
+        Ok(self)
     }
 
     /// Stop comparing executable bits against this side (when it is one of several packets that
@@ -339,6 +356,18 @@ impl Side {
         self.folder_seal.as_deref()
     }
 
+    /// The bytes of the folder's own `HASH_MANIFEST.txt` (read through the folder's handle), for
+    /// a folder side that has one.
+    pub fn read_folder_seal(&self) -> Result<Option<Vec<u8>>> {
+        match (&self.folder_seal, &self.bytes) {
+            (Some(path), ByteSource::Folder(dir)) => {
+                read_limited(dir.open_file(SEAL_FILE_NAME)?, path, MAX_SEAL_BYTES).map(Some)
+            }
+            (Some(path), _) => read_seal_bytes(path).map(Some),
+            (None, _) => Ok(None),
+        }
+    }
+
     /// The summary reports show.
     pub fn summary(&self) -> SideSummary {
         SideSummary {
@@ -371,22 +400,23 @@ pub fn read_seal_bytes(path: &Path) -> Result<Vec<u8>> {
             "is a symbolic link; evstore reads seals only from regular files (pass the target)",
         ));
     }
-    let file = open_no_follow(path)?;
-    let meta = file.metadata().at(path, "cannot stat seal")?;
-    if !meta.is_file() {
-        return Err(Error::unsupported(path, "the seal is not a regular file"));
-    }
-    if meta.len() > MAX_SEAL_BYTES {
-        return Err(Error::unsupported(
-            path,
-            format!("the seal is larger than {MAX_SEAL_BYTES} bytes"),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_SEAL_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .at(path, "cannot read seal")?;
-    Ok(bytes)
+    read_limited(open_no_follow(path)?, path, MAX_SEAL_BYTES)
+}
+
+/// [`read_seal_bytes`] of the file `rel` below an opened folder, reached through its handle.
+pub fn read_seal_in(dir: &RootDir, rel: &str) -> Result<Vec<u8>> {
+    let path = dir.display_path(rel);
+    let handle = dir.open_file(rel).map_err(|err| {
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            Error::unsupported(
+                &path,
+                "is a symbolic link; evstore reads seals only from regular files",
+            )
+        } else {
+            err
+        }
+    })?;
+    read_limited(handle, &path, MAX_SEAL_BYTES)
 }
 
 /// The result for one path.
@@ -711,25 +741,30 @@ fn fetch(
     match &side.bytes {
         ByteSource::None => Ok(None),
         ByteSource::Folder(root) => match side.elsewhere.get(path) {
-            Some(abs) => read_folder_file(abs).map(Some),
-            None => read_folder_file(&root.join(path)).map(Some),
+            Some(abs) => read_folder_file(open_no_follow(abs)?, abs).map(Some),
+            None => read_folder_file(root.open_file(path)?, &root.display_path(path)).map(Some),
         },
         ByteSource::Original(root) => {
-            let full = root.join(path);
-            if std::fs::symlink_metadata(&full)
-                .map(|m| !m.is_file())
-                .unwrap_or(true)
-            {
+            let full = root.display_path(path);
+            // Only a regular file reached without a symlink can diagnose; anything else is no
+            // source of bytes.
+            let Ok(handle) = root.open_file(path) else {
+                return Ok(None);
+            };
+            if !handle.metadata().is_ok_and(|m| m.is_file()) {
                 return Ok(None);
             }
-            let mut fetched = read_folder_file(&full)?;
+            let mut fetched = read_folder_file(handle, &full)?;
             let sha = match &mut fetched {
                 Fetched::Small(bytes) => sha256_of(bytes),
                 Fetched::Large(handle) => {
+                    use sha2::Digest as _;
                     let size = handle.metadata().at(&full, "cannot stat")?.len();
-                    let sha = sha256_file(&full, size)?;
+                    let mut hasher = sha2::Sha256::new();
+                    let reader = handle.try_clone().at(&full, "cannot read")?;
+                    stream_handle(reader, &full, size, |bytes| hasher.update(bytes))?;
                     handle.rewind().at(&full, "cannot rewind")?;
-                    sha
+                    Sha256Digest(hasher.finalize().into())
                 }
             };
             Ok((sha == file.sha256).then_some(fetched))
@@ -752,8 +787,7 @@ fn fetch(
     }
 }
 
-fn read_folder_file(path: &Path) -> Result<Fetched> {
-    let mut handle = open_no_follow(path)?;
+fn read_folder_file(mut handle: File, path: &Path) -> Result<Fetched> {
     let size = handle.metadata().at(path, "cannot stat")?.len();
     if size > DIAGNOSIS_LIMIT {
         return Ok(Fetched::Large(handle));
@@ -769,10 +803,9 @@ fn read_folder_file(path: &Path) -> Result<Fetched> {
 /// Check a folder's own `HASH_MANIFEST.txt` against the canonical text of what it is verified
 /// against. `None` when it matches or is absent.
 pub fn check_folder_seal(observed: &Side, canonical_text: &[u8]) -> Result<Option<FileResult>> {
-    let Some(path) = observed.folder_seal() else {
+    let Some(bytes) = observed.read_folder_seal()? else {
         return Ok(None);
     };
-    let bytes = read_seal_bytes(path)?;
     if bytes == canonical_text {
         return Ok(None);
     }
@@ -962,7 +995,7 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
         .map(|f| {
             Ok(ManifestEntry {
                 path: f.rel_path.clone(),
-                sha256: sha256_file(&f.abs_path, f.size)?,
+                sha256: sha256_in(&scanned.dir, &f.rel_path, f.size)?,
             })
         })
         .collect::<Result<_>>()?;
@@ -976,7 +1009,7 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
         files: manifest.len() as u64,
     };
     let existing = match &scanned.seal {
-        Some(path) => Some(read_seal_bytes(path)?),
+        Some(_) => Some(read_seal_in(&scanned.dir, SEAL_FILE_NAME)?),
         None => None,
     };
     if let Some(existing) = &existing {
