@@ -563,7 +563,9 @@ fn cmd_ingest(
         }
         None => default_name(dir)?,
     };
-    // Check the folder before creating anything, so a typo leaves no empty store behind.
+    // Check the folder before creating anything, so a typo leaves no empty store behind. A
+    // symlink is refused, never followed (ingest opens the folder itself without following it).
+    crate::scan::refuse_symlink(dir)?;
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => return Err(Error::unsupported(dir, "is not a directory")),
@@ -935,11 +937,17 @@ fn cmd_verify(
         }
         return Ok(print_gate_report(ctx, &report));
     }
-    let seal_path = match seal {
-        Some(path) => path,
+    // The folder is opened once, as a real folder (a symlink is refused); its own seal and its
+    // files are read through that handle.
+    let folder = std::sync::Arc::new(crate::scan::RootDir::open(dir)?);
+    let (seal_path, mut expected) = match seal {
+        Some(path) => {
+            let side = Side::seal(&path)?;
+            (path, side)
+        }
         None => {
             let path = dir.join(crate::scan::SEAL_FILE_NAME);
-            if !path.exists() {
+            if std::fs::symlink_metadata(&path).is_err() {
                 return Err(Error::Usage(format!(
                     "{} has no HASH_MANIFEST.txt; give --seal FILE or --against PACKET, or create \
                      one with `evstore seal {}`",
@@ -947,14 +955,15 @@ fn cmd_verify(
                     dir.display()
                 )));
             }
-            path
+            let bytes = gate::read_seal_in(&folder, crate::scan::SEAL_FILE_NAME)?;
+            let side = Side::seal_bytes(&path, &bytes)?;
+            (path, side)
         }
     };
-    let mut expected = Side::seal(&seal_path)?;
     if let Some(original) = &original {
         expected = expected.with_original(original)?;
     }
-    let observed = Side::folder(dir, &ctx.progress)?;
+    let observed = Side::folder_in(folder, &ctx.progress)?;
     let mut report = gate::compare(None, &expected, &observed)?;
     let own_seal = observed
         .folder_seal()

@@ -11,3 +11,4 @@ mod progress;
 mod reliability;
 mod rerun;
 mod sandbox;
+mod symlinked_roots;
