@@ -11,9 +11,12 @@ use serde_json::Value;
 
 use crate::sandbox::*;
 
+/// Path, mode bits and bytes of every entry of a folder.
+type TreeSnapshot = Vec<(String, u32, Vec<u8>)>;
+
 /// Every file below `root` (symlinks as their target text), with its mode bits and bytes: what
 /// must not change.
-fn tree_snapshot(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
+fn tree_snapshot(root: &Path) -> TreeSnapshot {
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.unwrap();
@@ -44,7 +47,7 @@ fn tree_snapshot(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
 /// event log.
 struct StoreState {
     files: Vec<(String, Vec<u8>)>,
-    exports: Vec<(String, Vec<(String, u32, Vec<u8>)>)>,
+    exports: Vec<(String, TreeSnapshot)>,
     ls: Value,
     runs: Value,
     log: Value,
