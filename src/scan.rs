@@ -329,10 +329,11 @@ impl RootDir {
         };
         match fd {
             Ok(fd) => Ok(RootDir { fd, path }),
-            Err(rustix::io::Errno::LOOP) => Err(Error::unsupported(
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => Err(Error::unsupported(
                 &path,
-                "is a symbolic link, or lies below one; evstore never follows a symlink below a \
-                 folder it reads",
+                "is not a folder reached without symlinks (it, or a folder above it, is a \
+                 symbolic link or not a folder); evstore never follows a symlink below a folder \
+                 it reads",
             )),
             Err(errno) => Err(Error::io(path, "cannot open folder", errno.into())),
         }
@@ -404,6 +405,15 @@ fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> rustix::io::R
             }
         }
     }
+    open_by_components(dir, rel, flags)
+}
+
+/// [`open_beneath`] without `openat2`: one `openat(O_NOFOLLOW)` per component.
+fn open_by_components(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    flags: OFlags,
+) -> rustix::io::Result<OwnedFd> {
     let mut components = rel.iter().peekable();
     let mut current: Option<OwnedFd> = None;
     while let Some(name) = components.next() {
@@ -522,6 +532,78 @@ mod tests {
         assert!(check_rel_path("a/").is_err());
         assert!(check_rel_path("a/../b").is_err());
         assert!(check_rel_path("./a").is_err());
+    }
+
+    #[test]
+    fn a_root_swapped_for_a_symlink_after_it_was_opened_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("out");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("written.txt"), "the generator's\n").unwrap();
+        let other = dir.path().join("original");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("packet.txt"), "not the output\n").unwrap();
+        let opened = Arc::new(RootDir::open(&root).unwrap());
+        // Swap: the folder moves away and a symlink to another folder takes its name.
+        fs::rename(&root, dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&other, &root).unwrap();
+        let scanned = scan_dir(opened).unwrap();
+        let paths: Vec<_> = scanned
+            .entries
+            .iter()
+            .map(|e| e.rel_path.as_str())
+            .collect();
+        assert_eq!(paths, ["written.txt"]);
+        assert!(scanned.dir.open_file("packet.txt").is_err());
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut scanned.dir.open_file("written.txt").unwrap(),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, "the generator's\n");
+        // Opened by its path now, it is refused, naming the target.
+        let err = RootDir::open(&root).unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link (to"), "{err}");
+        assert!(err.contains("original"), "{err}");
+    }
+
+    #[test]
+    fn a_subfolder_swapped_for_a_symlink_is_not_followed_by_either_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("p");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join("sub/f"), "inside\n").unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(elsewhere.join("f"), "outside\n").unwrap();
+        let opened = RootDir::open(&root).unwrap();
+        assert!(opened.open_file("sub/f").is_ok());
+        fs::rename(root.join("sub"), root.join("was-sub")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("sub")).unwrap();
+        assert!(opened.open_file("sub/f").is_err());
+        assert!(opened.open_dir("sub").is_err());
+        // A symlink on the way: ELOOP (or ENOTDIR, which O_DIRECTORY | O_NOFOLLOW gives).
+        let errno = open_by_components(opened.fd.as_fd(), Path::new("sub/f"), FILE_FLAGS).err();
+        assert!(
+            matches!(
+                errno,
+                Some(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR)
+            ),
+            "{errno:?}"
+        );
+        assert!(open_by_components(opened.fd.as_fd(), Path::new("was-sub/f"), FILE_FLAGS).is_ok());
+        // The scan reports the symlink as an entry and never lists what is behind it.
+        let scanned = scan_dir(Arc::new(opened)).unwrap();
+        let listed: Vec<_> = scanned
+            .entries
+            .iter()
+            .map(|e| (e.rel_path.as_str(), e.kind.clone()))
+            .collect();
+        assert_eq!(listed[0].0, "sub");
+        assert_eq!(listed[0].1, EntryKind::Symlink);
+        assert_eq!(listed[1].0, "was-sub/f");
+        assert_eq!(listed.len(), 2);
     }
 
     #[test]

@@ -533,3 +533,31 @@ fn regression_rerun_attestation_stores_no_caller_path() {
         assert!(!value.to_string().contains(marker), "{value}");
     }
 }
+
+#[test]
+fn the_rerun_verdict_ignores_executable_bits_as_cli_md_says() {
+    let sb = Sandbox::new();
+    let (copy, sha) = store_with_packet_and_copy(&sb);
+    let kept = sb.path("kept");
+    // The same bytes with every executable bit cleared (p1's rerun.sh is 0755).
+    let (rc, report) = sb.json(&[
+        "rerun",
+        "p1",
+        "--keep",
+        kept.to_str().unwrap(),
+        "--",
+        "bash",
+        "-c",
+        "cp -r \"$2\"/. \"$1\"/ && rm \"$1\"/HASH_MANIFEST.txt && chmod -R a-x+X \"$1\"",
+        "_",
+        "{out}",
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["verdict"], "PASS");
+    assert_eq!(report["runs"][0]["observed_sha256"], sha.as_str());
+    // verify --against compares the modes the tree hash does not hold.
+    let (rc, verify) = sb.json(&["verify", kept.to_str().unwrap(), "--against", "p1"]);
+    assert_eq!(rc, 1, "{verify}");
+    assert!(verify["counts"].to_string().contains("mode"), "{verify}");
+}
