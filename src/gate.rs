@@ -28,7 +28,7 @@ use crate::catalog::{Catalog, PacketRow};
 use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::drift::{self, compare_streams, DriftClass, FirstDifference, DIAGNOSIS_LIMIT};
 use crate::error::{Error, IoContext, Result};
-use crate::export::{sync_folder, verified_files, verified_record};
+use crate::export::{verified_files, verified_record};
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::progress::Progress;
 use crate::scan::{scan, scan_dir, EntryKind, RootDir, SEAL_FILE_NAME};
@@ -985,6 +985,81 @@ pub struct SealReport {
     pub files: u64,
 }
 
+/// Write `HASH_MANIFEST.txt` in the opened folder `dir`: a new temp file (`O_EXCL`, mode
+/// `0600`), fsynced, renamed to the seal's name (without replacing anything unless `replace`),
+/// then the folder fsynced. Every step is relative to the folder's handle.
+fn write_seal_in(dir: &RootDir, text: &[u8], replace: bool) -> Result<()> {
+    use rustix::fs::{Mode, OFlags, RenameFlags};
+    use std::os::fd::AsFd;
+    let fd = dir.as_fd();
+    let seal_path = dir.display_path(SEAL_FILE_NAME);
+    let mut attempt = 0u32;
+    let (temp_name, handle) = loop {
+        let name = format!(
+            ".HASH_MANIFEST.txt.{}.{}.{attempt}.tmp",
+            std::process::id(),
+            crate::now_unix_nanos()
+        );
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat(fd, name.as_str(), flags, Mode::from_raw_mode(0o600)) {
+            Ok(handle) => break (name, File::from(handle)),
+            Err(rustix::io::Errno::EXIST) if attempt < 100 => attempt += 1,
+            Err(errno) => {
+                return Err(Error::io(
+                    dir.path(),
+                    "cannot create a temporary seal file in",
+                    errno.into(),
+                ))
+            }
+        }
+    };
+    let temp_path = dir.display_path(&temp_name);
+    let remove_temp = || {
+        let _ = rustix::fs::unlinkat(fd, temp_name.as_str(), rustix::fs::AtFlags::empty());
+    };
+    let mut handle = handle;
+    if let Err(err) = handle.write_all(text).and_then(|()| handle.sync_all()) {
+        remove_temp();
+        return Err(Error::io(temp_path, "cannot write the seal", err));
+    }
+    drop(handle);
+    let renamed = if replace {
+        rustix::fs::renameat(fd, temp_name.as_str(), fd, SEAL_FILE_NAME)
+            .map_err(|errno| Error::io(&seal_path, "cannot replace the seal", errno.into()))
+    } else {
+        match rustix::fs::renameat_with(
+            fd,
+            temp_name.as_str(),
+            fd,
+            SEAL_FILE_NAME,
+            RenameFlags::NOREPLACE,
+        ) {
+            // A file system without RENAME_NOREPLACE: link (never replaces), then unlink.
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => rustix::fs::linkat(
+                fd,
+                temp_name.as_str(),
+                fd,
+                SEAL_FILE_NAME,
+                rustix::fs::AtFlags::empty(),
+            ),
+            other => other,
+        }
+        .map_err(|errno| {
+            Error::io(
+                &seal_path,
+                "cannot write the seal (appeared meanwhile?)",
+                errno.into(),
+            )
+        })
+    };
+    // After a rename the temp name is gone (unlink fails harmlessly); after a link or a failure it
+    // is removed here.
+    remove_temp();
+    renamed?;
+    rustix::fs::fsync(fd).map_err(|errno| Error::io(dir.path(), "cannot sync", errno.into()))
+}
+
 /// Write `dir/HASH_MANIFEST.txt` with the canonical manifest of the folder. The folder must hold
 /// only regular files (as for ingest). A different existing seal is refused unless `force`.
 pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
@@ -1028,30 +1103,44 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
             )));
         }
     }
-    let mut temp = tempfile::Builder::new()
-        .prefix(".HASH_MANIFEST.txt.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .at(dir, "cannot create a temporary seal file in")?;
-    temp.write_all(text.as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .at(temp.path(), "cannot write the seal")?;
-    if existing.is_some() {
-        temp.persist(&seal_path)
-            .map_err(|err| Error::io(&seal_path, "cannot replace the seal", err.error))?;
-    } else {
-        temp.persist_noclobber(&seal_path).map_err(|err| {
-            Error::io(
-                &seal_path,
-                "cannot write the seal (appeared meanwhile?)",
-                err.error,
-            )
-        })?;
-    }
-    sync_folder(dir)?;
+    // Written through the folder's handle, like everything the scan read: if DIR was swapped for
+    // a symlink since, the seal still lands in the folder that was hashed, never elsewhere.
+    write_seal_in(&scanned.dir, text.as_bytes(), existing.is_some())?;
     Ok(report(if existing.is_some() {
         SealAction::Replaced
     } else {
         SealAction::Written
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seal_is_written_into_the_folder_that_was_opened_even_if_it_was_swapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("p");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("a.txt"), "a\n").unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let opened = RootDir::open(&root).unwrap();
+        std::fs::rename(&root, dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &root).unwrap();
+        write_seal_in(&opened, b"seal text\n", false).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("moved").join(SEAL_FILE_NAME)).unwrap(),
+            b"seal text\n"
+        );
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        // A new seal never replaces one that is there; --force does, and no temp file stays.
+        assert!(write_seal_in(&opened, b"other\n", false).is_err());
+        write_seal_in(&opened, b"other\n", true).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("moved"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
 }

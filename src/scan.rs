@@ -355,6 +355,12 @@ impl RootDir {
     }
 }
 
+impl AsFd for RootDir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// If `path` itself (its last component) is a symlink, the operational error that refuses it,
 /// naming where it points. Never follows it.
 pub fn refuse_symlink(path: &Path) -> Result<()> {
