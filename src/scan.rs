@@ -275,7 +275,10 @@ impl RootDir {
     /// Open `path` as a folder. A symlink is refused (naming its target), as is anything that
     /// is not a folder; the error is operational (exit 2).
     pub fn open(path: &Path) -> Result<RootDir> {
-        match rustix::fs::open(path, DIR_FLAGS, Mode::empty()) {
+        // `LINK/` or `LINK/.` would make the kernel resolve LINK despite `O_NOFOLLOW` (shells
+        // complete a symlink to a folder with a trailing slash): open the last real component.
+        let last = without_trailing_slash(path);
+        match rustix::fs::open(&last, DIR_FLAGS, Mode::empty()) {
             Ok(fd) => Ok(RootDir {
                 fd,
                 path: path.to_path_buf(),
@@ -364,9 +367,10 @@ impl AsFd for RootDir {
 /// If `path` itself (its last component) is a symlink, the operational error that refuses it,
 /// naming where it points. Never follows it.
 pub fn refuse_symlink(path: &Path) -> Result<()> {
-    match fs::symlink_metadata(path) {
+    let last = without_trailing_slash(path);
+    match fs::symlink_metadata(&last) {
         Ok(meta) if meta.file_type().is_symlink() => {
-            let target = fs::read_link(path)
+            let target = fs::read_link(&last)
                 .map(|t| t.display().to_string())
                 .unwrap_or_else(|err| format!("an unreadable target: {err}"));
             Err(Error::unsupported(
@@ -378,6 +382,17 @@ pub fn refuse_symlink(path: &Path) -> Result<()> {
             ))
         }
         _ => Ok(()),
+    }
+}
+
+/// `path` without a trailing `/` or `/.` (`Path::components` drops them), so that its last
+/// component is a name the kernel does not resolve as a folder first.
+fn without_trailing_slash(path: &Path) -> PathBuf {
+    let cleaned: PathBuf = path.components().collect();
+    if cleaned.as_os_str().is_empty() {
+        path.to_path_buf()
+    } else {
+        cleaned
     }
 }
 

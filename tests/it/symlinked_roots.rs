@@ -295,6 +295,23 @@ fn regression_verify_hash_ingest_and_seal_refuse_a_folder_given_as_a_symlink() {
             "{args:?}: {text}"
         );
     }
+    // A trailing slash (as a shell completes a symlink to a folder) does not make it followed.
+    let slashed = format!("{link_text}/");
+    let dotted = format!("{link_text}/.");
+    for args in [
+        vec!["hash", slashed.as_str()],
+        vec!["verify", dotted.as_str()],
+        vec!["ingest", slashed.as_str(), "--name", "via-link"],
+        vec!["seal", slashed.as_str(), "--force"],
+    ] {
+        let out = sb.run(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is a symbolic link (to"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
     // The JSON error names the link too.
     let (rc, report) = sb.json(&["verify", link_text]);
     assert_eq!(rc, 2);
@@ -357,13 +374,18 @@ fn regression_kb_packet_folder_that_is_a_symlink_fails_kb_verify() {
     fs::remove_file(&evil).unwrap();
     let kb_link = sb.path("kb-link");
     symlink(&kb, &kb_link).unwrap();
-    let out = sb.run(&["kb", "verify", kb_link.to_str().unwrap()]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("is a symbolic link"),
-        "{}",
-        stderr(&out)
-    );
+    for given in [
+        kb_link.display().to_string(),
+        format!("{}/", kb_link.display()),
+    ] {
+        let out = sb.run(&["kb", "verify", &given]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is a symbolic link"),
+            "{}",
+            stderr(&out)
+        );
+    }
     // A KB packet folder swapped for a symlink to a good copy of itself is refused as well.
     let moved = sb.path("moved-p1");
     fs::rename(kb.join("p1"), &moved).unwrap();
