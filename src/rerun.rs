@@ -357,7 +357,7 @@ fn run_once(
     let mut child = command.spawn().map_err(|err| {
         Error::io(
             &config.command[0],
-            "cannot start the generator (nothing was run or recorded)",
+            "cannot start the generator; nothing is recorded",
             err,
         )
     })?;
