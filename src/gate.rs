@@ -21,9 +21,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::archive::{
-    blake3_in, open_no_follow, read_limited, sha256_file, sha256_in, stream_handle,
-};
+use crate::archive::{blake3_in, open_no_follow, read_limited, sha256_in, stream_handle};
 use crate::catalog::{Catalog, PacketRow};
 use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::drift::{self, compare_streams, DriftClass, FirstDifference, DIAGNOSIS_LIMIT};
@@ -106,8 +104,9 @@ pub struct Side {
     /// The folder's top-level `HASH_MANIFEST.txt`, if a folder side has one.
     folder_seal: Option<PathBuf>,
     bytes: ByteSource,
-    /// Files whose bytes live elsewhere (KB references): path → file on disk.
-    elsewhere: BTreeMap<String, PathBuf>,
+    /// Files whose bytes live elsewhere (KB references): path → the KB folder and the file's
+    /// path below it, read through the KB folder's handle.
+    elsewhere: BTreeMap<String, (Arc<RootDir>, String)>,
 }
 
 /// Side summary, as reports show it.
@@ -314,25 +313,34 @@ impl Side {
         self.files.contains_key(path) || self.others.contains_key(path)
     }
 
-    /// Add a file of a folder side whose bytes live at `abs_path` elsewhere (a KB reference),
-    /// hashing it now. Its executable bit is not compared.
-    pub fn add_elsewhere(&mut self, path: &str, abs_path: &Path) -> Result<()> {
-        let meta = std::fs::symlink_metadata(abs_path).at(abs_path, "cannot stat")?;
+    /// Add a file of a folder side whose bytes live elsewhere (a KB reference): at `rel` below
+    /// the folder `base` (the KB), reached through its handle without following a symlink,
+    /// hashed now. Its executable bit is not compared.
+    pub fn add_elsewhere(&mut self, path: &str, base: &Arc<RootDir>, rel: &str) -> Result<()> {
+        let abs_path = base.display_path(rel);
+        let handle = base.open_file(rel)?;
+        let meta = handle.metadata().at(&abs_path, "cannot stat")?;
         if !meta.is_file() {
             return Err(Error::unsupported(abs_path, "is not a regular file"));
         }
-        let sha256 = sha256_file(abs_path, meta.len())?;
+        let size = meta.len();
+        let sha256 = {
+            use sha2::Digest as _;
+            let mut hasher = sha2::Sha256::new();
+            stream_handle(handle, &abs_path, size, |bytes| hasher.update(bytes))?;
+            Sha256Digest(hasher.finalize().into())
+        };
         self.files.insert(
             path.to_string(),
             SideFile {
                 sha256,
-                size: Some(meta.len()),
+                size: Some(size),
                 executable: None,
                 blake3: None,
             },
         );
         self.elsewhere
-            .insert(path.to_string(), abs_path.to_path_buf());
+            .insert(path.to_string(), (base.clone(), rel.to_string()));
         self.refresh_tree_hash();
         Ok(())
     }
@@ -741,7 +749,9 @@ fn fetch(
     match &side.bytes {
         ByteSource::None => Ok(None),
         ByteSource::Folder(root) => match side.elsewhere.get(path) {
-            Some(abs) => read_folder_file(open_no_follow(abs)?, abs).map(Some),
+            Some((base, rel)) => {
+                read_folder_file(base.open_file(rel)?, &base.display_path(rel)).map(Some)
+            }
             None => read_folder_file(root.open_file(path)?, &root.display_path(path)).map(Some),
         },
         ByteSource::Original(root) => {

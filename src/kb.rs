@@ -221,13 +221,15 @@ pub fn check_packet_folder(
     expected: Option<Side>,
 ) -> Result<PacketFolderReport> {
     let dir = Arc::new(RootDir::open(folder_abs)?);
-    check_packet_folder_in(kb_root, folder, dir, view, mirror_row, expected)
+    check_packet_folder_in(kb_root, None, folder, dir, view, mirror_row, expected)
 }
 
 /// [`check_packet_folder`] of an opened packet folder: its seal, references file and files are
-/// all read through its handle.
+/// all read through its handle, and referenced files through `kb_dir` (the KB folder's handle,
+/// opened from `kb_root` when not given).
 fn check_packet_folder_in(
     kb_root: &Path,
+    mut kb_dir: Option<Arc<RootDir>>,
     folder: &str,
     dir: Arc<RootDir>,
     view: Option<&StoreView<'_>>,
@@ -306,7 +308,19 @@ fn check_packet_folder_in(
             continue;
         }
         match resolve_in_kb(kb_root, &reference.kb_path) {
-            Ok(KbPath::File(abs)) => observed.add_elsewhere(&reference.path, &abs)?,
+            // Checked by path above (for the messages); read through the KB's handle, so a
+            // component swapped for a symlink since is never followed.
+            Ok(KbPath::File(_)) => {
+                let kb = match &kb_dir {
+                    Some(kb) => kb.clone(),
+                    None => {
+                        let opened = Arc::new(RootDir::open(kb_root)?);
+                        kb_dir = Some(opened.clone());
+                        opened
+                    }
+                };
+                observed.add_elsewhere(&reference.path, &kb, &reference.kb_path)?
+            }
             Ok(_) => problems.push(format!(
                 "{}: its referenced copy {} is missing or not a regular file",
                 reference.path, reference.kb_path
@@ -408,7 +422,7 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
     let kb_root = canonical_kb(kb_dir)?;
     // The KB is walked, and each packet folder opened, relative to this handle: no symlink below
     // it is ever followed, even one swapped in during the walk.
-    let kb = RootDir::open(&kb_root)?;
+    let kb = Arc::new(RootDir::open(&kb_root)?);
     let store_root = view.and_then(|v| std::fs::canonicalize(v.store.root()).ok());
     let store_identity = store_root
         .as_deref()
@@ -511,14 +525,21 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
     let found: BTreeSet<&str> = folders.iter().map(String::as_str).collect();
     for rel in &folders {
         let dir = Arc::new(kb.open_dir(rel)?);
-        let report =
-            match check_packet_folder_in(&kb_root, rel, dir, view, mirror_rows.get(rel), None) {
-                Ok(report) => report,
-                Err(err) if err.class() == ErrorClass::Verification => {
-                    PacketFolderReport::failed(rel, vec![DriftClass::Content], err.to_string())
-                }
-                Err(err) => return Err(err),
-            };
+        let report = match check_packet_folder_in(
+            &kb_root,
+            Some(kb.clone()),
+            rel,
+            dir,
+            view,
+            mirror_rows.get(rel),
+            None,
+        ) {
+            Ok(report) => report,
+            Err(err) if err.class() == ErrorClass::Verification => {
+                PacketFolderReport::failed(rel, vec![DriftClass::Content], err.to_string())
+            }
+            Err(err) => return Err(err),
+        };
         packets.push(report);
     }
     for (rel, row) in &mirror_rows {
