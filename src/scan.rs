@@ -21,10 +21,13 @@
 //! files are read the same way ([`RootDir::open_file`], also `O_NONBLOCK`, so a file swapped for a
 //! FIFO cannot block a read). So a root or a subfolder replaced by a symlink after the check is
 //! never followed: the open fails, and the caller reports the path. The walk is iterative and holds
-//! at most two directory handles at a time, whatever the depth; it re-opens each folder from the
-//! root handle (one system call with `openat2`), which costs less than a file read per folder.
+//! at most three directory handles at a time (the root, the folder being listed, and its listing
+//! stream), whatever the depth: it re-opens each folder from the root handle (one system call with
+//! `openat2`) rather than keeping a handle per level, so a deep tree cannot exhaust descriptors.
 //! Only the components of the path the user gave *above* the root are resolved as usual (a user
-//! may keep packets below a symlinked home folder); the root itself is never a symlink.
+//! may keep packets below a symlinked home folder); the root itself is never a symlink, nor is a
+//! trailing `/` allowed to make the kernel resolve one.
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
