@@ -556,6 +556,9 @@ fn cmd_ingest(
     note: Option<String>,
     source_date_epoch: Option<i64>,
 ) -> Result<Outcome> {
+    // A symlink is refused, never followed (ingest opens the folder itself without following
+    // it), before its target's name could become the packet's.
+    crate::scan::refuse_symlink(dir)?;
     let name = match name {
         Some(name) => {
             check_packet_name(&name).map_err(Error::Usage)?;
@@ -563,9 +566,7 @@ fn cmd_ingest(
         }
         None => default_name(dir)?,
     };
-    // Check the folder before creating anything, so a typo leaves no empty store behind. A
-    // symlink is refused, never followed (ingest opens the folder itself without following it).
-    crate::scan::refuse_symlink(dir)?;
+    // Check the folder before creating anything, so a typo leaves no empty store behind.
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => return Err(Error::unsupported(dir, "is not a directory")),
