@@ -15,6 +15,7 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -25,7 +26,7 @@ use crate::manifest::Manifest;
 use crate::object::ObjectKind;
 use crate::progress::Progress;
 use crate::record::PacketRecord;
-use crate::scan::{scan, PacketFile, Scan};
+use crate::scan::{scan_dir, PacketFile, RootDir, Scan, SEAL_FILE_NAME};
 use crate::store::{ObjectBatch, Store};
 use crate::text::EscapePath;
 use crate::tree::{build_tree, manifest_of, BuiltTree, FileMeta, HashedFile};
@@ -61,13 +62,14 @@ impl HashedPacket {
     }
 }
 
-/// Hash a packet folder without storing anything.
+/// Hash a packet folder without storing anything. A folder that is a symlink is refused.
 pub fn hash_packet(root: &Path) -> Result<HashedPacket> {
-    hash_into(root, None)
+    hash_dir(Arc::new(RootDir::open(root)?))
 }
 
-fn hash_into(root: &Path, batch: Option<&ObjectBatch<'_>>) -> Result<HashedPacket> {
-    hash_scanned(scan(root)?, batch, &Progress::silent())
+/// [`hash_packet`] of an already opened folder.
+pub fn hash_dir(dir: Arc<RootDir>) -> Result<HashedPacket> {
+    hash_scanned(scan_dir(dir)?, None, &Progress::silent())
 }
 
 fn hash_scanned(
@@ -76,12 +78,13 @@ fn hash_scanned(
     progress: &Progress,
 ) -> Result<HashedPacket> {
     let root = scanned.root.clone();
+    let dir = &scanned.dir;
     let files = scanned.require_regular_files()?;
     let phase_name = if batch.is_some() { "ingest" } else { "hash" };
     let _phase = progress.phase(phase_name, files.iter().map(|f| f.size).sum());
     let hashed: Vec<HashedFile> = files
         .par_iter()
-        .map(|file| hash_file(file, batch, progress))
+        .map(|file| hash_file(dir, file, batch, progress))
         .collect::<Result<_>>()?;
     let manifest = manifest_of(&hashed)?;
     let tree = build_tree(&hashed)?;
@@ -116,13 +119,14 @@ fn same_file_state(before: &Metadata, after: &Metadata) -> bool {
 
 /// Read one file once, hashing it and (with a batch) staging its object.
 fn hash_file(
+    dir: &RootDir,
     file: &PacketFile,
     batch: Option<&ObjectBatch<'_>>,
     progress: &Progress,
 ) -> Result<HashedFile> {
     crate::interrupt::check()?;
     let path = &file.abs_path;
-    let mut handle = open_no_follow(path)?;
+    let mut handle = dir.open_file(&file.rel_path)?;
     let before = handle.metadata().at(path, "cannot stat")?;
     if !before.is_file() || before.len() != file.size {
         return Err(changed(path));
@@ -209,10 +213,67 @@ pub fn blake3_file(path: &Path, scanned_size: u64) -> Result<Blake3Digest> {
     Ok(Blake3Digest(*hasher.finalize().as_bytes()))
 }
 
+/// SHA-256 of the file at the packet path `rel` below `dir` (reached through the folder's
+/// handle, never through a symlink), with the same refusals as [`sha256_file`].
+pub fn sha256_in(dir: &RootDir, rel: &str, scanned_size: u64) -> Result<Sha256Digest> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    let handle = dir.open_file(rel)?;
+    stream_handle(handle, &dir.display_path(rel), scanned_size, |bytes| {
+        hasher.update(bytes)
+    })?;
+    Ok(Sha256Digest(hasher.finalize().into()))
+}
+
+/// BLAKE3 of the file at the packet path `rel` below `dir`, as [`sha256_in`].
+pub fn blake3_in(dir: &RootDir, rel: &str, scanned_size: u64) -> Result<Blake3Digest> {
+    let mut hasher = blake3::Hasher::new();
+    let handle = dir.open_file(rel)?;
+    stream_handle(handle, &dir.display_path(rel), scanned_size, |bytes| {
+        hasher.update(bytes);
+    })?;
+    Ok(Blake3Digest(*hasher.finalize().as_bytes()))
+}
+
+/// Read a small metadata file (a seal) whole from an open handle: it must be a regular file of
+/// at most `limit` bytes.
+pub(crate) fn read_limited(file: File, path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let meta = file.metadata().at(path, "cannot stat seal")?;
+    if !meta.is_file() {
+        return Err(Error::unsupported(path, "the seal is not a regular file"));
+    }
+    if meta.len() > limit {
+        return Err(Error::unsupported(
+            path,
+            format!("the seal is larger than {limit} bytes"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .at(path, "cannot read seal")?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::unsupported(
+            path,
+            format!("the seal is larger than {limit} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Feed every byte of one file to `consume`, once. Refuses a symlink swapped in since the scan
 /// and a file whose size or modification time changes while it is read.
-fn stream_file(path: &Path, scanned_size: u64, mut consume: impl FnMut(&[u8])) -> Result<()> {
-    let mut handle = open_no_follow(path)?;
+fn stream_file(path: &Path, scanned_size: u64, consume: impl FnMut(&[u8])) -> Result<()> {
+    stream_handle(open_no_follow(path)?, path, scanned_size, consume)
+}
+
+/// [`stream_file`] from an open handle (`path` names it in messages).
+pub(crate) fn stream_handle(
+    mut handle: File,
+    path: &Path,
+    scanned_size: u64,
+    mut consume: impl FnMut(&[u8]),
+) -> Result<()> {
     let before = handle.metadata().at(path, "cannot stat")?;
     if !before.is_file() || before.len() != scanned_size {
         return Err(changed(path));
@@ -344,7 +405,8 @@ fn refuse_store_inside(store: &Store, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Archive the packet folder `root` into `store` and record it in `catalog`.
+/// Archive the packet folder `root` into `store` and record it in `catalog`. A folder that is a
+/// symlink is refused.
 pub fn ingest(
     store: &Store,
     catalog: &mut Catalog,
@@ -352,12 +414,26 @@ pub fn ingest(
     config: &IngestConfig,
 ) -> Result<IngestReport> {
     crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
+    ingest_dir(store, catalog, Arc::new(RootDir::open(root)?), config)
+}
+
+/// [`ingest`] an already opened folder (rerun's output, read through the handle it hashed).
+pub fn ingest_dir(
+    store: &Store,
+    catalog: &mut Catalog,
+    dir: Arc<RootDir>,
+    config: &IngestConfig,
+) -> Result<IngestReport> {
+    crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
+    let root_path = dir.path().to_path_buf();
+    let root = root_path.as_path();
     refuse_store_inside(store, root)?;
-    let scanned = scan(root)?;
+    let scanned = scan_dir(dir)?;
     let seal = match &scanned.seal {
         Some(path) => {
             let path = path.clone();
-            let bytes = std::fs::read(&path).at(&path, "cannot read seal")?;
+            let handle = scanned.dir.open_file(SEAL_FILE_NAME)?;
+            let bytes = read_limited(handle, &path, crate::gate::MAX_SEAL_BYTES)?;
             Some((Manifest::parse_seal(&bytes, &path)?, path))
         }
         None => None,

@@ -777,6 +777,9 @@ fn cmd_ingest(
     note: Option<String>,
     source_date_epoch: Option<i64>,
 ) -> Result<Outcome> {
+    // A symlink is refused, never followed (ingest opens the folder itself without following
+    // it), before its target's name could become the packet's.
+    crate::scan::refuse_symlink(dir)?;
     let name = match name {
         Some(name) => {
             check_new_packet_name(&name).map_err(Error::Usage)?;
@@ -1364,12 +1367,18 @@ fn cmd_verify(
         }
         return Ok(print_gate_report(ctx, &report.with_expectations(&wanted)));
     }
-    let explicit = seal.is_some();
-    let seal_path = match seal {
-        Some(path) => path,
+    // The folder is opened once, as a real folder (a symlink is refused); its own seal and its
+    // files are read through that handle. A seal file named with --seal is read as sha256sum -c
+    // reads it; DIR's own seal strictly.
+    let folder = std::sync::Arc::new(crate::scan::RootDir::open(dir)?);
+    let (seal_path, mut expected) = match seal {
+        Some(path) => {
+            let side = Side::seal_file(&path)?;
+            (path, side)
+        }
         None => {
             let path = dir.join(crate::scan::SEAL_FILE_NAME);
-            if !path.exists() {
+            if std::fs::symlink_metadata(&path).is_err() {
                 return Err(Error::Usage(format!(
                     "{} has no HASH_MANIFEST.txt; give --seal FILE or --against PACKET, or create \
                      one with `evstore seal {}`",
@@ -1377,23 +1386,19 @@ fn cmd_verify(
                     dir.escaped()
                 )));
             }
-            path
+            let bytes = gate::read_seal_in(&folder, crate::scan::SEAL_FILE_NAME)?;
+            let side = Side::seal_bytes(&path, &bytes)?;
+            (path, side)
         }
     };
-    // A seal file named with --seal is read as sha256sum -c reads it; DIR's own seal strictly.
-    let mut expected = if explicit {
-        Side::seal_file(&seal_path)?
-    } else {
-        Side::seal(&seal_path)?
-    };
     if let Some(original) = &original {
-        expected = expected.with_original(original);
+        expected = expected.with_original(original)?;
     }
     if is_kb_packet_folder_with_references(dir, &expected)? {
         let report = verify_kb_packet_folder(dir, kb.as_deref(), expected, None)?;
         return Ok(print_gate_report(ctx, &report));
     }
-    let observed = Side::folder(dir, &ctx.progress)?;
+    let observed = Side::folder_in(folder, &ctx.progress)?;
     let mut report = gate::compare(None, &expected, &observed)?;
     let own_seal = observed
         .folder_seal()
@@ -1567,7 +1572,7 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
     };
     let mut expected = load(&a)?;
     if let Some(original) = &original {
-        expected = expected.with_original(original);
+        expected = expected.with_original(original)?;
     }
     let observed = match (&b, expected.kind) {
         (Operand::Folder(path), gate::SideKind::Packet) => {
@@ -1882,7 +1887,7 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
         cwd: args.cwd.unwrap_or_else(|| PathBuf::from(".")),
         keep_env: args.keep_env,
     };
-    let (report, _folders) = rerun(store, expected_side.as_ref(), &config)?;
+    let (report, folders) = rerun(store, expected_side.as_ref(), &config)?;
     let mut ingested = None;
     let mut attestation = None;
     let mut ingest_error = None;
@@ -1890,15 +1895,17 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
     if let Some((store, mut catalog)) = opened {
         if args.ingest {
             let first = &report.runs[0];
-            if first.observed_sha256.is_some() {
+            if let (Some(_), Some(output)) = (first.observed_sha256, folders.output(1)) {
                 let name = match &config.packet {
                     Some(row) => format!("{}.rerun", row.record.name),
                     None => format!("rerun-{}", &expected.to_hex()[..12]),
                 };
-                let archived = ingest(
+                // Archive what was hashed: the output folder through the handle it was hashed
+                // through, never whatever its path names now.
+                let archived = crate::archive::ingest_dir(
                     &store,
                     &mut catalog,
-                    &first.out_dir,
+                    output,
                     &IngestConfig {
                         name,
                         note: Some(format!("output of a rerun expecting {expected}")),

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::archive::blake3_file;
+use crate::archive::blake3_in;
 use crate::catalog::PacketRow;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
@@ -199,7 +199,8 @@ fn check_written(dest: &Path, files: &[HashedFile]) -> Result<()> {
         what: dest.escaped().to_string(),
         reason: format!("the exported folder does not match the packet's tree: {reason}"),
     };
-    let written = scan(dest)?.require_regular_files()?;
+    let scanned = scan(dest)?;
+    let written = scanned.require_regular_files()?;
     if written.len() != files.len() {
         return Err(mismatch(format!(
             "{} files written, {} in the tree",
@@ -219,7 +220,7 @@ fn check_written(dest: &Path, files: &[HashedFile]) -> Result<()> {
                 disk.rel_path
             )));
         }
-        if blake3_file(&disk.abs_path, disk.size)? != file.meta.blake3 {
+        if blake3_in(&scanned.dir, &disk.rel_path, disk.size)? != file.meta.blake3 {
             return Err(mismatch(format!("{} has other bytes", disk.rel_path)));
         }
         Ok(())

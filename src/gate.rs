@@ -16,19 +16,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::archive::{blake3_file, open_no_follow, sha256_file};
+use crate::archive::{blake3_in, open_no_follow, read_limited, sha256_in, stream_handle};
 use crate::catalog::{Catalog, PacketRow};
 use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::drift::{self, compare_streams, DriftClass, FirstDifference, DIAGNOSIS_LIMIT};
 use crate::error::{Error, IoContext, Result};
-use crate::export::{sync_folder, verified_files, verified_record};
+use crate::export::{verified_files, verified_record};
 use crate::manifest::{canonical_seal_command, Deviation, Manifest, ManifestEntry};
 use crate::progress::Progress;
-use crate::scan::{scan, EntryKind, SEAL_FILE_NAME};
+use crate::scan::{scan, scan_dir, EntryKind, RootDir, SEAL_FILE_NAME};
 use crate::store::Store;
 use crate::text::EscapePath;
 use crate::tree::{load_node, FileMeta, TreeEntry, MAX_DEPTH};
@@ -78,10 +79,10 @@ impl From<&FileMeta> for SideFile {
 enum ByteSource {
     /// Nowhere: a seal alone.
     None,
-    /// Files below this folder, trusted as they are (a compared folder).
-    Folder(PathBuf),
+    /// Files below this folder, trusted as they are (a compared folder), read through its handle.
+    Folder(Arc<RootDir>),
     /// Files below this folder, used only where they hash to the listed SHA-256 (`--original`).
-    Original(PathBuf),
+    Original(Arc<RootDir>),
     /// The store's blobs.
     Store,
 }
@@ -104,8 +105,9 @@ pub struct Side {
     /// The folder's top-level `HASH_MANIFEST.txt`, if a folder side has one.
     folder_seal: Option<PathBuf>,
     bytes: ByteSource,
-    /// Files whose bytes live elsewhere (KB references): path → file on disk.
-    elsewhere: BTreeMap<String, PathBuf>,
+    /// Files whose bytes live elsewhere (KB references): path → the KB folder and the file's
+    /// path below it, read through the KB folder's handle.
+    elsewhere: BTreeMap<String, (Arc<RootDir>, String)>,
     /// For a seal side: the seal file's own SHA-256 and how it departs from the canonical text.
     seal: Option<SealInfo>,
 }
@@ -144,10 +146,16 @@ pub struct SideSummary {
 impl Side {
     /// Hash a folder now: every regular file's SHA-256, in parallel; symlinks and special files
     /// are recorded so they can be reported, never followed.
+    /// A folder that is a symlink is refused.
     pub fn folder(root: &Path, progress: &Progress) -> Result<Side> {
-        Side::folder_with(root, progress, |_, abs, size, executable| {
+        Side::folder_in(Arc::new(RootDir::open(root)?), progress)
+    }
+
+    /// [`Side::folder`] of an already opened folder.
+    pub fn folder_in(root: Arc<RootDir>, progress: &Progress) -> Result<Side> {
+        Side::folder_with(root, progress, |dir, rel, size, executable| {
             Ok(SideFile {
-                sha256: sha256_file(abs, size)?,
+                sha256: sha256_in(dir, rel, size)?,
                 size: Some(size),
                 executable: Some(executable),
                 blake3: None,
@@ -159,14 +167,15 @@ impl Side {
     /// digest: a file whose size and BLAKE3 equal the packet's is the packet's file (so it has
     /// the packet's SHA-256, which is not recomputed); any other file gets its SHA-256.
     pub fn folder_against(root: &Path, expected: &Side, progress: &Progress) -> Result<Side> {
-        Side::folder_with(root, progress, |rel, abs, size, executable| {
+        let root = Arc::new(RootDir::open(root)?);
+        Side::folder_with(root, progress, |dir, rel, size, executable| {
             let known = expected
                 .files
                 .get(rel)
                 .filter(|e| e.size == Some(size))
                 .and_then(|e| e.blake3.map(|b| (b, e.sha256)));
             if let Some((expected_blake3, expected_sha256)) = known {
-                let blake3 = blake3_file(abs, size)?;
+                let blake3 = blake3_in(dir, rel, size)?;
                 if blake3 == expected_blake3 {
                     return Ok(SideFile {
                         sha256: expected_sha256,
@@ -177,7 +186,7 @@ impl Side {
                 }
             }
             Ok(SideFile {
-                sha256: sha256_file(abs, size)?,
+                sha256: sha256_in(dir, rel, size)?,
                 size: Some(size),
                 executable: Some(executable),
                 blake3: None,
@@ -186,26 +195,27 @@ impl Side {
     }
 
     fn folder_with(
-        root: &Path,
+        root: Arc<RootDir>,
         progress: &Progress,
-        hash: impl Fn(&str, &Path, u64, bool) -> Result<SideFile> + Sync,
+        hash: impl Fn(&RootDir, &str, u64, bool) -> Result<SideFile> + Sync,
     ) -> Result<Side> {
-        let scanned = scan(root)?;
-        let regular: Vec<(&str, &Path, u64, bool)> = scanned
+        let scanned = scan_dir(root)?;
+        let dir = scanned.dir.as_ref();
+        let regular: Vec<(&str, u64, bool)> = scanned
             .entries
             .iter()
             .filter_map(|e| match e.kind {
                 EntryKind::Regular { size, executable } => {
-                    Some((e.rel_path.as_str(), e.abs_path.as_path(), size, executable))
+                    Some((e.rel_path.as_str(), size, executable))
                 }
                 _ => None,
             })
             .collect();
-        let _phase = progress.phase("verify", regular.iter().map(|r| r.2).sum());
+        let _phase = progress.phase("verify", regular.iter().map(|r| r.1).sum());
         let hashed: Vec<(String, SideFile)> = regular
             .par_iter()
-            .map(|&(rel, abs, size, executable)| {
-                let file = hash(rel, abs, size, executable)?;
+            .map(|&(rel, size, executable)| {
+                let file = hash(dir, rel, size, executable)?;
                 progress.advance(size);
                 Ok((rel.to_string(), file))
             })
@@ -223,13 +233,13 @@ impl Side {
         let manifest = manifest_of_side(&files)?;
         Ok(Side {
             kind: SideKind::Folder,
-            label: root.escaped().to_string(),
+            label: scanned.root.escaped().to_string(),
             packet_tree_sha256: manifest.packet_tree_sha256(),
             file_count: files.len() as u64,
             files,
             others,
             folder_seal: scanned.seal,
-            bytes: ByteSource::Folder(root.to_path_buf()),
+            bytes: ByteSource::Folder(scanned.dir.clone()),
             elsewhere: BTreeMap::new(),
             seal: None,
         })
@@ -237,9 +247,13 @@ impl Side {
 
     /// Read a seal file strictly. An untrusted seal is an error naming the line.
     pub fn seal(path: &Path) -> Result<Side> {
-        let bytes = read_seal_bytes(path)?;
-        let manifest = Manifest::parse_seal(&bytes, path)?;
-        Ok(Side::from_seal(path, &bytes, &manifest, Vec::new()))
+        Side::seal_bytes(path, &read_seal_bytes(path)?)
+    }
+
+    /// [`Side::seal`] of seal bytes already read from `path`.
+    pub fn seal_bytes(path: &Path, bytes: &[u8]) -> Result<Side> {
+        let manifest = Manifest::parse_seal(bytes, path)?;
+        Ok(Side::from_seal(path, bytes, &manifest, Vec::new()))
     }
 
     /// Read a seal file named explicitly (`verify --seal FILE`, a `diff` seal operand) as
@@ -332,11 +346,13 @@ impl Side {
 
     /// Use the files below `dir` as the expected bytes for diagnosis, where they hash to what
     /// this side lists (for a seal: `--original DIR`, such as a KB mirror of the sealed packet).
-    pub fn with_original(mut self, dir: &Path) -> Side {
+    /// A folder that is a symlink is refused.
+    pub fn with_original(mut self, dir: &Path) -> Result<Side> {
+        let opened = Arc::new(RootDir::open(dir)?);
         if matches!(self.bytes, ByteSource::None) {
-            self.bytes = ByteSource::Original(dir.to_path_buf());
+            self.bytes = ByteSource::Original(opened);
         }
-        self
+        Ok(self)
     }
 
     /// Stop comparing executable bits against this side (when it is one of several packets that
@@ -363,25 +379,34 @@ impl Side {
         self.files.contains_key(path) || self.others.contains_key(path)
     }
 
-    /// Add a file of a folder side whose bytes live at `abs_path` elsewhere (a KB reference),
-    /// hashing it now. Its executable bit is not compared.
-    pub fn add_elsewhere(&mut self, path: &str, abs_path: &Path) -> Result<()> {
-        let meta = std::fs::symlink_metadata(abs_path).at(abs_path, "cannot stat")?;
+    /// Add a file of a folder side whose bytes live elsewhere (a KB reference): at `rel` below
+    /// the folder `base` (the KB), reached through its handle without following a symlink,
+    /// hashed now. Its executable bit is not compared.
+    pub fn add_elsewhere(&mut self, path: &str, base: &Arc<RootDir>, rel: &str) -> Result<()> {
+        let abs_path = base.display_path(rel);
+        let handle = base.open_file(rel)?;
+        let meta = handle.metadata().at(&abs_path, "cannot stat")?;
         if !meta.is_file() {
             return Err(Error::unsupported(abs_path, "is not a regular file"));
         }
-        let sha256 = sha256_file(abs_path, meta.len())?;
+        let size = meta.len();
+        let sha256 = {
+            use sha2::Digest as _;
+            let mut hasher = sha2::Sha256::new();
+            stream_handle(handle, &abs_path, size, |bytes| hasher.update(bytes))?;
+            Sha256Digest(hasher.finalize().into())
+        };
         self.files.insert(
             path.to_string(),
             SideFile {
                 sha256,
-                size: Some(meta.len()),
+                size: Some(size),
                 executable: None,
                 blake3: None,
             },
         );
         self.elsewhere
-            .insert(path.to_string(), abs_path.to_path_buf());
+            .insert(path.to_string(), (base.clone(), rel.to_string()));
         self.refresh_tree_hash();
         Ok(())
     }
@@ -403,6 +428,18 @@ impl Side {
     /// The folder's own `HASH_MANIFEST.txt`, for a folder side that has one.
     pub fn folder_seal(&self) -> Option<&Path> {
         self.folder_seal.as_deref()
+    }
+
+    /// The bytes of the folder's own `HASH_MANIFEST.txt` (read through the folder's handle), for
+    /// a folder side that has one.
+    pub fn read_folder_seal(&self) -> Result<Option<Vec<u8>>> {
+        match (&self.folder_seal, &self.bytes) {
+            (Some(path), ByteSource::Folder(dir)) => {
+                read_limited(dir.open_file(SEAL_FILE_NAME)?, path, MAX_SEAL_BYTES).map(Some)
+            }
+            (Some(path), _) => read_seal_bytes(path).map(Some),
+            (None, _) => Ok(None),
+        }
     }
 
     /// The summary reports show.
@@ -447,22 +484,23 @@ pub fn read_seal_bytes(path: &Path) -> Result<Vec<u8>> {
             "is a symbolic link; evstore reads seals only from regular files (pass the target)",
         ));
     }
-    let file = open_no_follow(path)?;
-    let meta = file.metadata().at(path, "cannot stat seal")?;
-    if !meta.is_file() {
-        return Err(Error::unsupported(path, "the seal is not a regular file"));
-    }
-    if meta.len() > MAX_SEAL_BYTES {
-        return Err(Error::unsupported(
-            path,
-            format!("the seal is larger than {MAX_SEAL_BYTES} bytes"),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_SEAL_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .at(path, "cannot read seal")?;
-    Ok(bytes)
+    read_limited(open_no_follow(path)?, path, MAX_SEAL_BYTES)
+}
+
+/// [`read_seal_bytes`] of the file `rel` below an opened folder, reached through its handle.
+pub fn read_seal_in(dir: &RootDir, rel: &str) -> Result<Vec<u8>> {
+    let path = dir.display_path(rel);
+    let handle = dir.open_file(rel).map_err(|err| {
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            Error::unsupported(
+                &path,
+                "is a symbolic link; evstore reads seals only from regular files",
+            )
+        } else {
+            err
+        }
+    })?;
+    read_limited(handle, &path, MAX_SEAL_BYTES)
 }
 
 /// The result for one path.
@@ -927,25 +965,32 @@ fn fetch(
     match &side.bytes {
         ByteSource::None => Ok(None),
         ByteSource::Folder(root) => match side.elsewhere.get(path) {
-            Some(abs) => read_folder_file(abs).map(Some),
-            None => read_folder_file(&root.join(path)).map(Some),
+            Some((base, rel)) => {
+                read_folder_file(base.open_file(rel)?, &base.display_path(rel)).map(Some)
+            }
+            None => read_folder_file(root.open_file(path)?, &root.display_path(path)).map(Some),
         },
         ByteSource::Original(root) => {
-            let full = root.join(path);
-            if std::fs::symlink_metadata(&full)
-                .map(|m| !m.is_file())
-                .unwrap_or(true)
-            {
+            let full = root.display_path(path);
+            // Only a regular file reached without a symlink can diagnose; anything else is no
+            // source of bytes.
+            let Ok(handle) = root.open_file(path) else {
+                return Ok(None);
+            };
+            if !handle.metadata().is_ok_and(|m| m.is_file()) {
                 return Ok(None);
             }
-            let mut fetched = read_folder_file(&full)?;
+            let mut fetched = read_folder_file(handle, &full)?;
             let sha = match &mut fetched {
                 Fetched::Small(bytes) => sha256_of(bytes),
                 Fetched::Large(handle) => {
+                    use sha2::Digest as _;
                     let size = handle.metadata().at(&full, "cannot stat")?.len();
-                    let sha = sha256_file(&full, size)?;
+                    let mut hasher = sha2::Sha256::new();
+                    let reader = handle.try_clone().at(&full, "cannot read")?;
+                    stream_handle(reader, &full, size, |bytes| hasher.update(bytes))?;
                     handle.rewind().at(&full, "cannot rewind")?;
-                    sha
+                    Sha256Digest(hasher.finalize().into())
                 }
             };
             Ok((sha == file.sha256).then_some(fetched))
@@ -968,8 +1013,7 @@ fn fetch(
     }
 }
 
-fn read_folder_file(path: &Path) -> Result<Fetched> {
-    let mut handle = open_no_follow(path)?;
+fn read_folder_file(mut handle: File, path: &Path) -> Result<Fetched> {
     let size = handle.metadata().at(path, "cannot stat")?.len();
     if size > DIAGNOSIS_LIMIT {
         return Ok(Fetched::Large(handle));
@@ -985,10 +1029,9 @@ fn read_folder_file(path: &Path) -> Result<Fetched> {
 /// Check a folder's own `HASH_MANIFEST.txt` against the canonical text of what it is verified
 /// against. `None` when it matches or is absent.
 pub fn check_folder_seal(observed: &Side, canonical_text: &[u8]) -> Result<Option<FileResult>> {
-    let Some(path) = observed.folder_seal() else {
+    let Some(bytes) = observed.read_folder_seal()? else {
         return Ok(None);
     };
-    let bytes = read_seal_bytes(path)?;
     if bytes == canonical_text {
         return Ok(None);
     }
@@ -1226,6 +1269,86 @@ pub struct SealReport {
     pub files: u64,
 }
 
+/// Write `HASH_MANIFEST.txt` in the opened folder `dir`: a new temp file (`O_EXCL`, mode
+/// `0600`), fsynced, renamed to the seal's name (without replacing anything unless `replace`),
+/// then the folder fsynced. Every step is relative to the folder's handle.
+fn write_seal_in(dir: &RootDir, text: &[u8], replace: bool) -> Result<()> {
+    use rustix::fs::{Mode, OFlags, RenameFlags};
+    use std::os::fd::AsFd;
+    let fd = dir.as_fd();
+    let seal_path = dir.display_path(SEAL_FILE_NAME);
+    let mut attempt = 0u32;
+    let (temp_name, handle) = loop {
+        let name = format!(
+            ".HASH_MANIFEST.txt.{}.{}.{attempt}.tmp",
+            std::process::id(),
+            crate::now_unix_nanos()
+        );
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat(fd, name.as_str(), flags, Mode::from_raw_mode(0o644)) {
+            Ok(handle) => break (name, File::from(handle)),
+            Err(rustix::io::Errno::EXIST) if attempt < 100 => attempt += 1,
+            Err(errno) => {
+                return Err(Error::io(
+                    dir.path(),
+                    "cannot create a temporary seal file in",
+                    errno.into(),
+                ))
+            }
+        }
+    };
+    let temp_path = dir.display_path(&temp_name);
+    let remove_temp = || {
+        let _ = rustix::fs::unlinkat(fd, temp_name.as_str(), rustix::fs::AtFlags::empty());
+    };
+    let mut handle = handle;
+    if let Err(err) = handle.write_all(text).and_then(|()| handle.sync_all()) {
+        remove_temp();
+        return Err(Error::io(temp_path, "cannot write the seal", err));
+    }
+    drop(handle);
+    // The point of no return: after a signal, the temp file is removed and no seal written.
+    if let Err(err) = crate::interrupt::check() {
+        remove_temp();
+        return Err(err);
+    }
+    let renamed = if replace {
+        rustix::fs::renameat(fd, temp_name.as_str(), fd, SEAL_FILE_NAME)
+            .map_err(|errno| Error::io(&seal_path, "cannot replace the seal", errno.into()))
+    } else {
+        match rustix::fs::renameat_with(
+            fd,
+            temp_name.as_str(),
+            fd,
+            SEAL_FILE_NAME,
+            RenameFlags::NOREPLACE,
+        ) {
+            // A file system without RENAME_NOREPLACE: link (never replaces), then unlink.
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => rustix::fs::linkat(
+                fd,
+                temp_name.as_str(),
+                fd,
+                SEAL_FILE_NAME,
+                rustix::fs::AtFlags::empty(),
+            ),
+            other => other,
+        }
+        .map_err(|errno| {
+            Error::io(
+                &seal_path,
+                "cannot write the seal (appeared meanwhile?)",
+                errno.into(),
+            )
+        })
+    };
+    // After a rename the temp name is gone (unlink fails harmlessly); after a link or a failure it
+    // is removed here.
+    remove_temp();
+    renamed?;
+    rustix::fs::fsync(fd).map_err(|errno| Error::io(dir.path(), "cannot sync", errno.into()))
+}
+
 /// Write `dir/HASH_MANIFEST.txt` with the canonical manifest of the folder. The folder must hold
 /// only regular files (as for ingest). A different existing seal is refused unless `force`.
 pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
@@ -1236,7 +1359,7 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
         .map(|f| {
             Ok(ManifestEntry {
                 path: f.rel_path.clone(),
-                sha256: sha256_file(&f.abs_path, f.size)?,
+                sha256: sha256_in(&scanned.dir, &f.rel_path, f.size)?,
             })
         })
         .collect::<Result<_>>()?;
@@ -1250,7 +1373,7 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
         files: manifest.len() as u64,
     };
     let existing = match &scanned.seal {
-        Some(path) => Some(read_seal_bytes(path)?),
+        Some(_) => Some(read_seal_in(&scanned.dir, SEAL_FILE_NAME)?),
         None => None,
     };
     if let Some(existing) = &existing {
@@ -1270,32 +1393,44 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
         }
     }
     crate::interrupt::check()?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".HASH_MANIFEST.txt.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .at(dir, "cannot create a temporary seal file in")?;
-    temp.write_all(text.as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .at(temp.path(), "cannot write the seal")?;
-    // The point of no return: after a signal, the temp file is dropped and no seal written.
-    crate::interrupt::check()?;
-    if existing.is_some() {
-        temp.persist(&seal_path)
-            .map_err(|err| Error::io(&seal_path, "cannot replace the seal", err.error))?;
-    } else {
-        temp.persist_noclobber(&seal_path).map_err(|err| {
-            Error::io(
-                &seal_path,
-                "cannot write the seal (appeared meanwhile?)",
-                err.error,
-            )
-        })?;
-    }
-    sync_folder(dir)?;
+    // Written through the folder's handle, like everything the scan read: if DIR was swapped for
+    // a symlink since, the seal still lands in the folder that was hashed, never elsewhere.
+    write_seal_in(&scanned.dir, text.as_bytes(), existing.is_some())?;
     Ok(report(if existing.is_some() {
         SealAction::Replaced
     } else {
         SealAction::Written
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seal_is_written_into_the_folder_that_was_opened_even_if_it_was_swapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("p");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("a.txt"), "a\n").unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let opened = RootDir::open(&root).unwrap();
+        std::fs::rename(&root, dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &root).unwrap();
+        write_seal_in(&opened, b"seal text\n", false).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("moved").join(SEAL_FILE_NAME)).unwrap(),
+            b"seal text\n"
+        );
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        // A new seal never replaces one that is there; --force does, and no temp file stays.
+        assert!(write_seal_in(&opened, b"other\n", false).is_err());
+        write_seal_in(&opened, b"other\n", true).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("moved"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
 }

@@ -14,7 +14,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{AtFlags, FileType, RawMode};
 
 use serde::Serialize;
 
@@ -22,10 +26,10 @@ use crate::catalog::{Catalog, MirrorRow};
 use crate::digest::{sha256_of, Sha256Digest};
 use crate::drift::DriftClass;
 use crate::error::{Error, ErrorClass, IoContext, Result};
-use crate::gate::{self, read_seal_bytes, GateReport, Side, Verdict};
+use crate::gate::{self, read_seal_in, GateReport, Side, Verdict};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
-use crate::scan::{check_rel_path, SEAL_FILE_NAME};
+use crate::scan::{check_rel_path, refuse_symlink, walk, RootDir, SEAL_FILE_NAME};
 use crate::store::Store;
 use crate::text::EscapePath;
 
@@ -223,9 +227,25 @@ pub fn check_packet_folder(
     mirror_row: Option<&MirrorRow>,
     expected: Option<Side>,
 ) -> Result<PacketFolderReport> {
-    let seal_path = folder_abs.join(SEAL_FILE_NAME);
+    let dir = Arc::new(RootDir::open(folder_abs)?);
+    check_packet_folder_in(kb_root, None, folder, dir, view, mirror_row, expected)
+}
+
+/// [`check_packet_folder`] of an opened packet folder: its seal, references file and files are
+/// all read through its handle, and referenced files through `kb_dir` (the KB folder's handle,
+/// opened from `kb_root` when not given).
+fn check_packet_folder_in(
+    kb_root: &Path,
+    mut kb_dir: Option<Arc<RootDir>>,
+    folder: &str,
+    dir: Arc<RootDir>,
+    view: Option<&StoreView<'_>>,
+    mirror_row: Option<&MirrorRow>,
+    expected: Option<Side>,
+) -> Result<PacketFolderReport> {
+    let seal_path = dir.display_path(SEAL_FILE_NAME);
     let mut problems = Vec::new();
-    let seal_bytes = match read_seal_bytes(&seal_path) {
+    let seal_bytes = match read_seal_in(&dir, SEAL_FILE_NAME) {
         Ok(bytes) => bytes,
         Err(err) => {
             return Ok(PacketFolderReport::failed(
@@ -253,21 +273,22 @@ pub fn check_packet_folder(
             view,
             mirror_row,
             &seal_path,
+            &seal_bytes,
             &seal_sha256,
             &mut packet_label,
             &mut problems,
         )?,
     };
 
-    let mut observed = Side::folder(folder_abs, &Progress::silent())?;
-    let references_path = folder_abs.join(REFERENCES_FILE_NAME);
+    let mut observed = Side::folder_in(dir.clone(), &Progress::silent())?;
+    let references_path = dir.display_path(REFERENCES_FILE_NAME);
     let mut references = Vec::new();
     let problems_before_references = problems.len();
     if observed.holds(REFERENCES_FILE_NAME)
         && expected.manifest()?.get(REFERENCES_FILE_NAME).is_none()
     {
         observed.remove_file(REFERENCES_FILE_NAME);
-        match read_seal_bytes(&references_path)
+        match read_seal_in(&dir, REFERENCES_FILE_NAME)
             .and_then(|bytes| parse_references(&bytes, &references_path))
         {
             Ok(parsed) => references = parsed,
@@ -295,7 +316,19 @@ pub fn check_packet_folder(
             continue;
         }
         match resolve_in_kb(kb_root, &reference.kb_path) {
-            Ok(KbPath::File(abs)) => observed.add_elsewhere(&reference.path, &abs)?,
+            // Checked by path above (for the messages); read through the KB's handle, so a
+            // component swapped for a symlink since is never followed.
+            Ok(KbPath::File(_)) => {
+                let kb = match &kb_dir {
+                    Some(kb) => kb.clone(),
+                    None => {
+                        let opened = Arc::new(RootDir::open(kb_root)?);
+                        kb_dir = Some(opened.clone());
+                        opened
+                    }
+                };
+                observed.add_elsewhere(&reference.path, &kb, &reference.kb_path)?
+            }
             Ok(_) => problems.push(format!(
                 "{}: its referenced copy {} is missing or not a regular file",
                 reference.path, reference.kb_path
@@ -338,12 +371,13 @@ fn expected_side(
     view: Option<&StoreView<'_>>,
     mirror_row: Option<&MirrorRow>,
     seal_path: &Path,
+    seal_bytes: &[u8],
     seal_sha256: &Sha256Digest,
     label: &mut Option<String>,
     problems: &mut Vec<String>,
 ) -> Result<Side> {
     let Some(view) = view else {
-        return Side::seal(seal_path);
+        return Side::seal_bytes(seal_path, seal_bytes);
     };
     if let Some(row) = mirror_row {
         let packet = view.catalog.packet_by_id(row.packet_id)?;
@@ -368,7 +402,7 @@ fn expected_side(
             problems.push(format!(
                 "the seal's SHA-256 {seal_sha256} is not a packet_tree_sha256 the store knows"
             ));
-            Side::seal(seal_path)
+            Side::seal_bytes(seal_path, seal_bytes)
         }
     }
 }
@@ -394,42 +428,89 @@ pub struct KbReport {
 /// Check every packet folder of the KB at `kb_dir`; with a store, also check the catalog's mirror
 /// records for this KB against what is on disk.
 pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport> {
+    // KB_DIR may itself be a packet folder: a symlink to it is refused, never followed.
+    refuse_symlink(kb_dir)?;
     let kb_root = canonical_kb(kb_dir)?;
+    // The KB is walked, and each packet folder opened, relative to this handle: no symlink below
+    // it is ever followed, even one swapped in during the walk.
+    let kb = Arc::new(RootDir::open(&kb_root)?);
     let store_root = view.and_then(|v| std::fs::canonicalize(v.store.root()).ok());
+    let store_identity = store_root
+        .as_deref()
+        .and_then(|root| std::fs::metadata(root).ok())
+        .map(|meta| (meta.dev(), meta.ino()));
     let staging = kb_root.join(STAGING_DIR_NAME);
     let mut notes = Vec::new();
-    let mut folders: Vec<(String, PathBuf)> = Vec::new();
-    let mut walker = walkdir::WalkDir::new(&kb_root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| {
-            let path = e.path();
-            path != staging && store_root.as_deref() != Some(path)
-        });
-    while let Some(item) = walker.next() {
-        let item = item.map_err(|err| {
-            let path = err.path().unwrap_or(&kb_root).to_path_buf();
-            match err.into_io_error() {
-                Some(io) => Error::io(path, "cannot read", io),
-                None => Error::unsupported(path, "symbolic link loop"),
+    let mut folders: Vec<String> = Vec::new();
+    // Symlinks to folders: (KB-relative path, whether the folder it leads to holds a seal).
+    let mut linked: Vec<(PathBuf, bool)> = Vec::new();
+    walk(&kb, |item| {
+        let file_type = FileType::from_raw_mode(RawMode::from(item.stat.st_mode));
+        match file_type {
+            FileType::Directory => {
+                let identity = (item.stat.st_dev, item.stat.st_ino);
+                // Everything below a packet folder is part of that packet (a packet may embed an
+                // earlier, sealed packet): it is checked as the packet's files, never as a packet
+                // folder of its own, so a folder whose parent holds a seal is not entered.
+                let parent_is_packet =
+                    rustix::fs::statat(item.parent, SEAL_FILE_NAME, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok();
+                Ok(!parent_is_packet
+                    && item.rel != Path::new(STAGING_DIR_NAME)
+                    && store_identity != Some(identity))
             }
-        })?;
-        if !item.file_type().is_dir() {
+            FileType::RegularFile | FileType::Symlink if item.name == SEAL_FILE_NAME => {
+                let parent = item.rel.parent().unwrap_or(Path::new(""));
+                folders.push(relative(&kb_root, &kb_root.join(parent))?);
+                Ok(false)
+            }
+            FileType::Symlink => {
+                // Followed only to learn what it leads to; nothing is read through it.
+                let target = rustix::fs::statat(item.parent, item.name, AtFlags::empty());
+                if target.is_ok_and(|t| {
+                    FileType::from_raw_mode(RawMode::from(t.st_mode)) == FileType::Directory
+                }) {
+                    let sealed = rustix::fs::statat(
+                        item.parent,
+                        Path::new(item.name).join(SEAL_FILE_NAME),
+                        AtFlags::empty(),
+                    )
+                    .is_ok();
+                    linked.push((item.rel.to_path_buf(), sealed));
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    })?;
+    for (rel, sealed) in &linked {
+        let inside_packet = folders
+            .iter()
+            .any(|folder| folder.is_empty() || rel.starts_with(folder.as_str()));
+        if inside_packet {
+            // Part of a packet folder: its check reports the symlink as a file that should not
+            // be there.
             continue;
         }
-        let seal = item.path().join(SEAL_FILE_NAME);
-        match std::fs::symlink_metadata(&seal) {
-            Ok(meta) if meta.is_file() || meta.file_type().is_symlink() => {
-                let rel = relative(&kb_root, item.path())?;
-                folders.push((rel, item.path().to_path_buf()));
-                // Everything below a packet folder is part of that packet (a packet may embed
-                // an earlier, sealed packet); it is checked as the packet's files, never as a
-                // packet folder of its own.
-                walker.skip_current_dir();
-            }
-            _ => {}
+        let path = kb_root.join(rel);
+        let target = std::fs::read_link(&path)
+            .map(|t| t.escaped().to_string())
+            .unwrap_or_else(|err| format!("an unreadable target: {err}"));
+        if *sealed {
+            return Err(Error::unsupported(
+                &path,
+                format!(
+                    "is a symbolic link (to {target}) to a packet folder; evstore never follows \
+                     symlinks inside a KB, so what a reader finds there cannot be verified: \
+                     replace the link with the packet folder itself (`evstore mirror`), or remove it"
+                ),
+            ));
         }
+        notes.push(format!(
+            "{} is a symbolic link (to {target}) to a folder; it was not followed, and nothing \
+             below it was checked",
+            path.escaped()
+        ));
     }
     if let Some(store_root) = &store_root {
         if store_root.starts_with(&kb_root) {
@@ -461,10 +542,18 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
         None => BTreeMap::new(),
     };
     let mut packets = Vec::new();
-    let found: BTreeSet<&str> = folders.iter().map(|(rel, _)| rel.as_str()).collect();
-    for (rel, abs) in &folders {
-        let report = match check_packet_folder(&kb_root, rel, abs, view, mirror_rows.get(rel), None)
-        {
+    let found: BTreeSet<&str> = folders.iter().map(String::as_str).collect();
+    for rel in &folders {
+        let dir = Arc::new(kb.open_dir(rel)?);
+        let report = match check_packet_folder_in(
+            &kb_root,
+            Some(kb.clone()),
+            rel,
+            dir,
+            view,
+            mirror_rows.get(rel),
+            None,
+        ) {
             Ok(report) => report,
             Err(err) if err.class() == ErrorClass::Verification => {
                 PacketFolderReport::failed(rel, vec![DriftClass::Content], err.to_string())

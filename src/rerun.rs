@@ -16,11 +16,12 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::archive::hash_packet;
+use crate::archive::hash_dir;
 use crate::catalog::{Catalog, NewEvent, NewRun, PacketRow};
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
@@ -28,10 +29,18 @@ use crate::gate::{self, GateReport, Side, Verdict};
 use crate::interrupt::{on_interrupt, Cleanup};
 use crate::object::ObjectKind;
 use crate::progress::Progress;
+use crate::scan::{refuse_symlink, RootDir};
 use crate::store::Store;
+use crate::text::EscapePath;
 
 /// How much of a run's combined stdout and stderr the report keeps (the end of it).
 const OUTPUT_TAIL_BYTES: u64 = 2048;
+
+/// `PATH` in the controlled environment. Fixed, not the caller's: the attestation records the
+/// environment, and a caller's `PATH` (home folders, tool versions) is neither reproducible nor
+/// something to store forever. A generator that needs another one sets it in its command line
+/// (`env PATH=… CMD`), where the attestation records it as part of the command.
+pub const CONTROLLED_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// What to rerun and how.
 #[derive(Clone, Debug)]
@@ -118,6 +127,17 @@ pub struct RerunReport {
 /// Temp folders of a rerun: alive until dropped.
 pub struct RunFolders {
     _parent: tempfile::TempDir,
+    outputs: Vec<Option<Arc<RootDir>>>,
+}
+
+impl RunFolders {
+    /// Run `run`'s (1-based) output folder as it was opened (a real folder, never a symlink) and
+    /// hashed, if it was: every later read of an output (`--ingest`) goes through this handle,
+    /// never through the folder's path.
+    pub fn output(&self, run: u32) -> Option<Arc<RootDir>> {
+        let index = usize::try_from(run).ok()?.checked_sub(1)?;
+        self.outputs.get(index).cloned().flatten()
+    }
 }
 
 /// Run the generator and compare. `expected_side` gives per-file drift on a mismatch.
@@ -133,8 +153,10 @@ pub fn rerun(
         return Err(Error::Usage("--runs must be at least 1".into()));
     }
     let cwd = fs::canonicalize(&config.cwd).at(&config.cwd, "cannot use as working directory")?;
+    let mut created_keep = false;
     if let Some(keep) = &config.keep {
-        crate::export::prepare_empty_dest(keep)?;
+        refuse_symlink(keep)?;
+        created_keep = crate::export::prepare_empty_dest(keep)?;
     }
     // Reported if a signal stops this rerun: the --keep folder stays as it is, the temp folder is
     // removed when `parent` is dropped.
@@ -144,6 +166,21 @@ pub fn rerun(
             path: keep.clone(),
         })
     });
+    let result = rerun_into(store, expected_side, config, cwd);
+    if let (Err(_), Some(keep), true) = (&result, &config.keep, created_keep) {
+        // Nothing is reported: do not leave behind the empty folder this call created (a folder
+        // the generator filled is not empty, and stays).
+        let _ = fs::remove_dir(keep);
+    }
+    result
+}
+
+fn rerun_into(
+    store: Option<&Store>,
+    expected_side: Option<&Side>,
+    config: &RerunConfig,
+    cwd: PathBuf,
+) -> Result<(RerunReport, RunFolders)> {
     let parent = tempfile::Builder::new()
         .prefix("evstore-rerun-")
         .tempdir()
@@ -158,8 +195,7 @@ pub fn rerun(
             environment.insert(key.to_string_lossy().into_owned(), String::new());
         }
     } else {
-        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-        environment.insert("PATH".into(), path);
+        environment.insert("PATH".into(), CONTROLLED_PATH.into());
         environment.insert("TZ".into(), "UTC".into());
         environment.insert("LC_ALL".into(), "C.UTF-8".into());
         environment.insert("LANG".into(), "C.UTF-8".into());
@@ -168,6 +204,7 @@ pub fn rerun(
         }
     }
     let mut runs = Vec::new();
+    let mut outputs = Vec::new();
     for run in 1..=config.runs {
         crate::interrupt::check()?;
         let out_dir = match (&config.keep, run) {
@@ -181,15 +218,9 @@ pub fn rerun(
         let home = parent.path().join(format!("home-{run}"));
         fs::create_dir(&home).at(&home, "cannot create")?;
         let log = parent.path().join(format!("output-{run}.log"));
-        runs.push(run_once(
-            config,
-            &environment,
-            &cwd,
-            run,
-            out_dir,
-            &home,
-            &log,
-        )?);
+        let (result, output) = run_once(config, &environment, &cwd, run, out_dir, &home, &log)?;
+        runs.push(result);
+        outputs.push(output);
     }
 
     let mut reasons = Vec::new();
@@ -202,16 +233,12 @@ pub fn rerun(
     let nondeterministic = observed.len() > 1;
     let mut varying = BTreeSet::new();
     if nondeterministic {
-        let first = Side::folder(&runs[0].out_dir, &Progress::silent())?;
-        for other in &runs[1..] {
+        let first = output_side(&runs[0], &outputs[0])?;
+        for (other, output) in runs.iter().zip(&outputs).skip(1) {
             if other.observed_sha256.is_none() {
                 continue;
             }
-            let report = gate::compare(
-                None,
-                &first,
-                &Side::folder(&other.out_dir, &Progress::silent())?,
-            )?;
+            let report = gate::compare(None, &first, &output_side(other, output)?)?;
             varying.extend(
                 report
                     .files
@@ -239,13 +266,12 @@ pub fn rerun(
     // Explain the first run whose output differs from the expected tree.
     let first_mismatch = runs
         .iter()
-        .find(|r| r.observed_sha256.is_some_and(|sha| sha != config.expected));
+        .zip(&outputs)
+        .find(|(r, _)| r.observed_sha256.is_some_and(|sha| sha != config.expected));
     let diff = match (first_mismatch, expected_side) {
-        (Some(run), Some(expected)) => Some(gate::compare(
-            store,
-            expected,
-            &Side::folder(&run.out_dir, &Progress::silent())?,
-        )?),
+        (Some((run, output)), Some(expected)) => {
+            Some(gate::compare(store, expected, &output_side(run, output)?)?)
+        }
         _ => None,
     };
     // Every output was hashed: a signal now still stops the command before anything is
@@ -286,7 +312,24 @@ pub fn rerun(
         diff,
         kept: config.keep.clone(),
     };
-    Ok((report, RunFolders { _parent: parent }))
+    Ok((
+        report,
+        RunFolders {
+            _parent: parent,
+            outputs,
+        },
+    ))
+}
+
+/// The gate's view of a run's output, read through the handle it was hashed through.
+fn output_side(run: &RunResult, output: &Option<Arc<RootDir>>) -> Result<Side> {
+    match output {
+        Some(dir) => Side::folder_in(dir.clone(), &Progress::silent()),
+        None => Err(Error::unsupported(
+            &run.out_dir,
+            "the output of this run was not opened (internal error)",
+        )),
+    }
 }
 
 fn run_once(
@@ -297,7 +340,7 @@ fn run_once(
     out_dir: PathBuf,
     home: &Path,
     log: &Path,
-) -> Result<RunResult> {
+) -> Result<(RunResult, Option<Arc<RootDir>>)> {
     let args: Vec<OsString> = config.command[1..]
         .iter()
         .map(|arg| substitute_out(arg, &out_dir))
@@ -327,16 +370,15 @@ fn run_once(
         output_tail: String::new(),
         out_dir: out_dir.clone(),
     };
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(err) => {
-            result.failure = Some(format!(
-                "cannot start {}: {err}",
-                config.command[0].to_string_lossy()
-            ));
-            return Ok(result);
-        }
-    };
+    // A command that cannot be started (a typo, a missing or non-executable file) says nothing
+    // about the packet: an operational error, and nothing is recorded.
+    let mut child = command.spawn().map_err(|err| {
+        Error::io(
+            &config.command[0],
+            "cannot start the generator; nothing is recorded",
+            err,
+        )
+    })?;
     let group = rustix::process::Pid::from_raw(child.id() as i32);
     // While the generator runs, a second signal (which exits at once) kills its group first.
     let watched = group.map(|g| crate::interrupt::GeneratorGroup::watch(g.as_raw_nonzero().get()));
@@ -398,12 +440,15 @@ fn run_once(
     } else {
         None
     };
-    let entries = fs::read_dir(&out_dir).at(&out_dir, "cannot read")?.count();
-    if entries == 0 {
+    // The output folder must still be the real folder evstore made: a generator that replaced it
+    // with a symlink (to the original packet, say) wrote nothing there, and its target must never
+    // be hashed as its output. From here on the output is read only through this handle.
+    let output = Arc::new(open_output(&out_dir)?);
+    if output.is_empty()? {
         result.failure.get_or_insert_with(|| "wrote no file".into());
-        return Ok(result);
+        return Ok((result, Some(output)));
     }
-    match hash_packet(&out_dir) {
+    match hash_dir(output.clone()) {
         Ok(packet) => {
             result.observed_sha256 = Some(packet.packet_tree_sha256());
             result.files = packet.files.len() as u64;
@@ -415,7 +460,27 @@ fn run_once(
                 .get_or_insert_with(|| format!("its output cannot be a packet: {err}"));
         }
     }
-    Ok(result)
+    Ok((result, Some(output)))
+}
+
+/// Open a run's output folder after the run, refusing a symlink put in its place.
+fn open_output(out_dir: &Path) -> Result<RootDir> {
+    if let Ok(meta) = fs::symlink_metadata(out_dir) {
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(out_dir)
+                .map(|t| t.escaped().to_string())
+                .unwrap_or_else(|err| format!("an unreadable target: {err}"));
+            return Err(Error::unsupported(
+                out_dir,
+                format!(
+                    "the generator replaced its output folder with a symbolic link (to {target}); \
+                     a generator must write its files into the folder, and evstore never hashes \
+                     what a symlink points to, so this rerun is refused and nothing is recorded"
+                ),
+            ));
+        }
+    }
+    RootDir::open(out_dir)
 }
 
 /// Replace every `{out}` in an argument by the output folder.

@@ -18,3 +18,4 @@ mod rerun;
 mod rough;
 mod sandbox;
 mod signals;
+mod symlinked_roots;

@@ -190,15 +190,16 @@ fn a_failing_command_a_timeout_and_an_empty_output_each_fail() {
         .as_str()
         .unwrap()
         .contains("wrote no file"));
-    // A command that cannot start.
+    // A command that cannot start is not a FAIL of the packet but an operational error (exit 2),
+    // and records nothing (issue 12; see regression_rerun_of_a_generator_that_cannot_start_*).
     let (rc, report) = rerun(&sb, &["p", "--", "/no/such/generator"]);
-    assert_eq!(rc, 1);
-    assert!(report["reasons"][0]
+    assert_eq!(rc, 2, "{report}");
+    assert!(report["error"]["message"]
         .as_str()
         .unwrap()
         .contains("cannot start"));
     let (_, runs) = sb.json(&["runs"]);
-    assert_eq!(runs["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 3);
     assert!(runs["runs"]
         .as_array()
         .unwrap()
