@@ -1486,30 +1486,20 @@ fn verify_kb_packet_folder(
     })?;
     let mut failures: Vec<gate::FileResult> = own_seal_failure.into_iter().collect();
     if !folder.reference_problems.is_empty() {
-        failures.push(gate::FileResult {
-            path: REFERENCES_FILE_NAME.to_string(),
-            status: "fail",
-            classes: vec![crate::drift::DriftClass::Content],
-            expected: None,
-            observed: None,
-            observed_kind: None,
-            first_difference: None,
-            note: Some(folder.reference_problems.join("; ")),
-        });
+        failures.push(gate::FileResult::failure(
+            REFERENCES_FILE_NAME,
+            vec![crate::drift::DriftClass::Content],
+            folder.reference_problems.join("; "),
+        ));
     }
     let mut report = report.with_failures(failures);
     if folder.verdict == Verdict::Fail && report.verdict == Verdict::Pass {
         // Fail closed: a problem the results above do not carry still fails the folder.
-        report = report.with_failures(vec![gate::FileResult {
-            path: crate::scan::SEAL_FILE_NAME.to_string(),
-            status: "fail",
-            classes: vec![crate::drift::DriftClass::Content],
-            expected: None,
-            observed: None,
-            observed_kind: None,
-            first_difference: None,
-            note: Some(folder.problems.join("; ")),
-        }]);
+        report = report.with_failures(vec![gate::FileResult::failure(
+            crate::scan::SEAL_FILE_NAME,
+            vec![crate::drift::DriftClass::Content],
+            folder.problems.join("; "),
+        )]);
     }
     if folder.references > 0 {
         report.notes.push(format!(

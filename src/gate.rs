@@ -526,6 +526,21 @@ pub struct FileResult {
 }
 
 impl FileResult {
+    /// A failing result for a path that neither side's bytes describe (a seal, a references
+    /// file), with its classes and a sentence saying why.
+    pub fn failure(path: &str, classes: Vec<DriftClass>, note: String) -> FileResult {
+        FileResult {
+            path: path.to_string(),
+            status: "fail",
+            classes,
+            expected: None,
+            observed: None,
+            observed_kind: None,
+            first_difference: None,
+            note: Some(note),
+        }
+    }
+
     /// True if this path passed.
     pub fn is_ok(&self) -> bool {
         self.classes.is_empty()
@@ -1064,19 +1079,13 @@ pub fn own_seal_result(canonical_text: &[u8], bytes: &[u8]) -> Option<FileResult
         // The bytes differ: never an ok result.
         classes.push(DriftClass::Content);
     }
-    Some(FileResult {
-        path: SEAL_FILE_NAME.to_string(),
-        status: "fail",
+    let mut result = FileResult::failure(
+        SEAL_FILE_NAME,
         classes,
-        expected: None,
-        observed: None,
-        observed_kind: None,
-        first_difference: diagnosis.first_difference,
-        note: Some(
-            "the folder's own seal is not the canonical manifest of what it is verified against"
-                .into(),
-        ),
-    })
+        "the folder's own seal is not the canonical manifest of what it is verified against".into(),
+    );
+    result.first_difference = diagnosis.first_difference;
+    Some(result)
 }
 
 impl GateReport {

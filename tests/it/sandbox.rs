@@ -177,3 +177,37 @@ pub fn assert_trees_equal(a: &Path, b: &Path) {
     };
     assert_eq!(list(a), list(b));
 }
+
+/// One entry of a tree snapshot: path, kind, mode bits, bytes (a symlink's target).
+pub type TreeEntry = (String, &'static str, u32, Vec<u8>);
+
+/// Everything below `root`, byte for byte: every folder, file (bytes and mode bits) and symlink
+/// (its target), hidden names included.
+pub fn tree_snapshot(root: &Path) -> Vec<TreeEntry> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.unwrap();
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .display()
+            .to_string();
+        let meta = fs::symlink_metadata(entry.path()).unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        let (kind, bytes) = if meta.file_type().is_symlink() {
+            let target = fs::read_link(entry.path()).unwrap();
+            ("symlink", target.as_os_str().as_bytes().to_vec())
+        } else if meta.is_dir() {
+            ("folder", Vec::new())
+        } else {
+            ("file", fs::read(entry.path()).unwrap())
+        };
+        out.push((rel, kind, mode, bytes));
+    }
+    out
+}

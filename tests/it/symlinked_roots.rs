@@ -11,36 +11,7 @@ use serde_json::Value;
 
 use crate::sandbox::*;
 
-/// Path, mode bits and bytes of every entry of a folder.
-type TreeSnapshot = Vec<(String, u32, Vec<u8>)>;
-
-/// Every file below `root` (symlinks as their target text), with its mode bits and bytes: what
-/// must not change.
-fn tree_snapshot(root: &Path) -> TreeSnapshot {
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
-        let entry = entry.unwrap();
-        let rel = entry
-            .path()
-            .strip_prefix(root)
-            .unwrap()
-            .display()
-            .to_string();
-        let meta = fs::symlink_metadata(entry.path()).unwrap();
-        let bytes = if meta.file_type().is_symlink() {
-            fs::read_link(entry.path())
-                .unwrap()
-                .into_os_string()
-                .into_encoded_bytes()
-        } else if meta.is_file() {
-            fs::read(entry.path()).unwrap()
-        } else {
-            Vec::new()
-        };
-        out.push((rel, meta.permissions().mode(), bytes));
-    }
-    out
-}
+type TreeSnapshot = Vec<TreeEntry>;
 
 /// Everything the store holds that a failed command must leave as it was: its files (catalog
 /// aside, which SQLite may touch), every packet's export, the packet list, the runs list and the
