@@ -26,6 +26,7 @@ use crate::manifest::Manifest;
 use crate::object::ObjectKind;
 use crate::progress::Progress;
 use crate::record::PacketRecord;
+use crate::refs::Refs;
 use crate::scan::{scan_dir, PacketFile, RootDir, Scan, SEAL_FILE_NAME};
 use crate::store::{ObjectBatch, Store};
 use crate::text::EscapePath;
@@ -481,12 +482,18 @@ pub fn ingest_dir(
         .to_string_lossy()
         .into_owned();
     let mut record_published = Vec::new();
+    // The store's commit markers: created from the catalog if this store predates them, and
+    // consulted so that a version number a marker holds is never given to another tree.
+    let refs = Refs::for_writer(store)?;
+    refs.ensure(catalog)?;
+    let version_floor = refs.highest_version(&config.name)?;
     crate::interrupt::check()?;
     let outcome = catalog.add_packet(
         &config.name,
         &packet.tree.root,
         &packet.files,
         &objects,
+        version_floor,
         |version| {
             // Taken inside the catalog's write transaction, so that of two records for the same
             // NAME@N (an ingest killed after writing its record, then another), the committed
@@ -526,6 +533,22 @@ pub fn ingest_dir(
         AddOutcome::Added(row) => (row, true),
         AddOutcome::AlreadyArchived(row) => (row, false),
     };
+    if created {
+        // After the commit: a marker never names an uncommitted record. A failure here leaves a
+        // committed packet without its marker (`fsck` notes it, `reindex` writes it).
+        refs.mark_packet(
+            &packet.record.name,
+            packet.record.version,
+            &packet.record_id,
+        )
+        .map_err(|err| {
+            Error::Usage(format!(
+                "{}@{} was archived (committed to the catalog), but its commit marker could \
+                     not be written: {err}; `evstore reindex --replace` writes it",
+                packet.record.name, packet.record.version
+            ))
+        })?;
+    }
     Ok(IngestReport {
         packet,
         created,

@@ -335,6 +335,28 @@ impl LostItem {
 }
 
 impl Commitments {
+    /// Add what the store's commit markers say (see [`crate::refs`]).
+    pub fn add_markers(&mut self, markers: &crate::refs::Markers) {
+        for (id, label) in &markers.records {
+            self.records
+                .entry(*id)
+                .or_insert_with(|| (label.clone(), None));
+        }
+        for (id, label) in &markers.attestations {
+            self.attestations
+                .entry(*id)
+                .or_insert_with(|| (label.clone(), None));
+        }
+        self.forgotten.extend(markers.forgotten.iter().copied());
+    }
+
+    /// Commitments from the markers alone (no catalog to read).
+    pub fn from_markers(markers: &crate::refs::Markers) -> Commitments {
+        let mut out = Commitments::default();
+        out.add_markers(markers);
+        out
+    }
+
     /// Everything committed and not forgotten that is not in `records_held` / `attestations_held`.
     pub fn lost(
         &self,
@@ -879,21 +901,58 @@ impl Catalog {
         Ok(out)
     }
 
-    /// The committed packets and attestations this catalog no longer holds and no `forget`
-    /// event acknowledged: each is a failure for `fsck` until restored or forgotten.
-    pub fn lost(&self) -> Result<Vec<LostItem>> {
-        let commitments = self.commitments()?;
-        let records: HashSet<Blake3Digest> = self
-            .packets()?
-            .into_iter()
-            .map(|row| row.record_id)
-            .collect();
-        let attestations: HashSet<Blake3Digest> = self
-            .runs(None)?
-            .into_iter()
-            .filter_map(|run| Blake3Digest::parse_hex(&run.attestation))
-            .collect();
-        Ok(commitments.lost(&records, &attestations))
+    /// Acknowledge lost items in one write transaction: `choose` picks, from what is lost now
+    /// (given the store's commit `markers`), the items to forget and the detail of each one's
+    /// `forget` event (or refuses); the events are appended before the transaction commits, so
+    /// two concurrent `forget`s of one item cannot both succeed.
+    pub fn forget(
+        &mut self,
+        markers: &crate::refs::Markers,
+        choose: impl FnOnce(&[LostItem]) -> Result<Vec<(LostItem, serde_json::Value)>>,
+    ) -> Result<Vec<(LostItem, EventRow)>> {
+        let wrap = sql_error(&self.path);
+        if file_identity(&self.path).ok() != Some(self.identity) {
+            return Err(Error::Usage(format!(
+                "{}: the catalog was replaced while this command ran (reindex --replace); nothing \
+                 was recorded in it; run the command again",
+                self.path.escaped()
+            )));
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(&wrap)?;
+        let result = (|| {
+            let mut commitments = self.commitments()?;
+            commitments.add_markers(markers);
+            let records: HashSet<Blake3Digest> = self
+                .packets()?
+                .into_iter()
+                .map(|row| row.record_id)
+                .collect();
+            let attestations: HashSet<Blake3Digest> = self
+                .runs(None)?
+                .into_iter()
+                .filter_map(|run| Blake3Digest::parse_hex(&run.attestation))
+                .collect();
+            let lost = commitments.lost(&records, &attestations);
+            let mut out = Vec::new();
+            for (item, detail) in choose(&lost)? {
+                let event = append_event(
+                    &self.conn,
+                    &NewEvent {
+                        kind: "forget".into(),
+                        subject: item.label.clone(),
+                        detail,
+                    },
+                )
+                .map_err(&wrap)?;
+                out.push((item, event));
+            }
+            self.conn.execute_batch("COMMIT").map_err(&wrap)?;
+            Ok(out)
+        })();
+        if result.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result
     }
 
     /// Copy events verbatim (seq, time, hashes) into an empty log: `reindex` carries the old
@@ -1089,12 +1148,17 @@ impl Catalog {
     /// Runs in one immediate transaction, so concurrent writers are serialised. `make_record` is
     /// called with the new version number inside the transaction; it must build the record and
     /// make its object durable, and return the record's id.
+    ///
+    /// The new version is above every version of `name` that the catalog, its log or
+    /// `version_floor` (the store's commit markers, `refs::Refs::highest_version`) knows, so a
+    /// version number is never given to two trees.
     pub fn add_packet(
         &mut self,
         name: &str,
         tree: &Blake3Digest,
         files: &[HashedFile],
         objects: &[ObjectRow],
+        version_floor: u64,
         make_record: impl FnOnce(u64) -> Result<(Blake3Digest, PacketRecord)>,
     ) -> Result<AddOutcome> {
         let wrap = sql_error(&self.path);
@@ -1126,7 +1190,11 @@ impl Catalog {
         // its packet is no longer in the catalog (lost, or dropped by reindex): the log keeps
         // every `ingest` event.
         let logged = highest_logged_version(&tx, name).map_err(&wrap)?;
-        let version = latest.map_or(0, |v| v as u64).max(logged) + 1;
+        let version = latest
+            .map_or(0, |v| v as u64)
+            .max(logged)
+            .max(version_floor)
+            + 1;
         let (record_id, record) = make_record(version)?;
         let packet_id =
             insert_packet_rows(&tx, &record_id, &record, files, objects).map_err(&wrap)?;
@@ -1650,7 +1718,7 @@ fn highest_logged_version(tx: &rusqlite::Transaction<'_>, name: &str) -> rusqlit
     Ok(highest)
 }
 
-fn append_event(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> rusqlite::Result<EventRow> {
+fn append_event(tx: &Connection, event: &NewEvent) -> rusqlite::Result<EventRow> {
     let last: Option<(i64, String)> = tx
         .query_row(
             "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",

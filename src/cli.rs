@@ -1218,9 +1218,9 @@ fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
         }
         for lost in &report.lost {
             say!(
-                "LOST: {} {} ({} {}): committed, but its objects are missing or corrupt; restore \
-                 them and run `evstore reindex --replace` again, or acknowledge the loss with \
-                 `evstore forget {} --reason TEXT`",
+                "LOST: {} {} ({} {}): committed, but it could not be rebuilt (why is listed \
+                 above); restore what is missing and run `evstore reindex --replace` again, or \
+                 acknowledge the loss with `evstore forget {} --reason TEXT`",
                 lost.kind,
                 lost.label,
                 if lost.kind == "packet" {
@@ -1263,59 +1263,90 @@ fn cmd_forget(ctx: &Context, item: &str, reason: &str) -> Result<Outcome> {
             "--reason must say why the item is lost; it is recorded in the event log".into(),
         ));
     }
-    let (_store, mut catalog) = ctx.open()?;
-    let lost = catalog.lost()?;
-    let matches: Vec<&LostItem> = lost.iter().filter(|l| l.matches(item)).collect();
-    let found = match matches.as_slice() {
-        [one] => (*one).clone(),
-        [] => {
-            let known = if lost.is_empty() {
-                "nothing is lost: the catalog holds every committed packet and attestation".into()
-            } else {
-                format!(
-                    "lost now: {}",
-                    lost.iter()
-                        .map(|l| format!("{} {} ({})", l.kind, l.label, l.id))
+    let (store, mut catalog) = ctx.open()?;
+    let refs = crate::refs::Refs::for_writer(&store)?;
+    refs.ensure(&catalog)?;
+    let markers = refs.read_all()?;
+    let forgotten = catalog.forget(&markers, |lost| {
+        let matches: Vec<&LostItem> = lost.iter().filter(|l| l.matches(item)).collect();
+        let found = match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                let known = if lost.is_empty() {
+                    "nothing is lost: the catalog holds every committed packet and attestation"
+                        .into()
+                } else {
+                    format!(
+                        "lost now: {}",
+                        lost.iter()
+                            .map(|l| format!("{} {} ({})", l.kind, l.label, l.id))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                return Err(Error::Usage(format!(
+                    "{item:?} names no lost packet or attestation ({known}); only a committed \
+                     item the catalog no longer holds can be forgotten"
+                )));
+            }
+            many => {
+                return Err(Error::Usage(format!(
+                    "{item:?} matches {} lost items ({}); give more of the id",
+                    many.len(),
+                    many.iter()
+                        .map(|l| l.id.clone())
                         .collect::<Vec<_>>()
                         .join(", ")
-                )
-            };
-            return Err(Error::Usage(format!(
-                "{item:?} names no lost packet or attestation ({known}); only a committed item \
-                 the catalog no longer holds can be forgotten"
-            )));
+                )))
+            }
+        };
+        // A lost packet takes its lost reruns with it: they cannot be indexed without it.
+        let mut chosen = vec![found.clone()];
+        if found.kind == "packet" {
+            chosen.extend(
+                lost.iter()
+                    .filter(|l| l.kind == "attestation" && l.label == found.label)
+                    .cloned(),
+            );
         }
-        many => {
-            return Err(Error::Usage(format!(
-                "{item:?} matches {} lost items ({}); give more of the id",
-                many.len(),
-                many.iter()
-                    .map(|l| l.id.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
-        }
-    };
-    let event = catalog.log_event(&NewEvent {
-        kind: "forget".into(),
-        subject: found.label.clone(),
-        detail: json!({
-            "kind": found.kind,
-            "id": found.id,
-            "committed_by_event": found.committed_by_event,
-            "reason": reason,
-        }),
+        Ok(chosen
+            .into_iter()
+            .map(|l| {
+                let detail = json!({
+                    "kind": l.kind,
+                    "id": l.id,
+                    "committed_by_event": l.committed_by_event,
+                    "reason": reason,
+                });
+                (l, detail)
+            })
+            .collect())
     })?;
+    for (lost, event) in &forgotten {
+        if let Some(id) = crate::digest::Blake3Digest::parse_hex(&lost.id) {
+            refs.mark_forgotten(&id, &event.detail)?;
+        }
+    }
     if ctx.json {
-        print_json(&json!({ "forgotten": found, "event": event.seq }));
+        let items: Vec<Value> = forgotten
+            .iter()
+            .map(|(lost, event)| json!({ "forgotten": lost, "event": event.seq }))
+            .collect();
+        print_json(&json!({
+            "forgotten": forgotten.first().map(|(lost, _)| lost),
+            "event": forgotten.first().map(|(_, event)| event.seq),
+            "all": items,
+        }));
     } else {
-        say!(
-            "forgot {} {} ({}): recorded as event {} with the reason given",
-            found.kind,
-            found.label,
-            found.id,
-            event.seq
-        );
+        for (lost, event) in &forgotten {
+            say!(
+                "forgot {} {} ({}): recorded as event {} with the reason given",
+                lost.kind,
+                lost.label,
+                lost.id,
+                event.seq
+            );
+        }
     }
     Ok(Outcome::Pass)
 }

@@ -25,6 +25,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::object::ObjectKind;
 use crate::progress::Progress;
 use crate::record::PacketRecord;
+use crate::refs::Refs;
 use crate::rerun::{decode_attestation, AttestationSummary};
 use crate::store::{ListedObject, ObjectLocation, Store};
 use crate::text::EscapePath;
@@ -356,22 +357,78 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
 
     // 5. What the log says was committed and the catalog no longer holds is lost: a failure
     // until it is restored (objects back, `reindex --replace`) or acknowledged (`forget`).
-    let commitments = catalog.commitments()?;
+    let mut commitments = catalog.commitments()?;
+    let refs = Refs::unlocked(store);
+    let markers = refs.read_all()?;
+    commitments.add_markers(&markers);
+    for (subject, reason) in &markers.problems {
+        report
+            .problems
+            .push(problem(format!("commit marker {subject}"), reason.clone()));
+    }
+    if refs.present() {
+        // Two records for one NAME@N: the catalog's and a marker's.
+        let marked: HashMap<&str, &Blake3Digest> = markers
+            .records
+            .iter()
+            .map(|(id, label)| (label.as_str(), id))
+            .collect();
+        for row in &packets {
+            let label = format!("{}@{}", row.record.name, row.record.version);
+            match marked.get(label.as_str()) {
+                Some(id) if **id != row.record_id => report.problems.push(problem(
+                    format!("packet {label}"),
+                    format!(
+                        "the catalog's record {} is not the record {id} its commit marker names: \
+                         two trees claim one version (a catalog older than the store?)",
+                        row.record_id
+                    ),
+                )),
+                Some(_) => {}
+                None => report.notes.push(format!(
+                    "packet {label} has no commit marker (a crash right after its commit); \
+                     `evstore reindex --replace` writes it"
+                )),
+            }
+        }
+    } else {
+        report.notes.push(format!(
+            "{} has no refs/ folder of commit markers (a store written by an earlier version); \
+             the next ingest, rerun or reindex creates it",
+            store.root().escaped()
+        ));
+    }
     for lost in commitments.lost(&catalog_records, &catalog_attestations) {
         let id = Blake3Digest::parse_hex(&lost.id);
-        let restorable = match id.as_ref().and_then(|id| good.get(id)) {
+        let held_labels: HashSet<String> = packets
+            .iter()
+            .map(|row| format!("{}@{}", row.record.name, row.record.version))
+            .collect();
+        let objects = match id.as_ref().and_then(|id| good.get(id)) {
             Some(Checked::Record(record)) => {
                 let (mut files, mut missing) = (Vec::new(), Vec::new());
                 walk_checked(&good, &record.tree, "", 0, &mut files, &mut missing);
-                missing.is_empty()
+                if missing.is_empty() {
+                    "its objects are in the store; `evstore reindex --replace` restores it"
+                        .to_string()
+                } else {
+                    "its objects are missing or corrupt; restore them and run `evstore reindex \
+                     --replace`"
+                        .to_string()
+                }
             }
-            Some(Checked::Attestation(_)) => true,
-            _ => false,
-        };
-        let objects = if restorable {
-            "its objects are in the store; `evstore reindex --replace` restores it"
-        } else {
-            "its objects are missing or corrupt; restore them and run `evstore reindex --replace`"
+            Some(Checked::Attestation(attestation)) => match &attestation.packet {
+                Some(packet) if !held_labels.contains(packet) => format!(
+                    "its object is in the store, but the packet it reran, {packet}, is not in \
+                     the catalog either; restore that packet (then `evstore reindex --replace`), \
+                     or acknowledge its loss with `evstore forget {packet} --reason TEXT`, which \
+                     forgets its reruns too"
+                ),
+                _ => "its object is in the store; `evstore reindex --replace` restores it".into(),
+            },
+            _ => "its objects are missing or corrupt; restore them and run `evstore reindex \
+                  --replace`"
+                .to_string(),
         };
         let committed = match lost.committed_by_event {
             Some(seq) => format!("committed by event {seq}"),
@@ -393,6 +450,19 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
         ));
     }
     for event in catalog.events()?.iter().filter(|e| e.kind == "forget") {
+        let forgotten_id = serde_json::from_str::<serde_json::Value>(&event.detail)
+            .ok()
+            .and_then(|d| {
+                d.get("id")
+                    .and_then(|v| v.as_str())
+                    .and_then(Blake3Digest::parse_hex)
+            });
+        if forgotten_id
+            .is_some_and(|id| catalog_records.contains(&id) || catalog_attestations.contains(&id))
+        {
+            // Forgotten, then restored: it is whole and in the catalog again.
+            continue;
+        }
         report.notes.push(format!(
             "{} was acknowledged as lost by event {} (`evstore forget`)",
             event.subject, event.seq
@@ -653,7 +723,29 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
                 .push(format!("object {id}: {reason}")),
         }
     }
-    let commitments = previous.as_ref().map(|p| &p.commitments);
+    // What was committed: the old catalog's log and rows, and the store's commit markers. With
+    // no catalog to read, the markers alone; with neither (a store written before markers, its
+    // catalog lost), nothing says, and every record is indexed.
+    let refs = Refs::unlocked(store);
+    let markers = refs.read_all()?;
+    let commitments: Option<Commitments> = match &previous {
+        Some(previous) => {
+            let mut commitments = previous.commitments.clone();
+            commitments.add_markers(&markers);
+            Some(commitments)
+        }
+        None if refs.present() => Some(Commitments::from_markers(&markers)),
+        None => None,
+    };
+    if previous.is_none() && refs.present() {
+        if let Some(why) = report.log_not_carried.take() {
+            report.log_not_carried = Some(format!(
+                "{why}; which packets and reruns were committed is read from the commit markers \
+                 in refs/"
+            ));
+        }
+    }
+    let commitments = commitments.as_ref();
     // Only committed records become packets (all of them when nothing says which were
     // committed). For each NAME@N keep the record created last: with a log, two committed
     // records claim one NAME@N only in a store written before version numbers were kept from
@@ -664,13 +756,6 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
             if commitments.is_some_and(|c| !c.records.contains_key(id)) {
                 report.uncommitted.push(format!(
                     "record {id} ({}@{}): no event commits it (an interrupted or failed ingest)",
-                    record.name, record.version
-                ));
-                continue;
-            }
-            if commitments.is_some_and(|c| c.forgotten.contains(id)) {
-                report.forgotten.push(format!(
-                    "record {id} ({}@{}): acknowledged as lost by `forget`",
                     record.name, record.version
                 ));
                 continue;
@@ -704,6 +789,22 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
         let mut files = Vec::new();
         let mut missing = Vec::new();
         walk_checked(&good, &record.tree, "", 0, &mut files, &mut missing);
+        let forgotten = commitments.is_some_and(|c| c.forgotten.contains(record_id));
+        if !missing.is_empty() && forgotten {
+            // Acknowledged as lost: left out, and no failure.
+            report.forgotten.push(format!(
+                "record {record_id} ({}@{}): acknowledged as lost by `forget`; not indexed",
+                record.name, record.version
+            ));
+            continue;
+        }
+        if forgotten {
+            report.forgotten.push(format!(
+                "record {record_id} ({}@{}): acknowledged as lost by `forget`, but its objects \
+                 are whole again: indexed",
+                record.name, record.version
+            ));
+        }
         if !missing.is_empty() {
             report.skipped_corrupt.push(format!(
                 "packet {}@{}: {} tree node(s) missing or corrupt; not indexed",
@@ -753,16 +854,18 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
             ));
             continue;
         }
-        if commitments.is_some_and(|c| c.forgotten.contains(id)) {
-            report.forgotten.push(format!(
-                "attestation {id}: acknowledged as lost by `forget`"
-            ));
-            continue;
-        }
+        let forgotten = commitments.is_some_and(|c| c.forgotten.contains(id));
         let packet_id = match &attestation.packet {
             None => None,
             Some(label) => match packet_ids.get(label) {
                 Some(packet_id) => Some(*packet_id),
+                None if forgotten => {
+                    report.forgotten.push(format!(
+                        "attestation {id}: acknowledged as lost by `forget` (its packet {label} \
+                         is not indexed); not indexed"
+                    ));
+                    continue;
+                }
                 None => {
                     report.skipped_corrupt.push(format!(
                         "attestation {id}: its packet {label} was not indexed; run not indexed"
@@ -785,6 +888,31 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     }
     if let Some(commitments) = commitments {
         report.lost = commitments.lost(&indexed_records, &indexed_attestations);
+        for lost in &report.lost {
+            let present =
+                Blake3Digest::parse_hex(&lost.id).is_some_and(|id| good.contains_key(&id));
+            if !present {
+                report.skipped_corrupt.push(format!(
+                    "{} {} ({}): its object is missing or corrupt",
+                    lost.kind, lost.label, lost.id
+                ));
+            }
+        }
+    }
+    // Every indexed packet and run gets its commit marker (a crash right after a commit can
+    // have left one without); a store without markers gets them all, from this catalog.
+    refs.ensure(&catalog)?;
+    for row in catalog.packets()? {
+        if let Err(err) = refs.mark_packet(&row.record.name, row.record.version, &row.record_id) {
+            report.skipped_corrupt.push(err.to_string());
+        }
+    }
+    for run in catalog.runs(None)? {
+        if let Some(id) = Blake3Digest::parse_hex(&run.attestation) {
+            if let Err(err) = refs.mark_run(&id, &run.expected_sha256) {
+                report.skipped_corrupt.push(err.to_string());
+            }
+        }
     }
     catalog.log_event(&NewEvent {
         kind: "reindex".into(),

@@ -27,6 +27,7 @@ pub mod pack;
 pub mod packet_ref;
 pub mod progress;
 pub mod record;
+pub mod refs;
 pub mod rerun;
 pub mod scan;
 pub mod store;

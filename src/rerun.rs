@@ -521,6 +521,8 @@ pub fn attest(
     value["ingested"] = serde_json::json!(ingested);
     let payload = value.to_string().into_bytes();
     let id = blake3_of(&payload);
+    let refs = crate::refs::Refs::for_writer(store)?;
+    refs.ensure(catalog)?;
     let batch = store.batch();
     batch.add_bytes(id, ObjectKind::Attestation, &payload)?;
     // The point of no return: after a signal, no attestation is published or recorded; once it
@@ -563,6 +565,13 @@ pub fn attest(
             }),
         },
     )?;
+    refs.mark_run(&id, &report.expected_sha256.to_hex())
+        .map_err(|err| {
+            Error::Usage(format!(
+            "the rerun was attested (attestation {id}, committed to the catalog), but its commit \
+             marker could not be written: {err}; `evstore reindex --replace` writes it"
+        ))
+        })?;
     Ok(id)
 }
 

@@ -773,6 +773,7 @@ impl Store {
             (self.root.join("objects"), true),
             (self.tmp_path(), true),
             (self.root.join("packs"), false),
+            (self.root.join(crate::refs::REFS_DIR_NAME), false),
             (catalog.clone(), true),
             (sidecar("-wal"), false),
             (sidecar("-shm"), false),
@@ -1276,7 +1277,7 @@ fn create_missing_folders(folder: &Path) -> Result<Vec<PathBuf>> {
 
 /// Fill a new store folder: `objects/`, `tmp/`, whatever `prepare` adds, then `VERSION`, synced.
 fn populate_store(dir: &Path, prepare: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    for sub in ["objects", "tmp"] {
+    for sub in ["objects", "tmp", crate::refs::REFS_DIR_NAME] {
         let path = dir.join(sub);
         fs::create_dir(&path).at(&path, "cannot create store folder")?;
     }
