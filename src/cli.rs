@@ -757,11 +757,18 @@ fn cmd_init(ctx: &Context) -> Result<Outcome> {
 
 fn default_name(dir: &Path) -> Result<String> {
     let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let name = canonical
-        .file_name()
-        .and_then(|n| n.to_str())
-        .map(str::to_string)
-        .unwrap_or_default();
+    let Some(file_name) = canonical.file_name() else {
+        return Err(Error::Usage(format!(
+            "{} has no folder name to use as the packet name; pass --name NAME",
+            dir.escaped()
+        )));
+    };
+    let Some(name) = file_name.to_str().map(str::to_string) else {
+        return Err(Error::Usage(format!(
+            "cannot use the folder name {} as packet name (it is not valid UTF-8); pass --name NAME",
+            Path::new(file_name).escaped()
+        )));
+    };
     check_new_packet_name(&name).map_err(|reason| {
         Error::Usage(format!(
             "cannot use the folder name as packet name ({reason}); pass --name NAME"
@@ -1211,7 +1218,7 @@ fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
                 "warning: no event log carried over ({why}): a new log starts here, and every \
                  record object was indexed, since nothing says which ingests committed"
             ),
-            None => say!("carried over {} events", report.carried_events),
+            None => say!("carried over {}", count(report.carried_events, "event")),
         }
         for skipped in &report.skipped_corrupt {
             say!("skipped: {skipped}");

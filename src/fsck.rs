@@ -779,6 +779,9 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
 
     let stamp = crate::now_unix_nanos();
     let building = catalog_sibling(&path, &format!(".reindex-{stamp}"));
+    // Declared before the catalog, so dropped after it: on any error (a full disk...) the
+    // partial rebuild is removed; only the final rename disarms it.
+    let mut cleanup = RemoveRebuild(Some(building.clone()));
     let mut catalog = Catalog::open_under(&catalog_lock, &building)?;
     if let Some(previous) = &previous {
         catalog.insert_carried_events(&previous.events)?;
@@ -958,8 +961,23 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
         report.previous_catalog = Some(aside.escaped().to_string());
     }
     std::fs::rename(&building, &path).at(&path, "cannot put the new catalog in place")?;
+    cleanup.0 = None;
     sync_parent(&path)?;
     Ok(report)
+}
+
+/// Removes a partial rebuild (`catalog.sqlite.reindex-<nanos>` and its `-wal`, `-shm`) when
+/// dropped, unless disarmed by taking the path.
+struct RemoveRebuild(Option<std::path::PathBuf>);
+
+impl Drop for RemoveRebuild {
+    fn drop(&mut self) {
+        if let Some(building) = self.0.take() {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(catalog_sibling(&building, suffix));
+            }
+        }
+    }
 }
 
 /// Remove `catalog.sqlite.reindex-*` files that a killed reindex left (the caller holds the

@@ -345,3 +345,233 @@ fn report_previous(sb: &Sandbox) -> PathBuf {
         })
         .expect("a replaced catalog")
 }
+
+/// Copy every object file of `from` into `to`'s store (as a restore from backup would).
+fn copy_objects(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from.join("objects")) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let rel = entry.path().strip_prefix(from).unwrap();
+            let dest = to.join(rel);
+            fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            if !dest.exists() {
+                fs::copy(entry.path(), &dest).unwrap();
+            }
+        }
+    }
+}
+
+/// Regression (review of issue 12, items 2 and 3): a catalog replaced by an older copy (a backup,
+/// or a `catalog.sqlite.replaced-*` file) made a committed packet look like a failed ingest:
+/// `fsck` passed, `reindex` dropped it, and the next ingest reused its `NAME@1`. The store's
+/// commit markers now keep it committed.
+#[test]
+fn regression_an_older_catalog_cannot_drop_a_committed_packet_or_reuse_its_version() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 2);
+    let catalog = sb.store().join("catalog.sqlite");
+    let backup = sb.path("catalog-backup.sqlite");
+    fs::copy(&catalog, &backup).unwrap();
+    sb.write("late/f", "v1\n");
+    let (rc, first) = sb.json(&["ingest", "late"]);
+    assert_eq!(rc, 0, "{first}");
+    assert_eq!(first["version"], 1);
+    // The older catalog comes back.
+    fs::copy(&backup, &catalog).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = fs::remove_file(sb.store().join(format!("catalog.sqlite{suffix}")));
+    }
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{report}");
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("packet late@1"), "{problems}");
+    assert!(
+        problems.contains("reindex --replace` restores it"),
+        "{problems}"
+    );
+    // Another tree under that name takes the next version, never the committed one's.
+    sb.write("late/f", "v2, another tree\n");
+    let (rc, second) = sb.json(&["ingest", "late"]);
+    assert_eq!(rc, 0, "{second}");
+    assert_eq!(second["version"], 2, "{second}");
+    // reindex restores the first one; both are listed and sound.
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{report}");
+    let names: Vec<String> = listed(&sb).into_iter().map(|(l, _)| l).collect();
+    assert!(names.contains(&"late@1".to_string()), "{names:?}");
+    assert!(names.contains(&"late@2".to_string()), "{names:?}");
+    let (_, shown) = sb.json(&["show", "late@1"]);
+    assert_eq!(shown["packet_tree_sha256"], first["packet_tree_sha256"]);
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+}
+
+/// Regression (review of issue 12, items 2 and 12): with its catalog deleted or unreadable,
+/// `reindex` revived records of failed ingests and forgot acknowledged losses. The commit
+/// markers now say what was committed and what was forgotten.
+#[test]
+fn regression_reindex_without_a_catalog_trusts_the_commit_markers() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 3);
+    // A record that no ingest committed here (copied from another store).
+    sb.write("orphan/x.txt", "never committed here\n");
+    let other = sb.path("other-store");
+    let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+        .arg("--store")
+        .arg(&other)
+        .args(["ingest", "orphan"])
+        .current_dir(sb.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    copy_objects(&other, &sb.store());
+    // n3@1 is lost and forgotten.
+    let (_, shown) = sb.json(&["show", "n3@1"]);
+    let record = shown["record"].as_str().unwrap().to_string();
+    fs::remove_file(object_path(&sb.store(), &record)).unwrap();
+    let (rc, _) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 1);
+    let (rc, value) = sb.json(&["forget", "n3@1", "--reason", "deleted by the test"]);
+    assert_eq!(rc, 0, "{value}");
+    let mut before = listed(&sb);
+
+    for damage in ["delete", "garbage"] {
+        let catalog = sb.store().join("catalog.sqlite");
+        match damage {
+            "delete" => fs::remove_file(&catalog).unwrap(),
+            _ => fs::write(&catalog, vec![0x5a; 8192]).unwrap(),
+        }
+        let args: &[&str] = if damage == "delete" {
+            &["reindex"]
+        } else {
+            &["reindex", "--replace"]
+        };
+        let (rc, report) = sb.json(args);
+        assert_eq!(rc, 0, "{damage}: {report}");
+        assert!(
+            report["log_not_carried"]
+                .as_str()
+                .is_some_and(|why| why.contains("commit markers")),
+            "{damage}: {report}"
+        );
+        assert_eq!(
+            report["uncommitted"].as_array().unwrap().len(),
+            1,
+            "{report}"
+        );
+        assert_eq!(listed(&sb), before, "{damage}");
+        let (rc, report) = sb.json(&["fsck"]);
+        assert_eq!(rc, 0, "{damage}: {report}");
+        // Versions continue after the highest one ever committed.
+        sb.write("n3/next.txt", damage);
+        let (rc, value) = sb.json(&["ingest", "n3"]);
+        assert_eq!(rc, 0, "{value}");
+        assert!(value["version"].as_u64().unwrap() >= 2, "{value}");
+        let label = format!("n3@{}", value["version"]);
+        let mut expected = before.clone();
+        expected.push((
+            label,
+            value["packet_tree_sha256"].as_str().unwrap().to_string(),
+        ));
+        expected.sort();
+        assert_eq!(listed(&sb), expected);
+        // The next round starts from the grown list.
+        fs::remove_file(sb.path("n3/next.txt")).unwrap();
+        before = expected;
+    }
+}
+
+/// Regression (review of issue 12): two `forget`s of one lost item at once both succeeded and
+/// logged two events. The check and the event are one transaction.
+#[test]
+fn regression_two_concurrent_forgets_of_one_item_record_it_once() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 1);
+    let (_, shown) = sb.json(&["show", "n1@1"]);
+    fs::remove_file(object_path(&sb.store(), shown["record"].as_str().unwrap())).unwrap();
+    let (rc, _) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 1);
+    for round in 0..3 {
+        let spawn = |reason: &str| {
+            Command::new(env!("CARGO_BIN_EXE_evstore"))
+                .arg("--store")
+                .arg(sb.store())
+                .args(["forget", "n1@1", "--reason", reason])
+                .current_dir(sb.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (spawn("a"), spawn("b"));
+        let codes = [a.wait().unwrap().code(), b.wait().unwrap().code()];
+        let forgets = events(&sb).iter().filter(|e| e["kind"] == "forget").count();
+        if round == 0 {
+            assert!(
+                codes.contains(&Some(0)) && codes.contains(&Some(2)),
+                "round {round}: {codes:?}"
+            );
+        } else {
+            assert_eq!(codes, [Some(2), Some(2)], "round {round}");
+        }
+        assert_eq!(forgets, 1, "round {round}");
+    }
+}
+
+/// Regression (review of issue 12): a forgotten packet stayed unreachable after its objects were
+/// restored. `reindex` indexes it again (and says so); `fsck` passes without the note.
+#[test]
+fn regression_a_forgotten_packet_whose_objects_come_back_is_indexed_again() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 2);
+    let (_, shown) = sb.json(&["show", "n1@1"]);
+    let record = shown["record"].as_str().unwrap().to_string();
+    let path = object_path(&sb.store(), &record);
+    let saved = fs::read(&path).unwrap();
+    fs::remove_file(&path).unwrap();
+    let (rc, _) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 1);
+    let (rc, _) = sb.json(&["forget", "n1@1", "--reason", "gone"]);
+    assert_eq!(rc, 0);
+    fs::write(&path, saved).unwrap();
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{report}");
+    assert!(
+        report["forgotten"].to_string().contains("whole again"),
+        "{report}"
+    );
+    let (rc, again) = sb.json(&["show", "n1@1"]);
+    assert_eq!(rc, 0, "{again}");
+    assert_eq!(again["packet_tree_sha256"], shown["packet_tree_sha256"]);
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+    assert!(
+        !report["notes"].to_string().contains("acknowledged"),
+        "{report}"
+    );
+}
+
+/// A store written before commit markers (no refs/) is noted by fsck, and the next write creates
+/// every marker from the catalog.
+#[test]
+fn a_store_without_commit_markers_gets_them_all_on_the_next_write() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 3);
+    let refs = sb.store().join("refs");
+    fs::remove_dir_all(&refs).unwrap();
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+    assert!(report["notes"].to_string().contains("no refs/"), "{report}");
+    sb.write("n1/more.txt", "more\n");
+    let (rc, value) = sb.json(&["ingest", "n1"]);
+    assert_eq!(rc, 0, "{value}");
+    for (label, version) in [("n1", 1), ("n1", 2), ("n2", 1), ("n3", 1)] {
+        let marker = refs.join("packets").join(label).join(version.to_string());
+        let text = fs::read_to_string(&marker).unwrap_or_else(|e| panic!("{marker:?}: {e}"));
+        let (_, shown) = sb.json(&["show", &format!("{label}@{version}")]);
+        assert_eq!(text, format!("{}\n", shown["record"].as_str().unwrap()));
+    }
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+    assert!(!report["notes"].to_string().contains("marker"), "{report}");
+}
