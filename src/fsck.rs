@@ -115,6 +115,11 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     // Pin the catalog before listing objects: a packet committed before this point had all its
     // objects durable before its commit, so the listing below includes them; a packet committed
     // later is not in the snapshot. Without this, fsck during an ingest reports false problems.
+    // The commit markers are read before the snapshot is pinned: a marker is written after its
+    // commit, so every marker read here names something the snapshot holds (read later, a
+    // marker of an ingest that committed meanwhile would look like a lost packet).
+    let refs = Refs::unlocked(store);
+    let markers = refs.read_all()?;
     let _snapshot = catalog.read_snapshot()?;
 
     // 1. Every object on disk.
@@ -358,8 +363,6 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     // 5. What the log says was committed and the catalog no longer holds is lost: a failure
     // until it is restored (objects back, `reindex --replace`) or acknowledged (`forget`).
     let mut commitments = catalog.commitments()?;
-    let refs = Refs::unlocked(store);
-    let markers = refs.read_all()?;
     commitments.add_markers(&markers);
     for (subject, reason) in &markers.problems {
         report
