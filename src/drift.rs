@@ -363,9 +363,9 @@ pub fn explain_json(expected: &[u8], observed: &[u8]) -> Option<Vec<DriftClass>>
     const BOM: &[u8] = b"\xef\xbb\xbf";
     let e = expected.strip_prefix(BOM).unwrap_or(expected);
     let o = observed.strip_prefix(BOM).unwrap_or(observed);
-    let ev = serde_json::from_slice::<serde_json::Value>(e).ok()?;
-    let ov = serde_json::from_slice::<serde_json::Value>(o).ok()?;
-    if !same_json_value(&ev, &ov) {
+    let ev = json_values(e)?;
+    let ov = json_values(o)?;
+    if ev.len() != ov.len() || ev.iter().zip(&ov).any(|(a, b)| !same_json_value(a, b)) {
         return None;
     }
     let mut classes = Vec::new();
@@ -411,6 +411,16 @@ pub fn explain_json(expected: &[u8], observed: &[u8]) -> Option<Vec<DriftClass>>
         return None;
     }
     Some(classes)
+}
+
+/// The JSON values of a document: one for a JSON file, one per line for JSON Lines (`.jsonl`
+/// logs are common in packets); `None` if it is not a sequence of JSON values.
+fn json_values(bytes: &[u8]) -> Option<Vec<serde_json::Value>> {
+    let values: std::result::Result<Vec<serde_json::Value>, _> =
+        serde_json::Deserializer::from_slice(bytes)
+            .into_iter::<serde_json::Value>()
+            .collect();
+    values.ok().filter(|v| !v.is_empty())
 }
 
 /// True if the two documents hold the same decoded strings (as multisets) but spell some of
@@ -753,6 +763,16 @@ mod tests {
         assert!(compare_streams(&expected[..], &expected[..])
             .expect("in memory")
             .is_none());
+    }
+
+    #[test]
+    fn json_lines_rewritten_with_ensure_ascii_is_json_escape() {
+        let expected = "{\"step\": \"build \u{2014} ok\"}\n{\"step\": \"test\"}\n";
+        let observed = "{\"step\": \"build \\u2014 ok\"}\n{\"step\": \"test\"}\n";
+        assert_eq!(classes(expected, observed), [JsonEscape]);
+        // A changed value is content, never an escape.
+        let edited = "{\"step\": \"build \\u2014 ok\"}\n{\"step\": \"tests\"}\n";
+        assert!(!classes(expected, edited).contains(&JsonEscape));
     }
 
     proptest! {
