@@ -280,8 +280,9 @@ pub enum Command {
     ///
     /// The new catalog is built in a temp file and renamed into place only when complete, so a
     /// kill leaves the old catalog or the new one. The event log of the catalog it replaces is
-    /// carried over: only records and attestations an event committed become packets and runs;
-    /// objects of interrupted or failed ingests are never revived. A committed packet that
+    /// carried over: only records and attestations that an event or a commit marker (refs/)
+    /// committed become packets and runs; objects of interrupted or failed ingests are never
+    /// revived. A committed packet that
     /// cannot be rebuilt (its objects are gone) fails (exit 1) and keeps failing `fsck` until it
     /// is restored or acknowledged with `evstore forget`.
     Reindex {
@@ -291,10 +292,12 @@ pub enum Command {
     },
     /// Acknowledge a committed packet or rerun attestation as lost, in the event log
     ///
-    /// `fsck` fails while the log says a packet or attestation was committed and the catalog no
-    /// longer holds it (its objects were deleted or damaged, and `reindex --replace` could not
-    /// rebuild it). After `forget` records the loss (a `forget` event with the reason), `fsck`
-    /// passes again and lists it in a note. Its version number is never reused. Only a lost item
+    /// `fsck` fails while the log or the store's commit markers say a packet or attestation was
+    /// committed and the catalog no longer holds it (its objects were deleted or damaged, and
+    /// `reindex --replace` could not rebuild it). After `forget` records the loss (a `forget`
+    /// event with the reason, and a marker in refs/forgotten/), `fsck` passes again and lists it
+    /// in a note. Forgetting a packet also forgets its lost reruns. Its version number is never
+    /// reused; if its objects come back, `reindex --replace` indexes it again. Only a lost item
     /// can be forgotten: a packet the catalog still holds is refused.
     Forget {
         /// The lost item: NAME@N, or 8+ hex digits of its record or attestation id (`fsck`
