@@ -796,6 +796,58 @@ pub fn lock_staging_shared(staging_root: &Path) -> Result<std::fs::File> {
     Ok(dir)
 }
 
+/// The locks a mirror holds while it checks where it publishes and renames its packet folder
+/// into place (see [`lock_for_publish`]); released when dropped.
+#[derive(Debug)]
+pub struct PublishLock {
+    _held: Vec<std::fs::File>,
+}
+
+/// Serialise publishing into the KB at `kb_root` (canonical): an exclusive `flock` on the KB
+/// folder, after shared ones on every folder above it (taken from `/` down, so two mirrors always
+/// lock in the same order and never deadlock). Two mirrors into the same KB, or into nested KB
+/// folders, thus never run their "check nesting, then rename" sections at once, while mirrors
+/// into unrelated KBs do not wait for each other. A folder above the KB that this user cannot
+/// open is skipped (only a mirror into that folder itself could contend there). Waits for the
+/// lock; the kernel drops it if the holder dies. Independent of the staging lock
+/// ([`lock_staging_shared`]), which is on another folder.
+pub fn lock_for_publish(kb_root: &Path) -> Result<PublishLock> {
+    use rustix::fs::FlockOperation;
+    let mut held = Vec::new();
+    let above: Vec<&Path> = kb_root.ancestors().skip(1).collect();
+    for folder in above.into_iter().rev() {
+        if let Ok(dir) = open_folder_nofollow(folder) {
+            if flock_waiting(&dir, FlockOperation::LockShared).is_ok() {
+                held.push(dir);
+            }
+        }
+    }
+    let dir = open_folder_nofollow(kb_root).at(kb_root, "cannot open the KB folder to lock it")?;
+    flock_waiting(&dir, FlockOperation::LockExclusive)
+        .map_err(|err| Error::io(kb_root, "cannot lock the KB folder", err))?;
+    held.push(dir);
+    Ok(PublishLock { _held: held })
+}
+
+fn open_folder_nofollow(folder: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(folder)
+}
+
+/// `flock`, retried when a signal interrupts the wait (unless it is one evstore stops on).
+fn flock_waiting(dir: &std::fs::File, operation: rustix::fs::FlockOperation) -> io::Result<()> {
+    loop {
+        match rustix::fs::flock(dir, operation) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) if crate::interrupt::check().is_ok() => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
 /// What [`gc_staging`] did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GcStagingReport {
