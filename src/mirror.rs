@@ -188,7 +188,7 @@ pub fn mirror(
                 &rel_path,
                 &existing,
                 Some(&view),
-                None,
+                recorded.as_ref(),
                 Some(expected.clone()),
             )?;
             // A signal during the check may have turned a file into a "problem": stop first.
