@@ -406,6 +406,11 @@ fn check_packet_folder_in(
     let store = view.map(|v| v.store);
     let mut report = gate::compare(store, &expected, &observed)?;
     for (path, kind) in &not_references {
+        let kind = if kind == "hardlink" {
+            "hard link"
+        } else {
+            kind.as_str()
+        };
         let note = format!(
             "the catalog recorded {path} as a {kind} in this folder when it was mirrored, but it \
              is not in the folder and {REFERENCES_FILE_NAME} now lists it as a reference: a \
