@@ -1610,6 +1610,7 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
     }
     // A KB packet folder with references is compared as `verify` checks it: each referenced file
     // is read where KB_REFERENCES.txt says its bytes live in the KB that holds the folder.
+    let mut outside_kb_note = None;
     if let Operand::Folder(path) = &b {
         if is_kb_packet_folder_with_references(path, &expected)? {
             let in_kb = std::fs::canonicalize(path)
@@ -1622,6 +1623,14 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
                 let report = verify_kb_packet_folder(path, None, expected, view.as_ref())?;
                 return Ok(print_gate_report(ctx, &report));
             }
+            outside_kb_note = Some(format!(
+                "{} holds {} but no KB was found at or above it (a folder holding \
+                 .evstore-staging), so it was compared as it is; to resolve its references use \
+                 `evstore verify {} --kb KB`",
+                path.escaped(),
+                crate::kb::REFERENCES_FILE_NAME,
+                path.escaped()
+            ));
         }
     }
     let observed = match (&b, expected.kind) {
@@ -1631,7 +1640,8 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
         _ => load(&b)?,
     };
     let store = opened.as_ref().map(|(store, _)| store);
-    let report = gate::compare(store, &expected, &observed)?;
+    let mut report = gate::compare(store, &expected, &observed)?;
+    report.notes.extend(outside_kb_note);
     Ok(print_gate_report(ctx, &report))
 }
 

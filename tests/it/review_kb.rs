@@ -335,6 +335,22 @@ fn regression_diff_resolves_kb_references_as_verify_does() {
         assert!(!stdout(&out).contains("[extra]"), "{}", stdout(&out));
     }
     assert_eq!(tree_snapshot(&sb.path("kb")), before, "the KB changed");
+    // Copied out of its KB, the folder is compared as it is, and the output says why.
+    fs::create_dir(sb.path("copied")).unwrap();
+    for name in ["HASH_MANIFEST.txt", "KB_REFERENCES.txt", "u"] {
+        fs::copy(
+            sb.path(&format!("kb/q/{name}")),
+            sb.path(&format!("copied/{name}")),
+        )
+        .unwrap();
+    }
+    let out = sb.run(&["diff", "packet:q", "copied"]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("note: copied holds KB_REFERENCES.txt but no KB was found"),
+        "{}",
+        stdout(&out)
+    );
     // The referenced bytes change: diff fails like verify.
     fs::write(sb.path("kb/p/s"), "S\n").unwrap();
     let out = sb.run(&["diff", "packet:q", "kb/q"]);
