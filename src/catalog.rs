@@ -1527,6 +1527,30 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Every KB folder (canonical path) the catalog records a mirror in.
+    pub fn mirror_kb_roots(&self) -> Result<Vec<String>> {
+        let mut stmt = self.sql(
+            self.conn
+                .prepare_cached("SELECT DISTINCT kb_root FROM mirrors ORDER BY kb_root"),
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0));
+        let rows = self.sql(rows)?;
+        rows.map(|r| self.sql(r)).collect()
+    }
+
+    /// How each file of the mirror `mirror_id` was published: (packet path, `copy`, `hardlink`
+    /// or `reference`).
+    pub fn mirror_file_kinds(&self, mirror_id: i64) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.sql(self.conn.prepare_cached(
+            "SELECT path, stored_as FROM mirror_files WHERE mirror_id = ?1 ORDER BY path",
+        ))?;
+        let rows = stmt.query_map(params![mirror_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        });
+        let rows = self.sql(rows)?;
+        rows.map(|r| self.sql(r)).collect()
+    }
+
     /// KB-relative paths of earlier mirrors in `kb_root` that hold `sha256`'s bytes as a real file
     /// (copied or hard-linked, not referenced), oldest first. Callers must check the bytes.
     pub fn kb_copies_of(&self, kb_root: &str, sha256: &Sha256Digest) -> Result<Vec<String>> {

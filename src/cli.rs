@@ -1510,12 +1510,22 @@ fn verify_kb_packet_folder(
         gate::SideKind::Seal if own_seal_path == Path::new(&expected.label) => None,
         _ => gate::own_seal_result(canonical_text.as_bytes(), &own_seal),
     };
+    // With a store, the catalog's record of this mirror (if any) says how each file was
+    // published: a file it recorded as a copy is never accepted as a reference.
+    let mirror_row = match view {
+        Some(view) => view
+            .catalog
+            .mirrors_in(&kb_root.to_string_lossy())?
+            .into_iter()
+            .find(|row| row.rel_path == rel),
+        None => None,
+    };
     let folder = crate::kb::check_packet_folder(
         &kb_root,
         if rel.is_empty() { "." } else { &rel },
         dir,
         view,
-        None,
+        mirror_row.as_ref(),
         Some(expected),
     )?;
     let report = folder.report.ok_or_else(|| {
@@ -1542,11 +1552,14 @@ fn verify_kb_packet_folder(
             folder.problems.join("; "),
         )]);
     }
-    if folder.references > 0 {
+    // Say which files are not in the folder: a reader (or `sha256sum -c`) would not find them.
+    for reference in &folder.referenced {
         report.notes.push(format!(
-            "{} file(s) listed in {REFERENCES_FILE_NAME} were read where their bytes live in the \
-             KB {}",
-            folder.references,
+            "{} is not in {}: {REFERENCES_FILE_NAME} references its bytes at {} in the KB {}, \
+             where they were read",
+            reference.path,
+            dir.escaped(),
+            reference.kb_path,
             kb_root.escaped()
         ));
     }
@@ -1605,6 +1618,31 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
     if let Some(original) = &original {
         expected = expected.with_original(original)?;
     }
+    // A KB packet folder with references is compared as `verify` checks it: each referenced file
+    // is read where KB_REFERENCES.txt says its bytes live in the KB that holds the folder.
+    let mut outside_kb_note = None;
+    if let Operand::Folder(path) = &b {
+        if is_kb_packet_folder_with_references(path, &expected)? {
+            let in_kb = std::fs::canonicalize(path)
+                .ok()
+                .and_then(|canonical| crate::kb::find_kb_root(&canonical));
+            if in_kb.is_some() {
+                let view = opened
+                    .as_ref()
+                    .map(|(store, catalog)| crate::kb::StoreView { store, catalog });
+                let report = verify_kb_packet_folder(path, None, expected, view.as_ref())?;
+                return Ok(print_gate_report(ctx, &report));
+            }
+            outside_kb_note = Some(format!(
+                "{} holds {} but no KB was found at or above it (a folder holding \
+                 .evstore-staging), so it was compared as it is; to resolve its references use \
+                 `evstore verify {} --kb KB`",
+                path.escaped(),
+                crate::kb::REFERENCES_FILE_NAME,
+                path.escaped()
+            ));
+        }
+    }
     let observed = match (&b, expected.kind) {
         (Operand::Folder(path), gate::SideKind::Packet) => {
             Side::folder_against(path, &expected, &ctx.progress)?
@@ -1612,7 +1650,8 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
         _ => load(&b)?,
     };
     let store = opened.as_ref().map(|(store, _)| store);
-    let report = gate::compare(store, &expected, &observed)?;
+    let mut report = gate::compare(store, &expected, &observed)?;
+    report.notes.extend(outside_kb_note);
     Ok(print_gate_report(ctx, &report))
 }
 
@@ -1791,10 +1830,23 @@ fn cmd_kb_verify(
     } else {
         for packet in &report.packets {
             let label = packet.packet.as_deref().unwrap_or("unknown packet");
+            // KB_DIR itself may be the packet folder.
+            let folder = if packet.folder.is_empty() {
+                "."
+            } else {
+                packet.folder.as_str()
+            };
+            // A path inside the packet folder, as the reader finds it from KB_DIR.
+            let inside = |path: &str| {
+                if packet.folder.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{}/{path}", packet.folder)
+                }
+            };
             match packet.verdict {
                 Verdict::Pass => say!(
-                    "PASS  {}  ({label}{})",
-                    packet.folder,
+                    "PASS  {folder}  ({label}{})",
                     if packet.references > 0 {
                         format!(", {} referenced", packet.references)
                     } else {
@@ -1802,12 +1854,14 @@ fn cmd_kb_verify(
                     }
                 ),
                 Verdict::Fail => {
-                    let classes: Vec<&str> = packet.classes.iter().map(|c| c.name()).collect();
-                    say!(
-                        "FAIL  {}  ({label}) [{}]",
-                        packet.folder,
-                        classes.join(", ")
-                    );
+                    // Never an empty list: a FAIL names the classes of its failing files and
+                    // every other reason.
+                    let mut why: Vec<&str> = packet.classes.iter().map(|c| c.name()).collect();
+                    why.extend(packet.reasons.iter().map(String::as_str));
+                    if why.is_empty() {
+                        why.push("failed");
+                    }
+                    say!("FAIL  {folder}  ({label}) [{}]", why.join(", "));
                     for problem in &packet.problems {
                         say!("      {problem}");
                     }
@@ -1815,29 +1869,26 @@ fn cmd_kb_verify(
                         for file in gate.files.iter().filter(|f| !f.is_ok()) {
                             let classes: Vec<&str> =
                                 file.classes.iter().map(|c| c.name()).collect();
-                            say!(
-                                "      {}/{}  [{}]",
-                                packet.folder,
-                                file.path,
-                                classes.join(", ")
-                            );
+                            say!("      {}  [{}]", inside(&file.path), classes.join(", "));
                         }
                     }
                 }
+            }
+            for reference in &packet.referenced {
+                say!(
+                    "      {} is not in the folder: referenced, its bytes were read at {}",
+                    inside(&reference.path),
+                    reference.kb_path
+                );
             }
         }
         for note in &report.notes {
             say!("note: {note}");
         }
         say!(
-            "{verdict}: {} of {} {} in {}",
+            "{verdict}: {} of {} failed in {}",
             report.packets_failed,
             count(report.packets.len() as u64, "packet folder"),
-            if report.packets_failed == 1 {
-                "fails"
-            } else {
-                "fail"
-            },
             report.kb.escaped()
         );
     }

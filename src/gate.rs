@@ -688,8 +688,39 @@ impl GateReport {
         self
     }
 
-    /// The one-line verdict, such as `FAIL: 3 of 21 files differ (crlf: 1, missing: 2)`.
+    /// The one-line verdict, such as `FAIL: 3 of 21 files differ (crlf: 1, missing: 2)`. It
+    /// counts the packet's files only: a failing file outside the compared sides (a folder's own
+    /// seal, a KB packet folder's references file) is named after the count, never counted as a
+    /// file of the packet.
     pub fn verdict_line(&self) -> String {
+        let outside: Vec<&FileResult> = self
+            .files
+            .iter()
+            .filter(|f| {
+                !f.is_ok()
+                    && f.expected.is_none()
+                    && f.observed.is_none()
+                    && f.observed_kind.is_none()
+            })
+            .collect();
+        let mut class_counts = self.counts.classes.clone();
+        for file in &outside {
+            for class in &file.classes {
+                if let Some(n) = class_counts.get_mut(class) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+        class_counts.retain(|_, n| *n > 0);
+        let files = self.counts.files.saturating_sub(outside.len() as u64);
+        let failed = self.counts.failed.saturating_sub(outside.len() as u64);
+        let outside_text: Vec<String> = outside
+            .iter()
+            .map(|f| {
+                let classes: Vec<&str> = f.classes.iter().map(|c| c.name()).collect();
+                format!("{} fails ({})", f.path, classes.join(", "))
+            })
+            .collect();
         match self.verdict {
             Verdict::Pass => format!(
                 "PASS: {} of {} {} (packet_tree_sha256 {})",
@@ -706,39 +737,43 @@ impl GateReport {
                     .or(self.expected.packet_tree_sha256)
                     .map_or_else(|| "none".to_string(), |sha| sha.to_hex())
             ),
-            Verdict::Fail if self.counts.failed == 0 => {
-                match self.expectations.iter().find(|e| !e.holds) {
-                    Some(failed) => format!(
-                        "FAIL: {} of {} files match, but {}",
-                        self.counts.ok,
-                        self.counts.files,
-                        failed.describe()
-                    ),
-                    None => format!(
-                        "FAIL: {} of {} files match, but the packet_tree_sha256 values differ",
-                        self.counts.ok, self.counts.files
-                    ),
-                }
+            Verdict::Fail if failed == 0 => {
+                let but = if !outside_text.is_empty() {
+                    outside_text.join(", and ")
+                } else {
+                    match self.expectations.iter().find(|e| !e.holds) {
+                        Some(failed) => failed.describe(),
+                        None => "the packet_tree_sha256 values differ".to_string(),
+                    }
+                };
+                format!(
+                    "FAIL: {} of {} {}, but {but}",
+                    self.counts.ok,
+                    crate::text::count(files, "file"),
+                    if self.counts.ok == 1 {
+                        "matches"
+                    } else {
+                        "match"
+                    },
+                )
             }
             Verdict::Fail => {
-                let mut classes: Vec<String> = self
-                    .counts
-                    .classes
+                let mut classes: Vec<String> = class_counts
                     .iter()
                     .map(|(class, n)| format!("{class}: {n}"))
                     .collect();
                 classes.sort();
-                format!(
+                let mut line = format!(
                     "FAIL: {} of {} {} ({})",
-                    self.counts.failed,
-                    crate::text::count(self.counts.files, "file"),
-                    if self.counts.failed == 1 {
-                        "differs"
-                    } else {
-                        "differ"
-                    },
+                    failed,
+                    crate::text::count(files, "file"),
+                    if failed == 1 { "differs" } else { "differ" },
                     classes.join(", ")
-                )
+                );
+                if !outside_text.is_empty() {
+                    line.push_str(&format!("; also {}", outside_text.join(", ")));
+                }
+                line
             }
         }
     }

@@ -182,6 +182,12 @@ pub struct PacketFolderReport {
     pub classes: Vec<DriftClass>,
     /// Files referenced rather than present.
     pub references: u64,
+    /// The referenced files whose bytes were read where `KB_REFERENCES.txt` says they live (they
+    /// are not in the folder).
+    pub referenced: Vec<Reference>,
+    /// Short reasons for a FAIL besides the classes of failing files (such as `untrusted
+    /// references file`), so that a failing folder always names why.
+    pub reasons: Vec<String>,
     /// Failures that are not about one file's bytes: an untrusted seal or references file, a
     /// reference that does not resolve, a catalog record that disagrees.
     pub problems: Vec<String>,
@@ -193,7 +199,12 @@ pub struct PacketFolderReport {
 }
 
 impl PacketFolderReport {
-    fn failed(folder: &str, classes: Vec<DriftClass>, problem: String) -> PacketFolderReport {
+    fn failed(
+        folder: &str,
+        classes: Vec<DriftClass>,
+        reason: &str,
+        problem: String,
+    ) -> PacketFolderReport {
         PacketFolderReport {
             folder: folder.to_string(),
             verdict: Verdict::Fail,
@@ -201,6 +212,8 @@ impl PacketFolderReport {
             seal_sha256: None,
             classes,
             references: 0,
+            referenced: Vec::new(),
+            reasons: vec![reason.to_string()],
             problems: vec![problem],
             report: None,
             reference_problems: Vec::new(),
@@ -251,6 +264,7 @@ fn check_packet_folder_in(
             return Ok(PacketFolderReport::failed(
                 folder,
                 Vec::new(),
+                "unreadable seal",
                 format!("unreadable seal: {err}"),
             ))
         }
@@ -259,25 +273,48 @@ fn check_packet_folder_in(
         return Ok(PacketFolderReport::failed(
             folder,
             Vec::new(),
+            "untrusted seal",
             format!("untrusted seal: {err}"),
         ));
     }
     let seal_sha256 = sha256_of(&seal_bytes);
     let mut packet_label = None;
+    let mut reasons: BTreeSet<&'static str> = BTreeSet::new();
     let expected = match expected {
         Some(side) => {
             packet_label = Some(side.label.clone());
             side
         }
-        None => expected_side(
-            view,
-            mirror_row,
-            &seal_path,
-            &seal_bytes,
-            &seal_sha256,
-            &mut packet_label,
-            &mut problems,
-        )?,
+        None => {
+            let side = expected_side(
+                view,
+                mirror_row,
+                &seal_path,
+                &seal_bytes,
+                &seal_sha256,
+                &mut packet_label,
+                &mut problems,
+            )?;
+            if !problems.is_empty() {
+                reasons.insert(if mirror_row.is_some() {
+                    "seal is not the recorded packet's"
+                } else {
+                    "seal unknown to the store"
+                });
+            }
+            side
+        }
+    };
+    // How the catalog recorded each file of this mirror as published (`copy`, `hardlink`,
+    // `reference`): a file it recorded as written into the folder is never accepted as a
+    // reference, whatever the folder's references file now says.
+    let recorded_kinds: BTreeMap<String, String> = match (view, mirror_row) {
+        (Some(view), Some(row)) => view
+            .catalog
+            .mirror_file_kinds(row.id)?
+            .into_iter()
+            .collect(),
+        _ => BTreeMap::new(),
     };
 
     let mut observed = Side::folder_in(dir.clone(), &Progress::silent())?;
@@ -292,27 +329,48 @@ fn check_packet_folder_in(
             .and_then(|bytes| parse_references(&bytes, &references_path))
         {
             Ok(parsed) => references = parsed,
-            Err(err) => problems.push(format!("untrusted references file: {err}")),
+            Err(err) => {
+                reasons.insert("untrusted references file");
+                problems.push(format!("untrusted references file: {err}"));
+            }
         }
     }
     let sealed = Manifest::parse_seal(&seal_bytes, &seal_path)?;
+    let mut referenced = Vec::new();
+    // Files the catalog recorded as copies (or hard links) that the folder now references.
+    let mut not_references: Vec<(String, String)> = Vec::new();
     for reference in &references {
         match sealed.get(&reference.path) {
             Some(sha) if *sha == reference.sha256 => {}
-            Some(_) => problems.push(format!(
-                "{REFERENCES_FILE_NAME}: {} is pinned with another SHA-256 than the seal's",
-                reference.path
-            )),
-            None => problems.push(format!(
-                "{REFERENCES_FILE_NAME}: {} is not listed in the seal",
-                reference.path
-            )),
+            Some(_) => {
+                reasons.insert("bad reference");
+                problems.push(format!(
+                    "{REFERENCES_FILE_NAME}: {} is pinned with another SHA-256 than the seal's",
+                    reference.path
+                ))
+            }
+            None => {
+                reasons.insert("bad reference");
+                problems.push(format!(
+                    "{REFERENCES_FILE_NAME}: {} is not listed in the seal",
+                    reference.path
+                ))
+            }
         }
         if observed.holds(&reference.path) {
+            reasons.insert("bad reference");
             problems.push(format!(
                 "{} is both present and listed as a reference",
                 reference.path
             ));
+            continue;
+        }
+        if let Some(kind) = recorded_kinds
+            .get(&reference.path)
+            .filter(|kind| kind.as_str() != "reference")
+        {
+            // Not resolved: the file is reported missing from the folder.
+            not_references.push((reference.path.clone(), kind.clone()));
             continue;
         }
         match resolve_in_kb(kb_root, &reference.kb_path) {
@@ -327,25 +385,50 @@ fn check_packet_folder_in(
                         opened
                     }
                 };
-                observed.add_elsewhere(&reference.path, &kb, &reference.kb_path)?
+                observed.add_elsewhere(&reference.path, &kb, &reference.kb_path)?;
+                referenced.push(reference.clone());
             }
-            Ok(_) => problems.push(format!(
-                "{}: its referenced copy {} is missing or not a regular file",
-                reference.path, reference.kb_path
-            )),
-            Err(err) => problems.push(format!("{}: {err}", reference.path)),
+            Ok(_) => {
+                reasons.insert("bad reference");
+                problems.push(format!(
+                    "{}: its referenced copy {} is missing or not a regular file",
+                    reference.path, reference.kb_path
+                ))
+            }
+            Err(err) => {
+                reasons.insert("bad reference");
+                problems.push(format!("{}: {err}", reference.path))
+            }
         }
     }
 
     let reference_problems = problems[problems_before_references..].to_vec();
     let store = view.map(|v| v.store);
-    let report = gate::compare(store, &expected, &observed)?;
+    let mut report = gate::compare(store, &expected, &observed)?;
+    for (path, kind) in &not_references {
+        let kind = if kind == "hardlink" {
+            "hard link"
+        } else {
+            kind.as_str()
+        };
+        let note = format!(
+            "the catalog recorded {path} as a {kind} in this folder when it was mirrored, but it \
+             is not in the folder and {REFERENCES_FILE_NAME} now lists it as a reference: a \
+             recorded {kind} is never accepted as a reference"
+        );
+        if let Some(file) = report.files.iter_mut().find(|f| &f.path == path) {
+            file.note = Some(note.clone());
+        }
+        reasons.insert("recorded copy replaced by a reference");
+        problems.push(note);
+    }
     let classes: BTreeSet<DriftClass> = report
         .files
         .iter()
         .flat_map(|f| f.classes.iter().copied())
         .collect();
     if expected.packet_tree_sha256 != seal_sha256 {
+        reasons.insert("seal is not the packet's");
         problems.push(format!(
             "the seal's SHA-256 {seal_sha256} is not the packet's packet_tree_sha256 {}",
             expected.packet_tree_sha256
@@ -359,6 +442,8 @@ fn check_packet_folder_in(
         seal_sha256: Some(seal_sha256),
         classes: classes.into_iter().collect(),
         references: references.len() as u64,
+        referenced,
+        reasons: reasons.into_iter().map(str::to_string).collect(),
         problems,
         report: Some(report),
         reference_problems,
@@ -555,9 +640,12 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
             None,
         ) {
             Ok(report) => report,
-            Err(err) if err.class() == ErrorClass::Verification => {
-                PacketFolderReport::failed(rel, vec![DriftClass::Content], err.to_string())
-            }
+            Err(err) if err.class() == ErrorClass::Verification => PacketFolderReport::failed(
+                rel,
+                vec![DriftClass::Content],
+                "unreadable",
+                err.to_string(),
+            ),
             Err(err) => return Err(err),
         };
         packets.push(report);
@@ -584,6 +672,7 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
             packets.push(PacketFolderReport::failed(
                 rel,
                 vec![DriftClass::Missing],
+                "recorded mirror missing",
                 problem,
             ));
         }
@@ -794,6 +883,58 @@ pub fn lock_staging_shared(staging_root: &Path) -> Result<std::fs::File> {
     rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)
         .map_err(|errno| Error::io(staging_root, "cannot lock", errno.into()))?;
     Ok(dir)
+}
+
+/// The locks a mirror holds while it checks where it publishes and renames its packet folder
+/// into place (see [`lock_for_publish`]); released when dropped.
+#[derive(Debug)]
+pub struct PublishLock {
+    _held: Vec<std::fs::File>,
+}
+
+/// Serialise publishing into the KB at `kb_root` (canonical): an exclusive `flock` on the KB
+/// folder, after shared ones on every folder above it (taken from `/` down, so two mirrors always
+/// lock in the same order and never deadlock). Two mirrors into the same KB, or into nested KB
+/// folders, thus never run their "check nesting, then rename" sections at once, while mirrors
+/// into unrelated KBs do not wait for each other. A folder above the KB that this user cannot
+/// open is skipped (only a mirror into that folder itself could contend there). Waits for the
+/// lock; the kernel drops it if the holder dies. Independent of the staging lock
+/// ([`lock_staging_shared`]), which is on another folder.
+pub fn lock_for_publish(kb_root: &Path) -> Result<PublishLock> {
+    use rustix::fs::FlockOperation;
+    let mut held = Vec::new();
+    let above: Vec<&Path> = kb_root.ancestors().skip(1).collect();
+    for folder in above.into_iter().rev() {
+        if let Ok(dir) = open_folder_nofollow(folder) {
+            if flock_waiting(&dir, FlockOperation::LockShared).is_ok() {
+                held.push(dir);
+            }
+        }
+    }
+    let dir = open_folder_nofollow(kb_root).at(kb_root, "cannot open the KB folder to lock it")?;
+    flock_waiting(&dir, FlockOperation::LockExclusive)
+        .map_err(|err| Error::io(kb_root, "cannot lock the KB folder", err))?;
+    held.push(dir);
+    Ok(PublishLock { _held: held })
+}
+
+fn open_folder_nofollow(folder: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(folder)
+}
+
+/// `flock`, retried when a signal interrupts the wait (unless it is one evstore stops on).
+fn flock_waiting(dir: &std::fs::File, operation: rustix::fs::FlockOperation) -> io::Result<()> {
+    loop {
+        match rustix::fs::flock(dir, operation) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) if crate::interrupt::check().is_ok() => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+    }
 }
 
 /// What [`gc_staging`] did.

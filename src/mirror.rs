@@ -122,7 +122,10 @@ pub fn mirror(
     kb_dir: &Path,
     config: &MirrorConfig,
 ) -> Result<MirrorReport> {
+    // KB_DIR is refused if it is a symlink, as `kb verify` refuses it: never published through.
+    crate::scan::refuse_symlink(kb_dir)?;
     let kb_root = canonical_kb(kb_dir)?;
+    refuse_staging_kb(kb_dir, &kb_root)?;
     let store_root = fs::canonicalize(store.root()).at(store.root(), "cannot resolve")?;
     if kb_root.starts_with(&store_root) {
         return Err(Error::unsupported(
@@ -146,8 +149,8 @@ pub fn mirror(
         )));
     }
     let kb_key = kb_root.to_string_lossy().into_owned();
+    refuse_nested_destination(catalog, &kb_root, &rel_path)?;
     let kb_mirrors = catalog.mirrors_in(&kb_key)?;
-    refuse_nested_destination(&kb_root, &rel_path, &kb_mirrors)?;
     let recorded = kb_mirrors.into_iter().find(|m| m.rel_path == rel_path);
     let expected = Side::packet(store, row)?;
     let manifest = manifest_of(&files)?;
@@ -185,7 +188,7 @@ pub fn mirror(
                 &rel_path,
                 &existing,
                 Some(&view),
-                None,
+                recorded.as_ref(),
                 Some(expected.clone()),
             )?;
             // A signal during the check may have turned a file into a "problem": stop first.
@@ -352,7 +355,13 @@ pub fn mirror(
         });
     }
 
-    // Publish: create the parent folders (refusing symlinks), then rename without replacing.
+    // Publish. Another mirror may have published above or below this destination while this
+    // one staged: under the KB's publish lock (held until the catalog records this mirror), check
+    // the nesting again, then create the parent folders (refusing symlinks) and rename without
+    // replacing.
+    let _publish_lock = crate::kb::lock_for_publish(&kb_root).map_err(crate::interrupt::prefer)?;
+    crate::interrupt::check()?;
+    refuse_nested_destination(catalog, &kb_root, &rel_path)?;
     let dest = kb_root.join(&rel_path);
     create_parents(&kb_root, &rel_path)?;
     rename_no_replace(&staged, &dest).map_err(|err| {
@@ -391,16 +400,32 @@ pub fn mirror(
     Ok(report)
 }
 
+/// Refuse a KB folder that is, or lies inside, a staging folder: nothing there is ever a packet,
+/// and `kb gc-staging` removes it.
+fn refuse_staging_kb(kb_dir: &Path, kb_root: &Path) -> Result<()> {
+    if kb_root
+        .components()
+        .any(|c| c.as_os_str() == STAGING_DIR_NAME)
+    {
+        return Err(Error::unsupported(
+            kb_dir,
+            format!(
+                "is or lies inside a {STAGING_DIR_NAME} folder ({}), where mirrors stage \
+                 packets; nothing there is ever a packet: name the KB folder itself",
+                kb_root.escaped()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuse a destination inside or above a packet folder: everything below a packet folder is
 /// part of that packet, so publishing there would change a published packet (the KB is
 /// append-only), and a folder holding packet folders is not a place for another one. Checked on
-/// disk (the KB root and every folder on the way, and what an existing destination holds) and
-/// against the mirrors the catalog records in this KB (their folders may be gone for now).
-fn refuse_nested_destination(
-    kb_root: &Path,
-    rel_path: &str,
-    recorded: &[crate::catalog::MirrorRow],
-) -> Result<()> {
+/// disk (every folder above the KB folder, the KB folder and every folder on the way, and what an
+/// existing destination holds) and against every mirror the catalog records, in this KB or in a
+/// KB folder above or below it (their folders may be gone for now).
+fn refuse_nested_destination(catalog: &Catalog, kb_root: &Path, rel_path: &str) -> Result<()> {
     let dest = kb_root.join(rel_path);
     let refuse = |reason: String| {
         Err(Error::AlreadyExists(format!(
@@ -409,6 +434,20 @@ fn refuse_nested_destination(
             dest.escaped()
         )))
     };
+    for above in kb_root.ancestors().skip(1) {
+        let seal = above.join(SEAL_FILE_NAME);
+        match fs::symlink_metadata(&seal) {
+            Ok(_) => {
+                return refuse(format!(
+                    "the KB folder {} lies inside the packet folder {}",
+                    kb_root.escaped(),
+                    above.escaped()
+                ))
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io(&seal, "cannot stat", err)),
+        }
+    }
     if let Some(outer) = crate::kb::enclosing_packet_folder(kb_root, rel_path)? {
         return refuse(format!(
             "lies inside the published packet folder {}",
@@ -425,20 +464,31 @@ fn refuse_nested_destination(
             }
         }
     }
-    for row in recorded {
-        if rel_path.starts_with(&format!("{}/", row.rel_path)) {
-            return refuse(format!(
-                "lies inside {}, where the catalog records a mirror of packet_tree_sha256 {}",
-                kb_root.join(&row.rel_path).escaped(),
-                row.packet_tree_sha256
-            ));
+    for kb in catalog.mirror_kb_roots()? {
+        let other_kb = Path::new(&kb);
+        if !(kb_root.starts_with(other_kb) || other_kb.starts_with(kb_root)) {
+            continue;
         }
-        if row.rel_path.starts_with(&format!("{rel_path}/")) {
-            return refuse(format!(
-                "holds {}, where the catalog records a mirror of packet_tree_sha256 {}",
-                kb_root.join(&row.rel_path).escaped(),
-                row.packet_tree_sha256
-            ));
+        for row in catalog.mirrors_in(&kb)? {
+            let recorded = other_kb.join(&row.rel_path);
+            if recorded == dest {
+                // The same folder: the disk check and the rename decide.
+                continue;
+            }
+            if dest.starts_with(&recorded) {
+                return refuse(format!(
+                    "lies inside {}, where the catalog records a mirror of packet_tree_sha256 {}",
+                    recorded.escaped(),
+                    row.packet_tree_sha256
+                ));
+            }
+            if recorded.starts_with(&dest) {
+                return refuse(format!(
+                    "holds {}, where the catalog records a mirror of packet_tree_sha256 {}",
+                    recorded.escaped(),
+                    row.packet_tree_sha256
+                ));
+            }
         }
     }
     Ok(())

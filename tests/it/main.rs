@@ -15,6 +15,7 @@ mod readonly;
 mod reindex;
 mod reliability;
 mod rerun;
+mod review_kb;
 mod rough;
 mod sandbox;
 mod signals;

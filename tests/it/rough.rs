@@ -203,7 +203,7 @@ fn regression_one_packet_is_not_1_packets() {
         "removed 1 temp file, 1 byte,",
         "reindexed 1 packet and 0 reruns from ",
         "(1 file, 1 byte)",
-        "PASS: 0 of 1 packet folder fail in",
+        "PASS: 0 of 1 packet folder failed in",
     ] {
         assert!(all.contains(singular), "{singular:?} not in:\n{all}");
     }
