@@ -14,6 +14,7 @@ mod readme;
 mod readonly;
 mod reindex;
 mod reliability;
+mod review_misc;
 mod rerun;
 mod rough;
 mod sandbox;
