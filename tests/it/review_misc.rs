@@ -141,7 +141,11 @@ fn regression_a_command_waiting_for_the_catalog_lock_says_so_and_gives_up_after_
         );
     }
     drop(lock);
-    assert_eq!(tree_snapshot(&sb.store()), before, "a refused command changed the store");
+    assert_eq!(
+        tree_snapshot(&sb.store()),
+        before,
+        "a refused command changed the store"
+    );
     // A malformed override is a usage error, not an unbounded wait.
     let lock = hold_catalog_lock_exclusively(&sb.store());
     let out = evstore(&sb)
@@ -152,7 +156,11 @@ fn regression_a_command_waiting_for_the_catalog_lock_says_so_and_gives_up_after_
         .output()
         .unwrap();
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(stderr(&out).contains("EVSTORE_LOCK_TIMEOUT_SECS"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("EVSTORE_LOCK_TIMEOUT_SECS"),
+        "{}",
+        stderr(&out)
+    );
     drop(lock);
 }
 
@@ -243,7 +251,14 @@ fn regression_url_like_store_export_and_keep_paths_are_refused_not_made_local_fo
     let sb = Sandbox::new();
     write_packet(&sb, "good");
     let before = tree_snapshot(sb.dir.path());
-    for store in ["s3:/bkt/ev", "s3:bkt", " s3://b", "st ", "https:", "s3://bkt/ev"] {
+    for store in [
+        "s3:/bkt/ev",
+        "s3:bkt",
+        " s3://b",
+        "st ",
+        "https:",
+        "s3://bkt/ev",
+    ] {
         let out = run_in(&sb, &["--store", store, "ingest", "good"]);
         let err = stderr(&out);
         assert_eq!(code(&out), 2, "--store {store:?}: {err}");
@@ -262,13 +277,21 @@ fn regression_url_like_store_export_and_keep_paths_are_refused_not_made_local_fo
     for dest in ["s3://bkt/out", "s3:bkt", " out", "out "] {
         let out = sb.run(&["export", "good", dest]);
         assert_eq!(code(&out), 2, "export to {dest:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains("export destination"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("export destination"),
+            "{}",
+            stderr(&out)
+        );
         let out = sb.run(&[
             "rerun", "good", "--keep", dest, "--", "cp", "-r", "good/.", "{out}/",
         ]);
         assert_eq!(code(&out), 2, "--keep {dest:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("--keep folder"), "{}", stderr(&out));
-        assert_eq!(tree_snapshot(sb.dir.path()), before, "{dest:?} created something");
+        assert_eq!(
+            tree_snapshot(sb.dir.path()),
+            before,
+            "{dest:?} created something"
+        );
     }
     no_runs_recorded(&sb);
 
@@ -302,7 +325,11 @@ fn regression_refused_rerun_removes_the_symlink_the_generator_left_at_the_keep_p
         "the generator's symlink stays at the --keep path: {err}"
     );
     assert!(err.contains("removed the symbolic link"), "{err}");
-    assert_eq!(tree_snapshot(&copy), copy_before, "the link's target changed");
+    assert_eq!(
+        tree_snapshot(&copy),
+        copy_before,
+        "the link's target changed"
+    );
 
     // A --keep folder that existed before is the user's: left, and said.
     fs::create_dir(sb.path("kept10")).unwrap();
@@ -311,14 +338,16 @@ fn regression_refused_rerun_removes_the_symlink_the_generator_left_at_the_keep_p
     ]);
     let err = stderr(&out);
     assert_eq!(code(&out), 2, "{err}");
-    assert!(
-        fs::symlink_metadata(sb.path("kept10"))
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
+    assert!(fs::symlink_metadata(sb.path("kept10"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert!(err.contains("existed before this rerun"), "{err}");
-    assert_eq!(tree_snapshot(&copy), copy_before, "the link's target changed");
+    assert_eq!(
+        tree_snapshot(&copy),
+        copy_before,
+        "the link's target changed"
+    );
     no_runs_recorded(&sb);
 }
 
@@ -344,7 +373,9 @@ fn regression_rerun_expect_with_a_read_only_default_store_runs_and_says_nothing_
     let out = as_nobody(
         &sb,
         &bin,
-        &["rerun", "--expect", &sha, "--", "cp", "-r", &source, "{out}/"],
+        &[
+            "rerun", "--expect", &sha, "--", "cp", "-r", &source, "{out}/",
+        ],
     )
     .output()
     .unwrap();
@@ -367,14 +398,17 @@ fn regression_rerun_expect_with_a_read_only_default_store_runs_and_says_nothing_
         &sb,
         &bin,
         &[
-            "--store", &store_arg, "rerun", "--expect", &sha, "--", "cp", "-r", &source,
-            "{out}/",
+            "--store", &store_arg, "rerun", "--expect", &sha, "--", "cp", "-r", &source, "{out}/",
         ],
     )
     .output()
     .unwrap();
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(stderr(&out).contains("read-only for this user"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("read-only for this user"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 // Item 5: `--timeout 0` and a file as `--cwd` are usage errors; nothing runs, nothing is recorded.
@@ -421,7 +455,12 @@ fn regression_ingest_export_and_keep_inside_the_store_are_refused() {
     let inside = |rel: &str| format!("{store}/{rel}");
     let cases: Vec<Vec<String>> = vec![
         vec!["ingest".into(), inside("objects")],
-        vec!["ingest".into(), inside("objects"), "--name".into(), "x".into()],
+        vec![
+            "ingest".into(),
+            inside("objects"),
+            "--name".into(),
+            "x".into(),
+        ],
         vec!["export".into(), "p1".into(), inside("objects/zz")],
         vec!["export".into(), "p1".into(), inside("zz")],
         vec![
@@ -445,7 +484,11 @@ fn regression_ingest_export_and_keep_inside_the_store_are_refused() {
     }
     // Through a symlink to the store, too.
     std::os::unix::fs::symlink(sb.store(), sb.path("alias")).unwrap();
-    let out = sb.run(&["export", "p1", &sb.path("alias/objects/zz").display().to_string()]);
+    let out = sb.run(&[
+        "export",
+        "p1",
+        &sb.path("alias/objects/zz").display().to_string(),
+    ]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert_eq!(tree_snapshot(&sb.store()), before, "the store changed");
     let out = sb.run(&["fsck"]);
@@ -526,7 +569,11 @@ fn regression_full_disk_catalog_write_says_the_256_kib_threshold_and_the_free_sp
         "{err}"
     );
     assert!(!err.contains("os error 28"), "{err}");
-    assert_eq!(tree_snapshot(&store), before, "the refused write changed the store");
+    assert_eq!(
+        tree_snapshot(&store),
+        before,
+        "the refused write changed the store"
+    );
     // Reads still work.
     let out = run_in(&sb, &["--store", &store_arg, "ls"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
