@@ -660,9 +660,15 @@ impl Catalog {
         if !sidecar_exists(path, "-shm")? {
             let free = free_bytes(dir)?;
             if free < FULL_FILE_SYSTEM_BYTES {
+                // Nothing free at all is what the OS calls ENOSPC; say it in its words too.
+                let none_left = if free == 0 {
+                    "no space left on device: "
+                } else {
+                    ""
+                };
                 return Err(Error::Usage(format!(
-                    "{}: cannot open the catalog for writing: less than {} KiB free on the \
-                     store's file system ({} KiB): too little for a catalog write; free some \
+                    "{}: cannot open the catalog for writing: {none_left}less than {} KiB free on \
+                     the store's file system ({} KiB): too little for a catalog write; free some \
                      space",
                     path.escaped(),
                     FULL_FILE_SYSTEM_BYTES / 1024,

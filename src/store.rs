@@ -1254,9 +1254,14 @@ pub fn check_local_path(path: &Path, what: &str) -> Result<()> {
             } else {
                 format!("there is no {scheme}: backend yet; evstore writes local folders only")
             };
+            let is_or_looks = if bytes[colon + 1..].starts_with(b"//") {
+                "is a URL"
+            } else {
+                "looks like a URL"
+            };
             return Err(Error::Usage(format!(
-                "{what} {} looks like a URL ({scheme}:...): {hint}; to name a local folder of \
-                 that name on purpose, start the path with ./ (./{})",
+                "{what} {} {is_or_looks} ({scheme}:...): {hint}; to name a local folder of that \
+                 name on purpose, start the path with ./ (./{})",
                 path.escaped(),
                 path.escaped()
             )));
