@@ -676,7 +676,7 @@ impl Catalog {
                 )));
             }
         }
-        let lock = Catalog::lock_shared(path)?;
+        let lock = Catalog::lock_shared(path, &mut None)?;
         Catalog::open_with(path, Creation::Existing, Some(lock))
             .map_err(|err| damaged_is_corrupt(path, err))
     }
@@ -721,11 +721,13 @@ impl Catalog {
         // process may have opened the catalog (and created its `-shm`), which makes the
         // ordinary read-only open work.
         let mut last_refusal = None;
+        // One bound for all rounds' waits for the lock.
+        let mut lock_deadline: Option<std::time::Instant> = None;
         for round in 0..5 {
             if round > 0 {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let lock = Catalog::lock_shared(path)?;
+            let lock = Catalog::lock_shared(path, &mut lock_deadline)?;
             let shm_exists = sidecar_exists(path, "-shm")?;
             let writable = can_write_catalog(path)?;
             let reason = if !shm_exists && file_system_is_full(dir)? {
@@ -1011,17 +1013,20 @@ impl Catalog {
 
     /// Open the catalog at `path`, creating it (with its schema) if it does not exist.
     pub fn open(path: &Path) -> Result<Catalog> {
-        let lock = Catalog::lock_shared(path)?;
+        let lock = Catalog::lock_shared(path, &mut None)?;
         Catalog::open_with(path, Creation::CreateIfMissing, Some(lock))
     }
 
     /// Take the shared side of the catalog lock, waiting while another process holds the
     /// exclusive side (`reindex`, or an `immutable` reader). The wait is said once on stderr and
-    /// bounded by [`lock_timeout`]; past it, the open is refused (exit 2) naming the lock.
-    fn lock_shared(path: &Path) -> Result<std::fs::File> {
+    /// bounded by [`lock_timeout`] from the first wait (`deadline`, shared by a caller that
+    /// takes the lock more than once); past it, the open is refused (exit 2) naming the lock.
+    fn lock_shared(
+        path: &Path,
+        deadline: &mut Option<std::time::Instant>,
+    ) -> Result<std::fs::File> {
         let dir_path = catalog_lock_dir(path);
         let dir = std::fs::File::open(dir_path).at(dir_path, "cannot open")?;
-        let mut deadline = None;
         loop {
             match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared) {
                 Ok(()) => return Ok(dir),
