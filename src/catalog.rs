@@ -502,9 +502,8 @@ fn can_write_catalog(path: &Path) -> Result<bool> {
 /// is not attempted.
 const FULL_FILE_SYSTEM_BYTES: u64 = 256 * 1024;
 
-/// Whether the file system holding `dir` has less than [`FULL_FILE_SYSTEM_BYTES`] free for
-/// this user.
-fn file_system_is_full(dir: &Path) -> Result<bool> {
+/// The bytes free for this user on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Result<u64> {
     let stat = rustix::fs::statvfs(dir)
         .map_err(|errno| Error::io(dir, "cannot read the free space of", errno.into()))?;
     let blocks = if rustix::process::geteuid().is_root() {
@@ -512,8 +511,34 @@ fn file_system_is_full(dir: &Path) -> Result<bool> {
     } else {
         stat.f_bavail
     };
-    Ok(blocks.saturating_mul(stat.f_frsize) < FULL_FILE_SYSTEM_BYTES)
+    Ok(blocks.saturating_mul(stat.f_frsize))
 }
+
+/// Whether the file system holding `dir` has less than [`FULL_FILE_SYSTEM_BYTES`] free for
+/// this user.
+fn file_system_is_full(dir: &Path) -> Result<bool> {
+    Ok(free_bytes(dir)? < FULL_FILE_SYSTEM_BYTES)
+}
+
+/// How long a catalog open waits for the catalog lock before giving up: 120 s (as SQLite's busy
+/// timeout), or `$EVSTORE_LOCK_TIMEOUT_SECS` (whole seconds) when set.
+fn lock_timeout() -> Result<Duration> {
+    match std::env::var("EVSTORE_LOCK_TIMEOUT_SECS") {
+        Err(std::env::VarError::NotPresent) => Ok(Duration::from_secs(120)),
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => Err(Error::Usage(format!(
+                "$EVSTORE_LOCK_TIMEOUT_SECS {text:?} is not a whole number of seconds"
+            ))),
+        },
+        Err(std::env::VarError::NotUnicode(text)) => Err(Error::Usage(format!(
+            "$EVSTORE_LOCK_TIMEOUT_SECS {text:?} is not a whole number of seconds"
+        ))),
+    }
+}
+
+/// Whether this process already said on stderr that it waits for the catalog lock.
+static SAID_WAITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// SQLite errors that mean the WAL cannot be used: its `-wal` or `-shm` cannot be created,
 /// opened or grown by this user.
@@ -631,14 +656,27 @@ impl Catalog {
     pub fn open_existing(path: &Path) -> Result<Catalog> {
         // On a full file system SQLite would create a `-wal` and a `-shm`, fail to grow the
         // `-shm` ("disk I/O error"), and leave both behind: refuse first, saying why.
-        if !sidecar_exists(path, "-shm")? && file_system_is_full(catalog_lock_dir(path))? {
-            return Err(Error::io(
-                path,
-                "cannot open the catalog for writing",
-                std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
-            ));
+        let dir = catalog_lock_dir(path);
+        if !sidecar_exists(path, "-shm")? {
+            let free = free_bytes(dir)?;
+            if free < FULL_FILE_SYSTEM_BYTES {
+                // Nothing free at all is what the OS calls ENOSPC; say it in its words too.
+                let none_left = if free == 0 {
+                    "no space left on device: "
+                } else {
+                    ""
+                };
+                return Err(Error::Usage(format!(
+                    "{}: cannot open the catalog for writing: {none_left}less than {} KiB free on \
+                     the store's file system ({} KiB): too little for a catalog write; free some \
+                     space",
+                    path.escaped(),
+                    FULL_FILE_SYSTEM_BYTES / 1024,
+                    free / 1024
+                )));
+            }
         }
-        let lock = Catalog::lock_shared(path)?;
+        let lock = Catalog::lock_shared(path, &mut None)?;
         Catalog::open_with(path, Creation::Existing, Some(lock))
             .map_err(|err| damaged_is_corrupt(path, err))
     }
@@ -683,11 +721,13 @@ impl Catalog {
         // process may have opened the catalog (and created its `-shm`), which makes the
         // ordinary read-only open work.
         let mut last_refusal = None;
+        // One bound for all rounds' waits for the lock.
+        let mut lock_deadline: Option<std::time::Instant> = None;
         for round in 0..5 {
             if round > 0 {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let lock = Catalog::lock_shared(path)?;
+            let lock = Catalog::lock_shared(path, &mut lock_deadline)?;
             let shm_exists = sidecar_exists(path, "-shm")?;
             let writable = can_write_catalog(path)?;
             let reason = if !shm_exists && file_system_is_full(dir)? {
@@ -973,17 +1013,48 @@ impl Catalog {
 
     /// Open the catalog at `path`, creating it (with its schema) if it does not exist.
     pub fn open(path: &Path) -> Result<Catalog> {
-        let lock = Catalog::lock_shared(path)?;
+        let lock = Catalog::lock_shared(path, &mut None)?;
         Catalog::open_with(path, Creation::CreateIfMissing, Some(lock))
     }
 
-    /// Take the shared side of the catalog lock, waiting while a `reindex` holds it.
-    fn lock_shared(path: &Path) -> Result<std::fs::File> {
+    /// Take the shared side of the catalog lock, waiting while another process holds the
+    /// exclusive side (`reindex`, or an `immutable` reader). The wait is said once on stderr and
+    /// bounded by [`lock_timeout`] from the first wait (`deadline`, shared by a caller that
+    /// takes the lock more than once); past it, the open is refused (exit 2) naming the lock.
+    fn lock_shared(
+        path: &Path,
+        deadline: &mut Option<std::time::Instant>,
+    ) -> Result<std::fs::File> {
         let dir_path = catalog_lock_dir(path);
         let dir = std::fs::File::open(dir_path).at(dir_path, "cannot open")?;
-        rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)
-            .map_err(|errno| Error::io(dir_path, "cannot lock", errno.into()))?;
-        Ok(dir)
+        loop {
+            match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared) {
+                Ok(()) => return Ok(dir),
+                Err(rustix::io::Errno::WOULDBLOCK) => {}
+                Err(errno) => return Err(Error::io(dir_path, "cannot lock", errno.into())),
+            }
+            let now = std::time::Instant::now();
+            let timeout = lock_timeout()?;
+            let until = *deadline.get_or_insert(now + timeout);
+            if now >= until {
+                return Err(Error::Usage(format!(
+                    "{}: gave up waiting for the catalog lock (an flock on this folder) after \
+                     {} s: another evstore process (reindex, or a reader of a store it cannot \
+                     write) held it all that time; run the command again when it has finished",
+                    dir_path.escaped(),
+                    timeout.as_secs()
+                )));
+            }
+            if !SAID_WAITING.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!(
+                    "evstore: {}: another evstore process (reindex, or a reader of a store it \
+                     cannot write) holds the catalog lock; waiting up to {} s",
+                    dir_path.escaped(),
+                    timeout.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50).min(until - now));
+        }
     }
 
     fn open_with(

@@ -745,6 +745,25 @@ fn refuse_store_inside_folder(store: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a folder evstore would write into (or archive) that is the store folder or lies
+/// inside it: its files would become stray entries of the store (or the store's own files a
+/// packet). `path` need not exist; symlinks in it are resolved.
+fn refuse_inside_store(store: &Path, path: &Path, what: &str) -> Result<()> {
+    if std::fs::symlink_metadata(store).is_err() {
+        return Ok(());
+    }
+    let store_resolved = resolved_path(store)?;
+    if resolved_path(path)?.starts_with(&store_resolved) {
+        return Err(Error::Usage(format!(
+            "{what} {} is inside the store {}: evstore never writes into its store folder, nor \
+             archives the store itself; use a folder outside it",
+            path.escaped(),
+            store.escaped()
+        )));
+    }
+    Ok(())
+}
+
 fn cmd_init(ctx: &Context) -> Result<Outcome> {
     let store = create_store(&ctx.store_path)?;
     if ctx.json {
@@ -807,6 +826,7 @@ fn cmd_ingest(
         Err(err) => return Err(Error::io(dir, "cannot read packet folder", err)),
     }
     refuse_store_inside_folder(&ctx.store_path, dir)?;
+    refuse_inside_store(&ctx.store_path, dir, "packet folder")?;
     let config = IngestConfig {
         name,
         note,
@@ -1085,6 +1105,10 @@ fn cmd_manifest(ctx: &Context, packet: &str) -> Result<Outcome> {
 fn cmd_cat(ctx: &Context, packet: &str, path: &str) -> Result<Outcome> {
     let (store, catalog) = ctx.open_read()?;
     let row = ctx.resolve(&catalog, packet)?;
+    // Close the catalog (and release its lock) before reading objects: stdout may be a pipe
+    // nobody reads, and an `immutable` reader's exclusive lock would hold every other evstore
+    // command on this store meanwhile. Objects are immutable; the row is all that is needed.
+    drop(catalog);
     let (record, files) = verified_files(&store, &row)?;
     let file = files.iter().find(|f| f.rel_path == path).ok_or_else(|| {
         Error::NotFound(format!(
@@ -1114,8 +1138,12 @@ fn cmd_cat(ctx: &Context, packet: &str, path: &str) -> Result<Outcome> {
 }
 
 fn cmd_export(ctx: &Context, packet: &str, dest: &Path) -> Result<Outcome> {
+    crate::store::check_local_path(dest, "export destination")?;
     let (store, catalog) = ctx.open_read()?;
+    refuse_inside_store(store.root(), dest, "export destination")?;
     let row = ctx.resolve(&catalog, packet)?;
+    // As in `cat`: the catalog lock is not held while the files are written.
+    drop(catalog);
     let report = export(&store, &row, dest, &ctx.progress)?;
     let label = format!("{}@{}", row.record.name, row.record.version);
     if ctx.json {
@@ -1913,8 +1941,38 @@ struct RerunArgs {
 
 fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcome> {
     use crate::rerun::{attest, rerun, RerunConfig};
-    let opened = if args.packet.is_some() || args.ingest || store_given || ctx.store_path.exists() {
+    // Checks that can refuse, before anything is opened, run or created.
+    if args.timeout == Some(0) {
+        return Err(Error::Usage(
+            "--timeout 0 would kill the generator before it starts; give at least 1 second, or \
+             leave --timeout out for no limit"
+                .into(),
+        ));
+    }
+    if let Some(keep) = &args.keep {
+        crate::store::check_local_path(keep, "--keep folder")?;
+        refuse_inside_store(&ctx.store_path, keep, "--keep folder")?;
+    }
+    // Whether a default store exists that this user cannot write (said after the report).
+    let mut default_store_read_only = false;
+    let opened = if args.packet.is_some() || args.ingest || store_given {
         Some(ctx.open()?)
+    } else if ctx.store_path.exists() {
+        // `--expect` needs no store; the default store (not named by --store or
+        // $EVSTORE_STORE) is used only if this user can write it.
+        let store = Store::open(&ctx.store_path)?;
+        match store.check_writable() {
+            Ok(()) => {
+                let catalog = Catalog::open_existing(&store.catalog_path())?;
+                Some((store, catalog))
+            }
+            // `check_writable`'s only refusal: the store is read-only for this user.
+            Err(Error::Usage(_)) => {
+                default_store_read_only = true;
+                None
+            }
+            Err(other) => return Err(other),
+        }
     } else {
         None
     };
@@ -2025,6 +2083,13 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
     }
     if let Some(err) = ingest_error {
         return Err(err);
+    }
+    if default_store_read_only {
+        eprintln!(
+            "evstore: note: the attestation was not recorded because the default store {} is \
+             read-only for this user; name a store you can write with --store to record it",
+            ctx.store_path.escaped()
+        );
     }
     if ctx.json {
         let mut value = serde_json::to_value(&report).unwrap_or(Value::Null);

@@ -152,11 +152,36 @@ pub fn rerun(
     if config.runs == 0 {
         return Err(Error::Usage("--runs must be at least 1".into()));
     }
+    if config.timeout == Some(Duration::ZERO) {
+        return Err(Error::Usage(
+            "--timeout 0 would kill the generator before it starts; give at least 1 second".into(),
+        ));
+    }
     let cwd = fs::canonicalize(&config.cwd).at(&config.cwd, "cannot use as working directory")?;
+    match fs::metadata(&cwd) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::unsupported(
+                &config.cwd,
+                "--cwd is not a folder: the generator runs in the folder --cwd names; nothing was \
+                 run or recorded",
+            ))
+        }
+        Err(err) => {
+            return Err(Error::io(
+                &config.cwd,
+                "cannot use as working directory",
+                err,
+            ))
+        }
+    }
     let mut created_keep = false;
+    // The --keep folder by its resolved path: the generator sees (and may replace) that path.
+    let mut keep_resolved = None;
     if let Some(keep) = &config.keep {
         refuse_symlink(keep)?;
         created_keep = crate::export::prepare_empty_dest(keep)?;
+        keep_resolved = Some(fs::canonicalize(keep).at(keep, "cannot resolve")?);
     }
     // Reported if a signal stops this rerun: the --keep folder stays as it is, the temp folder is
     // removed when `parent` is dropped.
@@ -167,12 +192,40 @@ pub fn rerun(
         })
     });
     let result = rerun_into(store, expected_side, config, cwd);
-    if let (Err(_), Some(keep), true) = (&result, &config.keep, created_keep) {
-        // Nothing is reported: do not leave behind the empty folder this call created (a folder
-        // the generator filled is not empty, and stays).
-        let _ = fs::remove_dir(keep);
+    if let (Err(_), Some(keep), Some(resolved)) = (&result, &config.keep, &keep_resolved) {
+        clean_up_refused_keep(keep, resolved, created_keep);
     }
     result
+}
+
+/// After a refused rerun: remove the empty --keep folder this rerun created (a folder the
+/// generator filled is not empty, and stays), or the symlink the generator put in its place
+/// (never what it points to). A --keep folder that existed before is left as it is, and said.
+fn clean_up_refused_keep(keep: &Path, resolved: &Path, created_keep: bool) {
+    let is_symlink = fs::symlink_metadata(resolved).is_ok_and(|m| m.file_type().is_symlink());
+    match (created_keep, is_symlink) {
+        (true, true) => match fs::remove_file(resolved) {
+            Ok(()) => eprintln!(
+                "evstore: removed the symbolic link the generator put at the --keep folder {} \
+                 (what it pointed to is untouched)",
+                keep.escaped()
+            ),
+            Err(err) => eprintln!(
+                "evstore: could not remove the symbolic link the generator put at the --keep \
+                 folder {}: {err}; remove it by hand",
+                keep.escaped()
+            ),
+        },
+        (true, false) => {
+            let _ = fs::remove_dir(resolved);
+        }
+        (false, true) => eprintln!(
+            "evstore: the --keep folder {} existed before this rerun, so it is left as the \
+             generator left it: now a symbolic link, which evstore did not follow",
+            keep.escaped()
+        ),
+        (false, false) => {}
+    }
 }
 
 fn rerun_into(

@@ -1216,35 +1216,73 @@ impl Write for StreamWriter {
     }
 }
 
-/// Refuse a store location that is a URL (`s3://bucket/prefix`, `file:///srv/ev`, any
-/// `scheme://`): the only backend today is a local folder, and such a path would otherwise become
-/// a local folder named `s3:` without a word. `file://` is refused too, so that a URL is never
-/// half-understood; give the path itself.
+/// Refuse a store location that looks like a URL or has whitespace around it (see
+/// [`check_local_path`]): the only backend today is a local folder, and `s3://bkt/ev` would
+/// otherwise become a local folder named `s3:` without a word.
 pub fn check_store_location(root: &Path) -> Result<()> {
+    check_local_path(root, "store").map_err(|err| match err {
+        Error::Usage(message) => Error::Usage(format!(
+            "{message} (the store is set by --store or $EVSTORE_STORE)"
+        )),
+        other => other,
+    })
+}
+
+/// Refuse a local folder argument (`what`: "store", "export destination", "--keep folder")
+/// that is probably not meant as one, before anything is created there:
+///
+/// - its first component looks like a URL scheme followed by a colon (`s3:bkt`, `s3:/b`,
+///   `s3://b`, `https:`, `file:///srv`): evstore has no remote backend, and such a path would
+///   become a local folder named `s3:`;
+/// - it starts or ends with whitespace (`' s3://b'`, a pasted `'out '`).
+///
+/// A folder of such a name is still reachable on purpose: `./s3:bkt`, `./ name`, `name /`.
+pub fn check_local_path(path: &Path, what: &str) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let bytes = root.as_os_str().as_bytes();
-    let Some(end) = bytes.windows(3).position(|w| w == b"://") else {
-        return Ok(());
-    };
-    let scheme = &bytes[..end];
-    let is_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    if !is_scheme {
-        return Ok(());
+    let bytes = path.as_os_str().as_bytes();
+    let first = bytes.split(|b| *b == b'/').next().unwrap_or_default();
+    if let Some(colon) = first.iter().position(|b| *b == b':') {
+        let scheme = &first[..colon];
+        let is_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if is_scheme {
+            let scheme = String::from_utf8_lossy(scheme);
+            let hint = if scheme.eq_ignore_ascii_case("file") {
+                "for a local folder, give its path without file://".to_string()
+            } else {
+                format!("there is no {scheme}: backend yet; evstore writes local folders only")
+            };
+            let is_or_looks = if bytes[colon + 1..].starts_with(b"//") {
+                "is a URL"
+            } else {
+                "looks like a URL"
+            };
+            return Err(Error::Usage(format!(
+                "{what} {} {is_or_looks} ({scheme}:...): {hint}; to name a local folder of that \
+                 name on purpose, start the path with ./ (./{})",
+                path.escaped(),
+                path.escaped()
+            )));
+        }
     }
-    let scheme = String::from_utf8_lossy(scheme);
-    let hint = if scheme.eq_ignore_ascii_case("file") {
-        "for a local store, give its path without file://".to_string()
-    } else {
-        format!("there is no {scheme}:// backend yet; give a local folder")
-    };
-    Err(Error::Usage(format!(
-        "store {:?} is a URL: evstore stores are local folders only ({hint}; \
-         set by --store or $EVSTORE_STORE)",
-        root.escaped().to_string()
-    )))
+    let starts_blank = bytes.first().is_some_and(u8::is_ascii_whitespace);
+    let ends_blank = bytes.last().is_some_and(u8::is_ascii_whitespace);
+    if starts_blank || ends_blank {
+        return Err(Error::Usage(format!(
+            "{what} {:?} {} with whitespace, which is most likely a quoting mistake; to name a \
+             local folder of that name on purpose, {}",
+            path.escaped().to_string(),
+            if starts_blank { "starts" } else { "ends" },
+            match (starts_blank, ends_blank) {
+                (true, true) => "start the path with ./ and end it with /",
+                (true, false) => "start the path with ./",
+                _ => "end the path with /",
+            }
+        )));
+    }
+    Ok(())
 }
 
 /// Create `folder` and its missing ancestors; returns the folders created, outermost first.

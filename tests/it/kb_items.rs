@@ -572,8 +572,8 @@ fn regression_a_url_store_path_is_refused_not_made_a_local_folder() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, vec!["good".to_string()], "a folder was created");
-    // Negative control: a local path with a colon is still a path.
-    let out = sb.run_storeless(&["--store", "st:1", "ingest", "good"]);
+    // Negative control: a local folder with a colon, named on purpose.
+    let out = sb.run_storeless(&["--store", "./st:1", "ingest", "good"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 

@@ -16,6 +16,7 @@ mod reindex;
 mod reliability;
 mod rerun;
 mod review_kb;
+mod review_misc;
 mod rough;
 mod sandbox;
 mod signals;
