@@ -5,14 +5,13 @@
 //! Run as another user, they fail saying so (CI runs the suite as root).
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::sandbox::{assert_trees_equal, code, stderr, write_packet, Sandbox};
+use crate::sandbox::{assert_trees_equal, code, stderr, write_packet, Sandbox, Tmpfs};
 
 const NOBODY: u32 = 65534;
 
@@ -350,56 +349,6 @@ fn regression_read_only_user_sees_commits_still_in_the_wal_of_a_store_in_use() {
     let out = as_nobody(&sb, &bin, &copy, &["ls"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("p2@1"));
-}
-
-/// A tmpfs mounted for one test, unmounted when dropped (also when the test panics).
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: PathBuf) -> Tmpfs {
-        fs::create_dir_all(&dir).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount -t tmpfs {}", dir.display());
-        Tmpfs { dir }
-    }
-
-    /// Fill the file system to the last byte; returns the filler file.
-    fn fill(&self) -> PathBuf {
-        let path = self.dir.join("filler");
-        let mut file = fs::File::create(&path).unwrap();
-        for chunk in [64 * 1024, 4096, 1] {
-            let buf = vec![0xa5u8; chunk];
-            loop {
-                match file.write(&buf) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(err) if err.raw_os_error() == Some(28) => break,
-                    Err(err) => panic!("filling {}: {err}", path.display()),
-                }
-            }
-        }
-        let stat = rustix::fs::statvfs(&self.dir).unwrap();
-        assert_eq!(stat.f_bfree, 0, "{} is not full", self.dir.display());
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
 }
 
 fn run_with_store(sb: &Sandbox, store: &Path, args: &[&str]) -> Output {

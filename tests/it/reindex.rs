@@ -222,27 +222,7 @@ fn regression_a_lost_committed_packet_fails_fsck_until_forgotten_and_its_version
 fn regression_reindex_never_revives_a_record_no_event_commits() {
     let sb = Sandbox::new();
     ingest_small_packets(&sb, 1);
-    sb.write("orphan/x.txt", "never committed here\n");
-    let other = sb.path("other-store");
-    let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
-        .arg("--store")
-        .arg(&other)
-        .args(["ingest", "orphan"])
-        .current_dir(sb.dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    for entry in walkdir::WalkDir::new(other.join("objects")) {
-        let entry = entry.unwrap();
-        if entry.file_type().is_file() {
-            let rel = entry.path().strip_prefix(&other).unwrap();
-            let to = sb.store().join(rel);
-            fs::create_dir_all(to.parent().unwrap()).unwrap();
-            if !to.exists() {
-                fs::copy(entry.path(), &to).unwrap();
-            }
-        }
-    }
+    add_uncommitted_record(&sb);
     let (rc, report) = sb.json(&["fsck"]);
     assert_eq!(rc, 0, "{report}");
     assert!(
@@ -413,18 +393,7 @@ fn regression_an_older_catalog_cannot_drop_a_committed_packet_or_reuse_its_versi
 fn regression_reindex_without_a_catalog_trusts_the_commit_markers() {
     let sb = Sandbox::new();
     ingest_small_packets(&sb, 3);
-    // A record that no ingest committed here (copied from another store).
-    sb.write("orphan/x.txt", "never committed here\n");
-    let other = sb.path("other-store");
-    let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
-        .arg("--store")
-        .arg(&other)
-        .args(["ingest", "orphan"])
-        .current_dir(sb.dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    copy_objects(&other, &sb.store());
+    add_uncommitted_record(&sb);
     // n3@1 is lost and forgotten.
     let (_, shown) = sb.json(&["show", "n3@1"]);
     let record = shown["record"].as_str().unwrap().to_string();
@@ -574,4 +543,20 @@ fn a_store_without_commit_markers_gets_them_all_on_the_next_write() {
     let (rc, report) = sb.json(&["fsck"]);
     assert_eq!(rc, 0, "{report}");
     assert!(!report["notes"].to_string().contains("marker"), "{report}");
+}
+
+/// Put into `sb`'s store a record (with its tree and blobs) that no ingest committed there: an
+/// ingest into another store, whose objects are copied over.
+fn add_uncommitted_record(sb: &Sandbox) {
+    sb.write("orphan/x.txt", "never committed here\n");
+    let other = sb.path("other-store");
+    let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+        .arg("--store")
+        .arg(&other)
+        .args(["ingest", "orphan"])
+        .current_dir(sb.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    copy_objects(&other, &sb.store());
 }

@@ -7,14 +7,14 @@
 //! another user, they fail saying so (CI runs the suite as root).
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::sandbox::{code, stderr, tree_snapshot, write_packet, Sandbox};
+use crate::sandbox::{code, stderr, tree_snapshot, write_packet, Sandbox, Tmpfs};
 
 const NOBODY: u32 = 65534;
 
@@ -497,53 +497,6 @@ fn regression_ingest_export_and_keep_inside_the_store_are_refused() {
 }
 
 // Item 7: a catalog write refused for want of space says the threshold and the free space.
-
-/// A tmpfs mounted for one test, unmounted when dropped (also when the test panics).
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: PathBuf) -> Tmpfs {
-        fs::create_dir_all(&dir).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount -t tmpfs {}", dir.display());
-        Tmpfs { dir }
-    }
-
-    /// Fill the file system, then give back `leave` bytes.
-    fn fill_leaving(&self, leave: u64) {
-        let path = self.dir.join("filler");
-        let mut file = fs::File::create(&path).unwrap();
-        let buf = vec![0xa5u8; 4096];
-        loop {
-            match file.write(&buf) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(err) if err.raw_os_error() == Some(28) => break,
-                Err(err) => panic!("filling {}: {err}", path.display()),
-            }
-        }
-        let len = file.metadata().unwrap().len();
-        file.set_len(len - leave).unwrap();
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
 
 #[test]
 fn regression_full_disk_catalog_write_says_the_256_kib_threshold_and_the_free_space() {

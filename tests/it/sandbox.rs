@@ -2,6 +2,7 @@
 //! helpers to write packets, run the real `evstore` binary, and read its JSON.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -210,4 +211,71 @@ pub fn tree_snapshot(root: &Path) -> Vec<TreeEntry> {
         out.push((rel, kind, mode, bytes));
     }
     out
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped (also when the test panics).
+pub struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(dir: PathBuf) -> Tmpfs {
+        fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs {}", dir.display());
+        Tmpfs { dir }
+    }
+
+    /// Fill the file system to the last byte; returns the filler file.
+    pub fn fill(&self) -> PathBuf {
+        let path = self.dir.join("filler");
+        let mut file = fs::File::create(&path).unwrap();
+        for chunk in [64 * 1024, 4096, 1] {
+            let buf = vec![0xa5u8; chunk];
+            loop {
+                match file.write(&buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(err) if err.raw_os_error() == Some(28) => break,
+                    Err(err) => panic!("filling {}: {err}", path.display()),
+                }
+            }
+        }
+        let stat = rustix::fs::statvfs(&self.dir).unwrap();
+        assert_eq!(stat.f_bfree, 0, "{} is not full", self.dir.display());
+        path
+    }
+
+    /// Fill the file system, then give back `leave` bytes.
+    pub fn fill_leaving(&self, leave: u64) {
+        let path = self.dir.join("filler");
+        let mut file = fs::File::create(&path).unwrap();
+        let buf = vec![0xa5u8; 4096];
+        loop {
+            match file.write(&buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(err) if err.raw_os_error() == Some(28) => break,
+                Err(err) => panic!("filling {}: {err}", path.display()),
+            }
+        }
+        let len = file.metadata().unwrap().len();
+        file.set_len(len - leave).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
 }
