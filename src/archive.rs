@@ -533,9 +533,11 @@ pub fn ingest_dir(
         AddOutcome::Added(row) => (row, true),
         AddOutcome::AlreadyArchived(row) => (row, false),
     };
-    if created {
+    {
         // After the commit: a marker never names an uncommitted record. A failure here leaves a
-        // committed packet without its marker (`fsck` notes it, `reindex` writes it).
+        // committed packet without its marker (`fsck` notes it; this ingest run again, or
+        // `reindex`, writes it: an ingest that finds its tree already archived writes a missing
+        // marker too).
         refs.mark_packet(
             &packet.record.name,
             packet.record.version,

@@ -295,8 +295,13 @@ pub struct Commitments {
     pub records: BTreeMap<Blake3Digest, (String, Option<i64>)>,
     /// Committed rerun attestations: id → label (packet or expected hash) and event seq.
     pub attestations: BTreeMap<Blake3Digest, (String, Option<i64>)>,
-    /// Ids that a `forget` event acknowledged as lost.
+    /// Ids acknowledged as lost: by the last `forget` or `restore` event about them in the log
+    /// (a `restore` ends a forget: the item was indexed again, so a new loss fails again), or,
+    /// for ids the log says nothing about, by a `refs/forgotten` marker without a
+    /// `refs/restored` one.
     pub forgotten: HashSet<Blake3Digest>,
+    /// Ids some `forget` or `restore` event of the log is about.
+    pub forget_logged: HashSet<Blake3Digest>,
 }
 
 /// A committed packet or attestation that the catalog no longer holds.
@@ -347,7 +352,11 @@ impl Commitments {
                 .entry(*id)
                 .or_insert_with(|| (label.clone(), None));
         }
-        self.forgotten.extend(markers.forgotten.iter().copied());
+        for id in &markers.forgotten {
+            if !self.forget_logged.contains(id) && !markers.restored.contains(id) {
+                self.forgotten.insert(*id);
+            }
+        }
     }
 
     /// Commitments from the markers alone (no catalog to read).
@@ -525,10 +534,15 @@ fn file_system_is_full(dir: &Path) -> Result<bool> {
 fn lock_timeout() -> Result<Duration> {
     match std::env::var("EVSTORE_LOCK_TIMEOUT_SECS") {
         Err(std::env::VarError::NotPresent) => Ok(Duration::from_secs(120)),
-        Ok(text) => match text.trim().parse::<u64>() {
-            Ok(secs) => Ok(Duration::from_secs(secs)),
-            Err(_) => Err(Error::Usage(format!(
-                "$EVSTORE_LOCK_TIMEOUT_SECS {text:?} is not a whole number of seconds"
+        // Digits only (no sign, no space), at most a day: a larger wait is no timeout at all,
+        // and `Instant + Duration` must not overflow.
+        Ok(text) => match text.parse::<u64>() {
+            Ok(secs) if text.bytes().all(|b| b.is_ascii_digit()) && secs <= 86_400 => {
+                Ok(Duration::from_secs(secs))
+            }
+            _ => Err(Error::Usage(format!(
+                "$EVSTORE_LOCK_TIMEOUT_SECS {text:?} is not a whole number of seconds from 0 to \
+                 86400"
             ))),
         },
         Err(std::env::VarError::NotUnicode(text)) => Err(Error::Usage(format!(
@@ -921,6 +935,13 @@ impl Catalog {
                 "forget" => {
                     if let Some(id) = id_field("id") {
                         out.forgotten.insert(id);
+                        out.forget_logged.insert(id);
+                    }
+                }
+                "restore" => {
+                    if let Some(id) = id_field("id") {
+                        out.forgotten.remove(&id);
+                        out.forget_logged.insert(id);
                     }
                 }
                 _ => {}
@@ -1025,6 +1046,8 @@ impl Catalog {
         path: &Path,
         deadline: &mut Option<std::time::Instant>,
     ) -> Result<std::fs::File> {
+        // Checked up front, so a malformed value is refused whether or not the lock is busy.
+        let timeout = lock_timeout()?;
         let dir_path = catalog_lock_dir(path);
         let dir = std::fs::File::open(dir_path).at(dir_path, "cannot open")?;
         loop {
@@ -1034,7 +1057,6 @@ impl Catalog {
                 Err(errno) => return Err(Error::io(dir_path, "cannot lock", errno.into())),
             }
             let now = std::time::Instant::now();
-            let timeout = lock_timeout()?;
             let until = *deadline.get_or_insert(now + timeout);
             if now >= until {
                 return Err(Error::Usage(format!(

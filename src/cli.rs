@@ -1245,6 +1245,9 @@ fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
             say!("moved the previous catalog to {previous}");
         }
         match &report.log_not_carried {
+            Some(why) if why.contains("commit markers") => {
+                say!("warning: no event log carried over ({why}): a new log starts here")
+            }
             Some(why) => say!(
                 "warning: no event log carried over ({why}): a new log starts here, and every \
                  record object was indexed, since nothing says which ingests committed"
@@ -1273,6 +1276,12 @@ fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
         for forgotten in &report.forgotten {
             say!("left out: {forgotten}");
         }
+        for restored in &report.restored {
+            say!("restored: {restored}");
+        }
+        for unknown in &report.unknown {
+            say!("UNKNOWN: {unknown}");
+        }
         for uncommitted in &report.uncommitted {
             say!("not revived: {uncommitted}");
         }
@@ -1287,7 +1296,8 @@ fn cmd_reindex(ctx: &Context, replace: bool) -> Result<Outcome> {
         );
     }
     Ok(
-        if report.skipped_corrupt.is_empty() && report.lost.is_empty() {
+        if report.skipped_corrupt.is_empty() && report.lost.is_empty() && report.unknown.is_empty()
+        {
             Outcome::Pass
         } else {
             Outcome::Fail

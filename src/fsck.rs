@@ -119,7 +119,10 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     // commit, so every marker read here names something the snapshot holds (read later, a
     // marker of an ingest that committed meanwhile would look like a lost packet).
     let refs = Refs::unlocked(store);
-    let markers = refs.read_all()?;
+    let (markers, markers_unreadable) = match refs.read_all() {
+        Ok(markers) => (markers, None),
+        Err(err) => (Default::default(), Some(err.to_string())),
+    };
     let _snapshot = catalog.read_snapshot()?;
 
     // 1. Every object on disk.
@@ -364,10 +367,28 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     // until it is restored (objects back, `reindex --replace`) or acknowledged (`forget`).
     let mut commitments = catalog.commitments()?;
     commitments.add_markers(&markers);
+    if let Some(reason) = markers_unreadable {
+        report.problems.push(problem(
+            format!("{}", store.root().join("refs").escaped()),
+            reason,
+        ));
+    }
     for (subject, reason) in &markers.problems {
         report
             .problems
             .push(problem(format!("commit marker {subject}"), reason.clone()));
+    }
+    // A marker must sit at its record's own NAME@N.
+    for (id, label) in &markers.records {
+        if let Some(Checked::Record(record)) = good.get(id) {
+            let own = format!("{}@{}", record.name, record.version);
+            if own != *label {
+                report.problems.push(problem(
+                    format!("commit marker refs/packets/{}", label.replacen('@', "/", 1)),
+                    format!("names record {id}, which is {own}, not {label}"),
+                ));
+            }
+        }
     }
     if refs.present() {
         // Two records for one NAME@N: the catalog's and a marker's.
@@ -610,6 +631,13 @@ pub struct ReindexReport {
     pub uncommitted: Vec<String>,
     /// Records and attestations left out because a `forget` event acknowledged them as lost.
     pub forgotten: Vec<String>,
+    /// Forgotten records and attestations whose objects are whole again: indexed, and a
+    /// `restore` event ends their `forget` (a new loss fails again).
+    pub restored: Vec<String>,
+    /// With no catalog to read, record objects that no commit marker names: maybe a failed
+    /// ingest, maybe a committed packet whose marker was never written. Not indexed, and a
+    /// failure (exit 1): nothing can tell which.
+    pub unknown: Vec<String>,
     /// Records left out because a later record claims the same NAME@N.
     pub superseded_records: Vec<String>,
     /// Why the event log was not carried over, when it was not (no catalog, or an unreadable
@@ -680,6 +708,18 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
             "{} exists; `evstore reindex --replace` moves it aside and rebuilds it",
             path.escaped()
         )));
+    }
+    if !exists {
+        // A `-wal` or `-shm` left without its catalog would be applied to the new catalog when
+        // it takes the name: keep them aside instead.
+        let stamp = crate::now_unix_nanos();
+        for suffix in ["-wal", "-shm"] {
+            let stray = catalog_sibling(&path, suffix);
+            if std::fs::symlink_metadata(&stray).is_ok() {
+                let aside = catalog_sibling(&path, &format!(".orphaned-{stamp}{suffix}"));
+                std::fs::rename(&stray, &aside).at(&stray, "cannot move aside")?;
+            }
+        }
     }
     let previous = if exists {
         match read_previous(&catalog_lock, &path) {
@@ -756,6 +796,16 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     let mut chosen: BTreeMap<(String, u64), (Blake3Digest, PacketRecord)> = BTreeMap::new();
     for (id, checked) in &good {
         if let Checked::Record(record) = checked {
+            let from_markers_only = previous.is_none();
+            if from_markers_only && commitments.is_some_and(|c| !c.records.contains_key(id)) {
+                report.unknown.push(format!(
+                    "record {id} ({}@{}): no commit marker names it and there is no catalog to \
+                     say whether its ingest committed; not indexed. If `evstore ingest` reported \
+                     it archived, ingest its folder again",
+                    record.name, record.version
+                ));
+                continue;
+            }
             if commitments.is_some_and(|c| !c.records.contains_key(id)) {
                 report.uncommitted.push(format!(
                     "record {id} ({}@{}): no event commits it (an interrupted or failed ingest)",
@@ -791,6 +841,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
         report.carried_events = previous.events.len() as u64;
     }
     let mut indexed_records = HashSet::new();
+    let mut restored_ids: Vec<(&str, Blake3Digest, String)> = Vec::new();
     for (record_id, record) in chosen.values() {
         let mut files = Vec::new();
         let mut missing = Vec::new();
@@ -804,11 +855,16 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
             ));
             continue;
         }
-        if forgotten {
-            report.forgotten.push(format!(
+        if forgotten && missing.is_empty() {
+            report.restored.push(format!(
                 "record {record_id} ({}@{}): acknowledged as lost by `forget`, but its objects \
-                 are whole again: indexed",
+                 are whole again: indexed, and its forget ends",
                 record.name, record.version
+            ));
+            restored_ids.push((
+                "packet",
+                *record_id,
+                format!("{}@{}", record.name, record.version),
             ));
         }
         if !missing.is_empty() {
@@ -880,6 +936,13 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
                 }
             },
         };
+        if forgotten {
+            report.restored.push(format!(
+                "attestation {id}: acknowledged as lost by `forget`, but it is whole again: \
+                 indexed, and its forget ends"
+            ));
+            restored_ids.push(("attestation", *id, attestation.expected_sha256.to_hex()));
+        }
         catalog.insert_reindexed_run(&NewRun {
             packet_id,
             expected_sha256: attestation.expected_sha256,
@@ -903,6 +966,16 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
                     lost.kind, lost.label, lost.id
                 ));
             }
+        }
+    }
+    for (kind, id, label) in &restored_ids {
+        catalog.log_event(&NewEvent {
+            kind: "restore".into(),
+            subject: label.clone(),
+            detail: serde_json::json!({ "kind": kind, "id": id.to_hex() }),
+        })?;
+        if let Err(err) = refs.mark_restored(id) {
+            report.skipped_corrupt.push(err.to_string());
         }
     }
     // Every indexed packet and run gets its commit marker (a crash right after a commit can

@@ -58,6 +58,8 @@ pub struct Markers {
     pub attestations: BTreeMap<Blake3Digest, String>,
     /// Ids acknowledged as lost.
     pub forgotten: HashSet<Blake3Digest>,
+    /// Forgotten ids that were indexed again later (`refs/restored/ID`).
+    pub restored: HashSet<Blake3Digest>,
     /// Markers that cannot be read or make no sense (each a failure for `fsck`).
     pub problems: Vec<(String, String)>,
 }
@@ -71,11 +73,13 @@ impl Refs {
         let dir = fs::File::open(&tmp).at(&tmp, "cannot open")?;
         rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)
             .map_err(|errno| Error::io(&tmp, "cannot lock", errno.into()))?;
-        Ok(Refs {
+        let refs = Refs {
             root: store.root().join(REFS_DIR_NAME),
             tmp,
             _writer_lock: Some(dir),
-        })
+        };
+        refs.check_shape()?;
+        Ok(refs)
     }
 
     /// The markers of `store`, for a reader, or for a writer that holds the exclusive side of the
@@ -91,6 +95,21 @@ impl Refs {
     /// True if the store has its markers (`refs/` exists; it exists only complete).
     pub fn present(&self) -> bool {
         fs::symlink_metadata(&self.root).is_ok_and(|m| m.is_dir())
+    }
+
+    /// Refuse a `refs` that is not a real folder (a symlink, a file): markers written through
+    /// it would land outside the store, and readers would not see them.
+    pub fn check_shape(&self) -> Result<()> {
+        match fs::symlink_metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(Error::corrupt(
+                format!("commit markers {}", self.root.escaped()),
+                "is not a real folder (a symbolic link or a file); evstore never writes or reads \
+                 markers through it: move it aside and run `evstore reindex --replace`",
+            )),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(Error::io(&self.root, "cannot stat", err)),
+        }
     }
 
     /// Create `refs/` from the catalog if the store has none yet (a store made before markers):
@@ -110,6 +129,17 @@ impl Refs {
         };
         for row in catalog.packets()? {
             building.mark_packet(&row.record.name, row.record.version, &row.record_id)?;
+        }
+        // Committed packets the catalog no longer holds (lost, or forgotten) keep their version.
+        for (id, (label, _)) in catalog.commitments()?.records {
+            if let Some((name, version)) = label
+                .rsplit_once('@')
+                .and_then(|(n, v)| Some((n.to_string(), v.parse::<u64>().ok()?)))
+            {
+                if crate::packet_ref::check_packet_name(&name).is_ok() && version > 0 {
+                    building.mark_packet(&name, version, &id)?;
+                }
+            }
         }
         for run in catalog.runs(None)? {
             if let Some(id) = Blake3Digest::parse_hex(&run.attestation) {
@@ -162,6 +192,12 @@ impl Refs {
         self.write_once(&self.root.join("forgotten"), &id.to_hex(), detail)
     }
 
+    /// Witness that `reindex` indexed the forgotten item `id` again (its objects came back):
+    /// its `forget` no longer applies.
+    pub fn mark_restored(&self, id: &Blake3Digest) -> Result<()> {
+        self.write_once(&self.root.join("restored"), &id.to_hex(), "restored")
+    }
+
     /// The highest version a marker gives `name` (0 if none).
     pub fn highest_version(&self, name: &str) -> Result<u64> {
         let folder = self.root.join("packets").join(name);
@@ -182,6 +218,7 @@ impl Refs {
 
     /// Read every marker. Unreadable or malformed markers are listed in `problems`.
     pub fn read_all(&self) -> Result<Markers> {
+        self.check_shape()?;
         let mut markers = Markers::default();
         if !self.present() {
             return Ok(markers);
@@ -222,15 +259,20 @@ impl Refs {
                 (_, Err(reason)) => markers.problems.push((path.escaped().to_string(), reason)),
             }
         }
-        for (path, name) in list(&self.root.join("forgotten"), &mut markers.problems)? {
-            match Blake3Digest::parse_hex(&name) {
-                Some(id) => {
-                    markers.forgotten.insert(id);
+        for (folder, set) in [
+            ("forgotten", &mut markers.forgotten),
+            ("restored", &mut markers.restored),
+        ] {
+            for (path, name) in list(&self.root.join(folder), &mut markers.problems)? {
+                match Blake3Digest::parse_hex(&name) {
+                    Some(id) => {
+                        set.insert(id);
+                    }
+                    None => markers.problems.push((
+                        path.escaped().to_string(),
+                        "is not named by an object id".into(),
+                    )),
                 }
-                None => markers.problems.push((
-                    path.escaped().to_string(),
-                    "is not named by an object id".into(),
-                )),
             }
         }
         Ok(markers)

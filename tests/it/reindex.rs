@@ -415,19 +415,17 @@ fn regression_reindex_without_a_catalog_trusts_the_commit_markers() {
         } else {
             &["reindex", "--replace"]
         };
+        // The orphan is not revived. With no catalog nothing tells a failed ingest from a
+        // commit whose marker was lost, so reindex names it and fails (exit 1).
         let (rc, report) = sb.json(args);
-        assert_eq!(rc, 0, "{damage}: {report}");
+        assert_eq!(rc, 1, "{damage}: {report}");
         assert!(
             report["log_not_carried"]
                 .as_str()
                 .is_some_and(|why| why.contains("commit markers")),
             "{damage}: {report}"
         );
-        assert_eq!(
-            report["uncommitted"].as_array().unwrap().len(),
-            1,
-            "{report}"
-        );
+        assert_eq!(report["unknown"].as_array().unwrap().len(), 1, "{report}");
         assert_eq!(listed(&sb), before, "{damage}");
         let (rc, report) = sb.json(&["fsck"]);
         assert_eq!(rc, 0, "{damage}: {report}");
@@ -506,7 +504,7 @@ fn regression_a_forgotten_packet_whose_objects_come_back_is_indexed_again() {
     let (rc, report) = sb.json(&["reindex", "--replace"]);
     assert_eq!(rc, 0, "{report}");
     assert!(
-        report["forgotten"].to_string().contains("whole again"),
+        report["restored"].to_string().contains("whole again"),
         "{report}"
     );
     let (rc, again) = sb.json(&["show", "n1@1"]);
@@ -559,4 +557,172 @@ fn add_uncommitted_record(sb: &Sandbox) {
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     copy_objects(&other, &sb.store());
+}
+
+/// Regression (second review of issue 12): with no catalog, a committed packet whose commit
+/// marker was never written (a full disk right after its commit) was dropped by `reindex` with
+/// exit 0. Nothing can tell it from a failed ingest then, so reindex fails and names it.
+#[test]
+fn regression_reindex_without_a_catalog_fails_on_a_record_no_marker_names() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 3);
+    fs::remove_file(sb.store().join("refs/packets/n2/1")).unwrap();
+    fs::remove_file(sb.store().join("catalog.sqlite")).unwrap();
+    let (rc, report) = sb.json(&["reindex"]);
+    assert_eq!(rc, 1, "{report}");
+    let unknown = report["unknown"].to_string();
+    assert!(unknown.contains("n2@1"), "{report}");
+    let names: Vec<String> = listed(&sb).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(names, ["n1@1", "n3@1"]);
+}
+
+/// Regression (second review of issue 12): an ingest whose marker could not be written said
+/// "run it again", but the retry found the tree archived and wrote no marker.
+#[test]
+fn regression_ingest_of_an_archived_tree_writes_its_missing_commit_marker() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 1);
+    let marker = sb.store().join("refs/packets/n1/1");
+    let text = fs::read_to_string(&marker).unwrap();
+    fs::remove_file(&marker).unwrap();
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+    assert!(
+        report["notes"].to_string().contains("no commit marker"),
+        "{report}"
+    );
+    let (rc, value) = sb.json(&["ingest", "n1"]);
+    assert_eq!(rc, 0, "{value}");
+    assert_eq!(value["created"], false, "{value}");
+    assert_eq!(fs::read_to_string(&marker).unwrap(), text);
+}
+
+/// Regression (second review of issue 12): a `forget` stayed in force after its packet came
+/// back and was indexed, so losing it a second time passed silently. Indexing it again logs a
+/// `restore` event (and marker) that ends the forget.
+#[test]
+fn regression_a_restored_packet_lost_again_fails_again() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 2);
+    let (_, shown) = sb.json(&["show", "n1@1"]);
+    let tree = object_path(&sb.store(), shown["tree"].as_str().unwrap());
+    let saved = fs::read(&tree).unwrap();
+    fs::remove_file(&tree).unwrap();
+    let (rc, _) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 1);
+    let (rc, _) = sb.json(&["forget", "n1@1", "--reason", "first loss"]);
+    assert_eq!(rc, 0);
+    fs::write(&tree, &saved).unwrap();
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["restored"].as_array().unwrap().len(), 1, "{report}");
+    assert!(events(&sb).iter().any(|e| e["kind"] == "restore"));
+    fs::remove_file(&tree).unwrap();
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{report}");
+    let (rc, report) = sb.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 1, "{report}");
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{report}");
+    assert!(
+        report["problems"].to_string().contains("packet n1@1"),
+        "{report}"
+    );
+}
+
+/// Regression (second review of issue 12): with the catalog moved away but its `-wal` left
+/// behind, plain `reindex` renamed its new catalog in and SQLite replayed the stale WAL onto it
+/// ("database disk image is malformed"). A stray `-wal`/`-shm` is moved aside first.
+#[test]
+fn regression_reindex_moves_a_stray_wal_aside_before_its_catalog_takes_the_name() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 2);
+    let catalog = sb.store().join("catalog.sqlite");
+    // Hold the catalog open in another process, so the WAL outlives evstore's connections.
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1]); \
+             c.execute('select count(*) from packets').fetchall(); print('ready', flush=True); \
+             time.sleep(60)",
+        ])
+        .arg(&catalog)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    sb.write("late/a.txt", "late\n");
+    let (rc, value) = sb.json(&["ingest", "late"]);
+    assert_eq!(rc, 0, "{value}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let wal = sb.store().join("catalog.sqlite-wal");
+    assert!(
+        fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 0,
+        "no WAL left behind"
+    );
+    fs::rename(&catalog, sb.path("moved-away.sqlite")).unwrap();
+    let (rc, report) = sb.json(&["reindex"]);
+    assert_eq!(rc, 0, "{report}");
+    assert!(!wal.exists());
+    let names: Vec<String> = listed(&sb).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(names, ["late@1", "n1@1", "n2@1"]);
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+}
+
+/// Regression (second review of issue 12): a `refs` that is a symlink was read as "no markers",
+/// and the next ingest wrote its markers through it, outside the store.
+#[test]
+fn regression_a_symlinked_refs_folder_is_refused() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 1);
+    let refs = sb.store().join("refs");
+    fs::rename(&refs, sb.path("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(sb.path("elsewhere"), &refs).unwrap();
+    let (rc, report) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{report}");
+    assert!(
+        report["problems"].to_string().contains("not a real folder"),
+        "{report}"
+    );
+    sb.write("n1/more.txt", "more\n");
+    let out = sb.run(&["ingest", "n1"]);
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a real folder"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.path("elsewhere/packets/n1/2").exists());
+}
+
+/// Regression (second review of issue 12): `$EVSTORE_LOCK_TIMEOUT_SECS` was read only when the
+/// lock was busy, and a huge value panicked (exit 101).
+#[test]
+fn regression_a_malformed_lock_timeout_is_a_usage_error_at_once() {
+    let sb = Sandbox::new();
+    ingest_small_packets(&sb, 1);
+    for value in ["abc", "+2", " 3", "18446744073709551615", "86401"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+            .arg("--store")
+            .arg(sb.store())
+            .arg("ls")
+            .env("EVSTORE_LOCK_TIMEOUT_SECS", value)
+            .current_dir(sb.dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{value:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("EVSTORE_LOCK_TIMEOUT_SECS"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }
