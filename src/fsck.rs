@@ -474,22 +474,32 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
         ));
     }
     for event in catalog.events()?.iter().filter(|e| e.kind == "forget") {
-        let forgotten_id = serde_json::from_str::<serde_json::Value>(&event.detail)
-            .ok()
-            .and_then(|d| {
-                d.get("id")
-                    .and_then(|v| v.as_str())
-                    .and_then(Blake3Digest::parse_hex)
-            });
+        let detail = serde_json::from_str::<serde_json::Value>(&event.detail).ok();
+        let field = |name: &str| {
+            detail
+                .as_ref()
+                .and_then(|d| d.get(name))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let forgotten_id = field("id").and_then(|id| Blake3Digest::parse_hex(&id));
         if forgotten_id
             .is_some_and(|id| catalog_records.contains(&id) || catalog_attestations.contains(&id))
         {
             // Forgotten, then restored: it is whole and in the catalog again.
             continue;
         }
+        let what = match field("kind").as_deref() {
+            Some("attestation") => format!(
+                "the rerun attestation {} (a rerun of {})",
+                field("id").unwrap_or_default(),
+                event.subject
+            ),
+            _ => format!("packet {}", event.subject),
+        };
         report.notes.push(format!(
-            "{} was acknowledged as lost by event {} (`evstore forget`)",
-            event.subject, event.seq
+            "{what} was acknowledged as lost by event {} (`evstore forget`)",
+            event.seq
         ));
     }
     // Records and attestations no event commits: left by an interrupted or failed ingest or
