@@ -6,22 +6,15 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::sandbox::{assert_trees_equal, code, stderr, write_packet, Sandbox, Tmpfs};
-
-const NOBODY: u32 = 65534;
-
-fn require_root(what: &str) {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "{what} needs root (it runs evstore as uid {NOBODY} through setpriv, or mounts a tmpfs); \
-         run the test suite as root, as CI does"
-    );
-}
+use crate::sandbox::{
+    assert_trees_equal, code, open_to_other_users, require_root, stderr, write_packet, Sandbox,
+    Tmpfs, NOBODY,
+};
 
 /// Everything under `root`: each path with its type and permission bits, and each file's
 /// SHA-256 (catalog files included: a read-only command must not change a byte of them, nor
@@ -45,32 +38,6 @@ fn snapshot(root: &Path) -> Vec<String> {
 
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Make the sandbox readable by every user (`chmod -R a+rX`: nothing gains write permission),
-/// check that `nobody` can reach it, and copy the binary into it, so `nobody` can run it
-/// wherever the build folder is.
-fn open_to_other_users(sb: &Sandbox) -> PathBuf {
-    let status = Command::new("chmod")
-        .arg("-R")
-        .arg("a+rX")
-        .arg(sb.dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    for ancestor in sb.dir.path().ancestors().skip(1) {
-        let mode = fs::metadata(ancestor).unwrap().permissions().mode();
-        assert!(
-            mode & 0o001 != 0,
-            "{} is not searchable by other users (mode {mode:o}), so uid {NOBODY} cannot reach the \
-             sandbox; set TMPDIR to a folder every user can reach",
-            ancestor.display()
-        );
-    }
-    let bin = sb.path("evstore-bin");
-    fs::copy(env!("CARGO_BIN_EXE_evstore"), &bin).unwrap();
-    chmod(&bin, 0o755);
-    bin
 }
 
 /// Run evstore as uid/gid 65534 with no supplementary groups.

@@ -8,23 +8,15 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::sandbox::{code, stderr, tree_snapshot, write_packet, Sandbox, Tmpfs};
-
-const NOBODY: u32 = 65534;
-
-fn require_root(what: &str) {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "{what} needs root (it runs evstore as uid {NOBODY} through setpriv, or mounts a tmpfs); \
-         run the test suite as root, as CI does"
-    );
-}
+use crate::sandbox::{
+    code, open_to_other_users, require_root, stderr, tree_snapshot, write_packet, Sandbox, Tmpfs,
+    NOBODY,
+};
 
 fn evstore(sb: &Sandbox) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_evstore"));
@@ -42,31 +34,6 @@ fn run_in(sb: &Sandbox, args: &[&str]) -> Output {
 fn ingest(sb: &Sandbox, dir: &str) {
     let out = sb.run(&["ingest", dir]);
     assert_eq!(code(&out), 0, "ingest {dir}: {}", stderr(&out));
-}
-
-/// Make the sandbox readable (not writable) by every user and copy the binary into it, so
-/// `nobody` can run it.
-fn open_to_other_users(sb: &Sandbox) -> PathBuf {
-    let status = Command::new("chmod")
-        .arg("-R")
-        .arg("a+rX")
-        .arg(sb.dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    for ancestor in sb.dir.path().ancestors().skip(1) {
-        let mode = fs::metadata(ancestor).unwrap().permissions().mode();
-        assert!(
-            mode & 0o001 != 0,
-            "{} is not searchable by other users (mode {mode:o}); set TMPDIR to a folder every \
-             user can reach",
-            ancestor.display()
-        );
-    }
-    let bin = sb.path("evstore-bin");
-    fs::copy(env!("CARGO_BIN_EXE_evstore"), &bin).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-    bin
 }
 
 /// `bin ARGS` as uid/gid 65534 with no supplementary groups, in the sandbox.

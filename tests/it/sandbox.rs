@@ -279,3 +279,41 @@ impl Drop for Tmpfs {
         }
     }
 }
+
+/// The uid the read-only-user tests run evstore as (`nobody`), through `setpriv`.
+pub const NOBODY: u32 = 65534;
+
+/// Fail (never skip) a test that needs root: it runs evstore as another user or mounts a tmpfs.
+pub fn require_root(what: &str) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{what} needs root (it runs evstore as uid {NOBODY} through setpriv, or mounts a tmpfs); \
+         run the test suite as root, as CI does"
+    );
+}
+
+/// Make the sandbox readable by every user (`chmod -R a+rX`: nothing gains write permission),
+/// check that `nobody` can reach it, and copy the binary into it, so `nobody` can run it
+/// wherever the build folder is. Returns the copied binary.
+pub fn open_to_other_users(sb: &Sandbox) -> PathBuf {
+    let status = Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(sb.dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for ancestor in sb.dir.path().ancestors().skip(1) {
+        let mode = fs::metadata(ancestor).unwrap().permissions().mode();
+        assert!(
+            mode & 0o001 != 0,
+            "{} is not searchable by other users (mode {mode:o}), so uid {NOBODY} cannot reach the \
+             sandbox; set TMPDIR to a folder every user can reach",
+            ancestor.display()
+        );
+    }
+    let bin = sb.path("evstore-bin");
+    fs::copy(env!("CARGO_BIN_EXE_evstore"), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
