@@ -439,9 +439,9 @@ fn escapes_differ(expected: &[u8], observed: &[u8]) -> bool {
     da == db && a != b
 }
 
-/// Every string literal of a valid JSON document: its decoded value and its raw bytes, quotes
-/// included. `None` if a literal does not decode.
-fn string_literals(text: &[u8]) -> Option<Vec<(String, &[u8])>> {
+/// Every string literal of a valid JSON document: where it starts and ends in `text` (quotes
+/// included) and its decoded value. `None` if a literal does not decode.
+fn literal_spans(text: &[u8]) -> Option<Vec<(std::ops::Range<usize>, String)>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < text.len() {
@@ -458,12 +458,22 @@ fn string_literals(text: &[u8]) -> Option<Vec<(String, &[u8])>> {
                 _ => i += 1,
             }
         }
-        let literal = text.get(start..=i)?;
-        let decoded: String = serde_json::from_slice(literal).ok()?;
-        out.push((decoded, literal));
+        let decoded: String = serde_json::from_slice(text.get(start..=i)?).ok()?;
+        out.push((start..i + 1, decoded));
         i += 1;
     }
     Some(out)
+}
+
+/// Every string literal of a valid JSON document: its decoded value and its raw bytes, quotes
+/// included. `None` if a literal does not decode.
+fn string_literals(text: &[u8]) -> Option<Vec<(String, &[u8])>> {
+    Some(
+        literal_spans(text)?
+            .into_iter()
+            .map(|(span, decoded)| (decoded, &text[span]))
+            .collect(),
+    )
 }
 
 /// JSON value equality where numbers compare by value when either is a float (`1.0` equals `1`,
@@ -495,27 +505,13 @@ pub fn same_json_value(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 /// `None` if a literal does not decode. The input must be a valid JSON document.
 fn canonical_string_escapes(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len());
-    let mut i = 0;
-    while i < text.len() {
-        if text[i] != b'"' {
-            out.push(text[i]);
-            i += 1;
-            continue;
-        }
-        let start = i;
-        i += 1;
-        loop {
-            match text.get(i)? {
-                b'\\' => i += 2,
-                b'"' => break,
-                _ => i += 1,
-            }
-        }
-        let literal = text.get(start..=i)?;
-        let decoded: String = serde_json::from_slice(literal).ok()?;
+    let mut copied = 0;
+    for (span, decoded) in literal_spans(text)? {
+        out.extend_from_slice(&text[copied..span.start]);
         out.extend_from_slice(serde_json::to_string(&decoded).ok()?.as_bytes());
-        i += 1;
+        copied = span.end;
     }
+    out.extend_from_slice(&text[copied..]);
     Some(out)
 }
 

@@ -252,17 +252,8 @@ impl Tmpfs {
 
     /// Fill the file system, then give back `leave` bytes.
     pub fn fill_leaving(&self, leave: u64) {
-        let path = self.dir.join("filler");
-        let mut file = fs::File::create(&path).unwrap();
-        let buf = vec![0xa5u8; 4096];
-        loop {
-            match file.write(&buf) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(err) if err.raw_os_error() == Some(28) => break,
-                Err(err) => panic!("filling {}: {err}", path.display()),
-            }
-        }
+        let filler = self.fill();
+        let file = fs::OpenOptions::new().write(true).open(&filler).unwrap();
         let len = file.metadata().unwrap().len();
         file.set_len(len - leave).unwrap();
     }
