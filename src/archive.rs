@@ -204,16 +204,6 @@ pub fn sha256_file(path: &Path, scanned_size: u64) -> Result<Sha256Digest> {
     Ok(Sha256Digest(hasher.finalize().into()))
 }
 
-/// BLAKE3 of one file, streamed, with the same refusals as [`sha256_file`]: the faster check
-/// where the expected side knows each file's BLAKE3 (a stored packet).
-pub fn blake3_file(path: &Path, scanned_size: u64) -> Result<Blake3Digest> {
-    let mut hasher = blake3::Hasher::new();
-    stream_file(path, scanned_size, |bytes| {
-        hasher.update(bytes);
-    })?;
-    Ok(Blake3Digest(*hasher.finalize().as_bytes()))
-}
-
 /// SHA-256 of the file at the packet path `rel` below `dir` (reached through the folder's
 /// handle, never through a symlink), with the same refusals as [`sha256_file`].
 pub fn sha256_in(dir: &RootDir, rel: &str, scanned_size: u64) -> Result<Sha256Digest> {
@@ -226,7 +216,8 @@ pub fn sha256_in(dir: &RootDir, rel: &str, scanned_size: u64) -> Result<Sha256Di
     Ok(Sha256Digest(hasher.finalize().into()))
 }
 
-/// BLAKE3 of the file at the packet path `rel` below `dir`, as [`sha256_in`].
+/// BLAKE3 of the file at the packet path `rel` below `dir`, as [`sha256_in`]: the faster check
+/// where the expected side knows each file's BLAKE3 (a stored packet).
 pub fn blake3_in(dir: &RootDir, rel: &str, scanned_size: u64) -> Result<Blake3Digest> {
     let mut hasher = blake3::Hasher::new();
     let handle = dir.open_file(rel)?;
@@ -390,21 +381,6 @@ pub struct IngestReport {
     pub bytes_newly_stored: u64,
 }
 
-/// Check that the store does not lie inside the folder being archived.
-fn refuse_store_inside(store: &Store, root: &Path) -> Result<()> {
-    let root_canon = std::fs::canonicalize(root).at(root, "cannot resolve")?;
-    let store_canon = std::fs::canonicalize(store.root()).at(store.root(), "cannot resolve")?;
-    if store_canon.starts_with(&root_canon) {
-        return Err(Error::unsupported(
-            root,
-            format!(
-                "the store {} lies inside this folder; archive a folder that does not contain the store",
-                store.root().escaped()
-            ),
-        ));
-    }
-    Ok(())
-}
 
 /// Archive the packet folder `root` into `store` and record it in `catalog`. A folder that is a
 /// symlink is refused.
@@ -428,13 +404,12 @@ pub fn ingest_dir(
     crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
     let root_path = dir.path().to_path_buf();
     let root = root_path.as_path();
-    refuse_store_inside(store, root)?;
+    crate::store::refuse_store_inside_folder(store.root(), root)?;
     let scanned = scan_dir(dir)?;
     let seal = match &scanned.seal {
         Some(path) => {
             let path = path.clone();
-            let handle = scanned.dir.open_file(SEAL_FILE_NAME)?;
-            let bytes = read_limited(handle, &path, crate::gate::MAX_SEAL_BYTES)?;
+            let bytes = crate::gate::read_seal_in(&scanned.dir, SEAL_FILE_NAME)?;
             Some((Manifest::parse_seal(&bytes, &path)?, path))
         }
         None => None,

@@ -688,82 +688,6 @@ fn prepare_new_catalog(root: &Path, staged: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `path` made absolute, with every existing component resolved (symlinks included) and the
-/// missing tail appended as it will be created; it need not exist.
-fn resolved_path(path: &Path) -> Result<PathBuf> {
-    use std::path::Component;
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|err| Error::io(".", "cannot read the working directory", err))?
-            .join(path)
-    };
-    let mut current = PathBuf::from("/");
-    let mut missing = false;
-    for component in absolute.components() {
-        match component {
-            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
-            // `current` is canonical (or a tail that will be created as real folders), so
-            // its parent is lexical; back in existing folders, resolve again from there.
-            Component::ParentDir => {
-                current.pop();
-                if missing && std::fs::symlink_metadata(&current).is_ok() {
-                    missing = false;
-                }
-            }
-            Component::Normal(name) => {
-                let next = current.join(name);
-                if !missing && std::fs::symlink_metadata(&next).is_ok() {
-                    current = std::fs::canonicalize(&next).at(&next, "cannot resolve")?;
-                } else {
-                    missing = true;
-                    current = next;
-                }
-            }
-        }
-    }
-    Ok(current)
-}
-
-/// Refuse to archive a folder that holds the store, or would hold it once created: the store's
-/// files would become part of the packet (and change it).
-fn refuse_store_inside_folder(store: &Path, dir: &Path) -> Result<()> {
-    let dir_resolved = std::fs::canonicalize(dir).at(dir, "cannot resolve")?;
-    let store_resolved = resolved_path(store)?;
-    if store_resolved.starts_with(&dir_resolved) {
-        return Err(Error::unsupported(
-            dir,
-            format!(
-                "the store {} lies inside this folder, so its files would become part of the \
-                 packet; use a store outside the packet folder (--store DIR or $EVSTORE_STORE; \
-                 the default is ./.evstore in the working directory)",
-                store.escaped()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Refuse a folder evstore would write into (or archive) that is the store folder or lies
-/// inside it: its files would become stray entries of the store (or the store's own files a
-/// packet). `path` need not exist; symlinks in it are resolved.
-fn refuse_inside_store(store: &Path, path: &Path, what: &str) -> Result<()> {
-    if std::fs::symlink_metadata(store).is_err() {
-        return Ok(());
-    }
-    let store_resolved = resolved_path(store)?;
-    if resolved_path(path)?.starts_with(&store_resolved) {
-        return Err(Error::Usage(format!(
-            "{what} {} is inside the store {}: evstore never writes into its store folder, nor \
-             archives the store itself; use a folder outside it",
-            path.escaped(),
-            store.escaped()
-        )));
-    }
-    Ok(())
-}
-
 fn cmd_init(ctx: &Context) -> Result<Outcome> {
     let store = create_store(&ctx.store_path)?;
     if ctx.json {
@@ -825,8 +749,8 @@ fn cmd_ingest(
         Ok(_) => return Err(Error::unsupported(dir, "is not a directory")),
         Err(err) => return Err(Error::io(dir, "cannot read packet folder", err)),
     }
-    refuse_store_inside_folder(&ctx.store_path, dir)?;
-    refuse_inside_store(&ctx.store_path, dir, "packet folder")?;
+    crate::store::refuse_store_inside_folder(&ctx.store_path, dir)?;
+    crate::store::refuse_inside_store(&ctx.store_path, dir, "packet folder")?;
     let config = IngestConfig {
         name,
         note,
@@ -1140,7 +1064,7 @@ fn cmd_cat(ctx: &Context, packet: &str, path: &str) -> Result<Outcome> {
 fn cmd_export(ctx: &Context, packet: &str, dest: &Path) -> Result<Outcome> {
     crate::store::check_local_path(dest, "export destination")?;
     let (store, catalog) = ctx.open_read()?;
-    refuse_inside_store(store.root(), dest, "export destination")?;
+    crate::store::refuse_inside_store(store.root(), dest, "export destination")?;
     let row = ctx.resolve(&catalog, packet)?;
     // As in `cat`: the catalog lock is not held while the files are written.
     drop(catalog);
@@ -1961,7 +1885,7 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
     }
     if let Some(keep) = &args.keep {
         crate::store::check_local_path(keep, "--keep folder")?;
-        refuse_inside_store(&ctx.store_path, keep, "--keep folder")?;
+        crate::store::refuse_inside_store(&ctx.store_path, keep, "--keep folder")?;
     }
     // Whether a default store exists that this user cannot write (said after the report).
     let mut default_store_read_only = false;

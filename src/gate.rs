@@ -434,9 +434,7 @@ impl Side {
     /// a folder side that has one.
     pub fn read_folder_seal(&self) -> Result<Option<Vec<u8>>> {
         match (&self.folder_seal, &self.bytes) {
-            (Some(path), ByteSource::Folder(dir)) => {
-                read_limited(dir.open_file(SEAL_FILE_NAME)?, path, MAX_SEAL_BYTES).map(Some)
-            }
+            (Some(_), ByteSource::Folder(dir)) => read_seal_in(dir, SEAL_FILE_NAME).map(Some),
             (Some(path), _) => read_seal_bytes(path).map(Some),
             (None, _) => Ok(None),
         }

@@ -1415,3 +1415,79 @@ fn not_a_folder(root: &Path) -> Error {
         )),
     }
 }
+
+/// `path` made absolute, with every existing component resolved (symlinks included) and the
+/// missing tail appended as it will be created; it need not exist.
+pub fn resolved_path(path: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|err| Error::io(".", "cannot read the working directory", err))?
+            .join(path)
+    };
+    let mut current = PathBuf::from("/");
+    let mut missing = false;
+    for component in absolute.components() {
+        match component {
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+            // `current` is canonical (or a tail that will be created as real folders), so
+            // its parent is lexical; back in existing folders, resolve again from there.
+            Component::ParentDir => {
+                current.pop();
+                if missing && std::fs::symlink_metadata(&current).is_ok() {
+                    missing = false;
+                }
+            }
+            Component::Normal(name) => {
+                let next = current.join(name);
+                if !missing && std::fs::symlink_metadata(&next).is_ok() {
+                    current = std::fs::canonicalize(&next).at(&next, "cannot resolve")?;
+                } else {
+                    missing = true;
+                    current = next;
+                }
+            }
+        }
+    }
+    Ok(current)
+}
+
+/// Refuse to archive a folder that holds the store, or would hold it once created: the store's
+/// files would become part of the packet (and change it).
+pub fn refuse_store_inside_folder(store: &Path, dir: &Path) -> Result<()> {
+    let dir_resolved = std::fs::canonicalize(dir).at(dir, "cannot resolve")?;
+    let store_resolved = resolved_path(store)?;
+    if store_resolved.starts_with(&dir_resolved) {
+        return Err(Error::unsupported(
+            dir,
+            format!(
+                "the store {} lies inside this folder, so its files would become part of the \
+                 packet; use a store outside the packet folder (--store DIR or $EVSTORE_STORE; \
+                 the default is ./.evstore in the working directory)",
+                store.escaped()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse a folder evstore would write into (or archive) that is the store folder or lies
+/// inside it: its files would become stray entries of the store (or the store's own files a
+/// packet). `path` need not exist; symlinks in it are resolved.
+pub fn refuse_inside_store(store: &Path, path: &Path, what: &str) -> Result<()> {
+    if std::fs::symlink_metadata(store).is_err() {
+        return Ok(());
+    }
+    let store_resolved = resolved_path(store)?;
+    if resolved_path(path)?.starts_with(&store_resolved) {
+        return Err(Error::Usage(format!(
+            "{what} {} is inside the store {}: evstore never writes into its store folder, nor \
+             archives the store itself; use a folder outside it",
+            path.escaped(),
+            store.escaped()
+        )));
+    }
+    Ok(())
+}
