@@ -381,7 +381,6 @@ pub struct IngestReport {
     pub bytes_newly_stored: u64,
 }
 
-
 /// Archive the packet folder `root` into `store` and record it in `catalog`. A folder that is a
 /// symlink is refused.
 pub fn ingest(

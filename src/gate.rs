@@ -435,7 +435,12 @@ impl Side {
     pub fn read_folder_seal(&self) -> Result<Option<Vec<u8>>> {
         match (&self.folder_seal, &self.bytes) {
             (Some(_), ByteSource::Folder(dir)) => read_seal_in(dir, SEAL_FILE_NAME).map(Some),
-            (Some(path), _) => read_seal_bytes(path).map(Some),
+            // `folder_seal` is set only for a folder side, which always reads through its
+            // handle; anything else is a bug, and never a skipped check.
+            (Some(path), _) => Err(Error::unsupported(
+                path,
+                "internal error: a folder seal without its folder handle; nothing was verified",
+            )),
             (None, _) => Ok(None),
         }
     }
@@ -800,7 +805,8 @@ impl GateReport {
         }
         // Fail closed: the verdict comes from the per-file results and, independently, from the
         // two tree hashes; either one differing is a FAIL.
-        let trees_equal = expected.packet_tree_sha256 == observed.packet_tree_sha256;
+        let (expected, observed) = (expected.summary(), observed.summary());
+        let trees_equal = tree_hashes_match(&expected, &observed);
         let mut notes = notes;
         if counts.failed == 0 && !trees_equal {
             notes.push("every listed file matches but the packet_tree_sha256 values differ".into());
@@ -812,8 +818,8 @@ impl GateReport {
         };
         GateReport {
             verdict,
-            expected: expected.summary(),
-            observed: observed.summary(),
+            expected,
+            observed,
             counts,
             files,
             subtrees_skipped,
@@ -821,6 +827,15 @@ impl GateReport {
             expectations: Vec::new(),
         }
     }
+}
+
+/// True only if both sides have a packet_tree_sha256 and they are equal: a side holding entries
+/// that are not regular files has none, so it never matches (fail closed).
+fn tree_hashes_match(expected: &SideSummary, observed: &SideSummary) -> bool {
+    matches!(
+        (expected.packet_tree_sha256, observed.packet_tree_sha256),
+        (Some(a), Some(b)) if a == b
+    )
 }
 
 /// Compare what `observed` holds against what `expected` lists.
@@ -849,6 +864,24 @@ pub fn compare(store: Option<&Store>, expected: &Side, observed: &Side) -> Resul
                 observed_kind: Some(what),
                 first_difference: None,
                 note: Some(format!("a {what} the seal does not list")),
+            });
+        }
+    }
+    // Non-regular entries of the expected side (a folder operand of `diff`) that the observed
+    // side lacks: the two differ there, whatever the regular files say.
+    for (path, what) in &expected.others {
+        if !observed.files.contains_key(path) && !observed.others.contains_key(path) {
+            results.push(FileResult {
+                path: path.clone(),
+                status: "fail",
+                classes: vec![DriftClass::Missing],
+                expected: None,
+                observed: None,
+                observed_kind: None,
+                first_difference: None,
+                note: Some(format!(
+                    "the expected side holds a {what} here, which the observed side does not"
+                )),
             });
         }
     }
@@ -1138,7 +1171,7 @@ impl GateReport {
             self.files.push(file);
         }
         self.files.sort_by(|a, b| a.path.cmp(&b.path));
-        let trees_equal = self.expected.packet_tree_sha256 == self.observed.packet_tree_sha256;
+        let trees_equal = tree_hashes_match(&self.expected, &self.observed);
         self.verdict = if self.counts.failed == 0 && trees_equal {
             Verdict::Pass
         } else {
@@ -1312,7 +1345,7 @@ pub struct SealReport {
 }
 
 /// Write `HASH_MANIFEST.txt` in the opened folder `dir`: a new temp file (`O_EXCL`, mode
-/// `0600`), fsynced, renamed to the seal's name (without replacing anything unless `replace`),
+/// `0644`), fsynced, renamed to the seal's name (without replacing anything unless `replace`),
 /// then the folder fsynced. Every step is relative to the folder's handle.
 fn write_seal_in(dir: &RootDir, text: &[u8], replace: bool) -> Result<()> {
     use rustix::fs::{Mode, OFlags, RenameFlags};

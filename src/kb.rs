@@ -532,6 +532,13 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
     walk(&kb, |item| {
         let file_type = FileType::from_raw_mode(RawMode::from(item.stat.st_mode));
         match file_type {
+            // A seal of any type makes its folder a packet folder (one that is not a regular
+            // file then fails that folder's check): never a reason to skip what is below.
+            _ if item.name == SEAL_FILE_NAME => {
+                let parent = item.rel.parent().unwrap_or(Path::new(""));
+                folders.push(relative(&kb_root, &kb_root.join(parent))?);
+                Ok(false)
+            }
             FileType::Directory => {
                 let identity = (item.stat.st_dev, item.stat.st_ino);
                 // Everything below a packet folder is part of that packet (a packet may embed an
@@ -543,11 +550,6 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
                 Ok(!parent_is_packet
                     && item.rel != Path::new(STAGING_DIR_NAME)
                     && store_identity != Some(identity))
-            }
-            FileType::RegularFile | FileType::Symlink if item.name == SEAL_FILE_NAME => {
-                let parent = item.rel.parent().unwrap_or(Path::new(""));
-                folders.push(relative(&kb_root, &kb_root.join(parent))?);
-                Ok(false)
             }
             FileType::Symlink => {
                 // Followed only to learn what it leads to; nothing is read through it.

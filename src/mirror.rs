@@ -126,13 +126,7 @@ pub fn mirror(
     crate::scan::refuse_symlink(kb_dir)?;
     let kb_root = canonical_kb(kb_dir)?;
     refuse_staging_kb(kb_dir, &kb_root)?;
-    let store_root = fs::canonicalize(store.root()).at(store.root(), "cannot resolve")?;
-    if kb_root.starts_with(&store_root) {
-        return Err(Error::unsupported(
-            kb_dir,
-            "lies inside the store; a KB must be outside the store",
-        ));
-    }
+    crate::store::refuse_inside_store(store.root(), &kb_root, "KB folder")?;
     let label = format!("{}@{}", row.record.name, row.record.version);
     let rel_path = config
         .rel_path

@@ -442,3 +442,46 @@ fn regression_kb_verify_text_reads_right_for_one_and_many_and_never_an_empty_cla
         stdout(&out)
     );
 }
+
+/// Regression (final review of issue 12): a `HASH_MANIFEST.txt` that is a folder or a FIFO
+/// stopped the `kb verify` walk below its folder without making that folder a packet folder, so
+/// a tampered packet folder under it was never checked: "PASS: 0 of 0 packet folders".
+#[test]
+fn regression_a_seal_that_is_not_a_file_never_hides_the_packet_folders_below_it() {
+    for kind in ["folder", "fifo"] {
+        let sb = Sandbox::new();
+        sb.write("kb/x/inner/f.txt", "sealed\n");
+        ok(&sb, &["seal", "kb/x/inner"]);
+        fs::write(sb.path("kb/x/inner/f.txt"), "tampered\n").unwrap();
+        let fake = sb.path("kb/x/HASH_MANIFEST.txt");
+        if kind == "folder" {
+            fs::create_dir(&fake).unwrap();
+        } else {
+            let status = Command::new("mkfifo").arg(&fake).status().unwrap();
+            assert!(status.success());
+        }
+        let out = sb.run_storeless(&["kb", "verify", "kb"]);
+        assert_eq!(code(&out), 1, "{kind}: {}{}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains("FAIL"), "{kind}: {}", stdout(&out));
+    }
+}
+
+/// Regression (final review of issue 12): `diff A B` passed when the expected folder A held a
+/// symlink that B lacks: only the observed side's non-regular entries were reported, and two
+/// missing tree hashes compared equal.
+#[test]
+fn regression_diff_never_passes_when_either_folder_holds_a_symlink() {
+    let sb = Sandbox::new();
+    sb.write("a/a.txt", "same\n");
+    sb.write("b/a.txt", "same\n");
+    symlink("a.txt", sb.path("a/link")).unwrap();
+    for (first, second) in [("a", "b"), ("b", "a")] {
+        let out = sb.run_storeless(&["diff", first, second]);
+        assert_eq!(code(&out), 1, "diff {first} {second}: {}", stdout(&out));
+        assert!(stdout(&out).contains("link"), "{}", stdout(&out));
+    }
+    // Both holding the symlink: still no PASS (a packet cannot hold one).
+    symlink("a.txt", sb.path("b/link")).unwrap();
+    let out = sb.run_storeless(&["diff", "a", "b"]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+}
