@@ -1,7 +1,8 @@
 //! The knowledge-base (KB) folder: its layout, the references file, and `kb verify`.
 //!
-//! A KB is a folder that people and tools read. A *packet folder* in it is any folder holding a
-//! regular file `HASH_MANIFEST.txt` (the seal) and not inside another packet folder: everything
+//! A KB is a folder that people and tools read. A *packet folder* in it is any folder holding an
+//! entry `HASH_MANIFEST.txt` (the seal; one that is not a regular file fails that folder's
+//! check) and not inside another packet folder: everything
 //! below a packet folder, a sealed subfolder included, is that packet's files (a packet may embed
 //! an earlier packet). Besides the sealed files, a packet folder may
 //! hold one piece of mirror metadata, `KB_REFERENCES.txt`, which says for files that were not
