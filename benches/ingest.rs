@@ -28,12 +28,12 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use tempfile::TempDir;
 
-use evstore::archive::{hash_packet, ingest, IngestConfig};
 use evstore::catalog::Catalog;
 use evstore::digest::{blake3_of, sha256_of, Blake3Digest, DualHasher, Sha256Digest};
+use evstore::format::tree::{build_tree, FileMeta, HashedFile};
+use evstore::ops::ingest::{hash_packet, ingest, IngestConfig};
 use evstore::scan::scan;
 use evstore::store::Store;
-use evstore::tree::{build_tree, FileMeta, HashedFile};
 
 const MIB: usize = 1024 * 1024;
 const DUAL_HASH_BYTES: usize = 16 * MIB;

@@ -8,31 +8,20 @@
 //! The binary (`src/main.rs`) is glue around [`cli::run`]; everything else is library code that
 //! returns [`Error`] values and never prints.
 
-pub mod archive;
 pub mod catalog;
-pub mod cbor;
 pub mod cli;
 pub mod digest;
-pub mod drift;
 pub mod error;
-pub mod export;
-pub mod fsck;
+pub mod format;
 pub mod gate;
 pub mod interrupt;
-pub mod kb;
-pub mod manifest;
-pub mod mirror;
-pub mod object;
-pub mod pack;
+pub mod ops;
+pub mod packet;
 pub mod packet_ref;
 pub mod progress;
-pub mod record;
-pub mod refs;
-pub mod rerun;
 pub mod scan;
 pub mod store;
 pub mod text;
-pub mod tree;
 
 pub use error::{Error, ErrorClass, Result};
 

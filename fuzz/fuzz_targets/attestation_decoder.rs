@@ -2,7 +2,7 @@
 //! PASS/FAIL verdict and a summary consistent with the fields it was read from.
 #![no_main]
 
-use evstore::rerun::decode_attestation;
+use evstore::ops::rerun::decode_attestation;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

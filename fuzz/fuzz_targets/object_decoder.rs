@@ -9,7 +9,7 @@
 #![no_main]
 
 use evstore::digest::{blake3_of, Blake3Digest};
-use evstore::object::{
+use evstore::format::object::{
     decode_object, decode_to_vec, encode_in_memory, Header, ObjectKind, HEADER_LEN,
 };
 use libfuzzer_sys::fuzz_target;

@@ -3,7 +3,7 @@
 //! those bytes, so encoding the entries again gives back the trailer byte for byte.
 #![no_main]
 
-use evstore::pack::{decode_index, encode_trailer, index_start, FOOTER_LEN, PACK_MAGIC};
+use evstore::format::pack::{decode_index, encode_trailer, index_start, FOOTER_LEN, PACK_MAGIC};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

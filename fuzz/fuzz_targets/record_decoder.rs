@@ -4,7 +4,7 @@
 
 use evstore::digest::blake3_of;
 use evstore::packet_ref::check_packet_name;
-use evstore::record::PacketRecord;
+use evstore::format::record::PacketRecord;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use evstore::manifest::Manifest;
+use evstore::format::manifest::Manifest;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use evstore::digest::blake3_of;
-use evstore::tree::TreeNode;
+use evstore::format::tree::TreeNode;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -115,8 +115,10 @@ fn format_md_test_vector() {
         FORMAT_VECTOR_PACKET_TREE_SHA256
     );
     assert_eq!(hashed["tree"], FORMAT_VECTOR_TREE);
-    let manifest =
-        evstore::tree::manifest_of(&evstore::archive::hash_packet(&path).unwrap().files).unwrap();
+    let manifest = evstore::format::tree::manifest_of(
+        &evstore::ops::ingest::hash_packet(&path).unwrap().files,
+    )
+    .unwrap();
     assert_eq!(manifest.text(), FORMAT_VECTOR_MANIFEST);
 }
 

@@ -3,11 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use evstore::archive::{ingest, IngestConfig};
 use evstore::catalog::Catalog;
-use evstore::export::export;
-use evstore::fsck::fsck;
 use evstore::gate::Side;
+use evstore::ops::export::export;
+use evstore::ops::fsck::fsck;
+use evstore::ops::ingest::{ingest, IngestConfig};
 use evstore::progress::{Progress, ProgressSink};
 use evstore::store::Store;
 
@@ -93,12 +93,12 @@ fn ingest_verify_export_and_fsck_report_every_byte_once() {
     );
 
     std::fs::create_dir(sb.path("kb")).unwrap();
-    let mirror_config = evstore::mirror::MirrorConfig {
+    let mirror_config = evstore::ops::mirror::MirrorConfig {
         rel_path: None,
-        dedup: evstore::mirror::Dedup::Copy,
+        dedup: evstore::ops::mirror::Dedup::Copy,
         progress: progress.clone(),
     };
-    evstore::mirror::mirror(
+    evstore::ops::mirror::mirror(
         &store,
         &mut catalog,
         &report.packet,

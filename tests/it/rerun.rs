@@ -391,7 +391,7 @@ fn fsck_names_a_run_whose_attestation_object_is_missing() {
 #[test]
 fn fsck_names_an_attestation_expecting_another_hash_than_its_packet() {
     use evstore::digest::Sha256Digest;
-    use evstore::rerun::{attest, RerunReport, RunResult};
+    use evstore::ops::rerun::{attest, RerunReport, RunResult};
     let sb = Sandbox::new();
     archived(&sb, "p", &[("a.txt", "a\n")], &[]);
     let store = evstore::store::Store::open(&sb.store()).unwrap();

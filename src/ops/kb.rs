@@ -9,7 +9,7 @@
 //! copied where in the same KB their identical bytes live. Interrupted mirrors leave staging
 //! folders under `.evstore-staging/` at the KB's top level; nothing there is ever a packet.
 //!
-//! This module reads KBs; [`crate::mirror`] writes them. Paths inside the KB are resolved one
+//! This module reads KBs; [`crate::ops::mirror`] writes them. Paths inside the KB are resolved one
 //! component at a time without following symlinks, so nothing here reads or writes outside the KB.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,10 +25,10 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, MirrorRow};
 use crate::digest::{sha256_of, Sha256Digest};
-use crate::drift::DriftClass;
 use crate::error::{Error, ErrorClass, IoContext, Result};
+use crate::format::manifest::Manifest;
+use crate::gate::drift::DriftClass;
 use crate::gate::{self, read_seal_in, GateReport, Side, Verdict};
-use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::scan::{check_rel_path, refuse_symlink, walk, RootDir, SEAL_FILE_NAME};
 use crate::store::Store;

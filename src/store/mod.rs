@@ -31,6 +31,8 @@
 //!
 //! **Architecture Invariant:** this module never touches SQLite.
 
+pub mod refs;
+
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -42,8 +44,8 @@ use tempfile::TempPath;
 
 use crate::digest::Blake3Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::object::{self, DecodeError, Decoded, ObjectKind};
-use crate::pack::{self, PackEntry};
+use crate::format::object::{self, DecodeError, Decoded, ObjectKind};
+use crate::format::pack::{self, PackEntry};
 use crate::text::EscapePath;
 
 /// The contents of `<store>/VERSION`.
@@ -773,7 +775,7 @@ impl Store {
             (self.root.join("objects"), true),
             (self.tmp_path(), true),
             (self.root.join("packs"), false),
-            (self.root.join(crate::refs::REFS_DIR_NAME), false),
+            (self.root.join(crate::store::refs::REFS_DIR_NAME), false),
             (catalog.clone(), true),
             (sidecar("-wal"), false),
             (sidecar("-shm"), false),
@@ -1315,7 +1317,7 @@ fn create_missing_folders(folder: &Path) -> Result<Vec<PathBuf>> {
 
 /// Fill a new store folder: `objects/`, `tmp/`, whatever `prepare` adds, then `VERSION`, synced.
 fn populate_store(dir: &Path, prepare: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    for sub in ["objects", "tmp", crate::refs::REFS_DIR_NAME] {
+    for sub in ["objects", "tmp", crate::store::refs::REFS_DIR_NAME] {
         let path = dir.join(sub);
         fs::create_dir(&path).at(&path, "cannot create store folder")?;
     }

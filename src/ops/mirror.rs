@@ -20,21 +20,22 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::archive::sha256_file;
 use crate::catalog::{Catalog, MirrorFile, NewEvent, NewMirror, PacketRow};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::export::{sync_folder, verified_files};
+use crate::format::tree::{manifest_of, HashedFile};
 use crate::gate::{Side, Verdict};
-use crate::kb::{
+use crate::ops::export::sync_folder;
+use crate::ops::ingest::sha256_file;
+use crate::ops::kb::{
     canonical_kb, check_kb_rel_path, check_packet_folder, references_text, resolve_in_kb, KbPath,
     Reference, StoreView, REFERENCES_FILE_NAME, STAGING_DIR_NAME,
 };
+use crate::packet::verified_files;
 use crate::progress::Progress;
 use crate::scan::SEAL_FILE_NAME;
 use crate::store::{rename_no_replace, Store};
 use crate::text::EscapePath;
-use crate::tree::{manifest_of, HashedFile};
 
 /// How a file whose bytes the KB already holds is published.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -254,7 +255,7 @@ pub fn mirror(
         return Err(Error::unsupported(&staging_root, "is not a folder"));
     }
     // Held until this mirror is done, so `kb gc-staging` cannot remove its staging folder.
-    let _staging_lock = crate::kb::lock_staging_shared(&staging_root)?;
+    let _staging_lock = crate::ops::kb::lock_staging_shared(&staging_root)?;
     let staging = tempfile::Builder::new()
         .prefix("mirror-")
         .tempdir_in(&staging_root)
@@ -353,7 +354,8 @@ pub fn mirror(
     // one staged: under the KB's publish lock (held until the catalog records this mirror), check
     // the nesting again, then create the parent folders (refusing symlinks) and rename without
     // replacing.
-    let _publish_lock = crate::kb::lock_for_publish(&kb_root).map_err(crate::interrupt::prefer)?;
+    let _publish_lock =
+        crate::ops::kb::lock_for_publish(&kb_root).map_err(crate::interrupt::prefer)?;
     crate::interrupt::check()?;
     refuse_nested_destination(catalog, &kb_root, &rel_path)?;
     let dest = kb_root.join(&rel_path);
@@ -442,7 +444,7 @@ fn refuse_nested_destination(catalog: &Catalog, kb_root: &Path, rel_path: &str) 
             Err(err) => return Err(Error::io(&seal, "cannot stat", err)),
         }
     }
-    if let Some(outer) = crate::kb::enclosing_packet_folder(kb_root, rel_path)? {
+    if let Some(outer) = crate::ops::kb::enclosing_packet_folder(kb_root, rel_path)? {
         return refuse(format!(
             "lies inside the published packet folder {}",
             kb_root.join(&outer).escaped()
@@ -450,7 +452,7 @@ fn refuse_nested_destination(catalog: &Catalog, kb_root: &Path, rel_path: &str) 
     }
     if let KbPath::Folder(existing) = resolve_in_kb(kb_root, rel_path)? {
         if fs::symlink_metadata(existing.join(SEAL_FILE_NAME)).is_err() {
-            if let Some(inner) = crate::kb::first_packet_folder_below(&existing)? {
+            if let Some(inner) = crate::ops::kb::first_packet_folder_below(&existing)? {
                 return refuse(format!(
                     "holds the published packet folder {}",
                     inner.escaped()
@@ -629,7 +631,7 @@ fn present_files(files: &[HashedFile], folder: &Path, rel_path: &str) -> Result<
         Ok(_) => {
             let path = folder.join(REFERENCES_FILE_NAME);
             let bytes = crate::gate::read_seal_bytes(&path)?;
-            crate::kb::parse_references(&bytes, &path)?
+            crate::ops::kb::parse_references(&bytes, &path)?
         }
         Err(_) => Vec::new(),
     };

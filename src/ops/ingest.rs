@@ -22,15 +22,15 @@ use rayon::prelude::*;
 use crate::catalog::{AddOutcome, Catalog, ObjectRow, PacketRow};
 use crate::digest::{blake3_of, Blake3Digest, DualHasher, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::Manifest;
-use crate::object::ObjectKind;
+use crate::format::manifest::Manifest;
+use crate::format::object::ObjectKind;
+use crate::format::record::PacketRecord;
+use crate::format::tree::{build_tree, manifest_of, BuiltTree, FileMeta, HashedFile};
 use crate::progress::Progress;
-use crate::record::PacketRecord;
-use crate::refs::Refs;
 use crate::scan::{scan_dir, PacketFile, RootDir, Scan, SEAL_FILE_NAME};
+use crate::store::refs::Refs;
 use crate::store::{ObjectBatch, Store};
 use crate::text::EscapePath;
-use crate::tree::{build_tree, manifest_of, BuiltTree, FileMeta, HashedFile};
 
 /// Files up to this size are read into memory whole (still once).
 pub const SMALL_FILE_LIMIT: u64 = 1024 * 1024;

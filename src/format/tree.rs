@@ -11,19 +11,18 @@
 //! ```
 //!
 //! The root node's id is the packet's `tree`. Equal subtrees have equal ids, so the store keeps
-//! them once. This module builds trees from hashed files and walks stored trees back into files;
-//! it reads nodes through [`Store`] and checks each one strictly as it decodes it.
+//! them once. This module builds trees from hashed files and decodes each node strictly; reading
+//! stored trees back into files is `packet`'s job.
 
 use std::collections::BTreeMap;
 
 use serde_cbor::Value;
 
-use crate::cbor::{self, Fields};
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, ManifestEntry};
+use crate::format::cbor::{self, Fields};
+use crate::format::manifest::{Manifest, ManifestEntry};
 use crate::scan::check_component_text;
-use crate::store::Store;
 
 const NODE_TAG: &str = "evstore/tree";
 const NODE_VERSION: u64 = 1;
@@ -245,59 +244,6 @@ fn build_dir<'a>(
     let id = blake3_of(&encoded);
     nodes.push((id, encoded));
     Ok(id)
-}
-
-/// Read and strictly decode the node `id` from the store.
-pub fn load_node(store: &Store, id: &Blake3Digest) -> Result<TreeNode> {
-    let (_, bytes) = store.read_small_object(id)?;
-    TreeNode::decode(&bytes).map_err(|reason| Error::corrupt(format!("tree node {id}"), reason))
-}
-
-/// Every file of the tree rooted at `root`, in path-byte order, with the ids of all nodes read.
-pub fn walk_tree(
-    store: &Store,
-    root: &Blake3Digest,
-) -> Result<(Vec<HashedFile>, Vec<Blake3Digest>)> {
-    let mut files = Vec::new();
-    let mut node_ids = Vec::new();
-    walk_into(store, root, "", 0, &mut files, &mut node_ids)?;
-    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-    Ok((files, node_ids))
-}
-
-fn walk_into(
-    store: &Store,
-    id: &Blake3Digest,
-    prefix: &str,
-    depth: usize,
-    files: &mut Vec<HashedFile>,
-    node_ids: &mut Vec<Blake3Digest>,
-) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(Error::corrupt(
-            format!("tree node {id}"),
-            format!("tree is deeper than {MAX_DEPTH} levels"),
-        ));
-    }
-    node_ids.push(*id);
-    let node = load_node(store, id)?;
-    for entry in node.entries() {
-        let path = if prefix.is_empty() {
-            entry.name().to_string()
-        } else {
-            format!("{prefix}/{}", entry.name())
-        };
-        match entry {
-            TreeEntry::File { meta, .. } => files.push(HashedFile {
-                rel_path: path,
-                meta: *meta,
-            }),
-            TreeEntry::Dir { tree, .. } => {
-                walk_into(store, tree, &path, depth + 1, files, node_ids)?
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The canonical manifest of hashed files.

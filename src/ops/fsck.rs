@@ -22,14 +22,14 @@ use crate::catalog::{
 };
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
-use crate::object::ObjectKind;
+use crate::format::object::ObjectKind;
+use crate::format::record::PacketRecord;
+use crate::format::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
+use crate::ops::rerun::{decode_attestation, AttestationSummary};
 use crate::progress::Progress;
-use crate::record::PacketRecord;
-use crate::refs::Refs;
-use crate::rerun::{decode_attestation, AttestationSummary};
+use crate::store::refs::Refs;
 use crate::store::{ListedObject, ObjectLocation, Store};
 use crate::text::EscapePath;
-use crate::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
 
 /// One problem found by fsck.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -6,11 +6,13 @@
 //! [`GateReport`] that lists every file, keeps going after the first failure, and passes only
 //! when every expected file is present with identical bytes, nothing unexpected is present, and
 //! (when both sides record it) every executable bit matches. Each failing file is explained with
-//! the [`DriftClass`] vocabulary of [`crate::drift`], using the expected bytes when a side can
+//! the [`DriftClass`] vocabulary of [`crate::gate::drift`], using the expected bytes when a side can
 //! provide them (the store, a folder, or an `--original` copy checked against the seal).
 //!
 //! [`seal_folder`] writes a folder's canonical `HASH_MANIFEST.txt`. Nothing here needs a store
 //! unless a side is a stored packet.
+
+pub mod drift;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -21,18 +23,18 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::archive::{blake3_in, open_no_follow, read_limited, sha256_in, stream_handle};
 use crate::catalog::{Catalog, PacketRow};
 use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
-use crate::drift::{self, compare_streams, DriftClass, FirstDifference, DIAGNOSIS_LIMIT};
 use crate::error::{Error, IoContext, Result};
-use crate::export::{verified_files, verified_record};
-use crate::manifest::{canonical_seal_command, Deviation, Manifest, ManifestEntry};
+use crate::format::manifest::{canonical_seal_command, Deviation, Manifest, ManifestEntry};
+use crate::format::tree::{FileMeta, TreeEntry, MAX_DEPTH};
+use crate::ops::ingest::{blake3_in, open_no_follow, read_limited, sha256_in, stream_handle};
+use crate::packet::{load_node, verified_files, verified_record};
 use crate::progress::Progress;
 use crate::scan::{scan, scan_dir, EntryKind, RootDir, SEAL_FILE_NAME};
 use crate::store::Store;
 use crate::text::EscapePath;
-use crate::tree::{load_node, FileMeta, TreeEntry, MAX_DEPTH};
+use drift::{compare_streams, DriftClass, FirstDifference, DIAGNOSIS_LIMIT};
 
 /// The largest seal file the gate reads (a seal line is at most ~4 KiB; this allows millions).
 pub const MAX_SEAL_BYTES: u64 = 1 << 30;
@@ -1232,7 +1234,7 @@ pub fn diff_packets(
             }
         }
     }
-    let side = |record: &crate::record::PacketRecord, files| Side {
+    let side = |record: &crate::format::record::PacketRecord, files| Side {
         kind: SideKind::Packet,
         label: format!("{}@{}", record.name, record.version),
         packet_tree_sha256: record.packet_tree_sha256,

@@ -11,8 +11,8 @@
 
 use serde_cbor::Value;
 
-use crate::cbor::{self, Fields};
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
+use crate::format::cbor::{self, Fields};
 
 const RECORD_TAG: &str = "evstore/packet";
 const RECORD_VERSION: u64 = 1;

@@ -16,63 +16,18 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::archive::blake3_in;
 use crate::catalog::PacketRow;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::format::manifest::Manifest;
+use crate::format::tree::{manifest_of, HashedFile};
 use crate::interrupt::{Cleanup, Interruptible};
-use crate::manifest::Manifest;
-use crate::object::ObjectKind;
+use crate::ops::ingest::blake3_in;
+use crate::packet::verified_files;
 use crate::progress::Progress;
-use crate::record::PacketRecord;
 use crate::scan::{scan, SEAL_FILE_NAME};
 use crate::store::Store;
 use crate::text::EscapePath;
-use crate::tree::{manifest_of, walk_tree, HashedFile};
-
-/// Read a packet's record object and check it equals the catalog row.
-pub fn verified_record(store: &Store, row: &PacketRow) -> Result<PacketRecord> {
-    let what = format!(
-        "packet record {} ({}@{})",
-        row.record_id, row.record.name, row.record.version
-    );
-    let (kind, bytes) = store.read_small_object(&row.record_id)?;
-    if kind != ObjectKind::Record {
-        return Err(Error::corrupt(
-            what,
-            format!("object kind is {}, not record", kind.name()),
-        ));
-    }
-    let record = PacketRecord::decode(&bytes).map_err(|reason| Error::corrupt(&what, reason))?;
-    if record != row.record {
-        return Err(Error::corrupt(
-            what,
-            "the record object and the catalog row disagree",
-        ));
-    }
-    Ok(record)
-}
-
-/// A packet's files as its stored tree lists them, checked against the record.
-pub fn verified_files(store: &Store, row: &PacketRow) -> Result<(PacketRecord, Vec<HashedFile>)> {
-    let record = verified_record(store, row)?;
-    let (files, _) = walk_tree(store, &record.tree)?;
-    let manifest = manifest_of(&files)?;
-    if manifest.packet_tree_sha256() != record.packet_tree_sha256 {
-        return Err(Error::corrupt(
-            format!("packet {}@{}", record.name, record.version),
-            "its tree does not hash to the recorded packet_tree_sha256",
-        ));
-    }
-    Ok((record, files))
-}
-
-/// Write one file's bytes to `out`, but only after checking the whole object once.
-pub fn cat_file(store: &Store, file: &HashedFile, out: &mut dyn Write) -> Result<()> {
-    store.read_object(&file.meta.blake3, io::sink())?;
-    store.read_object(&file.meta.blake3, out)?;
-    Ok(())
-}
 
 /// What [`export`] wrote.
 #[derive(Clone, Debug, serde::Serialize)]

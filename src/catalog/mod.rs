@@ -21,10 +21,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
+use crate::format::record::PacketRecord;
+use crate::format::tree::{FileMeta, HashedFile};
 use crate::packet_ref::PacketRef;
-use crate::record::PacketRecord;
 use crate::text::EscapePath;
-use crate::tree::{FileMeta, HashedFile};
 
 /// The schema version stored in `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = 2;
@@ -340,8 +340,8 @@ impl LostItem {
 }
 
 impl Commitments {
-    /// Add what the store's commit markers say (see [`crate::refs`]).
-    pub fn add_markers(&mut self, markers: &crate::refs::Markers) {
+    /// Add what the store's commit markers say (see [`crate::store::refs`]).
+    pub fn add_markers(&mut self, markers: &crate::store::refs::Markers) {
         for (id, label) in &markers.records {
             self.records
                 .entry(*id)
@@ -360,7 +360,7 @@ impl Commitments {
     }
 
     /// Commitments from the markers alone (no catalog to read).
-    pub fn from_markers(markers: &crate::refs::Markers) -> Commitments {
+    pub fn from_markers(markers: &crate::store::refs::Markers) -> Commitments {
         let mut out = Commitments::default();
         out.add_markers(markers);
         out
@@ -968,7 +968,7 @@ impl Catalog {
     /// two concurrent `forget`s of one item cannot both succeed.
     pub fn forget(
         &mut self,
-        markers: &crate::refs::Markers,
+        markers: &crate::store::refs::Markers,
         choose: impl FnOnce(&[LostItem]) -> Result<Vec<(LostItem, serde_json::Value)>>,
     ) -> Result<Vec<(LostItem, EventRow)>> {
         let wrap = sql_error(&self.path);

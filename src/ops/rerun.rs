@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::archive::hash_dir;
 use crate::catalog::{Catalog, NewEvent, NewRun, PacketRow};
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
+use crate::format::object::ObjectKind;
 use crate::gate::{self, GateReport, Side, Verdict};
 use crate::interrupt::{on_interrupt, Cleanup};
-use crate::object::ObjectKind;
+use crate::ops::ingest::hash_dir;
 use crate::progress::Progress;
 use crate::scan::{refuse_symlink, RootDir};
 use crate::store::Store;
@@ -180,7 +180,7 @@ pub fn rerun(
     let mut keep_resolved = None;
     if let Some(keep) = &config.keep {
         refuse_symlink(keep)?;
-        created_keep = crate::export::prepare_empty_dest(keep)?;
+        created_keep = crate::ops::export::prepare_empty_dest(keep)?;
         keep_resolved = Some(fs::canonicalize(keep).at(keep, "cannot resolve")?);
     }
     // Reported if a signal stops this rerun: the --keep folder stays as it is, the temp folder is
@@ -574,7 +574,7 @@ pub fn attest(
     value["ingested"] = serde_json::json!(ingested);
     let payload = value.to_string().into_bytes();
     let id = blake3_of(&payload);
-    let refs = crate::refs::Refs::for_writer(store)?;
+    let refs = crate::store::refs::Refs::for_writer(store)?;
     refs.ensure(catalog)?;
     let batch = store.batch();
     batch.add_bytes(id, ObjectKind::Attestation, &payload)?;

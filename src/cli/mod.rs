@@ -14,18 +14,19 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use serde_json::{json, Value};
 
-use crate::archive::{hash_packet, ingest, IngestConfig};
 use crate::catalog::{Catalog, CatalogAccess, LostItem, NewEvent, PacketRow};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, ErrorClass, IoContext, Result};
-use crate::export::{cat_file, export, verified_files};
-use crate::fsck::{fsck, reindex};
+use crate::format::tree::manifest_of;
 use crate::gate::{self, Expectation, GateReport, Relation, SealAction, Side, Verdict};
+use crate::ops::export::export;
+use crate::ops::fsck::{fsck, reindex};
+use crate::ops::ingest::{hash_packet, ingest, IngestConfig};
+use crate::packet::{cat_file, verified_files};
 use crate::packet_ref::{check_new_packet_name, parse_packet_ref};
 use crate::progress::{Progress, ProgressSink};
 use crate::store::Store;
 use crate::text::{count, rfc3339_nanos, rfc3339_seconds, EscapePath};
-use crate::tree::manifest_of;
 
 /// Print one line on stdout. A closed stdout (`evstore ls | head`) stops the output but not the
 /// command: the exit code still reports the command's result.
@@ -1236,7 +1237,7 @@ fn cmd_forget(ctx: &Context, item: &str, reason: &str) -> Result<Outcome> {
         ));
     }
     let (store, mut catalog) = ctx.open()?;
-    let refs = crate::refs::Refs::for_writer(&store)?;
+    let refs = crate::store::refs::Refs::for_writer(&store)?;
     refs.ensure(&catalog)?;
     let markers = refs.read_all()?;
     let forgotten = catalog.forget(&markers, |lost| {
@@ -1355,7 +1356,7 @@ fn cmd_verify(
         let row = ctx.resolve(&catalog, &packet)?;
         let expected = Side::packet(&store, &row)?;
         if is_kb_packet_folder_with_references(dir, &expected)? {
-            let view = crate::kb::StoreView {
+            let view = crate::ops::kb::StoreView {
                 store: &store,
                 catalog: &catalog,
             };
@@ -1420,18 +1421,18 @@ fn cmd_verify(
 /// well-formed `HASH_MANIFEST.txt` and a `KB_REFERENCES.txt` that `expected` does not list as a
 /// packet file (that one is mirror metadata, written by `mirror --dedup reference`).
 fn is_kb_packet_folder_with_references(dir: &Path, expected: &Side) -> Result<bool> {
-    let references = dir.join(crate::kb::REFERENCES_FILE_NAME);
+    let references = dir.join(crate::ops::kb::REFERENCES_FILE_NAME);
     if std::fs::symlink_metadata(&references).is_err()
         || expected
             .manifest()?
-            .get(crate::kb::REFERENCES_FILE_NAME)
+            .get(crate::ops::kb::REFERENCES_FILE_NAME)
             .is_some()
     {
         return Ok(false);
     }
     let seal = dir.join(crate::scan::SEAL_FILE_NAME);
     Ok(gate::read_seal_bytes(&seal)
-        .and_then(|bytes| crate::manifest::Manifest::parse_seal(&bytes, &seal))
+        .and_then(|bytes| crate::format::manifest::Manifest::parse_seal(&bytes, &seal))
         .is_ok())
 }
 
@@ -1443,13 +1444,13 @@ fn verify_kb_packet_folder(
     dir: &Path,
     kb: Option<&Path>,
     expected: Side,
-    view: Option<&crate::kb::StoreView<'_>>,
+    view: Option<&crate::ops::kb::StoreView<'_>>,
 ) -> Result<GateReport> {
-    use crate::kb::REFERENCES_FILE_NAME;
+    use crate::ops::kb::REFERENCES_FILE_NAME;
     let canonical = std::fs::canonicalize(dir).at(dir, "cannot resolve")?;
     let kb_root = match kb {
-        Some(kb) => crate::kb::canonical_kb(kb)?,
-        None => crate::kb::find_kb_root(&canonical).ok_or_else(|| {
+        Some(kb) => crate::ops::kb::canonical_kb(kb)?,
+        None => crate::ops::kb::find_kb_root(&canonical).ok_or_else(|| {
             Error::Usage(format!(
                 "{} holds {REFERENCES_FILE_NAME} (some of its files live elsewhere in a KB), but \
                  no KB was found at or above it (a folder holding .evstore-staging); give the KB \
@@ -1458,7 +1459,7 @@ fn verify_kb_packet_folder(
             ))
         })?,
     };
-    let rel = crate::kb::folder_in_kb(&kb_root, &canonical).map_err(|err| {
+    let rel = crate::ops::kb::folder_in_kb(&kb_root, &canonical).map_err(|err| {
         Error::Usage(format!(
             "{} is not a folder inside the KB {} ({err})",
             dir.escaped(),
@@ -1482,7 +1483,7 @@ fn verify_kb_packet_folder(
             .find(|row| row.rel_path == rel),
         None => None,
     };
-    let folder = crate::kb::check_packet_folder(
+    let folder = crate::ops::kb::check_packet_folder(
         &kb_root,
         if rel.is_empty() { "." } else { &rel },
         dir,
@@ -1501,7 +1502,7 @@ fn verify_kb_packet_folder(
     if !folder.reference_problems.is_empty() {
         failures.push(gate::FileResult::failure(
             REFERENCES_FILE_NAME,
-            vec![crate::drift::DriftClass::Content],
+            vec![crate::gate::drift::DriftClass::Content],
             folder.reference_problems.join("; "),
         ));
     }
@@ -1510,7 +1511,7 @@ fn verify_kb_packet_folder(
         // Fail closed: a problem the results above do not carry still fails the folder.
         report = report.with_failures(vec![gate::FileResult::failure(
             crate::scan::SEAL_FILE_NAME,
-            vec![crate::drift::DriftClass::Content],
+            vec![crate::gate::drift::DriftClass::Content],
             folder.problems.join("; "),
         )]);
     }
@@ -1587,11 +1588,11 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
         if is_kb_packet_folder_with_references(path, &expected)? {
             let in_kb = std::fs::canonicalize(path)
                 .ok()
-                .and_then(|canonical| crate::kb::find_kb_root(&canonical));
+                .and_then(|canonical| crate::ops::kb::find_kb_root(&canonical));
             if in_kb.is_some() {
                 let view = opened
                     .as_ref()
-                    .map(|(store, catalog)| crate::kb::StoreView { store, catalog });
+                    .map(|(store, catalog)| crate::ops::kb::StoreView { store, catalog });
                 let report = verify_kb_packet_folder(path, None, expected, view.as_ref())?;
                 return Ok(print_gate_report(ctx, &report));
             }
@@ -1600,7 +1601,7 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
                  .evstore-staging), so it was compared as it is; to resolve its references use \
                  `evstore verify {} --kb KB`",
                 path.escaped(),
-                crate::kb::REFERENCES_FILE_NAME,
+                crate::ops::kb::REFERENCES_FILE_NAME,
                 path.escaped()
             ));
         }
@@ -1702,22 +1703,22 @@ fn cmd_mirror(
 ) -> Result<Outcome> {
     let (store, mut catalog) = ctx.open()?;
     let row = ctx.resolve(&catalog, packet)?;
-    let config = crate::mirror::MirrorConfig {
+    let config = crate::ops::mirror::MirrorConfig {
         rel_path: as_path,
         dedup: match dedup {
-            DedupArg::Copy => crate::mirror::Dedup::Copy,
-            DedupArg::Reference => crate::mirror::Dedup::Reference,
-            DedupArg::Hardlink => crate::mirror::Dedup::Hardlink,
+            DedupArg::Copy => crate::ops::mirror::Dedup::Copy,
+            DedupArg::Reference => crate::ops::mirror::Dedup::Reference,
+            DedupArg::Hardlink => crate::ops::mirror::Dedup::Hardlink,
         },
         progress: ctx.progress.clone(),
     };
-    let report = crate::mirror::mirror(&store, &mut catalog, &row, kb_dir, &config)?;
+    let report = crate::ops::mirror::mirror(&store, &mut catalog, &row, kb_dir, &config)?;
     if ctx.json {
         print_json(&serde_json::to_value(&report).unwrap_or(Value::Null));
     } else {
         let dest = report.kb.join(&report.rel_path);
         match report.action {
-            crate::mirror::MirrorAction::Published => say!(
+            crate::ops::mirror::MirrorAction::Published => say!(
                 "mirrored {} to {} ({} listed: {} copied, {} hard-linked, {} referenced)",
                 report.packet,
                 dest.escaped(),
@@ -1726,7 +1727,7 @@ fn cmd_mirror(
                 report.files_hardlinked,
                 report.files_referenced
             ),
-            crate::mirror::MirrorAction::Unchanged => say!(
+            crate::ops::mirror::MirrorAction::Unchanged => say!(
                 "{} is already mirrored at {} (verified; nothing written)",
                 report.packet,
                 dest.escaped()
@@ -1754,8 +1755,8 @@ fn cmd_kb_verify(
     };
     let view = opened
         .as_ref()
-        .map(|(store, catalog)| crate::kb::StoreView { store, catalog });
-    let report = crate::kb::verify_kb(kb_dir, view.as_ref())?;
+        .map(|(store, catalog)| crate::ops::kb::StoreView { store, catalog });
+    let report = crate::ops::kb::verify_kb(kb_dir, view.as_ref())?;
     let verdict = match report.verdict {
         Verdict::Pass => "PASS",
         Verdict::Fail => "FAIL",
@@ -1874,7 +1875,7 @@ struct RerunArgs {
 }
 
 fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcome> {
-    use crate::rerun::{attest, rerun, RerunConfig};
+    use crate::ops::rerun::{attest, rerun, RerunConfig};
     // Checks that can refuse, before anything is opened, run or created.
     if args.timeout == Some(0) {
         return Err(Error::Usage(
@@ -1976,7 +1977,7 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
                 };
                 // Archive what was hashed: the output folder through the handle it was hashed
                 // through, never whatever its path names now.
-                let archived = crate::archive::ingest_dir(
+                let archived = crate::ops::ingest::ingest_dir(
                     &store,
                     &mut catalog,
                     output,
@@ -2156,7 +2157,7 @@ fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
 }
 
 fn cmd_kb_gc_staging(ctx: &Context, kb_dir: &Path) -> Result<Outcome> {
-    let report = crate::kb::gc_staging(kb_dir)?;
+    let report = crate::ops::kb::gc_staging(kb_dir)?;
     if ctx.json {
         print_json(&serde_json::to_value(&report).unwrap_or(Value::Null));
     } else {

@@ -1,0 +1,10 @@
+//! Every on-disk format, each with its encoder, its strict decoder and its test vectors
+//! (docs/FORMAT.md has the byte-level description of each). Nothing here touches the file system:
+//! a format turns values into bytes and bytes back into values, or says exactly why it cannot.
+
+pub mod cbor;
+pub mod manifest;
+pub mod object;
+pub mod pack;
+pub mod record;
+pub mod tree;
