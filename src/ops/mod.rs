@@ -8,4 +8,5 @@ pub mod fsck;
 pub mod ingest;
 pub mod kb;
 pub mod mirror;
+pub mod reindex;
 pub mod rerun;

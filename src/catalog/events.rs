@@ -1,0 +1,360 @@
+//! The hash-chained event log, and what it proves was committed (packets, runs, forgets).
+
+use super::*;
+
+/// The `prev_hash` of the first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An event row.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EventRow {
+    /// Position in the log, from 1.
+    pub seq: i64,
+    /// When it happened.
+    pub time_unix_nanos: i64,
+    /// What happened: `init`, `ingest`, `reindex`, ...
+    pub kind: String,
+    /// What it happened to (usually `NAME@N`).
+    pub subject: String,
+    /// Compact JSON with the details.
+    pub detail: String,
+    /// The previous event's hash ([`GENESIS_HASH`] for the first).
+    pub prev_hash: String,
+    /// This event's hash; see [`event_hash`].
+    pub hash: String,
+}
+
+/// A new event to append.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// What happened.
+    pub kind: String,
+    /// What it happened to.
+    pub subject: String,
+    /// Details as a JSON value.
+    pub detail: serde_json::Value,
+}
+
+/// The hash of an event: SHA-256 of
+/// `evstore-event-1\t{seq}\t{time_unix_nanos}\t{kind}\t{subject}\t{prev_hash}\t{detail}\n`.
+pub fn event_hash(
+    seq: i64,
+    time_unix_nanos: i64,
+    kind: &str,
+    subject: &str,
+    prev_hash: &str,
+    detail: &str,
+) -> Sha256Digest {
+    let text = format!(
+        "evstore-event-1\t{seq}\t{time_unix_nanos}\t{kind}\t{subject}\t{prev_hash}\t{detail}\n"
+    );
+    sha256_of(text.as_bytes())
+}
+
+/// What the catalog says was committed: every packet record and rerun attestation that a
+/// committed event names or a catalog row holds, and what `forget` acknowledged as lost.
+///
+/// A packet exists once its `ingest` event committed (in the same transaction as its rows), so
+/// the event log, not the presence of a record object, is what makes a record committed. A record
+/// object no event names was left by an interrupted or failed ingest and is never revived.
+#[derive(Clone, Debug, Default)]
+pub struct Commitments {
+    /// Committed packet records: id → `NAME@N` and the seq of the event that committed it
+    /// (`None` for a row carried by a catalog rebuilt before events were carried over).
+    pub records: BTreeMap<Blake3Digest, (String, Option<i64>)>,
+    /// Committed rerun attestations: id → label (packet or expected hash) and event seq.
+    pub attestations: BTreeMap<Blake3Digest, (String, Option<i64>)>,
+    /// Ids acknowledged as lost: by the last `forget` or `restore` event about them in the log
+    /// (a `restore` ends a forget: the item was indexed again, so a new loss fails again), or,
+    /// for ids the log says nothing about, by a `refs/forgotten` marker without a
+    /// `refs/restored` one.
+    pub forgotten: HashSet<Blake3Digest>,
+    /// Ids some `forget` or `restore` event of the log is about.
+    pub forget_logged: HashSet<Blake3Digest>,
+}
+
+/// A committed packet or attestation that the catalog no longer holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LostItem {
+    /// `packet` or `attestation`.
+    pub kind: &'static str,
+    /// `NAME@N` for a packet; the packet or expected hash a rerun was of, for an attestation.
+    pub label: String,
+    /// The record or attestation object id.
+    pub id: String,
+    /// The event that committed it, if the log has it.
+    pub committed_by_event: Option<i64>,
+}
+
+impl LostItem {
+    /// Whether `text` names this item: its `NAME@N` (packets), or 8 or more lowercase hex
+    /// digits at the start of its id.
+    pub fn matches(&self, text: &str) -> bool {
+        (self.kind == "packet" && text == self.label)
+            || (text.len() >= 8
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && self.id.starts_with(text))
+    }
+
+    /// What to give `evstore forget` to name this item.
+    pub fn label_for_forget(&self) -> &str {
+        if self.kind == "packet" {
+            &self.label
+        } else {
+            &self.id
+        }
+    }
+}
+
+impl Commitments {
+    /// Add what the store's commit markers say (see [`crate::store::refs`]).
+    pub fn add_markers(&mut self, markers: &crate::store::refs::Markers) {
+        for (id, label) in &markers.records {
+            self.records
+                .entry(*id)
+                .or_insert_with(|| (label.clone(), None));
+        }
+        for (id, label) in &markers.attestations {
+            self.attestations
+                .entry(*id)
+                .or_insert_with(|| (label.clone(), None));
+        }
+        for id in &markers.forgotten {
+            if !self.forget_logged.contains(id) && !markers.restored.contains(id) {
+                self.forgotten.insert(*id);
+            }
+        }
+    }
+
+    /// Commitments from the markers alone (no catalog to read).
+    pub fn from_markers(markers: &crate::store::refs::Markers) -> Commitments {
+        let mut out = Commitments::default();
+        out.add_markers(markers);
+        out
+    }
+
+    /// Everything committed and not forgotten that is not in `records_held` / `attestations_held`.
+    pub fn lost(
+        &self,
+        records_held: &HashSet<Blake3Digest>,
+        attestations_held: &HashSet<Blake3Digest>,
+    ) -> Vec<LostItem> {
+        let mut lost = Vec::new();
+        for (kind, committed, held) in [
+            ("packet", &self.records, records_held),
+            ("attestation", &self.attestations, attestations_held),
+        ] {
+            for (id, (label, seq)) in committed {
+                if !held.contains(id) && !self.forgotten.contains(id) {
+                    lost.push(LostItem {
+                        kind,
+                        label: label.clone(),
+                        id: id.to_hex(),
+                        committed_by_event: *seq,
+                    });
+                }
+            }
+        }
+        lost
+    }
+}
+
+/// The `NAME@N` of an ingest or forget event's subject, split.
+pub(super) fn split_versioned(subject: &str) -> Option<(&str, u64)> {
+    let (name, version) = subject.rsplit_once('@')?;
+    Some((name, version.parse().ok()?))
+}
+
+pub(super) fn append_event(tx: &Connection, event: &NewEvent) -> rusqlite::Result<EventRow> {
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev_hash) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS_HASH.to_string()),
+    };
+    let time = crate::now_unix_nanos() as i64;
+    let kind = event.kind.replace(['\t', '\n'], " ");
+    let subject = event.subject.replace(['\t', '\n'], " ");
+    let detail = event.detail.to_string();
+    let hash = event_hash(seq, time, &kind, &subject, &prev_hash, &detail).to_hex();
+    tx.execute(
+        "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![seq, time, kind, subject, detail, prev_hash, hash],
+    )?;
+    Ok(EventRow {
+        seq,
+        time_unix_nanos: time,
+        kind,
+        subject,
+        detail,
+        prev_hash,
+        hash,
+    })
+}
+
+pub(super) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        seq: r.get(0)?,
+        time_unix_nanos: r.get(1)?,
+        kind: r.get(2)?,
+        subject: r.get(3)?,
+        detail: r.get(4)?,
+        prev_hash: r.get(5)?,
+        hash: r.get(6)?,
+    })
+}
+
+impl Catalog {
+    /// What this catalog says was committed (see [`Commitments`]): records and attestations
+    /// named by `ingest` and `rerun` events or held by `packets` and `runs` rows, and ids that
+    /// `forget` events acknowledged as lost.
+    pub fn commitments(&self) -> Result<Commitments> {
+        let mut out = Commitments::default();
+        for event in self.events()? {
+            let detail: serde_json::Value =
+                serde_json::from_str(&event.detail).unwrap_or(serde_json::Value::Null);
+            let id_field = |field: &str| {
+                detail
+                    .get(field)
+                    .and_then(|v| v.as_str())
+                    .and_then(Blake3Digest::parse_hex)
+            };
+            match event.kind.as_str() {
+                "ingest" => {
+                    if let Some(id) = id_field("record") {
+                        out.records
+                            .insert(id, (event.subject.clone(), Some(event.seq)));
+                    }
+                }
+                "rerun" => {
+                    if let Some(id) = id_field("attestation") {
+                        out.attestations
+                            .insert(id, (event.subject.clone(), Some(event.seq)));
+                    }
+                }
+                "forget" => {
+                    if let Some(id) = id_field("id") {
+                        out.forgotten.insert(id);
+                        out.forget_logged.insert(id);
+                    }
+                }
+                "restore" => {
+                    if let Some(id) = id_field("id") {
+                        out.forgotten.remove(&id);
+                        out.forget_logged.insert(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for row in self.packets()? {
+            out.records
+                .entry(row.record_id)
+                .or_insert_with(|| (format!("{}@{}", row.record.name, row.record.version), None));
+        }
+        for run in self.runs(None)? {
+            if let Some(id) = Blake3Digest::parse_hex(&run.attestation) {
+                out.attestations
+                    .entry(id)
+                    .or_insert_with(|| (run.expected_sha256.clone(), None));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Acknowledge lost items in one write transaction: `choose` picks, from what is lost now
+    /// (given the store's commit `markers`), the items to forget and the detail of each one's
+    /// `forget` event (or refuses); the events are appended before the transaction commits, so
+    /// two concurrent `forget`s of one item cannot both succeed.
+    pub fn forget(
+        &mut self,
+        markers: &crate::store::refs::Markers,
+        choose: impl FnOnce(&[LostItem]) -> Result<Vec<(LostItem, serde_json::Value)>>,
+    ) -> Result<Vec<(LostItem, EventRow)>> {
+        let wrap = sql_error(&self.path);
+        if file_identity(&self.path).ok() != Some(self.identity) {
+            return Err(Error::Usage(format!(
+                "{}: the catalog was replaced while this command ran (reindex --replace); nothing \
+                 was recorded in it; run the command again",
+                self.path.escaped()
+            )));
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(&wrap)?;
+        let result = (|| {
+            let mut commitments = self.commitments()?;
+            commitments.add_markers(markers);
+            let records: HashSet<Blake3Digest> = self
+                .packets()?
+                .into_iter()
+                .map(|row| row.record_id)
+                .collect();
+            let attestations: HashSet<Blake3Digest> = self
+                .runs(None)?
+                .into_iter()
+                .filter_map(|run| Blake3Digest::parse_hex(&run.attestation))
+                .collect();
+            let lost = commitments.lost(&records, &attestations);
+            let mut out = Vec::new();
+            for (item, detail) in choose(&lost)? {
+                let event = append_event(
+                    &self.conn,
+                    &NewEvent {
+                        kind: "forget".into(),
+                        subject: item.label.clone(),
+                        detail,
+                    },
+                )
+                .map_err(&wrap)?;
+                out.push((item, event));
+            }
+            self.conn.execute_batch("COMMIT").map_err(&wrap)?;
+            Ok(out)
+        })();
+        if result.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result
+    }
+
+    /// Copy events verbatim (seq, time, hashes) into an empty log: `reindex` carries the old
+    /// catalog's log into the new one, so the chain and what it says was committed survive.
+    pub fn insert_carried_events(&mut self, events: &[EventRow]) -> Result<()> {
+        let wrap = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&wrap)?;
+        for e in events {
+            tx.execute(
+                "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.seq, e.time_unix_nanos, e.kind, e.subject, e.detail, e.prev_hash, e.hash],
+            )
+            .map_err(&wrap)?;
+        }
+        tx.commit().map_err(&wrap)
+    }
+
+    /// Append one event in its own transaction.
+    pub fn log_event(&mut self, event: &NewEvent) -> Result<EventRow> {
+        let wrap = sql_error(&self.path);
+        let tx = self.begin_write()?;
+        let row = append_event(&tx, event).map_err(&wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(row)
+    }
+
+    /// The whole event log, oldest first.
+    pub fn events(&self) -> Result<Vec<EventRow>> {
+        let mut stmt = self.sql(self.conn.prepare(
+            "SELECT seq, time_unix_nanos, kind, subject, detail, prev_hash, hash FROM events ORDER BY seq",
+        ))?;
+        let rows = stmt.query_map([], event_from_row);
+        let rows = self.sql(rows)?;
+        rows.map(|r| self.sql(r)).collect()
+    }
+}

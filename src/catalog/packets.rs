@@ -1,0 +1,459 @@
+//! Packets and their files: adding a packet version, resolving a packet reference, listing.
+
+use super::*;
+
+/// A packet row: its record and where the record is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketRow {
+    /// The catalog's row id.
+    pub id: i64,
+    /// The id of the record object.
+    pub record_id: Blake3Digest,
+    /// The record, as the catalog holds it.
+    pub record: PacketRecord,
+}
+
+/// An object row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRow {
+    /// The object id.
+    pub id: Blake3Digest,
+    /// `blob`, `tree`, `record` or `attestation`.
+    pub kind: String,
+    /// The uncompressed size.
+    pub size: u64,
+}
+
+/// What [`Catalog::add_packet`] did.
+#[derive(Clone, Debug)]
+pub enum AddOutcome {
+    /// A new version was recorded.
+    Added(PacketRow),
+    /// This name already has a version with this tree; nothing was recorded.
+    AlreadyArchived(PacketRow),
+}
+
+pub(super) fn describe_ref(reference: &PacketRef) -> String {
+    match reference {
+        PacketRef::Name { name, .. } => format!("{name:?}"),
+        PacketRef::Version { name, version } => format!("{name}@{version}"),
+        PacketRef::Prefix(prefix) => format!("prefix {prefix}"),
+    }
+}
+
+pub(super) fn insert_packet_rows(
+    tx: &rusqlite::Transaction<'_>,
+    record_id: &Blake3Digest,
+    record: &PacketRecord,
+    files: &[HashedFile],
+    objects: &[ObjectRow],
+) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO packets (name, version, packet_tree_sha256, tree, record, file_count, total_bytes, \
+         created_unix_nanos, source_date_epoch, tool_version, source_path, note) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            record.name,
+            record.version as i64,
+            record.packet_tree_sha256.to_hex(),
+            record.tree.to_hex(),
+            record_id.to_hex(),
+            record.file_count as i64,
+            record.total_bytes as i64,
+            record.created_unix_nanos as i64,
+            record.source_date_epoch,
+            record.tool_version,
+            record.source_path,
+            record.note,
+        ],
+    )?;
+    let packet_id = tx.last_insert_rowid();
+    {
+        let mut entry = tx.prepare_cached(
+            "INSERT INTO entries (packet_id, path, size, executable, blake3, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for file in files {
+            entry.execute(params![
+                packet_id,
+                file.rel_path,
+                file.meta.size as i64,
+                file.meta.executable,
+                file.meta.blake3.to_hex(),
+                file.meta.sha256.to_hex(),
+            ])?;
+        }
+        let mut object = tx
+            .prepare_cached("INSERT OR IGNORE INTO objects (id, kind, size) VALUES (?1, ?2, ?3)")?;
+        for row in objects {
+            object.execute(params![row.id.to_hex(), row.kind, row.size as i64])?;
+        }
+        object.execute(params![
+            record_id.to_hex(),
+            "record",
+            record.encode().len() as i64
+        ])?;
+    }
+    Ok(packet_id)
+}
+
+/// The highest version that an `ingest` event of the log gave `name` (0 if none).
+pub(super) fn highest_logged_version(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+) -> rusqlite::Result<u64> {
+    let prefix = format!("{name}@");
+    let mut stmt = tx.prepare_cached(
+        "SELECT subject FROM events WHERE kind = 'ingest' AND substr(subject, 1, ?2) = ?1",
+    )?;
+    let subjects = stmt.query_map(params![prefix, prefix.chars().count() as i64], |r| {
+        r.get::<_, String>(0)
+    })?;
+    let mut highest = 0;
+    for subject in subjects {
+        if let Some((logged, version)) = split_versioned(&subject?) {
+            if logged == name {
+                highest = highest.max(version);
+            }
+        }
+    }
+    Ok(highest)
+}
+
+type RawPacket = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+);
+
+pub(super) fn query_packet(
+    conn: &Connection,
+    tail: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Vec<Result<PacketRow>>> {
+    let sql = format!(
+        "SELECT id, name, version, packet_tree_sha256, tree, record, file_count, total_bytes, \
+         created_unix_nanos, source_date_epoch, tool_version, source_path, note FROM packets {tail}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params, |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+            r.get(10)?,
+            r.get(11)?,
+            r.get(12)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(packet_from_raw(row?));
+    }
+    Ok(out)
+}
+
+pub(super) fn packet_from_raw(raw: RawPacket) -> Result<PacketRow> {
+    let (id, name, version, sha, tree, record, files, bytes, created, sde, tool, source, note) =
+        raw;
+    let bad = |field: &str| {
+        Error::corrupt(
+            format!("catalog packet row {id} ({name}@{version})"),
+            format!("{field} is not valid"),
+        )
+    };
+    let unsigned = |v: i64, field: &str| u64::try_from(v).map_err(|_| bad(field));
+    Ok(PacketRow {
+        id,
+        record_id: Blake3Digest::parse_hex(&record).ok_or_else(|| bad("record"))?,
+        record: PacketRecord {
+            name: name.clone(),
+            version: unsigned(version, "version")?,
+            packet_tree_sha256: Sha256Digest::parse_hex(&sha)
+                .ok_or_else(|| bad("packet_tree_sha256"))?,
+            tree: Blake3Digest::parse_hex(&tree).ok_or_else(|| bad("tree"))?,
+            file_count: unsigned(files, "file_count")?,
+            total_bytes: unsigned(bytes, "total_bytes")?,
+            created_unix_nanos: unsigned(created, "created_unix_nanos")?,
+            source_date_epoch: sde,
+            tool_version: tool,
+            source_path: source,
+            note,
+        },
+    })
+}
+
+impl Catalog {
+    /// Record a new packet version, unless `name` already has a version with `tree`.
+    ///
+    /// Runs in one immediate transaction, so concurrent writers are serialised. `make_record` is
+    /// called with the new version number inside the transaction; it must build the record and
+    /// make its object durable, and return the record's id.
+    ///
+    /// The new version is above every version of `name` that the catalog, its log or
+    /// `version_floor` (the store's commit markers, `refs::Refs::highest_version`) knows, so a
+    /// version number is never given to two trees.
+    pub fn add_packet(
+        &mut self,
+        name: &str,
+        tree: &Blake3Digest,
+        files: &[HashedFile],
+        objects: &[ObjectRow],
+        version_floor: u64,
+        make_record: impl FnOnce(u64) -> Result<(Blake3Digest, PacketRecord)>,
+    ) -> Result<AddOutcome> {
+        let wrap = sql_error(&self.path);
+        let tx = self.begin_write()?;
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM packets WHERE name = ?1 AND tree = ?2 ORDER BY version LIMIT 1",
+                params![name, tree.to_hex()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&wrap)?;
+        if let Some(id) = existing {
+            let row = query_packet(&tx, "WHERE id = ?1", params![id]).map_err(&wrap)?;
+            let row = row
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::corrupt("catalog", "packet row vanished"))??;
+            return Ok(AddOutcome::AlreadyArchived(row));
+        }
+        let latest: Option<i64> = tx
+            .query_row(
+                "SELECT MAX(version) FROM packets WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .map_err(&wrap)?;
+        // A version number, once committed, is never used again for another tree, even when
+        // its packet is no longer in the catalog (lost, or dropped by reindex): the log keeps
+        // every `ingest` event.
+        let logged = highest_logged_version(&tx, name).map_err(&wrap)?;
+        let version = latest
+            .map_or(0, |v| v as u64)
+            .max(logged)
+            .max(version_floor)
+            + 1;
+        let (record_id, record) = make_record(version)?;
+        let packet_id =
+            insert_packet_rows(&tx, &record_id, &record, files, objects).map_err(&wrap)?;
+        append_event(
+            &tx,
+            &NewEvent {
+                kind: "ingest".into(),
+                subject: format!("{}@{}", record.name, record.version),
+                detail: serde_json::json!({
+                    "packet_tree_sha256": record.packet_tree_sha256.to_hex(),
+                    "tree": record.tree.to_hex(),
+                    "record": record_id.to_hex(),
+                    "files": record.file_count,
+                    "bytes": record.total_bytes,
+                }),
+            },
+        )
+        .map_err(&wrap)?;
+        tx.commit().map_err(&wrap)?;
+        Ok(AddOutcome::Added(PacketRow {
+            id: packet_id,
+            record_id,
+            record,
+        }))
+    }
+
+    /// Insert a packet found by reindexing (no event; the caller logs one reindex event).
+    pub fn insert_reindexed(
+        &mut self,
+        record_id: &Blake3Digest,
+        record: &PacketRecord,
+        files: &[HashedFile],
+        objects: &[ObjectRow],
+    ) -> Result<()> {
+        let wrap = sql_error(&self.path);
+        let tx = self.conn.transaction().map_err(&wrap)?;
+        insert_packet_rows(&tx, record_id, record, files, objects).map_err(&wrap)?;
+        tx.commit().map_err(&wrap)
+    }
+
+    /// Every packet, by name then version.
+    pub fn packets(&self) -> Result<Vec<PacketRow>> {
+        let rows = query_packet(&self.conn, "ORDER BY name, version", params![]);
+        self.sql(rows)?.into_iter().collect()
+    }
+
+    /// Resolve a PACKET reference to exactly one packet.
+    pub fn resolve(&self, reference: &PacketRef) -> Result<PacketRow> {
+        let rows = match reference {
+            PacketRef::Version { name, version } => {
+                let rows = query_packet(
+                    &self.conn,
+                    "WHERE name = ?1 AND version = ?2",
+                    params![name, *version as i64],
+                );
+                self.sql(rows)?
+            }
+            PacketRef::Name { name, also_prefix } => {
+                let rows = query_packet(
+                    &self.conn,
+                    "WHERE name = ?1 ORDER BY version DESC LIMIT 1",
+                    params![name],
+                );
+                let mut rows = self.sql(rows)?;
+                if *also_prefix {
+                    let by_prefix = self.by_prefix(name)?;
+                    if !rows.is_empty() && !by_prefix.is_empty() {
+                        return Err(Error::Usage(format!(
+                            "{name:?} is both a packet name and a hex prefix of other packets' hashes; use NAME@N or a longer prefix"
+                        )));
+                    }
+                    rows.extend(by_prefix);
+                }
+                rows
+            }
+            PacketRef::Prefix(prefix) => self.by_prefix(prefix)?,
+        };
+        let mut packets: Vec<PacketRow> = rows.into_iter().collect::<Result<_>>()?;
+        packets.dedup_by_key(|p| p.id);
+        match packets.len() {
+            1 => Ok(packets.remove(0)),
+            0 => {
+                let hint = match reference {
+                    PacketRef::Name { name, .. } => crate::packet_ref::prefix_hint(name)
+                        .map(|hint| format!(" ({hint})"))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                Err(Error::NotFound(format!(
+                    "no packet matches {}{hint}",
+                    describe_ref(reference)
+                )))
+            }
+            n => {
+                let names: Vec<String> = packets
+                    .iter()
+                    .take(10)
+                    .map(|p| format!("{}@{}", p.record.name, p.record.version))
+                    .collect();
+                Err(Error::Usage(format!(
+                    "{} is ambiguous: it matches {n} packets ({}); use NAME@N or a longer prefix",
+                    describe_ref(reference),
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
+    pub(super) fn by_prefix(&self, prefix: &str) -> Result<Vec<Result<PacketRow>>> {
+        let rows = query_packet(
+            &self.conn,
+            "WHERE substr(packet_tree_sha256, 1, length(?1)) = ?1 OR substr(tree, 1, length(?1)) = ?1 ORDER BY id",
+            params![prefix],
+        );
+        self.sql(rows)
+    }
+
+    /// The files of a packet, by path.
+    pub fn entries(&self, packet_id: i64) -> Result<Vec<HashedFile>> {
+        let mut stmt = self.sql(self.conn.prepare_cached(
+            "SELECT path, size, executable, blake3, sha256 FROM entries WHERE packet_id = ?1 ORDER BY path",
+        ))?;
+        let rows = stmt.query_map(params![packet_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        });
+        let rows = self.sql(rows)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (path, size, executable, blake3, sha256) = self.sql(row)?;
+            let bad = |field: &str| {
+                Error::corrupt(
+                    format!("catalog entry {path:?} of packet row {packet_id}"),
+                    format!("{field} is not valid"),
+                )
+            };
+            out.push(HashedFile {
+                meta: FileMeta {
+                    size: u64::try_from(size).map_err(|_| bad("size"))?,
+                    executable,
+                    blake3: Blake3Digest::parse_hex(&blake3).ok_or_else(|| bad("blake3"))?,
+                    sha256: Sha256Digest::parse_hex(&sha256).ok_or_else(|| bad("sha256"))?,
+                },
+                rel_path: path,
+            });
+        }
+        // SQLite sorts TEXT with memcmp (BINARY collation): byte order, as the manifest needs.
+        Ok(out)
+    }
+
+    /// Every object the catalog refers to.
+    pub fn objects(&self) -> Result<Vec<ObjectRow>> {
+        let mut stmt = self.sql(
+            self.conn
+                .prepare("SELECT id, kind, size FROM objects ORDER BY id"),
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        });
+        let rows = self.sql(rows)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, size) = self.sql(row)?;
+            out.push(ObjectRow {
+                id: Blake3Digest::parse_hex(&id).ok_or_else(|| {
+                    Error::corrupt(
+                        format!("catalog object row {id:?}"),
+                        "id is not a BLAKE3 digest",
+                    )
+                })?,
+                kind,
+                size: size.max(0) as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every packet whose packet_tree_sha256 is `sha256`, oldest first.
+    pub fn packets_with_sha256(&self, sha256: &Sha256Digest) -> Result<Vec<PacketRow>> {
+        let rows = query_packet(
+            &self.conn,
+            "WHERE packet_tree_sha256 = ?1 ORDER BY id",
+            params![sha256.to_hex()],
+        );
+        self.sql(rows)?.into_iter().collect()
+    }
+
+    /// The packet with catalog row id `id`.
+    pub fn packet_by_id(&self, id: i64) -> Result<PacketRow> {
+        let rows = query_packet(&self.conn, "WHERE id = ?1", params![id]);
+        self.sql(rows)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::corrupt("catalog", format!("no packet row {id}")))?
+    }
+}
