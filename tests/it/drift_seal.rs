@@ -594,7 +594,7 @@ fn regression_readme_before_apply_rollback_block_works() {
         );
         // The README's /tmp paths go into the sandbox.
         let script = script.replace("/tmp/", &format!("{}/", sb.path("tmp").display()));
-        let bin = Path::new(env!("CARGO_BIN_EXE_evstore"))
+        let bin = Path::new(EVSTORE_BIN)
             .parent()
             .expect("bin dir")
             .to_path_buf();

@@ -79,7 +79,7 @@ fn hash_equals_the_coreutils_one_liner_on_generated_trees() {
         );
     }
     // A multi-MiB file takes the streaming path.
-    let big = noise(5 * 1024 * 1024, 7);
+    let big = random_bytes(5 * 1024 * 1024, 7);
     sb.write("big/blob.bin", &big);
     sb.write("big/small.txt", "x");
     let path = sb.path("big");
@@ -131,23 +131,10 @@ const FORMAT_VECTOR_PACKET_TREE_SHA256: &str =
     "c0d6d95b74fb315f53138f2734996d0a31bf9c99f9f8b2b545266a47d3c804d8";
 const FORMAT_VECTOR_TREE: &str = "d79f26e2d55796d3a5991eee2c02010e2fc86b3964750be4ad2dff4d4e2b446e";
 
-/// Incompressible bytes from a fixed seed (xorshift64).
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 #[test]
 fn second_packet_sharing_files_stores_only_new_bytes() {
     let sb = Sandbox::new();
-    let large = noise(2 * 1024 * 1024, 0x9e37_79b9_7f4a_7c15);
+    let large = random_bytes(2 * 1024 * 1024, 0x9e37_79b9_7f4a_7c15);
     sb.write("one/validator.py", &large);
     sb.write("one/report.json", "{\"packet\": 1}\n");
     sb.write("two/validator.py", &large);
@@ -256,12 +243,9 @@ fn unreadable_file_is_refused() {
         for dir in [sb.dir.path().to_path_buf(), sb.path("p")] {
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
         }
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_evstore"));
-        c
+        sb.command_as_nobody(Path::new(EVSTORE_BIN))
     } else {
-        Command::new(env!("CARGO_BIN_EXE_evstore"))
+        sb.command_storeless()
     };
     let out = cmd
         .arg("--store")
@@ -580,7 +564,7 @@ fn log_lists_init_and_ingest_events() {
 fn four_concurrent_ingests_of_overlapping_packets_all_succeed() {
     let sb = Sandbox::new();
     assert_eq!(code(&sb.run(&["init"])), 0);
-    let shared = noise(300 * 1024, 42);
+    let shared = random_bytes(300 * 1024, 42);
     for i in 0..4 {
         sb.write(&format!("p{i}/shared.bin"), &shared);
         sb.write(&format!("p{i}/common/notes.txt"), "same in every packet\n");
@@ -588,9 +572,7 @@ fn four_concurrent_ingests_of_overlapping_packets_all_succeed() {
     }
     let children: Vec<_> = (0..4)
         .map(|i| {
-            Command::new(env!("CARGO_BIN_EXE_evstore"))
-                .arg("--store")
-                .arg(sb.store())
+            sb.command()
                 .args(["ingest", "--name", "shared"])
                 .arg(sb.path(&format!("p{i}")))
                 .stdout(std::process::Stdio::piped())
@@ -622,9 +604,7 @@ fn regression_concurrent_first_ingests_into_a_new_store_all_succeed() {
         }
         let children: Vec<_> = (0..3)
             .map(|i| {
-                Command::new(env!("CARGO_BIN_EXE_evstore"))
-                    .arg("--store")
-                    .arg(sb.store())
+                sb.command()
                     .args(["ingest", "--name", &format!("p{i}")])
                     .arg(sb.path(&format!("p{i}")))
                     .stdout(std::process::Stdio::piped())

@@ -31,11 +31,9 @@ fn exports(sb: &Sandbox) -> Vec<(String, Vec<TreeEntry>)> {
 
 /// Run the binary in `cwd` with no `--store` and no `$EVSTORE_STORE`.
 fn run_in(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_evstore"))
+    evstore_command()
         .args(args)
         .current_dir(cwd)
-        .env_remove("EVSTORE_STORE")
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .unwrap()
 }
@@ -83,9 +81,9 @@ fn regression_refused_ingest_never_leaves_a_store_inside_the_packet() {
     let out = sb.run_storeless(&["--store", "p/.evstore", "ingest", "p"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert_eq!(tree_snapshot(&packet), before, "the packet folder changed");
-    let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+    let out = sb
+        .command_storeless()
         .args(["--json", "ingest", "p"])
-        .current_dir(sb.dir.path())
         .env("EVSTORE_STORE", "p/sub/../deeper/store")
         .output()
         .unwrap();
@@ -557,9 +555,9 @@ fn regression_a_url_store_path_is_refused_not_made_a_local_folder() {
             let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(doc["error"]["class"], "operational");
             // The same through the environment.
-            let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+            let out = sb
+                .command_storeless()
                 .args(args)
-                .current_dir(sb.dir.path())
                 .env("EVSTORE_STORE", url)
                 .output()
                 .unwrap();

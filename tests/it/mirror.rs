@@ -11,22 +11,9 @@ use serde_json::Value;
 
 use crate::sandbox::*;
 
-/// Deterministic bytes.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Two packets shaped like the seed's: 21 files each, sharing only a large validator script.
 fn seed_shaped(sb: &Sandbox) {
-    let validator = bytes(18_172, 7);
+    let validator = random_bytes(18_172, 7);
     for (name, salt) in [("rollback", 1u64), ("rehearsal", 2u64)] {
         sb.write(
             &format!("{name}/validator/hardened_dryrun_validator.py"),
@@ -364,7 +351,7 @@ fn a_mirror_killed_at_any_moment_leaves_no_partial_packet_folder() {
     for i in 0..300 {
         sb.write(
             &format!("big/d{}/f{i}.txt", i % 10),
-            bytes(2048 + i, i as u64),
+            random_bytes(2048 + i, i as u64),
         );
     }
     assert_eq!(code(&sb.run(&["ingest", "big"])), 0);
@@ -375,9 +362,8 @@ fn a_mirror_killed_at_any_moment_leaves_no_partial_packet_folder() {
     let mut dests: Vec<PathBuf> = Vec::new();
     for round in 0..rounds {
         let rel = format!("copies/r{round}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_evstore"))
-            .arg("--store")
-            .arg(sb.store())
+        let mut child = sb
+            .command()
             .args(["mirror", "big", "kb", "--as", &rel])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -152,9 +152,9 @@ fn evstore_no_progress_accepts_the_usual_spellings() {
     let sb = Sandbox::new();
     sb.write("p/a.txt", "a\n");
     for value in ["1", "yes", "true", "on", "0", "false", "off", ""] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_evstore"))
+        let out = sb
+            .command_storeless()
             .args(["hash", "p"])
-            .current_dir(sb.dir.path())
             .env("EVSTORE_NO_PROGRESS", value)
             .output()
             .unwrap();

@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, EVSTORE_BIN};
 
 const SKIP_MARKER: &str = "<!-- readme-test: skip -->";
 
@@ -143,8 +143,7 @@ fn run_commands(sb: &Sandbox, commands: &[ReadmeCommand]) -> Vec<Failure> {
     for dir in [&tmp, &bin, &repo] {
         fs::create_dir_all(dir).expect("mkdir");
     }
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_evstore"), bin.join("evstore"))
-        .expect("symlink evstore");
+    std::os::unix::fs::symlink(EVSTORE_BIN, bin.join("evstore")).expect("symlink evstore");
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     copy_tree(&manifest_dir.join("docs"), &repo.join("docs"));
     fs::copy(manifest_dir.join("README.md"), repo.join("README.md")).expect("copy README");
@@ -265,7 +264,8 @@ fn regression_readme_commands_run_top_to_bottom() {
         describe(&failures)
     );
     // The session really happened: the README's store holds both versions.
-    let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+    let out = sb
+        .command_storeless()
         .arg("--json")
         .arg("--store")
         .arg(sb.path("tmp/evstore-demo"))

@@ -42,19 +42,10 @@ fn chmod(path: &Path, mode: u32) {
 
 /// Run evstore as uid/gid 65534 with no supplementary groups.
 fn as_nobody(sb: &Sandbox, bin: &Path, store: &Path, args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .args([
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-        ])
-        .arg(bin)
+    sb.command_as_nobody(bin)
         .arg("--store")
         .arg(store)
         .args(args)
-        .current_dir(sb.dir.path())
-        .env_remove("EVSTORE_STORE")
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .expect("run setpriv (util-linux)")
 }
@@ -306,7 +297,8 @@ fn regression_read_only_user_sees_commits_still_in_the_wal_of_a_store_in_use() {
         assert_eq!(snapshot(&copy), before);
     }
     // Its owner replays the log, and then nobody can read it too.
-    let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+    let out = sb
+        .command_storeless()
         .arg("--store")
         .arg(&copy)
         .arg("ls")
@@ -319,13 +311,10 @@ fn regression_read_only_user_sees_commits_still_in_the_wal_of_a_store_in_use() {
 }
 
 fn run_with_store(sb: &Sandbox, store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_evstore"))
+    sb.command_storeless()
         .arg("--store")
         .arg(store)
         .args(args)
-        .current_dir(sb.dir.path())
-        .env_remove("EVSTORE_STORE")
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .unwrap()
 }

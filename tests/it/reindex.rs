@@ -86,11 +86,9 @@ fn regression_reindex_killed_at_random_moments_loses_no_committed_packet() {
     let mut interrupted = 0;
     for round in 0..total {
         let events_before = events(&sb);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_evstore"))
-            .arg("--store")
-            .arg(sb.store())
+        let mut child = sb
+            .command()
             .args(["reindex", "--replace"])
-            .current_dir(sb.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -460,11 +458,8 @@ fn regression_two_concurrent_forgets_of_one_item_record_it_once() {
     assert_eq!(rc, 1);
     for round in 0..3 {
         let spawn = |reason: &str| {
-            Command::new(env!("CARGO_BIN_EXE_evstore"))
-                .arg("--store")
-                .arg(sb.store())
+            sb.command()
                 .args(["forget", "n1@1", "--reason", reason])
-                .current_dir(sb.dir.path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -548,11 +543,11 @@ fn a_store_without_commit_markers_gets_them_all_on_the_next_write() {
 fn add_uncommitted_record(sb: &Sandbox) {
     sb.write("orphan/x.txt", "never committed here\n");
     let other = sb.path("other-store");
-    let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+    let out = sb
+        .command_storeless()
         .arg("--store")
         .arg(&other)
         .args(["ingest", "orphan"])
-        .current_dir(sb.dir.path())
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -710,12 +705,10 @@ fn regression_a_malformed_lock_timeout_is_a_usage_error_at_once() {
     let sb = Sandbox::new();
     ingest_small_packets(&sb, 1);
     for value in ["abc", "+2", " 3", "18446744073709551615", "86401"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
-            .arg("--store")
-            .arg(sb.store())
+        let out = sb
+            .command()
             .arg("ls")
             .env("EVSTORE_LOCK_TIMEOUT_SECS", value)
-            .current_dir(sb.dir.path())
             .output()
             .unwrap();
         assert_eq!(code(&out), 2, "{value:?}: {}", stderr(&out));

@@ -235,22 +235,16 @@ fn the_controlled_environment_hides_the_callers() {
         "gen.sh",
         "echo \"${EVSTORE_SECRET:-unset}\" > \"$EVSTORE_OUT/env.txt\"\n",
     );
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evstore"));
-    cmd.current_dir(sb.dir.path())
+    let out = sb
+        .command()
         .env("EVSTORE_SECRET", "leaked")
-        .arg("--store")
-        .arg(sb.store());
-    let out = cmd
         .args(["rerun", "p", "--", "sh", "gen.sh"])
         .output()
         .unwrap();
     assert_eq!(code(&out), 0);
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evstore"));
-    cmd.current_dir(sb.dir.path())
+    let out = sb
+        .command()
         .env("EVSTORE_SECRET", "leaked")
-        .arg("--store")
-        .arg(sb.store());
-    let out = cmd
         .args(["rerun", "p", "--keep-env", "--", "sh", "gen.sh"])
         .output()
         .unwrap();

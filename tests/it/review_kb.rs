@@ -56,12 +56,9 @@ fn regression_two_mirrors_at_once_never_publish_one_inside_the_other() {
     for (round, stagger_ms) in [0u64, 30, 100].into_iter().enumerate() {
         let kb = format!("kb{round}");
         fs::create_dir(sb.path(&kb)).unwrap();
-        let slow = Command::new(env!("CARGO_BIN_EXE_evstore"))
-            .arg("--store")
-            .arg(sb.store())
+        let slow = sb
+            .command()
             .args(["mirror", "many", &kb, "--as", "q/inner"])
-            .current_dir(sb.path(""))
-            .env_remove("EVSTORE_STORE")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -15,16 +15,10 @@ use serde_json::Value;
 
 use crate::sandbox::{
     code, open_to_other_users, require_root, stderr, tree_snapshot, write_packet, Sandbox, Tmpfs,
-    NOBODY,
 };
 
 fn evstore(sb: &Sandbox) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evstore"));
-    cmd.current_dir(sb.dir.path())
-        .env_remove("EVSTORE_STORE")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("EVSTORE_LOCK_TIMEOUT_SECS");
-    cmd
+    sb.command_storeless()
 }
 
 fn run_in(sb: &Sandbox, args: &[&str]) -> Output {
@@ -38,18 +32,8 @@ fn ingest(sb: &Sandbox, dir: &str) {
 
 /// `bin ARGS` as uid/gid 65534 with no supplementary groups, in the sandbox.
 fn as_nobody(sb: &Sandbox, bin: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        &format!("--reuid={NOBODY}"),
-        &format!("--regid={NOBODY}"),
-        "--clear-groups",
-    ])
-    .arg(bin)
-    .args(args)
-    .current_dir(sb.dir.path())
-    .env_remove("EVSTORE_STORE")
-    .env_remove("SOURCE_DATE_EPOCH")
-    .env_remove("EVSTORE_LOCK_TIMEOUT_SECS");
+    let mut cmd = sb.command_as_nobody(bin);
+    cmd.args(args);
     cmd
 }
 

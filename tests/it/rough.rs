@@ -236,10 +236,10 @@ fn regression_non_utf8_name_is_printed_escaped_not_as_u_fffd() {
     // A folder given by the user is escaped the same way.
     let dir = sb.path("q").join(OsStr::from_bytes(b"d\xfe"));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+    let out = sb
+        .command_storeless()
         .arg("verify")
         .arg(&dir)
-        .current_dir(sb.dir.path())
         .output()
         .unwrap();
     assert_eq!(code(&out), 2);
@@ -248,11 +248,10 @@ fn regression_non_utf8_name_is_printed_escaped_not_as_u_fffd() {
 
     // --json documents that name such a path: escaped text, never `null` or a crash (exit 101).
     let evstore = |args: &[&OsStr]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+        let out = sb
+            .command_storeless()
             .arg("--json")
             .args(args)
-            .current_dir(sb.dir.path())
-            .env_remove("EVSTORE_STORE")
             .output()
             .unwrap();
         let value: Value = serde_json::from_slice(&out.stdout)
@@ -305,12 +304,11 @@ fn regression_init_on_a_file_says_it_is_a_file_not_a_folder() {
     let file = sb.write("f", "not a folder\n");
     write_packet(&sb, "p");
     let run = |args: &[&str], store: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_evstore"))
+        let out = sb
+            .command_storeless()
             .arg("--store")
             .arg(store)
             .args(args)
-            .current_dir(sb.dir.path())
-            .env_remove("EVSTORE_STORE")
             .output()
             .unwrap();
         (code(&out), stderr(&out))

@@ -9,6 +9,42 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// The evstore binary under test. Tests start it only through [`Sandbox::command`] and its
+/// siblings (or [`evstore_command`]); a test that needs its path (to put it on `PATH`) uses this.
+pub const EVSTORE_BIN: &str = env!("CARGO_BIN_EXE_evstore");
+
+/// The evstore binary under test with none of the caller's `$EVSTORE_STORE`,
+/// `$SOURCE_DATE_EPOCH` or `$EVSTORE_LOCK_TIMEOUT_SECS`, in the test runner's working folder and
+/// with no arguments: for a test that has no sandbox folder. [`Sandbox::command`] is this in the
+/// sandbox, with its store.
+pub fn evstore_command() -> Command {
+    let mut cmd = Command::new(EVSTORE_BIN);
+    clear_caller_environment(&mut cmd);
+    cmd
+}
+
+/// Remove the variables through which the test runner's environment could change what evstore
+/// does; a test that wants one sets it on the command afterwards.
+fn clear_caller_environment(cmd: &mut Command) {
+    cmd.env_remove("EVSTORE_STORE")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("EVSTORE_LOCK_TIMEOUT_SECS");
+}
+
+/// Incompressible, deterministic bytes: `len` bytes of an xorshift64 stream from `seed`. The one
+/// random-bytes helper of the tests; the same `(len, seed)` gives the same bytes in every run.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
 }
@@ -36,21 +72,53 @@ impl Sandbox {
         path
     }
 
+    /// The one way a test starts evstore: the binary under test, working in the sandbox folder,
+    /// with `--store` the sandbox's store and none of the caller's `$EVSTORE_STORE`,
+    /// `$SOURCE_DATE_EPOCH` or `$EVSTORE_LOCK_TIMEOUT_SECS`. Add arguments, environment and
+    /// standard streams to the returned command as the test needs.
+    pub fn command(&self) -> Command {
+        let mut cmd = self.command_storeless();
+        cmd.arg("--store").arg(self.store());
+        cmd
+    }
+
+    /// [`Sandbox::command`] without `--store`: for a test that names another store, or none.
+    pub fn command_storeless(&self) -> Command {
+        let mut cmd = evstore_command();
+        cmd.current_dir(self.dir.path());
+        cmd
+    }
+
+    /// `PROGRAM PROGRAM_ARGS... BINARY`, working in the sandbox folder with the environment of
+    /// [`Sandbox::command`] and no `--store`: evstore run through a wrapper such as `setpriv`,
+    /// `/usr/bin/time` or `bash -c 'ulimit ...; exec "$0" "$@"'`. `binary` is the binary under
+    /// test ([`EVSTORE_BIN`]) or a copy of it.
+    pub fn command_through(&self, program: &str, program_args: &[&str], binary: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(program_args).arg(binary);
+        clear_caller_environment(&mut cmd);
+        cmd.current_dir(self.dir.path());
+        cmd
+    }
+
+    /// `binary` (the binary under test or a copy of it) run as uid and gid [`NOBODY`] with no
+    /// supplementary groups, through `setpriv`; no `--store`.
+    pub fn command_as_nobody(&self, binary: &Path) -> Command {
+        let uid = format!("--reuid={NOBODY}");
+        let gid = format!("--regid={NOBODY}");
+        self.command_through("setpriv", &[&uid, &gid, "--clear-groups"], binary)
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evstore"));
-        cmd.arg("--store").arg(self.store()).args(args);
-        cmd.current_dir(self.dir.path()).env_remove("EVSTORE_STORE");
-        cmd.env_remove("SOURCE_DATE_EPOCH");
-        cmd.output().expect("run evstore")
+        self.command().args(args).output().expect("run evstore")
     }
 
     /// Run without `--store` and without `$EVSTORE_STORE`, as a CI job with only the binary would.
     pub fn run_storeless(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evstore"));
-        cmd.args(args);
-        cmd.current_dir(self.dir.path()).env_remove("EVSTORE_STORE");
-        cmd.env_remove("SOURCE_DATE_EPOCH");
-        cmd.output().expect("run evstore")
+        self.command_storeless()
+            .args(args)
+            .output()
+            .expect("run evstore")
     }
 
     /// Run and parse the JSON document printed on stdout.
@@ -304,7 +372,7 @@ pub fn open_to_other_users(sb: &Sandbox) -> PathBuf {
         );
     }
     let bin = sb.path("evstore-bin");
-    fs::copy(env!("CARGO_BIN_EXE_evstore"), &bin).unwrap();
+    fs::copy(EVSTORE_BIN, &bin).unwrap();
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     bin
 }

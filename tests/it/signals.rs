@@ -11,7 +11,7 @@
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -24,10 +24,8 @@ const BIG: u64 = 64 * 1024 * 1024;
 /// Start evstore in its own process group (so the test can signal "the foreground group"), with
 /// SIGINT, SIGTERM and SIGHUP at their default actions whatever the test runner inherited.
 fn spawn(sb: &Sandbox, args: &[&str], env: &[(&str, &Path)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evstore"));
-    cmd.arg("--store").arg(sb.store()).args(args);
-    cmd.current_dir(sb.dir.path()).env_remove("EVSTORE_STORE");
-    cmd.env_remove("SOURCE_DATE_EPOCH");
+    let mut cmd = sb.command();
+    cmd.args(args);
     for (key, value) in env {
         cmd.env(key, value);
     }
@@ -455,8 +453,7 @@ fn an_ignored_sighup_stays_ignored() {
     assert_eq!(code(&sb.run(&["ingest", "p"])), 0);
     let go = sb.path("go");
     let started = sb.path("started");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evstore"));
-    cmd.arg("--store").arg(sb.store());
+    let mut cmd = sb.command();
     cmd.args(["rerun", "p", "--", "sh", "-c"]);
     // Says it started, waits for the test's go-ahead, then writes the packet's file.
     cmd.args([
@@ -466,7 +463,6 @@ fn an_ignored_sighup_stays_ignored() {
         go.to_str().unwrap(),
         started.to_str().unwrap(),
     ]);
-    cmd.current_dir(sb.dir.path()).env_remove("EVSTORE_STORE");
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     // SAFETY: signal(2) is async-signal-safe; the closure allocates nothing.
     unsafe {

@@ -5,7 +5,7 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -442,13 +442,8 @@ fn regression_rerun_of_a_generator_that_cannot_start_records_nothing() {
 
 /// Run evstore with `PATH` set to `path`.
 fn run_with_path(sb: &Sandbox, path: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_evstore"))
-        .arg("--store")
-        .arg(sb.store())
+    sb.command()
         .args(args)
-        .current_dir(sb.dir.path())
-        .env_remove("EVSTORE_STORE")
-        .env_remove("SOURCE_DATE_EPOCH")
         .env("PATH", path)
         .output()
         .expect("run evstore")
