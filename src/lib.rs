@@ -7,8 +7,16 @@
 //!
 //! The binary (`src/main.rs`) is glue around [`cli::run`]; everything else is library code that
 //! returns [`Error`] values and never prints.
+//!
+//! **Architecture Invariant:** nothing below [`cli`] prints: clippy's `print_stdout` and
+//! `print_stderr` are denied in the whole library, and allowed in `cli` alone.
+//! `tests/it/architecture.rs` holds the rest of the layering mechanically (SQL only in `catalog`,
+//! `serde_cbor` only in `format/cbor.rs`, imports that point only down).
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod catalog;
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 pub mod cli;
 pub mod digest;
 pub mod error;

@@ -549,6 +549,7 @@ impl Catalog {
     /// exclusive side (`reindex`, or an `immutable` reader). The wait is said once on stderr and
     /// bounded by [`lock_timeout`] from the first wait (`deadline`, shared by a caller that
     /// takes the lock more than once); past it, the open is refused (exit 2) naming the lock.
+    #[allow(clippy::print_stderr)] // TODO(merge): engineer A routes the wait notice to cli.
     fn lock_shared(
         path: &Path,
         deadline: &mut Option<std::time::Instant>,

@@ -3,9 +3,11 @@
 //! One test binary (as ripgrep does) with a small [`sandbox::Sandbox`] helper; one module per
 //! concern. Regression tests are named after the bug they pin.
 
+mod architecture;
 mod drift_seal;
 mod foundation;
 mod gate;
+mod golden;
 mod kb_items;
 mod mirror;
 mod packs;
