@@ -13,6 +13,12 @@ lint:
 ci:
     bash .ci/run
 
+# The release binary's golden transcript diffed against the recorded one (after-layout.txt when it
+# exists, else before-layout.txt); tests/it/golden.rs checks the same with the test binary.
+golden:
+    cargo build --release
+    expected=tests/golden/after-layout.txt; [ -f "$expected" ] || expected=tests/golden/before-layout.txt; bash tests/golden/outputs.sh target/release/evstore | diff -u "$expected" -
+
 # Criterion benchmarks of the hot paths (dual hashing, object writes, tree build, scan).
 bench:
     cargo bench --bench ingest
