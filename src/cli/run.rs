@@ -560,17 +560,7 @@ struct RerunArgs {
 fn cmd_rerun(ctx: &Context, args: RerunArgs) -> Result<Outcome> {
     use ops::rerun::{RerunConfig, RerunStore};
     // Checks that can refuse, before anything is opened, run or created.
-    if args.timeout == Some(0) {
-        return Err(Error::Usage(
-            "--timeout 0 would kill the generator before it starts; give at least 1 second, or \
-             leave --timeout out for no limit"
-                .into(),
-        ));
-    }
-    if let Some(keep) = &args.keep {
-        crate::store::check_local_path(keep, "--keep folder")?;
-        crate::store::refuse_inside_store(&ctx.store_path, keep, "--keep folder")?;
-    }
+    ops::rerun::check_rerun_request(&ctx.store_path, args.timeout, args.keep.as_deref())?;
     let store_needed = args.packet.is_some() || args.ingest || ctx.store_named;
     let chosen = ops::rerun::open_store_for_rerun(&ctx.store_path, store_needed)?;
     let default_store_read_only = matches!(chosen, RerunStore::DefaultReadOnly);

@@ -721,6 +721,32 @@ pub fn decode_attestation(payload: &[u8]) -> std::result::Result<AttestationSumm
 // and `--ingest` (archive the first run's output, then attest). Kept apart from the runner and
 // the attestation format above.
 
+/// The checks of a rerun request that can refuse before anything is opened, run or created: a
+/// `--timeout` of 0, and a `--keep` folder that is not a local path or lies inside the store at
+/// `store_path`.
+///
+/// # Errors
+///
+/// [`Error::Usage`] naming the refused option.
+pub fn check_rerun_request(
+    store_path: &Path,
+    timeout_seconds: Option<u64>,
+    keep: Option<&Path>,
+) -> Result<()> {
+    if timeout_seconds == Some(0) {
+        return Err(Error::Usage(
+            "--timeout 0 would kill the generator before it starts; give at least 1 second, or \
+             leave --timeout out for no limit"
+                .into(),
+        ));
+    }
+    if let Some(keep) = keep {
+        crate::store::check_local_path(keep, "--keep folder")?;
+        crate::store::refuse_inside_store(store_path, keep, "--keep folder")?;
+    }
+    Ok(())
+}
+
 /// The store a rerun records its attestation in, as chosen by [`open_store_for_rerun`].
 pub enum RerunStore {
     /// A store this user can write: the attestation is recorded in it.

@@ -404,3 +404,41 @@ pub fn hash_folder(dir: &Path, expectations: &[(Relation, Sha256Digest)]) -> Res
         expectations,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diff_operand_is_typed_by_its_prefix_else_by_what_exists() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let folder = dir.path().join("folder");
+        std::fs::create_dir(&folder).expect("mkdir");
+        let file = dir.path().join("seal.txt");
+        std::fs::write(&file, "").expect("write");
+        let text = |p: &Path| p.to_str().expect("UTF-8 temp path").to_string();
+        // A prefix wins over what is on disk.
+        assert_eq!(
+            parse_operand(&format!("seal:{}", text(&folder))),
+            Operand::Seal(folder.clone())
+        );
+        assert_eq!(
+            parse_operand(&format!("folder:{}", text(&file))),
+            Operand::Folder(file.clone())
+        );
+        assert_eq!(
+            parse_operand("packet:name@2"),
+            Operand::Packet("name@2".into())
+        );
+        // Without a prefix: a folder, a file (a seal), or else a packet reference.
+        assert_eq!(
+            parse_operand(&text(&folder)),
+            Operand::Folder(folder.clone())
+        );
+        assert_eq!(parse_operand(&text(&file)), Operand::Seal(file.clone()));
+        let absent = text(&dir.path().join("absent"));
+        assert_eq!(parse_operand(&absent), Operand::Packet(absent.clone()));
+        assert!(parse_operand(&absent).is_packet());
+        assert!(!parse_operand(&text(&folder)).is_packet());
+    }
+}
