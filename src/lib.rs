@@ -23,6 +23,7 @@ pub mod error;
 pub mod format;
 pub mod gate;
 pub mod interrupt;
+pub mod notice;
 pub mod ops;
 pub mod packet;
 pub mod packet_ref;

@@ -576,12 +576,12 @@ impl Catalog {
                 )));
             }
             if !SAID_WAITING.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                eprintln!(
-                    "evstore: {}: another evstore process (reindex, or a reader of a store it \
+                crate::notice::notice(&format!(
+                    "{}: another evstore process (reindex, or a reader of a store it \
                      cannot write) holds the catalog lock; waiting up to {} s",
                     dir_path.escaped(),
                     timeout.as_secs()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50).min(until - now));
         }

@@ -804,6 +804,84 @@ fn relative(root: &Path, path: &Path) -> Result<String> {
     Ok(parts.join("/"))
 }
 
+// ---------------------------------------------------------------------------------------------
+// `kb verify` as a command: the check, and its `kb-verify` event in the store's log.
+
+/// `kb verify` and what became of its event.
+#[derive(Debug)]
+pub struct RecordedKbVerify {
+    /// The check's report.
+    pub report: KbReport,
+    /// Why the `kb-verify` event was not logged, when a store was used and it was not (a store
+    /// this user cannot write, or a full file system): the verdict stands without it.
+    pub event_not_logged: Option<String>,
+}
+
+/// Check the KB at `kb_dir` ([`verify_kb`]; against the store when `opened` is one) and record
+/// the check as a `kb-verify` event in that store's log. The event is a record of the check, not
+/// part of it: a store this user cannot write (or one on a full file system) is still verified,
+/// and why the event is missing is returned in the report.
+///
+/// # Errors
+///
+/// Whatever [`verify_kb`] returns; a failing packet folder is a report whose verdict is
+/// [`Verdict::Fail`], not an error.
+pub fn verify_kb_and_record(
+    kb_dir: &Path,
+    opened: Option<(&Store, &mut Catalog)>,
+) -> Result<RecordedKbVerify> {
+    let Some((store, catalog)) = opened else {
+        return Ok(RecordedKbVerify {
+            report: verify_kb(kb_dir, None)?,
+            event_not_logged: None,
+        });
+    };
+    let report = verify_kb(
+        kb_dir,
+        Some(&StoreView {
+            store,
+            catalog: &*catalog,
+        }),
+    )?;
+    let event_not_logged = log_kb_verify_event(catalog, &report).err();
+    Ok(RecordedKbVerify {
+        report,
+        event_not_logged,
+    })
+}
+
+/// Log the `kb-verify` event of `report`, or say why it cannot be logged.
+fn log_kb_verify_event(
+    catalog: &mut Catalog,
+    report: &KbReport,
+) -> std::result::Result<(), String> {
+    let verdict = match report.verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+    };
+    match catalog.access().clone() {
+        crate::catalog::CatalogAccess::ReadWrite => catalog
+            .log_event(&crate::catalog::NewEvent {
+                kind: "kb-verify".into(),
+                subject: report.kb.display().to_string(),
+                detail: serde_json::json!({
+                    "verdict": verdict,
+                    "packets_checked": report.packets_checked,
+                    "packets_failed": report.packets_failed,
+                    "failed": report.packets.iter().filter(|p| p.verdict == Verdict::Fail)
+                        .map(|p| p.folder.clone()).collect::<Vec<_>>(),
+                }),
+            })
+            .map(|_| ())
+            .map_err(|err| err.to_string()),
+        crate::catalog::CatalogAccess::ReadOnly(reason)
+        | crate::catalog::CatalogAccess::Immutable(reason) => Err(format!(
+            "the catalog {} was opened read-only ({reason})",
+            catalog.path().escaped()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

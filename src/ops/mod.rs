@@ -4,9 +4,13 @@
 //! in the event log) is decided here.
 
 pub mod export;
+pub mod forget;
 pub mod fsck;
 pub mod ingest;
 pub mod kb;
 pub mod mirror;
+pub mod read;
 pub mod reindex;
 pub mod rerun;
+pub mod setup;
+pub mod verify;

@@ -206,25 +206,25 @@ fn clean_up_refused_keep(keep: &Path, resolved: &Path, created_keep: bool) {
     let is_symlink = fs::symlink_metadata(resolved).is_ok_and(|m| m.file_type().is_symlink());
     match (created_keep, is_symlink) {
         (true, true) => match fs::remove_file(resolved) {
-            Ok(()) => eprintln!(
-                "evstore: removed the symbolic link the generator put at the --keep folder {} \
+            Ok(()) => crate::notice::notice(&format!(
+                "removed the symbolic link the generator put at the --keep folder {} \
                  (what it pointed to is untouched)",
                 keep.escaped()
-            ),
-            Err(err) => eprintln!(
-                "evstore: could not remove the symbolic link the generator put at the --keep \
+            )),
+            Err(err) => crate::notice::notice(&format!(
+                "could not remove the symbolic link the generator put at the --keep \
                  folder {}: {err}; remove it by hand",
                 keep.escaped()
-            ),
+            )),
         },
         (true, false) => {
             let _ = fs::remove_dir(resolved);
         }
-        (false, true) => eprintln!(
-            "evstore: the --keep folder {} existed before this rerun, so it is left as the \
+        (false, true) => crate::notice::notice(&format!(
+            "the --keep folder {} existed before this rerun, so it is left as the \
              generator left it: now a symbolic link, which evstore did not follow",
             keep.escaped()
-        ),
+        )),
         (false, false) => {}
     }
 }
@@ -714,6 +714,228 @@ pub fn decode_attestation(payload: &[u8]) -> std::result::Result<AttestationSumm
         verdict,
         time_unix_nanos,
         summary,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command's ordering around the runner: which store a rerun records into, what it expects,
+// and `--ingest` (archive the first run's output, then attest). Kept apart from the runner and
+// the attestation format above.
+
+/// The checks of a rerun request that can refuse before anything is opened, run or created: a
+/// `--timeout` of 0, and a `--keep` folder that is not a local path or lies inside the store at
+/// `store_path`.
+///
+/// # Errors
+///
+/// [`Error::Usage`] naming the refused option.
+pub fn check_rerun_request(
+    store_path: &Path,
+    timeout_seconds: Option<u64>,
+    keep: Option<&Path>,
+) -> Result<()> {
+    if timeout_seconds == Some(0) {
+        return Err(Error::Usage(
+            "--timeout 0 would kill the generator before it starts; give at least 1 second, or \
+             leave --timeout out for no limit"
+                .into(),
+        ));
+    }
+    if let Some(keep) = keep {
+        crate::store::check_local_path(keep, "--keep folder")?;
+        crate::store::refuse_inside_store(store_path, keep, "--keep folder")?;
+    }
+    Ok(())
+}
+
+/// The store a rerun records its attestation in, as chosen by [`open_store_for_rerun`].
+pub enum RerunStore {
+    /// A store this user can write: the attestation is recorded in it.
+    Opened(Box<(Store, Catalog)>),
+    /// No store: nothing is recorded.
+    None,
+    /// The default store exists but this user cannot write it: nothing is recorded, and the
+    /// caller should say so.
+    DefaultReadOnly,
+}
+
+/// Choose the store a rerun records in. A PACKET, `--ingest` or a named store (`store_named`:
+/// `--store` or `$EVSTORE_STORE`) needs a store this user can write (`store_needed`); otherwise
+/// (`--expect` needs no store) the default store at `store_path` is used only if it exists and
+/// this user can write it.
+///
+/// # Errors
+///
+/// Errors opening a store that is needed ([`Error::Usage`] for one this user cannot write).
+pub fn open_store_for_rerun(store_path: &Path, store_needed: bool) -> Result<RerunStore> {
+    if store_needed {
+        let (store, catalog) = crate::ops::setup::open_for_writing(store_path)?;
+        return Ok(RerunStore::Opened(Box::new((store, catalog))));
+    }
+    if !store_path.exists() {
+        return Ok(RerunStore::None);
+    }
+    let store = Store::open(store_path)?;
+    match store.check_writable() {
+        Ok(()) => {
+            let catalog = Catalog::open_existing(&store.catalog_path())?;
+            Ok(RerunStore::Opened(Box::new((store, catalog))))
+        }
+        // `check_writable`'s only refusal: the store is read-only for this user.
+        Err(Error::Usage(_)) => Ok(RerunStore::DefaultReadOnly),
+        Err(other) => Err(other),
+    }
+}
+
+/// What a rerun of `--expect SHA256` (a packet given by its hash, maybe not stored) expects.
+#[derive(Clone, Debug)]
+pub struct ExpectedTree {
+    /// The stored packet with that packet_tree_sha256, if the store holds one (its files explain
+    /// a mismatch).
+    pub row: Option<PacketRow>,
+    /// The packet_tree_sha256 the output must have.
+    pub expected: Sha256Digest,
+    /// `SOURCE_DATE_EPOCH` for the run: the given one, else the caller's `$SOURCE_DATE_EPOCH`,
+    /// else unset.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// Parse `--expect SHA256` and settle `SOURCE_DATE_EPOCH` for it (`given`, else the caller's
+/// `$SOURCE_DATE_EPOCH`, else unset), and find a stored packet with that hash in `catalog`.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a SHA that is not 64 lowercase hex digits or a `$SOURCE_DATE_EPOCH` that
+/// is not an integer; catalog errors.
+pub fn expected_tree(
+    catalog: Option<&Catalog>,
+    hex: &str,
+    given: Option<i64>,
+) -> Result<ExpectedTree> {
+    let expected = Sha256Digest::parse_hex(hex)
+        .ok_or_else(|| Error::Usage(format!("--expect {hex:?} is not 64 lowercase hex digits")))?;
+    let source_date_epoch = match given {
+        Some(epoch) => Some(epoch),
+        None => match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(text) => Some(text.trim().parse::<i64>().map_err(|_| {
+                Error::Usage(format!("$SOURCE_DATE_EPOCH {text:?} is not an integer"))
+            })?),
+            Err(_) => None,
+        },
+    };
+    let row = match catalog {
+        Some(catalog) => catalog.packets_with_sha256(&expected)?.into_iter().next(),
+        None => None,
+    };
+    Ok(ExpectedTree {
+        row,
+        expected,
+        source_date_epoch,
+    })
+}
+
+/// What [`rerun_and_record`] does besides running.
+#[derive(Clone, Debug, Default)]
+pub struct RecordConfig {
+    /// Archive the first run's output as packet `NAME.rerun` (or `rerun-<sha prefix>`).
+    pub ingest: bool,
+    /// Where to report the bytes read while archiving.
+    pub progress: Progress,
+}
+
+/// A rerun and what was recorded of it.
+#[derive(Debug)]
+pub struct RecordedRerun {
+    /// The runs and the verdict.
+    pub report: RerunReport,
+    /// The attestation object's id, when a store recorded it.
+    pub attestation: Option<Blake3Digest>,
+    /// The packet (`NAME@N`) the first run's output was archived as, with `--ingest`.
+    pub ingested: Option<String>,
+}
+
+/// Run the generator ([`rerun`]) and, with a store, record it: first archive the first run's
+/// output (with `--ingest`, when it was hashed), through the handle it was hashed through, then
+/// store the attestation, which names the archived packet. `expected_row` is a stored packet
+/// with the expected tree (its files explain a mismatch).
+///
+/// # Errors
+///
+/// Whatever [`rerun`] and [`attest`] return. An `--ingest` that fails after the runs is returned
+/// only after the attestation is stored (the run happened); an interrupted one records nothing.
+pub fn rerun_and_record(
+    opened: Option<(&Store, &mut Catalog)>,
+    expected_row: Option<&PacketRow>,
+    config: &RerunConfig,
+    record: &RecordConfig,
+) -> Result<RecordedRerun> {
+    let (store, catalog) = match opened {
+        Some((store, catalog)) => (Some(store), Some(catalog)),
+        None => (None, None),
+    };
+    let expected_side = match (store, expected_row) {
+        (Some(store), Some(row)) => Some(Side::packet(store, row)?),
+        _ => None,
+    };
+    let (report, folders) = rerun(store, expected_side.as_ref(), config)?;
+    let mut ingested = None;
+    let mut attestation = None;
+    let mut ingest_error = None;
+    let mut _ingested_note = None;
+    if let (Some(store), Some(catalog)) = (store, catalog) {
+        if record.ingest {
+            let first_hashed = report.runs.first().and_then(|r| r.observed_sha256);
+            if let (Some(_), Some(output)) = (first_hashed, folders.output(1)) {
+                let name = match &config.packet {
+                    Some(row) => format!("{}.rerun", row.record.name),
+                    None => format!("rerun-{}", &config.expected.to_hex()[..12]),
+                };
+                // Archive what was hashed: the output folder through the handle it was hashed
+                // through, never whatever its path names now.
+                let archived = crate::ops::ingest::ingest_dir(
+                    store,
+                    catalog,
+                    output,
+                    &crate::ops::ingest::IngestConfig {
+                        name,
+                        note: Some(format!("output of a rerun expecting {}", config.expected)),
+                        source_date_epoch: config.source_date_epoch,
+                        progress: record.progress.clone(),
+                    },
+                );
+                match archived {
+                    Ok(archived) => {
+                        let r = &archived.packet.record;
+                        let label = format!("{}@{}", r.name, r.version);
+                        // Committed: said if a signal stops the attestation after it.
+                        _ingested_note = Some(on_interrupt(Cleanup::Note(format!(
+                            "the first run's output was archived as {label} before the signal"
+                        ))));
+                        ingested = Some(label);
+                    }
+                    // Interrupted: stop, record nothing.
+                    Err(err @ Error::Interrupted { .. }) => return Err(err),
+                    // The run happened: attest it first, then report the failed ingest.
+                    Err(err) => ingest_error = Some(err),
+                }
+            }
+        }
+        let packet_id = config.packet.as_ref().map(|p| p.id);
+        attestation = Some(attest(
+            store,
+            catalog,
+            &report,
+            packet_id,
+            ingested.as_deref(),
+        )?);
+    }
+    if let Some(err) = ingest_error {
+        return Err(err);
+    }
+    Ok(RecordedRerun {
+        report,
+        attestation,
+        ingested,
     })
 }
 

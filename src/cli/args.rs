@@ -1,0 +1,359 @@
+//! The command line's shape: the clap derive structs for every subcommand and flag, with their
+//! help texts (`evstore --help` is built from these doc comments, so they are user-facing text).
+//!
+//! **Architecture Invariant:** this module only describes arguments; it opens nothing and decides
+//! nothing beyond checking the syntax of a value (`--expect SHA`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::digest::Sha256Digest;
+use crate::error::{Error, Result};
+use crate::gate::Relation;
+
+const AFTER_HELP: &str = "\
+PACKET is NAME (latest version), NAME@N, or a hex prefix (8+ digits) of a packet's
+packet_tree_sha256 or tree.
+
+Exit codes: 0 pass, 1 a verification failed (drift, mismatch, corruption),
+2 usage or operational error.
+
+Quick start:
+  evstore init                         # create ./.evstore
+  evstore ingest docs/example-packet   # archive a packet folder
+  evstore ls                           # list archived packets
+  evstore export example-packet out/   # write it back out, with HASH_MANIFEST.txt
+  evstore fsck                         # re-hash and cross-check the whole store";
+
+/// evstore: a content-addressed, append-only evidence store.
+#[derive(Debug, Parser)]
+#[command(name = "evstore", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The store folder [default: ./.evstore]
+    #[arg(long, global = true, env = "EVSTORE_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Print one JSON document on stdout instead of text (shapes in docs/CLI.md)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Never draw progress bars (they are drawn on stderr only when it is a terminal, for
+    /// ingest, verify, diff, fsck, export and mirror)
+    /// [env: EVSTORE_NO_PROGRESS: any value but empty, 0, n, no, f, false, off]
+    #[arg(
+        long,
+        global = true,
+        env = "EVSTORE_NO_PROGRESS",
+        hide_env = true,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub no_progress: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new, empty store
+    Init,
+    /// Archive a packet folder (creates the store if its folder does not exist yet)
+    ///
+    /// Every regular file below DIR is stored, except a top-level HASH_MANIFEST.txt, which is the
+    /// packet's seal: if present, every file must match it or nothing is archived (exit 1).
+    /// Archiving the same tree again under the same name creates no new version.
+    Ingest {
+        /// The packet folder
+        dir: PathBuf,
+        /// The packet name [default: the folder's name]
+        #[arg(long)]
+        name: Option<String>,
+        /// A free-text note stored with this version
+        #[arg(long)]
+        note: Option<String>,
+        /// The packet's source date in Unix seconds, used as SOURCE_DATE_EPOCH by reruns
+        /// [default: $SOURCE_DATE_EPOCH, else the ingest time]
+        #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+        source_date_epoch: Option<i64>,
+    },
+    /// Print a folder's packet_tree_sha256 and tree without storing anything (needs no store)
+    ///
+    /// With --expect SHA (or --expect-not SHA) it is also a check: exit 0 when the folder's
+    /// packet_tree_sha256 is (is not) SHA, 1 when not, 2 for a malformed SHA.
+    Hash {
+        /// The packet folder
+        dir: PathBuf,
+        #[command(flatten)]
+        expect: ExpectArgs,
+        /// Print only the packet_tree_sha256 (for scripts; not with --json)
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List archived packets
+    Ls,
+    /// Show a packet's record and files
+    Show {
+        /// The packet
+        packet: String,
+    },
+    /// Print a packet's canonical manifest (the HASH_MANIFEST.txt text)
+    Manifest {
+        /// The packet
+        packet: String,
+    },
+    /// Write one file's bytes to stdout, after verifying them
+    Cat {
+        /// The packet
+        packet: String,
+        /// The file's path inside the packet
+        path: String,
+    },
+    /// Write a packet into an empty folder, with HASH_MANIFEST.txt, and verify what was written
+    Export {
+        /// The packet
+        packet: String,
+        /// The destination folder (must be absent or empty)
+        dest: PathBuf,
+    },
+    /// Print the catalog's event log
+    Log,
+    /// Re-hash every object and cross-check objects, catalog and event chain
+    Fsck,
+    /// Write DIR/HASH_MANIFEST.txt, the canonical manifest of the folder (needs no store)
+    ///
+    /// The seal lists every regular file below DIR with its SHA-256, so `sha256sum -c
+    /// HASH_MANIFEST.txt` passes inside DIR and `sha256sum HASH_MANIFEST.txt` prints the
+    /// packet_tree_sha256. The same seal again is a no-op; a different existing seal is refused.
+    Seal {
+        /// The packet folder
+        dir: PathBuf,
+        /// Replace a different existing seal
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a folder byte for byte against its seal, a seal file, or a stored packet
+    ///
+    /// PASS (exit 0) only when every sealed file is present with identical bytes, no unsealed file
+    /// is present, and (against a packet) every executable bit matches; anything else is FAIL
+    /// (exit 1) with each failing file explained (crlf, bom, typography, json_escape, ...). A
+    /// malformed seal is an error (exit 2) naming the line. Without --against, needs no store.
+    /// See docs/VERIFY.md for exactly what is and is not checked.
+    Verify {
+        /// The folder to check
+        dir: PathBuf,
+        /// Check against this stored packet instead of a seal
+        #[arg(long, value_name = "PACKET", conflicts_with = "seal")]
+        against: Option<String>,
+        /// Check against this seal file [default: DIR/HASH_MANIFEST.txt]
+        #[arg(long, value_name = "FILE")]
+        seal: Option<PathBuf>,
+        /// A copy of the sealed packet (such as a KB mirror), used to diagnose changed files
+        #[arg(long, value_name = "DIR", conflicts_with = "against")]
+        original: Option<PathBuf>,
+        /// The KB that DIR's KB_REFERENCES.txt paths are relative to, for a packet folder
+        /// mirrored with --dedup reference [default: the nearest folder at or above DIR that
+        /// holds .evstore-staging]
+        #[arg(long, value_name = "KB")]
+        kb: Option<PathBuf>,
+        #[command(flatten)]
+        expect: ExpectArgs,
+    },
+    /// Compare any two of: a folder, a seal file, a stored packet (A is expected, B observed)
+    ///
+    /// Each operand is `folder:PATH`, `seal:PATH` or `packet:PACKET`; without a prefix, an
+    /// existing folder is a folder, an existing file is a seal, anything else is a PACKET. Between
+    /// two stored packets the Merkle trees are walked together and equal subtrees skipped.
+    /// Exit 0 when they are identical, 1 when they differ.
+    Diff {
+        /// The expected side
+        a: String,
+        /// The observed side
+        b: String,
+        /// A copy of A's bytes, used to diagnose changed files when A is a seal
+        #[arg(long, value_name = "DIR")]
+        original: Option<PathBuf>,
+    },
+    /// Publish a packet into a knowledge-base folder, atomically, and record it
+    ///
+    /// Files are staged in KB_DIR/.evstore-staging, fsynced, verified, then the folder is renamed
+    /// into place, so readers never see half a packet. HASH_MANIFEST.txt is written in the packet
+    /// folder. The same packet again is a no-op; other content at an existing path, and a path
+    /// inside or above a packet folder, are refused (the KB is append-only: publish a new version
+    /// with --as NAME@2).
+    Mirror {
+        /// The packet
+        packet: String,
+        /// The knowledge-base folder (must exist, outside the store)
+        kb_dir: PathBuf,
+        /// The packet folder inside KB_DIR [default: the packet's name]
+        #[arg(long = "as", value_name = "REL_PATH")]
+        as_path: Option<String>,
+        /// How to publish a file whose identical bytes an earlier mirror in this KB holds
+        #[arg(long, value_enum, default_value_t = DedupArg::Copy)]
+        dedup: DedupArg,
+    },
+    /// Rerun a packet's generator in a fresh folder and compare the tree hash
+    ///
+    /// Runs CMD with an empty output folder given as $EVSTORE_OUT and as {out} in its arguments,
+    /// in a controlled environment (PATH kept; TZ=UTC, LC_ALL=C.UTF-8, SOURCE_DATE_EPOCH from the
+    /// packet, HOME a fresh empty folder), then hashes the output. PASS (PACKET_TREE MATCH) only
+    /// when every run exits 0, writes files, and hashes to the expected packet_tree_sha256. Each
+    /// rerun is stored as an attestation object and listed by `evstore runs`.
+    ///
+    /// Example: evstore rerun example-packet -- bash docs/example-packet/rerun.sh {out}
+    Rerun {
+        /// The stored packet to reproduce
+        #[arg(required_unless_present = "expect")]
+        packet: Option<String>,
+        /// The expected packet_tree_sha256, for a packet that is not stored
+        #[arg(long, value_name = "SHA256", conflicts_with = "packet")]
+        expect: Option<String>,
+        /// Run this many times, each in a fresh folder; all must match
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        runs: u32,
+        /// Kill a run (and its process group) after this many seconds
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        /// Keep the first run's output in DIR (absent or empty)
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// Archive the first run's output as packet NAME.rerun (evidence of the run)
+        #[arg(long)]
+        ingest: bool,
+        /// The command's working directory [default: the current one]
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<PathBuf>,
+        /// Pass the caller's environment through instead of the controlled one
+        #[arg(long)]
+        keep_env: bool,
+        /// SOURCE_DATE_EPOCH with --expect [default: the caller's $SOURCE_DATE_EPOCH, else unset]
+        #[arg(long, value_name = "SECONDS", requires = "expect")]
+        source_date_epoch: Option<i64>,
+        /// The generator command and its arguments, after --
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// List recorded reruns (attestations), optionally of one packet
+    Runs {
+        /// The packet
+        packet: Option<String>,
+    },
+    /// Knowledge-base commands
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
+    /// Remove temp files that interrupted writes left in the store's tmp/ folder
+    ///
+    /// Refuses (exit 2, nothing removed) while any evstore process is writing to the store.
+    /// Objects, catalog and KB folders are never touched.
+    GcTemp,
+    /// Rebuild the catalog from the objects alone
+    ///
+    /// The new catalog is built in a temp file and renamed into place only when complete, so a
+    /// kill leaves the old catalog or the new one. The event log of the catalog it replaces is
+    /// carried over: only records and attestations that an event or a commit marker (refs/)
+    /// committed become packets and runs; objects of interrupted or failed ingests are never
+    /// revived. A committed packet that
+    /// cannot be rebuilt (its objects are gone) fails (exit 1) and keeps failing `fsck` until it
+    /// is restored or acknowledged with `evstore forget`.
+    Reindex {
+        /// Move an existing catalog aside (it is kept, never deleted) and rebuild
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Acknowledge a committed packet or rerun attestation as lost, in the event log
+    ///
+    /// `fsck` fails while the log or the store's commit markers say a packet or attestation was
+    /// committed and the catalog no longer holds it (its objects were deleted or damaged, and
+    /// `reindex --replace` could not rebuild it). After `forget` records the loss (a `forget`
+    /// event with the reason, and a marker in refs/forgotten/), `fsck` passes again and lists it
+    /// in a note. Forgetting a packet also forgets its lost reruns. Its version number is never
+    /// reused; if its objects come back, `reindex --replace` indexes it again. Only a lost item
+    /// can be forgotten: a packet the catalog still holds is refused.
+    Forget {
+        /// The lost item: NAME@N, or 8+ hex digits of its record or attestation id (`fsck`
+        /// names them)
+        item: String,
+        /// Why it is lost (recorded in the event log)
+        #[arg(long, required = true)]
+        reason: String,
+    },
+}
+
+/// `--expect` / `--expect-not`, shared by `hash` and `verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExpectArgs {
+    /// Also require the folder's packet_tree_sha256 to be SHA (exit 1 if not)
+    #[arg(long, value_name = "SHA")]
+    pub expect: Option<String>,
+    /// Also require the folder's packet_tree_sha256 not to be SHA, e.g. the one before a change
+    /// (exit 1 if it is)
+    #[arg(long, value_name = "SHA")]
+    pub expect_not: Option<String>,
+}
+
+impl ExpectArgs {
+    /// The expectations, each SHA checked (64 lowercase hex digits, else a usage error).
+    pub(crate) fn parse(&self) -> Result<Vec<(Relation, Sha256Digest)>> {
+        let mut out = Vec::new();
+        for (flag, relation, value) in [
+            ("--expect", Relation::Equal, &self.expect),
+            ("--expect-not", Relation::Differ, &self.expect_not),
+        ] {
+            if let Some(text) = value {
+                let sha = Sha256Digest::parse_hex(text).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{flag} {text:?} is not a packet_tree_sha256 (64 lowercase hex digits)"
+                    ))
+                })?;
+                out.push((relation, sha));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `kb` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Check every packet folder of a KB byte for byte (and, with a store, against the catalog)
+    ///
+    /// A packet folder is any folder holding HASH_MANIFEST.txt that is not inside another packet
+    /// folder (a sealed subfolder is part of the packet holding it). Each must have a canonical seal,
+    /// every listed file present with identical bytes (or referenced, in KB_REFERENCES.txt, to a
+    /// file in the same KB with the pinned SHA-256), and no unlisted file. With a store (the
+    /// default ./.evstore if it exists, or --store), the seal must name a packet the store knows,
+    /// differences are diagnosed from the stored bytes, and every mirror the catalog records for
+    /// this KB must still be there.
+    Verify {
+        /// The knowledge-base folder
+        kb_dir: PathBuf,
+        /// Check from the KB alone, even if a store is available
+        #[arg(long)]
+        no_store: bool,
+    },
+    /// Remove the staging folders interrupted mirrors left in KB_DIR/.evstore-staging (needs no
+    /// store)
+    ///
+    /// Refuses (exit 2, nothing removed) while a mirror into this KB runs. Only `mirror-*`
+    /// folders are removed; anything else in the staging folder is listed and left alone.
+    /// Published packet folders are never touched.
+    GcStaging {
+        /// The knowledge-base folder
+        kb_dir: PathBuf,
+    },
+}
+
+/// `--dedup` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DedupArg {
+    /// Always write a copy
+    Copy,
+    /// Write no copy; list the file in KB_REFERENCES.txt with where its bytes live
+    Reference,
+    /// Hard-link to the existing copy (when executable bits agree), else copy
+    Hardlink,
+}

@@ -1,0 +1,209 @@
+//! Setting a store up: creating one (`init`, with its `init` event), opening one for a command
+//! that writes or only reads, and `ingest` of a folder into a store that may not exist yet
+//! (created with the packet in it, or not at all), with the default packet name and the name and
+//! location checks that come first.
+//!
+//! **Architecture Invariant:** a store is visible only once its catalog holds the `init` event;
+//! a first ingest that is refused leaves no store behind. Nothing here prints: what happened
+//! (a store was created) is a field of the report.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::catalog::{Catalog, NewEvent};
+use crate::error::{Error, Result};
+use crate::ops::ingest::{ingest, IngestConfig, IngestReport};
+use crate::packet_ref::{check_new_packet_name, PacketRef};
+use crate::progress::Progress;
+use crate::store::Store;
+use crate::text::EscapePath;
+
+/// Create a new, empty store at `root` whose catalog (with its `init` event) exists before the
+/// store is visible.
+///
+/// # Errors
+///
+/// [`Error::AlreadyExists`] for an existing store, [`Error::Usage`] for a store location that
+/// cannot be used, and I/O or catalog errors (with the path) creating it.
+pub fn create_store(root: &Path) -> Result<Store> {
+    Store::init_with(root, |staged| prepare_new_catalog(root, staged))
+}
+
+/// Create the catalog of a new store being built in `staged` (to appear at `root`), with its
+/// `init` event.
+///
+/// # Errors
+///
+/// Catalog errors (with the path) creating the catalog or writing the event.
+pub fn prepare_new_catalog(root: &Path, staged: &Path) -> Result<()> {
+    let mut catalog = Catalog::open(&staged.join(crate::store::CATALOG_FILE_NAME))?;
+    catalog.log_event(&NewEvent {
+        kind: "init".into(),
+        subject: root.display().to_string(),
+        detail: json!({"tool_version": crate::TOOL_VERSION}),
+    })?;
+    Ok(())
+}
+
+/// Open the store at `root` for a command that writes to it: refused up front if this user
+/// cannot write it.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a store this user cannot write or a missing catalog; I/O errors (with
+/// the path) opening it.
+pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
+    let store = Store::open(root)?;
+    store.check_writable()?;
+    let catalog = Catalog::open_existing(&store.catalog_path())?;
+    Ok((store, catalog))
+}
+
+/// Open the store at `root` for a command that only reads it; works on a store this user
+/// cannot write and on a full file system (see `Catalog::open_read_only`).
+///
+/// # Errors
+///
+/// I/O or catalog errors (with the path) opening it.
+pub fn open_for_reading(root: &Path) -> Result<(Store, Catalog)> {
+    let store = Store::open(root)?;
+    let catalog = Catalog::open_read_only(&store.catalog_path())?;
+    Ok((store, catalog))
+}
+
+/// The packet name `ingest` uses when none is given: the folder's own name (of its resolved
+/// path, so `.` names the current folder).
+///
+/// # Errors
+///
+/// [`Error::Usage`] when the folder has no name, its name is not UTF-8, or it is not a valid
+/// new packet name; the message says to pass `--name NAME`.
+pub fn default_packet_name(dir: &Path) -> Result<String> {
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let Some(file_name) = canonical.file_name() else {
+        return Err(Error::Usage(format!(
+            "{} has no folder name to use as the packet name; pass --name NAME",
+            dir.escaped()
+        )));
+    };
+    let Some(name) = file_name.to_str().map(str::to_string) else {
+        return Err(Error::Usage(format!(
+            "cannot use the folder name {} as packet name (it is not valid UTF-8); pass --name NAME",
+            Path::new(file_name).escaped()
+        )));
+    };
+    check_new_packet_name(&name).map_err(|reason| {
+        Error::Usage(format!(
+            "cannot use the folder name as packet name ({reason}); pass --name NAME"
+        ))
+    })?;
+    Ok(name)
+}
+
+/// What `ingest` of a folder archives, and into which store.
+#[derive(Clone, Debug)]
+pub struct IngestFolderConfig {
+    /// The store folder; created (with the packet in it) if nothing is there yet.
+    pub store_path: PathBuf,
+    /// The packet name [default: the folder's name, see [`default_packet_name`]].
+    pub name: Option<String>,
+    /// A free-text note stored with this version.
+    pub note: Option<String>,
+    /// The packet's source date in Unix seconds; `None` means the ingest time.
+    pub source_date_epoch: Option<i64>,
+    /// Where to report the bytes read while hashing and storing.
+    pub progress: Progress,
+}
+
+/// What `ingest` of a folder did.
+#[derive(Clone, Debug)]
+pub struct IngestFolderReport {
+    /// The ingest itself: the packet version, new or already archived.
+    pub ingest: IngestReport,
+    /// True if this ingest created the store (it did not exist before).
+    pub created_store: bool,
+    /// The latest version of this name, which differs from the ingested one when the same tree
+    /// was archived earlier and another tree since.
+    pub latest_version: u64,
+}
+
+/// Archive the packet folder `dir` into the store at `config.store_path`, creating the store if
+/// nothing is there yet. Everything that can refuse is checked before anything is created: the
+/// name, the store location, the folder (a symlink is refused, never followed), and that the
+/// store does not lie inside the folder nor the folder inside the store.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a bad name or location, [`Error::UnsupportedInput`] for a folder that is
+/// not a directory, I/O errors (with the path), and whatever [`ingest`] returns (a drifted seal
+/// is a verification error: nothing is stored, and a store this call would have created is not
+/// created).
+pub fn ingest_folder(dir: &Path, config: &IngestFolderConfig) -> Result<IngestFolderReport> {
+    // A symlink is refused, never followed (ingest opens the folder itself without following
+    // it), before its target's name could become the packet's.
+    crate::scan::refuse_symlink(dir)?;
+    let name = match &config.name {
+        Some(name) => {
+            check_new_packet_name(name).map_err(Error::Usage)?;
+            name.clone()
+        }
+        None => default_packet_name(dir)?,
+    };
+    // Check everything that can refuse before anything is created: the store location, the
+    // folder, and that the store does not lie inside it (a store created inside the packet
+    // would change the packet).
+    let store_path = &config.store_path;
+    crate::store::check_store_location(store_path)?;
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(Error::unsupported(dir, "is not a directory")),
+        Err(err) => return Err(Error::io(dir, "cannot read packet folder", err)),
+    }
+    crate::store::refuse_store_inside_folder(store_path, dir)?;
+    crate::store::refuse_inside_store(store_path, dir, "packet folder")?;
+    let ingest_config = IngestConfig {
+        name,
+        note: config.note.clone(),
+        source_date_epoch: config.source_date_epoch,
+        progress: config.progress.clone(),
+    };
+    // A new store is built in a temp folder with the packet in it, and appears only if the
+    // ingest succeeded: a refused first ingest (drift, a symlink, an empty folder...) leaves
+    // no store behind.
+    let mut first = None;
+    if std::fs::symlink_metadata(store_path).is_err() {
+        first = Store::create_filled(
+            store_path,
+            |staged| prepare_new_catalog(store_path, staged),
+            |store| {
+                let mut catalog = Catalog::open_existing(&store.catalog_path())?;
+                ingest(store, &mut catalog, dir, &ingest_config)
+            },
+        )?;
+        // `None`: another process created the store meanwhile; use theirs.
+    }
+    let created_store = first.is_some();
+    let (report, catalog) = match first {
+        Some((store, report)) => {
+            let catalog = Catalog::open_existing(&store.catalog_path())?;
+            (report, catalog)
+        }
+        None => {
+            let (store, mut catalog) = open_for_writing(store_path)?;
+            (ingest(&store, &mut catalog, dir, &ingest_config)?, catalog)
+        }
+    };
+    let latest_version = catalog
+        .resolve(&PacketRef::Name {
+            name: report.packet.record.name.clone(),
+            also_prefix: false,
+        })?
+        .record
+        .version;
+    Ok(IngestFolderReport {
+        ingest: report,
+        created_store,
+        latest_version,
+    })
+}
