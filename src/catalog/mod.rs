@@ -546,10 +546,9 @@ impl Catalog {
     }
 
     /// Take the shared side of the catalog lock, waiting while another process holds the
-    /// exclusive side (`reindex`, or an `immutable` reader). The wait is said once on stderr and
+    /// exclusive side (`reindex`, or an `immutable` reader). The wait is said once (a notice, which cli prints on stderr) and
     /// bounded by [`lock_timeout`] from the first wait (`deadline`, shared by a caller that
     /// takes the lock more than once); past it, the open is refused (exit 2) naming the lock.
-    #[allow(clippy::print_stderr)] // TODO(merge): engineer A routes the wait notice to cli.
     fn lock_shared(
         path: &Path,
         deadline: &mut Option<std::time::Instant>,

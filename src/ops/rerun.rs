@@ -201,7 +201,6 @@ pub fn rerun(
 /// After a refused rerun: remove the empty --keep folder this rerun created (a folder the
 /// generator filled is not empty, and stays), or the symlink the generator put in its place
 /// (never what it points to). A --keep folder that existed before is left as it is, and said.
-#[allow(clippy::print_stderr)] // TODO(merge): engineer C routes these notices to cli.
 fn clean_up_refused_keep(keep: &Path, resolved: &Path, created_keep: bool) {
     let is_symlink = fs::symlink_metadata(resolved).is_ok_and(|m| m.file_type().is_symlink());
     match (created_keep, is_symlink) {
