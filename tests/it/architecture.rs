@@ -87,6 +87,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("interrupt", 0),
     ("progress", 0),
     ("packet_ref", 0),
+    ("notice", 0),
 ];
 
 /// A Rust source file: its path from the repository root (`src/gate/mod.rs`) and its text with
