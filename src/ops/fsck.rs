@@ -764,3 +764,120 @@ impl<'a> FsckRun<'a> {
         self.report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::dual_of;
+    use crate::format::tree::{build_tree, FileMeta};
+
+    fn file(path: &str, content: &[u8]) -> HashedFile {
+        let digest = dual_of(content);
+        HashedFile {
+            rel_path: path.into(),
+            meta: FileMeta {
+                size: digest.len,
+                executable: false,
+                blake3: digest.blake3,
+                sha256: digest.sha256,
+            },
+        }
+    }
+
+    /// A packet's files, its root id and its nodes decoded as fsck would hold them.
+    fn checked_tree() -> (
+        Vec<HashedFile>,
+        Blake3Digest,
+        HashMap<Blake3Digest, Checked>,
+    ) {
+        let files = vec![
+            file("a/x.txt", b"x"),
+            file("b/y.txt", b"y"),
+            file("c/z.txt", b"z"),
+            file("top.txt", b"top"),
+        ];
+        let built = build_tree(&files).unwrap();
+        let good = built
+            .nodes
+            .iter()
+            .map(|(id, bytes)| (*id, Checked::Tree(TreeNode::decode(bytes).unwrap())))
+            .collect();
+        (files, built.root, good)
+    }
+
+    fn subtree(
+        good: &HashMap<Blake3Digest, Checked>,
+        root: &Blake3Digest,
+        name: &str,
+    ) -> Blake3Digest {
+        let Some(Checked::Tree(node)) = good.get(root) else {
+            panic!("no root node");
+        };
+        node.entries()
+            .iter()
+            .find_map(|entry| match entry {
+                TreeEntry::Dir { name: n, tree } if n == name => Some(*tree),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_whole_tree_walks_to_every_file_with_the_root_node_first() {
+        let (files, root, good) = checked_tree();
+        let walk = walk_stored_tree(&good, &root);
+        assert_eq!(walk.files, files);
+        assert!(walk.unwalkable.is_empty());
+        assert_eq!(walk.nodes.len(), 4);
+        assert_eq!(walk.nodes[0], root);
+        assert_eq!(walk.nodes[1], subtree(&good, &root, "a"));
+    }
+
+    #[test]
+    fn a_missing_or_non_tree_node_is_named_and_the_walk_goes_on() {
+        let (files, root, mut good) = checked_tree();
+        let b = subtree(&good, &root, "b");
+        let c = subtree(&good, &root, "c");
+        good.remove(&b);
+        good.insert(
+            c,
+            Checked::Blob {
+                sha256: dual_of(b"c").sha256,
+                size: 1,
+            },
+        );
+        let walk = walk_stored_tree(&good, &root);
+        assert_eq!(walk.unwalkable, vec![(b, "tree node"), (c, "tree node")]);
+        let paths: Vec<&str> = walk.files.iter().map(|f| f.rel_path.as_str()).collect();
+        assert_eq!(paths, ["a/x.txt", "top.txt"]);
+        assert_eq!(walk.files[0], files[0]);
+        assert!(!walk.nodes.contains(&b) && !walk.nodes.contains(&c));
+    }
+
+    #[test]
+    fn a_node_deeper_than_the_limit_is_named_not_walked() {
+        let leaf = TreeNode::new(vec![TreeEntry::File {
+            name: "f".into(),
+            meta: file("f", b"f").meta,
+        }])
+        .unwrap();
+        let mut good = HashMap::new();
+        let mut id = leaf.id();
+        let leaf_id = id;
+        good.insert(id, Checked::Tree(leaf));
+        // Nodes at depths 0 ..= MAX_DEPTH + 1: the leaf is one level too deep.
+        for _ in 0..=MAX_DEPTH {
+            let node = TreeNode::new(vec![TreeEntry::Dir {
+                name: "d".into(),
+                tree: id,
+            }])
+            .unwrap();
+            id = node.id();
+            good.insert(id, Checked::Tree(node));
+        }
+        let walk = walk_stored_tree(&good, &id);
+        assert!(walk.files.is_empty());
+        assert_eq!(walk.unwalkable, vec![(leaf_id, "too-deep tree node")]);
+        assert_eq!(walk.nodes.len(), MAX_DEPTH + 1);
+    }
+}

@@ -1079,6 +1079,46 @@ mod tests {
     }
 
     #[test]
+    fn the_first_packet_folder_below_is_the_first_in_path_order_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path();
+        let seal = |folder: &str| {
+            std::fs::create_dir_all(top.join(folder)).unwrap();
+            std::fs::write(top.join(folder).join(SEAL_FILE_NAME), "").unwrap();
+        };
+        std::fs::create_dir_all(top.join("plain/empty")).unwrap();
+        assert_eq!(first_packet_folder_below(top).unwrap(), None);
+        // `b` is met before `a/x` by a walk that lists a folder before entering it; path order puts
+        // `a/x` first.
+        seal("b");
+        seal("a/x");
+        seal("a/x/inner");
+        assert_eq!(
+            first_packet_folder_below(top).unwrap(),
+            Some(top.join("a/x"))
+        );
+        // A seal of any type marks its folder.
+        std::fs::create_dir_all(top.join("a/0/sealed-by-a-folder").join(SEAL_FILE_NAME)).unwrap();
+        assert_eq!(
+            first_packet_folder_below(top).unwrap(),
+            Some(top.join("a/0/sealed-by-a-folder"))
+        );
+        // A folder reached only through a symlink is not entered.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join(SEAL_FILE_NAME), "").unwrap();
+        let linked = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), linked.path().join("0-link")).unwrap();
+        assert_eq!(first_packet_folder_below(linked.path()).unwrap(), None);
+        assert!(first_packet_folder_below(&linked.path().join("0-link")).is_err());
+        // The folder itself.
+        seal("");
+        assert_eq!(
+            first_packet_folder_below(top).unwrap(),
+            Some(top.to_path_buf())
+        );
+    }
+
+    #[test]
     fn resolving_refuses_symlinks_and_stays_inside() {
         let dir = tempfile::tempdir().unwrap();
         let kb = dir.path();

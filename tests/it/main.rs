@@ -8,6 +8,7 @@ mod foundation;
 mod gate;
 mod kb_items;
 mod mirror;
+mod mirror_dedup_candidates;
 mod packs;
 mod progress;
 mod readme;
