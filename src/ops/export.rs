@@ -84,7 +84,7 @@ pub fn export(
 ///
 /// [`Error::Usage`] if `dest` exists and is not an empty folder; an operational error if it cannot
 /// be examined or created.
-pub fn prepare_empty_dest(dest: &Path) -> Result<bool> {
+pub(crate) fn prepare_empty_dest(dest: &Path) -> Result<bool> {
     match fs::symlink_metadata(dest) {
         Ok(meta) if meta.is_dir() => {
             let mut items = fs::read_dir(dest).at(dest, "cannot read destination")?;
@@ -241,7 +241,7 @@ fn write_file(store: &Store, file: &HashedFile, dest: &Path) -> Result<()> {
 /// # Errors
 ///
 /// An operational error, naming the path, if it exists or cannot be created or written.
-pub fn write_new_file(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
+pub(crate) fn write_new_file(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
     let mut file = File::options()
         .write(true)
         .create_new(true)

@@ -139,7 +139,7 @@ pub fn check_kb_rel_path(path: &str) -> std::result::Result<(), String> {
 
 /// What a KB-relative path is on disk.
 #[derive(Debug, PartialEq, Eq)]
-pub enum KbPath {
+pub(crate) enum KbPath {
     /// Nothing is there (a component is missing).
     Missing,
     /// A regular file.
@@ -157,7 +157,7 @@ pub enum KbPath {
 ///
 /// An operational error, naming the path, for a component that is a symlink, a non-folder where
 /// a folder is needed, or that cannot be examined.
-pub fn resolve_in_kb(kb_root: &Path, rel: &str) -> Result<KbPath> {
+pub(crate) fn resolve_in_kb(kb_root: &Path, rel: &str) -> Result<KbPath> {
     let mut current = kb_root.to_path_buf();
     let components: Vec<&str> = rel.split('/').collect();
     for (index, name) in components.iter().enumerate() {
@@ -907,7 +907,7 @@ fn missing_recorded_mirrors(
 ///
 /// An operational error, naming the path, for a component that is a symlink or not a folder, or
 /// that cannot be examined.
-pub fn enclosing_packet_folder(kb_root: &Path, rel: &str) -> Result<Option<String>> {
+pub(crate) fn enclosing_packet_folder(kb_root: &Path, rel: &str) -> Result<Option<String>> {
     let components: Vec<&str> = rel.split('/').collect();
     let mut current = kb_root.to_path_buf();
     for depth in 0..components.len() {
@@ -944,7 +944,7 @@ pub fn enclosing_packet_folder(kb_root: &Path, rel: &str) -> Result<Option<Strin
 ///
 /// An operational error if `folder` cannot be opened as a folder (a symlink is refused) or a
 /// folder below it cannot be read.
-pub fn first_packet_folder_below(folder: &Path) -> Result<Option<PathBuf>> {
+pub(crate) fn first_packet_folder_below(folder: &Path) -> Result<Option<PathBuf>> {
     let dir = RootDir::open(folder)?;
     // Every packet folder met, as a path relative to `folder`: the first in path order is the
     // least (path order is depth-first order with each folder's entries sorted by name). Below
@@ -975,7 +975,7 @@ pub fn first_packet_folder_below(folder: &Path) -> Result<Option<PathBuf>> {
 
 /// The KB that holds the folder `dir` (canonical): the nearest of `dir` and its ancestors that
 /// holds a real `.evstore-staging` folder (every mirror creates it, and it stays).
-pub fn find_kb_root(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn find_kb_root(dir: &Path) -> Option<PathBuf> {
     dir.ancestors()
         .find(|folder| {
             std::fs::symlink_metadata(folder.join(STAGING_DIR_NAME)).is_ok_and(|meta| meta.is_dir())
@@ -990,7 +990,7 @@ pub fn find_kb_root(dir: &Path) -> Option<PathBuf> {
 ///
 /// An operational error if `dir` is not inside the KB, is not reached from the KB root through
 /// folders alone, or has a name that is not UTF-8.
-pub fn folder_in_kb(kb_root: &Path, dir: &Path) -> Result<String> {
+pub(crate) fn folder_in_kb(kb_root: &Path, dir: &Path) -> Result<String> {
     let rel = relative(kb_root, dir)?;
     if rel.is_empty() {
         return Ok(rel);
@@ -1006,7 +1006,7 @@ pub fn folder_in_kb(kb_root: &Path, dir: &Path) -> Result<String> {
 /// # Errors
 ///
 /// An operational error if `kb_dir` does not exist, is not a folder, or cannot be resolved.
-pub fn canonical_kb(kb_dir: &Path) -> Result<PathBuf> {
+pub(crate) fn canonical_kb(kb_dir: &Path) -> Result<PathBuf> {
     let meta = std::fs::metadata(kb_dir).at(kb_dir, "cannot read KB folder")?;
     if !meta.is_dir() {
         return Err(Error::unsupported(kb_dir, "is not a folder"));
