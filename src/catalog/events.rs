@@ -216,8 +216,14 @@ impl Catalog {
     /// named by `ingest` and `rerun` events or held by `packets` and `runs` rows, and ids that
     /// `forget` events acknowledged as lost.
     pub fn commitments(&self) -> Result<Commitments> {
+        self.commitments_of(&self.events()?)
+    }
+
+    /// [`Catalog::commitments`] from an event log already read by the caller (`fsck` reads the
+    /// log once, under its read snapshot, for this and for the chain check).
+    pub fn commitments_of(&self, events: &[EventRow]) -> Result<Commitments> {
         let mut out = Commitments::default();
-        for event in self.events()? {
+        for event in events {
             let detail: serde_json::Value =
                 serde_json::from_str(&event.detail).unwrap_or(serde_json::Value::Null);
             let id_field = |field: &str| {

@@ -7,6 +7,9 @@
 //! its name; it sets executable bits, writes `HASH_MANIFEST.txt`, and re-reads what it wrote; if
 //! anything fails it removes what it created, so a failed export never leaves a folder that looks
 //! complete.
+//!
+//! **Architecture Invariant:** no byte is ever under a packet file's name in the destination
+//! before it has been verified against the stored tree.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -43,6 +46,13 @@ pub struct ExportReport {
 /// Export a packet into `dest`, which must be absent or an empty folder.
 ///
 /// Progress counts the file bytes written.
+///
+/// # Errors
+///
+/// [`Error::Usage`] if `dest` is not empty or not a folder; an error if the packet does not read
+/// back verified (its record, tree or a blob is missing or corrupt), on any I/O failure, or if
+/// what was written does not re-read as the packet's tree. Whatever the export created is removed
+/// before the error is returned.
 pub fn export(
     store: &Store,
     row: &PacketRow,
@@ -69,7 +79,12 @@ pub fn export(
 }
 
 /// Make sure `dest` is an empty folder; returns true if this call created it.
-pub fn prepare_empty_dest(dest: &Path) -> Result<bool> {
+///
+/// # Errors
+///
+/// [`Error::Usage`] if `dest` exists and is not an empty folder; an operational error if it cannot
+/// be examined or created.
+pub(crate) fn prepare_empty_dest(dest: &Path) -> Result<bool> {
     match fs::symlink_metadata(dest) {
         Ok(meta) if meta.is_dir() => {
             let mut items = fs::read_dir(dest).at(dest, "cannot read destination")?;
@@ -222,7 +237,11 @@ fn write_file(store: &Store, file: &HashedFile, dest: &Path) -> Result<()> {
 }
 
 /// Create `path` (it must not exist) with `bytes`.
-pub fn write_new_file(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
+///
+/// # Errors
+///
+/// An operational error, naming the path, if it exists or cannot be created or written.
+pub(crate) fn write_new_file(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
     let mut file = File::options()
         .write(true)
         .create_new(true)
@@ -234,6 +253,10 @@ pub fn write_new_file(path: &Path, bytes: &[u8], executable: bool) -> Result<()>
 }
 
 /// Flush everything written below `dir` to stable storage (one `syncfs` on Linux).
+///
+/// # Errors
+///
+/// An operational error, naming the folder, if it cannot be opened or synced.
 pub fn sync_folder(dir: &Path) -> Result<()> {
     let handle = File::open(dir).at(dir, "cannot open for sync")?;
     #[cfg(target_os = "linux")]

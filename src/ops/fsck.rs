@@ -1,4 +1,4 @@
-//! Whole-store checks (`fsck`).
+//! Whole-store checks (`fsck`), and the checked-object map `reindex` shares.
 //!
 //! [`fsck`] reads every object and re-hashes it, decodes every tree node and packet record,
 //! follows every reference from the catalog's packets down to file blobs, compares the catalog
@@ -7,6 +7,15 @@
 //! it concerns. Objects that no catalog row refers to are not problems (an interrupted ingest
 //! leaves such objects behind); they are reported as notes.
 //!
+//! The run is one `FsckRun` with one method per phase (objects, packets, object rows, reruns,
+//! commitments, event chain, SQLite and leftovers); every phase reads what the earlier ones
+//! checked, never the store again. Trees are walked over the already-checked nodes by
+//! `walk_stored_tree`, which, unlike the read path's walk in [`crate::packet`], keeps going past
+//! a missing or corrupt node and names it.
+//!
+//! **Architecture Invariant:** fsck writes nothing (the store, the catalog and the commit markers
+//! are only read) and reads the catalog under one read snapshot, pinned after the commit markers
+//! are read and before the objects are listed.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -14,7 +23,9 @@ use std::io;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::{event_hash, Catalog, ObjectRow, GENESIS_HASH};
+use crate::catalog::{
+    event_hash, Catalog, EventRow, LostItem, ObjectRow, PacketRow, RunRow, GENESIS_HASH,
+};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{IoContext, Result};
 use crate::format::object::ObjectKind;
@@ -22,7 +33,7 @@ use crate::format::record::PacketRecord;
 use crate::format::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
 use crate::ops::rerun::{decode_attestation, AttestationSummary};
 use crate::progress::Progress;
-use crate::store::refs::Refs;
+use crate::store::refs::{Markers, Refs};
 use crate::store::{ListedObject, ObjectLocation, Store};
 use crate::text::EscapePath;
 
@@ -63,6 +74,9 @@ pub(super) enum Checked {
 
 /// The outcome of checking one object: what it is and its size, or why it is bad.
 pub(super) type ObjectCheck = std::result::Result<(Checked, u64), String>;
+
+/// One stored copy of an object, as the backend listed it: its id, where it is, its stored size.
+pub(super) type ListedCopy = (Blake3Digest, ObjectLocation, u64);
 
 /// Read and verify one object; small structured objects are decoded too.
 pub(super) fn check_object(
@@ -105,12 +119,93 @@ pub(super) fn check_object(
     Ok((checked, size))
 }
 
+/// Check every listed copy, in parallel, advancing `progress` by each copy's stored size; the
+/// results are in the order of `copies`.
+pub(super) fn check_copies(
+    store: &Store,
+    copies: &[ListedCopy],
+    progress: &Progress,
+) -> Vec<(Blake3Digest, ObjectCheck)> {
+    copies
+        .par_iter()
+        .map(|(id, location, stored_size)| {
+            let checked = check_object(store, id, location);
+            progress.advance(*stored_size);
+            (*id, checked)
+        })
+        .collect()
+}
+
+/// A tree walked over already-checked nodes: its files in path-byte order, the nodes reached
+/// (depth first, each before the nodes below it), and the nodes that could not be walked.
+#[derive(Debug, Default)]
+pub(super) struct StoredTreeWalk {
+    /// Every file the walked nodes list, sorted by path.
+    pub(super) files: Vec<HashedFile>,
+    /// Every node walked, the root first, each folder's node before its subfolders' nodes.
+    pub(super) nodes: Vec<Blake3Digest>,
+    /// Nodes that are missing, corrupt, not trees, or too deep: the id and what it should have
+    /// been (`tree node`, `too-deep tree node`). Empty means the walk is complete.
+    pub(super) unwalkable: Vec<(Blake3Digest, &'static str)>,
+}
+
+/// Walk the tree rooted at `root` over the nodes fsck already checked. The one entry point for
+/// every tree walk of fsck and reindex, so that it can be switched to a shared walker by
+/// changing this function alone.
+pub(super) fn walk_stored_tree(
+    good: &HashMap<Blake3Digest, Checked>,
+    root: &Blake3Digest,
+) -> StoredTreeWalk {
+    let mut walk = StoredTreeWalk::default();
+    walk_checked(good, root, "", 0, &mut walk);
+    walk.files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    walk
+}
+
+/// Walk a tree using already-checked nodes; missing or non-tree nodes are recorded, not fatal.
+fn walk_checked(
+    good: &HashMap<Blake3Digest, Checked>,
+    id: &Blake3Digest,
+    prefix: &str,
+    depth: usize,
+    walk: &mut StoredTreeWalk,
+) {
+    let Some(Checked::Tree(node)) = good.get(id) else {
+        walk.unwalkable.push((*id, "tree node"));
+        return;
+    };
+    if depth > MAX_DEPTH {
+        walk.unwalkable.push((*id, "too-deep tree node"));
+        return;
+    }
+    walk.nodes.push(*id);
+    for entry in node.entries() {
+        let path = if prefix.is_empty() {
+            entry.name().to_string()
+        } else {
+            format!("{prefix}/{}", entry.name())
+        };
+        match entry {
+            TreeEntry::File { meta, .. } => walk.files.push(HashedFile {
+                rel_path: path,
+                meta: *meta,
+            }),
+            TreeEntry::Dir { tree, .. } => walk_checked(good, tree, &path, depth + 1, walk),
+        }
+    }
+}
+
 /// Check the whole store and catalog.
 ///
 /// Progress counts the stored (compressed) bytes of the objects read.
+///
+/// # Errors
+///
+/// Returns an error only when a check cannot run: the catalog cannot be read or pinned, the
+/// store's objects cannot be listed, or the temp folder cannot be listed. Whatever is wrong with
+/// the objects, records, trees, catalog rows, commit markers or events is a [`Problem`] in the
+/// report, not an error.
 pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<FsckReport> {
-    let mut report = FsckReport::default();
-    let problem = |subject: String, reason: String| Problem { subject, reason };
     // Pin the catalog before listing objects: a packet committed before this point had all its
     // objects durable before its commit, so the listing below includes them; a packet committed
     // later is not in the snapshot. Without this, fsck during an ingest reports false problems.
@@ -124,218 +219,273 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     };
     let _snapshot = catalog.read_snapshot()?;
 
-    // 1. Every object on disk.
-    let listed = store.backend().list()?;
-    let mut copies = Vec::new();
-    for item in listed {
-        match item {
-            ListedObject::Object {
-                id,
-                location,
-                stored_size,
-            } => copies.push((id, location, stored_size)),
-            ListedObject::Stray(path) => report.problems.push(problem(
-                path.escaped().to_string(),
-                "stray entry in the objects or packs folder (not an object or pack name)".into(),
-            )),
-            ListedObject::BadPack { path, reason } => report.problems.push(problem(
-                format!("pack {}", path.escaped()),
-                format!("{reason}; none of its objects can be read"),
-            )),
-        }
-    }
-    // Every stored copy is checked: a good copy elsewhere does not excuse a corrupt one.
-    let phase = progress.phase("fsck", copies.iter().map(|c| c.2).sum());
-    let results: Vec<(Blake3Digest, ObjectCheck)> = copies
-        .par_iter()
-        .map(|(id, location, stored_size)| {
-            let checked = check_object(store, id, location);
-            progress.advance(*stored_size);
-            (*id, checked)
-        })
-        .collect();
-    drop(phase);
-    let mut good: HashMap<Blake3Digest, Checked> = HashMap::new();
-    let mut bad: HashSet<Blake3Digest> = HashSet::new();
-    for (id, result) in results {
-        report.objects_checked += 1;
-        match result {
-            Ok((checked, size)) => {
-                report.bytes_checked += size;
-                good.insert(id, checked);
-            }
-            Err(reason) => {
-                bad.insert(id);
-                report
-                    .problems
-                    .push(problem(format!("object {id}"), reason));
-            }
-        }
-    }
-    let describe_missing = |id: &Blake3Digest| {
-        if bad.contains(id) {
-            "is corrupt (see above)".to_string()
-        } else {
-            "is missing from the store".to_string()
-        }
-    };
+    let mut run = FsckRun::new(store, catalog);
+    run.check_objects(progress)?;
+    run.check_packets()?;
+    run.check_object_rows()?;
+    run.check_runs()?;
+    // The event log is read once: for what it says was committed and for its hash chain.
+    let events = catalog.events()?;
+    run.check_commitments(&events, &refs, &markers, markers_unreadable)?;
+    run.check_event_chain(&events);
+    run.check_sqlite_and_leftovers()?;
+    Ok(run.finish())
+}
 
-    // 2. Every catalog packet, down to its blobs.
-    let packets = catalog.packets()?;
-    let mut catalog_records = HashSet::new();
-    for row in &packets {
-        report.packets_checked += 1;
-        let label = format!("packet {}@{}", row.record.name, row.record.version);
-        catalog_records.insert(row.record_id);
-        match good.get(&row.record_id) {
-            Some(Checked::Record(record)) if *record == row.record => {}
-            Some(Checked::Record(_)) => report.problems.push(problem(
-                label.clone(),
-                format!(
-                    "record object {} disagrees with the catalog row",
-                    row.record_id
-                ),
-            )),
-            Some(_) => report.problems.push(problem(
-                label.clone(),
-                format!("record object {} is not a packet record", row.record_id),
-            )),
-            None => report.problems.push(problem(
-                label.clone(),
-                format!(
-                    "record object {} {}",
-                    row.record_id,
-                    describe_missing(&row.record_id)
-                ),
-            )),
+/// The state of one fsck run: what the earlier phases checked, and the report so far.
+struct FsckRun<'a> {
+    store: &'a Store,
+    catalog: &'a Catalog,
+    report: FsckReport,
+    /// Objects that read and decoded soundly, by id.
+    good: HashMap<Blake3Digest, Checked>,
+    /// Objects with at least one bad stored copy.
+    bad: HashSet<Blake3Digest>,
+    /// The catalog's packets (read once).
+    packets: Vec<PacketRow>,
+    /// The record ids the catalog's packets hold.
+    catalog_records: HashSet<Blake3Digest>,
+    /// The attestation ids the catalog's runs hold.
+    catalog_attestations: HashSet<Blake3Digest>,
+}
+
+impl<'a> FsckRun<'a> {
+    fn new(store: &'a Store, catalog: &'a Catalog) -> FsckRun<'a> {
+        FsckRun {
+            store,
+            catalog,
+            report: FsckReport::default(),
+            good: HashMap::new(),
+            bad: HashSet::new(),
+            packets: Vec::new(),
+            catalog_records: HashSet::new(),
+            catalog_attestations: HashSet::new(),
         }
-        let mut files = Vec::new();
-        let mut walk_problems = Vec::new();
-        walk_checked(
-            &good,
-            &row.record.tree,
-            "",
-            0,
-            &mut files,
-            &mut walk_problems,
-        );
-        let mut complete = walk_problems.is_empty();
-        for reason in walk_problems {
-            let (id, what) = reason;
-            report.problems.push(problem(
-                label.clone(),
-                format!("{what} {id} {}", describe_missing(&id)),
-            ));
+    }
+
+    fn problem(&mut self, subject: String, reason: String) {
+        self.report.problems.push(Problem { subject, reason });
+    }
+
+    /// Why `id` cannot be used: a bad copy was found, or it is not in the store at all.
+    fn describe_missing(&self, id: &Blake3Digest) -> &'static str {
+        if self.bad.contains(id) {
+            "is corrupt (see above)"
+        } else {
+            "is missing from the store"
         }
-        for file in &files {
-            match good.get(&file.meta.blake3) {
-                Some(Checked::Blob { sha256, size }) => {
-                    if *sha256 != file.meta.sha256 || *size != file.meta.size {
-                        report.problems.push(problem(
-                            label.clone(),
-                            format!(
-                                "{}: blob {} has other bytes than the tree entry says",
-                                file.rel_path, file.meta.blake3
-                            ),
-                        ));
-                    }
+    }
+
+    /// Phase 1: list every object on disk and check every stored copy (a good copy elsewhere
+    /// does not excuse a corrupt one).
+    fn check_objects(&mut self, progress: &Progress) -> Result<()> {
+        let mut copies: Vec<ListedCopy> = Vec::new();
+        for item in self.store.backend().list()? {
+            match item {
+                ListedObject::Object {
+                    id,
+                    location,
+                    stored_size,
+                } => copies.push((id, location, stored_size)),
+                ListedObject::Stray(path) => self.problem(
+                    path.escaped().to_string(),
+                    "stray entry in the objects or packs folder (not an object or pack name)"
+                        .into(),
+                ),
+                ListedObject::BadPack { path, reason } => self.problem(
+                    format!("pack {}", path.escaped()),
+                    format!("{reason}; none of its objects can be read"),
+                ),
+            }
+        }
+        let phase = progress.phase("fsck", copies.iter().map(|c| c.2).sum());
+        let results = check_copies(self.store, &copies, progress);
+        drop(phase);
+        for (id, result) in results {
+            self.report.objects_checked += 1;
+            match result {
+                Ok((checked, size)) => {
+                    self.report.bytes_checked += size;
+                    self.good.insert(id, checked);
                 }
-                Some(_) => report.problems.push(problem(
-                    label.clone(),
-                    format!(
-                        "{}: object {} is not a blob",
-                        file.rel_path, file.meta.blake3
-                    ),
-                )),
-                None => {
-                    complete = false;
-                    report.problems.push(problem(
-                        label.clone(),
-                        format!(
-                            "{}: blob {} {}",
-                            file.rel_path,
-                            file.meta.blake3,
-                            describe_missing(&file.meta.blake3)
-                        ),
-                    ))
+                Err(reason) => {
+                    self.bad.insert(id);
+                    self.problem(format!("object {id}"), reason);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Phase 2: every catalog packet, from its record object down to its blobs.
+    fn check_packets(&mut self) -> Result<()> {
+        self.packets = self.catalog.packets()?;
+        let packets = std::mem::take(&mut self.packets);
+        for row in &packets {
+            self.report.packets_checked += 1;
+            self.catalog_records.insert(row.record_id);
+            self.check_packet(row)?;
+        }
+        self.packets = packets;
+        Ok(())
+    }
+
+    fn check_packet(&mut self, row: &PacketRow) -> Result<()> {
+        let label = format!("packet {}@{}", row.record.name, row.record.version);
+        self.check_record_object(row, &label);
+        let walk = walk_stored_tree(&self.good, &row.record.tree);
+        let mut complete = walk.unwalkable.is_empty();
+        for (id, what) in &walk.unwalkable {
+            let reason = format!("{what} {id} {}", self.describe_missing(id));
+            self.problem(label.clone(), reason);
+        }
+        if !self.check_blobs(&walk.files, &label) {
+            complete = false;
         }
         if complete {
-            let manifest = manifest_of(&files)?;
-            if manifest.packet_tree_sha256() != row.record.packet_tree_sha256 {
-                report.problems.push(problem(
-                    label.clone(),
-                    "its tree does not hash to the recorded packet_tree_sha256".into(),
-                ));
-            }
-            if files.len() as u64 != row.record.file_count
-                || files.iter().map(|f| f.meta.size).sum::<u64>() != row.record.total_bytes
-            {
-                report.problems.push(problem(
-                    label.clone(),
-                    "file count or total bytes differ from the tree".into(),
-                ));
-            }
+            self.check_tree_against_record(&walk.files, &row.record, &label)?;
         }
-        let entries = catalog.entries(row.id)?;
-        if complete && entries != files {
-            report.problems.push(problem(
-                label.clone(),
-                "catalog entries differ from the stored tree".into(),
-            ));
+        let entries = self.catalog.entries(row.id)?;
+        if complete && entries != walk.files {
+            self.problem(label, "catalog entries differ from the stored tree".into());
         }
+        Ok(())
     }
 
-    // 3. Catalog object rows must be backed by objects.
-    for ObjectRow { id, kind, .. } in catalog.objects()? {
-        if !good.contains_key(&id) && !bad.contains(&id) {
-            report.problems.push(problem(
-                format!("object {id}"),
-                format!("the catalog lists this {kind} object but it is missing from the store"),
-            ));
-        }
+    /// The packet's record object must be a record equal to the catalog row.
+    fn check_record_object(&mut self, row: &PacketRow, label: &str) {
+        let reason = match self.good.get(&row.record_id) {
+            Some(Checked::Record(record)) if *record == row.record => return,
+            Some(Checked::Record(_)) => format!(
+                "record object {} disagrees with the catalog row",
+                row.record_id
+            ),
+            Some(_) => format!("record object {} is not a packet record", row.record_id),
+            None => format!(
+                "record object {} {}",
+                row.record_id,
+                self.describe_missing(&row.record_id)
+            ),
+        };
+        self.problem(label.to_string(), reason);
     }
 
-    // 4. Every recorded rerun against its attestation object.
-    let labels: HashMap<i64, (String, Sha256Digest)> = packets
-        .iter()
-        .map(|row| {
-            let label = format!("{}@{}", row.record.name, row.record.version);
-            (row.id, (label, row.record.packet_tree_sha256))
-        })
-        .collect();
-    let mut catalog_attestations = HashSet::new();
-    for run in catalog.runs(None)? {
+    /// Every file's blob must be a blob with the tree entry's SHA-256 and size; returns false if
+    /// a blob is missing or corrupt (the tree's hash cannot then be checked).
+    fn check_blobs(&mut self, files: &[HashedFile], label: &str) -> bool {
+        let mut all_present = true;
+        for file in files {
+            let reason = match self.good.get(&file.meta.blake3) {
+                Some(Checked::Blob { sha256, size }) => {
+                    if *sha256 == file.meta.sha256 && *size == file.meta.size {
+                        continue;
+                    }
+                    format!(
+                        "{}: blob {} has other bytes than the tree entry says",
+                        file.rel_path, file.meta.blake3
+                    )
+                }
+                Some(_) => format!(
+                    "{}: object {} is not a blob",
+                    file.rel_path, file.meta.blake3
+                ),
+                None => {
+                    all_present = false;
+                    format!(
+                        "{}: blob {} {}",
+                        file.rel_path,
+                        file.meta.blake3,
+                        self.describe_missing(&file.meta.blake3)
+                    )
+                }
+            };
+            self.problem(label.to_string(), reason);
+        }
+        all_present
+    }
+
+    /// A complete tree must hash to the record's packet_tree_sha256 and match its counts.
+    fn check_tree_against_record(
+        &mut self,
+        files: &[HashedFile],
+        record: &PacketRecord,
+        label: &str,
+    ) -> Result<()> {
+        let manifest = manifest_of(files)?;
+        if manifest.packet_tree_sha256() != record.packet_tree_sha256 {
+            self.problem(
+                label.to_string(),
+                "its tree does not hash to the recorded packet_tree_sha256".into(),
+            );
+        }
+        if files.len() as u64 != record.file_count
+            || files.iter().map(|f| f.meta.size).sum::<u64>() != record.total_bytes
+        {
+            self.problem(
+                label.to_string(),
+                "file count or total bytes differ from the tree".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Phase 3: every catalog object row must be backed by an object.
+    fn check_object_rows(&mut self) -> Result<()> {
+        for ObjectRow { id, kind, .. } in self.catalog.objects()? {
+            if !self.good.contains_key(&id) && !self.bad.contains(&id) {
+                self.problem(
+                    format!("object {id}"),
+                    format!(
+                        "the catalog lists this {kind} object but it is missing from the store"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Phase 4: every recorded rerun against its attestation object.
+    fn check_runs(&mut self) -> Result<()> {
+        let labels: HashMap<i64, (String, Sha256Digest)> = self
+            .packets
+            .iter()
+            .map(|row| {
+                let label = format!("{}@{}", row.record.name, row.record.version);
+                (row.id, (label, row.record.packet_tree_sha256))
+            })
+            .collect();
+        for run in self.catalog.runs(None)? {
+            self.check_run(&run, &labels);
+        }
+        Ok(())
+    }
+
+    fn check_run(&mut self, run: &RunRow, labels: &HashMap<i64, (String, Sha256Digest)>) {
         let subject = format!("run {}", run.id);
         let Some(id) = Blake3Digest::parse_hex(&run.attestation) else {
-            report.problems.push(problem(
+            self.problem(
                 subject,
                 format!(
                     "attestation id {:?} is not a BLAKE3 digest",
                     run.attestation
                 ),
-            ));
-            continue;
+            );
+            return;
         };
-        catalog_attestations.insert(id);
-        let attestation = match good.get(&id) {
+        self.catalog_attestations.insert(id);
+        let attestation = match self.good.get(&id) {
             Some(Checked::Attestation(attestation)) => attestation,
             Some(_) => {
-                report.problems.push(problem(
-                    subject,
-                    format!("object {id} is not an attestation"),
-                ));
-                continue;
+                self.problem(subject, format!("object {id} is not an attestation"));
+                return;
             }
             None => {
-                report.problems.push(problem(
-                    subject,
-                    format!("attestation {id} {}", describe_missing(&id)),
-                ));
-                continue;
+                let reason = format!("attestation {id} {}", self.describe_missing(&id));
+                self.problem(subject, reason);
+                return;
             }
         };
+        let mut problems = Vec::new();
         let row_packet = run.packet_id.and_then(|p| labels.get(&p));
         let row_summary = serde_json::from_str::<serde_json::Value>(&run.summary).ok();
         if run.expected_sha256 != attestation.expected_sha256.to_hex()
@@ -343,95 +493,134 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
             || row_packet.map(|(label, _)| label) != attestation.packet.as_ref()
             || row_summary.as_ref() != Some(&attestation.summary)
         {
-            report.problems.push(problem(
-                subject.clone(),
-                format!("the catalog row disagrees with attestation {id} (packet, expected hash, verdict or summary)"),
-            ));
+            problems.push(format!("the catalog row disagrees with attestation {id} (packet, expected hash, verdict or summary)"));
         }
         // A rerun of a stored packet expects exactly that packet's tree hash.
         if let Some((label, packet_tree_sha256)) = row_packet {
             if attestation.expected_sha256 != *packet_tree_sha256 {
-                report.problems.push(problem(
-                    subject,
-                    format!(
-                        "attestation {id} claims a rerun of {label} but expects {}, not its packet_tree_sha256 {packet_tree_sha256}",
-                        attestation.expected_sha256
-                    ),
+                problems.push(format!(
+                    "attestation {id} claims a rerun of {label} but expects {}, not its packet_tree_sha256 {packet_tree_sha256}",
+                    attestation.expected_sha256
                 ));
             }
+        }
+        for reason in problems {
+            self.problem(subject.clone(), reason);
         }
     }
 
-    // 5. What the log says was committed and the catalog no longer holds is lost: a failure
-    // until it is restored (objects back, `reindex --replace`) or acknowledged (`forget`).
-    let mut commitments = catalog.commitments()?;
-    commitments.add_markers(&markers);
-    if let Some(reason) = markers_unreadable {
-        report.problems.push(problem(
-            format!("{}", store.root().join("refs").escaped()),
-            reason,
-        ));
-    }
-    for (subject, reason) in &markers.problems {
-        report
-            .problems
-            .push(problem(format!("commit marker {subject}"), reason.clone()));
-    }
-    // A marker must sit at its record's own NAME@N.
-    for (id, label) in &markers.records {
-        if let Some(Checked::Record(record)) = good.get(id) {
-            let own = format!("{}@{}", record.name, record.version);
-            if own != *label {
-                report.problems.push(problem(
-                    format!("commit marker refs/packets/{}", label.replacen('@', "/", 1)),
-                    format!("names record {id}, which is {own}, not {label}"),
-                ));
+    /// Phase 5: what the log and the commit markers say was committed against what the catalog
+    /// holds. What the catalog no longer holds is lost: a failure until it is restored (objects
+    /// back, `reindex --replace`) or acknowledged (`forget`).
+    fn check_commitments(
+        &mut self,
+        events: &[EventRow],
+        refs: &Refs,
+        markers: &Markers,
+        markers_unreadable: Option<String>,
+    ) -> Result<()> {
+        let mut commitments = self.catalog.commitments_of(events)?;
+        commitments.add_markers(markers);
+        if let Some(reason) = markers_unreadable {
+            self.problem(
+                format!("{}", self.store.root().join("refs").escaped()),
+                reason,
+            );
+        }
+        self.check_markers(refs, markers);
+        for lost in commitments.lost(&self.catalog_records, &self.catalog_attestations) {
+            self.report_lost(&lost);
+        }
+        self.note_forgotten(events);
+        // Records and attestations no event commits: left by an interrupted or failed ingest or
+        // rerun; harmless, and never revived by reindex.
+        for (id, checked) in &self.good {
+            match checked {
+                Checked::Record(record)
+                    if !self.catalog_records.contains(id)
+                        && !commitments.records.contains_key(id) =>
+                {
+                    self.report.notes.push(format!(
+                        "record {id} ({}@{}) is not in the catalog and no event commits it (left by an interrupted or failed ingest; reindex does not revive it)",
+                        record.name, record.version
+                    ));
+                }
+                Checked::Attestation(_)
+                    if !self.catalog_attestations.contains(id)
+                        && !commitments.attestations.contains_key(id) =>
+                {
+                    self.report.notes.push(format!(
+                        "attestation {id} is not in the catalog and no event commits it (left by an interrupted rerun)"
+                    ));
+                }
+                _ => {}
             }
         }
+        Ok(())
     }
-    if refs.present() {
+
+    /// The commit markers: unreadable ones, ones at the wrong NAME@N, and catalog packets whose
+    /// marker names another record or is missing.
+    fn check_markers(&mut self, refs: &Refs, markers: &Markers) {
+        for (subject, reason) in &markers.problems {
+            self.problem(format!("commit marker {subject}"), reason.clone());
+        }
+        // A marker must sit at its record's own NAME@N.
+        for (id, label) in &markers.records {
+            if let Some(Checked::Record(record)) = self.good.get(id) {
+                let own = format!("{}@{}", record.name, record.version);
+                if own != *label {
+                    self.problem(
+                        format!("commit marker refs/packets/{}", label.replacen('@', "/", 1)),
+                        format!("names record {id}, which is {own}, not {label}"),
+                    );
+                }
+            }
+        }
+        if !refs.present() {
+            self.report.notes.push(format!(
+                "{} has no refs/ folder of commit markers (a store written by an earlier version); \
+                 the next ingest, rerun or reindex creates it",
+                self.store.root().escaped()
+            ));
+            return;
+        }
         // Two records for one NAME@N: the catalog's and a marker's.
         let marked: HashMap<&str, &Blake3Digest> = markers
             .records
             .iter()
             .map(|(id, label)| (label.as_str(), id))
             .collect();
-        for row in &packets {
+        for row in &self.packets {
             let label = format!("{}@{}", row.record.name, row.record.version);
             match marked.get(label.as_str()) {
-                Some(id) if **id != row.record_id => report.problems.push(problem(
-                    format!("packet {label}"),
-                    format!(
+                Some(id) if **id != row.record_id => self.report.problems.push(Problem {
+                    subject: format!("packet {label}"),
+                    reason: format!(
                         "the catalog's record {} is not the record {id} its commit marker names: \
                          two trees claim one version (a catalog older than the store?)",
                         row.record_id
                     ),
-                )),
+                }),
                 Some(_) => {}
-                None => report.notes.push(format!(
+                None => self.report.notes.push(format!(
                     "packet {label} has no commit marker (a crash right after its commit); \
                      `evstore reindex --replace` writes it"
                 )),
             }
         }
-    } else {
-        report.notes.push(format!(
-            "{} has no refs/ folder of commit markers (a store written by an earlier version); \
-             the next ingest, rerun or reindex creates it",
-            store.root().escaped()
-        ));
     }
-    for lost in commitments.lost(&catalog_records, &catalog_attestations) {
+
+    /// One committed packet or attestation the catalog no longer holds, with what would restore
+    /// it.
+    fn report_lost(&mut self, lost: &LostItem) {
         let id = Blake3Digest::parse_hex(&lost.id);
-        let held_labels: HashSet<String> = packets
-            .iter()
-            .map(|row| format!("{}@{}", row.record.name, row.record.version))
-            .collect();
-        let objects = match id.as_ref().and_then(|id| good.get(id)) {
+        let objects = match id.as_ref().and_then(|id| self.good.get(id)) {
             Some(Checked::Record(record)) => {
-                let (mut files, mut missing) = (Vec::new(), Vec::new());
-                walk_checked(&good, &record.tree, "", 0, &mut files, &mut missing);
-                if missing.is_empty() {
+                if walk_stored_tree(&self.good, &record.tree)
+                    .unwalkable
+                    .is_empty()
+                {
                     "its objects are in the store; `evstore reindex --replace` restores it"
                         .to_string()
                 } else {
@@ -441,7 +630,7 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
                 }
             }
             Some(Checked::Attestation(attestation)) => match &attestation.packet {
-                Some(packet) if !held_labels.contains(packet) => format!(
+                Some(packet) if !self.holds_packet_label(packet) => format!(
                     "its object is in the store, but the packet it reran, {packet}, is not in \
                      the catalog either; restore that packet (then `evstore reindex --replace`), \
                      or acknowledge its loss with `evstore forget {packet} --reason TEXT`, which \
@@ -457,7 +646,7 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
             Some(seq) => format!("committed by event {seq}"),
             None => "committed".to_string(),
         };
-        report.problems.push(problem(
+        self.problem(
             format!("{} {}", lost.kind, lost.label),
             format!(
                 "{} {} was {committed} but is not in the catalog: {objects}, or acknowledge the \
@@ -470,151 +659,225 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
                 lost.id,
                 lost.label_for_forget()
             ),
-        ));
-    }
-    for event in catalog.events()?.iter().filter(|e| e.kind == "forget") {
-        let detail = serde_json::from_str::<serde_json::Value>(&event.detail).ok();
-        let field = |name: &str| {
-            detail
-                .as_ref()
-                .and_then(|d| d.get(name))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        let forgotten_id = field("id").and_then(|id| Blake3Digest::parse_hex(&id));
-        if forgotten_id
-            .is_some_and(|id| catalog_records.contains(&id) || catalog_attestations.contains(&id))
-        {
-            // Forgotten, then restored: it is whole and in the catalog again.
-            continue;
-        }
-        let what = match field("kind").as_deref() {
-            Some("attestation") => format!(
-                "the rerun attestation {} (a rerun of {})",
-                field("id").unwrap_or_default(),
-                event.subject
-            ),
-            _ => format!("packet {}", event.subject),
-        };
-        report.notes.push(format!(
-            "{what} was acknowledged as lost by event {} (`evstore forget`)",
-            event.seq
-        ));
-    }
-    // Records and attestations no event commits: left by an interrupted or failed ingest or
-    // rerun; harmless, and never revived by reindex.
-    for (id, checked) in &good {
-        match checked {
-            Checked::Record(record)
-                if !catalog_records.contains(id) && !commitments.records.contains_key(id) =>
-            {
-                report.notes.push(format!(
-                    "record {id} ({}@{}) is not in the catalog and no event commits it (left by an interrupted or failed ingest; reindex does not revive it)",
-                    record.name, record.version
-                ));
-            }
-            Checked::Attestation(_)
-                if !catalog_attestations.contains(id)
-                    && !commitments.attestations.contains_key(id) =>
-            {
-                report.notes.push(format!(
-                    "attestation {id} is not in the catalog and no event commits it (left by an interrupted rerun)"
-                ));
-            }
-            _ => {}
-        }
-    }
-
-    // 6. The event chain.
-    let mut prev = GENESIS_HASH.to_string();
-    for (index, event) in catalog.events()?.iter().enumerate() {
-        report.events_checked += 1;
-        let subject = format!("event {}", event.seq);
-        if event.seq != index as i64 + 1 {
-            report.problems.push(problem(
-                subject.clone(),
-                format!("sequence number should be {}", index + 1),
-            ));
-        }
-        if event.prev_hash != prev {
-            report.problems.push(problem(
-                subject.clone(),
-                "prev_hash does not match the previous event's hash".into(),
-            ));
-        }
-        let expected = event_hash(
-            event.seq,
-            event.time_unix_nanos,
-            &event.kind,
-            &event.subject,
-            &event.prev_hash,
-            &event.detail,
         );
-        if expected.to_hex() != event.hash {
-            report.problems.push(problem(
-                subject,
-                "hash does not match the event's contents (tampered row)".into(),
-            ));
-        }
-        prev = event.hash.clone();
     }
 
-    // 7. SQLite's own check, and leftovers.
-    for text in catalog.integrity_problems()? {
-        report
+    /// Whether the catalog holds a packet `NAME@N`.
+    fn holds_packet_label(&self, label: &str) -> bool {
+        self.packets
+            .iter()
+            .any(|row| format!("{}@{}", row.record.name, row.record.version) == label)
+    }
+
+    /// A note for every `forget` event whose item is still out of the catalog.
+    fn note_forgotten(&mut self, events: &[EventRow]) {
+        for event in events.iter().filter(|e| e.kind == "forget") {
+            let detail = serde_json::from_str::<serde_json::Value>(&event.detail).ok();
+            let field = |name: &str| {
+                detail
+                    .as_ref()
+                    .and_then(|d| d.get(name))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
+            let forgotten_id = field("id").and_then(|id| Blake3Digest::parse_hex(&id));
+            if forgotten_id.is_some_and(|id| {
+                self.catalog_records.contains(&id) || self.catalog_attestations.contains(&id)
+            }) {
+                // Forgotten, then restored: it is whole and in the catalog again.
+                continue;
+            }
+            let what = match field("kind").as_deref() {
+                Some("attestation") => format!(
+                    "the rerun attestation {} (a rerun of {})",
+                    field("id").unwrap_or_default(),
+                    event.subject
+                ),
+                _ => format!("packet {}", event.subject),
+            };
+            self.report.notes.push(format!(
+                "{what} was acknowledged as lost by event {} (`evstore forget`)",
+                event.seq
+            ));
+        }
+    }
+
+    /// Phase 6: the event hash chain.
+    fn check_event_chain(&mut self, events: &[EventRow]) {
+        let mut prev = GENESIS_HASH;
+        for (index, event) in events.iter().enumerate() {
+            self.report.events_checked += 1;
+            let subject = format!("event {}", event.seq);
+            if event.seq != index as i64 + 1 {
+                self.problem(
+                    subject.clone(),
+                    format!("sequence number should be {}", index + 1),
+                );
+            }
+            if event.prev_hash != prev {
+                self.problem(
+                    subject.clone(),
+                    "prev_hash does not match the previous event's hash".into(),
+                );
+            }
+            let expected = event_hash(
+                event.seq,
+                event.time_unix_nanos,
+                &event.kind,
+                &event.subject,
+                &event.prev_hash,
+                &event.detail,
+            );
+            if expected.to_hex() != event.hash {
+                self.problem(
+                    subject,
+                    "hash does not match the event's contents (tampered row)".into(),
+                );
+            }
+            prev = &event.hash;
+        }
+    }
+
+    /// Phase 7: SQLite's own check, and temp files an interrupted write left.
+    fn check_sqlite_and_leftovers(&mut self) -> Result<()> {
+        for text in self.catalog.integrity_problems()? {
+            self.problem(self.catalog.path().escaped().to_string(), text);
+        }
+        let tmp = self.store.tmp_path();
+        let leftovers = std::fs::read_dir(&tmp).at(&tmp, "cannot list")?.count();
+        if leftovers > 0 {
+            self.report.notes.push(format!(
+                "{} in {} (an interrupted write; readers ignore them; `evstore gc-temp` removes them)",
+                crate::text::count(leftovers as u64, "temp file"),
+                tmp.escaped()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The report, problems and notes in a stable order.
+    fn finish(mut self) -> FsckReport {
+        self.report
             .problems
-            .push(problem(catalog.path().escaped().to_string(), text));
+            .sort_by(|a, b| (&a.subject, &a.reason).cmp(&(&b.subject, &b.reason)));
+        self.report.notes.sort();
+        self.report
     }
-    let tmp = store.tmp_path();
-    let leftovers = std::fs::read_dir(&tmp).at(&tmp, "cannot list")?.count();
-    if leftovers > 0 {
-        report.notes.push(format!(
-            "{} in {} (an interrupted write; readers ignore them; `evstore gc-temp` removes them)",
-            crate::text::count(leftovers as u64, "temp file"),
-            tmp.escaped()
-        ));
-    }
-    report
-        .problems
-        .sort_by(|a, b| (&a.subject, &a.reason).cmp(&(&b.subject, &b.reason)));
-    report.notes.sort();
-    Ok(report)
 }
 
-/// Walk a tree using already-checked nodes; missing or non-tree nodes are reported, not fatal.
-pub(super) fn walk_checked(
-    good: &HashMap<Blake3Digest, Checked>,
-    id: &Blake3Digest,
-    prefix: &str,
-    depth: usize,
-    files: &mut Vec<HashedFile>,
-    problems: &mut Vec<(Blake3Digest, &'static str)>,
-) {
-    let Some(Checked::Tree(node)) = good.get(id) else {
-        problems.push((*id, "tree node"));
-        return;
-    };
-    if depth > MAX_DEPTH {
-        problems.push((*id, "too-deep tree node"));
-        return;
-    }
-    for entry in node.entries() {
-        let path = if prefix.is_empty() {
-            entry.name().to_string()
-        } else {
-            format!("{prefix}/{}", entry.name())
-        };
-        match entry {
-            TreeEntry::File { meta, .. } => files.push(HashedFile {
-                rel_path: path,
-                meta: *meta,
-            }),
-            TreeEntry::Dir { tree, .. } => {
-                walk_checked(good, tree, &path, depth + 1, files, problems)
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::dual_of;
+    use crate::format::tree::{build_tree, FileMeta};
+
+    fn file(path: &str, content: &[u8]) -> HashedFile {
+        let digest = dual_of(content);
+        HashedFile {
+            rel_path: path.into(),
+            meta: FileMeta {
+                size: digest.len,
+                executable: false,
+                blake3: digest.blake3,
+                sha256: digest.sha256,
+            },
         }
     }
-    if depth == 0 {
-        files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+
+    /// A packet's files, its root id and its nodes decoded as fsck would hold them.
+    fn checked_tree() -> (
+        Vec<HashedFile>,
+        Blake3Digest,
+        HashMap<Blake3Digest, Checked>,
+    ) {
+        let files = vec![
+            file("a/x.txt", b"x"),
+            file("b/y.txt", b"y"),
+            file("c/z.txt", b"z"),
+            file("top.txt", b"top"),
+        ];
+        let built = build_tree(&files).unwrap();
+        let good = built
+            .nodes
+            .iter()
+            .map(|(id, bytes)| (*id, Checked::Tree(TreeNode::decode(bytes).unwrap())))
+            .collect();
+        (files, built.root, good)
+    }
+
+    fn subtree(
+        good: &HashMap<Blake3Digest, Checked>,
+        root: &Blake3Digest,
+        name: &str,
+    ) -> Blake3Digest {
+        let Some(Checked::Tree(node)) = good.get(root) else {
+            panic!("no root node");
+        };
+        node.entries()
+            .iter()
+            .find_map(|entry| match entry {
+                TreeEntry::Dir { name: n, tree } if n == name => Some(*tree),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_whole_tree_walks_to_every_file_with_the_root_node_first() {
+        let (files, root, good) = checked_tree();
+        let walk = walk_stored_tree(&good, &root);
+        assert_eq!(walk.files, files);
+        assert!(walk.unwalkable.is_empty());
+        assert_eq!(walk.nodes.len(), 4);
+        assert_eq!(walk.nodes[0], root);
+        assert_eq!(walk.nodes[1], subtree(&good, &root, "a"));
+    }
+
+    #[test]
+    fn a_missing_or_non_tree_node_is_named_and_the_walk_goes_on() {
+        let (files, root, mut good) = checked_tree();
+        let b = subtree(&good, &root, "b");
+        let c = subtree(&good, &root, "c");
+        good.remove(&b);
+        good.insert(
+            c,
+            Checked::Blob {
+                sha256: dual_of(b"c").sha256,
+                size: 1,
+            },
+        );
+        let walk = walk_stored_tree(&good, &root);
+        assert_eq!(walk.unwalkable, vec![(b, "tree node"), (c, "tree node")]);
+        let paths: Vec<&str> = walk.files.iter().map(|f| f.rel_path.as_str()).collect();
+        assert_eq!(paths, ["a/x.txt", "top.txt"]);
+        assert_eq!(walk.files[0], files[0]);
+        assert!(!walk.nodes.contains(&b) && !walk.nodes.contains(&c));
+    }
+
+    #[test]
+    fn a_node_deeper_than_the_limit_is_named_not_walked() {
+        let leaf = TreeNode::new(vec![TreeEntry::File {
+            name: "f".into(),
+            meta: file("f", b"f").meta,
+        }])
+        .unwrap();
+        let mut good = HashMap::new();
+        let mut id = leaf.id();
+        let leaf_id = id;
+        good.insert(id, Checked::Tree(leaf));
+        // Nodes at depths 0 ..= MAX_DEPTH + 1: the leaf is one level too deep.
+        for _ in 0..=MAX_DEPTH {
+            let node = TreeNode::new(vec![TreeEntry::Dir {
+                name: "d".into(),
+                tree: id,
+            }])
+            .unwrap();
+            id = node.id();
+            good.insert(id, Checked::Tree(node));
+        }
+        let walk = walk_stored_tree(&good, &id);
+        assert!(walk.files.is_empty());
+        assert_eq!(walk.unwalkable, vec![(leaf_id, "too-deep tree node")]);
+        assert_eq!(walk.nodes.len(), MAX_DEPTH + 1);
     }
 }

@@ -9,8 +9,17 @@
 //! copied where in the same KB their identical bytes live. Interrupted mirrors leave staging
 //! folders under `.evstore-staging/` at the KB's top level; nothing there is ever a packet.
 //!
-//! This module reads KBs; [`crate::ops::mirror`] writes them. Paths inside the KB are resolved one
-//! component at a time without following symlinks, so nothing here reads or writes outside the KB.
+//! This module owns the KB's layout rules (packet folders, reserved names, KB-relative paths),
+//! the references file, `kb verify` ([`verify_kb`], [`check_packet_folder`]), the KB's locks (the
+//! staging lock and the publish lock) and `kb gc-staging` ([`gc_staging`]). It writes nothing to
+//! a KB except that `gc_staging` removes the `mirror-*` folders interrupted mirrors left in
+//! `.evstore-staging/`; [`crate::ops::mirror`] publishes packets. Paths inside the KB are resolved
+//! one component at a time, or through the KB folder's handle, without following symlinks, so
+//! nothing here reads or removes anything outside the KB.
+//!
+//! **Architecture Invariant:** a packet folder is checked against the packet the catalog
+//! recorded there (else a stored packet with the seal's SHA-256, else the seal alone), and
+//! everything below a packet folder is that packet's files, never a packet folder of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -65,6 +74,10 @@ pub fn references_text(references: &[Reference]) -> String {
 }
 
 /// Parse a references file strictly: exactly the canonical text, or an error naming the line.
+///
+/// # Errors
+///
+/// [`Error::UntrustedSeal`], naming the line, for anything but the canonical text.
 pub fn parse_references(bytes: &[u8], origin: &Path) -> Result<Vec<Reference>> {
     let bad = |line: usize, reason: String| Error::UntrustedSeal {
         path: origin.to_path_buf(),
@@ -112,6 +125,10 @@ pub fn parse_references(bytes: &[u8], origin: &Path) -> Result<Vec<Reference>> {
 }
 
 /// A path relative to the KB root: a valid packet path that does not enter the staging folder.
+///
+/// # Errors
+///
+/// The reason, as text, when `path` is not a valid packet path or enters the staging folder.
 pub fn check_kb_rel_path(path: &str) -> std::result::Result<(), String> {
     check_rel_path(path)?;
     if path == STAGING_DIR_NAME || path.starts_with(&format!("{STAGING_DIR_NAME}/")) {
@@ -122,7 +139,7 @@ pub fn check_kb_rel_path(path: &str) -> std::result::Result<(), String> {
 
 /// What a KB-relative path is on disk.
 #[derive(Debug, PartialEq, Eq)]
-pub enum KbPath {
+pub(crate) enum KbPath {
     /// Nothing is there (a component is missing).
     Missing,
     /// A regular file.
@@ -135,7 +152,12 @@ pub enum KbPath {
 
 /// Resolve `rel` below `kb_root` one component at a time, refusing (with an error naming the
 /// path) any component that is a symlink, or a non-folder where a folder is needed.
-pub fn resolve_in_kb(kb_root: &Path, rel: &str) -> Result<KbPath> {
+///
+/// # Errors
+///
+/// An operational error, naming the path, for a component that is a symlink, a non-folder where
+/// a folder is needed, or that cannot be examined.
+pub(crate) fn resolve_in_kb(kb_root: &Path, rel: &str) -> Result<KbPath> {
     let mut current = kb_root.to_path_buf();
     let components: Vec<&str> = rel.split('/').collect();
     for (index, name) in components.iter().enumerate() {
@@ -233,6 +255,12 @@ pub struct StoreView<'a> {
 /// Check one packet folder (`folder_abs`, named `folder` in reports) of the KB at `kb_root`.
 /// `expected` overrides what the folder is checked against (mirror uses the packet it wrote);
 /// otherwise the store's packet with the seal's SHA-256, else the seal alone.
+///
+/// # Errors
+///
+/// An operational error if the folder cannot be opened through its handle, or the store or
+/// catalog cannot be read; an unreadable or untrusted seal, bad references and drifted files are
+/// a FAIL in the report.
 pub fn check_packet_folder(
     kb_root: &Path,
     folder: &str,
@@ -250,7 +278,7 @@ pub fn check_packet_folder(
 /// opened from `kb_root` when not given).
 fn check_packet_folder_in(
     kb_root: &Path,
-    mut kb_dir: Option<Arc<RootDir>>,
+    kb_dir: Option<Arc<RootDir>>,
     folder: &str,
     dir: Arc<RootDir>,
     view: Option<&StoreView<'_>>,
@@ -258,7 +286,6 @@ fn check_packet_folder_in(
     expected: Option<Side>,
 ) -> Result<PacketFolderReport> {
     let seal_path = dir.display_path(SEAL_FILE_NAME);
-    let mut problems = Vec::new();
     let seal_bytes = match read_seal_in(&dir, SEAL_FILE_NAME) {
         Ok(bytes) => bytes,
         Err(err) => {
@@ -270,158 +297,50 @@ fn check_packet_folder_in(
             ))
         }
     };
-    if let Err(err) = Manifest::parse_seal(&seal_bytes, &seal_path) {
-        return Ok(PacketFolderReport::failed(
-            folder,
-            Vec::new(),
-            "untrusted seal",
-            format!("untrusted seal: {err}"),
-        ));
-    }
+    let sealed = match Manifest::parse_seal(&seal_bytes, &seal_path) {
+        Ok(sealed) => sealed,
+        Err(err) => {
+            return Ok(PacketFolderReport::failed(
+                folder,
+                Vec::new(),
+                "untrusted seal",
+                format!("untrusted seal: {err}"),
+            ))
+        }
+    };
     let seal_sha256 = sha256_of(&seal_bytes);
-    let mut packet_label = None;
-    let mut reasons: BTreeSet<&'static str> = BTreeSet::new();
-    let expected = match expected {
+    let mut findings = FolderFindings::default();
+    let (expected, packet_label) = match expected {
         Some(side) => {
-            packet_label = Some(side.label.clone());
-            side
+            let label = Some(side.label.clone());
+            (side, label)
         }
         None => {
-            let side = expected_side(
-                view,
-                mirror_row,
-                &seal_path,
-                &seal_bytes,
-                &seal_sha256,
-                &mut packet_label,
-                &mut problems,
-            )?;
-            if !problems.is_empty() {
-                reasons.insert(if mirror_row.is_some() {
-                    "seal is not the recorded packet's"
-                } else {
-                    "seal unknown to the store"
-                });
-            }
-            side
+            let seal = Seal {
+                path: &seal_path,
+                bytes: &seal_bytes,
+                sha256: &seal_sha256,
+            };
+            expected_for_folder(view, mirror_row, &seal, &mut findings)?
         }
     };
-    // How the catalog recorded each file of this mirror as published (`copy`, `hardlink`,
-    // `reference`): a file it recorded as written into the folder is never accepted as a
-    // reference, whatever the folder's references file now says.
-    let recorded_kinds: BTreeMap<String, String> = match (view, mirror_row) {
-        (Some(view), Some(row)) => view
-            .catalog
-            .mirror_file_kinds(row.id)?
-            .into_iter()
-            .collect(),
-        _ => BTreeMap::new(),
-    };
+    let recorded_kinds = recorded_file_kinds(view, mirror_row)?;
 
     let mut observed = Side::folder_in(dir.clone(), &Progress::silent())?;
-    let references_path = dir.display_path(REFERENCES_FILE_NAME);
-    let mut references = Vec::new();
-    let problems_before_references = problems.len();
-    if observed.holds(REFERENCES_FILE_NAME)
-        && expected.manifest()?.get(REFERENCES_FILE_NAME).is_none()
-    {
-        observed.remove_file(REFERENCES_FILE_NAME);
-        match read_seal_in(&dir, REFERENCES_FILE_NAME)
-            .and_then(|bytes| parse_references(&bytes, &references_path))
-        {
-            Ok(parsed) => references = parsed,
-            Err(err) => {
-                reasons.insert("untrusted references file");
-                problems.push(format!("untrusted references file: {err}"));
-            }
-        }
+    let problems_before_references = findings.problems.len();
+    let references = take_references_file(&dir, &expected, &mut observed, &mut findings)?;
+    let resolved = ReferencesInKb {
+        kb_root,
+        kb_dir,
+        sealed: &sealed,
+        recorded_kinds: &recorded_kinds,
     }
-    let sealed = Manifest::parse_seal(&seal_bytes, &seal_path)?;
-    let mut referenced = Vec::new();
-    // Files the catalog recorded as copies (or hard links) that the folder now references.
-    let mut not_references: Vec<(String, String)> = Vec::new();
-    for reference in &references {
-        match sealed.get(&reference.path) {
-            Some(sha) if *sha == reference.sha256 => {}
-            Some(_) => {
-                reasons.insert("bad reference");
-                problems.push(format!(
-                    "{REFERENCES_FILE_NAME}: {} is pinned with another SHA-256 than the seal's",
-                    reference.path
-                ))
-            }
-            None => {
-                reasons.insert("bad reference");
-                problems.push(format!(
-                    "{REFERENCES_FILE_NAME}: {} is not listed in the seal",
-                    reference.path
-                ))
-            }
-        }
-        if observed.holds(&reference.path) {
-            reasons.insert("bad reference");
-            problems.push(format!(
-                "{} is both present and listed as a reference",
-                reference.path
-            ));
-            continue;
-        }
-        if let Some(kind) = recorded_kinds
-            .get(&reference.path)
-            .filter(|kind| kind.as_str() != "reference")
-        {
-            // Not resolved: the file is reported missing from the folder.
-            not_references.push((reference.path.clone(), kind.clone()));
-            continue;
-        }
-        match resolve_in_kb(kb_root, &reference.kb_path) {
-            // Checked by path above (for the messages); read through the KB's handle, so a
-            // component swapped for a symlink since is never followed.
-            Ok(KbPath::File(_)) => {
-                let kb = match &kb_dir {
-                    Some(kb) => kb.clone(),
-                    None => {
-                        let opened = Arc::new(RootDir::open(kb_root)?);
-                        kb_dir = Some(opened.clone());
-                        opened
-                    }
-                };
-                observed.add_elsewhere(&reference.path, &kb, &reference.kb_path)?;
-                referenced.push(reference.clone());
-            }
-            Ok(_) => {
-                reasons.insert("bad reference");
-                problems.push(format!(
-                    "{}: its referenced copy {} is missing or not a regular file",
-                    reference.path, reference.kb_path
-                ))
-            }
-            Err(err) => {
-                reasons.insert("bad reference");
-                problems.push(format!("{}: {err}", reference.path))
-            }
-        }
-    }
-
-    let reference_problems = problems[problems_before_references..].to_vec();
+    .resolve(&references, &mut observed, &mut findings)?;
+    let reference_problems = findings.problems[problems_before_references..].to_vec();
     let store = view.map(|v| v.store);
     let mut report = gate::compare(store, &expected, &observed)?;
-    for (path, kind) in &not_references {
-        let kind = if kind == "hardlink" {
-            "hard link"
-        } else {
-            kind.as_str()
-        };
-        let note = format!(
-            "the catalog recorded {path} as a {kind} in this folder when it was mirrored, but it \
-             is not in the folder and {REFERENCES_FILE_NAME} now lists it as a reference: a \
-             recorded {kind} is never accepted as a reference"
-        );
-        if let Some(file) = report.files.iter_mut().find(|f| &f.path == path) {
-            file.note = Some(note.clone());
-        }
-        reasons.insert("recorded copy replaced by a reference");
-        problems.push(note);
+    for (path, kind) in &resolved.not_references {
+        note_recorded_copy_now_referenced(&mut report, path, kind, &mut findings);
     }
     let classes: BTreeSet<DriftClass> = report
         .files
@@ -429,13 +348,13 @@ fn check_packet_folder_in(
         .flat_map(|f| f.classes.iter().copied())
         .collect();
     if expected.packet_tree_sha256 != seal_sha256 {
-        reasons.insert("seal is not the packet's");
-        problems.push(format!(
+        findings.reasons.insert("seal is not the packet's");
+        findings.problems.push(format!(
             "the seal's SHA-256 {seal_sha256} is not the packet's packet_tree_sha256 {}",
             expected.packet_tree_sha256
         ));
     }
-    let pass = report.verdict == Verdict::Pass && problems.is_empty();
+    let pass = report.verdict == Verdict::Pass && findings.problems.is_empty();
     Ok(PacketFolderReport {
         folder: folder.to_string(),
         verdict: if pass { Verdict::Pass } else { Verdict::Fail },
@@ -443,12 +362,236 @@ fn check_packet_folder_in(
         seal_sha256: Some(seal_sha256),
         classes: classes.into_iter().collect(),
         references: references.len() as u64,
-        referenced,
-        reasons: reasons.into_iter().map(str::to_string).collect(),
-        problems,
+        referenced: resolved.referenced,
+        reasons: findings.reasons.into_iter().map(str::to_string).collect(),
+        problems: findings.problems,
         report: Some(report),
         reference_problems,
     })
+}
+
+/// What a packet folder's check found besides the per-file comparison: the reasons for a FAIL
+/// (short, one of each) and the problems (sentences, in the order found).
+#[derive(Default)]
+struct FolderFindings {
+    reasons: BTreeSet<&'static str>,
+    problems: Vec<String>,
+}
+
+impl FolderFindings {
+    fn add(&mut self, reason: &'static str, problem: String) {
+        self.reasons.insert(reason);
+        self.problems.push(problem);
+    }
+}
+
+/// Take the folder's `KB_REFERENCES.txt` (when the expected packet does not list a file of that
+/// name) out of the observed files and parse it; an untrusted one is a finding, and no reference
+/// is then followed.
+fn take_references_file(
+    dir: &RootDir,
+    expected: &Side,
+    observed: &mut Side,
+    findings: &mut FolderFindings,
+) -> Result<Vec<Reference>> {
+    if !observed.holds(REFERENCES_FILE_NAME)
+        || expected.manifest()?.get(REFERENCES_FILE_NAME).is_some()
+    {
+        return Ok(Vec::new());
+    }
+    observed.remove_file(REFERENCES_FILE_NAME);
+    let references_path = dir.display_path(REFERENCES_FILE_NAME);
+    match read_seal_in(dir, REFERENCES_FILE_NAME)
+        .and_then(|bytes| parse_references(&bytes, &references_path))
+    {
+        Ok(parsed) => Ok(parsed),
+        Err(err) => {
+            findings.add(
+                "untrusted references file",
+                format!("untrusted references file: {err}"),
+            );
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Where a packet folder's references are resolved: the KB (by path for the messages, through its
+/// handle for the bytes), the folder's seal, and how the catalog recorded each file.
+struct ReferencesInKb<'a> {
+    kb_root: &'a Path,
+    /// The KB folder's handle, opened on first use when not given.
+    kb_dir: Option<Arc<RootDir>>,
+    sealed: &'a Manifest,
+    recorded_kinds: &'a BTreeMap<String, String>,
+}
+
+/// What resolving the references found.
+struct ResolvedReferences {
+    /// The references whose bytes were added to the observed side from where they live.
+    referenced: Vec<Reference>,
+    /// Files the catalog recorded as copies (or hard links) that the folder now references:
+    /// (path, recorded kind). Not resolved: the comparison reports them missing.
+    not_references: Vec<(String, String)>,
+}
+
+impl ReferencesInKb<'_> {
+    /// Check each reference against the seal and the folder, and add the bytes of each one that
+    /// resolves to a regular file of the KB to `observed`.
+    fn resolve(
+        mut self,
+        references: &[Reference],
+        observed: &mut Side,
+        findings: &mut FolderFindings,
+    ) -> Result<ResolvedReferences> {
+        let mut resolved = ResolvedReferences {
+            referenced: Vec::new(),
+            not_references: Vec::new(),
+        };
+        for reference in references {
+            match self.sealed.get(&reference.path) {
+                Some(sha) if *sha == reference.sha256 => {}
+                Some(_) => findings.add(
+                    "bad reference",
+                    format!(
+                        "{REFERENCES_FILE_NAME}: {} is pinned with another SHA-256 than the seal's",
+                        reference.path
+                    ),
+                ),
+                None => findings.add(
+                    "bad reference",
+                    format!(
+                        "{REFERENCES_FILE_NAME}: {} is not listed in the seal",
+                        reference.path
+                    ),
+                ),
+            }
+            if observed.holds(&reference.path) {
+                findings.add(
+                    "bad reference",
+                    format!(
+                        "{} is both present and listed as a reference",
+                        reference.path
+                    ),
+                );
+                continue;
+            }
+            if let Some(kind) = self
+                .recorded_kinds
+                .get(&reference.path)
+                .filter(|kind| kind.as_str() != "reference")
+            {
+                resolved
+                    .not_references
+                    .push((reference.path.clone(), kind.clone()));
+                continue;
+            }
+            match resolve_in_kb(self.kb_root, &reference.kb_path) {
+                // Checked by path above (for the messages); read through the KB's handle, so a
+                // component swapped for a symlink since is never followed.
+                Ok(KbPath::File(_)) => {
+                    let kb = self.kb_handle()?;
+                    observed.add_elsewhere(&reference.path, &kb, &reference.kb_path)?;
+                    resolved.referenced.push(reference.clone());
+                }
+                Ok(_) => findings.add(
+                    "bad reference",
+                    format!(
+                        "{}: its referenced copy {} is missing or not a regular file",
+                        reference.path, reference.kb_path
+                    ),
+                ),
+                Err(err) => findings.add("bad reference", format!("{}: {err}", reference.path)),
+            }
+        }
+        Ok(resolved)
+    }
+
+    fn kb_handle(&mut self) -> Result<Arc<RootDir>> {
+        if let Some(kb) = &self.kb_dir {
+            return Ok(kb.clone());
+        }
+        let opened = Arc::new(RootDir::open(self.kb_root)?);
+        self.kb_dir = Some(opened.clone());
+        Ok(opened)
+    }
+}
+
+/// A file the catalog recorded as a copy or hard link in this folder, which the folder's
+/// references file now lists instead: a recorded copy is never accepted as a reference.
+fn note_recorded_copy_now_referenced(
+    report: &mut GateReport,
+    path: &str,
+    kind: &str,
+    findings: &mut FolderFindings,
+) {
+    let kind = if kind == "hardlink" {
+        "hard link"
+    } else {
+        kind
+    };
+    let note = format!(
+        "the catalog recorded {path} as a {kind} in this folder when it was mirrored, but it \
+         is not in the folder and {REFERENCES_FILE_NAME} now lists it as a reference: a \
+         recorded {kind} is never accepted as a reference"
+    );
+    if let Some(file) = report.files.iter_mut().find(|f| f.path == path) {
+        file.note = Some(note.clone());
+    }
+    findings.add("recorded copy replaced by a reference", note);
+}
+
+/// A packet folder's seal as read: its path (for messages), bytes and SHA-256.
+struct Seal<'a> {
+    path: &'a Path,
+    bytes: &'a [u8],
+    sha256: &'a Sha256Digest,
+}
+
+/// What a packet folder with no given expectation is checked against ([`expected_side`]), and
+/// the packet's label; a seal that is not the recorded packet's, or unknown to the store, is a
+/// finding.
+fn expected_for_folder(
+    view: Option<&StoreView<'_>>,
+    mirror_row: Option<&MirrorRow>,
+    seal: &Seal<'_>,
+    findings: &mut FolderFindings,
+) -> Result<(Side, Option<String>)> {
+    let mut label = None;
+    let problems_before = findings.problems.len();
+    let side = expected_side(
+        view,
+        mirror_row,
+        seal.path,
+        seal.bytes,
+        seal.sha256,
+        &mut label,
+        &mut findings.problems,
+    )?;
+    if findings.problems.len() > problems_before {
+        findings.reasons.insert(if mirror_row.is_some() {
+            "seal is not the recorded packet's"
+        } else {
+            "seal unknown to the store"
+        });
+    }
+    Ok((side, label))
+}
+
+/// How the catalog recorded each file of this mirror as published (`copy`, `hardlink`,
+/// `reference`): a file it recorded as written into the folder is never accepted as a
+/// reference, whatever the folder's references file now says.
+fn recorded_file_kinds(
+    view: Option<&StoreView<'_>>,
+    mirror_row: Option<&MirrorRow>,
+) -> Result<BTreeMap<String, String>> {
+    match (view, mirror_row) {
+        (Some(view), Some(row)) => Ok(view
+            .catalog
+            .mirror_file_kinds(row.id)?
+            .into_iter()
+            .collect()),
+        _ => Ok(BTreeMap::new()),
+    }
 }
 
 /// What a packet folder is checked against: the packet its mirror record names, else a stored
@@ -513,6 +656,13 @@ pub struct KbReport {
 
 /// Check every packet folder of the KB at `kb_dir`; with a store, also check the catalog's mirror
 /// records for this KB against what is on disk.
+///
+/// # Errors
+///
+/// An operational error if `kb_dir` is a symlink or not a folder, if a folder of the KB cannot be
+/// read, if a symlink in the KB leads to a packet folder (what a reader finds there cannot be
+/// verified), or if the catalog cannot be read. A packet folder that fails, or cannot be read, is
+/// a FAIL in the report, not an error.
 pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport> {
     // KB_DIR may itself be a packet folder: a symlink to it is refused, never followed.
     refuse_symlink(kb_dir)?;
@@ -525,19 +675,95 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
         .as_deref()
         .and_then(|root| std::fs::metadata(root).ok())
         .map(|meta| (meta.dev(), meta.ino()));
+    let found_in_kb = find_packet_folders(&kb, &kb_root, store_identity)?;
+    let folders = found_in_kb.folders;
+    let mut notes = linked_folder_notes(&kb_root, &folders, &found_in_kb.linked)?;
+    if let Some(store_root) = &store_root {
+        if store_root.starts_with(&kb_root) {
+            notes.push(format!(
+                "the store {} lies inside the KB and was skipped",
+                store_root.escaped()
+            ));
+        }
+    }
     let staging = kb_root.join(STAGING_DIR_NAME);
-    let mut notes = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&staging) {
+        let leftovers = entries.count();
+        if leftovers > 0 {
+            notes.push(format!(
+                "{} of interrupted mirrors in {} (never packets; \
+                 `evstore kb gc-staging` removes them)",
+                crate::text::count(leftovers as u64, "staging folder"),
+                staging.escaped()
+            ));
+        }
+    }
+    let kb_key = kb_root.to_string_lossy().into_owned();
+    let mirror_rows: BTreeMap<String, MirrorRow> = match view {
+        Some(v) => v
+            .catalog
+            .mirrors_in(&kb_key)?
+            .into_iter()
+            .map(|row| (row.rel_path.clone(), row))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let mut packets = Vec::new();
+    for rel in &folders {
+        packets.push(check_kb_packet_folder(
+            &kb,
+            &kb_root,
+            rel,
+            view,
+            mirror_rows.get(rel),
+        )?);
+    }
+    let found: BTreeSet<&str> = folders.iter().map(String::as_str).collect();
+    packets.extend(missing_recorded_mirrors(&found, &mirror_rows));
+    packets.sort_by(|a, b| a.folder.cmp(&b.folder));
+    let failed = packets
+        .iter()
+        .filter(|p| p.verdict == Verdict::Fail)
+        .count() as u64;
+    Ok(KbReport {
+        kb: kb_root,
+        verdict: if failed == 0 {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        },
+        packets_checked: folders.len() as u64,
+        packets_failed: failed,
+        packets,
+        notes,
+    })
+}
+
+/// What the walk of a KB found.
+struct FoundInKb {
+    /// The packet folders, KB-relative (`""` for the KB folder itself), in walk order.
+    folders: Vec<String>,
+    /// Symlinks to folders: (KB-relative path, whether the folder it leads to holds a seal).
+    linked: Vec<(PathBuf, bool)>,
+}
+
+/// Walk the KB through its handle and find its packet folders, never entering a packet folder's
+/// subfolders, the staging folder, or the store (by identity).
+fn find_packet_folders(
+    kb: &RootDir,
+    kb_root: &Path,
+    store_identity: Option<(u64, u64)>,
+) -> Result<FoundInKb> {
     let mut folders: Vec<String> = Vec::new();
-    // Symlinks to folders: (KB-relative path, whether the folder it leads to holds a seal).
     let mut linked: Vec<(PathBuf, bool)> = Vec::new();
-    walk(&kb, |item| {
+    walk(kb, |item| {
         let file_type = FileType::from_raw_mode(RawMode::from(item.stat.st_mode));
         match file_type {
             // A seal of any type makes its folder a packet folder (one that is not a regular
             // file then fails that folder's check): never a reason to skip what is below.
             _ if item.name == SEAL_FILE_NAME => {
                 let parent = item.rel.parent().unwrap_or(Path::new(""));
-                folders.push(relative(&kb_root, &kb_root.join(parent))?);
+                folders.push(relative(kb_root, &kb_root.join(parent))?);
                 Ok(false)
             }
             FileType::Directory => {
@@ -571,7 +797,18 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
             _ => Ok(false),
         }
     })?;
-    for (rel, sealed) in &linked {
+    Ok(FoundInKb { folders, linked })
+}
+
+/// A note for each symlink to a folder outside every packet folder (it was not followed); an
+/// error for one that leads to a packet folder.
+fn linked_folder_notes(
+    kb_root: &Path,
+    folders: &[String],
+    linked: &[(PathBuf, bool)],
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for (rel, sealed) in linked {
         let inside_packet = folders
             .iter()
             .any(|folder| folder.is_empty() || rel.starts_with(folder.as_str()));
@@ -600,109 +837,77 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
             path.escaped()
         ));
     }
-    if let Some(store_root) = &store_root {
-        if store_root.starts_with(&kb_root) {
-            notes.push(format!(
-                "the store {} lies inside the KB and was skipped",
-                store_root.escaped()
-            ));
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(&staging) {
-        let leftovers = entries.count();
-        if leftovers > 0 {
-            notes.push(format!(
-                "{} of interrupted mirrors in {} (never packets; \
-                 `evstore kb gc-staging` removes them)",
-                crate::text::count(leftovers as u64, "staging folder"),
-                staging.escaped()
-            ));
-        }
-    }
-    let kb_key = kb_root.to_string_lossy().into_owned();
-    let mirror_rows: BTreeMap<String, MirrorRow> = match view {
-        Some(v) => v
-            .catalog
-            .mirrors_in(&kb_key)?
-            .into_iter()
-            .map(|row| (row.rel_path.clone(), row))
-            .collect(),
-        None => BTreeMap::new(),
-    };
-    let mut packets = Vec::new();
-    let found: BTreeSet<&str> = folders.iter().map(String::as_str).collect();
-    for rel in &folders {
-        let dir = Arc::new(kb.open_dir(rel)?);
-        let report = match check_packet_folder_in(
-            &kb_root,
-            Some(kb.clone()),
+    Ok(notes)
+}
+
+/// Check one packet folder found in the KB, opened through the KB's handle; a verification error
+/// (an unreadable file) is that folder's FAIL.
+fn check_kb_packet_folder(
+    kb: &Arc<RootDir>,
+    kb_root: &Path,
+    rel: &str,
+    view: Option<&StoreView<'_>>,
+    mirror_row: Option<&MirrorRow>,
+) -> Result<PacketFolderReport> {
+    let dir = Arc::new(kb.open_dir(rel)?);
+    match check_packet_folder_in(kb_root, Some(kb.clone()), rel, dir, view, mirror_row, None) {
+        Ok(report) => Ok(report),
+        Err(err) if err.class() == ErrorClass::Verification => Ok(PacketFolderReport::failed(
             rel,
-            dir,
-            view,
-            mirror_rows.get(rel),
-            None,
-        ) {
-            Ok(report) => report,
-            Err(err) if err.class() == ErrorClass::Verification => PacketFolderReport::failed(
-                rel,
-                vec![DriftClass::Content],
-                "unreadable",
-                err.to_string(),
-            ),
-            Err(err) => return Err(err),
-        };
-        packets.push(report);
+            vec![DriftClass::Content],
+            "unreadable",
+            err.to_string(),
+        )),
+        Err(err) => Err(err),
     }
-    for (rel, row) in &mirror_rows {
-        if !found.contains(rel.as_str()) {
-            let inside = found
-                .iter()
-                .find(|outer| outer.is_empty() || rel.starts_with(&format!("{outer}/")));
-            let problem = match inside {
-                Some(outer) => format!(
-                    "the catalog records a mirror of packet_tree_sha256 {} here, but it lies \
-                     inside the packet folder {}, so it is part of that packet, not a packet \
-                     folder of its own",
-                    row.packet_tree_sha256,
-                    if outer.is_empty() { "." } else { outer }
-                ),
-                None => format!(
-                    "the catalog records a mirror of packet_tree_sha256 {} here, but there is no \
-                     packet folder",
-                    row.packet_tree_sha256
-                ),
-            };
-            packets.push(PacketFolderReport::failed(
-                rel,
-                vec![DriftClass::Missing],
-                "recorded mirror missing",
-                problem,
-            ));
+}
+
+/// A FAIL for every mirror the catalog records in this KB where no packet folder was found.
+fn missing_recorded_mirrors(
+    found: &BTreeSet<&str>,
+    mirror_rows: &BTreeMap<String, MirrorRow>,
+) -> Vec<PacketFolderReport> {
+    let mut missing = Vec::new();
+    for (rel, row) in mirror_rows {
+        if found.contains(rel.as_str()) {
+            continue;
         }
+        let inside = found
+            .iter()
+            .find(|outer| outer.is_empty() || rel.starts_with(&format!("{outer}/")));
+        let problem = match inside {
+            Some(outer) => format!(
+                "the catalog records a mirror of packet_tree_sha256 {} here, but it lies \
+                 inside the packet folder {}, so it is part of that packet, not a packet \
+                 folder of its own",
+                row.packet_tree_sha256,
+                if outer.is_empty() { "." } else { outer }
+            ),
+            None => format!(
+                "the catalog records a mirror of packet_tree_sha256 {} here, but there is no \
+                 packet folder",
+                row.packet_tree_sha256
+            ),
+        };
+        missing.push(PacketFolderReport::failed(
+            rel,
+            vec![DriftClass::Missing],
+            "recorded mirror missing",
+            problem,
+        ));
     }
-    packets.sort_by(|a, b| a.folder.cmp(&b.folder));
-    let failed = packets
-        .iter()
-        .filter(|p| p.verdict == Verdict::Fail)
-        .count() as u64;
-    Ok(KbReport {
-        kb: kb_root,
-        verdict: if failed == 0 {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        },
-        packets_checked: folders.len() as u64,
-        packets_failed: failed,
-        packets,
-        notes,
-    })
+    missing
 }
 
 /// The packet folder that holds `kb_root/rel` (a proper ancestor, the KB root included, with a
 /// `HASH_MANIFEST.txt` of any type), as a KB-relative path (`""` for the root). Components are
 /// not followed through symlinks; the walk stops at the first missing one.
-pub fn enclosing_packet_folder(kb_root: &Path, rel: &str) -> Result<Option<String>> {
+///
+/// # Errors
+///
+/// An operational error, naming the path, for a component that is a symlink or not a folder, or
+/// that cannot be examined.
+pub(crate) fn enclosing_packet_folder(kb_root: &Path, rel: &str) -> Result<Option<String>> {
     let components: Vec<&str> = rel.split('/').collect();
     let mut current = kb_root.to_path_buf();
     for depth in 0..components.len() {
@@ -731,32 +936,46 @@ pub fn enclosing_packet_folder(kb_root: &Path, rel: &str) -> Result<Option<Strin
     Ok(None)
 }
 
-/// The first packet folder (a folder with a `HASH_MANIFEST.txt`) at or below `folder`, in path
-/// order, without following symlinks.
-pub fn first_packet_folder_below(folder: &Path) -> Result<Option<PathBuf>> {
-    for item in walkdir::WalkDir::new(folder)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let item = item.map_err(|err| {
-            let path = err.path().unwrap_or(folder).to_path_buf();
-            match err.into_io_error() {
-                Some(io) => Error::io(path, "cannot read", io),
-                None => Error::unsupported(path, "symbolic link loop"),
+/// The first packet folder (a folder with a `HASH_MANIFEST.txt` of any type) at or below
+/// `folder`, in path order. The folder is walked through its handle ([`walk`]), so no symlink is
+/// followed, even one swapped in during the walk.
+///
+/// # Errors
+///
+/// An operational error if `folder` cannot be opened as a folder (a symlink is refused) or a
+/// folder below it cannot be read.
+pub(crate) fn first_packet_folder_below(folder: &Path) -> Result<Option<PathBuf>> {
+    let dir = RootDir::open(folder)?;
+    // Every packet folder met, as a path relative to `folder`: the first in path order is the
+    // least (path order is depth-first order with each folder's entries sorted by name). Below
+    // a packet folder nothing comes earlier, so the walk does not enter it.
+    let mut sealed: Option<PathBuf> = None;
+    walk(&dir, |item| {
+        if item.name == SEAL_FILE_NAME {
+            let parent = item.rel.parent().unwrap_or(Path::new("")).to_path_buf();
+            if sealed.as_ref().is_none_or(|first| parent < *first) {
+                sealed = Some(parent);
             }
-        })?;
-        if item.file_type().is_dir()
-            && std::fs::symlink_metadata(item.path().join(SEAL_FILE_NAME)).is_ok()
-        {
-            return Ok(Some(item.path().to_path_buf()));
+            return Ok(false);
         }
-    }
-    Ok(None)
+        let is_folder =
+            FileType::from_raw_mode(RawMode::from(item.stat.st_mode)) == FileType::Directory;
+        let parent_is_packet =
+            rustix::fs::statat(item.parent, SEAL_FILE_NAME, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+        Ok(is_folder && !parent_is_packet)
+    })?;
+    Ok(sealed.map(|rel| {
+        if rel.as_os_str().is_empty() {
+            folder.to_path_buf()
+        } else {
+            folder.join(rel)
+        }
+    }))
 }
 
 /// The KB that holds the folder `dir` (canonical): the nearest of `dir` and its ancestors that
 /// holds a real `.evstore-staging` folder (every mirror creates it, and it stays).
-pub fn find_kb_root(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn find_kb_root(dir: &Path) -> Option<PathBuf> {
     dir.ancestors()
         .find(|folder| {
             std::fs::symlink_metadata(folder.join(STAGING_DIR_NAME)).is_ok_and(|meta| meta.is_dir())
@@ -766,7 +985,12 @@ pub fn find_kb_root(dir: &Path) -> Option<PathBuf> {
 
 /// The KB-relative path of `dir` (canonical) in the KB at `kb_root` (canonical), checked to be a
 /// folder reached from the KB root without symlinks; `""` for the root itself.
-pub fn folder_in_kb(kb_root: &Path, dir: &Path) -> Result<String> {
+///
+/// # Errors
+///
+/// An operational error if `dir` is not inside the KB, is not reached from the KB root through
+/// folders alone, or has a name that is not UTF-8.
+pub(crate) fn folder_in_kb(kb_root: &Path, dir: &Path) -> Result<String> {
     let rel = relative(kb_root, dir)?;
     if rel.is_empty() {
         return Ok(rel);
@@ -778,7 +1002,11 @@ pub fn folder_in_kb(kb_root: &Path, dir: &Path) -> Result<String> {
 }
 
 /// The canonical path of an existing KB folder.
-pub fn canonical_kb(kb_dir: &Path) -> Result<PathBuf> {
+///
+/// # Errors
+///
+/// An operational error if `kb_dir` does not exist, is not a folder, or cannot be resolved.
+pub(crate) fn canonical_kb(kb_dir: &Path) -> Result<PathBuf> {
     let meta = std::fs::metadata(kb_dir).at(kb_dir, "cannot read KB folder")?;
     if !meta.is_dir() {
         return Err(Error::unsupported(kb_dir, "is not a folder"));
@@ -929,6 +1157,46 @@ mod tests {
     }
 
     #[test]
+    fn the_first_packet_folder_below_is_the_first_in_path_order_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path();
+        let seal = |folder: &str| {
+            std::fs::create_dir_all(top.join(folder)).unwrap();
+            std::fs::write(top.join(folder).join(SEAL_FILE_NAME), "").unwrap();
+        };
+        std::fs::create_dir_all(top.join("plain/empty")).unwrap();
+        assert_eq!(first_packet_folder_below(top).unwrap(), None);
+        // `b` is met before `a/x` by a walk that lists a folder before entering it; path order puts
+        // `a/x` first.
+        seal("b");
+        seal("a/x");
+        seal("a/x/inner");
+        assert_eq!(
+            first_packet_folder_below(top).unwrap(),
+            Some(top.join("a/x"))
+        );
+        // A seal of any type marks its folder.
+        std::fs::create_dir_all(top.join("a/0/sealed-by-a-folder").join(SEAL_FILE_NAME)).unwrap();
+        assert_eq!(
+            first_packet_folder_below(top).unwrap(),
+            Some(top.join("a/0/sealed-by-a-folder"))
+        );
+        // A folder reached only through a symlink is not entered.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join(SEAL_FILE_NAME), "").unwrap();
+        let linked = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), linked.path().join("0-link")).unwrap();
+        assert_eq!(first_packet_folder_below(linked.path()).unwrap(), None);
+        assert!(first_packet_folder_below(&linked.path().join("0-link")).is_err());
+        // The folder itself.
+        seal("");
+        assert_eq!(
+            first_packet_folder_below(top).unwrap(),
+            Some(top.to_path_buf())
+        );
+    }
+
+    #[test]
     fn resolving_refuses_symlinks_and_stays_inside() {
         let dir = tempfile::tempdir().unwrap();
         let kb = dir.path();
@@ -959,6 +1227,11 @@ fn open_staging_root(staging_root: &Path) -> Result<std::fs::File> {
 /// for a running [`gc_staging`] to finish. Every mirror holds it from before it creates its
 /// staging folder until it is done, so `gc_staging` never removes a folder a live mirror uses.
 /// The kernel drops the lock when the holder dies, so a killed mirror never blocks clean-up.
+///
+/// # Errors
+///
+/// An operational error if the staging folder cannot be opened (it is never opened through a
+/// symlink) or locked.
 pub fn lock_staging_shared(staging_root: &Path) -> Result<std::fs::File> {
     let dir = open_staging_root(staging_root)?;
     rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)
@@ -981,6 +1254,10 @@ pub struct PublishLock {
 /// open is skipped (only a mirror into that folder itself could contend there). Waits for the
 /// lock; the kernel drops it if the holder dies. Independent of the staging lock
 /// ([`lock_staging_shared`]), which is on another folder.
+///
+/// # Errors
+///
+/// An operational error if the KB folder cannot be opened (never through a symlink) or locked.
 pub fn lock_for_publish(kb_root: &Path) -> Result<PublishLock> {
     use rustix::fs::FlockOperation;
     let mut held = Vec::new();
@@ -1035,6 +1312,12 @@ pub struct GcStagingReport {
 /// refuses and removes nothing. Only `mirror-*` folders (what mirrors create) are removed;
 /// anything else there is reported and left alone. Nothing outside the staging folder is
 /// touched, and no symlink is followed.
+///
+/// # Errors
+///
+/// [`Error::Usage`] while a mirror into this KB runs; an operational error if the KB folder
+/// cannot be resolved, `.evstore-staging` is not a folder, or a staging folder cannot be listed
+/// or removed.
 pub fn gc_staging(kb_dir: &Path) -> Result<GcStagingReport> {
     let kb_root = canonical_kb(kb_dir)?;
     let staging = kb_root.join(STAGING_DIR_NAME);

@@ -9,8 +9,17 @@
 //!
 //! With `--dedup reference`, a file whose bytes an earlier mirror in the same KB already holds
 //! (the catalog knows every mirror; the bytes are re-hashed now) is not written but listed in
-//! `KB_REFERENCES.txt`; with `--dedup hardlink` it is hard-linked to that copy. Nothing is ever
-//! written outside the KB, and no symlink is followed.
+//! `KB_REFERENCES.txt`; with `--dedup hardlink` it is hard-linked to that copy (candidates are
+//! re-hashed through the KB folder's handle). Nothing is ever written outside the KB, and no
+//! symlink is followed.
+//!
+//! The steps are named: prepare (check the KB folder, the destination and the packet), confirm an
+//! existing folder, plan each file, stage, verify the staged folder, publish (under the KB's
+//! publish lock) and record.
+//!
+//! **Architecture Invariant:** a packet folder appears at its destination only whole and
+//! verified, by one no-replace rename; the catalog records a mirror only after that rename, or
+//! after an existing folder at the destination verified as this very packet.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -20,20 +29,22 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::{Catalog, MirrorFile, NewEvent, NewMirror, PacketRow};
+use crate::catalog::{Catalog, MirrorFile, MirrorRow, NewEvent, NewMirror, PacketRow};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::format::manifest::Manifest;
+use crate::format::record::PacketRecord;
 use crate::format::tree::{manifest_of, HashedFile};
 use crate::gate::{Side, Verdict};
 use crate::ops::export::sync_folder;
-use crate::ops::ingest::sha256_file;
+use crate::ops::ingest::sha256_in;
 use crate::ops::kb::{
     canonical_kb, check_kb_rel_path, check_packet_folder, references_text, resolve_in_kb, KbPath,
-    Reference, StoreView, REFERENCES_FILE_NAME, STAGING_DIR_NAME,
+    PublishLock, Reference, StoreView, REFERENCES_FILE_NAME, STAGING_DIR_NAME,
 };
 use crate::packet::verified_files;
 use crate::progress::Progress;
-use crate::scan::SEAL_FILE_NAME;
+use crate::scan::{RootDir, SEAL_FILE_NAME};
 use crate::store::{rename_no_replace, Store};
 use crate::text::EscapePath;
 
@@ -109,13 +120,27 @@ pub struct MirrorReport {
     pub deduplicated: Vec<MirrorFile>,
 }
 
+/// How one file of the packet is published.
 enum Plan {
+    /// Written as a copy from verified store bytes.
     Copy,
+    /// Hard-linked to an earlier mirror's copy: its absolute path and its KB-relative path.
     Hardlink(PathBuf, String),
+    /// Not written; listed in `KB_REFERENCES.txt` with the KB-relative path of its bytes.
     Reference(String),
 }
 
 /// Publish `row` into the KB at `kb_dir`.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a bad `--as` path or a packet that cannot be published with `--dedup
+/// reference`; [`Error::AlreadyExists`] when the destination holds other content, lies inside or
+/// above a packet folder, or the catalog records another packet there (the KB is append-only);
+/// [`Error::Mismatch`] when the staged folder does not verify; an operational error when the KB
+/// folder is a symlink, lies in a staging folder or inside the store, when the packet does not
+/// read back verified, or on any I/O failure or interruption. On every error nothing is published
+/// at the destination and nothing is recorded.
 pub fn mirror(
     store: &Store,
     catalog: &mut Catalog,
@@ -123,277 +148,417 @@ pub fn mirror(
     kb_dir: &Path,
     config: &MirrorConfig,
 ) -> Result<MirrorReport> {
-    // KB_DIR is refused if it is a symlink, as `kb verify` refuses it: never published through.
-    crate::scan::refuse_symlink(kb_dir)?;
-    let kb_root = canonical_kb(kb_dir)?;
-    refuse_staging_kb(kb_dir, &kb_root)?;
-    crate::store::refuse_inside_store(store.root(), &kb_root, "KB folder")?;
-    let label = format!("{}@{}", row.record.name, row.record.version);
-    let rel_path = config
-        .rel_path
-        .clone()
-        .unwrap_or_else(|| row.record.name.clone());
-    check_kb_rel_path(&rel_path)
-        .map_err(|reason| Error::Usage(format!("--as {rel_path:?}: {reason}")))?;
-    let (record, files) = verified_files(store, row)?;
-    if config.dedup == Dedup::Reference && files.iter().any(|f| f.rel_path == REFERENCES_FILE_NAME)
-    {
-        return Err(Error::Usage(format!(
-            "{label} holds a top-level file named {REFERENCES_FILE_NAME}, the name of the \
-             references file; mirror it with --dedup copy or --dedup hardlink"
-        )));
-    }
-    let kb_key = kb_root.to_string_lossy().into_owned();
-    refuse_nested_destination(catalog, &kb_root, &rel_path)?;
-    let kb_mirrors = catalog.mirrors_in(&kb_key)?;
-    let recorded = kb_mirrors.into_iter().find(|m| m.rel_path == rel_path);
-    let expected = Side::packet(store, row)?;
-    let manifest = manifest_of(&files)?;
-    let mut report = MirrorReport {
-        action: MirrorAction::Unchanged,
-        packet: label.clone(),
-        packet_tree_sha256: record.packet_tree_sha256,
-        kb: kb_root.clone(),
-        rel_path: rel_path.clone(),
-        files_listed: files.len() as u64,
-        files_copied: 0,
-        files_hardlinked: 0,
-        files_referenced: 0,
-        bytes_copied: 0,
-        deduplicated: Vec::new(),
-    };
-    let conflict = |what: String| {
-        Error::AlreadyExists(format!(
-            "{}: {what}; the KB is append-only: publish this version to a new path, for \
-             example --as {}@{}",
-            kb_root.join(&rel_path).escaped(),
-            record.name,
-            record.version
-        ))
-    };
-
+    let target = MirrorTarget::prepare(store, catalog, row, kb_dir, config)?;
     // The destination: refuse symlinks and non-folders on the way; an existing packet folder is
     // either this packet (no-op) or a conflict.
-    match resolve_in_kb(&kb_root, &rel_path)? {
+    match resolve_in_kb(&target.kb_root, &target.rel_path)? {
         KbPath::Missing => {}
-        KbPath::Folder(existing) => {
-            let view = StoreView { store, catalog };
-            let check = check_packet_folder(
-                &kb_root,
-                &rel_path,
-                &existing,
-                Some(&view),
-                recorded.as_ref(),
-                Some(expected.clone()),
-            )?;
-            // A signal during the check may have turned a file into a "problem": stop first.
-            crate::interrupt::check()?;
-            if check.verdict != Verdict::Pass {
-                return Err(conflict("already holds other content".into()));
-            }
-            if recorded.is_none() {
-                let files = present_files(&files, &existing, &rel_path)?;
-                record_mirror(
-                    catalog,
-                    row,
-                    &kb_key,
-                    &rel_path,
-                    Dedup::Copy,
-                    files,
-                    "unchanged",
-                )?;
-            } else {
-                log_mirror(
-                    catalog,
-                    &kb_key,
-                    &rel_path,
-                    &label,
-                    &record.packet_tree_sha256,
-                    "unchanged",
-                )?;
-            }
-            return Ok(report);
-        }
+        KbPath::Folder(existing) => return target.confirm_existing(catalog, &existing),
         KbPath::File(_) | KbPath::Other(_) => {
-            return Err(conflict("exists and is not a packet folder".into()))
+            return Err(target.conflict("exists and is not a packet folder".into()))
         }
     }
-    if let Some(previous) = &recorded {
-        if previous.packet_tree_sha256 != record.packet_tree_sha256 {
-            return Err(conflict(format!(
+    if let Some(previous) = &target.recorded {
+        if previous.packet_tree_sha256 != target.record.packet_tree_sha256 {
+            return Err(target.conflict(format!(
                 "the catalog records another packet (packet_tree_sha256 {}) mirrored there",
                 previous.packet_tree_sha256
             )));
         }
     }
-
-    // Decide, per file, how to publish it.
-    let mut plans = Vec::with_capacity(files.len());
-    for file in &files {
-        let plan = match config.dedup {
-            Dedup::Copy => Plan::Copy,
-            dedup => match existing_copy(catalog, &kb_root, &kb_key, file, dedup)? {
-                Some((abs, kb_path)) if dedup == Dedup::Hardlink => Plan::Hardlink(abs, kb_path),
-                Some((_, kb_path)) => Plan::Reference(kb_path),
-                None => Plan::Copy,
-            },
-        };
-        plans.push(plan);
-    }
-
-    // Stage.
-    let staging_root = kb_root.join(STAGING_DIR_NAME);
-    match fs::create_dir(&staging_root) {
-        Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(err) => return Err(Error::io(&staging_root, "cannot create", err)),
-    }
-    if !fs::symlink_metadata(&staging_root)
-        .at(&staging_root, "cannot stat")?
-        .is_dir()
-    {
-        return Err(Error::unsupported(&staging_root, "is not a folder"));
-    }
-    // Held until this mirror is done, so `kb gc-staging` cannot remove its staging folder.
-    let _staging_lock = crate::ops::kb::lock_staging_shared(&staging_root)?;
-    let staging = tempfile::Builder::new()
-        .prefix("mirror-")
-        .tempdir_in(&staging_root)
-        .at(&staging_root, "cannot create a staging folder in")?;
-    // Reported if a signal stops this mirror before the rename (dropping `staging` removes it).
-    let _cleanup = crate::interrupt::on_interrupt(crate::interrupt::Cleanup::Removed {
-        what: "the staging folder",
-        path: staging.path().to_path_buf(),
-    });
-    let staged = staging.path().join("packet");
-    fs::create_dir(&staged).at(&staged, "cannot create")?;
-    let to_copy = files
-        .iter()
-        .zip(&plans)
-        .filter(|(_, plan)| matches!(plan, Plan::Copy))
-        .map(|(file, _)| file.meta.size)
-        .sum();
-    let phase = config.progress.phase("mirror", to_copy);
-    let written: Vec<(u64, u64)> = files
-        .par_iter()
-        .zip(plans.par_iter())
-        .map(|(file, plan)| {
-            let written = stage_file(store, &staged, file, plan)?;
-            config.progress.advance(written.1);
-            Ok(written)
-        })
-        .collect::<Result<_>>()?;
-    drop(phase);
-    let mut references = Vec::new();
-    let mut mirror_files = Vec::new();
-    for (file, plan) in files.iter().zip(&plans) {
-        let (stored_as, kb_path) = match plan {
-            Plan::Copy => ("copy", format!("{rel_path}/{}", file.rel_path)),
-            Plan::Hardlink(_, kb_path) => ("hardlink", kb_path.clone()),
-            Plan::Reference(kb_path) => {
-                references.push(Reference {
-                    sha256: file.meta.sha256,
-                    path: file.rel_path.clone(),
-                    kb_path: kb_path.clone(),
-                });
-                ("reference", kb_path.clone())
-            }
-        };
-        let entry = MirrorFile {
-            path: file.rel_path.clone(),
-            sha256: file.meta.sha256,
-            stored_as: stored_as.into(),
-            kb_path,
-        };
-        if stored_as != "copy" {
-            report.deduplicated.push(entry.clone());
-        }
-        mirror_files.push(entry);
-    }
-    report.files_copied = written.iter().map(|w| w.0).sum();
-    report.bytes_copied = written.iter().map(|w| w.1).sum();
-    report.files_hardlinked = plans
-        .iter()
-        .filter(|p| matches!(p, Plan::Hardlink(..)))
-        .count() as u64;
-    report.files_referenced = references.len() as u64;
-    write_metadata(&staged.join(SEAL_FILE_NAME), manifest.text().as_bytes())?;
-    if !references.is_empty() {
-        write_metadata(
-            &staged.join(REFERENCES_FILE_NAME),
-            references_text(&references).as_bytes(),
-        )?;
-    }
-    sync_tree(&staged)?;
-
-    // Verify what was staged, as `kb verify` will see it.
-    let view = StoreView { store, catalog };
-    let check = check_packet_folder(
-        &kb_root,
-        &rel_path,
-        &staged,
-        Some(&view),
-        None,
-        Some(expected),
-    )?;
-    // The point of no return is the rename below: after a signal, nothing is published or
-    // recorded (a signal during the check may also have turned a file into a "problem").
-    crate::interrupt::check()?;
-    if check.verdict != Verdict::Pass {
-        let mut reasons = check.problems.clone();
-        if let Some(gate) = &check.report {
-            reasons.push(gate.verdict_line());
-        }
-        return Err(Error::Mismatch {
-            what: staged.escaped().to_string(),
-            reason: format!("the staged mirror did not verify: {}", reasons.join("; ")),
-        });
-    }
-
-    // Publish. Another mirror may have published above or below this destination while this
-    // one staged: under the KB's publish lock (held until the catalog records this mirror), check
-    // the nesting again, then create the parent folders (refusing symlinks) and rename without
-    // replacing.
-    let _publish_lock =
-        crate::ops::kb::lock_for_publish(&kb_root).map_err(crate::interrupt::prefer)?;
-    crate::interrupt::check()?;
-    refuse_nested_destination(catalog, &kb_root, &rel_path)?;
-    let dest = kb_root.join(&rel_path);
-    create_parents(&kb_root, &rel_path)?;
-    rename_no_replace(&staged, &dest).map_err(|err| {
-        if err.kind() == io::ErrorKind::AlreadyExists
-            || err.kind() == io::ErrorKind::DirectoryNotEmpty
-        {
-            conflict("appeared while this mirror was staged".into())
-        } else {
-            Error::io(&dest, "cannot rename the staged packet into place", err)
-        }
-    })?;
-    if let Some(parent) = dest.parent() {
-        sync_folder(parent)?;
-    }
+    let plans = target.plan_files(catalog, config.dedup)?;
+    let staging = Staging::create(&target.kb_root)?;
+    let mut report = target.report();
+    let mirror_files = target.stage(&staging.packet, &plans, config, &mut report)?;
+    target.verify_staged(catalog, &staging.packet)?;
+    // Held until the catalog records this mirror.
+    let _publish_lock = target.publish(catalog, &staging.packet)?;
     report.action = MirrorAction::Published;
-    if recorded.is_none() {
-        record_mirror(
-            catalog,
-            row,
-            &kb_key,
-            &rel_path,
-            config.dedup,
-            mirror_files,
-            "published",
-        )?;
-    } else {
-        log_mirror(
-            catalog,
-            &kb_key,
-            &rel_path,
-            &label,
-            &record.packet_tree_sha256,
-            "republished",
-        )?;
-    }
+    target.record_published(catalog, config.dedup, mirror_files)?;
     Ok(report)
+}
+
+/// What one mirror publishes where, checked before anything is written.
+struct MirrorTarget<'a> {
+    store: &'a Store,
+    row: &'a PacketRow,
+    /// The packet's record, read back verified.
+    record: PacketRecord,
+    /// The packet's files, from its verified tree.
+    files: Vec<HashedFile>,
+    /// The seal written into the packet folder.
+    manifest: Manifest,
+    /// The KB folder, canonical.
+    kb_root: PathBuf,
+    /// The KB folder as the catalog names it.
+    kb_key: String,
+    /// The packet folder, relative to the KB.
+    rel_path: String,
+    /// `NAME@N`.
+    label: String,
+    /// The catalog's record of a mirror at this path, if any.
+    recorded: Option<MirrorRow>,
+    /// What the packet folder must verify against.
+    expected: Side,
+}
+
+impl<'a> MirrorTarget<'a> {
+    /// Check the KB folder, the destination path and the packet, and read the packet back.
+    fn prepare(
+        store: &'a Store,
+        catalog: &Catalog,
+        row: &'a PacketRow,
+        kb_dir: &Path,
+        config: &MirrorConfig,
+    ) -> Result<MirrorTarget<'a>> {
+        // KB_DIR is refused if it is a symlink, as `kb verify` refuses it: never published
+        // through.
+        crate::scan::refuse_symlink(kb_dir)?;
+        let kb_root = canonical_kb(kb_dir)?;
+        refuse_staging_kb(kb_dir, &kb_root)?;
+        crate::store::refuse_inside_store(store.root(), &kb_root, "KB folder")?;
+        let label = format!("{}@{}", row.record.name, row.record.version);
+        let rel_path = config
+            .rel_path
+            .clone()
+            .unwrap_or_else(|| row.record.name.clone());
+        check_kb_rel_path(&rel_path)
+            .map_err(|reason| Error::Usage(format!("--as {rel_path:?}: {reason}")))?;
+        let (record, files) = verified_files(store, row)?;
+        if config.dedup == Dedup::Reference
+            && files.iter().any(|f| f.rel_path == REFERENCES_FILE_NAME)
+        {
+            return Err(Error::Usage(format!(
+                "{label} holds a top-level file named {REFERENCES_FILE_NAME}, the name of the \
+                 references file; mirror it with --dedup copy or --dedup hardlink"
+            )));
+        }
+        let kb_key = kb_root.to_string_lossy().into_owned();
+        refuse_nested_destination(catalog, &kb_root, &rel_path)?;
+        let recorded = catalog
+            .mirrors_in(&kb_key)?
+            .into_iter()
+            .find(|m| m.rel_path == rel_path);
+        let expected = Side::packet(store, row)?;
+        let manifest = manifest_of(&files)?;
+        Ok(MirrorTarget {
+            store,
+            row,
+            record,
+            files,
+            manifest,
+            kb_root,
+            kb_key,
+            rel_path,
+            label,
+            recorded,
+            expected,
+        })
+    }
+
+    /// The refusal of a destination that holds, or would hold, something else.
+    fn conflict(&self, what: String) -> Error {
+        Error::AlreadyExists(format!(
+            "{}: {what}; the KB is append-only: publish this version to a new path, for \
+             example --as {}@{}",
+            self.kb_root.join(&self.rel_path).escaped(),
+            self.record.name,
+            self.record.version
+        ))
+    }
+
+    /// The report of a mirror that has written nothing yet.
+    fn report(&self) -> MirrorReport {
+        MirrorReport {
+            action: MirrorAction::Unchanged,
+            packet: self.label.clone(),
+            packet_tree_sha256: self.record.packet_tree_sha256,
+            kb: self.kb_root.clone(),
+            rel_path: self.rel_path.clone(),
+            files_listed: self.files.len() as u64,
+            files_copied: 0,
+            files_hardlinked: 0,
+            files_referenced: 0,
+            bytes_copied: 0,
+            deduplicated: Vec::new(),
+        }
+    }
+
+    /// The destination already holds a packet folder: it passes as this packet (the mirror is a
+    /// no-op, recorded if the catalog did not know it) or it is a conflict.
+    fn confirm_existing(&self, catalog: &mut Catalog, existing: &Path) -> Result<MirrorReport> {
+        let view = StoreView {
+            store: self.store,
+            catalog,
+        };
+        let check = check_packet_folder(
+            &self.kb_root,
+            &self.rel_path,
+            existing,
+            Some(&view),
+            self.recorded.as_ref(),
+            Some(self.expected.clone()),
+        )?;
+        // A signal during the check may have turned a file into a "problem": stop first.
+        crate::interrupt::check()?;
+        if check.verdict != Verdict::Pass {
+            return Err(self.conflict("already holds other content".into()));
+        }
+        if self.recorded.is_none() {
+            let files = present_files(&self.files, existing, &self.rel_path)?;
+            record_mirror(
+                catalog,
+                self.row,
+                &self.kb_key,
+                &self.rel_path,
+                Dedup::Copy,
+                files,
+                "unchanged",
+            )?;
+        } else {
+            log_mirror(
+                catalog,
+                &self.kb_key,
+                &self.rel_path,
+                &self.label,
+                &self.record.packet_tree_sha256,
+                "unchanged",
+            )?;
+        }
+        Ok(self.report())
+    }
+
+    /// Decide, per file, how to publish it.
+    fn plan_files(&self, catalog: &Catalog, dedup: Dedup) -> Result<Vec<Plan>> {
+        if dedup == Dedup::Copy {
+            return Ok(self.files.iter().map(|_| Plan::Copy).collect());
+        }
+        // Earlier copies are read through the KB folder's handle, never through a symlink.
+        let kb_dir = RootDir::open(&self.kb_root)?;
+        let mut plans = Vec::with_capacity(self.files.len());
+        for file in &self.files {
+            let plan =
+                match existing_copy(catalog, &self.kb_root, &kb_dir, &self.kb_key, file, dedup)? {
+                    Some((abs, kb_path)) if dedup == Dedup::Hardlink => {
+                        Plan::Hardlink(abs, kb_path)
+                    }
+                    Some((_, kb_path)) => Plan::Reference(kb_path),
+                    None => Plan::Copy,
+                };
+            plans.push(plan);
+        }
+        Ok(plans)
+    }
+
+    /// Write every planned file, the seal and the references file into `staged`, and fsync it
+    /// all; fills in the report's counts and returns what the catalog records of each file.
+    fn stage(
+        &self,
+        staged: &Path,
+        plans: &[Plan],
+        config: &MirrorConfig,
+        report: &mut MirrorReport,
+    ) -> Result<Vec<MirrorFile>> {
+        let files = &self.files;
+        let to_copy = files
+            .iter()
+            .zip(plans)
+            .filter(|(_, plan)| matches!(plan, Plan::Copy))
+            .map(|(file, _)| file.meta.size)
+            .sum();
+        let phase = config.progress.phase("mirror", to_copy);
+        let written: Vec<(u64, u64)> = files
+            .par_iter()
+            .zip(plans.par_iter())
+            .map(|(file, plan)| {
+                let written = stage_file(self.store, staged, file, plan)?;
+                config.progress.advance(written.1);
+                Ok(written)
+            })
+            .collect::<Result<_>>()?;
+        drop(phase);
+        let mut references = Vec::new();
+        let mut mirror_files = Vec::new();
+        for (file, plan) in files.iter().zip(plans) {
+            let (stored_as, kb_path) = match plan {
+                Plan::Copy => ("copy", format!("{}/{}", self.rel_path, file.rel_path)),
+                Plan::Hardlink(_, kb_path) => ("hardlink", kb_path.clone()),
+                Plan::Reference(kb_path) => {
+                    references.push(Reference {
+                        sha256: file.meta.sha256,
+                        path: file.rel_path.clone(),
+                        kb_path: kb_path.clone(),
+                    });
+                    ("reference", kb_path.clone())
+                }
+            };
+            let entry = MirrorFile {
+                path: file.rel_path.clone(),
+                sha256: file.meta.sha256,
+                stored_as: stored_as.into(),
+                kb_path,
+            };
+            if stored_as != "copy" {
+                report.deduplicated.push(entry.clone());
+            }
+            mirror_files.push(entry);
+        }
+        report.files_copied = written.iter().map(|w| w.0).sum();
+        report.bytes_copied = written.iter().map(|w| w.1).sum();
+        report.files_hardlinked = plans
+            .iter()
+            .filter(|p| matches!(p, Plan::Hardlink(..)))
+            .count() as u64;
+        report.files_referenced = references.len() as u64;
+        write_metadata(
+            &staged.join(SEAL_FILE_NAME),
+            self.manifest.text().as_bytes(),
+        )?;
+        if !references.is_empty() {
+            write_metadata(
+                &staged.join(REFERENCES_FILE_NAME),
+                references_text(&references).as_bytes(),
+            )?;
+        }
+        sync_tree(staged)?;
+        Ok(mirror_files)
+    }
+
+    /// Verify what was staged, as `kb verify` will see it.
+    fn verify_staged(&self, catalog: &Catalog, staged: &Path) -> Result<()> {
+        let view = StoreView {
+            store: self.store,
+            catalog,
+        };
+        let check = check_packet_folder(
+            &self.kb_root,
+            &self.rel_path,
+            staged,
+            Some(&view),
+            None,
+            Some(self.expected.clone()),
+        )?;
+        // The point of no return is the rename in `publish`: after a signal, nothing is
+        // published or recorded (a signal during the check may also have turned a file into a
+        // "problem").
+        crate::interrupt::check()?;
+        if check.verdict != Verdict::Pass {
+            let mut reasons = check.problems.clone();
+            if let Some(gate) = &check.report {
+                reasons.push(gate.verdict_line());
+            }
+            return Err(Error::Mismatch {
+                what: staged.escaped().to_string(),
+                reason: format!("the staged mirror did not verify: {}", reasons.join("; ")),
+            });
+        }
+        Ok(())
+    }
+
+    /// Rename the staged folder into place. Another mirror may have published above or below
+    /// this destination while this one staged: under the KB's publish lock (returned, to be held
+    /// until the catalog records this mirror), check the nesting again, then create the parent
+    /// folders (refusing symlinks) and rename without replacing.
+    fn publish(&self, catalog: &Catalog, staged: &Path) -> Result<PublishLock> {
+        let publish_lock =
+            crate::ops::kb::lock_for_publish(&self.kb_root).map_err(crate::interrupt::prefer)?;
+        crate::interrupt::check()?;
+        refuse_nested_destination(catalog, &self.kb_root, &self.rel_path)?;
+        let dest = self.kb_root.join(&self.rel_path);
+        create_parents(&self.kb_root, &self.rel_path)?;
+        rename_no_replace(staged, &dest).map_err(|err| {
+            if err.kind() == io::ErrorKind::AlreadyExists
+                || err.kind() == io::ErrorKind::DirectoryNotEmpty
+            {
+                self.conflict("appeared while this mirror was staged".into())
+            } else {
+                Error::io(&dest, "cannot rename the staged packet into place", err)
+            }
+        })?;
+        if let Some(parent) = dest.parent() {
+            sync_folder(parent)?;
+        }
+        Ok(publish_lock)
+    }
+
+    /// Record the published mirror (or, if the catalog already knew it, log it again).
+    fn record_published(
+        &self,
+        catalog: &mut Catalog,
+        dedup: Dedup,
+        mirror_files: Vec<MirrorFile>,
+    ) -> Result<()> {
+        if self.recorded.is_none() {
+            record_mirror(
+                catalog,
+                self.row,
+                &self.kb_key,
+                &self.rel_path,
+                dedup,
+                mirror_files,
+                "published",
+            )
+        } else {
+            log_mirror(
+                catalog,
+                &self.kb_key,
+                &self.rel_path,
+                &self.label,
+                &self.record.packet_tree_sha256,
+                "republished",
+            )
+        }
+    }
+}
+
+/// A staging folder in `KB/.evstore-staging/`, removed when dropped unless its packet folder was
+/// renamed out of it.
+struct Staging {
+    /// Reports the staging folder if a signal stops this mirror before the rename.
+    _cleanup: crate::interrupt::OnInterrupt,
+    /// The `mirror-*` folder (dropping it removes it).
+    _folder: tempfile::TempDir,
+    /// The shared staging lock, held until this mirror is done, so `kb gc-staging` cannot
+    /// remove its staging folder.
+    _staging_lock: File,
+    /// `mirror-*/packet`, the packet folder being staged.
+    packet: PathBuf,
+}
+
+impl Staging {
+    /// Create `KB/.evstore-staging/` if needed (refusing anything but a folder there), take its
+    /// shared lock, and create this mirror's staging folder in it.
+    fn create(kb_root: &Path) -> Result<Staging> {
+        let staging_root = kb_root.join(STAGING_DIR_NAME);
+        match fs::create_dir(&staging_root) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(Error::io(&staging_root, "cannot create", err)),
+        }
+        if !fs::symlink_metadata(&staging_root)
+            .at(&staging_root, "cannot stat")?
+            .is_dir()
+        {
+            return Err(Error::unsupported(&staging_root, "is not a folder"));
+        }
+        let staging_lock = crate::ops::kb::lock_staging_shared(&staging_root)?;
+        let folder = tempfile::Builder::new()
+            .prefix("mirror-")
+            .tempdir_in(&staging_root)
+            .at(&staging_root, "cannot create a staging folder in")?;
+        let cleanup = crate::interrupt::on_interrupt(crate::interrupt::Cleanup::Removed {
+            what: "the staging folder",
+            path: folder.path().to_path_buf(),
+        });
+        let packet = folder.path().join("packet");
+        fs::create_dir(&packet).at(&packet, "cannot create")?;
+        Ok(Staging {
+            _cleanup: cleanup,
+            _folder: folder,
+            _staging_lock: staging_lock,
+            packet,
+        })
+    }
 }
 
 /// Refuse a KB folder that is, or lies inside, a staging folder: nothing there is ever a packet,
@@ -490,11 +655,12 @@ fn refuse_nested_destination(catalog: &Catalog, kb_root: &Path, rel_path: &str) 
     Ok(())
 }
 
-/// An earlier mirror's copy of `file`'s bytes in this KB, re-hashed now; `None` if there is none
-/// (or none whose bytes still match).
+/// An earlier mirror's copy of `file`'s bytes in this KB, re-hashed now through the KB folder's
+/// handle `kb_dir`; `None` if there is none (or none whose bytes still match).
 fn existing_copy(
     catalog: &Catalog,
     kb_root: &Path,
+    kb_dir: &RootDir,
     kb_key: &str,
     file: &HashedFile,
     dedup: Dedup,
@@ -506,16 +672,20 @@ fn existing_copy(
         let Ok(KbPath::File(abs)) = resolve_in_kb(kb_root, &kb_path) else {
             continue;
         };
-        let Ok(meta) = fs::symlink_metadata(&abs) else {
+        let Ok(meta) = kb_dir.open_file(&kb_path).and_then(|handle| {
+            handle
+                .metadata()
+                .at(&kb_dir.display_path(&kb_path), "cannot stat")
+        }) else {
             continue;
         };
-        if meta.len() != file.meta.size {
+        if !meta.is_file() || meta.len() != file.meta.size {
             continue;
         }
         if dedup == Dedup::Hardlink && (meta.mode() & 0o100 != 0) != file.meta.executable {
             continue;
         }
-        if sha256_file(&abs, meta.len()).ok() == Some(file.meta.sha256) {
+        if sha256_in(kb_dir, &kb_path, meta.len()).ok() == Some(file.meta.sha256) {
             return Ok(Some((abs, kb_path)));
         }
     }

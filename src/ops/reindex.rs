@@ -1,10 +1,22 @@
 //! Rebuilding the catalog from the objects alone (`reindex`).
+//!
+//! [`reindex`] checks every stored object (with fsck's object check), decides from the old
+//! catalog's event log and the store's commit markers which packet records and rerun attestations
+//! were committed, and builds a new catalog of exactly those, carrying the old log over. It takes
+//! the store's writers' lock and the catalog's exclusive lock for the whole run, builds the new
+//! catalog beside the old one, and switches by one rename; the old catalog is kept beside it. The
+//! run is a sequence of named steps (check objects, what was committed, choose records, then a
+//! `Rebuild` that indexes packets and runs, notes losses, logs restores, writes commit markers),
+//! then the durable switch.
+//!
+//! **Architecture Invariant:** at every instant `catalog.sqlite` is a whole catalog (the old one
+//! or the new one), and nothing is deleted: a replaced catalog is moved aside, and a record that
+//! no event commits is never revived.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::Path;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::catalog::{
@@ -13,13 +25,13 @@ use crate::catalog::{
 use crate::digest::Blake3Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::format::record::PacketRecord;
-use crate::format::tree::TreeEntry;
 use crate::ops::rerun::AttestationSummary;
-use crate::store::refs::Refs;
+use crate::progress::Progress;
+use crate::store::refs::{Markers, Refs};
 use crate::store::{ListedObject, Store};
 use crate::text::EscapePath;
 
-use super::fsck::{check_object, walk_checked, Checked};
+use super::fsck::{check_copies, walk_stored_tree, Checked, ListedCopy};
 
 /// What reindex rebuilt.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -100,6 +112,14 @@ fn sync_parent(path: &Path) -> Result<()> {
 /// catalog or the new one, never none and never a partial one. Before that rename the old
 /// catalog is checkpointed (its WAL is empty), hard-linked to `catalog.sqlite.replaced-<nanos>`
 /// and its `-wal`/`-shm` moved beside that name.
+///
+/// # Errors
+///
+/// [`Error::Usage`] if a catalog exists and `replace` is false; an error if the writers' lock or
+/// the exclusive catalog lock cannot be taken, the objects or commit markers cannot be listed or
+/// read, or the new catalog cannot be written, synced or renamed into place (the partial rebuild
+/// is then removed and the old catalog stays). Corrupt, uncommitted, forgotten and lost objects
+/// are listed in the report, not errors.
 pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     let mut report = ReindexReport::default();
     let path = store.catalog_path();
@@ -109,28 +129,12 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     let _writers = store.lock_writers_exclusive("reindex")?;
     let catalog_lock = Catalog::lock_exclusive(&path, "reindex")?;
     remove_interrupted_rebuilds(&path)?;
-    let exists = match std::fs::symlink_metadata(&path) {
-        Ok(_) => true,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => false,
-        Err(err) => return Err(Error::io(&path, "cannot stat the catalog", err)),
-    };
+    let exists = catalog_exists(&path)?;
     if exists && !replace {
         return Err(Error::Usage(format!(
             "{} exists; `evstore reindex --replace` moves it aside and rebuilds it",
             path.escaped()
         )));
-    }
-    if !exists {
-        // A `-wal` or `-shm` left without its catalog would be applied to the new catalog when
-        // it takes the name: keep them aside instead.
-        let stamp = crate::now_unix_nanos();
-        for suffix in ["-wal", "-shm"] {
-            let stray = catalog_sibling(&path, suffix);
-            if std::fs::symlink_metadata(&stray).is_ok() {
-                let aside = catalog_sibling(&path, &format!(".orphaned-{stamp}{suffix}"));
-                std::fs::rename(&stray, &aside).at(&stray, "cannot move aside")?;
-            }
-        }
     }
     let previous = if exists {
         match read_previous(&catalog_lock, &path) {
@@ -141,14 +145,89 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
             }
         }
     } else {
+        set_aside_orphaned_log_files(&path)?;
         report.log_not_carried = Some(format!("there was no catalog at {}", path.escaped()));
         None
     };
 
-    let mut copies = Vec::new();
+    let (good, sizes) = check_listed_objects(store, &mut report)?;
+    let refs = Refs::unlocked(store);
+    let markers = refs.read_all()?;
+    let commitments = what_was_committed(previous.as_ref(), &refs, &markers, &mut report);
+    let chosen = choose_records(&good, previous.is_none(), commitments.as_ref(), &mut report);
+
+    let stamp = crate::now_unix_nanos();
+    let building = catalog_sibling(&path, &format!(".reindex-{stamp}"));
+    // Declared before the catalog, so dropped after it: on any error (a full disk...) the
+    // partial rebuild is removed; only the final rename disarms it.
+    let mut cleanup = RemoveRebuild(Some(building.clone()));
+    let mut rebuild = Rebuild {
+        store,
+        catalog: Catalog::open_under(&catalog_lock, &building)?,
+        good: &good,
+        commitments: commitments.as_ref(),
+        report: &mut report,
+        restored: Vec::new(),
+        indexed_records: HashSet::new(),
+        indexed_attestations: HashSet::new(),
+    };
+    if let Some(previous) = &previous {
+        rebuild.catalog.insert_carried_events(&previous.events)?;
+        rebuild.report.carried_events = previous.events.len() as u64;
+    }
+    rebuild.index_packets(&chosen)?;
+    rebuild.index_runs(&sizes)?;
+    rebuild.note_lost();
+    rebuild.log_restores(&refs)?;
+    rebuild.write_markers(&refs)?;
+    rebuild.log_reindex_event()?;
+    let catalog = rebuild.catalog;
+    catalog.checkpoint()?;
+    drop(catalog);
+    seal_rebuild(&building)?;
+    switch_catalog(&path, &building, exists, stamp, &mut report)?;
+    cleanup.0 = None;
+    sync_parent(&path)?;
+    Ok(report)
+}
+
+/// Whether a catalog file (or anything) is at `path`.
+fn catalog_exists(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(Error::io(path, "cannot stat the catalog", err)),
+    }
+}
+
+/// With no catalog at `path`, move a `-wal` or `-shm` left without it aside: it would be applied
+/// to the new catalog when that takes the name.
+fn set_aside_orphaned_log_files(path: &Path) -> Result<()> {
+    let stamp = crate::now_unix_nanos();
+    for suffix in ["-wal", "-shm"] {
+        let stray = catalog_sibling(path, suffix);
+        if std::fs::symlink_metadata(&stray).is_ok() {
+            let aside = catalog_sibling(path, &format!(".orphaned-{stamp}{suffix}"));
+            std::fs::rename(&stray, &aside).at(&stray, "cannot move aside")?;
+        }
+    }
+    Ok(())
+}
+
+/// List and check every stored object: the sound ones by id with their sizes; bad packs and
+/// corrupt copies are noted in `report.skipped_corrupt`.
+fn check_listed_objects(
+    store: &Store,
+    report: &mut ReindexReport,
+) -> Result<(HashMap<Blake3Digest, Checked>, HashMap<Blake3Digest, u64>)> {
+    let mut copies: Vec<ListedCopy> = Vec::new();
     for item in store.backend().list()? {
         match item {
-            ListedObject::Object { id, location, .. } => copies.push((id, location)),
+            ListedObject::Object {
+                id,
+                location,
+                stored_size,
+            } => copies.push((id, location, stored_size)),
             ListedObject::BadPack { path, reason } => report
                 .skipped_corrupt
                 .push(format!("pack {}: {reason}", path.escaped())),
@@ -157,16 +236,12 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     }
     report.objects = copies
         .iter()
-        .map(|(id, _)| id)
+        .map(|(id, _, _)| id)
         .collect::<HashSet<_>>()
         .len() as u64;
-    let checked: Vec<_> = copies
-        .par_iter()
-        .map(|(id, location)| (*id, check_object(store, id, location)))
-        .collect();
     let mut good = HashMap::new();
     let mut sizes = HashMap::new();
-    for (id, result) in checked {
+    for (id, result) in check_copies(store, &copies, &Progress::silent()) {
         match result {
             Ok((c, size)) => {
                 good.insert(id, c);
@@ -177,18 +252,25 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
                 .push(format!("object {id}: {reason}")),
         }
     }
-    // What was committed: the old catalog's log and rows, and the store's commit markers. With
-    // no catalog to read, the markers alone; with neither (a store written before markers, its
-    // catalog lost), nothing says, and every record is indexed.
-    let refs = Refs::unlocked(store);
-    let markers = refs.read_all()?;
-    let commitments: Option<Commitments> = match &previous {
+    Ok((good, sizes))
+}
+
+/// What was committed: the old catalog's log and rows, and the store's commit markers. With no
+/// catalog to read, the markers alone; with neither (a store written before markers, its catalog
+/// lost), nothing says (`None`), and every record is indexed.
+fn what_was_committed(
+    previous: Option<&Previous>,
+    refs: &Refs,
+    markers: &Markers,
+    report: &mut ReindexReport,
+) -> Option<Commitments> {
+    let commitments = match previous {
         Some(previous) => {
             let mut commitments = previous.commitments.clone();
-            commitments.add_markers(&markers);
+            commitments.add_markers(markers);
             Some(commitments)
         }
-        None if refs.present() => Some(Commitments::from_markers(&markers)),
+        None if refs.present() => Some(Commitments::from_markers(markers)),
         None => None,
     };
     if previous.is_none() && refs.present() {
@@ -199,95 +281,124 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
             ));
         }
     }
-    let commitments = commitments.as_ref();
-    // Only committed records become packets (all of them when nothing says which were
-    // committed). For each NAME@N keep the record created last: with a log, two committed
-    // records claim one NAME@N only in a store written before version numbers were kept from
-    // the log; the other one is then reported lost.
-    let mut chosen: BTreeMap<(String, u64), (Blake3Digest, PacketRecord)> = BTreeMap::new();
-    for (id, checked) in &good {
-        if let Checked::Record(record) = checked {
-            let from_markers_only = previous.is_none();
-            if from_markers_only && commitments.is_some_and(|c| !c.records.contains_key(id)) {
-                report.unknown.push(format!(
-                    "record {id} ({}@{}): no commit marker names it and there is no catalog to \
-                     say whether its ingest committed; not indexed. If `evstore ingest` reported \
-                     it archived, ingest its folder again",
-                    record.name, record.version
-                ));
-                continue;
-            }
-            if commitments.is_some_and(|c| !c.records.contains_key(id)) {
-                report.uncommitted.push(format!(
-                    "record {id} ({}@{}): no event commits it (an interrupted or failed ingest)",
-                    record.name, record.version
-                ));
-                continue;
-            }
-            let key = (record.name.clone(), record.version);
-            let newer = match chosen.get(&key) {
-                Some((other_id, other)) => {
-                    (record.created_unix_nanos, *id) > (other.created_unix_nanos, *other_id)
-                }
-                None => true,
-            };
-            if newer {
-                if let Some((old_id, _)) = chosen.insert(key, (*id, record.clone())) {
-                    report.superseded_records.push(old_id.to_hex());
-                }
-            } else {
-                report.superseded_records.push(id.to_hex());
-            }
-        }
-    }
+    commitments
+}
 
-    let stamp = crate::now_unix_nanos();
-    let building = catalog_sibling(&path, &format!(".reindex-{stamp}"));
-    // Declared before the catalog, so dropped after it: on any error (a full disk...) the
-    // partial rebuild is removed; only the final rename disarms it.
-    let mut cleanup = RemoveRebuild(Some(building.clone()));
-    let mut catalog = Catalog::open_under(&catalog_lock, &building)?;
-    if let Some(previous) = &previous {
-        catalog.insert_carried_events(&previous.events)?;
-        report.carried_events = previous.events.len() as u64;
-    }
-    let mut indexed_records = HashSet::new();
-    let mut restored_ids: Vec<(&str, Blake3Digest, String)> = Vec::new();
-    for (record_id, record) in chosen.values() {
-        let mut files = Vec::new();
-        let mut missing = Vec::new();
-        walk_checked(&good, &record.tree, "", 0, &mut files, &mut missing);
-        let forgotten = commitments.is_some_and(|c| c.forgotten.contains(record_id));
-        if !missing.is_empty() && forgotten {
-            // Acknowledged as lost: left out, and no failure.
-            report.forgotten.push(format!(
-                "record {record_id} ({}@{}): acknowledged as lost by `forget`; not indexed",
+/// The records to index, by NAME@N. Only committed records become packets (all of them when
+/// nothing says which were committed). For each NAME@N the record created last is kept: with a
+/// log, two committed records claim one NAME@N only in a store written before version numbers
+/// were kept from the log; the other one is then reported lost.
+fn choose_records(
+    good: &HashMap<Blake3Digest, Checked>,
+    from_markers_only: bool,
+    commitments: Option<&Commitments>,
+    report: &mut ReindexReport,
+) -> BTreeMap<(String, u64), (Blake3Digest, PacketRecord)> {
+    let mut chosen: BTreeMap<(String, u64), (Blake3Digest, PacketRecord)> = BTreeMap::new();
+    for (id, checked) in good {
+        let Checked::Record(record) = checked else {
+            continue;
+        };
+        if from_markers_only && commitments.is_some_and(|c| !c.records.contains_key(id)) {
+            report.unknown.push(format!(
+                "record {id} ({}@{}): no commit marker names it and there is no catalog to \
+                 say whether its ingest committed; not indexed. If `evstore ingest` reported \
+                 it archived, ingest its folder again",
                 record.name, record.version
             ));
             continue;
         }
-        if forgotten && missing.is_empty() {
-            report.restored.push(format!(
+        if commitments.is_some_and(|c| !c.records.contains_key(id)) {
+            report.uncommitted.push(format!(
+                "record {id} ({}@{}): no event commits it (an interrupted or failed ingest)",
+                record.name, record.version
+            ));
+            continue;
+        }
+        let key = (record.name.clone(), record.version);
+        let newer = match chosen.get(&key) {
+            Some((other_id, other)) => {
+                (record.created_unix_nanos, *id) > (other.created_unix_nanos, *other_id)
+            }
+            None => true,
+        };
+        if newer {
+            if let Some((old_id, _)) = chosen.insert(key, (*id, record.clone())) {
+                report.superseded_records.push(old_id.to_hex());
+            }
+        } else {
+            report.superseded_records.push(id.to_hex());
+        }
+    }
+    chosen
+}
+
+/// A forgotten record or attestation indexed again: (`packet` or `attestation`, id, label).
+type Restored = (&'static str, Blake3Digest, String);
+
+/// The catalog being rebuilt, and what the rebuild has indexed so far.
+struct Rebuild<'a> {
+    store: &'a Store,
+    catalog: Catalog,
+    good: &'a HashMap<Blake3Digest, Checked>,
+    commitments: Option<&'a Commitments>,
+    report: &'a mut ReindexReport,
+    restored: Vec<Restored>,
+    indexed_records: HashSet<Blake3Digest>,
+    indexed_attestations: HashSet<Blake3Digest>,
+}
+
+impl Rebuild<'_> {
+    fn forgotten(&self, id: &Blake3Digest) -> bool {
+        self.commitments.is_some_and(|c| c.forgotten.contains(id))
+    }
+
+    /// Index every chosen record whose tree is whole.
+    fn index_packets(
+        &mut self,
+        chosen: &BTreeMap<(String, u64), (Blake3Digest, PacketRecord)>,
+    ) -> Result<()> {
+        for (record_id, record) in chosen.values() {
+            self.index_packet(record_id, record)?;
+        }
+        Ok(())
+    }
+
+    fn index_packet(&mut self, record_id: &Blake3Digest, record: &PacketRecord) -> Result<()> {
+        let walk = walk_stored_tree(self.good, &record.tree);
+        let whole = walk.unwalkable.is_empty();
+        let forgotten = self.forgotten(record_id);
+        if !whole && forgotten {
+            // Acknowledged as lost: left out, and no failure.
+            self.report.forgotten.push(format!(
+                "record {record_id} ({}@{}): acknowledged as lost by `forget`; not indexed",
+                record.name, record.version
+            ));
+            return Ok(());
+        }
+        if forgotten && whole {
+            self.report.restored.push(format!(
                 "record {record_id} ({}@{}): acknowledged as lost by `forget`, but its objects \
                  are whole again: indexed, and its forget ends",
                 record.name, record.version
             ));
-            restored_ids.push((
+            self.restored.push((
                 "packet",
                 *record_id,
                 format!("{}@{}", record.name, record.version),
             ));
         }
-        if !missing.is_empty() {
-            report.skipped_corrupt.push(format!(
+        if !whole {
+            self.report.skipped_corrupt.push(format!(
                 "packet {}@{}: {} tree node(s) missing or corrupt; not indexed",
                 record.name,
                 record.version,
-                missing.len()
+                walk.unwalkable.len()
             ));
-            continue;
+            return Ok(());
         }
-        let mut objects: Vec<ObjectRow> = files
+        let mut objects: Vec<ObjectRow> = walk
+            .files
             .iter()
             .map(|f| ObjectRow {
                 id: f.meta.blake3,
@@ -295,66 +406,94 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
                 size: f.meta.size,
             })
             .collect();
-        collect_tree_rows(&good, &record.tree, &mut objects);
-        catalog.insert_reindexed(record_id, record, &files, &objects)?;
-        indexed_records.insert(*record_id);
-        report.packets += 1;
-    }
-    // Reruns, oldest first, each linked to its packet if that packet was indexed above.
-    let packet_ids: HashMap<String, i64> = catalog
-        .packets()?
-        .into_iter()
-        .map(|row| {
-            (
-                format!("{}@{}", row.record.name, row.record.version),
-                row.id,
-            )
-        })
-        .collect();
-    let mut attestations: Vec<(&Blake3Digest, &AttestationSummary, u64)> = good
-        .iter()
-        .filter_map(|(id, checked)| match checked {
-            Checked::Attestation(a) => Some((id, a.as_ref(), *sizes.get(id)?)),
+        objects.extend(walk.nodes.iter().filter_map(|id| match self.good.get(id) {
+            Some(Checked::Tree(node)) => Some(ObjectRow {
+                id: *id,
+                kind: "tree".into(),
+                size: node.encode().len() as u64,
+            }),
             _ => None,
-        })
-        .collect();
-    attestations.sort_by_key(|(id, a, _)| (a.time_unix_nanos, **id));
-    let mut indexed_attestations = HashSet::new();
-    for (id, attestation, size) in attestations {
-        if commitments.is_some_and(|c| !c.attestations.contains_key(id)) {
-            report.uncommitted.push(format!(
+        }));
+        self.catalog
+            .insert_reindexed(record_id, record, &walk.files, &objects)?;
+        self.indexed_records.insert(*record_id);
+        self.report.packets += 1;
+        Ok(())
+    }
+
+    /// Index the reruns, oldest first, each linked to its packet if that packet was indexed.
+    fn index_runs(&mut self, sizes: &HashMap<Blake3Digest, u64>) -> Result<()> {
+        let packet_ids: HashMap<String, i64> = self
+            .catalog
+            .packets()?
+            .into_iter()
+            .map(|row| {
+                (
+                    format!("{}@{}", row.record.name, row.record.version),
+                    row.id,
+                )
+            })
+            .collect();
+        let good = self.good;
+        let mut attestations: Vec<(&Blake3Digest, &AttestationSummary, u64)> = good
+            .iter()
+            .filter_map(|(id, checked)| match checked {
+                Checked::Attestation(a) => Some((id, a.as_ref(), *sizes.get(id)?)),
+                _ => None,
+            })
+            .collect();
+        attestations.sort_by_key(|(id, a, _)| (a.time_unix_nanos, **id));
+        for (id, attestation, size) in attestations {
+            self.index_run(id, attestation, size, &packet_ids)?;
+        }
+        Ok(())
+    }
+
+    fn index_run(
+        &mut self,
+        id: &Blake3Digest,
+        attestation: &AttestationSummary,
+        size: u64,
+        packet_ids: &HashMap<String, i64>,
+    ) -> Result<()> {
+        if self
+            .commitments
+            .is_some_and(|c| !c.attestations.contains_key(id))
+        {
+            self.report.uncommitted.push(format!(
                 "attestation {id}: no event commits it (an interrupted rerun)"
             ));
-            continue;
+            return Ok(());
         }
-        let forgotten = commitments.is_some_and(|c| c.forgotten.contains(id));
+        let forgotten = self.forgotten(id);
         let packet_id = match &attestation.packet {
             None => None,
             Some(label) => match packet_ids.get(label) {
                 Some(packet_id) => Some(*packet_id),
                 None if forgotten => {
-                    report.forgotten.push(format!(
+                    self.report.forgotten.push(format!(
                         "attestation {id}: acknowledged as lost by `forget` (its packet {label} \
                          is not indexed); not indexed"
                     ));
-                    continue;
+                    return Ok(());
                 }
                 None => {
-                    report.skipped_corrupt.push(format!(
+                    self.report.skipped_corrupt.push(format!(
                         "attestation {id}: its packet {label} was not indexed; run not indexed"
                     ));
-                    continue;
+                    return Ok(());
                 }
             },
         };
         if forgotten {
-            report.restored.push(format!(
+            self.report.restored.push(format!(
                 "attestation {id}: acknowledged as lost by `forget`, but it is whole again: \
                  indexed, and its forget ends"
             ));
-            restored_ids.push(("attestation", *id, attestation.expected_sha256.to_hex()));
+            self.restored
+                .push(("attestation", *id, attestation.expected_sha256.to_hex()));
         }
-        catalog.insert_reindexed_run(&NewRun {
+        self.catalog.insert_reindexed_run(&NewRun {
             packet_id,
             expected_sha256: attestation.expected_sha256,
             attestation: *id,
@@ -363,81 +502,115 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
             time_unix_nanos: attestation.time_unix_nanos,
             summary: attestation.summary.clone(),
         })?;
-        indexed_attestations.insert(*id);
-        report.runs += 1;
+        self.indexed_attestations.insert(*id);
+        self.report.runs += 1;
+        Ok(())
     }
-    if let Some(commitments) = commitments {
-        report.lost = commitments.lost(&indexed_records, &indexed_attestations);
-        for lost in &report.lost {
+
+    /// What was committed and is not indexed now is lost; an object that is not even present is
+    /// also listed as skipped.
+    fn note_lost(&mut self) {
+        let Some(commitments) = self.commitments else {
+            return;
+        };
+        self.report.lost = commitments.lost(&self.indexed_records, &self.indexed_attestations);
+        for lost in &self.report.lost {
             let present =
-                Blake3Digest::parse_hex(&lost.id).is_some_and(|id| good.contains_key(&id));
+                Blake3Digest::parse_hex(&lost.id).is_some_and(|id| self.good.contains_key(&id));
             if !present {
-                report.skipped_corrupt.push(format!(
+                self.report.skipped_corrupt.push(format!(
                     "{} {} ({}): its object is missing or corrupt",
                     lost.kind, lost.label, lost.id
                 ));
             }
         }
     }
-    for (kind, id, label) in &restored_ids {
-        catalog.log_event(&NewEvent {
-            kind: "restore".into(),
-            subject: label.clone(),
-            detail: serde_json::json!({ "kind": kind, "id": id.to_hex() }),
-        })?;
-        if let Err(err) = refs.mark_restored(id) {
-            report.skipped_corrupt.push(err.to_string());
-        }
-    }
-    // Every indexed packet and run gets its commit marker (a crash right after a commit can
-    // have left one without); a store without markers gets them all, from this catalog.
-    refs.ensure(&catalog)?;
-    for row in catalog.packets()? {
-        if let Err(err) = refs.mark_packet(&row.record.name, row.record.version, &row.record_id) {
-            report.skipped_corrupt.push(err.to_string());
-        }
-    }
-    for run in catalog.runs(None)? {
-        if let Some(id) = Blake3Digest::parse_hex(&run.attestation) {
-            if let Err(err) = refs.mark_run(&id, &run.expected_sha256) {
-                report.skipped_corrupt.push(err.to_string());
+
+    /// A `restore` event and a restored marker for every forgotten item indexed again.
+    fn log_restores(&mut self, refs: &Refs) -> Result<()> {
+        for (kind, id, label) in &self.restored {
+            self.catalog.log_event(&NewEvent {
+                kind: "restore".into(),
+                subject: label.clone(),
+                detail: serde_json::json!({ "kind": kind, "id": id.to_hex() }),
+            })?;
+            if let Err(err) = refs.mark_restored(id) {
+                self.report.skipped_corrupt.push(err.to_string());
             }
         }
+        Ok(())
     }
-    catalog.log_event(&NewEvent {
-        kind: "reindex".into(),
-        subject: store.root().display().to_string(),
-        detail: serde_json::json!({
-            "packets": report.packets,
-            "runs": report.runs,
-            "objects": report.objects,
-            "skipped": report.skipped_corrupt.len(),
-            "lost": report.lost.len(),
-            "carried_events": report.carried_events,
-        }),
-    })?;
-    catalog.checkpoint()?;
-    drop(catalog);
-    std::fs::File::open(&building)
+
+    /// Every indexed packet and run gets its commit marker (a crash right after a commit can
+    /// have left one without); a store without markers gets them all, from this catalog.
+    fn write_markers(&mut self, refs: &Refs) -> Result<()> {
+        refs.ensure(&self.catalog)?;
+        for row in self.catalog.packets()? {
+            if let Err(err) = refs.mark_packet(&row.record.name, row.record.version, &row.record_id)
+            {
+                self.report.skipped_corrupt.push(err.to_string());
+            }
+        }
+        for run in self.catalog.runs(None)? {
+            if let Some(id) = Blake3Digest::parse_hex(&run.attestation) {
+                if let Err(err) = refs.mark_run(&id, &run.expected_sha256) {
+                    self.report.skipped_corrupt.push(err.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `reindex` event that closes the rebuilt log.
+    fn log_reindex_event(&mut self) -> Result<()> {
+        self.catalog.log_event(&NewEvent {
+            kind: "reindex".into(),
+            subject: self.store.root().display().to_string(),
+            detail: serde_json::json!({
+                "packets": self.report.packets,
+                "runs": self.report.runs,
+                "objects": self.report.objects,
+                "skipped": self.report.skipped_corrupt.len(),
+                "lost": self.report.lost.len(),
+                "carried_events": self.report.carried_events,
+            }),
+        })?;
+        Ok(())
+    }
+}
+
+/// Make the finished rebuild durable on its own: fsync its main file (its WAL was checkpointed
+/// into it) and remove the `-wal`/`-shm` files left beside it.
+fn seal_rebuild(building: &Path) -> Result<()> {
+    std::fs::File::open(building)
         .and_then(|file| file.sync_all())
-        .at(&building, "cannot sync the new catalog")?;
+        .at(building, "cannot sync the new catalog")?;
     for suffix in ["-wal", "-shm"] {
-        let leftover = catalog_sibling(&building, suffix);
+        let leftover = catalog_sibling(building, suffix);
         match std::fs::remove_file(&leftover) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(Error::io(&leftover, "cannot remove", err)),
         }
     }
+    Ok(())
+}
 
-    // The switch. Until the last rename `catalog.sqlite` is the old catalog, whole (its WAL was
-    // checkpointed into it); after it, the new one. The old file stays reachable under
-    // `.replaced-<stamp>` (a hard link, so there is no moment without a catalog).
+/// The switch. Until the last rename `catalog.sqlite` is the old catalog, whole (its WAL was
+/// checkpointed into it); after it, the new one. The old file stays reachable under
+/// `.replaced-<stamp>` (a hard link, so there is no moment without a catalog).
+fn switch_catalog(
+    path: &Path,
+    building: &Path,
+    exists: bool,
+    stamp: u64,
+    report: &mut ReindexReport,
+) -> Result<()> {
     if exists {
-        let aside = catalog_sibling(&path, &format!(".replaced-{stamp}"));
-        std::fs::hard_link(&path, &aside).at(&aside, "cannot keep the old catalog")?;
+        let aside = catalog_sibling(path, &format!(".replaced-{stamp}"));
+        std::fs::hard_link(path, &aside).at(&aside, "cannot keep the old catalog")?;
         for suffix in ["-wal", "-shm"] {
-            let from = catalog_sibling(&path, suffix);
+            let from = catalog_sibling(path, suffix);
             let to = catalog_sibling(&aside, suffix);
             match std::fs::rename(&from, &to) {
                 Ok(()) => {}
@@ -447,10 +620,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
         }
         report.previous_catalog = Some(aside.escaped().to_string());
     }
-    std::fs::rename(&building, &path).at(&path, "cannot put the new catalog in place")?;
-    cleanup.0 = None;
-    sync_parent(&path)?;
-    Ok(report)
+    std::fs::rename(building, path).at(path, "cannot put the new catalog in place")
 }
 
 /// Removes a partial rebuild (`catalog.sqlite.reindex-<nanos>` and its `-wal`, `-shm`) when
@@ -488,23 +658,4 @@ fn remove_interrupted_rebuilds(path: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn collect_tree_rows(
-    good: &HashMap<Blake3Digest, Checked>,
-    id: &Blake3Digest,
-    out: &mut Vec<ObjectRow>,
-) {
-    if let Some(Checked::Tree(node)) = good.get(id) {
-        out.push(ObjectRow {
-            id: *id,
-            kind: "tree".into(),
-            size: node.encode().len() as u64,
-        });
-        for entry in node.entries() {
-            if let TreeEntry::Dir { tree, .. } = entry {
-                collect_tree_rows(good, tree, out);
-            }
-        }
-    }
 }

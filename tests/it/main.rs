@@ -10,6 +10,7 @@ mod gate;
 mod golden;
 mod kb_items;
 mod mirror;
+mod mirror_dedup_candidates;
 mod ops_api;
 mod packs;
 mod progress;
