@@ -7,4 +7,5 @@ pub mod manifest;
 pub mod object;
 pub mod pack;
 pub mod record;
+pub mod references;
 pub mod tree;

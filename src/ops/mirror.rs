@@ -23,13 +23,13 @@ use serde::Serialize;
 use crate::catalog::{Catalog, MirrorFile, NewEvent, NewMirror, PacketRow};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::format::references::{self, check_kb_rel_path, Reference, REFERENCES_FILE_NAME};
 use crate::format::tree::{manifest_of, HashedFile};
 use crate::gate::{Side, Verdict};
 use crate::ops::export::sync_folder;
 use crate::ops::ingest::sha256_file;
 use crate::ops::kb::{
-    canonical_kb, check_kb_rel_path, check_packet_folder, references_text, resolve_in_kb, KbPath,
-    Reference, StoreView, REFERENCES_FILE_NAME, STAGING_DIR_NAME,
+    canonical_kb, check_packet_folder, resolve_in_kb, KbPath, StoreView, STAGING_DIR_NAME,
 };
 use crate::packet::verified_files;
 use crate::progress::Progress;
@@ -321,7 +321,7 @@ pub fn mirror(
     if !references.is_empty() {
         write_metadata(
             &staged.join(REFERENCES_FILE_NAME),
-            references_text(&references).as_bytes(),
+            references::encode(&references).as_bytes(),
         )?;
     }
     sync_tree(&staged)?;
@@ -631,7 +631,7 @@ fn present_files(files: &[HashedFile], folder: &Path, rel_path: &str) -> Result<
         Ok(_) => {
             let path = folder.join(REFERENCES_FILE_NAME);
             let bytes = crate::gate::read_seal_bytes(&path)?;
-            crate::ops::kb::parse_references(&bytes, &path)?
+            references::decode(&bytes, &path)?
         }
         Err(_) => Vec::new(),
     };
