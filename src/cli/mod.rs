@@ -15,6 +15,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::catalog::{Catalog, CatalogAccess, LostItem, NewEvent, PacketRow};
+use crate::format::attestation::RecordedVerdict;
+use crate::format::event::{ForgetDetail, KbVerifyOutcome};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, ErrorClass, IoContext, Result};
 use crate::format::tree::manifest_of;
@@ -682,11 +684,7 @@ fn create_store(root: &Path) -> Result<Store> {
 /// Create the catalog of a new store being built in `staged`, with its `init` event.
 fn prepare_new_catalog(root: &Path, staged: &Path) -> Result<()> {
     let mut catalog = Catalog::open(&staged.join(crate::store::CATALOG_FILE_NAME))?;
-    catalog.log_event(&NewEvent {
-        kind: "init".into(),
-        subject: root.display().to_string(),
-        detail: json!({"tool_version": crate::TOOL_VERSION}),
-    })?;
+    catalog.log_event(&NewEvent::init(root, crate::TOOL_VERSION))?;
     Ok(())
 }
 
@@ -1286,13 +1284,16 @@ fn cmd_forget(ctx: &Context, item: &str, reason: &str) -> Result<Outcome> {
         Ok(chosen
             .into_iter()
             .map(|l| {
-                let detail = json!({
-                    "kind": l.kind,
-                    "id": l.id,
-                    "committed_by_event": l.committed_by_event,
-                    "reason": reason,
-                });
-                (l, detail)
+                let event = NewEvent::forget(
+                    &l.label,
+                    &ForgetDetail {
+                        item_kind: l.kind,
+                        id: &l.id,
+                        committed_by_event: l.committed_by_event,
+                        reason,
+                    },
+                );
+                (l, event)
             })
             .collect())
     })?;
@@ -1758,26 +1759,30 @@ fn cmd_kb_verify(
         .as_ref()
         .map(|(store, catalog)| crate::ops::kb::StoreView { store, catalog });
     let report = crate::ops::kb::verify_kb(kb_dir, view.as_ref())?;
-    let verdict = match report.verdict {
-        Verdict::Pass => "PASS",
-        Verdict::Fail => "FAIL",
+    let recorded_verdict = match report.verdict {
+        Verdict::Pass => RecordedVerdict::Pass,
+        Verdict::Fail => RecordedVerdict::Fail,
     };
+    let verdict = recorded_verdict.name();
     // The event is a record of the check, not part of it: a store this user cannot write (or
     // one on a full file system) is still verified, and the verdict stands without the event.
     if let Some((_, mut catalog)) = opened {
         let logged = match catalog.access().clone() {
             CatalogAccess::ReadWrite => catalog
-                .log_event(&NewEvent {
-                    kind: "kb-verify".into(),
-                    subject: report.kb.display().to_string(),
-                    detail: json!({
-                        "verdict": verdict,
-                        "packets_checked": report.packets_checked,
-                        "packets_failed": report.packets_failed,
-                        "failed": report.packets.iter().filter(|p| p.verdict == Verdict::Fail)
-                            .map(|p| p.folder.clone()).collect::<Vec<_>>(),
-                    }),
-                })
+                .log_event(&NewEvent::kb_verify(
+                    &report.kb,
+                    &KbVerifyOutcome {
+                        verdict: recorded_verdict,
+                        packets_checked: report.packets_checked,
+                        packets_failed: report.packets_failed,
+                        failed: report
+                            .packets
+                            .iter()
+                            .filter(|p| p.verdict == Verdict::Fail)
+                            .map(|p| p.folder.clone())
+                            .collect(),
+                    },
+                ))
                 .map(|_| ())
                 .map_err(|err| err.to_string()),
             CatalogAccess::ReadOnly(reason) | CatalogAccess::Immutable(reason) => Err(format!(

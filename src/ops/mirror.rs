@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, MirrorFile, NewEvent, NewMirror, PacketRow};
+use crate::format::event::MirrorPublication;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::format::references::{self, check_kb_rel_path, Reference, REFERENCES_FILE_NAME};
@@ -663,20 +664,19 @@ fn record_mirror(
     files: Vec<MirrorFile>,
     action: &str,
 ) -> Result<()> {
-    let counts = |kind: &str| files.iter().filter(|f| f.stored_as == kind).count();
-    let event = NewEvent {
-        kind: "mirror".into(),
-        subject: format!("{kb_key}/{rel_path}"),
-        detail: serde_json::json!({
-            "packet": format!("{}@{}", row.record.name, row.record.version),
-            "packet_tree_sha256": row.record.packet_tree_sha256,
-            "action": action,
-            "dedup": dedup.name(),
-            "copied": counts("copy"),
-            "hardlinked": counts("hardlink"),
-            "referenced": counts("reference"),
+    let counts = |kind: &str| files.iter().filter(|f| f.stored_as == kind).count() as u64;
+    let event = NewEvent::mirror(
+        &format!("{kb_key}/{rel_path}"),
+        &format!("{}@{}", row.record.name, row.record.version),
+        &row.record.packet_tree_sha256,
+        action,
+        Some(&MirrorPublication {
+            dedup: dedup.name(),
+            copied: counts("copy"),
+            hardlinked: counts("hardlink"),
+            referenced: counts("reference"),
         }),
-    };
+    );
     catalog.add_mirror(
         &NewMirror {
             kb_root: kb_key.to_string(),
@@ -699,10 +699,12 @@ fn log_mirror(
     sha: &Sha256Digest,
     action: &str,
 ) -> Result<()> {
-    catalog.log_event(&NewEvent {
-        kind: "mirror".into(),
-        subject: format!("{kb_key}/{rel_path}"),
-        detail: serde_json::json!({"packet": label, "packet_tree_sha256": sha, "action": action}),
-    })?;
+    catalog.log_event(&NewEvent::mirror(
+        &format!("{kb_key}/{rel_path}"),
+        label,
+        sha,
+        action,
+        None,
+    ))?;
     Ok(())
 }

@@ -10,11 +10,12 @@ use serde::Serialize;
 use crate::catalog::{
     Catalog, CatalogExclusiveLock, Commitments, LostItem, NewEvent, NewRun, ObjectRow,
 };
+use crate::format::event::ReindexCounts;
 use crate::digest::Blake3Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::format::record::PacketRecord;
 use crate::format::tree::TreeEntry;
-use crate::ops::rerun::AttestationSummary;
+use crate::format::attestation::AttestationSummary;
 use crate::store::refs::Refs;
 use crate::store::{ListedObject, Store};
 use crate::text::EscapePath;
@@ -380,11 +381,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
         }
     }
     for (kind, id, label) in &restored_ids {
-        catalog.log_event(&NewEvent {
-            kind: "restore".into(),
-            subject: label.clone(),
-            detail: serde_json::json!({ "kind": kind, "id": id.to_hex() }),
-        })?;
+        catalog.log_event(&NewEvent::restore(label, kind, id))?;
         if let Err(err) = refs.mark_restored(id) {
             report.skipped_corrupt.push(err.to_string());
         }
@@ -404,18 +401,17 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
             }
         }
     }
-    catalog.log_event(&NewEvent {
-        kind: "reindex".into(),
-        subject: store.root().display().to_string(),
-        detail: serde_json::json!({
-            "packets": report.packets,
-            "runs": report.runs,
-            "objects": report.objects,
-            "skipped": report.skipped_corrupt.len(),
-            "lost": report.lost.len(),
-            "carried_events": report.carried_events,
-        }),
-    })?;
+    catalog.log_event(&NewEvent::reindex(
+        store.root(),
+        &ReindexCounts {
+            packets: report.packets,
+            runs: report.runs,
+            objects: report.objects,
+            skipped: report.skipped_corrupt.len() as u64,
+            lost: report.lost.len() as u64,
+            carried_events: report.carried_events,
+        },
+    ))?;
     catalog.checkpoint()?;
     drop(catalog);
     std::fs::File::open(&building)
