@@ -15,10 +15,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::catalog::{Catalog, CatalogAccess, LostItem, NewEvent, PacketRow};
-use crate::format::attestation::RecordedVerdict;
-use crate::format::event::{ForgetDetail, KbVerifyOutcome};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, ErrorClass, IoContext, Result};
+use crate::format::attestation::RecordedVerdict;
+use crate::format::event::{ForgetDetail, KbVerifyOutcome};
 use crate::format::tree::manifest_of;
 use crate::gate::{self, Expectation, GateReport, Relation, SealAction, Side, Verdict};
 use crate::ops::export::export;

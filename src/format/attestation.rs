@@ -699,7 +699,10 @@ mod tests {
                 }),
                 "`kept` is missing",
             ),
-            (edited(&|v| v["extra"] = Value::Null), "unknown field `extra`"),
+            (
+                edited(&|v| v["extra"] = Value::Null),
+                "unknown field `extra`",
+            ),
             (
                 edited(&|v| v["runs"][0]["extra"] = Value::Null),
                 "unknown field `extra`",
@@ -727,10 +730,17 @@ mod tests {
                 edited(&|v| v["diff"]["expectations"] = serde_json::json!([])),
                 "canonical",
             ),
-            (edited(&|v| v["time_unix_nanos"] = (-1).into()), "invalid value"),
+            (
+                edited(&|v| v["time_unix_nanos"] = (-1).into()),
+                "invalid value",
+            ),
             (VECTOR_JSON.replace(":", ": "), "canonical"),
             (
-                VECTOR_JSON.replacen(r#""command":["sh","gen.sh","{out}"],"cwd":"/w","#, r#""cwd":"/w","command":["sh","gen.sh","{out}"],"#, 1),
+                VECTOR_JSON.replacen(
+                    r#""command":["sh","gen.sh","{out}"],"cwd":"/w","#,
+                    r#""cwd":"/w","command":["sh","gen.sh","{out}"],"#,
+                    1,
+                ),
                 "canonical",
             ),
             ("[]".into(), "not a JSON object"),

@@ -361,10 +361,9 @@ mod tests {
         let subject = event["subject"].as_str().unwrap();
         let detail: Value = serde_json::from_str(event["detail"].as_str().unwrap()).unwrap();
         match EventKind::from_name(event["kind"].as_str().unwrap()).unwrap() {
-            EventKind::Init => NewEvent::init(
-                Path::new(subject),
-                detail["tool_version"].as_str().unwrap(),
-            ),
+            EventKind::Init => {
+                NewEvent::init(Path::new(subject), detail["tool_version"].as_str().unwrap())
+            }
             EventKind::Ingest => {
                 let (name, version) = subject.rsplit_once('@').unwrap();
                 let record = PacketRecord {
@@ -447,7 +446,15 @@ mod tests {
         let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
         assert_eq!(
             kinds,
-            ["init", "ingest", "ingest", "rerun", "rerun", "mirror", "kb-verify"]
+            [
+                "init",
+                "ingest",
+                "ingest",
+                "rerun",
+                "rerun",
+                "mirror",
+                "kb-verify"
+            ]
         );
         let mut prev = GENESIS_HASH.to_string();
         for event in events {
@@ -484,7 +491,9 @@ mod tests {
         let hash = "0ca2a2abdec362c1ee54af47b78f585577ecf64349500b969781a593340bde96";
         assert_eq!(sha256_of(text.as_bytes()).to_hex(), hash);
         assert_eq!(
-            event.hash(1, 1_796_164_996_894_041_932, GENESIS_HASH).to_hex(),
+            event
+                .hash(1, 1_796_164_996_894_041_932, GENESIS_HASH)
+                .to_hex(),
             hash
         );
         let doc = include_str!("../../docs/FORMAT.md");
@@ -526,7 +535,9 @@ mod tests {
                 NewEvent::mirror("/kb/p", "p@1", &sha, "republished", None),
                 "mirror",
                 "/kb/p",
-                format!(r#"{{"action":"republished","packet":"p@1","packet_tree_sha256":"{sha}"}}"#),
+                format!(
+                    r#"{{"action":"republished","packet":"p@1","packet_tree_sha256":"{sha}"}}"#
+                ),
             ),
             (
                 NewEvent::forget(

@@ -15,13 +15,13 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, ObjectRow};
-use crate::format::event::{event_hash, GENESIS_HASH};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{IoContext, Result};
+use crate::format::attestation::{decode_summary, AttestationSummary};
+use crate::format::event::{event_hash, GENESIS_HASH};
 use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
 use crate::format::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
-use crate::format::attestation::{decode_summary, AttestationSummary};
 use crate::progress::Progress;
 use crate::store::refs::Refs;
 use crate::store::{ListedObject, ObjectLocation, Store};

@@ -21,9 +21,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, MirrorFile, NewEvent, NewMirror, PacketRow};
-use crate::format::event::MirrorPublication;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::format::event::MirrorPublication;
 use crate::format::references::{self, check_kb_rel_path, Reference, REFERENCES_FILE_NAME};
 use crate::format::tree::{manifest_of, HashedFile};
 use crate::gate::{Side, Verdict};

@@ -10,12 +10,12 @@ use serde::Serialize;
 use crate::catalog::{
     Catalog, CatalogExclusiveLock, Commitments, LostItem, NewEvent, NewRun, ObjectRow,
 };
-use crate::format::event::ReindexCounts;
 use crate::digest::Blake3Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::format::attestation::AttestationSummary;
+use crate::format::event::ReindexCounts;
 use crate::format::record::PacketRecord;
 use crate::format::tree::TreeEntry;
-use crate::format::attestation::AttestationSummary;
 use crate::store::refs::Refs;
 use crate::store::{ListedObject, Store};
 use crate::text::EscapePath;

@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::catalog::{Catalog, NewEvent, NewRun, PacketRow};
-use crate::format::attestation::{
-    AttestedCounts, AttestedDiff, AttestedExpectation, AttestedFile, AttestedFileFacts,
-    AttestedFirstDifference, AttestedRun, AttestedSeal, AttestedSide, AttestedSideKind,
-    Attestation, EnvironmentMode, FileStatus, FormatTag, RecordedVerdict, Relation,
-};
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
+use crate::format::attestation::{
+    Attestation, AttestedCounts, AttestedDiff, AttestedExpectation, AttestedFile,
+    AttestedFileFacts, AttestedFirstDifference, AttestedRun, AttestedSeal, AttestedSide,
+    AttestedSideKind, EnvironmentMode, FileStatus, FormatTag, RecordedVerdict, Relation,
+};
 use crate::format::object::ObjectKind;
 use crate::gate::{self, GateReport, Side, Verdict};
 use crate::interrupt::{on_interrupt, Cleanup};
@@ -676,9 +676,7 @@ fn attestation_of(
 /// A path as the attestation stores it: UTF-8 text, or the error the attestation always gave.
 fn utf8_path(path: &Path) -> Result<String> {
     path.to_str().map(String::from).ok_or_else(|| {
-        Error::Usage(
-            "cannot encode the attestation: path contains invalid UTF-8 characters".into(),
-        )
+        Error::Usage("cannot encode the attestation: path contains invalid UTF-8 characters".into())
     })
 }
 
