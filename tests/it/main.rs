@@ -4,6 +4,7 @@
 //! concern. Regression tests are named after the bug they pin.
 
 mod drift_seal;
+mod fixture_store;
 mod foundation;
 mod gate;
 mod kb_items;
