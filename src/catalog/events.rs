@@ -3,6 +3,7 @@
 use super::*;
 
 pub use crate::format::event::{event_hash, NewEvent, GENESIS_HASH};
+use crate::format::event::{named_object, NamedObject};
 
 /// An event row.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -190,40 +191,24 @@ impl Catalog {
     pub fn commitments(&self) -> Result<Commitments> {
         let mut out = Commitments::default();
         for event in self.events()? {
-            let detail: serde_json::Value =
-                serde_json::from_str(&event.detail).unwrap_or(serde_json::Value::Null);
-            let id_field = |field: &str| {
-                detail
-                    .get(field)
-                    .and_then(|v| v.as_str())
-                    .and_then(Blake3Digest::parse_hex)
-            };
-            match event.kind.as_str() {
-                "ingest" => {
-                    if let Some(id) = id_field("record") {
-                        out.records
-                            .insert(id, (event.subject.clone(), Some(event.seq)));
-                    }
+            match named_object(&event.kind, &event.detail) {
+                Some(NamedObject::Record(id)) => {
+                    out.records
+                        .insert(id, (event.subject.clone(), Some(event.seq)));
                 }
-                "rerun" => {
-                    if let Some(id) = id_field("attestation") {
-                        out.attestations
-                            .insert(id, (event.subject.clone(), Some(event.seq)));
-                    }
+                Some(NamedObject::Attestation(id)) => {
+                    out.attestations
+                        .insert(id, (event.subject.clone(), Some(event.seq)));
                 }
-                "forget" => {
-                    if let Some(id) = id_field("id") {
-                        out.forgotten.insert(id);
-                        out.forget_logged.insert(id);
-                    }
+                Some(NamedObject::Forgotten(id)) => {
+                    out.forgotten.insert(id);
+                    out.forget_logged.insert(id);
                 }
-                "restore" => {
-                    if let Some(id) = id_field("id") {
-                        out.forgotten.remove(&id);
-                        out.forget_logged.insert(id);
-                    }
+                Some(NamedObject::Restored(id)) => {
+                    out.forgotten.remove(&id);
+                    out.forget_logged.insert(id);
                 }
-                _ => {}
+                None => {}
             }
         }
         for row in self.packets()? {

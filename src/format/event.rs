@@ -14,8 +14,8 @@
 //! by one typed constructor per kind.
 //!
 //! **Architecture Invariant:** every event is built by a constructor of [`NewEvent`] in this
-//! module; no other module spells an event kind or its detail keys, so one place fixes the bytes
-//! an event hash covers.
+//! module, so one place fixes the bytes an event's hash covers; no other module spells an event's
+//! detail keys when it builds one.
 
 use std::path::Path;
 
@@ -314,6 +314,35 @@ impl NewEvent {
     }
 }
 
+/// The object a stored event is about, as the commitments of the log are read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamedObject {
+    /// An `ingest` event's `record`: the record object it committed.
+    Record(Blake3Digest),
+    /// A `rerun` event's `attestation`: the attestation object it committed.
+    Attestation(Blake3Digest),
+    /// A `forget` event's `id`: the record or attestation acknowledged as lost.
+    Forgotten(Blake3Digest),
+    /// A `restore` event's `id`: the forgotten record or attestation indexed again.
+    Restored(Blake3Digest),
+}
+
+/// What object a stored event of `kind` with `detail` names, if it names one: `None` for the
+/// other kinds, and for a detail that is not JSON or lacks the id (a reader of the log takes
+/// such an event as naming nothing; `fsck` checks every event's hash).
+pub fn named_object(kind: &str, detail: &str) -> Option<NamedObject> {
+    let (field, wrap): (&str, fn(Blake3Digest) -> NamedObject) = match EventKind::from_name(kind)? {
+        EventKind::Ingest => ("record", NamedObject::Record),
+        EventKind::Rerun => ("attestation", NamedObject::Attestation),
+        EventKind::Forget => ("id", NamedObject::Forgotten),
+        EventKind::Restore => ("id", NamedObject::Restored),
+        _ => return None,
+    };
+    let detail: serde_json::Value = serde_json::from_str(detail).ok()?;
+    let id = Blake3Digest::parse_hex(detail.get(field)?.as_str()?)?;
+    Some(wrap(id))
+}
+
 /// The hash of an event: SHA-256 of
 /// `evstore-event-1\t{seq}\t{time_unix_nanos}\t{kind}\t{subject}\t{prev_hash}\t{detail}\n`.
 pub fn event_hash(
@@ -573,6 +602,60 @@ mod tests {
             assert_eq!(event.subject(), subject);
             assert_eq!(event.detail(), detail);
         }
+    }
+
+    #[test]
+    fn events_name_the_objects_they_commit() {
+        let log: Value = serde_json::from_str(FIXTURE_LOG).unwrap();
+        let named: Vec<Option<NamedObject>> = log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| named_object(e["kind"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+            .collect();
+        let id = |hex: &str| Blake3Digest::parse_hex(hex).unwrap();
+        assert_eq!(
+            named,
+            [
+                None,
+                Some(NamedObject::Record(id(
+                    "0af3bc69a4a3e0cabfab72d15c6a4da302ba9c5d475f657c1b4440b8fe030783"
+                ))),
+                Some(NamedObject::Record(id(
+                    "7d50c14af309387657bff32749c00a0be00c91aa3786e48e4c1e6a4667ac499e"
+                ))),
+                Some(NamedObject::Attestation(id(
+                    "781aae8818ff4f34ce25f076e9ca099ca15adce07ac072a7056d896d52e89b3f"
+                ))),
+                Some(NamedObject::Attestation(id(
+                    "132372bd217a06467fe7d9a5356192f00867c1cdfd73e469ef803ce92bab159f"
+                ))),
+                None,
+                None,
+            ]
+        );
+        let lost = Blake3Digest::parse_hex(&"ab".repeat(32)).unwrap();
+        let forget = NewEvent::forget(
+            "p@1",
+            &ForgetDetail {
+                item_kind: "packet",
+                id: &lost.to_hex(),
+                committed_by_event: None,
+                reason: "r",
+            },
+        );
+        assert_eq!(
+            named_object("forget", forget.detail()),
+            Some(NamedObject::Forgotten(lost))
+        );
+        let restore = NewEvent::restore("p@1", "packet", &lost);
+        assert_eq!(
+            named_object("restore", restore.detail()),
+            Some(NamedObject::Restored(lost))
+        );
+        assert_eq!(named_object("ingest", "{not json"), None);
+        assert_eq!(named_object("ingest", r#"{"record":"AB"}"#), None);
+        assert_eq!(named_object("init", forget.detail()), None);
     }
 
     #[test]
