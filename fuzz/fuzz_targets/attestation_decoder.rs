@@ -1,12 +1,12 @@
-//! `rerun::decode_attestation` on arbitrary bytes: never panics, and whatever it accepts has a
-//! PASS/FAIL verdict and a summary consistent with the fields it was read from.
+//! `format::attestation::decode_summary` on arbitrary bytes: never panics, and whatever it accepts
+//! has a PASS/FAIL verdict and a summary consistent with the fields it was read from.
 #![no_main]
 
-use evstore::ops::rerun::decode_attestation;
+use evstore::format::attestation::decode_summary;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(attestation) = decode_attestation(data) else {
+    let Ok(attestation) = decode_summary(data) else {
         return;
     };
     assert!(attestation.verdict == "PASS" || attestation.verdict == "FAIL");

@@ -2,8 +2,8 @@
 
 use super::*;
 
-/// The `prev_hash` of the first event.
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use crate::format::event::{event_hash, NewEvent, GENESIS_HASH};
+use crate::format::event::{named_object, NamedObject};
 
 /// An event row.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -22,33 +22,6 @@ pub struct EventRow {
     pub prev_hash: String,
     /// This event's hash; see [`event_hash`].
     pub hash: String,
-}
-
-/// A new event to append.
-#[derive(Clone, Debug)]
-pub struct NewEvent {
-    /// What happened.
-    pub kind: String,
-    /// What it happened to.
-    pub subject: String,
-    /// Details as a JSON value.
-    pub detail: serde_json::Value,
-}
-
-/// The hash of an event: SHA-256 of
-/// `evstore-event-1\t{seq}\t{time_unix_nanos}\t{kind}\t{subject}\t{prev_hash}\t{detail}\n`.
-pub fn event_hash(
-    seq: i64,
-    time_unix_nanos: i64,
-    kind: &str,
-    subject: &str,
-    prev_hash: &str,
-    detail: &str,
-) -> Sha256Digest {
-    let text = format!(
-        "evstore-event-1\t{seq}\t{time_unix_nanos}\t{kind}\t{subject}\t{prev_hash}\t{detail}\n"
-    );
-    sha256_of(text.as_bytes())
 }
 
 /// What the catalog says was committed: every packet record and rerun attestation that a
@@ -180,10 +153,10 @@ pub(super) fn append_event(tx: &Connection, event: &NewEvent) -> rusqlite::Resul
         None => (1, GENESIS_HASH.to_string()),
     };
     let time = crate::now_unix_nanos() as i64;
-    let kind = event.kind.replace(['\t', '\n'], " ");
-    let subject = event.subject.replace(['\t', '\n'], " ");
-    let detail = event.detail.to_string();
-    let hash = event_hash(seq, time, &kind, &subject, &prev_hash, &detail).to_hex();
+    let kind = event.kind().name().to_string();
+    let subject = event.subject().to_string();
+    let detail = event.detail().to_string();
+    let hash = event.hash(seq, time, &prev_hash).to_hex();
     tx.execute(
         "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![seq, time, kind, subject, detail, prev_hash, hash],
@@ -224,40 +197,24 @@ impl Catalog {
     pub fn commitments_of(&self, events: &[EventRow]) -> Result<Commitments> {
         let mut out = Commitments::default();
         for event in events {
-            let detail: serde_json::Value =
-                serde_json::from_str(&event.detail).unwrap_or(serde_json::Value::Null);
-            let id_field = |field: &str| {
-                detail
-                    .get(field)
-                    .and_then(|v| v.as_str())
-                    .and_then(Blake3Digest::parse_hex)
-            };
-            match event.kind.as_str() {
-                "ingest" => {
-                    if let Some(id) = id_field("record") {
-                        out.records
-                            .insert(id, (event.subject.clone(), Some(event.seq)));
-                    }
+            match named_object(&event.kind, &event.detail) {
+                Some(NamedObject::Record(id)) => {
+                    out.records
+                        .insert(id, (event.subject.clone(), Some(event.seq)));
                 }
-                "rerun" => {
-                    if let Some(id) = id_field("attestation") {
-                        out.attestations
-                            .insert(id, (event.subject.clone(), Some(event.seq)));
-                    }
+                Some(NamedObject::Attestation(id)) => {
+                    out.attestations
+                        .insert(id, (event.subject.clone(), Some(event.seq)));
                 }
-                "forget" => {
-                    if let Some(id) = id_field("id") {
-                        out.forgotten.insert(id);
-                        out.forget_logged.insert(id);
-                    }
+                Some(NamedObject::Forgotten(id)) => {
+                    out.forgotten.insert(id);
+                    out.forget_logged.insert(id);
                 }
-                "restore" => {
-                    if let Some(id) = id_field("id") {
-                        out.forgotten.remove(&id);
-                        out.forget_logged.insert(id);
-                    }
+                Some(NamedObject::Restored(id)) => {
+                    out.forgotten.remove(&id);
+                    out.forget_logged.insert(id);
                 }
-                _ => {}
+                None => {}
             }
         }
         for row in self.packets()? {
@@ -276,13 +233,13 @@ impl Catalog {
     }
 
     /// Acknowledge lost items in one write transaction: `choose` picks, from what is lost now
-    /// (given the store's commit `markers`), the items to forget and the detail of each one's
+    /// (given the store's commit `markers`), the items to forget and each one's
     /// `forget` event (or refuses); the events are appended before the transaction commits, so
     /// two concurrent `forget`s of one item cannot both succeed.
     pub fn forget(
         &mut self,
         markers: &crate::store::refs::Markers,
-        choose: impl FnOnce(&[LostItem]) -> Result<Vec<(LostItem, serde_json::Value)>>,
+        choose: impl FnOnce(&[LostItem]) -> Result<Vec<(LostItem, NewEvent)>>,
     ) -> Result<Vec<(LostItem, EventRow)>> {
         let wrap = sql_error(&self.path);
         if file_identity(&self.path).ok() != Some(self.identity) {
@@ -308,16 +265,8 @@ impl Catalog {
                 .collect();
             let lost = commitments.lost(&records, &attestations);
             let mut out = Vec::new();
-            for (item, detail) in choose(&lost)? {
-                let event = append_event(
-                    &self.conn,
-                    &NewEvent {
-                        kind: "forget".into(),
-                        subject: item.label.clone(),
-                        detail,
-                    },
-                )
-                .map_err(&wrap)?;
+            for (item, event) in choose(&lost)? {
+                let event = append_event(&self.conn, &event).map_err(&wrap)?;
                 out.push((item, event));
             }
             self.conn.execute_batch("COMMIT").map_err(&wrap)?;

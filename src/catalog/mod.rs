@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
+use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::format::record::PacketRecord;
 use crate::format::tree::{FileMeta, HashedFile};

@@ -255,21 +255,7 @@ impl Catalog {
         let (record_id, record) = make_record(version)?;
         let packet_id =
             insert_packet_rows(&tx, &record_id, &record, files, objects).map_err(&wrap)?;
-        append_event(
-            &tx,
-            &NewEvent {
-                kind: "ingest".into(),
-                subject: format!("{}@{}", record.name, record.version),
-                detail: serde_json::json!({
-                    "packet_tree_sha256": record.packet_tree_sha256.to_hex(),
-                    "tree": record.tree.to_hex(),
-                    "record": record_id.to_hex(),
-                    "files": record.file_count,
-                    "bytes": record.total_bytes,
-                }),
-            },
-        )
-        .map_err(&wrap)?;
+        append_event(&tx, &NewEvent::ingest(&record_id, &record)).map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;
         Ok(AddOutcome::Added(PacketRow {
             id: packet_id,

@@ -1,12 +1,18 @@
-//! Strict, deterministic CBOR for tree nodes, packet records and attestations.
+//! Strict, deterministic CBOR for tree nodes and packet records.
 //!
 //! evstore's structured objects are CBOR arrays (never maps), built and read as
 //! [`serde_cbor::Value`]. serde_cbor writes definite lengths and the shortest integer forms, so an
 //! encoding is a pure function of the value. [`decode_canonical`] accepts bytes only if encoding
 //! the decoded value gives back exactly the same bytes: any other spelling of the same value
 //! (indefinite lengths, long integer forms, tags, floats) is refused, so one value has one id.
+//!
+//! **Architecture Invariant:** this is the only module that names `serde_cbor`. The formats built
+//! on CBOR (tree nodes, packet records) use [`Value`] and the helpers here, so the CBOR library
+//! can be replaced in one file.
 
-use serde_cbor::Value;
+/// The CBOR value type every CBOR format is built from and read as (serde_cbor's, re-exported so
+/// that no other module names the library).
+pub use serde_cbor::Value;
 
 use crate::digest::{Blake3Digest, Sha256Digest};
 
@@ -182,6 +188,16 @@ pub fn int(n: i64) -> Value {
 /// A byte string value.
 pub fn bytes(b: &[u8]) -> Value {
     Value::Bytes(b.to_vec())
+}
+
+/// A boolean value.
+pub fn boolean(b: bool) -> Value {
+    Value::Bool(b)
+}
+
+/// An array value.
+pub fn array(items: Vec<Value>) -> Value {
+    Value::Array(items)
 }
 
 /// A text-or-null value.

@@ -239,6 +239,22 @@ pub enum Deviation {
 }
 
 impl Deviation {
+    /// The deviation's snake_case name (`out_of_order`, ...), as reports and attestations
+    /// store it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Deviation::OutOfOrder => "out_of_order",
+            Deviation::BinaryMarker => "binary_marker",
+            Deviation::UppercaseHex => "uppercase_hex",
+            Deviation::DotSlashPrefix => "dot_slash_prefix",
+            Deviation::BsdTag => "bsd_tag",
+            Deviation::CrlfLineEndings => "crlf_line_endings",
+            Deviation::NoFinalNewline => "no_final_newline",
+            Deviation::CommentOrEmptyLines => "comment_or_empty_lines",
+            Deviation::Whitespace => "whitespace",
+        }
+    }
+
     /// A short description for text reports.
     pub fn describe(self) -> &'static str {
         match self {

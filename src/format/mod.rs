@@ -2,9 +2,12 @@
 //! (docs/FORMAT.md has the byte-level description of each). Nothing here touches the file system:
 //! a format turns values into bytes and bytes back into values, or says exactly why it cannot.
 
+pub mod attestation;
 pub mod cbor;
+pub mod event;
 pub mod manifest;
 pub mod object;
 pub mod pack;
 pub mod record;
+pub mod references;
 pub mod tree;

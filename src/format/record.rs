@@ -9,10 +9,8 @@
 //!  source_path, note or null]
 //! ```
 
-use serde_cbor::Value;
-
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
-use crate::format::cbor::{self, Fields};
+use crate::format::cbor::{self, Fields, Value};
 
 const RECORD_TAG: &str = "evstore/packet";
 const RECORD_VERSION: u64 = 1;

@@ -16,11 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_cbor::Value;
-
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, Result};
-use crate::format::cbor::{self, Fields};
+use crate::format::cbor::{self, Fields, Value};
 use crate::format::manifest::{Manifest, ManifestEntry};
 use crate::scan::check_component_text;
 

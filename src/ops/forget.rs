@@ -6,10 +6,9 @@
 //! concurrent `forget`s of one item cannot both succeed. A lost packet takes its lost reruns with
 //! it.
 
-use serde_json::json;
-
-use crate::catalog::{Catalog, EventRow, LostItem};
+use crate::catalog::{Catalog, EventRow, LostItem, NewEvent};
 use crate::error::{Error, Result};
+use crate::format::event::ForgetDetail;
 use crate::store::refs::Refs;
 use crate::store::Store;
 
@@ -89,13 +88,16 @@ pub fn forget(
         Ok(chosen
             .into_iter()
             .map(|l| {
-                let detail = json!({
-                    "kind": l.kind,
-                    "id": l.id,
-                    "committed_by_event": l.committed_by_event,
-                    "reason": reason,
-                });
-                (l, detail)
+                let event = NewEvent::forget(
+                    &l.label,
+                    &ForgetDetail {
+                        item_kind: l.kind,
+                        id: &l.id,
+                        committed_by_event: l.committed_by_event,
+                        reason,
+                    },
+                );
+                (l, event)
             })
             .collect())
     })?;

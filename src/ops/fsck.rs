@@ -23,15 +23,14 @@ use std::io;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::{
-    event_hash, Catalog, EventRow, LostItem, ObjectRow, PacketRow, RunRow, GENESIS_HASH,
-};
+use crate::catalog::{Catalog, EventRow, LostItem, ObjectRow, PacketRow, RunRow};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{IoContext, Result};
+use crate::format::attestation::{decode_summary, AttestationSummary};
+use crate::format::event::{event_hash, GENESIS_HASH};
 use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
 use crate::format::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
-use crate::ops::rerun::{decode_attestation, AttestationSummary};
 use crate::progress::Progress;
 use crate::store::refs::{Markers, Refs};
 use crate::store::{ListedObject, ObjectLocation, Store};
@@ -112,7 +111,7 @@ pub(super) fn check_object(
                 .read_small_object_at(id, location)
                 .map_err(|e| e.to_string())?;
             Checked::Attestation(Box::new(
-                decode_attestation(&bytes).map_err(|r| format!("bad attestation: {r}"))?,
+                decode_summary(&bytes).map_err(|r| format!("bad attestation: {r}"))?,
             ))
         }
     };

@@ -35,107 +35,20 @@ use serde::Serialize;
 use crate::catalog::{Catalog, MirrorRow};
 use crate::digest::{sha256_of, Sha256Digest};
 use crate::error::{Error, ErrorClass, IoContext, Result};
+use crate::format::attestation::RecordedVerdict;
+use crate::format::event::KbVerifyOutcome;
 use crate::format::manifest::Manifest;
+use crate::format::references;
 use crate::gate::drift::DriftClass;
 use crate::gate::{self, read_seal_in, GateReport, Side, Verdict};
 use crate::progress::Progress;
-use crate::scan::{check_rel_path, refuse_symlink, walk, RootDir, SEAL_FILE_NAME};
+use crate::scan::{refuse_symlink, walk, RootDir, SEAL_FILE_NAME};
 use crate::store::Store;
 use crate::text::EscapePath;
 
-/// The references file of a packet folder in a KB.
-pub const REFERENCES_FILE_NAME: &str = "KB_REFERENCES.txt";
-
-/// The folder at the top of a KB where mirrors stage packets before renaming them into place.
-pub const STAGING_DIR_NAME: &str = ".evstore-staging";
-
-/// One line of a references file: the packet file `path`, whose bytes (SHA-256 `sha256`) are at
-/// `kb_path`, relative to the KB root.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Reference {
-    /// SHA-256 of the bytes.
-    pub sha256: Sha256Digest,
-    /// The file's path in the packet.
-    pub path: String,
-    /// Where the identical bytes live, relative to the KB root.
-    pub kb_path: String,
-}
-
-/// The canonical text of a references file: `<sha256>\t<path>\t<kb_path>\n` per reference,
-/// sorted by path bytes. Tabs cannot occur in paths (control characters are refused).
-pub fn references_text(references: &[Reference]) -> String {
-    let mut sorted: Vec<&Reference> = references.iter().collect();
-    sorted.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut out = String::new();
-    for r in sorted {
-        out.push_str(&format!("{}\t{}\t{}\n", r.sha256, r.path, r.kb_path));
-    }
-    out
-}
-
-/// Parse a references file strictly: exactly the canonical text, or an error naming the line.
-///
-/// # Errors
-///
-/// [`Error::UntrustedSeal`], naming the line, for anything but the canonical text.
-pub fn parse_references(bytes: &[u8], origin: &Path) -> Result<Vec<Reference>> {
-    let bad = |line: usize, reason: String| Error::UntrustedSeal {
-        path: origin.to_path_buf(),
-        line,
-        reason,
-    };
-    if bytes.is_empty() {
-        return Err(bad(1, "the references file is empty".into()));
-    }
-    if !bytes.ends_with(b"\n") {
-        let line = bytes.split(|&b| b == b'\n').count();
-        return Err(bad(line, "last line does not end with a newline".into()));
-    }
-    let mut out: Vec<Reference> = Vec::new();
-    for (index, raw) in bytes[..bytes.len() - 1].split(|&b| b == b'\n').enumerate() {
-        let line = index + 1;
-        let text =
-            std::str::from_utf8(raw).map_err(|_| bad(line, "line is not valid UTF-8".into()))?;
-        let fields: Vec<&str> = text.split('\t').collect();
-        let [sha, path, kb_path] = fields[..] else {
-            return Err(bad(
-                line,
-                "not of the form '<sha256>\\t<path>\\t<kb path>'".into(),
-            ));
-        };
-        let sha256 = Sha256Digest::parse_hex(sha)
-            .ok_or_else(|| bad(line, "digest is not 64 lowercase hex digits".into()))?;
-        check_rel_path(path).map_err(|reason| bad(line, format!("path: {reason}")))?;
-        check_kb_rel_path(kb_path).map_err(|reason| bad(line, format!("kb path: {reason}")))?;
-        if let Some(previous) = out.last() {
-            if previous.path.as_str() >= path {
-                return Err(bad(
-                    line,
-                    format!("duplicate or out of canonical order: {path:?}"),
-                ));
-            }
-        }
-        out.push(Reference {
-            sha256,
-            path: path.to_string(),
-            kb_path: kb_path.to_string(),
-        });
-    }
-    Ok(out)
-}
-
-/// A path relative to the KB root: a valid packet path that does not enter the staging folder.
-///
-/// # Errors
-///
-/// The reason, as text, when `path` is not a valid packet path or enters the staging folder.
-pub fn check_kb_rel_path(path: &str) -> std::result::Result<(), String> {
-    check_rel_path(path)?;
-    if path == STAGING_DIR_NAME || path.starts_with(&format!("{STAGING_DIR_NAME}/")) {
-        return Err(format!("{STAGING_DIR_NAME} is reserved for staging"));
-    }
-    Ok(())
-}
+pub use crate::format::references::{
+    check_kb_rel_path, Reference, REFERENCES_FILE_NAME, STAGING_DIR_NAME,
+};
 
 /// What a KB-relative path is on disk.
 #[derive(Debug, PartialEq, Eq)]
@@ -402,7 +315,7 @@ fn take_references_file(
     observed.remove_file(REFERENCES_FILE_NAME);
     let references_path = dir.display_path(REFERENCES_FILE_NAME);
     match read_seal_in(dir, REFERENCES_FILE_NAME)
-        .and_then(|bytes| parse_references(&bytes, &references_path))
+        .and_then(|bytes| references::decode(&bytes, &references_path))
     {
         Ok(parsed) => Ok(parsed),
         Err(err) => {
@@ -1083,23 +996,26 @@ fn log_kb_verify_event(
     catalog: &mut Catalog,
     report: &KbReport,
 ) -> std::result::Result<(), String> {
-    let verdict = match report.verdict {
-        Verdict::Pass => "PASS",
-        Verdict::Fail => "FAIL",
+    let recorded_verdict = match report.verdict {
+        Verdict::Pass => RecordedVerdict::Pass,
+        Verdict::Fail => RecordedVerdict::Fail,
     };
     match catalog.access().clone() {
         crate::catalog::CatalogAccess::ReadWrite => catalog
-            .log_event(&crate::catalog::NewEvent {
-                kind: "kb-verify".into(),
-                subject: report.kb.display().to_string(),
-                detail: serde_json::json!({
-                    "verdict": verdict,
-                    "packets_checked": report.packets_checked,
-                    "packets_failed": report.packets_failed,
-                    "failed": report.packets.iter().filter(|p| p.verdict == Verdict::Fail)
-                        .map(|p| p.folder.clone()).collect::<Vec<_>>(),
-                }),
-            })
+            .log_event(&crate::catalog::NewEvent::kb_verify(
+                &report.kb,
+                &KbVerifyOutcome {
+                    verdict: recorded_verdict,
+                    packets_checked: report.packets_checked,
+                    packets_failed: report.packets_failed,
+                    failed: report
+                        .packets
+                        .iter()
+                        .filter(|p| p.verdict == Verdict::Fail)
+                        .map(|p| p.folder.clone())
+                        .collect(),
+                },
+            ))
             .map(|_| ())
             .map_err(|err| err.to_string()),
         crate::catalog::CatalogAccess::ReadOnly(reason)
@@ -1113,48 +1029,6 @@ fn log_kb_verify_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reference(path: &str, kb_path: &str) -> Reference {
-        Reference {
-            sha256: sha256_of(path.as_bytes()),
-            path: path.into(),
-            kb_path: kb_path.into(),
-        }
-    }
-
-    #[test]
-    fn references_round_trip_and_sort() {
-        let refs = vec![
-            reference("validator/v.py", "other/validator/v.py"),
-            reference("a b.txt", "x/a b.txt"),
-        ];
-        let text = references_text(&refs);
-        let parsed = parse_references(text.as_bytes(), Path::new("r")).unwrap();
-        assert_eq!(parsed[0].path, "a b.txt");
-        assert_eq!(parsed[1].path, "validator/v.py");
-        assert_eq!(references_text(&parsed), text);
-    }
-
-    #[test]
-    fn references_are_parsed_strictly() {
-        let sha = "a".repeat(64);
-        for (text, line) in [
-            (String::new(), 1),
-            (format!("{sha}\tx\ty"), 1),
-            (format!("{sha}\tx\n{sha}\tx\ty\n"), 1),
-            (format!("{sha}\tb\ty\n{sha}\ta\ty\n"), 2),
-            (format!("{sha}\ta\t../y\n"), 1),
-            (format!("{sha}\ta\t/etc/passwd\n"), 1),
-            (format!("{sha}\ta\t.evstore-staging/x\n"), 1),
-            (format!("{}\ta\ty\n", "A".repeat(64)), 1),
-            (format!("{sha}\ta\ty\r\n"), 1),
-        ] {
-            match parse_references(text.as_bytes(), Path::new("r")) {
-                Err(Error::UntrustedSeal { line: got, .. }) => assert_eq!(got, line, "{text:?}"),
-                other => panic!("{text:?} gave {other:?}"),
-            }
-        }
-    }
 
     #[test]
     fn the_first_packet_folder_below_is_the_first_in_path_order_and_never_through_a_symlink() {

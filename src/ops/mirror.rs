@@ -32,15 +32,17 @@ use serde::Serialize;
 use crate::catalog::{Catalog, MirrorFile, MirrorRow, NewEvent, NewMirror, PacketRow};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::format::event::MirrorPublication;
 use crate::format::manifest::Manifest;
 use crate::format::record::PacketRecord;
+use crate::format::references::{self, check_kb_rel_path, Reference, REFERENCES_FILE_NAME};
 use crate::format::tree::{manifest_of, HashedFile};
 use crate::gate::{Side, Verdict};
 use crate::ops::export::sync_folder;
 use crate::ops::ingest::sha256_in;
 use crate::ops::kb::{
-    canonical_kb, check_kb_rel_path, check_packet_folder, references_text, resolve_in_kb, KbPath,
-    PublishLock, Reference, StoreView, REFERENCES_FILE_NAME, STAGING_DIR_NAME,
+    canonical_kb, check_packet_folder, resolve_in_kb, KbPath, PublishLock, StoreView,
+    STAGING_DIR_NAME,
 };
 use crate::packet::verified_files;
 use crate::progress::Progress;
@@ -417,7 +419,7 @@ impl<'a> MirrorTarget<'a> {
         if !references.is_empty() {
             write_metadata(
                 &staged.join(REFERENCES_FILE_NAME),
-                references_text(&references).as_bytes(),
+                references::encode(&references).as_bytes(),
             )?;
         }
         sync_tree(staged)?;
@@ -801,7 +803,7 @@ fn present_files(files: &[HashedFile], folder: &Path, rel_path: &str) -> Result<
         Ok(_) => {
             let path = folder.join(REFERENCES_FILE_NAME);
             let bytes = crate::gate::read_seal_bytes(&path)?;
-            crate::ops::kb::parse_references(&bytes, &path)?
+            references::decode(&bytes, &path)?
         }
         Err(_) => Vec::new(),
     };
@@ -833,20 +835,19 @@ fn record_mirror(
     files: Vec<MirrorFile>,
     action: &str,
 ) -> Result<()> {
-    let counts = |kind: &str| files.iter().filter(|f| f.stored_as == kind).count();
-    let event = NewEvent {
-        kind: "mirror".into(),
-        subject: format!("{kb_key}/{rel_path}"),
-        detail: serde_json::json!({
-            "packet": format!("{}@{}", row.record.name, row.record.version),
-            "packet_tree_sha256": row.record.packet_tree_sha256,
-            "action": action,
-            "dedup": dedup.name(),
-            "copied": counts("copy"),
-            "hardlinked": counts("hardlink"),
-            "referenced": counts("reference"),
+    let counts = |kind: &str| files.iter().filter(|f| f.stored_as == kind).count() as u64;
+    let event = NewEvent::mirror(
+        &format!("{kb_key}/{rel_path}"),
+        &format!("{}@{}", row.record.name, row.record.version),
+        &row.record.packet_tree_sha256,
+        action,
+        Some(&MirrorPublication {
+            dedup: dedup.name(),
+            copied: counts("copy"),
+            hardlinked: counts("hardlink"),
+            referenced: counts("reference"),
         }),
-    };
+    );
     catalog.add_mirror(
         &NewMirror {
             kb_root: kb_key.to_string(),
@@ -869,10 +870,12 @@ fn log_mirror(
     sha: &Sha256Digest,
     action: &str,
 ) -> Result<()> {
-    catalog.log_event(&NewEvent {
-        kind: "mirror".into(),
-        subject: format!("{kb_key}/{rel_path}"),
-        detail: serde_json::json!({"packet": label, "packet_tree_sha256": sha, "action": action}),
-    })?;
+    catalog.log_event(&NewEvent::mirror(
+        &format!("{kb_key}/{rel_path}"),
+        label,
+        sha,
+        action,
+        None,
+    ))?;
     Ok(())
 }

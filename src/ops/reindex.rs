@@ -24,8 +24,9 @@ use crate::catalog::{
 };
 use crate::digest::Blake3Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::format::attestation::AttestationSummary;
+use crate::format::event::ReindexCounts;
 use crate::format::record::PacketRecord;
-use crate::ops::rerun::AttestationSummary;
 use crate::progress::Progress;
 use crate::store::refs::{Markers, Refs};
 use crate::store::{ListedObject, Store};
@@ -529,11 +530,8 @@ impl Rebuild<'_> {
     /// A `restore` event and a restored marker for every forgotten item indexed again.
     fn log_restores(&mut self, refs: &Refs) -> Result<()> {
         for (kind, id, label) in &self.restored {
-            self.catalog.log_event(&NewEvent {
-                kind: "restore".into(),
-                subject: label.clone(),
-                detail: serde_json::json!({ "kind": kind, "id": id.to_hex() }),
-            })?;
+            self.catalog
+                .log_event(&NewEvent::restore(label, kind, id))?;
             if let Err(err) = refs.mark_restored(id) {
                 self.report.skipped_corrupt.push(err.to_string());
             }
@@ -563,18 +561,17 @@ impl Rebuild<'_> {
 
     /// The `reindex` event that closes the rebuilt log.
     fn log_reindex_event(&mut self) -> Result<()> {
-        self.catalog.log_event(&NewEvent {
-            kind: "reindex".into(),
-            subject: self.store.root().display().to_string(),
-            detail: serde_json::json!({
-                "packets": self.report.packets,
-                "runs": self.report.runs,
-                "objects": self.report.objects,
-                "skipped": self.report.skipped_corrupt.len(),
-                "lost": self.report.lost.len(),
-                "carried_events": self.report.carried_events,
-            }),
-        })?;
+        self.catalog.log_event(&NewEvent::reindex(
+            self.store.root(),
+            &ReindexCounts {
+                packets: self.report.packets,
+                runs: self.report.runs,
+                objects: self.report.objects,
+                skipped: self.report.skipped_corrupt.len() as u64,
+                lost: self.report.lost.len() as u64,
+                carried_events: self.report.carried_events,
+            },
+        ))?;
         Ok(())
     }
 }

@@ -24,6 +24,11 @@ use serde::Serialize;
 use crate::catalog::{Catalog, NewEvent, NewRun, PacketRow};
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
+use crate::format::attestation::{
+    Attestation, AttestedCounts, AttestedDiff, AttestedExpectation, AttestedFile,
+    AttestedFileFacts, AttestedFirstDifference, AttestedRun, AttestedSeal, AttestedSide,
+    AttestedSideKind, EnvironmentMode, FileStatus, FormatTag, RecordedVerdict, Relation,
+};
 use crate::format::object::ObjectKind;
 use crate::gate::{self, GateReport, Side, Verdict};
 use crate::interrupt::{on_interrupt, Cleanup};
@@ -556,8 +561,14 @@ fn tail(log: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Store the report as an attestation object (JSON with sorted keys, format
-/// `evstore/attestation/1`) and record it in the catalog with a `rerun` event. Returns its id.
+/// Store the report as an attestation object (`format::attestation`, `evstore/attestation/1`)
+/// and record it in the catalog with a `rerun` event. Returns its id.
+///
+/// # Errors
+///
+/// [`Error::Usage`] if the report cannot be stored as an attestation (a working directory or
+/// `--keep` path that is not UTF-8); the store's and the catalog's errors if writing fails;
+/// [`Error::Interrupted`] if a signal arrived before the attestation was published.
 pub fn attest(
     store: &Store,
     catalog: &mut Catalog,
@@ -565,14 +576,11 @@ pub fn attest(
     packet_id: Option<i64>,
     ingested: Option<&str>,
 ) -> Result<Blake3Digest> {
-    let mut value = serde_json::to_value(report)
-        .map_err(|err| Error::Usage(format!("cannot encode the attestation: {err}")))?;
     let time_unix_nanos = crate::now_unix_nanos();
-    value["format"] = serde_json::json!(ATTESTATION_FORMAT);
-    value["tool_version"] = serde_json::json!(crate::TOOL_VERSION);
-    value["time_unix_nanos"] = serde_json::json!(time_unix_nanos);
-    value["ingested"] = serde_json::json!(ingested);
-    let payload = value.to_string().into_bytes();
+    let attestation = attestation_of(report, ingested, time_unix_nanos)?;
+    let payload = attestation
+        .encode()
+        .map_err(|err| Error::Usage(format!("cannot encode the attestation: {err}")))?;
     let id = blake3_of(&payload);
     let refs = crate::store::refs::Refs::for_writer(store)?;
     refs.ensure(catalog)?;
@@ -582,41 +590,27 @@ pub fn attest(
     // is published, its `runs` row is committed too.
     crate::interrupt::check()?;
     batch.commit()?;
-    let verdict = match report.verdict {
-        Verdict::Pass => "PASS",
-        Verdict::Fail => "FAIL",
-    };
-    let observed: Vec<Option<Sha256Digest>> =
-        report.runs.iter().map(|r| r.observed_sha256).collect();
-    let summary = run_summary(
-        report.packet.as_deref(),
-        &report.command,
-        &observed,
-        ingested,
-    );
+    let run_summary = attestation.run_summary();
     catalog.add_run(
         &NewRun {
             packet_id,
             expected_sha256: report.expected_sha256,
             attestation: id,
             attestation_size: payload.len() as u64,
-            verdict: verdict.into(),
+            verdict: attestation.verdict.name().into(),
             time_unix_nanos,
-            summary: summary.clone(),
+            summary: run_summary.to_json(),
         },
-        &NewEvent {
-            kind: "rerun".into(),
-            subject: report
+        &NewEvent::rerun(
+            &report
                 .packet
                 .clone()
                 .unwrap_or_else(|| report.expected_sha256.to_hex()),
-            detail: serde_json::json!({
-                "verdict": verdict,
-                "attestation": id,
-                "expected_sha256": report.expected_sha256,
-                "summary": summary,
-            }),
-        },
+            attestation.verdict,
+            &id,
+            &report.expected_sha256,
+            &run_summary,
+        ),
     )?;
     refs.mark_run(&id, &report.expected_sha256.to_hex())
         .map_err(|err| {
@@ -628,91 +622,166 @@ pub fn attest(
     Ok(id)
 }
 
-/// The `format` value of every attestation object this version writes.
-pub const ATTESTATION_FORMAT: &str = "evstore/attestation/1";
-
-/// The summary of a rerun kept in the catalog's `runs` row (and its `rerun` event), so that
-/// `evstore runs` can list reruns without reading attestation objects.
-fn run_summary(
-    packet: Option<&str>,
-    command: &[String],
-    observed: &[Option<Sha256Digest>],
+/// The attestation of a rerun report, field by field: the stored format is
+/// `format::attestation`'s, so a change to the report (or the gate's report it embeds) cannot
+/// change it unnoticed.
+fn attestation_of(
+    report: &RerunReport,
     ingested: Option<&str>,
-) -> serde_json::Value {
-    serde_json::json!({
-        "packet": packet,
-        "command": command,
-        "runs": observed.len(),
-        "observed": observed,
-        "ingested": ingested,
+    time_unix_nanos: u64,
+) -> Result<Attestation> {
+    Ok(Attestation {
+        format: FormatTag,
+        verdict: recorded_verdict(report.verdict),
+        packet: report.packet.clone(),
+        expected_sha256: report.expected_sha256,
+        command: report.command.clone(),
+        cwd: utf8_path(&report.cwd)?,
+        environment_mode: match report.environment_mode {
+            "controlled" => EnvironmentMode::Controlled,
+            "inherited" => EnvironmentMode::Inherited,
+            other => {
+                return Err(Error::Usage(format!(
+                    "cannot encode the attestation: unknown environment mode {other:?}"
+                )))
+            }
+        },
+        environment: report.environment.clone(),
+        runs: report
+            .runs
+            .iter()
+            .map(|run| AttestedRun {
+                run: run.run,
+                exit_code: run.exit_code,
+                signal: run.signal,
+                timed_out: run.timed_out,
+                duration_ms: run.duration_ms,
+                observed_sha256: run.observed_sha256,
+                files: run.files,
+                failure: run.failure.clone(),
+                output_tail: run.output_tail.clone(),
+            })
+            .collect(),
+        nondeterministic: report.nondeterministic,
+        varying_files: report.varying_files.clone(),
+        reasons: report.reasons.clone(),
+        diff: report.diff.as_ref().map(attested_diff).transpose()?,
+        kept: report.kept.as_deref().map(utf8_path).transpose()?,
+        ingested: ingested.map(String::from),
+        tool_version: crate::TOOL_VERSION.to_string(),
+        time_unix_nanos,
     })
 }
 
-/// What the catalog's `runs` row says about an attestation, taken back from the object itself
-/// (`reindex` rebuilds `runs` from these; `fsck` checks each `runs` row against one).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AttestationSummary {
-    /// The packet rerun (`NAME@N`), if it was stored.
-    pub packet: Option<String>,
-    /// The packet_tree_sha256 expected.
-    pub expected_sha256: Sha256Digest,
-    /// `PASS` or `FAIL`.
-    pub verdict: String,
-    /// When the rerun was attested.
-    pub time_unix_nanos: u64,
-    /// The summary the `runs` row holds.
-    pub summary: serde_json::Value,
+/// A path as the attestation stores it: UTF-8 text, or the error the attestation always gave.
+fn utf8_path(path: &Path) -> Result<String> {
+    path.to_str().map(String::from).ok_or_else(|| {
+        Error::Usage("cannot encode the attestation: path contains invalid UTF-8 characters".into())
+    })
 }
 
-/// Read back the fields of an attestation object's payload that the catalog indexes. Strict:
-/// anything but the `evstore/attestation/1` shape of `docs/FORMAT.md` is refused with a reason.
-pub fn decode_attestation(payload: &[u8]) -> std::result::Result<AttestationSummary, String> {
-    use serde_json::Value;
-    let value: Value = serde_json::from_slice(payload).map_err(|err| format!("not JSON: {err}"))?;
-    if value["format"] != ATTESTATION_FORMAT {
-        return Err(format!("`format` is not \"{ATTESTATION_FORMAT}\""));
+fn recorded_verdict(verdict: Verdict) -> RecordedVerdict {
+    match verdict {
+        Verdict::Pass => RecordedVerdict::Pass,
+        Verdict::Fail => RecordedVerdict::Fail,
     }
-    let optional_string = |key: &str| match &value[key] {
-        Value::Null => Ok(None),
-        Value::String(text) => Ok(Some(text.clone())),
-        _ => Err(format!("`{key}` is neither a string nor null")),
+}
+
+/// The gate's report as the attestation stores it.
+fn attested_diff(report: &GateReport) -> Result<AttestedDiff> {
+    let side = |side: &gate::SideSummary| AttestedSide {
+        kind: match side.kind {
+            gate::SideKind::Folder => AttestedSideKind::Folder,
+            gate::SideKind::Seal => AttestedSideKind::Seal,
+            gate::SideKind::Packet => AttestedSideKind::Packet,
+        },
+        label: side.label.clone(),
+        packet_tree_sha256: side.packet_tree_sha256,
+        files: side.files,
+        not_regular: side
+            .not_regular
+            .iter()
+            .map(|(kind, count)| (kind.to_string(), *count))
+            .collect(),
+        seal: side.seal.as_ref().map(|seal| AttestedSeal {
+            sha256: seal.sha256,
+            canonical: seal.canonical,
+            deviations: seal
+                .deviations
+                .iter()
+                .map(|d| d.name().to_string())
+                .collect(),
+        }),
     };
-    let packet = optional_string("packet")?;
-    let ingested = optional_string("ingested")?;
-    let expected_sha256 = value["expected_sha256"]
-        .as_str()
-        .and_then(Sha256Digest::parse_hex)
-        .ok_or("`expected_sha256` is not 64 lowercase hex digits")?;
-    let verdict = match value["verdict"].as_str() {
-        Some(verdict @ ("PASS" | "FAIL")) => verdict.to_string(),
-        _ => return Err("`verdict` is neither \"PASS\" nor \"FAIL\"".into()),
+    let facts = |file: &gate::SideFile| AttestedFileFacts {
+        sha256: file.sha256,
+        size: file.size,
+        executable: file.executable,
     };
-    let time_unix_nanos = value["time_unix_nanos"]
-        .as_u64()
-        .ok_or("`time_unix_nanos` is not an unsigned integer")?;
-    let command: Vec<String> = value["command"]
-        .as_array()
-        .and_then(|args| args.iter().map(|a| a.as_str().map(String::from)).collect())
-        .ok_or("`command` is not a list of strings")?;
-    let observed: Vec<Option<Sha256Digest>> = value["runs"]
-        .as_array()
-        .ok_or("`runs` is not a list")?
+    let files = report
+        .files
         .iter()
-        .map(|run| match &run["observed_sha256"] {
-            Value::Null => Ok(None),
-            Value::String(hex) => Sha256Digest::parse_hex(hex)
-                .map(Some)
-                .ok_or("a run's `observed_sha256` is not 64 lowercase hex digits"),
-            _ => Err("a run's `observed_sha256` is neither a string nor null"),
+        .map(|file| {
+            Ok(AttestedFile {
+                path: file.path.clone(),
+                status: match file.status {
+                    "ok" => FileStatus::Ok,
+                    "fail" => FileStatus::Fail,
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "cannot encode the attestation: unknown file status {other:?}"
+                        )))
+                    }
+                },
+                classes: file.classes.iter().map(|c| c.name().to_string()).collect(),
+                expected: file.expected.as_ref().map(facts),
+                observed: file.observed.as_ref().map(facts),
+                observed_kind: file.observed_kind.map(String::from),
+                first_difference: file.first_difference.as_ref().map(|first| {
+                    AttestedFirstDifference {
+                        offset: first.offset,
+                        excerpt_offset: first.excerpt_offset,
+                        expected_hex: first.expected_hex.clone(),
+                        observed_hex: first.observed_hex.clone(),
+                        expected_text: first.expected_text.clone(),
+                        observed_text: first.observed_text.clone(),
+                    }
+                }),
+                note: file.note.clone(),
+            })
         })
-        .collect::<std::result::Result<_, _>>()?;
-    let summary = run_summary(packet.as_deref(), &command, &observed, ingested.as_deref());
-    Ok(AttestationSummary {
-        packet,
-        expected_sha256,
-        verdict,
-        time_unix_nanos,
-        summary,
+        .collect::<Result<_>>()?;
+    Ok(AttestedDiff {
+        verdict: recorded_verdict(report.verdict),
+        expected: side(&report.expected),
+        observed: side(&report.observed),
+        counts: AttestedCounts {
+            files: report.counts.files,
+            ok: report.counts.ok,
+            failed: report.counts.failed,
+            classes: report
+                .counts
+                .classes
+                .iter()
+                .map(|(class, count)| (class.name().to_string(), *count))
+                .collect(),
+        },
+        files,
+        subtrees_skipped: report.subtrees_skipped.clone(),
+        notes: report.notes.clone(),
+        expectations: report
+            .expectations
+            .iter()
+            .map(|e| AttestedExpectation {
+                relation: match e.relation {
+                    gate::Relation::Equal => Relation::Equal,
+                    gate::Relation::Differ => Relation::Differ,
+                },
+                sha256: e.sha256,
+                actual: e.actual,
+                holds: e.holds,
+            })
+            .collect(),
     })
 }
 
@@ -936,76 +1005,4 @@ pub fn rerun_and_record(
         attestation,
         ingested,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn attestation() -> serde_json::Value {
-        serde_json::json!({
-            "format": ATTESTATION_FORMAT,
-            "verdict": "FAIL",
-            "packet": "p@2",
-            "expected_sha256": "ab".repeat(32),
-            "command": ["sh", "-c", "true"],
-            "runs": [{"observed_sha256": "cd".repeat(32)}, {"observed_sha256": null}],
-            "ingested": null,
-            "time_unix_nanos": 7,
-        })
-    }
-
-    #[test]
-    fn decode_attestation_takes_back_what_the_runs_row_holds() {
-        let payload = attestation().to_string();
-        let decoded = decode_attestation(payload.as_bytes()).expect("valid attestation");
-        assert_eq!(decoded.packet.as_deref(), Some("p@2"));
-        assert_eq!(decoded.expected_sha256.to_hex(), "ab".repeat(32));
-        assert_eq!(decoded.verdict, "FAIL");
-        assert_eq!(decoded.time_unix_nanos, 7);
-        assert_eq!(
-            decoded.summary,
-            serde_json::json!({
-                "packet": "p@2",
-                "command": ["sh", "-c", "true"],
-                "runs": 2,
-                "observed": ["cd".repeat(32), null],
-                "ingested": null,
-            })
-        );
-    }
-
-    #[test]
-    fn decode_attestation_refuses_every_malformed_field() {
-        let cases: [(&str, serde_json::Value, &str); 7] = [
-            (
-                "format",
-                serde_json::json!("evstore/attestation/2"),
-                "format",
-            ),
-            ("verdict", serde_json::json!("pass"), "verdict"),
-            ("packet", serde_json::json!(3), "packet"),
-            (
-                "expected_sha256",
-                serde_json::json!("AB".repeat(32)),
-                "expected_sha256",
-            ),
-            ("time_unix_nanos", serde_json::json!(-1), "time_unix_nanos"),
-            ("command", serde_json::json!(["sh", 1]), "command"),
-            (
-                "runs",
-                serde_json::json!([{"observed_sha256": "x"}]),
-                "observed_sha256",
-            ),
-        ];
-        for (key, bad, named) in cases {
-            let mut value = attestation();
-            value[key] = bad;
-            let err = decode_attestation(value.to_string().as_bytes())
-                .expect_err("a malformed attestation is refused");
-            assert!(err.contains(named), "{key}: {err}");
-        }
-        let err = decode_attestation(b"{not json").expect_err("not JSON");
-        assert!(err.starts_with("not JSON"), "{err}");
-    }
 }

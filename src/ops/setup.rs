@@ -9,8 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use crate::catalog::{Catalog, NewEvent};
 use crate::error::{Error, Result};
 use crate::ops::ingest::{ingest, IngestConfig, IngestReport};
@@ -38,11 +36,7 @@ pub fn create_store(root: &Path) -> Result<Store> {
 /// Catalog errors (with the path) creating the catalog or writing the event.
 pub fn prepare_new_catalog(root: &Path, staged: &Path) -> Result<()> {
     let mut catalog = Catalog::open(&staged.join(crate::store::CATALOG_FILE_NAME))?;
-    catalog.log_event(&NewEvent {
-        kind: "init".into(),
-        subject: root.display().to_string(),
-        detail: json!({"tool_version": crate::TOOL_VERSION}),
-    })?;
+    catalog.log_event(&NewEvent::init(root, crate::TOOL_VERSION))?;
     Ok(())
 }
 

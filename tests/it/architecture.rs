@@ -33,18 +33,7 @@ const SQL_OUTSIDE_CATALOG: &[Allowed] = &[Allowed {
 }];
 
 /// `serde_cbor` named outside `src/format/cbor.rs` today.
-const SERDE_CBOR_OUTSIDE_FORMAT_CBOR: &[Allowed] = &[
-    Allowed {
-        file: "src/format/record.rs",
-        what: "serde_cbor",
-        why: "TODO(merge): engineer B confines serde_cbor to format/cbor.rs",
-    },
-    Allowed {
-        file: "src/format/tree.rs",
-        what: "serde_cbor",
-        why: "TODO(merge): engineer B confines serde_cbor to format/cbor.rs",
-    },
-];
+const SERDE_CBOR_OUTSIDE_FORMAT_CBOR: &[Allowed] = &[];
 
 /// Imports that point up the layers (or from `gate` to the catalog) today: `what` is the
 /// imported module.

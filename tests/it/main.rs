@@ -5,6 +5,7 @@
 
 mod architecture;
 mod drift_seal;
+mod fixture_store;
 mod foundation;
 mod gate;
 mod golden;

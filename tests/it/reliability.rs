@@ -164,11 +164,10 @@ fn reindex_refuses_while_the_catalog_is_open_and_a_replaced_catalog_takes_no_wri
     fs::rename(&path, sb.path("moved.sqlite")).unwrap();
     fs::copy(sb.path("moved.sqlite"), &path).unwrap();
     let err = stale
-        .log_event(&evstore::catalog::NewEvent {
-            kind: "ingest".into(),
-            subject: "late".into(),
-            detail: serde_json::json!({}),
-        })
+        .log_event(&evstore::catalog::NewEvent::init(
+            std::path::Path::new("late"),
+            "0",
+        ))
         .unwrap_err();
     assert!(err.to_string().contains("catalog was replaced"), "{err}");
 }
