@@ -284,7 +284,7 @@ impl Catalog {
         let dir = std::fs::File::open(dir_path).at(dir_path, "cannot open")?;
         match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(CatalogExclusiveLock { _dir: dir }),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Usage(format!(
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Busy(format!(
                 "{}: the catalog is open in another evstore process; run {command} again when \
                  no evstore command uses this store",
                 path.escaped()
@@ -531,7 +531,7 @@ impl Catalog {
             self.conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0));
         if self.sql(busy)? != 0 {
-            return Err(Error::Usage(format!(
+            return Err(Error::Busy(format!(
                 "{}: the catalog is in use; its log could not be checkpointed",
                 self.path.escaped()
             )));
@@ -566,7 +566,7 @@ impl Catalog {
             let now = std::time::Instant::now();
             let until = *deadline.get_or_insert(now + timeout);
             if now >= until {
-                return Err(Error::Usage(format!(
+                return Err(Error::Busy(format!(
                     "{}: gave up waiting for the catalog lock (an flock on this folder) after \
                      {} s: another evstore process (reindex, or a reader of a store it cannot \
                      write) held it all that time; run the command again when it has finished",

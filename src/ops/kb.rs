@@ -979,7 +979,7 @@ pub fn gc_staging(kb_dir: &Path) -> Result<GcStagingReport> {
     match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(rustix::io::Errno::WOULDBLOCK) => {
-            return Err(Error::Usage(format!(
+            return Err(Error::Busy(format!(
             "{}: a mirror into this KB is in progress; run `kb gc-staging` again when none runs",
             staging.escaped()
         )))

@@ -566,7 +566,7 @@ pub fn attest(
     ingested: Option<&str>,
 ) -> Result<Blake3Digest> {
     let mut value = serde_json::to_value(report)
-        .map_err(|err| Error::Usage(format!("cannot encode the attestation: {err}")))?;
+        .map_err(|err| Error::Internal(format!("cannot encode the attestation: {err}")))?;
     let time_unix_nanos = crate::now_unix_nanos();
     value["format"] = serde_json::json!(ATTESTATION_FORMAT);
     value["tool_version"] = serde_json::json!(crate::TOOL_VERSION);

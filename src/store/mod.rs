@@ -875,7 +875,7 @@ impl Store {
         let dir = File::open(&tmp).at(&tmp, "cannot open")?;
         match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(dir),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Usage(format!(
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Busy(format!(
                 "{}: a write is in progress; run {command} again when no evstore process writes \
                  to this store",
                 tmp.escaped()
