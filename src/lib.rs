@@ -13,6 +13,7 @@ pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod format;
+pub mod fsio;
 pub mod gate;
 pub mod interrupt;
 pub mod ops;

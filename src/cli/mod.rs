@@ -402,6 +402,8 @@ pub fn run() -> ExitCode {
         Err(err) => return usage_error(err),
     };
     let json = cli.json;
+    // A wait for a lock another evstore process holds is said once on stderr.
+    crate::fsio::set_lock_wait_reporter(|notice| eprintln!("evstore: {notice}"));
     // Commands that write handle SIGINT, SIGTERM and SIGHUP: they stop, remove what they created
     // and exit with 128 + the signal number (see `interrupt`). The others keep the default action.
     let nothing_recorded = match &cli.command {

@@ -12,7 +12,7 @@
 //! `KB_REFERENCES.txt`; with `--dedup hardlink` it is hard-linked to that copy. Nothing is ever
 //! written outside the KB, and no symlink is followed.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -24,9 +24,9 @@ use crate::catalog::{Catalog, MirrorFile, NewEvent, NewMirror, PacketRow};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::format::tree::{manifest_of, HashedFile};
+use crate::fsio::sha256_file;
+use crate::fsio::{rename_no_replace, sync_file_system, sync_folder};
 use crate::gate::{Side, Verdict};
-use crate::ops::export::sync_folder;
-use crate::ops::ingest::sha256_file;
 use crate::ops::kb::{
     canonical_kb, check_kb_rel_path, check_packet_folder, references_text, resolve_in_kb, KbPath,
     Reference, StoreView, REFERENCES_FILE_NAME, STAGING_DIR_NAME,
@@ -34,7 +34,7 @@ use crate::ops::kb::{
 use crate::packet::verified_files;
 use crate::progress::Progress;
 use crate::scan::SEAL_FILE_NAME;
-use crate::store::{rename_no_replace, Store};
+use crate::store::Store;
 use crate::text::EscapePath;
 
 /// How a file whose bytes the KB already holds is published.
@@ -370,7 +370,7 @@ pub fn mirror(
         }
     })?;
     if let Some(parent) = dest.parent() {
-        sync_folder(parent)?;
+        sync_file_system(parent)?;
     }
     report.action = MirrorAction::Published;
     if recorded.is_none() {
@@ -594,9 +594,7 @@ fn sync_tree(root: &Path) -> Result<()> {
             )
         })?;
         if entry.file_type().is_dir() {
-            File::open(entry.path())
-                .and_then(|d| d.sync_all())
-                .at(entry.path(), "cannot fsync")?;
+            sync_folder(entry.path())?;
         }
     }
     Ok(())
@@ -610,7 +608,7 @@ fn create_parents(kb_root: &Path, rel_path: &str) -> Result<()> {
         let parent = current.clone();
         current.push(name);
         match fs::create_dir(&current) {
-            Ok(()) => sync_folder(&parent)?,
+            Ok(()) => sync_file_system(&parent)?,
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
             Err(err) => return Err(Error::io(&current, "cannot create", err)),
         }

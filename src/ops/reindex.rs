@@ -83,14 +83,6 @@ fn catalog_sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
     path.with_file_name(name)
 }
 
-/// Fsync the folder holding `path`, so renames in it are durable.
-fn sync_parent(path: &Path) -> Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(parent)
-        .and_then(|dir| dir.sync_all())
-        .at(parent, "cannot sync the folder")
-}
-
 /// Rebuild the catalog from the objects alone, carrying over the event log of the catalog it
 /// replaces. An existing catalog is refused unless `replace`, in which case it is moved aside
 /// (never deleted).
@@ -449,7 +441,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     }
     std::fs::rename(&building, &path).at(&path, "cannot put the new catalog in place")?;
     cleanup.0 = None;
-    sync_parent(&path)?;
+    crate::fsio::sync_parent(&path)?;
     Ok(report)
 }
 

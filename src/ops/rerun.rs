@@ -576,7 +576,7 @@ pub fn attest(
     let id = blake3_of(&payload);
     let refs = crate::store::refs::Refs::for_writer(store)?;
     refs.ensure(catalog)?;
-    let batch = store.batch();
+    let batch = store.batch()?;
     batch.add_bytes(id, ObjectKind::Attestation, &payload)?;
     // The point of no return: after a signal, no attestation is published or recorded; once it
     // is published, its `runs` row is committed too.

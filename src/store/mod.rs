@@ -46,6 +46,7 @@ use crate::digest::Blake3Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::format::object::{self, DecodeError, Decoded, ObjectKind};
 use crate::format::pack::{self, PackEntry};
+use crate::fsio::{rename_no_replace, sync_folder, Lock, LockMode};
 use crate::text::EscapePath;
 
 /// The contents of `<store>/VERSION`.
@@ -618,7 +619,7 @@ impl Store {
                 match rename_no_replace(staged.path(), root) {
                     Ok(()) => {
                         let _ = staged.keep();
-                        sync_dir(&parent)?;
+                        sync_folder(&parent)?;
                     }
                     Err(err)
                         if err.kind() == io::ErrorKind::AlreadyExists
@@ -695,7 +696,7 @@ impl Store {
             match rename_no_replace(staged.path(), root) {
                 Ok(()) => {
                     let _ = staged.keep();
-                    sync_dir(&parent)?;
+                    sync_folder(&parent)?;
                     Ok(Some((Store::open(root)?, value)))
                 }
                 Err(err)
@@ -829,19 +830,34 @@ impl Store {
         &*self.backend
     }
 
-    /// Start a batch of writes. The batch holds a shared lock on `<store>/tmp` until it is
-    /// dropped, so [`Store::gc_temp`] never removes a temp file a live writer still needs.
-    pub fn batch(&self) -> ObjectBatch<'_> {
-        let tmp = self.tmp_path();
-        let writer_lock = File::open(&tmp)
-            .ok()
-            .filter(|dir| rustix::fs::flock(dir, rustix::fs::FlockOperation::LockShared).is_ok());
-        ObjectBatch {
+    /// Start a batch of writes. The batch holds the shared side of the writers' lock until it
+    /// is dropped, so [`Store::gc_temp`] never removes a temp file a live writer still needs.
+    ///
+    /// # Errors
+    ///
+    /// The writers' lock cannot be taken (the error names `<store>/tmp` and the reason): a batch
+    /// never writes without it.
+    pub fn batch(&self) -> Result<ObjectBatch<'_>> {
+        let writer_lock = self.lock_writers_shared()?;
+        Ok(ObjectBatch {
             backend: &*self.backend,
             pending: Mutex::new(HashMap::new()),
             small: Mutex::new(SmallObjects::default()),
             _writer_lock: writer_lock,
-        }
+        })
+    }
+
+    /// Take the shared side of the writers' lock (an `flock` on `<store>/tmp`), waiting while
+    /// `reindex` or `gc-temp` holds the exclusive side. Every writer of objects or commit
+    /// markers holds it while it writes.
+    ///
+    /// # Errors
+    ///
+    /// `<store>/tmp` cannot be opened or locked; the error names it and the reason.
+    pub fn lock_writers_shared(&self) -> Result<Lock> {
+        let tmp = self.tmp_path();
+        let dir = File::open(&tmp).at(&tmp, "cannot open the writers' lock (this folder)")?;
+        Lock::wait(dir, LockMode::Shared).at(&tmp, "cannot take the writers' lock (a shared flock)")
     }
 
     /// Remove the temp files interrupted writes left in `<store>/tmp`. Takes the exclusive side of
@@ -863,24 +879,23 @@ impl Store {
             report.removed += 1;
             report.bytes += meta.len();
         }
-        sync_dir(&tmp)?;
+        sync_folder(&tmp)?;
         Ok(report)
     }
 
     /// Take the exclusive side of the writers' lock (an `flock` on `<store>/tmp`) without
     /// waiting, for `command`, which must not run while anything writes objects. Released when
     /// the returned handle is dropped.
-    pub fn lock_writers_exclusive(&self, command: &str) -> Result<File> {
+    pub fn lock_writers_exclusive(&self, command: &str) -> Result<Lock> {
         let tmp = self.tmp_path();
         let dir = File::open(&tmp).at(&tmp, "cannot open")?;
-        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(dir),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Busy(format!(
+        match Lock::try_take(dir, LockMode::Exclusive).at(&tmp, "cannot lock")? {
+            Some(lock) => Ok(lock),
+            None => Err(Error::Busy(format!(
                 "{}: a write is in progress; run {command} again when no evstore process writes \
                  to this store",
                 tmp.escaped()
             ))),
-            Err(errno) => Err(Error::io(&tmp, "cannot lock", errno.into())),
         }
     }
 
@@ -1060,7 +1075,7 @@ pub struct ObjectBatch<'a> {
     pending: Mutex<HashMap<Blake3Digest, StagedObject>>,
     small: Mutex<SmallObjects>,
     /// The shared side of the writers' lock on `<store>/tmp` (see [`Store::gc_temp`]).
-    _writer_lock: Option<File>,
+    _writer_lock: Lock,
 }
 
 /// What [`Store::gc_temp`] removed.
@@ -1327,30 +1342,7 @@ fn populate_store(dir: &Path, prepare: impl FnOnce(&Path) -> Result<()>) -> Resu
     file.write_all(STORE_VERSION_TEXT.as_bytes())
         .and_then(|()| file.sync_all())
         .at(&version, "cannot write")?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .at(dir, "cannot fsync folder")
-}
-
-/// Rename `from` to `to`, failing with `AlreadyExists` rather than replacing anything at `to`.
-pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
-            // The file system cannot rename without replacing; check first (racy, but only on
-            // file systems without RENAME_NOREPLACE).
-            if fs::symlink_metadata(to).is_ok() {
-                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
-            }
-            fs::rename(from, to)
-        }
-        Err(errno) => Err(io::Error::from(errno)),
-    }
+    sync_folder(dir)
 }
 
 /// Passes writes through and keeps (a copy of) the first write error, so a caller can tell a

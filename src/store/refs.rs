@@ -33,7 +33,8 @@ use std::path::{Path, PathBuf};
 use crate::catalog::Catalog;
 use crate::digest::Blake3Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::store::{rename_no_replace, Store};
+use crate::fsio::{rename_no_replace, sync_folder, Lock};
+use crate::store::Store;
 use crate::text::EscapePath;
 
 /// The folder of commit markers in a store.
@@ -46,7 +47,7 @@ pub struct Refs {
     /// The shared side of the writers' lock (an `flock` on `tmp/`), so that `gc-temp` never
     /// removes a marker's temp file while it is written; `None` where the caller holds the
     /// exclusive side (`reindex`).
-    _writer_lock: Option<fs::File>,
+    _writer_lock: Option<Lock>,
 }
 
 /// Everything the markers say.
@@ -69,14 +70,11 @@ impl Refs {
     /// shared side of the writers' lock while it lives, waiting while `reindex` or `gc-temp`
     /// holds the exclusive side.
     pub fn for_writer(store: &Store) -> Result<Refs> {
-        let tmp = store.tmp_path();
-        let dir = fs::File::open(&tmp).at(&tmp, "cannot open")?;
-        rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)
-            .map_err(|errno| Error::io(&tmp, "cannot lock", errno.into()))?;
+        let writer_lock = store.lock_writers_shared()?;
         let refs = Refs {
             root: store.root().join(REFS_DIR_NAME),
-            tmp,
-            _writer_lock: Some(dir),
+            tmp: store.tmp_path(),
+            _writer_lock: Some(writer_lock),
         };
         refs.check_shape()?;
         Ok(refs)
@@ -338,12 +336,6 @@ fn create_folders(folder: &Path) -> Result<()> {
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(err) => Err(Error::io(folder, "cannot create", err)),
     }
-}
-
-fn sync_folder(folder: &Path) -> Result<()> {
-    fs::File::open(folder)
-        .and_then(|dir| dir.sync_all())
-        .at(folder, "cannot fsync folder")
 }
 
 /// The entries of `folder` as (path, UTF-8 name); a missing folder is empty; a name that is not
