@@ -1241,7 +1241,7 @@ fn cmd_forget(ctx: &Context, item: &str, reason: &str) -> Result<Outcome> {
     }
     let (store, mut catalog) = ctx.open()?;
     let refs = crate::store::refs::Refs::for_writer(&store)?;
-    refs.ensure(&catalog)?;
+    crate::ops::markers::ensure_markers(&refs, &catalog)?;
     let markers = refs.read_all()?;
     let forgotten = catalog.forget(&markers, |lost| {
         let matches: Vec<&LostItem> = lost.iter().filter(|l| l.matches(item)).collect();

@@ -332,7 +332,7 @@ pub fn ingest_dir(
     // The store's commit markers: created from the catalog if this store predates them, and
     // consulted so that a version number a marker holds is never given to another tree.
     let refs = Refs::for_writer(store)?;
-    refs.ensure(catalog)?;
+    crate::ops::markers::ensure_markers(&refs, catalog)?;
     let version_floor = refs.highest_version(&config.name)?;
     crate::interrupt::check()?;
     let outcome = catalog.add_packet(

@@ -7,6 +7,7 @@ pub mod export;
 pub mod fsck;
 pub mod ingest;
 pub mod kb;
+pub mod markers;
 pub mod mirror;
 pub mod reindex;
 pub mod rerun;

@@ -383,7 +383,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     }
     // Every indexed packet and run gets its commit marker (a crash right after a commit can
     // have left one without); a store without markers gets them all, from this catalog.
-    refs.ensure(&catalog)?;
+    crate::ops::markers::ensure_markers(&refs, &catalog)?;
     for row in catalog.packets()? {
         if let Err(err) = refs.mark_packet(&row.record.name, row.record.version, &row.record_id) {
             report.skipped_corrupt.push(err.to_string());

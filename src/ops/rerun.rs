@@ -575,7 +575,7 @@ pub fn attest(
     let payload = value.to_string().into_bytes();
     let id = blake3_of(&payload);
     let refs = crate::store::refs::Refs::for_writer(store)?;
-    refs.ensure(catalog)?;
+    crate::ops::markers::ensure_markers(&refs, catalog)?;
     let batch = store.batch()?;
     batch.add_bytes(id, ObjectKind::Attestation, &payload)?;
     // The point of no return: after a signal, no attestation is published or recorded; once it
