@@ -657,3 +657,6 @@ fn not_a_folder(root: &Path) -> Error {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,4 +20,5 @@ mod review_misc;
 mod rough;
 mod sandbox;
 mod signals;
+mod store_locks;
 mod symlinked_roots;
