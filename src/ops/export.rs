@@ -216,8 +216,9 @@ fn write_file(store: &Store, file: &HashedFile, dest: &Path) -> Result<()> {
     // The umask may have cleared bits of the requested mode.
     fs::set_permissions(temp.path(), fs::Permissions::from_mode(mode))
         .at(&path, "cannot set mode")?;
-    temp.persist_noclobber(&path)
-        .map_err(|e| Error::io(&path, "cannot create", e.error))?;
+    crate::fsio::rename_no_replace(temp.path(), &path).at(&path, "cannot create")?;
+    // Moved into place: the temp name is gone, so nothing is left to delete.
+    let _ = temp.into_temp_path().keep();
     Ok(())
 }
 

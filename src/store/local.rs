@@ -372,10 +372,15 @@ impl NamedKeys for LocalBackend {
 /// moved; false if `final_path` existed (content-addressed names: it holds the same content), in
 /// which case the temp file is deleted.
 fn persist_once(temp: TempPath, final_path: &Path) -> Result<bool> {
-    match temp.persist_noclobber(final_path) {
-        Ok(()) => Ok(true),
-        Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(err) => Err(Error::io(final_path, "cannot move into place", err.error)),
+    match rename_no_replace(&temp, final_path) {
+        Ok(()) => {
+            // Moved into place: the temp name is gone, so nothing is left to delete.
+            let _ = temp.keep();
+            Ok(true)
+        }
+        // Dropping `temp` deletes it.
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(err) => Err(Error::io(final_path, "cannot move into place", err)),
     }
 }
 
@@ -485,20 +490,20 @@ impl NamedKeys for LocalKeys {
         temp.write_all(bytes)
             .and_then(|()| temp.as_file().sync_all())
             .at(temp.path(), "cannot write")?;
-        match temp.persist_noclobber(&path) {
-            Ok(_) => {
+        let temp = temp.into_temp_path();
+        match rename_no_replace(&temp, &path) {
+            Ok(()) => {
+                // Moved into place: the temp name is gone, so nothing is left to delete.
+                let _ = temp.keep();
                 sync_folder(&folder)?;
                 Ok(KeyCreated::Created)
             }
-            Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => {
+            // Another creator won; dropping `temp` deletes it.
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                 let existing = fs::read(&path).at(&path, "cannot read the commit marker")?;
                 Ok(KeyCreated::AlreadyExists(existing))
             }
-            Err(err) => Err(Error::io(
-                &path,
-                "cannot write the commit marker",
-                err.error,
-            )),
+            Err(err) => Err(Error::io(&path, "cannot write the commit marker", err)),
         }
     }
 
