@@ -433,9 +433,7 @@ fn sync_store<'a>(anchor: &Path, paths: impl Iterator<Item = &'a Path>) -> Resul
     #[cfg(target_os = "linux")]
     {
         let _ = paths;
-        let dir = File::open(anchor).at(anchor, "cannot open store for sync")?;
-        rustix::fs::syncfs(&dir)
-            .map_err(|errno| Error::io(anchor, "syncfs failed", errno.into()))?;
+        crate::fsio::sync_file_system(anchor)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -445,8 +443,8 @@ fn sync_store<'a>(anchor: &Path, paths: impl Iterator<Item = &'a Path>) -> Resul
                 .and_then(|f| f.sync_all())
                 .at(path, "cannot fsync")?;
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Named keys as files below a folder (the store folder), written through temp files in `tmp`.
