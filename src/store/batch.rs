@@ -3,7 +3,7 @@
 //! Every new object of an operation is added to one [`ObjectBatch`]. Objects added from memory
 //! (files up to 1 MiB, tree nodes, records) are small: the batch holds them in memory until it
 //! has [`PACK_MIN_OBJECTS`] of them, then appends them, and every later one, to one temp pack
-//! ([`PackWriter`]); with fewer, they are put as loose objects. Streamed objects are compressed
+//! (`PackWriter`); with fewer, they are put as loose objects. Streamed objects are compressed
 //! into a spool file in `<store>/tmp` as they are read. [`ObjectBatch::commit`] hands every
 //! object and the pack to the backend's [`ObjectBackend::put_if_absent`], which makes all of
 //! them durable at once. A batch dropped without commit deletes its spool files. The batch holds

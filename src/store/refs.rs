@@ -13,7 +13,7 @@
 //! - `refs/forgotten/<ID>`: `evstore forget` acknowledged the record or attestation `ID` as lost;
 //!   the file holds the `forget` event's detail (compact JSON) and a newline.
 //!
-//! Each marker is a named key (see [`NamedKeys`]) of the store's backend, `refs/…`, written right
+//! Each marker is a named key (see [`crate::store::NamedKeys`]) of the store's backend, `refs/…`, written right
 //! after the catalog transaction it witnesses committed, with create-if-absent (in a store
 //! folder: a temp file in `tmp/`, fsynced, renamed to its name without replacing anything, and
 //! the folder fsynced): an existing marker with the same bytes is success, with other bytes an
