@@ -4,7 +4,8 @@
 //! CLI can print it as one sentence. Errors fall into two classes that the CLI maps to exit codes:
 //! a [`ErrorClass::Verification`] error means stored or sealed bytes did not match (exit 1), and an
 //! [`ErrorClass::Operational`] error means the request could not be carried out at all: bad usage,
-//! unsupported input, I/O failure (exit 2). The library never picks exit codes itself.
+//! unsupported input, I/O failure, a lock held elsewhere ([`Error::Busy`]), a bug
+//! ([`Error::Internal`]) (exit 2). The library never picks exit codes itself.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum ErrorClass {
     /// Bytes did not match what was sealed or stored: drift, mismatch, corruption (exit 1).
     Verification,
-    /// The operation could not be carried out: usage, unsupported input, I/O (exit 2).
+    /// The operation could not be carried out: usage, unsupported input, I/O, a busy lock, a bug
+    /// (exit 2).
     Operational,
 }
 
@@ -66,6 +68,17 @@ pub enum Error {
     /// Something to be created exists already (a store, a KB packet folder).
     #[error("{0}")]
     AlreadyExists(String),
+
+    /// A lock another process holds was not free (a write in progress during `gc-temp`, a
+    /// catalog open during `reindex`, a wait for the catalog lock that ran out). Operational: run
+    /// the command again once the other process is done.
+    #[error("{0}")]
+    Busy(String),
+
+    /// A bug in evstore, not a problem with the input or the system: something that cannot
+    /// happen did (an in-memory value that would not encode). Operational; the message says what.
+    #[error("internal error (a bug in evstore; please report it): {0}")]
+    Internal(String),
 
     /// A termination signal (SIGINT, SIGTERM, SIGHUP) arrived: the command stopped before its
     /// point of no return and removes what it created (see `interrupt`). Operational; `cli`

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod format;
+pub mod fsio;
 pub mod gate;
 pub mod interrupt;
 pub mod notice;

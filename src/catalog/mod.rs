@@ -23,6 +23,7 @@ use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::format::record::PacketRecord;
 use crate::format::tree::{FileMeta, HashedFile};
+use crate::fsio::{BoundedWait, Lock, LockMode};
 use crate::packet_ref::PacketRef;
 use crate::text::EscapePath;
 
@@ -61,7 +62,7 @@ pub struct Catalog {
     identity: (u64, u64),
     /// The shared side of the catalog lock (see [`CatalogExclusiveLock`]), held while open; the
     /// exclusive side for an [`CatalogAccess::Immutable`] reader.
-    _open_lock: Option<std::fs::File>,
+    _open_lock: Option<Lock>,
     /// How the file was opened, and why it could not be opened for writing.
     access: CatalogAccess,
 }
@@ -87,7 +88,7 @@ pub enum CatalogAccess {
 /// deletes `<catalog>-wal` and `-shm` *by name* when a file's last connection closes, so a
 /// handle left on a moved-aside catalog would delete the new catalog's log.
 pub struct CatalogExclusiveLock {
-    _dir: std::fs::File,
+    _lock: Lock,
 }
 
 /// The (device, inode) of the file at `path`.
@@ -162,31 +163,6 @@ fn free_bytes(dir: &Path) -> Result<u64> {
 fn file_system_is_full(dir: &Path) -> Result<bool> {
     Ok(free_bytes(dir)? < FULL_FILE_SYSTEM_BYTES)
 }
-
-/// How long a catalog open waits for the catalog lock before giving up: 120 s (as SQLite's busy
-/// timeout), or `$EVSTORE_LOCK_TIMEOUT_SECS` (whole seconds) when set.
-fn lock_timeout() -> Result<Duration> {
-    match std::env::var("EVSTORE_LOCK_TIMEOUT_SECS") {
-        Err(std::env::VarError::NotPresent) => Ok(Duration::from_secs(120)),
-        // Digits only (no sign, no space), at most a day: a larger wait is no timeout at all,
-        // and `Instant + Duration` must not overflow.
-        Ok(text) => match text.parse::<u64>() {
-            Ok(secs) if text.bytes().all(|b| b.is_ascii_digit()) && secs <= 86_400 => {
-                Ok(Duration::from_secs(secs))
-            }
-            _ => Err(Error::Usage(format!(
-                "$EVSTORE_LOCK_TIMEOUT_SECS {text:?} is not a whole number of seconds from 0 to \
-                 86400"
-            ))),
-        },
-        Err(std::env::VarError::NotUnicode(text)) => Err(Error::Usage(format!(
-            "$EVSTORE_LOCK_TIMEOUT_SECS {text:?} is not a whole number of seconds"
-        ))),
-    }
-}
-
-/// Whether this process already said on stderr that it waits for the catalog lock.
-static SAID_WAITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// SQLite errors that mean the WAL cannot be used: its `-wal` or `-shm` cannot be created,
 /// opened or grown by this user.
@@ -282,14 +258,13 @@ impl Catalog {
     pub fn lock_exclusive(path: &Path, command: &str) -> Result<CatalogExclusiveLock> {
         let dir_path = catalog_lock_dir(path);
         let dir = std::fs::File::open(dir_path).at(dir_path, "cannot open")?;
-        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(CatalogExclusiveLock { _dir: dir }),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Usage(format!(
+        match Lock::try_take(dir, LockMode::Exclusive).at(dir_path, "cannot lock")? {
+            Some(lock) => Ok(CatalogExclusiveLock { _lock: lock }),
+            None => Err(Error::Busy(format!(
                 "{}: the catalog is open in another evstore process; run {command} again when \
                  no evstore command uses this store",
                 path.escaped()
             ))),
-            Err(errno) => Err(Error::io(dir_path, "cannot lock", errno.into())),
         }
     }
 
@@ -415,7 +390,7 @@ impl Catalog {
     }
 
     /// `SQLITE_OPEN_READONLY`, for a user who cannot write the catalog.
-    fn open_plain_read_only(path: &Path, lock: std::fs::File) -> Result<Catalog> {
+    fn open_plain_read_only(path: &Path, lock: Lock) -> Result<Catalog> {
         let before = file_identity(path).map_err(|err| missing_or_io(path, err))?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Catalog {
@@ -431,11 +406,10 @@ impl Catalog {
     fn open_immutable(path: &Path, reason: &str) -> Result<Option<Catalog>> {
         let dir_path = catalog_lock_dir(path);
         let dir = std::fs::File::open(dir_path).at(dir_path, "cannot open")?;
-        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
-            Err(errno) => return Err(Error::io(dir_path, "cannot lock", errno.into())),
-        }
+        let Some(dir) = Lock::try_take(dir, LockMode::Exclusive).at(dir_path, "cannot lock")?
+        else {
+            return Ok(None);
+        };
         let wal = sidecar(path, "-wal");
         match std::fs::symlink_metadata(&wal) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -473,7 +447,7 @@ impl Catalog {
         path: &Path,
         conn: Connection,
         before: (u64, u64),
-        lock: std::fs::File,
+        lock: Lock,
         access: CatalogAccess,
     ) -> Result<Catalog> {
         let identity = file_identity(path).at(path, "cannot stat the catalog")?;
@@ -531,7 +505,7 @@ impl Catalog {
             self.conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0));
         if self.sql(busy)? != 0 {
-            return Err(Error::Usage(format!(
+            return Err(Error::Busy(format!(
                 "{}: the catalog is in use; its log could not be checkpointed",
                 self.path.escaped()
             )));
@@ -546,51 +520,36 @@ impl Catalog {
     }
 
     /// Take the shared side of the catalog lock, waiting while another process holds the
-    /// exclusive side (`reindex`, or an `immutable` reader). The wait is said once (a notice, which cli prints on stderr) and
-    /// bounded by [`lock_timeout`] from the first wait (`deadline`, shared by a caller that
+    /// exclusive side (`reindex`, or an `immutable` reader). The wait is announced once (the
+    /// a notice, see [`crate::notice`]) and bounded by
+    /// [`crate::fsio::lock_timeout`] from the first wait (`deadline`, shared by a caller that
     /// takes the lock more than once); past it, the open is refused (exit 2) naming the lock.
-    fn lock_shared(
-        path: &Path,
-        deadline: &mut Option<std::time::Instant>,
-    ) -> Result<std::fs::File> {
+    fn lock_shared(path: &Path, deadline: &mut Option<std::time::Instant>) -> Result<Lock> {
         // Checked up front, so a malformed value is refused whether or not the lock is busy.
-        let timeout = lock_timeout()?;
+        let timeout = crate::fsio::lock_timeout()?;
         let dir_path = catalog_lock_dir(path);
         let dir = std::fs::File::open(dir_path).at(dir_path, "cannot open")?;
-        loop {
-            match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared) {
-                Ok(()) => return Ok(dir),
-                Err(rustix::io::Errno::WOULDBLOCK) => {}
-                Err(errno) => return Err(Error::io(dir_path, "cannot lock", errno.into())),
-            }
-            let now = std::time::Instant::now();
-            let until = *deadline.get_or_insert(now + timeout);
-            if now >= until {
-                return Err(Error::Usage(format!(
-                    "{}: gave up waiting for the catalog lock (an flock on this folder) after \
-                     {} s: another evstore process (reindex, or a reader of a store it cannot \
-                     write) held it all that time; run the command again when it has finished",
-                    dir_path.escaped(),
-                    timeout.as_secs()
-                )));
-            }
-            if !SAID_WAITING.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                crate::notice::notice(&format!(
-                    "{}: another evstore process (reindex, or a reader of a store it \
-                     cannot write) holds the catalog lock; waiting up to {} s",
-                    dir_path.escaped(),
-                    timeout.as_secs()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50).min(until - now));
-        }
+        let mut wait = BoundedWait {
+            timeout,
+            deadline: *deadline,
+            holder: "another evstore process (reindex, or a reader of a store it cannot write) \
+                     holds the catalog lock",
+        };
+        let taken = Lock::wait_bounded(dir, dir_path, LockMode::Shared, &mut wait)
+            .at(dir_path, "cannot lock")?;
+        *deadline = wait.deadline;
+        taken.ok_or_else(|| {
+            Error::Busy(format!(
+                "{}: gave up waiting for the catalog lock (an flock on this folder) after {} s: \
+                 another evstore process (reindex, or a reader of a store it cannot write) held \
+                 it all that time; run the command again when it has finished",
+                dir_path.escaped(),
+                timeout.as_secs()
+            ))
+        })
     }
 
-    fn open_with(
-        path: &Path,
-        creation: Creation,
-        open_lock: Option<std::fs::File>,
-    ) -> Result<Catalog> {
+    fn open_with(path: &Path, creation: Creation, open_lock: Option<Lock>) -> Result<Catalog> {
         let before = match file_identity(path) {
             Ok(identity) => Some(identity),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {

@@ -39,9 +39,8 @@ fn emit(args: std::fmt::Arguments<'_>) {
 
 /// A report as a JSON value (object keys sorted). A report that cannot be encoded is a bug.
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
-    // TODO(merge): Error::Internal
     serde_json::to_value(value)
-        .map_err(|err| Error::Usage(format!("internal error: cannot encode the report: {err}")))
+        .map_err(|err| Error::Internal(format!("cannot encode the report: {err}")))
 }
 
 /// Print one JSON document on stdout.

@@ -28,7 +28,7 @@ use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::{canonical_seal_command, Deviation, Manifest, ManifestEntry};
 use crate::format::tree::{FileMeta, TreeEntry, MAX_DEPTH};
-use crate::ops::ingest::{blake3_in, open_no_follow, read_limited, sha256_in, stream_handle};
+use crate::fsio::{blake3_in, open_no_follow, read_limited, sha256_in, stream_handle};
 use crate::packet::{load_node, verified_files, verified_record};
 use crate::progress::Progress;
 use crate::scan::{scan, scan_dir, EntryKind, RootDir, SEAL_FILE_NAME};
@@ -1350,7 +1350,7 @@ pub struct SealReport {
 /// `0644`), fsynced, renamed to the seal's name (without replacing anything unless `replace`),
 /// then the folder fsynced. Every step is relative to the folder's handle.
 fn write_seal_in(dir: &RootDir, text: &[u8], replace: bool) -> Result<()> {
-    use rustix::fs::{Mode, OFlags, RenameFlags};
+    use rustix::fs::{Mode, OFlags};
     use std::os::fd::AsFd;
     let fd = dir.as_fd();
     let seal_path = dir.display_path(SEAL_FILE_NAME);
@@ -1394,28 +1394,12 @@ fn write_seal_in(dir: &RootDir, text: &[u8], replace: bool) -> Result<()> {
         rustix::fs::renameat(fd, temp_name.as_str(), fd, SEAL_FILE_NAME)
             .map_err(|errno| Error::io(&seal_path, "cannot replace the seal", errno.into()))
     } else {
-        match rustix::fs::renameat_with(
-            fd,
-            temp_name.as_str(),
-            fd,
-            SEAL_FILE_NAME,
-            RenameFlags::NOREPLACE,
-        ) {
-            // A file system without RENAME_NOREPLACE: link (never replaces), then unlink.
-            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => rustix::fs::linkat(
-                fd,
-                temp_name.as_str(),
-                fd,
-                SEAL_FILE_NAME,
-                rustix::fs::AtFlags::empty(),
-            ),
-            other => other,
-        }
-        .map_err(|errno| {
+        // Without RENAME_NOREPLACE this links (never replaces); the unlink below removes the temp.
+        crate::fsio::rename_file_no_replace_at(fd, &temp_name, SEAL_FILE_NAME).map_err(|err| {
             Error::io(
                 &seal_path,
                 "cannot write the seal (appeared meanwhile?)",
-                errno.into(),
+                err,
             )
         })
     };

@@ -24,8 +24,8 @@ use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::Manifest;
 use crate::format::tree::{manifest_of, HashedFile};
+use crate::fsio::blake3_in;
 use crate::interrupt::{Cleanup, Interruptible};
-use crate::ops::ingest::blake3_in;
 use crate::packet::verified_files;
 use crate::progress::Progress;
 use crate::scan::{scan, SEAL_FILE_NAME};
@@ -151,7 +151,7 @@ fn export_into(
     let manifest: Manifest = manifest_of(&files)?;
     let seal = dest.join(SEAL_FILE_NAME);
     write_new_file(&seal, manifest.text().as_bytes(), false)?;
-    sync_folder(dest)?;
+    crate::fsio::sync_file_system(dest)?;
     // Re-read what was written: exactly the packet's files, each with the tree's size,
     // executable bit and BLAKE3 (the tree, verified above, pins each file's SHA-256 to it).
     check_written(dest, &files)?;
@@ -231,8 +231,9 @@ fn write_file(store: &Store, file: &HashedFile, dest: &Path) -> Result<()> {
     // The umask may have cleared bits of the requested mode.
     fs::set_permissions(temp.path(), fs::Permissions::from_mode(mode))
         .at(&path, "cannot set mode")?;
-    temp.persist_noclobber(&path)
-        .map_err(|e| Error::io(&path, "cannot create", e.error))?;
+    crate::fsio::rename_no_replace(temp.path(), &path).at(&path, "cannot create")?;
+    // Moved into place: the temp name is gone, so nothing is left to delete.
+    let _ = temp.into_temp_path().keep();
     Ok(())
 }
 
@@ -249,19 +250,5 @@ pub(crate) fn write_new_file(path: &Path, bytes: &[u8], executable: bool) -> Res
         .open(path)
         .at(path, "cannot create")?;
     file.write_all(bytes).at(path, "cannot write")?;
-    Ok(())
-}
-
-/// Flush everything written below `dir` to stable storage (one `syncfs` on Linux).
-///
-/// # Errors
-///
-/// An operational error, naming the folder, if it cannot be opened or synced.
-pub fn sync_folder(dir: &Path) -> Result<()> {
-    let handle = File::open(dir).at(dir, "cannot open for sync")?;
-    #[cfg(target_os = "linux")]
-    rustix::fs::syncfs(&handle).map_err(|errno| Error::io(dir, "syncfs failed", errno.into()))?;
-    #[cfg(not(target_os = "linux"))]
-    handle.sync_all().at(dir, "cannot fsync")?;
     Ok(())
 }

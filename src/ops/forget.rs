@@ -41,7 +41,7 @@ pub fn forget(
 ) -> Result<Vec<(LostItem, EventRow)>> {
     check_reason(reason)?;
     let refs = Refs::for_writer(store)?;
-    refs.ensure(catalog)?;
+    crate::ops::markers::ensure_markers(&refs, catalog)?;
     let markers = refs.read_all()?;
     let forgotten = catalog.forget(&markers, |lost| {
         let matches: Vec<&LostItem> = lost.iter().filter(|l| l.matches(item)).collect();

@@ -11,21 +11,20 @@
 //! object can be skipped before compressing when the store already has it. A file whose size or
 //! modification time changes while it is read is an error.
 
-use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::catalog::{AddOutcome, Catalog, ObjectRow, PacketRow};
-use crate::digest::{blake3_of, Blake3Digest, DualHasher, Sha256Digest};
+use crate::digest::{blake3_of, DualHasher, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::Manifest;
 use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
 use crate::format::tree::{build_tree, manifest_of, BuiltTree, FileMeta, HashedFile};
+use crate::fsio::{changed_while_read, check_unchanged};
 use crate::progress::Progress;
 use crate::scan::{scan_dir, PacketFile, RootDir, Scan, SEAL_FILE_NAME};
 use crate::store::refs::Refs;
@@ -98,26 +97,6 @@ fn hash_scanned(
     })
 }
 
-/// Open a file for reading without following a symlink swapped in since the scan.
-pub(crate) fn open_no_follow(path: &Path) -> Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-        .at(path, "cannot open for reading")
-}
-
-fn changed(path: &Path) -> Error {
-    Error::unsupported(
-        path,
-        "file changed while it was being read; archive a quiet folder",
-    )
-}
-
-fn same_file_state(before: &Metadata, after: &Metadata) -> bool {
-    before.len() == after.len() && before.modified().ok() == after.modified().ok()
-}
-
 /// Read one file once, hashing it and (with a batch) staging its object.
 fn hash_file(
     dir: &RootDir,
@@ -130,7 +109,7 @@ fn hash_file(
     let mut handle = dir.open_file(&file.rel_path)?;
     let before = handle.metadata().at(path, "cannot stat")?;
     if !before.is_file() || before.len() != file.size {
-        return Err(changed(path));
+        return Err(changed_while_read(path));
     }
     let mut hasher = DualHasher::new();
     if file.size <= SMALL_FILE_LIMIT {
@@ -140,7 +119,7 @@ fn hash_file(
             .read_to_end(&mut buf)
             .at(path, "cannot read")?;
         if buf.len() as u64 != file.size {
-            return Err(changed(path));
+            return Err(changed_while_read(path));
         }
         hasher.update(&buf);
         let digest = hasher.finish();
@@ -166,7 +145,7 @@ fn hash_file(
         };
         hasher.update(&buf[..n]);
         if hasher.len() > file.size {
-            return Err(changed(path));
+            return Err(changed_while_read(path));
         }
         if let Some(writer) = writer.as_mut() {
             writer
@@ -176,7 +155,7 @@ fn hash_file(
         progress.advance(n as u64);
     }
     if hasher.len() != file.size {
-        return Err(changed(path));
+        return Err(changed_while_read(path));
     }
     check_unchanged(&handle, &before, path)?;
     let digest = hasher.finish();
@@ -184,112 +163,6 @@ fn hash_file(
         batch.add_stream(digest.blake3, writer)?;
     }
     Ok(hashed(file, digest))
-}
-
-pub(crate) fn check_unchanged(handle: &File, before: &Metadata, path: &Path) -> Result<()> {
-    let after = handle.metadata().at(path, "cannot stat")?;
-    if same_file_state(before, &after) {
-        Ok(())
-    } else {
-        Err(changed(path))
-    }
-}
-
-/// SHA-256 of one file, streamed, for checks that need no BLAKE3 and store nothing (the gate).
-/// Refuses a symlink swapped in since the scan and a file that changes while it is read.
-pub fn sha256_file(path: &Path, scanned_size: u64) -> Result<Sha256Digest> {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
-    stream_file(path, scanned_size, |bytes| hasher.update(bytes))?;
-    Ok(Sha256Digest(hasher.finalize().into()))
-}
-
-/// SHA-256 of the file at the packet path `rel` below `dir` (reached through the folder's
-/// handle, never through a symlink), with the same refusals as [`sha256_file`].
-pub fn sha256_in(dir: &RootDir, rel: &str, scanned_size: u64) -> Result<Sha256Digest> {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
-    let handle = dir.open_file(rel)?;
-    stream_handle(handle, &dir.display_path(rel), scanned_size, |bytes| {
-        hasher.update(bytes)
-    })?;
-    Ok(Sha256Digest(hasher.finalize().into()))
-}
-
-/// BLAKE3 of the file at the packet path `rel` below `dir`, as [`sha256_in`]: the faster check
-/// where the expected side knows each file's BLAKE3 (a stored packet).
-pub fn blake3_in(dir: &RootDir, rel: &str, scanned_size: u64) -> Result<Blake3Digest> {
-    let mut hasher = blake3::Hasher::new();
-    let handle = dir.open_file(rel)?;
-    stream_handle(handle, &dir.display_path(rel), scanned_size, |bytes| {
-        hasher.update(bytes);
-    })?;
-    Ok(Blake3Digest(*hasher.finalize().as_bytes()))
-}
-
-/// Read a small metadata file (a seal) whole from an open handle: it must be a regular file of
-/// at most `limit` bytes.
-pub(crate) fn read_limited(file: File, path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let meta = file.metadata().at(path, "cannot stat seal")?;
-    if !meta.is_file() {
-        return Err(Error::unsupported(path, "the seal is not a regular file"));
-    }
-    if meta.len() > limit {
-        return Err(Error::unsupported(
-            path,
-            format!("the seal is larger than {limit} bytes"),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .at(path, "cannot read seal")?;
-    if bytes.len() as u64 > limit {
-        return Err(Error::unsupported(
-            path,
-            format!("the seal is larger than {limit} bytes"),
-        ));
-    }
-    Ok(bytes)
-}
-
-/// Feed every byte of one file to `consume`, once. Refuses a symlink swapped in since the scan
-/// and a file whose size or modification time changes while it is read.
-fn stream_file(path: &Path, scanned_size: u64, consume: impl FnMut(&[u8])) -> Result<()> {
-    stream_handle(open_no_follow(path)?, path, scanned_size, consume)
-}
-
-/// [`stream_file`] from an open handle (`path` names it in messages).
-pub(crate) fn stream_handle(
-    mut handle: File,
-    path: &Path,
-    scanned_size: u64,
-    mut consume: impl FnMut(&[u8]),
-) -> Result<()> {
-    let before = handle.metadata().at(path, "cannot stat")?;
-    if !before.is_file() || before.len() != scanned_size {
-        return Err(changed(path));
-    }
-    let mut buf = vec![0u8; CHUNK.min(scanned_size as usize + 1).max(1)];
-    let mut total: u64 = 0;
-    loop {
-        crate::interrupt::check()?;
-        let n = match handle.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::io(path, "cannot read", err)),
-        };
-        total += n as u64;
-        if total > scanned_size {
-            return Err(changed(path));
-        }
-        consume(&buf[..n]);
-    }
-    if total != scanned_size {
-        return Err(changed(path));
-    }
-    check_unchanged(&handle, &before, path)
 }
 
 fn hashed(file: &PacketFile, digest: crate::digest::DualDigest) -> HashedFile {
@@ -413,7 +286,7 @@ pub fn ingest_dir(
         }
         None => None,
     };
-    let batch = store.batch();
+    let batch = store.batch()?;
     // Reported if a signal stops this ingest: dropping `batch` unlinks its temp files.
     let _cleanup = crate::interrupt::on_interrupt(crate::interrupt::Cleanup::Note(format!(
         "removed this ingest's temp files from {}",
@@ -459,7 +332,7 @@ pub fn ingest_dir(
     // The store's commit markers: created from the catalog if this store predates them, and
     // consulted so that a version number a marker holds is never given to another tree.
     let refs = Refs::for_writer(store)?;
-    refs.ensure(catalog)?;
+    crate::ops::markers::ensure_markers(&refs, catalog)?;
     let version_floor = refs.highest_version(&config.name)?;
     crate::interrupt::check()?;
     let outcome = catalog.add_packet(
@@ -495,7 +368,7 @@ pub fn ingest_dir(
             // written (the transaction rolls back); once the record is published, the ingest
             // commits and completes.
             crate::interrupt::check()?;
-            let record_batch = store.batch();
+            let record_batch = store.batch()?;
             record_batch.add_bytes(id, ObjectKind::Record, &encoded)?;
             record_published = record_batch.commit()?;
             Ok((id, record))

@@ -39,6 +39,7 @@ use crate::format::attestation::RecordedVerdict;
 use crate::format::event::KbVerifyOutcome;
 use crate::format::manifest::Manifest;
 use crate::format::references;
+use crate::fsio::{open_folder_no_follow, Lock, LockMode};
 use crate::gate::drift::DriftClass;
 use crate::gate::{self, read_seal_in, GateReport, Side, Verdict};
 use crate::progress::Progress;
@@ -1089,35 +1090,22 @@ mod tests {
 
 /// Open a KB's staging folder (never through a symlink) to lock it.
 fn open_staging_root(staging_root: &Path) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
-        .open(staging_root)
-        .at(staging_root, "cannot open the staging folder")
+    open_folder_no_follow(staging_root).at(staging_root, "cannot open the staging folder")
 }
 
 /// Take the shared side of a KB's staging lock (an `flock` on `KB/.evstore-staging`), waiting
 /// for a running [`gc_staging`] to finish. Every mirror holds it from before it creates its
 /// staging folder until it is done, so `gc_staging` never removes a folder a live mirror uses.
 /// The kernel drops the lock when the holder dies, so a killed mirror never blocks clean-up.
-///
-/// # Errors
-///
-/// An operational error if the staging folder cannot be opened (it is never opened through a
-/// symlink) or locked.
-pub fn lock_staging_shared(staging_root: &Path) -> Result<std::fs::File> {
-    let dir = open_staging_root(staging_root)?;
-    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)
-        .map_err(|errno| Error::io(staging_root, "cannot lock", errno.into()))?;
-    Ok(dir)
+pub fn lock_staging_shared(staging_root: &Path) -> Result<Lock> {
+    Lock::wait(open_staging_root(staging_root)?, LockMode::Shared).at(staging_root, "cannot lock")
 }
 
 /// The locks a mirror holds while it checks where it publishes and renames its packet folder
 /// into place (see [`lock_for_publish`]); released when dropped.
 #[derive(Debug)]
 pub struct PublishLock {
-    _held: Vec<std::fs::File>,
+    _held: Vec<Lock>,
 }
 
 /// Serialise publishing into the KB at `kb_root` (canonical): an exclusive `flock` on the KB
@@ -1133,40 +1121,19 @@ pub struct PublishLock {
 ///
 /// An operational error if the KB folder cannot be opened (never through a symlink) or locked.
 pub fn lock_for_publish(kb_root: &Path) -> Result<PublishLock> {
-    use rustix::fs::FlockOperation;
     let mut held = Vec::new();
     let above: Vec<&Path> = kb_root.ancestors().skip(1).collect();
     for folder in above.into_iter().rev() {
-        if let Ok(dir) = open_folder_nofollow(folder) {
-            if flock_waiting(&dir, FlockOperation::LockShared).is_ok() {
-                held.push(dir);
+        if let Ok(dir) = open_folder_no_follow(folder) {
+            if let Ok(lock) = Lock::wait(dir, LockMode::Shared) {
+                held.push(lock);
             }
         }
     }
-    let dir = open_folder_nofollow(kb_root).at(kb_root, "cannot open the KB folder to lock it")?;
-    flock_waiting(&dir, FlockOperation::LockExclusive)
-        .map_err(|err| Error::io(kb_root, "cannot lock the KB folder", err))?;
-    held.push(dir);
+    let dir = open_folder_no_follow(kb_root).at(kb_root, "cannot open the KB folder to lock it")?;
+    let lock = Lock::wait(dir, LockMode::Exclusive).at(kb_root, "cannot lock the KB folder")?;
+    held.push(lock);
     Ok(PublishLock { _held: held })
-}
-
-fn open_folder_nofollow(folder: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
-        .open(folder)
-}
-
-/// `flock`, retried when a signal interrupts the wait (unless it is one evstore stops on).
-fn flock_waiting(dir: &std::fs::File, operation: rustix::fs::FlockOperation) -> io::Result<()> {
-    loop {
-        match rustix::fs::flock(dir, operation) {
-            Ok(()) => return Ok(()),
-            Err(rustix::io::Errno::INTR) if crate::interrupt::check().is_ok() => continue,
-            Err(errno) => return Err(errno.into()),
-        }
-    }
 }
 
 /// What [`gc_staging`] did.
@@ -1211,16 +1178,13 @@ pub fn gc_staging(kb_dir: &Path) -> Result<GcStagingReport> {
         Err(err) => return Err(Error::io(&staging, "cannot stat", err)),
     }
     let dir = open_staging_root(&staging)?;
-    match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::WOULDBLOCK) => {
-            return Err(Error::Usage(format!(
+    let Some(lock) = Lock::try_take(dir, LockMode::Exclusive).at(&staging, "cannot lock")? else {
+        return Err(Error::Busy(format!(
             "{}: a mirror into this KB is in progress; run `kb gc-staging` again when none runs",
             staging.escaped()
-        )))
-        }
-        Err(errno) => return Err(Error::io(&staging, "cannot lock", errno.into())),
-    }
+        )));
+    };
+    let dir = lock.folder();
     // From here on, reach the staging folder only through the locked handle: if someone swaps
     // `.evstore-staging` for a symlink after the checks above, `/proc/self/fd/N` still names the
     // folder that was checked and locked, so nothing elsewhere can be listed or removed.

@@ -21,7 +21,7 @@
 //! verified, by one no-replace rename; the catalog records a mirror only after that rename, or
 //! after an existing folder at the destination verified as this very packet.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -37,9 +37,9 @@ use crate::format::manifest::Manifest;
 use crate::format::record::PacketRecord;
 use crate::format::references::{self, check_kb_rel_path, Reference, REFERENCES_FILE_NAME};
 use crate::format::tree::{manifest_of, HashedFile};
+use crate::fsio::sha256_in;
+use crate::fsio::{rename_no_replace, sync_file_system, sync_folder};
 use crate::gate::{Side, Verdict};
-use crate::ops::export::sync_folder;
-use crate::ops::ingest::sha256_in;
 use crate::ops::kb::{
     canonical_kb, check_packet_folder, resolve_in_kb, KbPath, PublishLock, StoreView,
     STAGING_DIR_NAME,
@@ -47,7 +47,7 @@ use crate::ops::kb::{
 use crate::packet::verified_files;
 use crate::progress::Progress;
 use crate::scan::{RootDir, SEAL_FILE_NAME};
-use crate::store::{rename_no_replace, Store};
+use crate::store::Store;
 use crate::text::EscapePath;
 
 /// How a file whose bytes the KB already holds is published.
@@ -478,7 +478,7 @@ impl<'a> MirrorTarget<'a> {
             }
         })?;
         if let Some(parent) = dest.parent() {
-            sync_folder(parent)?;
+            sync_file_system(parent)?;
         }
         Ok(publish_lock)
     }
@@ -522,7 +522,7 @@ struct Staging {
     _folder: tempfile::TempDir,
     /// The shared staging lock, held until this mirror is done, so `kb gc-staging` cannot
     /// remove its staging folder.
-    _staging_lock: File,
+    _staging_lock: crate::fsio::Lock,
     /// `mirror-*/packet`, the packet folder being staged.
     packet: PathBuf,
 }
@@ -766,9 +766,7 @@ fn sync_tree(root: &Path) -> Result<()> {
             )
         })?;
         if entry.file_type().is_dir() {
-            File::open(entry.path())
-                .and_then(|d| d.sync_all())
-                .at(entry.path(), "cannot fsync")?;
+            sync_folder(entry.path())?;
         }
     }
     Ok(())
@@ -782,7 +780,7 @@ fn create_parents(kb_root: &Path, rel_path: &str) -> Result<()> {
         let parent = current.clone();
         current.push(name);
         match fs::create_dir(&current) {
-            Ok(()) => sync_folder(&parent)?,
+            Ok(()) => sync_file_system(&parent)?,
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
             Err(err) => return Err(Error::io(&current, "cannot create", err)),
         }

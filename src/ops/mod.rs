@@ -8,6 +8,7 @@ pub mod forget;
 pub mod fsck;
 pub mod ingest;
 pub mod kb;
+pub mod markers;
 pub mod mirror;
 pub mod read;
 pub mod reindex;

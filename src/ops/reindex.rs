@@ -96,14 +96,6 @@ fn catalog_sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
     path.with_file_name(name)
 }
 
-/// Fsync the folder holding `path`, so renames in it are durable.
-fn sync_parent(path: &Path) -> Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(parent)
-        .and_then(|dir| dir.sync_all())
-        .at(parent, "cannot sync the folder")
-}
-
 /// Rebuild the catalog from the objects alone, carrying over the event log of the catalog it
 /// replaces. An existing catalog is refused unless `replace`, in which case it is moved aside
 /// (never deleted).
@@ -188,7 +180,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     seal_rebuild(&building)?;
     switch_catalog(&path, &building, exists, stamp, &mut report)?;
     cleanup.0 = None;
-    sync_parent(&path)?;
+    crate::fsio::sync_parent(&path)?;
     Ok(report)
 }
 
@@ -542,7 +534,7 @@ impl Rebuild<'_> {
     /// Every indexed packet and run gets its commit marker (a crash right after a commit can
     /// have left one without); a store without markers gets them all, from this catalog.
     fn write_markers(&mut self, refs: &Refs) -> Result<()> {
-        refs.ensure(&self.catalog)?;
+        crate::ops::markers::ensure_markers(refs, &self.catalog)?;
         for row in self.catalog.packets()? {
             if let Err(err) = refs.mark_packet(&row.record.name, row.record.version, &row.record_id)
             {

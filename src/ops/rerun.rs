@@ -580,11 +580,11 @@ pub fn attest(
     let attestation = attestation_of(report, ingested, time_unix_nanos)?;
     let payload = attestation
         .encode()
-        .map_err(|err| Error::Usage(format!("cannot encode the attestation: {err}")))?;
+        .map_err(|err| Error::Internal(format!("cannot encode the attestation: {err}")))?;
     let id = blake3_of(&payload);
     let refs = crate::store::refs::Refs::for_writer(store)?;
-    refs.ensure(catalog)?;
-    let batch = store.batch();
+    crate::ops::markers::ensure_markers(&refs, catalog)?;
+    let batch = store.batch()?;
     batch.add_bytes(id, ObjectKind::Attestation, &payload)?;
     // The point of no return: after a signal, no attestation is published or recorded; once it
     // is published, its `runs` row is committed too.

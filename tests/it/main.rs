@@ -25,4 +25,5 @@ mod review_misc;
 mod rough;
 mod sandbox;
 mod signals;
+mod store_locks;
 mod symlinked_roots;

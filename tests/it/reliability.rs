@@ -101,7 +101,7 @@ fn gc_temp_refuses_while_a_write_is_in_progress() {
     assert_eq!(code(&sb.run(&["init"])), 0);
     sb.write("store/tmp/obj-leftover", "partial");
     let store = evstore::store::Store::open(&sb.store()).unwrap();
-    let batch = store.batch();
+    let batch = store.batch().unwrap();
     let out = sb.run(&["gc-temp"]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("in progress"), "{}", stderr(&out));
@@ -120,7 +120,7 @@ fn reindex_refuses_while_a_write_is_in_progress() {
     let (sb, _) = one_packet();
     let catalog = fs::read(sb.store().join("catalog.sqlite")).unwrap();
     let store = evstore::store::Store::open(&sb.store()).unwrap();
-    let batch = store.batch();
+    let batch = store.batch().unwrap();
     let out = sb.run(&["reindex", "--replace"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(

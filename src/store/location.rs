@@ -1,0 +1,156 @@
+//! Where a store, and the folders evstore writes or archives, may be: refusals made before
+//! anything is created (a path that looks like a URL or has whitespace around it, a packet folder
+//! that holds the store, an output folder inside the store).
+//!
+//! **Architecture Invariant:** nothing here creates or changes anything; each check only reads
+//! the file system (to resolve symlinks) and refuses with a message that says what to do.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::text::EscapePath;
+
+/// Refuse a store location that looks like a URL or has whitespace around it (see
+/// [`check_local_path`]): the only backend today is a local folder, and `s3://bkt/ev` would
+/// otherwise become a local folder named `s3:` without a word.
+pub fn check_store_location(root: &Path) -> Result<()> {
+    check_local_path(root, "store").map_err(|err| match err {
+        Error::Usage(message) => Error::Usage(format!(
+            "{message} (the store is set by --store or $EVSTORE_STORE)"
+        )),
+        other => other,
+    })
+}
+
+/// Refuse a local folder argument (`what`: "store", "export destination", "--keep folder")
+/// that is probably not meant as one, before anything is created there:
+///
+/// - its first component looks like a URL scheme followed by a colon (`s3:bkt`, `s3:/b`,
+///   `s3://b`, `https:`, `file:///srv`): evstore has no remote backend, and such a path would
+///   become a local folder named `s3:`;
+/// - it starts or ends with whitespace (`' s3://b'`, a pasted `'out '`).
+///
+/// A folder of such a name is still reachable on purpose: `./s3:bkt`, `./ name`, `name /`.
+pub fn check_local_path(path: &Path, what: &str) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    let first = bytes.split(|b| *b == b'/').next().unwrap_or_default();
+    if let Some(colon) = first.iter().position(|b| *b == b':') {
+        let scheme = &first[..colon];
+        let is_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if is_scheme {
+            let scheme = String::from_utf8_lossy(scheme);
+            let hint = if scheme.eq_ignore_ascii_case("file") {
+                "for a local folder, give its path without file://".to_string()
+            } else {
+                format!("there is no {scheme}: backend yet; evstore writes local folders only")
+            };
+            let is_or_looks = if bytes[colon + 1..].starts_with(b"//") {
+                "is a URL"
+            } else {
+                "looks like a URL"
+            };
+            return Err(Error::Usage(format!(
+                "{what} {} {is_or_looks} ({scheme}:...): {hint}; to name a local folder of that \
+                 name on purpose, start the path with ./ (./{})",
+                path.escaped(),
+                path.escaped()
+            )));
+        }
+    }
+    let starts_blank = bytes.first().is_some_and(u8::is_ascii_whitespace);
+    let ends_blank = bytes.last().is_some_and(u8::is_ascii_whitespace);
+    if starts_blank || ends_blank {
+        return Err(Error::Usage(format!(
+            "{what} {:?} {} with whitespace, which is most likely a quoting mistake; to name a \
+             local folder of that name on purpose, {}",
+            path.escaped().to_string(),
+            if starts_blank { "starts" } else { "ends" },
+            match (starts_blank, ends_blank) {
+                (true, true) => "start the path with ./ and end it with /",
+                (true, false) => "start the path with ./",
+                _ => "end the path with /",
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// `path` made absolute, with every existing component resolved (symlinks included) and the
+/// missing tail appended as it will be created; it need not exist.
+pub fn resolved_path(path: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|err| Error::io(".", "cannot read the working directory", err))?
+            .join(path)
+    };
+    let mut current = PathBuf::from("/");
+    let mut missing = false;
+    for component in absolute.components() {
+        match component {
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+            // `current` is canonical (or a tail that will be created as real folders), so
+            // its parent is lexical; back in existing folders, resolve again from there.
+            Component::ParentDir => {
+                current.pop();
+                if missing && std::fs::symlink_metadata(&current).is_ok() {
+                    missing = false;
+                }
+            }
+            Component::Normal(name) => {
+                let next = current.join(name);
+                if !missing && std::fs::symlink_metadata(&next).is_ok() {
+                    current = std::fs::canonicalize(&next).at(&next, "cannot resolve")?;
+                } else {
+                    missing = true;
+                    current = next;
+                }
+            }
+        }
+    }
+    Ok(current)
+}
+
+/// Refuse to archive a folder that holds the store, or would hold it once created: the store's
+/// files would become part of the packet (and change it).
+pub fn refuse_store_inside_folder(store: &Path, dir: &Path) -> Result<()> {
+    let dir_resolved = std::fs::canonicalize(dir).at(dir, "cannot resolve")?;
+    let store_resolved = resolved_path(store)?;
+    if store_resolved.starts_with(&dir_resolved) {
+        return Err(Error::unsupported(
+            dir,
+            format!(
+                "the store {} lies inside this folder, so its files would become part of the \
+                 packet; use a store outside the packet folder (--store DIR or $EVSTORE_STORE; \
+                 the default is ./.evstore in the working directory)",
+                store.escaped()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse a folder evstore would write into (or archive) that is the store folder or lies
+/// inside it: its files would become stray entries of the store (or the store's own files a
+/// packet). `path` need not exist; symlinks in it are resolved.
+pub fn refuse_inside_store(store: &Path, path: &Path, what: &str) -> Result<()> {
+    if std::fs::symlink_metadata(store).is_err() {
+        return Ok(());
+    }
+    let store_resolved = resolved_path(store)?;
+    if resolved_path(path)?.starts_with(&store_resolved) {
+        return Err(Error::Usage(format!(
+            "{what} {} is inside the store {}: evstore never writes into its store folder, nor \
+             archives the store itself; use a folder outside it",
+            path.escaped(),
+            store.escaped()
+        )));
+    }
+    Ok(())
+}
