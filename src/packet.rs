@@ -2,7 +2,17 @@
 //! its tree walked from the stored nodes (each decoded strictly), and the walk's files checked to
 //! hash to the recorded `packet_tree_sha256`. Every read path (show, manifest, cat, export, diff,
 //! mirror, rerun) starts here, so a file list never comes from the catalog alone.
+//!
+//! [`walk_trees`] is the one walk over stored Merkle trees: of one tree (a read path) or two
+//! together, skipping equal subtrees (the gate's packet diff); its nodes come from a loader, so
+//! `fsck` can walk already-checked nodes and note missing ones instead of stopping.
+//!
+//! **Architecture Invariant:** a stored packet's file list comes from its stored tree, walked
+//! here. This module reads the store and takes catalog rows ([`PacketRow`], plain data) as input;
+//! it never queries the catalog.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use crate::catalog::PacketRow;
@@ -10,7 +20,7 @@ use crate::digest::Blake3Digest;
 use crate::error::{Error, Result};
 use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
-use crate::format::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
+use crate::format::tree::{manifest_of, FileMeta, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
 use crate::store::Store;
 
 /// Read a packet's record object and check it equals the catalog row.
@@ -64,48 +74,194 @@ pub fn load_node(store: &Store, id: &Blake3Digest) -> Result<TreeNode> {
 }
 
 /// Every file of the tree rooted at `root`, in path-byte order, with the ids of all nodes read.
+/// Each node is read from the store and decoded strictly; a tree deeper than [`MAX_DEPTH`] is an
+/// error.
 pub fn walk_tree(
     store: &Store,
     root: &Blake3Digest,
 ) -> Result<(Vec<HashedFile>, Vec<Blake3Digest>)> {
-    let mut files = Vec::new();
-    let mut node_ids = Vec::new();
-    walk_into(store, root, "", 0, &mut files, &mut node_ids)?;
-    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-    Ok((files, node_ids))
+    walk_subtree(store, root, "", 0)
 }
 
-fn walk_into(
+/// [`walk_tree`] of the subtree `id` found at the packet path `prefix`, `depth` levels below its
+/// packet's root (a folder that a packet diff did not descend into): its files are named by
+/// their full packet paths, and the depth limit counts from the packet's root.
+pub fn walk_subtree(
     store: &Store,
     id: &Blake3Digest,
     prefix: &str,
     depth: usize,
-    files: &mut Vec<HashedFile>,
-    node_ids: &mut Vec<Blake3Digest>,
-) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(Error::corrupt(
-            format!("tree node {id}"),
-            format!("tree is deeper than {MAX_DEPTH} levels"),
-        ));
-    }
-    node_ids.push(*id);
-    let node = load_node(store, id)?;
-    for entry in node.entries() {
-        let path = if prefix.is_empty() {
-            entry.name().to_string()
-        } else {
-            format!("{prefix}/{}", entry.name())
-        };
-        match entry {
-            TreeEntry::File { meta, .. } => files.push(HashedFile {
-                rel_path: path,
-                meta: *meta,
-            }),
-            TreeEntry::Dir { tree, .. } => {
-                walk_into(store, tree, &path, depth + 1, files, node_ids)?
+) -> Result<(Vec<HashedFile>, Vec<Blake3Digest>)> {
+    let mut files = Vec::new();
+    let mut node_ids = Vec::new();
+    walk_level(
+        &mut |id| {
+            node_ids.push(*id);
+            load_node(store, id).map(|node| Some(Cow::Owned(node)))
+        },
+        Some(id),
+        None,
+        prefix,
+        depth,
+        &mut |visit| match visit {
+            Visit::File {
+                path,
+                expected: Some(meta),
+                ..
+            } => {
+                files.push(HashedFile {
+                    rel_path: path.to_string(),
+                    meta: *meta,
+                });
+                Ok(())
             }
+            Visit::TooDeep { id, .. } => Err(Error::corrupt(
+                format!("tree node {id}"),
+                format!("tree is deeper than {MAX_DEPTH} levels"),
+            )),
+            _ => Ok(()),
+        },
+    )?;
+    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    Ok((files, node_ids))
+}
+
+/// The error for a stored tree deeper than [`MAX_DEPTH`] below `path`.
+pub fn too_deep(path: &str) -> Error {
+    Error::corrupt(
+        format!("tree below {path:?}"),
+        format!("deeper than {MAX_DEPTH} levels"),
+    )
+}
+
+/// What [`walk_trees`] meets, in path-byte order of each folder's names.
+#[derive(Debug)]
+pub enum Visit<'a> {
+    /// A path where one tree or both hold a file (`None` on a side that holds none, or a folder).
+    File {
+        /// The packet path.
+        path: &'a str,
+        /// What the first tree holds there.
+        expected: Option<&'a FileMeta>,
+        /// What the second tree holds there.
+        observed: Option<&'a FileMeta>,
+    },
+    /// Both trees hold the same node here: it was not read or descended into (its files are
+    /// equal on both sides by construction). `path` is `""` for equal roots.
+    EqualSubtree {
+        /// The folder's packet path.
+        path: &'a str,
+        /// The node id both trees hold there.
+        id: Blake3Digest,
+        /// How many levels below the root it is (0 for the roots).
+        depth: usize,
+    },
+    /// A folder deeper than [`MAX_DEPTH`]: not read or descended into. A read path stops with
+    /// [`too_deep`]; a checker may note it and go on.
+    TooDeep {
+        /// The folder's packet path.
+        path: &'a str,
+        /// The node id of the first tree there, or of the second.
+        id: Blake3Digest,
+    },
+}
+
+/// Where [`walk_trees`] gets a node: `Ok(Some(node))`; `Ok(None)` to skip a node that cannot be
+/// had (a checker that notes missing or corrupt nodes and goes on); an error stops the walk.
+pub type NodeLoader<'n, 'l> = dyn FnMut(&Blake3Digest) -> Result<Option<Cow<'n, TreeNode>>> + 'l;
+
+/// The one walk over stored Merkle trees: walk the trees rooted at `expected` and `observed`
+/// (either may be `None`: a walk of one tree) together, name by name, descending only into
+/// folders whose node ids differ, and tell `visit` every file path met, every equal subtree
+/// skipped, and every folder too deep to read. `load` supplies the nodes: [`load_node`] for a
+/// read path, already-checked nodes for `fsck`. The walk holds one node per level and recurses
+/// at most [`MAX_DEPTH`] levels.
+///
+/// # Errors
+///
+/// What `load` or `visit` returns.
+pub fn walk_trees<'n>(
+    load: &mut NodeLoader<'n, '_>,
+    expected: Option<&Blake3Digest>,
+    observed: Option<&Blake3Digest>,
+    visit: &mut dyn FnMut(Visit<'_>) -> Result<()>,
+) -> Result<()> {
+    walk_level(load, expected, observed, "", 0, visit)
+}
+
+fn walk_level<'n>(
+    load: &mut NodeLoader<'n, '_>,
+    expected: Option<&Blake3Digest>,
+    observed: Option<&Blake3Digest>,
+    prefix: &str,
+    depth: usize,
+    visit: &mut dyn FnMut(Visit<'_>) -> Result<()>,
+) -> Result<()> {
+    if let (Some(x), Some(y)) = (expected, observed) {
+        if x == y {
+            return visit(Visit::EqualSubtree {
+                path: prefix,
+                id: *x,
+                depth,
+            });
+        }
+    }
+    if depth > MAX_DEPTH {
+        let Some(id) = expected.or(observed) else {
+            return Ok(());
+        };
+        return visit(Visit::TooDeep {
+            path: prefix,
+            id: *id,
+        });
+    }
+    let node_a = match expected {
+        Some(id) => load(id)?,
+        None => None,
+    };
+    let node_b = match observed {
+        Some(id) => load(id)?,
+        None => None,
+    };
+    let mut names: BTreeMap<&str, (Option<&TreeEntry>, Option<&TreeEntry>)> = BTreeMap::new();
+    for entry in node_a.iter().flat_map(|n| n.entries()) {
+        names.entry(entry.name()).or_default().0 = Some(entry);
+    }
+    for entry in node_b.iter().flat_map(|n| n.entries()) {
+        names.entry(entry.name()).or_default().1 = Some(entry);
+    }
+    for (name, (a, b)) in names {
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let (fa, fb) = (file_of(a), file_of(b));
+        if fa.is_some() || fb.is_some() {
+            visit(Visit::File {
+                path: &path,
+                expected: fa,
+                observed: fb,
+            })?;
+        }
+        let (da, db) = (dir_of(a), dir_of(b));
+        if da.is_some() || db.is_some() {
+            walk_level(load, da.as_ref(), db.as_ref(), &path, depth + 1, visit)?;
         }
     }
     Ok(())
+}
+
+fn file_of(entry: Option<&TreeEntry>) -> Option<&FileMeta> {
+    match entry {
+        Some(TreeEntry::File { meta, .. }) => Some(meta),
+        _ => None,
+    }
+}
+
+fn dir_of(entry: Option<&TreeEntry>) -> Option<Blake3Digest> {
+    match entry {
+        Some(TreeEntry::Dir { tree, .. }) => Some(*tree),
+        _ => None,
+    }
 }

@@ -21,7 +21,7 @@ use crate::format::tree::manifest_of;
 use crate::gate::{self, Expectation, GateReport, Relation, SealAction, Side, Verdict};
 use crate::ops::export::export;
 use crate::ops::fsck::fsck;
-use crate::ops::ingest::{hash_packet, ingest, IngestConfig};
+use crate::ops::ingest::{hash_packet, ingest, IngestConfig, IngestOutcome};
 use crate::ops::reindex::reindex;
 use crate::packet::{cat_file, verified_files};
 use crate::packet_ref::{check_new_packet_name, parse_packet_ref};
@@ -763,15 +763,29 @@ fn cmd_ingest(
     // ingest succeeded: a refused first ingest (drift, a symlink, an empty folder...) leaves
     // no store behind.
     let mut first = None;
+    // A folder that does not match its seal: the gate's report, rendered as `verify` renders it.
+    let mut refused = None;
     if std::fs::symlink_metadata(&ctx.store_path).is_err() {
-        first = Store::create_filled(
+        let created = Store::create_filled(
             &ctx.store_path,
             |staged| prepare_new_catalog(&ctx.store_path, staged),
             |store| {
                 let mut catalog = Catalog::open_existing(&store.catalog_path())?;
-                ingest(store, &mut catalog, dir, &config)
+                match ingest(store, &mut catalog, dir, &config)? {
+                    IngestOutcome::Archived(report) => Ok(report),
+                    // An error, so that no store is created.
+                    IngestOutcome::Refused(refusal) => {
+                        let err = refusal.to_error();
+                        refused = Some(refusal);
+                        Err(err)
+                    }
+                }
             },
-        )?;
+        );
+        if let Some(refusal) = refused {
+            return Ok(print_ingest_refusal(ctx, &refusal));
+        }
+        first = created?;
         if first.is_some() {
             eprintln!(
                 "evstore: created a new store in {}",
@@ -787,7 +801,10 @@ fn cmd_ingest(
         }
         None => {
             let (store, mut catalog) = ctx.open()?;
-            (ingest(&store, &mut catalog, dir, &config)?, catalog)
+            match ingest(&store, &mut catalog, dir, &config)? {
+                IngestOutcome::Archived(report) => (report, catalog),
+                IngestOutcome::Refused(refusal) => return Ok(print_ingest_refusal(ctx, &refusal)),
+            }
         }
     };
     let record = &report.packet.record;
@@ -839,6 +856,14 @@ fn cmd_ingest(
         );
     }
     Ok(Outcome::Pass)
+}
+
+/// A sealed folder that does not match its seal: the gate's report as `verify DIR` prints it
+/// (stdout), and on stderr that nothing was archived; exit 1.
+fn print_ingest_refusal(ctx: &Context, refusal: &crate::ops::ingest::SealRefusal) -> Outcome {
+    let outcome = print_gate_report(ctx, &refusal.report);
+    eprintln!("evstore: {}", refusal.message());
+    outcome
 }
 
 fn cmd_hash(ctx: &Context, dir: &Path, expect: &ExpectArgs, quiet: bool) -> Result<Outcome> {
@@ -1368,7 +1393,7 @@ fn cmd_verify(
         let mut report = gate::compare(Some(&store), &expected, &observed)?;
         let canonical = expected.manifest()?.text();
         if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
-            report = gate::add_result(report, &expected, &observed, result);
+            report = report.with_failures(vec![result]);
         }
         return Ok(print_gate_report(ctx, &report.with_expectations(&wanted)));
     }
@@ -1412,7 +1437,7 @@ fn cmd_verify(
     if own_seal.is_some() && own_seal.as_ref() != Some(&given) {
         let canonical = expected.manifest()?.text();
         if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
-            report = gate::add_result(report, &expected, &observed, result);
+            report = report.with_failures(vec![result]);
         }
     }
     Ok(print_gate_report(ctx, &report.with_expectations(&wanted)))
@@ -1565,7 +1590,7 @@ fn cmd_diff(ctx: &Context, a: &str, b: &str, original: Option<PathBuf>) -> Resul
     if let (Operand::Packet(x), Operand::Packet(y), Some((store, catalog))) = (&a, &b, &opened) {
         let row_a = ctx.resolve(catalog, x)?;
         let row_b = ctx.resolve(catalog, y)?;
-        let report = gate::diff_packets(store, catalog, &row_a, &row_b)?;
+        let report = gate::diff_packets(store, &row_a, &row_b)?;
         return Ok(print_gate_report(ctx, &report));
     }
     let load = |operand: &Operand| -> Result<Side> {
@@ -1988,7 +2013,8 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs, store_given: bool) -> Result<Outcom
                         source_date_epoch,
                         progress: ctx.progress.clone(),
                     },
-                );
+                )
+                .and_then(IngestOutcome::archived);
                 match archived {
                     Ok(archived) => {
                         let r = &archived.packet.record;
