@@ -6,6 +6,7 @@
 mod drift_seal;
 mod foundation;
 mod gate;
+mod ingest_gate;
 mod kb_items;
 mod mirror;
 mod packs;
