@@ -49,6 +49,9 @@ pub struct KnownFile {
     pub sha256: Sha256Digest,
 }
 
+/// What a caller knows about the file at a packet path, if anything.
+pub type KnownFiles<'a> = dyn Fn(&str) -> Option<KnownFile> + Sync + 'a;
+
 /// How to hash a folder.
 #[derive(Clone, Copy)]
 pub struct FolderHashConfig<'a> {
@@ -61,7 +64,7 @@ pub struct FolderHashConfig<'a> {
     /// Files whose digests are known (comparing with a stored packet): a file of the known size
     /// is hashed with BLAKE3 alone first and, where it matches, takes the known SHA-256 without
     /// computing it.
-    pub known: Option<&'a (dyn Fn(&str) -> Option<KnownFile> + Sync)>,
+    pub known: Option<&'a KnownFiles<'a>>,
 }
 
 impl<'a> FolderHashConfig<'a> {

@@ -265,3 +265,168 @@ fn dir_of(entry: Option<&TreeEntry>) -> Option<Blake3Digest> {
         _ => None,
     }
 }
+
+/// Why [`walk_available`] did not read a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnreadNode {
+    /// The node is not available (missing, unreadable, or not a tree node).
+    Unavailable,
+    /// The node lies deeper than [`MAX_DEPTH`].
+    TooDeep,
+}
+
+/// [`walk_trees`] of one tree for a checker (`fsck`, `reindex`): nodes come from `nodes`
+/// (already read and checked), and a node it does not have, or one too deep, is listed with why
+/// and skipped, never an error, so the walk goes on. Returns the files reached, in path-byte
+/// order, and the nodes not read.
+pub fn walk_available<'n>(
+    nodes: impl Fn(&Blake3Digest) -> Option<&'n TreeNode>,
+    root: &Blake3Digest,
+) -> (Vec<HashedFile>, Vec<(Blake3Digest, UnreadNode)>) {
+    let unread = std::cell::RefCell::new(Vec::new());
+    let mut files = Vec::new();
+    let walked = walk_trees(
+        &mut |id| {
+            let node = nodes(id);
+            if node.is_none() {
+                unread.borrow_mut().push((*id, UnreadNode::Unavailable));
+            }
+            Ok(node.map(Cow::Borrowed))
+        },
+        Some(root),
+        None,
+        &mut |visit| {
+            match visit {
+                Visit::File {
+                    path,
+                    expected: Some(meta),
+                    ..
+                } => files.push(HashedFile {
+                    rel_path: path.to_string(),
+                    meta: *meta,
+                }),
+                Visit::TooDeep { id, .. } => unread.borrow_mut().push((id, UnreadNode::TooDeep)),
+                _ => {}
+            }
+            Ok(())
+        },
+    );
+    // Neither closure returns an error, so neither can the walk.
+    debug_assert!(walked.is_ok());
+    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    (files, unread.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::digest::dual_of;
+    use crate::format::tree::build_tree;
+
+    fn file(path: &str, content: &str) -> HashedFile {
+        let digest = dual_of(content.as_bytes());
+        HashedFile {
+            rel_path: path.into(),
+            meta: FileMeta {
+                size: digest.len,
+                executable: false,
+                blake3: digest.blake3,
+                sha256: digest.sha256,
+            },
+        }
+    }
+
+    /// Build the tree of `files` and add its nodes to `nodes`; returns the root id.
+    fn tree(files: &[HashedFile], nodes: &mut HashMap<Blake3Digest, TreeNode>) -> Blake3Digest {
+        let built = build_tree(files).unwrap();
+        for (id, bytes) in &built.nodes {
+            nodes.insert(*id, TreeNode::decode(bytes).unwrap());
+        }
+        built.root
+    }
+
+    #[test]
+    fn a_pair_walk_skips_equal_subtrees_without_reading_them_and_meets_every_other_path() {
+        let mut nodes = HashMap::new();
+        let same = [file("same/x.txt", "x\n"), file("same/deep/y.txt", "y\n")];
+        let a = tree(
+            &[
+                same[1].clone(),
+                same[0].clone(),
+                file("top.txt", "a\n"),
+                file("was-file", "f\n"),
+            ],
+            &mut nodes,
+        );
+        let b = tree(
+            &[
+                same[1].clone(),
+                same[0].clone(),
+                file("top.txt", "b\n"),
+                file("was-file/now-inside", "g\n"),
+            ],
+            &mut nodes,
+        );
+        let same_id = tree(
+            &[file("x.txt", "x\n"), file("deep/y.txt", "y\n")],
+            &mut HashMap::new(),
+        );
+        let mut read = Vec::new();
+        let mut met = Vec::new();
+        walk_trees(
+            &mut |id| {
+                read.push(*id);
+                Ok(nodes.get(id).map(Cow::Borrowed))
+            },
+            Some(&a),
+            Some(&b),
+            &mut |visit| {
+                met.push(match visit {
+                    Visit::File {
+                        path,
+                        expected,
+                        observed,
+                    } => format!("file {path} {} {}", expected.is_some(), observed.is_some()),
+                    Visit::EqualSubtree { path, id, depth } => {
+                        assert_eq!(id, same_id);
+                        format!("equal {path} {depth}")
+                    }
+                    Visit::TooDeep { path, .. } => format!("too deep {path}"),
+                });
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            met,
+            [
+                "equal same 1",
+                "file top.txt true true",
+                "file was-file true false",
+                "file was-file/now-inside false true",
+            ]
+        );
+        assert!(!read.contains(&same_id), "an equal subtree was read");
+    }
+
+    #[test]
+    fn a_tolerant_walk_lists_what_it_reaches_and_the_nodes_it_could_not_read() {
+        let mut nodes = HashMap::new();
+        let root = tree(
+            &[
+                file("a.txt", "a\n"),
+                file("sub/b.txt", "b\n"),
+                file("z.txt", "z\n"),
+            ],
+            &mut nodes,
+        );
+        let sub = tree(&[file("b.txt", "b\n")], &mut HashMap::new());
+        nodes.remove(&sub);
+        let (files, unread) = walk_available(|id| nodes.get(id), &root);
+        let paths: Vec<&str> = files.iter().map(|f| f.rel_path.as_str()).collect();
+        assert_eq!(paths, ["a.txt", "z.txt"]);
+        assert_eq!(unread, [(sub, UnreadNode::Unavailable)]);
+    }
+}

@@ -258,6 +258,8 @@ pub struct IngestReport {
 /// What an ingest came to: the packet archived, or a sealed folder refused because it does not
 /// match its seal.
 #[derive(Clone, Debug)]
+// One value per ingest, returned once: the size of a variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum IngestOutcome {
     /// The folder was archived (or its tree already was).
     Archived(IngestReport),
