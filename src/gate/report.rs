@@ -363,3 +363,55 @@ fn tree_hashes_match(expected: &SideSummary, observed: &SideSummary) -> bool {
         (Some(a), Some(b)) if a == b
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::{compare, own_seal_result};
+    use crate::progress::Progress;
+
+    /// A folder holding `a.txt` compared with its own canonical seal: a PASS.
+    fn passing_report() -> GateReport {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "a\n").unwrap();
+        let seal_text = format!("{}  a.txt\n", crate::digest::sha256_of(b"a\n"));
+        let seal_path = dir.path().join("elsewhere.txt");
+        let expected = Side::seal_bytes(&seal_path, seal_text.as_bytes()).unwrap();
+        let observed = Side::folder(dir.path(), &Progress::silent()).unwrap();
+        compare(None, &expected, &observed).unwrap()
+    }
+
+    #[test]
+    fn a_failure_added_later_is_counted_and_turns_a_pass_into_a_fail() {
+        let report = passing_report();
+        assert_eq!(report.verdict, Verdict::Pass);
+        assert_eq!((report.counts.files, report.counts.ok), (1, 1));
+        let own_seal = own_seal_result(b"canonical\n", b"other\n").expect("they differ");
+        let report = report.with_failures(vec![own_seal]);
+        assert_eq!(report.verdict, Verdict::Fail);
+        assert_eq!(
+            (report.counts.files, report.counts.ok, report.counts.failed),
+            (2, 1, 1)
+        );
+        assert_eq!(report.counts.classes.values().sum::<u64>(), 1);
+        let paths: Vec<&str> = report.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["HASH_MANIFEST.txt", "a.txt"]);
+    }
+
+    #[test]
+    fn recounting_never_forgets_a_failed_expectation() {
+        let report = passing_report()
+            .with_expectations(&[(Relation::Equal, Sha256Digest([0; 32]))])
+            .with_failures(Vec::new());
+        assert_eq!(report.verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn an_own_seal_that_differs_only_invisibly_still_fails() {
+        // Every differing pair has a class: never an ok-looking failure.
+        let result = own_seal_result(b"a  x\n", b"a  x\r\n").expect("they differ");
+        assert!(!result.is_ok());
+        assert_eq!(result.status, "fail");
+        assert!(own_seal_result(b"same\n", b"same\n").is_none());
+    }
+}

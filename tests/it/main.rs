@@ -9,6 +9,7 @@ mod gate;
 mod ingest_gate;
 mod kb_items;
 mod mirror;
+mod packet_diff;
 mod packs;
 mod progress;
 mod readme;
