@@ -351,9 +351,9 @@ pub fn ingest_dir(
     crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
     let root_path = dir.path().to_path_buf();
     let root = root_path.as_path();
-    // The folder's real path, resolved once: checked against the store and recorded.
+    crate::store::refuse_store_inside_folder(store.root(), root)?;
+    // The folder's real path, resolved once, through the path it was opened by, for the record.
     let source_path = std::fs::canonicalize(root).at(root, "cannot resolve")?;
-    crate::store::refuse_store_inside_folder(store.root(), &source_path)?;
     let scanned = scan_dir(dir)?;
     let seal = match &scanned.seal {
         Some(path) => {
@@ -377,14 +377,9 @@ pub fn ingest_dir(
         },
     )?;
     if let Some(seal) = &seal {
-        let observed = Side::from_folder(&folder)?;
-        let report = gate::compare(None, seal, &observed)?;
-        if report.verdict != Verdict::Pass {
+        if let Some(refusal) = refusal_by_seal(seal, &folder)? {
             // Dropping `batch` deletes every object this ingest staged: nothing is stored.
-            return Ok(IngestOutcome::Refused(SealRefusal {
-                seal: root.join(SEAL_FILE_NAME),
-                report,
-            }));
+            return Ok(IngestOutcome::Refused(refusal));
         }
     }
     let packet = packet_of(folder)?;
@@ -393,20 +388,7 @@ pub fn ingest_dir(
     }
     crate::interrupt::check()?;
     let mut published = batch.commit()?;
-    let mut objects: Vec<ObjectRow> = packet
-        .files
-        .iter()
-        .map(|f| ObjectRow {
-            id: f.meta.blake3,
-            kind: ObjectKind::Blob.name().into(),
-            size: f.meta.size,
-        })
-        .collect();
-    objects.extend(packet.tree.nodes.iter().map(|(id, bytes)| ObjectRow {
-        id: *id,
-        kind: ObjectKind::Tree.name().into(),
-        size: bytes.len() as u64,
-    }));
+    let objects = object_rows(&packet);
     let source_path = source_path.to_string_lossy().into_owned();
     let mut record_published = Vec::new();
     // The store's commit markers: created from the catalog if this store predates them, and
@@ -484,4 +466,30 @@ pub fn ingest_dir(
         objects_written: newly.len() as u64,
         bytes_newly_stored: newly.iter().map(|p| p.stored_size).sum(),
     }))
+}
+
+/// Compare a hashed folder with its seal through the gate, exactly as `evstore verify DIR` does
+/// (the seal is the expected side); the refusal when it does not pass.
+fn refusal_by_seal(seal: &Side, folder: &HashedFolder) -> Result<Option<SealRefusal>> {
+    let observed = Side::from_folder(folder)?;
+    let report = gate::compare(None, seal, &observed)?;
+    Ok((report.verdict != Verdict::Pass).then(|| SealRefusal {
+        seal: folder.root.join(SEAL_FILE_NAME),
+        report,
+    }))
+}
+
+/// The catalog's rows for the objects of a packet: one per file's blob and one per tree node.
+fn object_rows(packet: &HashedPacket) -> Vec<ObjectRow> {
+    let blobs = packet.files.iter().map(|f| ObjectRow {
+        id: f.meta.blake3,
+        kind: ObjectKind::Blob.name().into(),
+        size: f.meta.size,
+    });
+    let nodes = packet.tree.nodes.iter().map(|(id, bytes)| ObjectRow {
+        id: *id,
+        kind: ObjectKind::Tree.name().into(),
+        size: bytes.len() as u64,
+    });
+    blobs.chain(nodes).collect()
 }
