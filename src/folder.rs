@@ -17,7 +17,6 @@
 //! BLAKE3 then differs is read a second time for its SHA-256. This module sits beside
 //! [`crate::packet`] (a *stored* packet); it never prints and never touches the catalog.
 
-use std::fs::Metadata;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -156,23 +155,35 @@ fn hash_one(
         .known
         .and_then(|known| known(file.rel))
         .filter(|known| known.size == file.size);
-    if let (Some(known), None) = (known, config.batch) {
-        let blake3 = blake3_in(dir, file.rel, file.size)?;
-        if blake3 == known.blake3 {
-            config.progress.advance(file.size);
-            return Ok(HashedFile {
-                rel_path: file.rel.to_string(),
-                meta: FileMeta {
-                    size: file.size,
-                    executable: file.executable,
-                    blake3,
-                    sha256: known.sha256,
-                },
-            });
-        }
+    let (Some(known), None) = (known, config.batch) else {
+        return Ok(hashed(
+            file,
+            hash_file(dir, file, config.batch, config.progress)?,
+        ));
+    };
+    let blake3 = blake3_in(dir, file.rel, file.size)?;
+    // Each file's bytes are reported once, whether or not a second pass follows.
+    config.progress.advance(file.size);
+    if blake3 != known.blake3 {
+        return Ok(hashed(
+            file,
+            hash_file(dir, file, None, &Progress::silent())?,
+        ));
     }
-    let digest = hash_file(dir, file, config.batch, config.progress)?;
     Ok(HashedFile {
+        rel_path: file.rel.to_string(),
+        meta: FileMeta {
+            size: file.size,
+            executable: file.executable,
+            blake3,
+            sha256: known.sha256,
+        },
+    })
+}
+
+/// A file and the digests of its bytes.
+fn hashed(file: &FileToHash<'_>, digest: DualDigest) -> HashedFile {
+    HashedFile {
         rel_path: file.rel.to_string(),
         meta: FileMeta {
             size: digest.len,
@@ -180,11 +191,7 @@ fn hash_one(
             blake3: digest.blake3,
             sha256: digest.sha256,
         },
-    })
-}
-
-fn matches_scan(before: &Metadata, size: u64) -> bool {
-    before.is_file() && before.len() == size
+    }
 }
 
 /// Read one file once, hashing it and (with a batch) staging its object.
@@ -198,7 +205,7 @@ fn hash_file(
     let path = file.abs;
     let mut handle = dir.open_file(file.rel)?;
     let before = handle.metadata().at(path, "cannot stat")?;
-    if !matches_scan(&before, file.size) {
+    if !before.is_file() || before.len() != file.size {
         return Err(changed(path));
     }
     let mut hasher = DualHasher::new();
@@ -288,6 +295,20 @@ mod tests {
         assert_eq!(folder.total_bytes(), 2 + big.len() as u64);
     }
 
+    /// Records a phase's total and the bytes reported done.
+    #[derive(Default)]
+    struct Counted(std::sync::Mutex<(u64, u64)>);
+
+    impl crate::progress::ProgressSink for Counted {
+        fn begin(&self, _phase: &str, total_bytes: u64) {
+            self.0.lock().unwrap().0 = total_bytes;
+        }
+        fn advance(&self, bytes: u64) {
+            self.0.lock().unwrap().1 += bytes;
+        }
+        fn finish(&self) {}
+    }
+
     #[test]
     fn a_known_file_keeps_its_known_sha256_only_where_its_blake3_matches() {
         let dir = tempfile::tempdir().unwrap();
@@ -308,7 +329,8 @@ mod tests {
                 sha256: made_up,
             })
         };
-        let progress = Progress::silent();
+        let counted = std::sync::Arc::new(Counted::default());
+        let progress = Progress::to(counted.clone());
         let config = FolderHashConfig {
             known: Some(&known),
             ..FolderHashConfig::new("verify", &progress)
@@ -317,5 +339,8 @@ mod tests {
         let by_path = |p: &str| folder.files.iter().find(|f| f.rel_path == p).unwrap().meta;
         assert_eq!(by_path("same.txt").sha256, made_up);
         assert_eq!(by_path("other.txt").sha256, dual_of(b"other\n").sha256);
+        // The file read twice (its BLAKE3 differed) is still reported once.
+        let (total, done) = *counted.0.lock().unwrap();
+        assert_eq!((total, done), (11, 11));
     }
 }
