@@ -21,7 +21,7 @@ use crate::format::tree::manifest_of;
 use crate::gate::{self, Expectation, GateReport, Relation, SealAction, Side, Verdict};
 use crate::ops::export::export;
 use crate::ops::fsck::fsck;
-use crate::ops::ingest::{hash_packet, ingest, IngestConfig, IngestOutcome};
+use crate::ops::ingest::{hash_packet, ingest_folder, IngestConfig, IngestOutcome, PacketFolder};
 use crate::ops::reindex::reindex;
 use crate::packet::{cat_file, verified_files};
 use crate::packet_ref::{check_new_packet_name, parse_packet_ref};
@@ -746,13 +746,8 @@ fn cmd_ingest(
     // folder, and that the store does not lie inside it (a store created inside the packet
     // would change the packet).
     crate::store::check_store_location(&ctx.store_path)?;
-    match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(Error::unsupported(dir, "is not a directory")),
-        Err(err) => return Err(Error::io(dir, "cannot read packet folder", err)),
-    }
-    crate::store::refuse_store_inside_folder(&ctx.store_path, dir)?;
-    crate::store::refuse_inside_store(&ctx.store_path, dir, "packet folder")?;
+    // Opened and checked against the store once; ingested through this handle.
+    let folder = PacketFolder::open(dir, &ctx.store_path)?;
     let config = IngestConfig {
         name,
         note,
@@ -771,7 +766,7 @@ fn cmd_ingest(
             |staged| prepare_new_catalog(&ctx.store_path, staged),
             |store| {
                 let mut catalog = Catalog::open_existing(&store.catalog_path())?;
-                match ingest(store, &mut catalog, dir, &config)? {
+                match ingest_folder(store, &mut catalog, &folder, &config)? {
                     IngestOutcome::Archived(report) => Ok(report),
                     // An error, so that no store is created.
                     IngestOutcome::Refused(refusal) => {
@@ -801,7 +796,7 @@ fn cmd_ingest(
         }
         None => {
             let (store, mut catalog) = ctx.open()?;
-            match ingest(&store, &mut catalog, dir, &config)? {
+            match ingest_folder(&store, &mut catalog, &folder, &config)? {
                 IngestOutcome::Archived(report) => (report, catalog),
                 IngestOutcome::Refused(refusal) => return Ok(print_ingest_refusal(ctx, &refusal)),
             }

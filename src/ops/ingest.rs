@@ -312,15 +312,70 @@ impl SealRefusal {
     }
 }
 
+/// A folder to archive, opened once as a real folder (a symlink is refused, naming its target)
+/// and checked once against the store it goes into: the store does not lie inside it, and it
+/// does not lie inside the store. Everything an ingest reads of it goes through this handle.
+#[derive(Clone, Debug)]
+pub struct PacketFolder {
+    dir: Arc<RootDir>,
+}
+
+impl PacketFolder {
+    /// Open and check the folder `path` for an ingest into the store at `store_root` (which
+    /// need not exist yet: a first ingest checks against where it will be).
+    ///
+    /// # Errors
+    ///
+    /// A folder that is a symlink, is not a folder, cannot be opened, holds the store, or lies
+    /// inside the store.
+    pub fn open(path: &Path, store_root: &Path) -> Result<PacketFolder> {
+        let dir = RootDir::open(path).map_err(|err| match err {
+            Error::Io { path, source, .. } => Error::io(path, "cannot read packet folder", source),
+            other => other,
+        })?;
+        PacketFolder::opened(Arc::new(dir), store_root)
+    }
+
+    /// [`PacketFolder::open`] of a folder already opened (rerun's output, archived through the
+    /// handle it was hashed through).
+    ///
+    /// # Errors
+    ///
+    /// A folder that holds the store or lies inside it.
+    pub fn opened(dir: Arc<RootDir>, store_root: &Path) -> Result<PacketFolder> {
+        crate::store::refuse_store_inside_folder(store_root, dir.path())?;
+        crate::store::refuse_inside_store(store_root, dir.path(), "packet folder")?;
+        Ok(PacketFolder { dir })
+    }
+
+    /// The path the folder was opened by, for messages.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The folder's real path, for the record: that of the folder actually opened (through its
+    /// handle), so a path swapped since cannot name another folder.
+    fn real_path(&self) -> Result<PathBuf> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let fd = self.dir.as_fd().as_raw_fd();
+        let by_handle = PathBuf::from(format!("/proc/self/fd/{fd}"));
+        match std::fs::read_link(by_handle) {
+            Ok(real) if real.is_absolute() => Ok(real),
+            // No /proc (a sandbox): resolve the path it was opened by.
+            _ => std::fs::canonicalize(self.path()).at(self.path(), "cannot resolve"),
+        }
+    }
+}
+
 /// Archive the packet folder `root` into `store` and record it in `catalog`. A folder that is a
 /// symlink is refused.
 ///
 /// # Errors
 ///
 /// An invalid packet name; a folder that cannot be opened as a real folder, holds an entry that
-/// is not a regular file, is empty, or holds the store; a seal that cannot be read or parsed; a
-/// read, write or catalog error; an interruption. A folder that does not match its seal is not
-/// an error: it is [`IngestOutcome::Refused`].
+/// is not a regular file, is empty, holds the store or lies inside it; a seal that cannot be
+/// read or parsed; a read, write or catalog error; an interruption. A folder that does not match
+/// its seal is not an error: it is [`IngestOutcome::Refused`].
 pub fn ingest(
     store: &Store,
     catalog: &mut Catalog,
@@ -328,16 +383,11 @@ pub fn ingest(
     config: &IngestConfig,
 ) -> Result<IngestOutcome> {
     crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
-    ingest_dir(store, catalog, Arc::new(RootDir::open(root)?), config)
+    let folder = PacketFolder::open(root, store.root())?;
+    ingest_folder(store, catalog, &folder, config)
 }
 
 /// [`ingest`] an already opened folder (rerun's output, read through the handle it hashed).
-///
-/// The folder's own `HASH_MANIFEST.txt`, if it has one, is read through the folder's handle
-/// ([`gate::read_seal_in`]: no symlink followed, size capped) and parsed strictly before anything
-/// is hashed; after hashing, the gate compares the folder with it exactly as `evstore verify DIR`
-/// does, and a folder that does not pass is [`IngestOutcome::Refused`] with the gate's report,
-/// its staged objects deleted.
 ///
 /// # Errors
 ///
@@ -349,11 +399,31 @@ pub fn ingest_dir(
     config: &IngestConfig,
 ) -> Result<IngestOutcome> {
     crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
-    let root_path = dir.path().to_path_buf();
-    let root = root_path.as_path();
-    crate::store::refuse_store_inside_folder(store.root(), root)?;
-    // The folder's real path, resolved once, through the path it was opened by, for the record.
-    let source_path = std::fs::canonicalize(root).at(root, "cannot resolve")?;
+    let folder = PacketFolder::opened(dir, store.root())?;
+    ingest_folder(store, catalog, &folder, config)
+}
+
+/// [`ingest`] a folder opened and checked by [`PacketFolder::open`] (the command line opens it
+/// before a first ingest creates the store).
+///
+/// The folder's own `HASH_MANIFEST.txt`, if it has one, is read through the folder's handle
+/// ([`gate::read_seal_in`]: no symlink followed, size capped) and parsed strictly before anything
+/// is hashed; after hashing, the gate compares the folder with it exactly as `evstore verify DIR`
+/// does, and a folder that does not pass is [`IngestOutcome::Refused`] with the gate's report,
+/// its staged objects deleted.
+///
+/// # Errors
+///
+/// As [`ingest`].
+pub fn ingest_folder(
+    store: &Store,
+    catalog: &mut Catalog,
+    folder: &PacketFolder,
+    config: &IngestConfig,
+) -> Result<IngestOutcome> {
+    crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
+    let source_path = folder.real_path()?;
+    let dir = folder.dir.clone();
     let scanned = scan_dir(dir)?;
     let seal = match &scanned.seal {
         Some(path) => {
