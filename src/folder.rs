@@ -1,12 +1,12 @@
-//! Hashing a folder on disk: the one folder hasher that ingest, `hash`, the gate's folder sides
-//! and rerun's outputs all use.
+//! Hashing a folder on disk: the one folder hasher that ingest, `hash`, `seal`, the gate's
+//! folder sides and rerun's outputs all use.
 //!
 //! [`hash_folder`] takes a [`Scan`] (the folder walked once, through its handle) and reads every
-//! regular file once, in parallel across cores, feeding each chunk to BLAKE3 and SHA-256 in the
-//! same pass and, when ingesting, to the store's object batch (zstd) as well. Entries that are
-//! not regular files (symlinks, FIFOs, ...) are listed, never followed or read: the gate calls
-//! them drift, and an ingest refuses them before anything is hashed
-//! ([`Scan::require_regular_files`]).
+//! regular file once, in parallel across cores, feeding each chunk to SHA-256 and, where a packet
+//! needs it ([`Digests::Both`]), BLAKE3 in the same pass and, when ingesting, to the store's object
+//! batch (zstd) as well. Entries that are not regular files (symlinks, FIFOs, ...) are listed,
+//! never followed or read: the gate calls them drift, and an ingest refuses them before anything
+//! is hashed ([`Scan::require_regular_files`]).
 //!
 //! Files are streamed in 256 KiB chunks; files up to [`SMALL_FILE_LIMIT`] are read into one
 //! buffer, so their object can be skipped before compressing when the store already has it. A
@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::digest::{Blake3Digest, DualDigest, DualHasher, Sha256Digest};
+use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::format::object::ObjectKind;
 use crate::format::tree::{FileMeta, HashedFile};
@@ -51,11 +51,23 @@ pub struct KnownFile {
 /// What a caller knows about the file at a packet path, if anything.
 pub type KnownFiles<'a> = dyn Fn(&str) -> Option<KnownFile> + Sync + 'a;
 
+/// Which digests of each file to compute (in the same pass either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Digests {
+    /// SHA-256 and BLAKE3: what a packet records (ingest, `hash`).
+    Both,
+    /// SHA-256 alone: all a comparison with a seal or another folder needs (BLAKE3 would cost
+    /// CPU time for nothing).
+    Sha256,
+}
+
 /// How to hash a folder.
 #[derive(Clone, Copy)]
 pub struct FolderHashConfig<'a> {
     /// The progress phase the bytes are reported under (`ingest`, `hash`, `verify`).
     pub phase: &'static str,
+    /// Which digests to compute.
+    pub digests: Digests,
     /// Where to report the bytes read.
     pub progress: &'a Progress,
     /// Stage every file's object into this batch while it is hashed (ingest).
@@ -67,14 +79,50 @@ pub struct FolderHashConfig<'a> {
 }
 
 impl<'a> FolderHashConfig<'a> {
-    /// Hash for a report under `phase`: no batch, nothing known.
-    pub fn new(phase: &'static str, progress: &'a Progress) -> FolderHashConfig<'a> {
+    /// Hash for a report under `phase`: `digests`, no batch, nothing known.
+    pub fn new(
+        phase: &'static str,
+        digests: Digests,
+        progress: &'a Progress,
+    ) -> FolderHashConfig<'a> {
         FolderHashConfig {
             phase,
+            digests,
             progress,
             batch: None,
             known: None,
         }
+    }
+}
+
+/// One regular file of a hashed folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderFile {
+    /// Path relative to the folder, components joined with `/`.
+    pub rel_path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// True if the owner-execute bit is set.
+    pub executable: bool,
+    /// SHA-256 of the bytes.
+    pub sha256: Sha256Digest,
+    /// BLAKE3 of the bytes, when computed ([`Digests::Both`], or a file matching a
+    /// [`KnownFile`]).
+    pub blake3: Option<Blake3Digest>,
+}
+
+impl FolderFile {
+    /// The file as a packet records it; `None` without its BLAKE3.
+    pub fn packet_file(&self) -> Option<HashedFile> {
+        Some(HashedFile {
+            rel_path: self.rel_path.clone(),
+            meta: FileMeta {
+                size: self.size,
+                executable: self.executable,
+                blake3: self.blake3?,
+                sha256: self.sha256,
+            },
+        })
     }
 }
 
@@ -86,7 +134,7 @@ pub struct HashedFolder {
     /// The folder's handle: every file was read through it.
     pub dir: Arc<RootDir>,
     /// Every regular file except the top-level seal, sorted by path bytes.
-    pub files: Vec<HashedFile>,
+    pub files: Vec<FolderFile>,
     /// Entries that are not regular files: path and what they are (`symbolic link`, `FIFO`,
     /// ...), sorted by path bytes.
     pub others: Vec<(String, &'static str)>,
@@ -97,7 +145,7 @@ pub struct HashedFolder {
 impl HashedFolder {
     /// The sum of the regular files' sizes.
     pub fn total_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.meta.size).sum()
+        self.files.iter().map(|f| f.size).sum()
     }
 }
 
@@ -118,7 +166,7 @@ pub fn hash_folder(scanned: Scan, config: &FolderHashConfig<'_>) -> Result<Hashe
     let _phase = config
         .progress
         .phase(config.phase, regular.iter().map(|r| r.2).sum());
-    let files: Vec<HashedFile> = regular
+    let files: Vec<FolderFile> = regular
         .par_iter()
         .map(|&(rel, abs, size, executable)| {
             let file = FileToHash {
@@ -150,57 +198,99 @@ fn hash_one(
     dir: &RootDir,
     file: &FileToHash<'_>,
     config: &FolderHashConfig<'_>,
-) -> Result<HashedFile> {
+) -> Result<FolderFile> {
     let known = config
         .known
         .and_then(|known| known(file.rel))
         .filter(|known| known.size == file.size);
     let (Some(known), None) = (known, config.batch) else {
-        return Ok(hashed(
-            file,
-            hash_file(dir, file, config.batch, config.progress)?,
-        ));
+        let digest = hash_file(dir, file, config.digests, config.batch, config.progress)?;
+        return Ok(folder_file(file, digest));
     };
     let blake3 = blake3_in(dir, file.rel, file.size)?;
     // Each file's bytes are reported once, whether or not a second pass follows.
     config.progress.advance(file.size);
     if blake3 != known.blake3 {
-        return Ok(hashed(
-            file,
-            hash_file(dir, file, None, &Progress::silent())?,
-        ));
+        let digest = hash_file(dir, file, config.digests, None, &Progress::silent())?;
+        return Ok(folder_file(file, digest));
     }
-    Ok(HashedFile {
+    Ok(FolderFile {
         rel_path: file.rel.to_string(),
-        meta: FileMeta {
-            size: file.size,
-            executable: file.executable,
-            blake3,
-            sha256: known.sha256,
-        },
+        size: file.size,
+        executable: file.executable,
+        sha256: known.sha256,
+        blake3: Some(blake3),
     })
 }
 
-/// A file and the digests of its bytes.
-fn hashed(file: &FileToHash<'_>, digest: DualDigest) -> HashedFile {
-    HashedFile {
+fn folder_file(file: &FileToHash<'_>, digest: FileDigest) -> FolderFile {
+    FolderFile {
         rel_path: file.rel.to_string(),
-        meta: FileMeta {
-            size: digest.len,
-            executable: file.executable,
-            blake3: digest.blake3,
-            sha256: digest.sha256,
-        },
+        size: digest.len,
+        executable: file.executable,
+        sha256: digest.sha256,
+        blake3: digest.blake3,
     }
 }
 
-/// Read one file once, hashing it and (with a batch) staging its object.
+/// The digests of one file's bytes.
+struct FileDigest {
+    sha256: Sha256Digest,
+    blake3: Option<Blake3Digest>,
+    len: u64,
+}
+
+/// Feeds each chunk to the digests asked for.
+struct FileHasher {
+    sha256: sha2::Sha256,
+    blake3: Option<Box<blake3::Hasher>>,
+    len: u64,
+}
+
+impl FileHasher {
+    fn new(digests: Digests) -> FileHasher {
+        FileHasher {
+            sha256: sha2::Sha256::default(),
+            blake3: match digests {
+                Digests::Both => Some(Box::default()),
+                Digests::Sha256 => None,
+            },
+            len: 0,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.sha256, bytes);
+        if let Some(blake3) = self.blake3.as_mut() {
+            blake3.update(bytes);
+        }
+        self.len += bytes.len() as u64;
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn finish(self) -> FileDigest {
+        FileDigest {
+            sha256: Sha256Digest(sha2::Digest::finalize(self.sha256).into()),
+            blake3: self
+                .blake3
+                .map(|hasher| Blake3Digest(*hasher.finalize().as_bytes())),
+            len: self.len,
+        }
+    }
+}
+
+/// Read one file once, hashing it and (with a batch) staging its object. A batch needs the
+/// BLAKE3 (the object's id): with one, both digests are computed whatever `digests` says.
 fn hash_file(
     dir: &RootDir,
     file: &FileToHash<'_>,
+    digests: Digests,
     batch: Option<&ObjectBatch<'_>>,
     progress: &Progress,
-) -> Result<DualDigest> {
+) -> Result<FileDigest> {
     crate::interrupt::check()?;
     let path = file.abs;
     let mut handle = dir.open_file(file.rel)?;
@@ -208,7 +298,12 @@ fn hash_file(
     if !before.is_file() || before.len() != file.size {
         return Err(changed(path));
     }
-    let mut hasher = DualHasher::new();
+    let digests = if batch.is_some() {
+        Digests::Both
+    } else {
+        digests
+    };
+    let mut hasher = FileHasher::new(digests);
     if file.size <= SMALL_FILE_LIMIT {
         let mut buf = Vec::with_capacity(file.size as usize);
         (&mut handle)
@@ -220,8 +315,8 @@ fn hash_file(
         }
         hasher.update(&buf);
         let digest = hasher.finish();
-        if let Some(batch) = batch {
-            batch.add_bytes(digest.blake3, ObjectKind::Blob, &buf)?;
+        if let (Some(batch), Some(blake3)) = (batch, digest.blake3) {
+            batch.add_bytes(blake3, ObjectKind::Blob, &buf)?;
         }
         check_unchanged(&handle, &before, path)?;
         progress.advance(file.size);
@@ -256,8 +351,8 @@ fn hash_file(
     }
     check_unchanged(&handle, &before, path)?;
     let digest = hasher.finish();
-    if let (Some(batch), Some(writer)) = (batch, writer) {
-        batch.add_stream(digest.blake3, writer)?;
+    if let (Some(batch), Some(writer), Some(blake3)) = (batch, writer, digest.blake3) {
+        batch.add_stream(blake3, writer)?;
     }
     Ok(digest)
 }
@@ -279,20 +374,32 @@ mod tests {
         let progress = Progress::silent();
         let folder = hash_folder(
             scan(dir.path()).unwrap(),
-            &FolderHashConfig::new("hash", &progress),
+            &FolderHashConfig::new("hash", Digests::Both, &progress),
         )
         .unwrap();
         let paths: Vec<&str> = folder.files.iter().map(|f| f.rel_path.as_str()).collect();
         assert_eq!(paths, ["a.txt", "sub/big.bin"]);
         let small = dual_of(b"a\n");
-        assert_eq!(folder.files[0].meta.sha256, small.sha256);
-        assert_eq!(folder.files[0].meta.blake3, small.blake3);
+        assert_eq!(folder.files[0].sha256, small.sha256);
+        assert_eq!(folder.files[0].blake3, Some(small.blake3));
         let large = dual_of(&big);
-        assert_eq!(folder.files[1].meta.sha256, large.sha256);
-        assert_eq!(folder.files[1].meta.blake3, large.blake3);
-        assert_eq!(folder.files[1].meta.size, big.len() as u64);
+        assert_eq!(folder.files[1].sha256, large.sha256);
+        assert_eq!(folder.files[1].blake3, Some(large.blake3));
+        assert_eq!(folder.files[1].size, big.len() as u64);
         assert_eq!(folder.others, vec![("link".to_string(), "symbolic link")]);
         assert_eq!(folder.total_bytes(), 2 + big.len() as u64);
+        // SHA-256 alone: the same SHA-256s, no BLAKE3.
+        let sha_only = hash_folder(
+            scan(dir.path()).unwrap(),
+            &FolderHashConfig::new("verify", Digests::Sha256, &progress),
+        )
+        .unwrap();
+        let shas: Vec<_> = sha_only
+            .files
+            .iter()
+            .map(|f| (f.sha256, f.blake3))
+            .collect();
+        assert_eq!(shas, [(small.sha256, None), (large.sha256, None)]);
     }
 
     /// Records a phase's total and the bytes reported done.
@@ -333,10 +440,17 @@ mod tests {
         let progress = Progress::to(counted.clone());
         let config = FolderHashConfig {
             known: Some(&known),
-            ..FolderHashConfig::new("verify", &progress)
+            ..FolderHashConfig::new("verify", Digests::Sha256, &progress)
         };
         let folder = hash_folder(scan(dir.path()).unwrap(), &config).unwrap();
-        let by_path = |p: &str| folder.files.iter().find(|f| f.rel_path == p).unwrap().meta;
+        let by_path = |p: &str| {
+            folder
+                .files
+                .iter()
+                .find(|f| f.rel_path == p)
+                .unwrap()
+                .clone()
+        };
         assert_eq!(by_path("same.txt").sha256, made_up);
         assert_eq!(by_path("other.txt").sha256, dual_of(b"other\n").sha256);
         // The file read twice (its BLAKE3 differed) is still reported once.

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::digest::{sha256_of, Sha256Digest};
 use crate::error::{Error, Result};
-use crate::folder::{hash_folder, FolderHashConfig};
+use crate::folder::{hash_folder, Digests, FolderHashConfig};
 use crate::format::manifest::{Manifest, ManifestEntry};
 use crate::ops::ingest::{open_no_follow, read_limited};
 use crate::progress::Progress;
@@ -166,13 +166,16 @@ pub fn seal_folder(dir: &Path, force: bool) -> Result<SealReport> {
     let dir_handle = scanned.dir.clone();
     let seal = scanned.seal.clone();
     let progress = Progress::silent();
-    let folder = hash_folder(scanned, &FolderHashConfig::new("hash", &progress))?;
+    let folder = hash_folder(
+        scanned,
+        &FolderHashConfig::new("hash", Digests::Sha256, &progress),
+    )?;
     let entries: Vec<ManifestEntry> = folder
         .files
         .iter()
         .map(|f| ManifestEntry {
             path: f.rel_path.clone(),
-            sha256: f.meta.sha256,
+            sha256: f.sha256,
         })
         .collect();
     let manifest = Manifest::from_entries(entries)?;

@@ -19,7 +19,7 @@ use super::seal::{read_seal_bytes, read_seal_in};
 use crate::catalog::PacketRow;
 use crate::digest::{sha256_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
-use crate::folder::{hash_folder, FolderHashConfig, HashedFolder, KnownFile};
+use crate::folder::{hash_folder, Digests, FolderHashConfig, HashedFolder, KnownFile};
 use crate::format::manifest::{canonical_seal_command, Deviation, Manifest, ManifestEntry};
 use crate::format::record::PacketRecord;
 use crate::format::tree::FileMeta;
@@ -137,8 +137,7 @@ pub struct SideSummary {
 }
 
 impl Side {
-    /// Hash a folder now: every regular file's SHA-256 (and BLAKE3, in the same pass), in
-    /// parallel; symlinks and special files are recorded so they can be reported, never
+    /// Hash a folder now: every regular file's SHA-256, in parallel; symlinks and special files are recorded so they can be reported, never
     /// followed. A folder that is a symlink is refused.
     pub fn folder(root: &Path, progress: &Progress) -> Result<Side> {
         Side::folder_in(Arc::new(RootDir::open(root)?), progress)
@@ -146,7 +145,8 @@ impl Side {
 
     /// [`Side::folder`] of an already opened folder.
     pub fn folder_in(root: Arc<RootDir>, progress: &Progress) -> Result<Side> {
-        let folder = hash_folder(scan_dir(root)?, &FolderHashConfig::new("verify", progress))?;
+        let config = FolderHashConfig::new("verify", Digests::Sha256, progress);
+        let folder = hash_folder(scan_dir(root)?, &config)?;
         Side::from_folder(&folder)
     }
 
@@ -165,7 +165,7 @@ impl Side {
         };
         let config = FolderHashConfig {
             known: Some(&known),
-            ..FolderHashConfig::new("verify", progress)
+            ..FolderHashConfig::new("verify", Digests::Sha256, progress)
         };
         Side::from_folder(&hash_folder(scan_dir(root)?, &config)?)
     }
@@ -176,7 +176,15 @@ impl Side {
         let files: BTreeMap<String, SideFile> = folder
             .files
             .iter()
-            .map(|f| (f.rel_path.clone(), SideFile::from(&f.meta)))
+            .map(|f| {
+                let file = SideFile {
+                    sha256: f.sha256,
+                    size: Some(f.size),
+                    executable: Some(f.executable),
+                    blake3: f.blake3,
+                };
+                (f.rel_path.clone(), file)
+            })
             .collect();
         let manifest = manifest_of_side(&files)?;
         Ok(Side {

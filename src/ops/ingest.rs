@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::catalog::{AddOutcome, Catalog, ObjectRow, PacketRow};
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
-use crate::folder::{hash_folder, FolderHashConfig, HashedFolder};
+use crate::folder::{hash_folder, Digests, FolderHashConfig, HashedFolder};
 use crate::format::manifest::Manifest;
 use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
@@ -81,18 +81,31 @@ pub fn hash_dir(dir: Arc<RootDir>) -> Result<HashedPacket> {
     let progress = Progress::silent();
     packet_of(hash_folder(
         scanned,
-        &FolderHashConfig::new("hash", &progress),
+        &FolderHashConfig::new("hash", Digests::Both, &progress),
     )?)
 }
 
 /// The packet a hashed folder holds: its manifest and Merkle tree. The folder must hold regular
 /// files only (checked on its scan, before hashing).
 fn packet_of(folder: HashedFolder) -> Result<HashedPacket> {
-    let manifest = manifest_of(&folder.files)?;
-    let tree = build_tree(&folder.files)?;
+    let files = folder
+        .files
+        .iter()
+        .map(|f| {
+            f.packet_file().ok_or_else(|| {
+                // TODO(merge): Error::Internal.
+                Error::Usage(format!(
+                    "internal error: {} was hashed without its BLAKE3",
+                    folder.root.join(&f.rel_path).escaped()
+                ))
+            })
+        })
+        .collect::<Result<Vec<HashedFile>>>()?;
+    let manifest = manifest_of(&files)?;
+    let tree = build_tree(&files)?;
     Ok(HashedPacket {
         root: folder.root,
-        files: folder.files,
+        files,
         manifest,
         tree,
         seal: folder.seal,
@@ -443,7 +456,7 @@ pub fn ingest_folder(
         scanned,
         &FolderHashConfig {
             batch: Some(&batch),
-            ..FolderHashConfig::new("ingest", &config.progress)
+            ..FolderHashConfig::new("ingest", Digests::Both, &config.progress)
         },
     )?;
     if let Some(seal) = &seal {

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::catalog::{Catalog, NewEvent, NewRun, PacketRow};
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
-use crate::folder::{hash_folder, FolderHashConfig};
+use crate::folder::{hash_folder, Digests, FolderHashConfig};
 use crate::format::object::ObjectKind;
 use crate::gate::{self, GateReport, Side, Verdict};
 use crate::interrupt::{on_interrupt, Cleanup};
@@ -533,8 +533,11 @@ fn run_once(
     // hash, though the gate can still say what it holds.
     let not_a_packet = scanned.require_regular_files().err();
     let progress = Progress::silent();
-    let hashed = hash_folder(scanned, &FolderHashConfig::new("hash", &progress))
-        .and_then(|folder| Side::from_folder(&folder));
+    let hashed = hash_folder(
+        scanned,
+        &FolderHashConfig::new("hash", Digests::Sha256, &progress),
+    )
+    .and_then(|folder| Side::from_folder(&folder));
     let side = match (hashed, not_a_packet) {
         (Err(err @ Error::Interrupted { .. }), _) => return Err(err),
         (Ok(side), None) => {
