@@ -203,6 +203,66 @@ impl GateReport {
     /// seal, a KB packet folder's references file) is named after the count, never counted as a
     /// file of the packet.
     pub fn verdict_line(&self) -> String {
+        let packet = self.packet_counts();
+        let matches = |n: u64| if n == 1 { "matches" } else { "match" };
+        match self.verdict {
+            Verdict::Pass => format!(
+                "PASS: {} of {} {} (packet_tree_sha256 {})",
+                self.counts.ok,
+                crate::text::count(self.counts.files, "file"),
+                matches(self.counts.ok),
+                // A PASS holds no entry that is not a regular file, so this is always set.
+                self.observed
+                    .packet_tree_sha256
+                    .or(self.expected.packet_tree_sha256)
+                    .map_or_else(|| "none".to_string(), |sha| sha.to_hex())
+            ),
+            Verdict::Fail if packet.failed == 0 => {
+                let but = if !packet.outside.is_empty() {
+                    packet.outside.join(", and ")
+                } else {
+                    match self.expectations.iter().find(|e| !e.holds) {
+                        Some(failed) => failed.describe(),
+                        None => "the packet_tree_sha256 values differ".to_string(),
+                    }
+                };
+                format!(
+                    "FAIL: {} of {} {}, but {but}",
+                    self.counts.ok,
+                    crate::text::count(packet.files, "file"),
+                    matches(self.counts.ok),
+                )
+            }
+            Verdict::Fail => {
+                let mut classes: Vec<String> = packet
+                    .classes
+                    .iter()
+                    .map(|(class, n)| format!("{class}: {n}"))
+                    .collect();
+                classes.sort();
+                let mut line = format!(
+                    "FAIL: {} of {} {} ({})",
+                    packet.failed,
+                    crate::text::count(packet.files, "file"),
+                    if packet.failed == 1 {
+                        "differs"
+                    } else {
+                        "differ"
+                    },
+                    classes.join(", ")
+                );
+                if !packet.outside.is_empty() {
+                    line.push_str(&format!("; also {}", packet.outside.join(", ")));
+                }
+                line
+            }
+        }
+    }
+
+    /// The counts of the packet's own files, for the verdict line: a failing result outside the
+    /// compared sides (a folder's own seal, a KB packet folder's references file: neither side
+    /// lists it) is left out and described on its own.
+    fn packet_counts(&self) -> PacketCounts {
         let outside: Vec<&FileResult> = self
             .files
             .iter()
@@ -213,78 +273,26 @@ impl GateReport {
                     && f.observed_kind.is_none()
             })
             .collect();
-        let mut class_counts = self.counts.classes.clone();
+        let mut classes = self.counts.classes.clone();
         for file in &outside {
             for class in &file.classes {
-                if let Some(n) = class_counts.get_mut(class) {
+                if let Some(n) = classes.get_mut(class) {
                     *n = n.saturating_sub(1);
                 }
             }
         }
-        class_counts.retain(|_, n| *n > 0);
-        let files = self.counts.files.saturating_sub(outside.len() as u64);
-        let failed = self.counts.failed.saturating_sub(outside.len() as u64);
-        let outside_text: Vec<String> = outside
-            .iter()
-            .map(|f| {
-                let classes: Vec<&str> = f.classes.iter().map(|c| c.name()).collect();
-                format!("{} fails ({})", f.path, classes.join(", "))
-            })
-            .collect();
-        match self.verdict {
-            Verdict::Pass => format!(
-                "PASS: {} of {} {} (packet_tree_sha256 {})",
-                self.counts.ok,
-                crate::text::count(self.counts.files, "file"),
-                if self.counts.ok == 1 {
-                    "matches"
-                } else {
-                    "match"
-                },
-                // A PASS holds no entry that is not a regular file, so this is always set.
-                self.observed
-                    .packet_tree_sha256
-                    .or(self.expected.packet_tree_sha256)
-                    .map_or_else(|| "none".to_string(), |sha| sha.to_hex())
-            ),
-            Verdict::Fail if failed == 0 => {
-                let but = if !outside_text.is_empty() {
-                    outside_text.join(", and ")
-                } else {
-                    match self.expectations.iter().find(|e| !e.holds) {
-                        Some(failed) => failed.describe(),
-                        None => "the packet_tree_sha256 values differ".to_string(),
-                    }
-                };
-                format!(
-                    "FAIL: {} of {} {}, but {but}",
-                    self.counts.ok,
-                    crate::text::count(files, "file"),
-                    if self.counts.ok == 1 {
-                        "matches"
-                    } else {
-                        "match"
-                    },
-                )
-            }
-            Verdict::Fail => {
-                let mut classes: Vec<String> = class_counts
-                    .iter()
-                    .map(|(class, n)| format!("{class}: {n}"))
-                    .collect();
-                classes.sort();
-                let mut line = format!(
-                    "FAIL: {} of {} {} ({})",
-                    failed,
-                    crate::text::count(files, "file"),
-                    if failed == 1 { "differs" } else { "differ" },
-                    classes.join(", ")
-                );
-                if !outside_text.is_empty() {
-                    line.push_str(&format!("; also {}", outside_text.join(", ")));
-                }
-                line
-            }
+        classes.retain(|_, n| *n > 0);
+        PacketCounts {
+            files: self.counts.files.saturating_sub(outside.len() as u64),
+            failed: self.counts.failed.saturating_sub(outside.len() as u64),
+            classes,
+            outside: outside
+                .iter()
+                .map(|f| {
+                    let classes: Vec<&str> = f.classes.iter().map(|c| c.name()).collect();
+                    format!("{} fails ({})", f.path, classes.join(", "))
+                })
+                .collect(),
         }
     }
 
@@ -353,6 +361,15 @@ impl GateReport {
         self.recount();
         self
     }
+}
+
+/// A report's counts over the packet's own files ([`GateReport::packet_counts`]).
+struct PacketCounts {
+    files: u64,
+    failed: u64,
+    classes: BTreeMap<DriftClass, u64>,
+    /// Each failing result outside the packet, described: `PATH fails (CLASSES)`.
+    outside: Vec<String>,
 }
 
 /// True only if both sides have a packet_tree_sha256 and they are equal: a side holding entries
