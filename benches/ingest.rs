@@ -31,7 +31,7 @@ use tempfile::TempDir;
 use evstore::catalog::Catalog;
 use evstore::digest::{blake3_of, sha256_of, Blake3Digest, DualHasher, Sha256Digest};
 use evstore::format::tree::{build_tree, FileMeta, HashedFile};
-use evstore::ops::ingest::{hash_packet, ingest, IngestConfig};
+use evstore::ops::ingest::{hash_packet, ingest, IngestConfig, IngestOutcome};
 use evstore::scan::scan;
 use evstore::store::Store;
 
@@ -185,7 +185,9 @@ fn time_fresh_ingests(packet: &Path, iters: u64) -> Duration {
         let store = Store::init(&store_root).expect("init store");
         let mut catalog = Catalog::open(&store.catalog_path()).expect("open catalog");
         let start = Instant::now();
-        let report = ingest(&store, &mut catalog, packet, &config).expect("ingest packet");
+        let report = ingest(&store, &mut catalog, packet, &config)
+            .and_then(IngestOutcome::archived)
+            .expect("ingest packet");
         total += start.elapsed();
         assert!(report.created, "a fresh store must create the packet");
         black_box(report);

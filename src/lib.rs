@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod cli;
 pub mod digest;
 pub mod error;
+pub mod folder;
 pub mod format;
 pub mod fsio;
 pub mod gate;

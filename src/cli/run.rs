@@ -336,7 +336,16 @@ fn cmd_ingest(
         source_date_epoch,
         progress: ctx.progress.clone(),
     };
-    let report = ops::setup::ingest_folder(dir, &config)?;
+    let report = match ops::setup::ingest_creating_store(dir, &config)? {
+        ops::setup::IngestFolderOutcome::Archived(report) => report,
+        // A folder that does not match its seal: the gate's report as `verify DIR` prints it
+        // (stdout), and on stderr that nothing was archived; exit 1.
+        ops::setup::IngestFolderOutcome::Refused(refusal) => {
+            render::gate_report(ctx.json, &refusal.report)?;
+            eprintln!("evstore: {}", refusal.message());
+            return Ok(outcome(refusal.report.verdict));
+        }
+    };
     if report.created_store {
         eprintln!(
             "evstore: created a new store in {}",

@@ -30,7 +30,9 @@ use crate::format::attestation::{decode_summary, AttestationSummary};
 use crate::format::event::{event_hash, GENESIS_HASH};
 use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
-use crate::format::tree::{manifest_of, HashedFile, TreeEntry, TreeNode, MAX_DEPTH};
+use crate::format::tree::{manifest_of, HashedFile, TreeNode};
+#[cfg(test)]
+use crate::format::tree::{TreeEntry, MAX_DEPTH};
 use crate::progress::Progress;
 use crate::store::refs::{Markers, Refs};
 use crate::store::{ListedObject, ObjectLocation, Store};
@@ -155,42 +157,32 @@ pub(super) fn walk_stored_tree(
     good: &HashMap<Blake3Digest, Checked>,
     root: &Blake3Digest,
 ) -> StoredTreeWalk {
-    let mut walk = StoredTreeWalk::default();
-    walk_checked(good, root, "", 0, &mut walk);
-    walk.files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-    walk
-}
-
-/// Walk a tree using already-checked nodes; missing or non-tree nodes are recorded, not fatal.
-fn walk_checked(
-    good: &HashMap<Blake3Digest, Checked>,
-    id: &Blake3Digest,
-    prefix: &str,
-    depth: usize,
-    walk: &mut StoredTreeWalk,
-) {
-    let Some(Checked::Tree(node)) = good.get(id) else {
-        walk.unwalkable.push((*id, "tree node"));
-        return;
-    };
-    if depth > MAX_DEPTH {
-        walk.unwalkable.push((*id, "too-deep tree node"));
-        return;
-    }
-    walk.nodes.push(*id);
-    for entry in node.entries() {
-        let path = if prefix.is_empty() {
-            entry.name().to_string()
-        } else {
-            format!("{prefix}/{}", entry.name())
-        };
-        match entry {
-            TreeEntry::File { meta, .. } => walk.files.push(HashedFile {
-                rel_path: path,
-                meta: *meta,
-            }),
-            TreeEntry::Dir { tree, .. } => walk_checked(good, tree, &path, depth + 1, walk),
-        }
+    use crate::packet::{walk_available, UnreadNode};
+    // The walker asks for each node once, parents before children: that order is the walk's.
+    let walked_nodes = std::cell::RefCell::new(Vec::new());
+    let (files, unread) = walk_available(
+        |id| match good.get(id) {
+            Some(Checked::Tree(node)) => {
+                walked_nodes.borrow_mut().push(*id);
+                Some(node)
+            }
+            _ => None,
+        },
+        root,
+    );
+    StoredTreeWalk {
+        files,
+        nodes: walked_nodes.into_inner(),
+        unwalkable: unread
+            .into_iter()
+            .map(|(id, why)| {
+                let what = match why {
+                    UnreadNode::Unavailable => "tree node",
+                    UnreadNode::TooDeep => "too-deep tree node",
+                };
+                (id, what)
+            })
+            .collect(),
     }
 }
 
@@ -878,5 +870,43 @@ mod tests {
         assert!(walk.files.is_empty());
         assert_eq!(walk.unwalkable, vec![(leaf_id, "too-deep tree node")]);
         assert_eq!(walk.nodes.len(), MAX_DEPTH + 1);
+    }
+
+    #[test]
+    fn a_tree_at_the_depth_limit_is_walked_whole_on_a_small_stack() {
+        // The walker keeps its own stack: 2048 levels must not need 2048 native frames.
+        let walk = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(|| {
+                let leaf = TreeNode::new(vec![TreeEntry::File {
+                    name: "f".into(),
+                    meta: file("f", b"f").meta,
+                }])
+                .unwrap();
+                let mut good = HashMap::new();
+                let mut id = leaf.id();
+                good.insert(id, Checked::Tree(leaf));
+                // The root at depth 0, the leaf at depth MAX_DEPTH: the deepest a walk reads.
+                for _ in 0..MAX_DEPTH {
+                    let node = TreeNode::new(vec![TreeEntry::Dir {
+                        name: "d".into(),
+                        tree: id,
+                    }])
+                    .unwrap();
+                    id = node.id();
+                    good.insert(id, Checked::Tree(node));
+                }
+                walk_stored_tree(&good, &id)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(walk.unwalkable.is_empty());
+        assert_eq!(walk.nodes.len(), MAX_DEPTH + 1);
+        assert_eq!(walk.files.len(), 1);
+        assert_eq!(
+            walk.files[0].rel_path,
+            format!("{}f", "d/".repeat(MAX_DEPTH))
+        );
     }
 }

@@ -1,39 +1,30 @@
-//! Hashing and archiving packet folders: the ingest pipeline.
+//! Archiving packet folders: the ingest pipeline.
 //!
-//! [`hash_packet`] reads every file of a packet once, in parallel across cores, feeding each
-//! chunk to BLAKE3, SHA-256 and (when archiving) zstd in the same pass, and builds the manifest
-//! and the Merkle tree. [`ingest`] does the same into an [`ObjectBatch`], checks the files
-//! against the folder's seal if it has one, commits the objects durably, and only then records
-//! the packet in the catalog. A refused ingest leaves the store as it was: its staged objects are
-//! temp files, deleted when the batch is dropped.
-//!
-//! Files are streamed in 256 KiB chunks; files up to 1 MiB are read into one buffer, so their
-//! object can be skipped before compressing when the store already has it. A file whose size or
-//! modification time changes while it is read is an error.
+//! [`hash_packet`] hashes a packet folder with the one folder hasher ([`crate::folder`]: every
+//! byte read once, BLAKE3 and SHA-256 in the same pass) and builds the manifest and the Merkle
+//! tree. [`ingest`] does the same while staging every object into an object batch, checks the
+//! folder against its own seal (if it has one) with the gate engine, exactly as `evstore verify
+//! DIR` does, commits the objects durably, and only then records the packet in the catalog. A
+//! refused ingest ([`IngestOutcome::Refused`], or an error) leaves the store as it was: its staged
+//! objects are temp files, deleted when the batch is dropped.
 
-use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::catalog::{AddOutcome, Catalog, ObjectRow, PacketRow};
-use crate::digest::{blake3_of, DualHasher, Sha256Digest};
+use crate::digest::{blake3_of, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
+use crate::folder::{hash_folder, Digests, FolderHashConfig, HashedFolder};
 use crate::format::manifest::Manifest;
 use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
-use crate::format::tree::{build_tree, manifest_of, BuiltTree, FileMeta, HashedFile};
-use crate::fsio::{changed_while_read, check_unchanged};
+use crate::format::tree::{build_tree, manifest_of, BuiltTree, HashedFile};
+use crate::gate::{self, GateReport, Side, Verdict};
 use crate::progress::Progress;
-use crate::scan::{scan_dir, PacketFile, RootDir, Scan, SEAL_FILE_NAME};
+use crate::scan::{scan_dir, RootDir, SEAL_FILE_NAME};
 use crate::store::refs::Refs;
-use crate::store::{ObjectBatch, Store};
+use crate::store::Store;
 use crate::text::EscapePath;
-
-/// Files up to this size are read into memory whole (still once).
-pub const SMALL_FILE_LIMIT: u64 = 1024 * 1024;
-const CHUNK: usize = 256 * 1024;
 
 /// A packet folder, hashed.
 #[derive(Clone, Debug)]
@@ -63,169 +54,56 @@ impl HashedPacket {
 }
 
 /// Hash a packet folder without storing anything. A folder that is a symlink is refused.
+///
+/// # Errors
+///
+/// A folder that cannot be opened as a real folder, a name the format cannot represent, an
+/// entry that is not a regular file, an empty folder, a read error, or a file that changes while
+/// it is read.
 pub fn hash_packet(root: &Path) -> Result<HashedPacket> {
     hash_dir(Arc::new(RootDir::open(root)?))
 }
 
 /// [`hash_packet`] of an already opened folder.
+///
+/// # Errors
+///
+/// As [`hash_packet`].
 pub fn hash_dir(dir: Arc<RootDir>) -> Result<HashedPacket> {
-    hash_scanned(scan_dir(dir)?, None, &Progress::silent())
+    let scanned = scan_dir(dir)?;
+    scanned.require_regular_files()?;
+    let progress = Progress::silent();
+    packet_of(hash_folder(
+        scanned,
+        &FolderHashConfig::new("hash", Digests::Both, &progress),
+    )?)
 }
 
-fn hash_scanned(
-    scanned: Scan,
-    batch: Option<&ObjectBatch<'_>>,
-    progress: &Progress,
-) -> Result<HashedPacket> {
-    let root = scanned.root.clone();
-    let dir = &scanned.dir;
-    let files = scanned.require_regular_files()?;
-    let phase_name = if batch.is_some() { "ingest" } else { "hash" };
-    let _phase = progress.phase(phase_name, files.iter().map(|f| f.size).sum());
-    let hashed: Vec<HashedFile> = files
-        .par_iter()
-        .map(|file| hash_file(dir, file, batch, progress))
-        .collect::<Result<_>>()?;
-    let manifest = manifest_of(&hashed)?;
-    let tree = build_tree(&hashed)?;
+/// The packet a hashed folder holds: its manifest and Merkle tree. The folder must hold regular
+/// files only (checked on its scan, before hashing).
+fn packet_of(folder: HashedFolder) -> Result<HashedPacket> {
+    let files = folder
+        .files
+        .iter()
+        .map(|f| {
+            f.packet_file().ok_or_else(|| {
+                // TODO(merge): Error::Internal.
+                Error::Usage(format!(
+                    "internal error: {} was hashed without its BLAKE3",
+                    folder.root.join(&f.rel_path).escaped()
+                ))
+            })
+        })
+        .collect::<Result<Vec<HashedFile>>>()?;
+    let manifest = manifest_of(&files)?;
+    let tree = build_tree(&files)?;
     Ok(HashedPacket {
-        root,
-        files: hashed,
+        root: folder.root,
+        files,
         manifest,
         tree,
-        seal: scanned.seal,
+        seal: folder.seal,
     })
-}
-
-/// Read one file once, hashing it and (with a batch) staging its object.
-fn hash_file(
-    dir: &RootDir,
-    file: &PacketFile,
-    batch: Option<&ObjectBatch<'_>>,
-    progress: &Progress,
-) -> Result<HashedFile> {
-    crate::interrupt::check()?;
-    let path = &file.abs_path;
-    let mut handle = dir.open_file(&file.rel_path)?;
-    let before = handle.metadata().at(path, "cannot stat")?;
-    if !before.is_file() || before.len() != file.size {
-        return Err(changed_while_read(path));
-    }
-    let mut hasher = DualHasher::new();
-    if file.size <= SMALL_FILE_LIMIT {
-        let mut buf = Vec::with_capacity(file.size as usize);
-        (&mut handle)
-            .take(file.size + 1)
-            .read_to_end(&mut buf)
-            .at(path, "cannot read")?;
-        if buf.len() as u64 != file.size {
-            return Err(changed_while_read(path));
-        }
-        hasher.update(&buf);
-        let digest = hasher.finish();
-        if let Some(batch) = batch {
-            batch.add_bytes(digest.blake3, ObjectKind::Blob, &buf)?;
-        }
-        check_unchanged(&handle, &before, path)?;
-        progress.advance(file.size);
-        return Ok(hashed(file, digest));
-    }
-    let mut writer = match batch {
-        Some(batch) => Some(batch.stream(ObjectKind::Blob, file.size)?),
-        None => None,
-    };
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        crate::interrupt::check()?;
-        let n = match handle.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::io(path, "cannot read", err)),
-        };
-        hasher.update(&buf[..n]);
-        if hasher.len() > file.size {
-            return Err(changed_while_read(path));
-        }
-        if let Some(writer) = writer.as_mut() {
-            writer
-                .write_all(&buf[..n])
-                .at(path, "cannot compress into the store")?;
-        }
-        progress.advance(n as u64);
-    }
-    if hasher.len() != file.size {
-        return Err(changed_while_read(path));
-    }
-    check_unchanged(&handle, &before, path)?;
-    let digest = hasher.finish();
-    if let (Some(batch), Some(writer)) = (batch, writer) {
-        batch.add_stream(digest.blake3, writer)?;
-    }
-    Ok(hashed(file, digest))
-}
-
-fn hashed(file: &PacketFile, digest: crate::digest::DualDigest) -> HashedFile {
-    HashedFile {
-        rel_path: file.rel_path.clone(),
-        meta: FileMeta {
-            size: digest.len,
-            executable: file.executable,
-            blake3: digest.blake3,
-            sha256: digest.sha256,
-        },
-    }
-}
-
-/// Differences between a folder and its seal, by path.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SealDifferences {
-    /// Listed in the seal with other bytes on disk.
-    pub changed: Vec<String>,
-    /// Listed in the seal, absent on disk.
-    pub missing: Vec<String>,
-    /// On disk, not listed in the seal.
-    pub extra: Vec<String>,
-}
-
-impl SealDifferences {
-    /// Compare a seal with a folder's manifest.
-    pub fn between(seal: &Manifest, disk: &Manifest) -> SealDifferences {
-        let mut out = SealDifferences::default();
-        for entry in seal.entries() {
-            match disk.get(&entry.path) {
-                None => out.missing.push(entry.path.clone()),
-                Some(sha) if *sha != entry.sha256 => out.changed.push(entry.path.clone()),
-                Some(_) => {}
-            }
-        }
-        for entry in disk.entries() {
-            if seal.get(&entry.path).is_none() {
-                out.extra.push(entry.path.clone());
-            }
-        }
-        out
-    }
-
-    /// True if there is no difference.
-    pub fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.missing.is_empty() && self.extra.is_empty()
-    }
-
-    /// A one-paragraph summary naming every path.
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        for (label, paths) in [
-            ("changed", &self.changed),
-            ("missing", &self.missing),
-            ("extra", &self.extra),
-        ] {
-            if !paths.is_empty() {
-                parts.push(format!("{label}: {}", paths.join(", ")));
-            }
-        }
-        parts.join("; ")
-    }
 }
 
 /// What to call a packet and what to record with it.
@@ -254,80 +132,211 @@ pub struct IngestReport {
     pub bytes_newly_stored: u64,
 }
 
+/// What an ingest came to: the packet archived, or a sealed folder refused because it does not
+/// match its seal.
+#[derive(Clone, Debug)]
+// One value per ingest, returned once: the size of a variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+pub enum IngestOutcome {
+    /// The folder was archived (or its tree already was).
+    Archived(IngestReport),
+    /// The folder holds a `HASH_MANIFEST.txt` it does not match: nothing was stored.
+    Refused(SealRefusal),
+}
+
+impl IngestOutcome {
+    /// The report of an archived folder; a refusal becomes its [`SealRefusal::to_error`].
+    ///
+    /// # Errors
+    ///
+    /// The refusal, as a verification error (exit 1).
+    pub fn archived(self) -> Result<IngestReport> {
+        match self {
+            IngestOutcome::Archived(report) => Ok(report),
+            IngestOutcome::Refused(refusal) => Err(refusal.to_error()),
+        }
+    }
+}
+
+/// A sealed folder that does not match its seal, as the gate found it: the same comparison and
+/// report as `evstore verify DIR` (the seal is the expected side, the folder the observed one).
+#[derive(Clone, Debug)]
+pub struct SealRefusal {
+    /// The folder's `HASH_MANIFEST.txt`.
+    pub seal: PathBuf,
+    /// The gate's report (its verdict is FAIL).
+    pub report: GateReport,
+}
+
+impl SealRefusal {
+    /// One sentence: which seal, and that nothing was archived (the report says why).
+    pub fn message(&self) -> String {
+        format!(
+            "{}: the folder does not match its seal, so it is not archived",
+            self.seal.escaped()
+        )
+    }
+
+    /// The refusal as a verification error (exit 1), for callers that do not render reports.
+    pub fn to_error(&self) -> Error {
+        Error::Mismatch {
+            what: self.seal.escaped().to_string(),
+            reason: format!(
+                "the folder does not match its seal, so it is not archived ({})",
+                self.report.verdict_line()
+            ),
+        }
+    }
+}
+
+/// A folder to archive, opened once as a real folder (a symlink is refused, naming its target)
+/// and checked once against the store it goes into: the store does not lie inside it, and it
+/// does not lie inside the store. Everything an ingest reads of it goes through this handle.
+#[derive(Clone, Debug)]
+pub struct PacketFolder {
+    dir: Arc<RootDir>,
+}
+
+impl PacketFolder {
+    /// Open and check the folder `path` for an ingest into the store at `store_root` (which
+    /// need not exist yet: a first ingest checks against where it will be).
+    ///
+    /// # Errors
+    ///
+    /// A folder that is a symlink, is not a folder, cannot be opened, holds the store, or lies
+    /// inside the store.
+    pub fn open(path: &Path, store_root: &Path) -> Result<PacketFolder> {
+        let dir = RootDir::open(path).map_err(|err| match err {
+            Error::Io { path, source, .. } => Error::io(path, "cannot read packet folder", source),
+            other => other,
+        })?;
+        PacketFolder::opened(Arc::new(dir), store_root)
+    }
+
+    /// [`PacketFolder::open`] of a folder already opened (rerun's output, archived through the
+    /// handle it was hashed through).
+    ///
+    /// # Errors
+    ///
+    /// A folder that holds the store or lies inside it.
+    pub fn opened(dir: Arc<RootDir>, store_root: &Path) -> Result<PacketFolder> {
+        crate::store::refuse_store_inside_folder(store_root, dir.path())?;
+        crate::store::refuse_inside_store(store_root, dir.path(), "packet folder")?;
+        Ok(PacketFolder { dir })
+    }
+
+    /// The path the folder was opened by, for messages.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The folder's real path, for the record: that of the folder actually opened (through its
+    /// handle), so a path swapped since cannot name another folder.
+    fn real_path(&self) -> Result<PathBuf> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let fd = self.dir.as_fd().as_raw_fd();
+        let by_handle = PathBuf::from(format!("/proc/self/fd/{fd}"));
+        match std::fs::read_link(by_handle) {
+            Ok(real) if real.is_absolute() => Ok(real),
+            // No /proc (a sandbox): resolve the path it was opened by.
+            _ => std::fs::canonicalize(self.path()).at(self.path(), "cannot resolve"),
+        }
+    }
+}
+
 /// Archive the packet folder `root` into `store` and record it in `catalog`. A folder that is a
 /// symlink is refused.
+///
+/// # Errors
+///
+/// An invalid packet name; a folder that cannot be opened as a real folder, holds an entry that
+/// is not a regular file, is empty, holds the store or lies inside it; a seal that cannot be
+/// read or parsed; a read, write or catalog error; an interruption. A folder that does not match
+/// its seal is not an error: it is [`IngestOutcome::Refused`].
 pub fn ingest(
     store: &Store,
     catalog: &mut Catalog,
     root: &Path,
     config: &IngestConfig,
-) -> Result<IngestReport> {
+) -> Result<IngestOutcome> {
     crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
-    ingest_dir(store, catalog, Arc::new(RootDir::open(root)?), config)
+    let folder = PacketFolder::open(root, store.root())?;
+    ingest_folder(store, catalog, &folder, config)
 }
 
 /// [`ingest`] an already opened folder (rerun's output, read through the handle it hashed).
+///
+/// # Errors
+///
+/// As [`ingest`].
 pub fn ingest_dir(
     store: &Store,
     catalog: &mut Catalog,
     dir: Arc<RootDir>,
     config: &IngestConfig,
-) -> Result<IngestReport> {
+) -> Result<IngestOutcome> {
     crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
-    let root_path = dir.path().to_path_buf();
-    let root = root_path.as_path();
-    crate::store::refuse_store_inside_folder(store.root(), root)?;
+    let folder = PacketFolder::opened(dir, store.root())?;
+    ingest_folder(store, catalog, &folder, config)
+}
+
+/// [`ingest`] a folder opened and checked by [`PacketFolder::open`] (the command line opens it
+/// before a first ingest creates the store).
+///
+/// The folder's own `HASH_MANIFEST.txt`, if it has one, is read through the folder's handle
+/// ([`gate::read_seal_in`]: no symlink followed, size capped) and parsed strictly before anything
+/// is hashed; after hashing, the gate compares the folder with it exactly as `evstore verify DIR`
+/// does, and a folder that does not pass is [`IngestOutcome::Refused`] with the gate's report,
+/// its staged objects deleted.
+///
+/// # Errors
+///
+/// As [`ingest`].
+pub fn ingest_folder(
+    store: &Store,
+    catalog: &mut Catalog,
+    folder: &PacketFolder,
+    config: &IngestConfig,
+) -> Result<IngestOutcome> {
+    crate::packet_ref::check_packet_name(&config.name).map_err(Error::Usage)?;
+    let source_path = folder.real_path()?;
+    let dir = folder.dir.clone();
     let scanned = scan_dir(dir)?;
     let seal = match &scanned.seal {
         Some(path) => {
-            let path = path.clone();
-            let bytes = crate::gate::read_seal_in(&scanned.dir, SEAL_FILE_NAME)?;
-            Some((Manifest::parse_seal(&bytes, &path)?, path))
+            let bytes = gate::read_seal_in(&scanned.dir, SEAL_FILE_NAME)?;
+            Some(Side::seal_bytes(path, &bytes)?)
         }
         None => None,
     };
+    scanned.require_regular_files()?;
     let batch = store.batch()?;
     // Reported if a signal stops this ingest: dropping `batch` unlinks its temp files.
     let _cleanup = crate::interrupt::on_interrupt(crate::interrupt::Cleanup::Note(format!(
         "removed this ingest's temp files from {}",
         store.tmp_path().escaped()
     )));
-    let packet = hash_scanned(scanned, Some(&batch), &config.progress)?;
-    if let Some((seal, seal_path)) = &seal {
-        let differences = SealDifferences::between(seal, &packet.manifest);
-        if !differences.is_empty() {
-            return Err(Error::Mismatch {
-                what: seal_path.escaped().to_string(),
-                reason: format!(
-                    "the folder does not match its seal, so it is not archived ({})",
-                    differences.describe()
-                ),
-            });
+    let folder = hash_folder(
+        scanned,
+        &FolderHashConfig {
+            batch: Some(&batch),
+            ..FolderHashConfig::new("ingest", Digests::Both, &config.progress)
+        },
+    )?;
+    if let Some(seal) = &seal {
+        if let Some(refusal) = refusal_by_seal(seal, &folder)? {
+            // Dropping `batch` deletes every object this ingest staged: nothing is stored.
+            return Ok(IngestOutcome::Refused(refusal));
         }
     }
+    let packet = packet_of(folder)?;
     for (id, bytes) in &packet.tree.nodes {
         batch.add_bytes(*id, ObjectKind::Tree, bytes)?;
     }
     crate::interrupt::check()?;
     let mut published = batch.commit()?;
-    let mut objects: Vec<ObjectRow> = packet
-        .files
-        .iter()
-        .map(|f| ObjectRow {
-            id: f.meta.blake3,
-            kind: ObjectKind::Blob.name().into(),
-            size: f.meta.size,
-        })
-        .collect();
-    objects.extend(packet.tree.nodes.iter().map(|(id, bytes)| ObjectRow {
-        id: *id,
-        kind: ObjectKind::Tree.name().into(),
-        size: bytes.len() as u64,
-    }));
-    let source_path = std::fs::canonicalize(root)
-        .unwrap_or_else(|_| root.to_path_buf())
-        .to_string_lossy()
-        .into_owned();
+    let objects = object_rows(&packet);
+    let source_path = source_path.to_string_lossy().into_owned();
     let mut record_published = Vec::new();
     // The store's commit markers: created from the catalog if this store predates them, and
     // consulted so that a version number a marker holds is never given to another tree.
@@ -398,10 +407,36 @@ pub fn ingest_dir(
             ))
         })?;
     }
-    Ok(IngestReport {
+    Ok(IngestOutcome::Archived(IngestReport {
         packet,
         created,
         objects_written: newly.len() as u64,
         bytes_newly_stored: newly.iter().map(|p| p.stored_size).sum(),
-    })
+    }))
+}
+
+/// Compare a hashed folder with its seal through the gate, exactly as `evstore verify DIR` does
+/// (the seal is the expected side); the refusal when it does not pass.
+fn refusal_by_seal(seal: &Side, folder: &HashedFolder) -> Result<Option<SealRefusal>> {
+    let observed = Side::from_folder(folder)?;
+    let report = gate::compare(None, seal, &observed)?;
+    Ok((report.verdict != Verdict::Pass).then(|| SealRefusal {
+        seal: folder.root.join(SEAL_FILE_NAME),
+        report,
+    }))
+}
+
+/// The catalog's rows for the objects of a packet: one per file's blob and one per tree node.
+fn object_rows(packet: &HashedPacket) -> Vec<ObjectRow> {
+    let blobs = packet.files.iter().map(|f| ObjectRow {
+        id: f.meta.blake3,
+        kind: ObjectKind::Blob.name().into(),
+        size: f.meta.size,
+    });
+    let nodes = packet.tree.nodes.iter().map(|(id, bytes)| ObjectRow {
+        id: *id,
+        kind: ObjectKind::Tree.name().into(),
+        size: bytes.len() as u64,
+    });
+    blobs.chain(nodes).collect()
 }

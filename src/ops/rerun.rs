@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::catalog::{Catalog, NewEvent, NewRun, PacketRow};
 use crate::digest::{blake3_of, Blake3Digest, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
+use crate::folder::{hash_folder, Digests, FolderHashConfig};
 use crate::format::attestation::{
     Attestation, AttestedCounts, AttestedDiff, AttestedExpectation, AttestedFile,
     AttestedFileFacts, AttestedFirstDifference, AttestedRun, AttestedSeal, AttestedSide,
@@ -32,8 +33,8 @@ use crate::format::attestation::{
 use crate::format::object::ObjectKind;
 use crate::gate::{self, GateReport, Side, Verdict};
 use crate::interrupt::{on_interrupt, Cleanup};
-use crate::ops::ingest::hash_dir;
 use crate::progress::Progress;
+use crate::scan::scan_dir;
 use crate::scan::{refuse_symlink, RootDir};
 use crate::store::Store;
 use crate::text::EscapePath;
@@ -263,6 +264,8 @@ fn rerun_into(
     }
     let mut runs = Vec::new();
     let mut outputs = Vec::new();
+    // Each output as the one folder hasher hashed it, for comparisons: never hashed again.
+    let mut sides = Vec::new();
     for run in 1..=config.runs {
         crate::interrupt::check()?;
         let out_dir = match (&config.keep, run) {
@@ -276,9 +279,11 @@ fn rerun_into(
         let home = parent.path().join(format!("home-{run}"));
         fs::create_dir(&home).at(&home, "cannot create")?;
         let log = parent.path().join(format!("output-{run}.log"));
-        let (result, output) = run_once(config, &environment, &cwd, run, out_dir, &home, &log)?;
+        let (result, output, side) =
+            run_once(config, &environment, &cwd, run, out_dir, &home, &log)?;
         runs.push(result);
         outputs.push(output);
+        sides.push(side);
     }
 
     let mut reasons = Vec::new();
@@ -291,12 +296,12 @@ fn rerun_into(
     let nondeterministic = observed.len() > 1;
     let mut varying = BTreeSet::new();
     if nondeterministic {
-        let first = output_side(&runs[0], &outputs[0])?;
-        for (other, output) in runs.iter().zip(&outputs).skip(1) {
+        let first = output_side(&runs[0], &outputs[0], &sides[0])?;
+        for ((other, output), side) in runs.iter().zip(&outputs).zip(&sides).skip(1) {
             if other.observed_sha256.is_none() {
                 continue;
             }
-            let report = gate::compare(None, &first, &output_side(other, output)?)?;
+            let report = gate::compare(None, &first, &output_side(other, output, side)?)?;
             varying.extend(
                 report
                     .files
@@ -325,11 +330,14 @@ fn rerun_into(
     let first_mismatch = runs
         .iter()
         .zip(&outputs)
-        .find(|(r, _)| r.observed_sha256.is_some_and(|sha| sha != config.expected));
+        .zip(&sides)
+        .find(|((r, _), _)| r.observed_sha256.is_some_and(|sha| sha != config.expected));
     let diff = match (first_mismatch, expected_side) {
-        (Some((run, output)), Some(expected)) => {
-            Some(gate::compare(store, expected, &output_side(run, output)?)?)
-        }
+        (Some(((run, output), side)), Some(expected)) => Some(gate::compare(
+            store,
+            expected,
+            &output_side(run, output, side)?,
+        )?),
         _ => None,
     };
     // Every output was hashed: a signal now still stops the command before anything is
@@ -379,8 +387,16 @@ fn rerun_into(
     ))
 }
 
-/// The gate's view of a run's output, read through the handle it was hashed through.
-fn output_side(run: &RunResult, output: &Option<Arc<RootDir>>) -> Result<Side> {
+/// The gate's view of a run's output: as it was hashed after the run, or (where that failed)
+/// hashed now through the same handle, so the comparison reports why.
+fn output_side(
+    run: &RunResult,
+    output: &Option<Arc<RootDir>>,
+    hashed: &Option<Side>,
+) -> Result<Side> {
+    if let Some(side) = hashed {
+        return Ok(side.clone());
+    }
     match output {
         Some(dir) => Side::folder_in(dir.clone(), &Progress::silent()),
         None => Err(Error::unsupported(
@@ -398,7 +414,7 @@ fn run_once(
     out_dir: PathBuf,
     home: &Path,
     log: &Path,
-) -> Result<(RunResult, Option<Arc<RootDir>>)> {
+) -> Result<(RunResult, Option<Arc<RootDir>>, Option<Side>)> {
     let args: Vec<OsString> = config.command[1..]
         .iter()
         .map(|arg| substitute_out(arg, &out_dir))
@@ -504,21 +520,51 @@ fn run_once(
     let output = Arc::new(open_output(&out_dir)?);
     if output.is_empty()? {
         result.failure.get_or_insert_with(|| "wrote no file".into());
-        return Ok((result, Some(output)));
+        return Ok((result, Some(output), None));
     }
-    match hash_dir(output.clone()) {
-        Ok(packet) => {
-            result.observed_sha256 = Some(packet.packet_tree_sha256());
-            result.files = packet.files.len() as u64;
-        }
+    // Hashed once, by the one folder hasher: the run's packet_tree_sha256 and the side a
+    // comparison needs both come from this pass.
+    let scanned = match scan_dir(output.clone()) {
+        Ok(scanned) => scanned,
         Err(err @ Error::Interrupted { .. }) => return Err(err),
         Err(err) => {
             result
                 .failure
                 .get_or_insert_with(|| format!("its output cannot be a packet: {err}"));
+            return Ok((result, Some(output), None));
         }
-    }
-    Ok((result, Some(output)))
+    };
+    // A packet holds regular files only, and at least one: otherwise the output has no tree
+    // hash, though the gate can still say what it holds.
+    let not_a_packet = scanned.require_regular_files().err();
+    let progress = Progress::silent();
+    let hashed = hash_folder(
+        scanned,
+        &FolderHashConfig::new("hash", Digests::Sha256, &progress),
+    )
+    .and_then(|folder| Side::from_folder(&folder));
+    let side = match (hashed, not_a_packet) {
+        (Err(err @ Error::Interrupted { .. }), _) => return Err(err),
+        (Ok(side), None) => {
+            result.observed_sha256 = Some(side.packet_tree_sha256);
+            result.files = side.file_count;
+            Some(side)
+        }
+        (Ok(side), Some(err)) => {
+            result
+                .failure
+                .get_or_insert_with(|| format!("its output cannot be a packet: {err}"));
+            Some(side)
+        }
+        (Err(err), not_a_packet) => {
+            let err = not_a_packet.unwrap_or(err);
+            result
+                .failure
+                .get_or_insert_with(|| format!("its output cannot be a packet: {err}"));
+            None
+        }
+    };
+    Ok((result, Some(output), side))
 }
 
 /// Open a run's output folder after the run, refusing a symlink put in its place.
@@ -970,7 +1016,8 @@ pub fn rerun_and_record(
                         source_date_epoch: config.source_date_epoch,
                         progress: record.progress.clone(),
                     },
-                );
+                )
+                .and_then(crate::ops::ingest::IngestOutcome::archived);
                 match archived {
                     Ok(archived) => {
                         let r = &archived.packet.record;

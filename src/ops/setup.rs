@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use crate::catalog::{Catalog, NewEvent};
 use crate::error::{Error, Result};
-use crate::ops::ingest::{ingest, IngestConfig, IngestReport};
+use crate::ops::ingest::{
+    ingest_folder, IngestConfig, IngestOutcome, IngestReport, PacketFolder, SealRefusal,
+};
 use crate::packet_ref::{check_new_packet_name, PacketRef};
 use crate::progress::Progress;
 use crate::store::Store;
@@ -122,6 +124,17 @@ pub struct IngestFolderReport {
     pub latest_version: u64,
 }
 
+/// What [`ingest_creating_store`] did: archived the folder, or refused it because it does not
+/// match its own seal (nothing stored, and no store created).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // One value per command; boxing would only add noise.
+pub enum IngestFolderOutcome {
+    /// The packet version, new or already archived.
+    Archived(IngestFolderReport),
+    /// The folder does not match its seal: the gate's report, as `verify DIR` gives it.
+    Refused(SealRefusal),
+}
+
 /// Archive the packet folder `dir` into the store at `config.store_path`, creating the store if
 /// nothing is there yet. Everything that can refuse is checked before anything is created: the
 /// name, the store location, the folder (a symlink is refused, never followed), and that the
@@ -130,10 +143,13 @@ pub struct IngestFolderReport {
 /// # Errors
 ///
 /// [`Error::Usage`] for a bad name or location, [`Error::UnsupportedInput`] for a folder that is
-/// not a directory, I/O errors (with the path), and whatever [`ingest`] returns (a drifted seal
-/// is a verification error: nothing is stored, and a store this call would have created is not
-/// created).
-pub fn ingest_folder(dir: &Path, config: &IngestFolderConfig) -> Result<IngestFolderReport> {
+/// not a directory, I/O errors (with the path), and whatever [`ingest_folder`] returns. A folder
+/// that does not match its own seal is not an error but [`IngestFolderOutcome::Refused`]:
+/// nothing is stored, and a store this call would have created is not created.
+pub fn ingest_creating_store(
+    dir: &Path,
+    config: &IngestFolderConfig,
+) -> Result<IngestFolderOutcome> {
     // A symlink is refused, never followed (ingest opens the folder itself without following
     // it), before its target's name could become the packet's.
     crate::scan::refuse_symlink(dir)?;
@@ -146,16 +162,11 @@ pub fn ingest_folder(dir: &Path, config: &IngestFolderConfig) -> Result<IngestFo
     };
     // Check everything that can refuse before anything is created: the store location, the
     // folder, and that the store does not lie inside it (a store created inside the packet
-    // would change the packet).
+    // would change the packet) nor the folder inside the store. The folder is opened once, here,
+    // and ingested through that handle.
     let store_path = &config.store_path;
     crate::store::check_store_location(store_path)?;
-    match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(Error::unsupported(dir, "is not a directory")),
-        Err(err) => return Err(Error::io(dir, "cannot read packet folder", err)),
-    }
-    crate::store::refuse_store_inside_folder(store_path, dir)?;
-    crate::store::refuse_inside_store(store_path, dir, "packet folder")?;
+    let folder = PacketFolder::open(dir, store_path)?;
     let ingest_config = IngestConfig {
         name,
         note: config.note.clone(),
@@ -166,16 +177,29 @@ pub fn ingest_folder(dir: &Path, config: &IngestFolderConfig) -> Result<IngestFo
     // ingest succeeded: a refused first ingest (drift, a symlink, an empty folder...) leaves
     // no store behind.
     let mut first = None;
+    let mut refused = None;
     if std::fs::symlink_metadata(store_path).is_err() {
-        first = Store::create_filled(
+        let created = Store::create_filled(
             store_path,
             |staged| prepare_new_catalog(store_path, staged),
             |store| {
                 let mut catalog = Catalog::open_existing(&store.catalog_path())?;
-                ingest(store, &mut catalog, dir, &ingest_config)
+                match ingest_folder(store, &mut catalog, &folder, &ingest_config)? {
+                    IngestOutcome::Archived(report) => Ok(report),
+                    // An error, so that no store is created.
+                    IngestOutcome::Refused(refusal) => {
+                        let err = refusal.to_error();
+                        refused = Some(refusal);
+                        Err(err)
+                    }
+                }
             },
-        )?;
+        );
+        if let Some(refusal) = refused {
+            return Ok(IngestFolderOutcome::Refused(refusal));
+        }
         // `None`: another process created the store meanwhile; use theirs.
+        first = created?;
     }
     let created_store = first.is_some();
     let (report, catalog) = match first {
@@ -185,7 +209,12 @@ pub fn ingest_folder(dir: &Path, config: &IngestFolderConfig) -> Result<IngestFo
         }
         None => {
             let (store, mut catalog) = open_for_writing(store_path)?;
-            (ingest(&store, &mut catalog, dir, &ingest_config)?, catalog)
+            match ingest_folder(&store, &mut catalog, &folder, &ingest_config)? {
+                IngestOutcome::Archived(report) => (report, catalog),
+                IngestOutcome::Refused(refusal) => {
+                    return Ok(IngestFolderOutcome::Refused(refusal))
+                }
+            }
         }
     };
     let latest_version = catalog
@@ -195,9 +224,9 @@ pub fn ingest_folder(dir: &Path, config: &IngestFolderConfig) -> Result<IngestFo
         })?
         .record
         .version;
-    Ok(IngestFolderReport {
+    Ok(IngestFolderOutcome::Archived(IngestFolderReport {
         ingest: report,
         created_store,
         latest_version,
-    })
+    }))
 }

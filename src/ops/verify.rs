@@ -91,7 +91,7 @@ pub fn verify_against_seal(dir: &Path, config: &VerifyConfig) -> Result<GateRepo
     if own_seal.is_some() && own_seal.as_ref() != Some(&given) {
         let canonical = expected.manifest()?.text();
         if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
-            report = gate::add_result(report, &expected, &observed, result);
+            report = report.with_failures(vec![result]);
         }
     }
     Ok(report.with_expectations(&config.expectations))
@@ -121,7 +121,7 @@ pub fn verify_against_packet(
     let mut report = gate::compare(Some(store), &expected, &observed)?;
     let canonical = expected.manifest()?.text();
     if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
-        report = gate::add_result(report, &expected, &observed, result);
+        report = report.with_failures(vec![result]);
     }
     Ok(report.with_expectations(&config.expectations))
 }
@@ -318,7 +318,7 @@ pub fn diff(
     if let (Operand::Packet(x), Operand::Packet(y), Some((store, catalog))) = (a, b, opened) {
         let row_a = resolve(catalog, x)?;
         let row_b = resolve(catalog, y)?;
-        return gate::diff_packets(store, catalog, &row_a, &row_b);
+        return gate::diff_packets(store, &row_a, &row_b);
     }
     let load = |operand: &Operand| -> Result<Side> {
         match operand {

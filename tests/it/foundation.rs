@@ -281,8 +281,11 @@ fn a_sealed_packet_is_never_archived_drifted() {
     let before = sb.store_snapshot();
     let out = sb.run(&["ingest", packet.to_str().unwrap()]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // The gate's report names the drifted file and its class, as `verify` does.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAIL  logs/run.log  [content]"), "{stdout}");
     assert!(
-        stderr(&out).contains("changed: logs/run.log"),
+        stderr(&out).contains("does not match its seal, so it is not archived"),
         "{}",
         stderr(&out)
     );

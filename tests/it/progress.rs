@@ -7,7 +7,7 @@ use evstore::catalog::Catalog;
 use evstore::gate::Side;
 use evstore::ops::export::export;
 use evstore::ops::fsck::fsck;
-use evstore::ops::ingest::{ingest, IngestConfig};
+use evstore::ops::ingest::{ingest, IngestConfig, IngestOutcome};
 use evstore::progress::{Progress, ProgressSink};
 use evstore::store::Store;
 
@@ -74,7 +74,9 @@ fn ingest_verify_export_and_fsck_report_every_byte_once() {
     let recorder = Arc::new(Recorder::default());
     let progress = Progress::to(recorder.clone());
     let (store, mut catalog, config) = open_store(&sb, &progress);
-    let report = ingest(&store, &mut catalog, &sb.path("p"), &config).unwrap();
+    let report = ingest(&store, &mut catalog, &sb.path("p"), &config)
+        .and_then(IngestOutcome::archived)
+        .unwrap();
     assert_eq!(
         recorder.take(),
         vec![("ingest".to_string(), packet_bytes, packet_bytes, true)]
@@ -140,8 +142,15 @@ fn ingest_that_fails_finishes_its_progress_phase() {
     );
     let recorder = Arc::new(Recorder::default());
     let (store, mut catalog, config) = open_store(&sb, &Progress::to(recorder.clone()));
-    let err = ingest(&store, &mut catalog, &sb.path("p"), &config).unwrap_err();
-    assert!(err.to_string().contains("does not match its seal"), "{err}");
+    let outcome = ingest(&store, &mut catalog, &sb.path("p"), &config).unwrap();
+    let IngestOutcome::Refused(refusal) = outcome else {
+        panic!("a folder that does not match its seal was archived: {outcome:?}");
+    };
+    assert!(
+        refusal.message().contains("does not match its seal"),
+        "{}",
+        refusal.message()
+    );
     assert_eq!(recorder.take(), vec![("ingest".to_string(), 2, 2, true)]);
 }
 
