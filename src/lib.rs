@@ -26,6 +26,8 @@ pub mod fsio;
 pub mod gate;
 pub mod interrupt;
 pub mod notice;
+// Every public function of `ops` says how it fails (its `# Errors` section).
+#[deny(clippy::missing_errors_doc)]
 pub mod ops;
 pub mod packet;
 pub mod packet_ref;

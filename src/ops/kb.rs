@@ -1097,6 +1097,11 @@ fn open_staging_root(staging_root: &Path) -> Result<std::fs::File> {
 /// for a running [`gc_staging`] to finish. Every mirror holds it from before it creates its
 /// staging folder until it is done, so `gc_staging` never removes a folder a live mirror uses.
 /// The kernel drops the lock when the holder dies, so a killed mirror never blocks clean-up.
+///
+/// # Errors
+///
+/// An operational error naming the staging folder when it cannot be opened without following a
+/// symlink, or locked.
 pub fn lock_staging_shared(staging_root: &Path) -> Result<Lock> {
     Lock::wait(open_staging_root(staging_root)?, LockMode::Shared).at(staging_root, "cannot lock")
 }

@@ -147,6 +147,13 @@ impl RunFolders {
 }
 
 /// Run the generator and compare. `expected_side` gives per-file drift on a mismatch.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a bad request (an empty command, a `--keep` folder that is not empty),
+/// an operational error when the generator cannot be started, an output folder was replaced by a
+/// symlink or cannot be read, [`Error::Interrupted`] after a signal. A run that fails or hashes
+/// to another tree is not an error: it is the report's verdict.
 pub fn rerun(
     store: Option<&Store>,
     expected_side: Option<&Side>,
