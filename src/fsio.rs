@@ -10,7 +10,7 @@
 //! - Publishing: [`rename_no_replace`] and [`rename_file_no_replace_at`], which never replace
 //!   what is at the destination.
 //! - Locking: [`Lock`], an `flock` on a folder (shared or exclusive), taken without waiting, with
-//!   a wait, or with a bounded wait whose start is announced once through a [`LockWaitReporter`]
+//!   a wait, or with a bounded wait whose start is announced once through [`crate::notice`]
 //!   that the CLI installs (this module prints nothing).
 //!
 //! **Architecture Invariant:** every `flock` evstore takes is a [`Lock`], and every rename that
@@ -358,7 +358,7 @@ impl Lock {
 
     /// Take the lock on the opened `folder` (`path` names it in the notice), waiting until
     /// `wait`'s deadline: `None` when it is still held then. The first wait of the process is
-    /// announced through the installed [`LockWaitReporter`].
+    /// announced through [`crate::notice`].
     ///
     /// # Errors
     ///

@@ -1,5 +1,5 @@
 //! The comparison: match an expected [`Side`] against an observed one path by path
-//! ([`compare`]), or two stored packets by walking their trees together ([`diff_packets`]), and
+//! ([`compare`](fn@compare)), or two stored packets by walking their trees together ([`diff_packets`]), and
 //! explain every failing file with the drift vocabulary of [`super::drift`], reading the expected
 //! and observed bytes where a side can provide them.
 //!

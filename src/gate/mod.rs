@@ -2,7 +2,7 @@
 //!
 //! A [`Side`] ([`side`]) is one thing to compare: a folder on disk (hashed now, in parallel, by
 //! the one folder hasher), a seal file (`HASH_MANIFEST.txt` text, parsed strictly), or a packet
-//! in the store (its verified tree). [`compare`] ([`compare`](mod@compare)) matches an *expected*
+//! in the store (its verified tree). [`compare`](fn@compare) ([`compare`](mod@compare)) matches an *expected*
 //! side against an *observed* one path by path and returns a [`GateReport`] ([`report`]) that
 //! lists every file, keeps going after the first failure, and passes only when every expected
 //! file is present with identical bytes, nothing unexpected is present, and (when both sides

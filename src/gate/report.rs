@@ -353,7 +353,7 @@ impl GateReport {
         self.counts = counts;
     }
 
-    /// Add results found outside [`super::compare`] (a folder's own seal, problems with a KB
+    /// Add results found outside [`compare`](fn@super::compare) (a folder's own seal, problems with a KB
     /// packet folder's references), recounting and deciding the verdict again: never a PASS with
     /// a failing one.
     pub fn with_failures(mut self, extra: Vec<FileResult>) -> GateReport {
