@@ -17,14 +17,14 @@
 //! BLAKE3 then differs is read a second time for its SHA-256. This module sits beside
 //! [`crate::packet`] (a *stored* packet); it never prints and never touches the catalog.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::digest::{Blake3Digest, Sha256Digest};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::format::object::ObjectKind;
 use crate::format::tree::{FileMeta, HashedFile};
 use crate::fsio::{blake3_in, changed_while_read, check_unchanged};
@@ -34,7 +34,6 @@ use crate::store::ObjectBatch;
 
 /// Files up to this size are read into memory whole (still once).
 pub const SMALL_FILE_LIMIT: u64 = 1024 * 1024;
-const CHUNK: usize = 256 * 1024;
 
 /// What a caller already knows about a file at some path (a stored packet's file): its size,
 /// BLAKE3 and SHA-256.
@@ -267,10 +266,6 @@ impl FileHasher {
         self.len += bytes.len() as u64;
     }
 
-    fn len(&self) -> u64 {
-        self.len
-    }
-
     fn finish(self) -> FileDigest {
         FileDigest {
             sha256: Sha256Digest(sha2::Digest::finalize(self.sha256).into()),
@@ -326,30 +321,17 @@ fn hash_file(
         Some(batch) => Some(batch.stream(ObjectKind::Blob, file.size)?),
         None => None,
     };
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        crate::interrupt::check()?;
-        let n = match handle.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::io(path, "cannot read", err)),
-        };
-        hasher.update(&buf[..n]);
-        if hasher.len() > file.size {
-            return Err(changed_while_read(path));
-        }
+    // The one streaming read (fsio): it checks size and mtime around the read, as above.
+    crate::fsio::stream_handle(handle, path, file.size, |bytes| {
+        hasher.update(bytes);
         if let Some(writer) = writer.as_mut() {
             writer
-                .write_all(&buf[..n])
+                .write_all(bytes)
                 .at(path, "cannot compress into the store")?;
         }
-        progress.advance(n as u64);
-    }
-    if hasher.len() != file.size {
-        return Err(changed_while_read(path));
-    }
-    check_unchanged(&handle, &before, path)?;
+        progress.advance(bytes.len() as u64);
+        Ok(())
+    })?;
     let digest = hasher.finish();
     if let (Some(batch), Some(writer), Some(blake3)) = (batch, writer, digest.blake3) {
         batch.add_stream(blake3, writer)?;

@@ -2,7 +2,7 @@
 //! semantics matter for safety.
 //!
 //! - Reading input files: [`open_no_follow`], [`stream_handle`] and its hashing wrappers
-//!   ([`sha256_file`], [`sha256_in`], [`blake3_in`]), which refuse a symlink swapped in since the
+//!   ([`sha256_in`], [`blake3_in`]), which refuse a symlink swapped in since the
 //!   scan and a file whose size or modification time changed while it was read, and
 //!   [`read_limited`] for a small metadata file (a seal) with a size cap.
 //! - Durability: [`sync_folder`] (fsync of a folder, so names created or renamed in it survive a
@@ -72,25 +72,16 @@ pub fn check_unchanged(handle: &File, before: &Metadata, path: &Path) -> Result<
     }
 }
 
-/// SHA-256 of one file, streamed, for checks that need no BLAKE3 and store nothing (the gate).
-/// Refuses a symlink swapped in since the scan and a file that changes while it is read.
-pub fn sha256_file(path: &Path, scanned_size: u64) -> Result<Sha256Digest> {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
-    stream_handle(open_no_follow(path)?, path, scanned_size, |bytes| {
-        hasher.update(bytes)
-    })?;
-    Ok(Sha256Digest(hasher.finalize().into()))
-}
-
 /// SHA-256 of the file at the packet path `rel` below `dir` (reached through the folder's
-/// handle, never through a symlink), with the same refusals as [`sha256_file`].
+/// handle, never through a symlink). Refuses a symlink swapped in since the scan and a file that
+/// changes while it is read.
 pub fn sha256_in(dir: &RootDir, rel: &str, scanned_size: u64) -> Result<Sha256Digest> {
     use sha2::Digest as _;
     let mut hasher = sha2::Sha256::new();
     let handle = dir.open_file(rel)?;
     stream_handle(handle, &dir.display_path(rel), scanned_size, |bytes| {
-        hasher.update(bytes)
+        hasher.update(bytes);
+        Ok(())
     })?;
     Ok(Sha256Digest(hasher.finalize().into()))
 }
@@ -102,6 +93,7 @@ pub fn blake3_in(dir: &RootDir, rel: &str, scanned_size: u64) -> Result<Blake3Di
     let handle = dir.open_file(rel)?;
     stream_handle(handle, &dir.display_path(rel), scanned_size, |bytes| {
         hasher.update(bytes);
+        Ok(())
     })?;
     Ok(Blake3Digest(*hasher.finalize().as_bytes()))
 }
@@ -132,14 +124,15 @@ pub fn read_limited(file: File, path: &Path, limit: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Feed every byte of the open file `handle` (`path` names it in messages) to `consume`, once.
-/// Refuses a file that is not regular, or whose size or modification time changes while it is
-/// read, or whose size is not `scanned_size`. Stops at a termination signal.
+/// Feed every byte of the open file `handle` (`path` names it in messages) to `consume`, once,
+/// in chunks of up to 256 KiB. Refuses a file that is not regular, or whose size or
+/// modification time changes while it is read, or whose size is not `scanned_size`. Stops at a
+/// termination signal, and at the first error `consume` returns.
 pub fn stream_handle(
     mut handle: File,
     path: &Path,
     scanned_size: u64,
-    mut consume: impl FnMut(&[u8]),
+    mut consume: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     let before = handle.metadata().at(path, "cannot stat")?;
     if !before.is_file() || before.len() != scanned_size {
@@ -159,7 +152,7 @@ pub fn stream_handle(
         if total > scanned_size {
             return Err(changed_while_read(path));
         }
-        consume(&buf[..n]);
+        consume(&buf[..n])?;
     }
     if total != scanned_size {
         return Err(changed_while_read(path));

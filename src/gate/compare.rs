@@ -256,7 +256,10 @@ fn fetch(
                     let size = handle.metadata().at(&full, "cannot stat")?.len();
                     let mut hasher = sha2::Sha256::new();
                     let reader = handle.try_clone().at(&full, "cannot read")?;
-                    stream_handle(reader, &full, size, |bytes| hasher.update(bytes))?;
+                    stream_handle(reader, &full, size, |bytes| {
+                        hasher.update(bytes);
+                        Ok(())
+                    })?;
                     handle.rewind().at(&full, "cannot rewind")?;
                     Sha256Digest(hasher.finalize().into())
                 }

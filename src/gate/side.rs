@@ -356,7 +356,10 @@ impl Side {
         let sha256 = {
             use sha2::Digest as _;
             let mut hasher = sha2::Sha256::new();
-            stream_handle(handle, &abs_path, size, |bytes| hasher.update(bytes))?;
+            stream_handle(handle, &abs_path, size, |bytes| {
+                hasher.update(bytes);
+                Ok(())
+            })?;
             Sha256Digest(hasher.finalize().into())
         };
         self.files.insert(
