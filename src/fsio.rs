@@ -333,12 +333,15 @@ impl Lock {
         }
     }
 
-    /// Take the lock on the opened `folder`, waiting as long as it takes. A signal that
-    /// interrupts the wait retries it, unless it is one evstore stops on.
+    /// Take the lock on the opened `folder`, waiting as long as it takes. evstore's signal
+    /// handlers are installed with `SA_RESTART`, so the kernel restarts the wait after a
+    /// termination signal: the first SIGINT/SIGTERM/SIGHUP does not end it, a second one at least
+    /// 1 s later exits at once (see `interrupt`). An `EINTR` (a handler without `SA_RESTART`) is
+    /// an error if a termination signal is pending, and retried otherwise.
     ///
     /// # Errors
     ///
-    /// The `flock` failed, or a termination signal arrived (`EINTR`).
+    /// The `flock` failed, or it was interrupted while a termination signal is pending.
     pub fn wait(folder: File, mode: LockMode) -> io::Result<Lock> {
         loop {
             match rustix::fs::flock(&folder, flock_operation(mode, true)) {

@@ -20,6 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -463,8 +464,25 @@ impl LocalKeys {
         }
     }
 
+    /// The file of `key`, after checking that no folder on the way to it below the root is a
+    /// symbolic link (a marker is never written or read through one).
     fn path_of(&self, key: &str) -> Result<PathBuf> {
         check_key(key)?;
+        let mut path = self.root.clone();
+        for component in key.split('/') {
+            path.push(component);
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(Error::corrupt(
+                        format!("commit marker {}", path.escaped()),
+                        "is a symbolic link; evstore never reads or writes markers through one",
+                    ))
+                }
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => break,
+                Err(err) => return Err(Error::io(&path, "cannot stat", err)),
+            }
+        }
         Ok(self.root.join(key))
     }
 
@@ -485,7 +503,13 @@ impl NamedKeys for LocalKeys {
             .prefix("ref-")
             .tempfile_in(&self.tmp)
             .at(&self.tmp, "cannot create a temporary file in")?;
+        // Read-only for everyone, as objects are: a marker is never changed, and an auditor who
+        // may only read the store must be able to read it (fsck).
         temp.write_all(bytes)
+            .and_then(|()| {
+                temp.as_file()
+                    .set_permissions(fs::Permissions::from_mode(0o444))
+            })
             .and_then(|()| temp.as_file().sync_all())
             .at(temp.path(), "cannot write")?;
         let temp = temp.into_temp_path();
@@ -576,6 +600,9 @@ impl NamedKeys for LocalKeys {
                 }
             }
         }
+        // A temp folder is private (0700); the key space is as readable as the rest of the store.
+        fs::set_permissions(staged.path(), fs::Permissions::from_mode(0o755))
+            .at(staged.path(), "cannot set the mode of")?;
         sync_folder(staged.path())?;
         match rename_no_replace(staged.path(), &folder) {
             Ok(()) => {
@@ -599,7 +626,8 @@ impl NamedKeys for LocalKeys {
 
 /// Create `folder` and its missing parents, fsyncing each parent that gained one.
 fn create_folders(folder: &Path) -> Result<()> {
-    if folder.is_dir() {
+    // `symlink_metadata`, not `is_dir`: a symbolic link to a folder is not a folder here.
+    if fs::symlink_metadata(folder).is_ok_and(|meta| meta.is_dir()) {
         return Ok(());
     }
     if let Some(parent) = folder.parent() {

@@ -280,6 +280,7 @@ impl Store {
                 String::from_utf8_lossy(&version)
             )));
         }
+        refuse_symlinked_store_folders(root)?;
         Ok(Store {
             root: root.to_path_buf(),
             backend: Box::new(LocalBackend::new(root)),
@@ -660,3 +661,36 @@ fn not_a_folder(root: &Path) -> Error {
 
 #[cfg(test)]
 mod tests;
+
+/// The store's own folders, each of which must be a real folder where it exists (`refs/` is
+/// checked by `refs::Refs::check_shape`, which `fsck` reports as a problem).
+const STORE_FOLDERS: [&str; 3] = ["objects", "packs", "tmp"];
+
+/// Refuse a store whose `objects/`, `packs/` or `tmp/` is a symbolic link (or not a folder):
+/// evstore would write objects and temp files through it, and `gc-temp` would delete files
+/// wherever it points. A folder that does not exist yet is fine (created on use).
+fn refuse_symlinked_store_folders(root: &Path) -> Result<()> {
+    for name in STORE_FOLDERS {
+        let path = root.join(name);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) => {
+                let what = if meta.file_type().is_symlink() {
+                    "is a symbolic link"
+                } else {
+                    "is not a folder"
+                };
+                return Err(Error::corrupt(
+                    format!("store folder {}", path.escaped()),
+                    format!(
+                        "{what}; evstore never reads or writes a store through a link: put a real \
+                         folder there"
+                    ),
+                ));
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io(&path, "cannot stat", err)),
+        }
+    }
+    Ok(())
+}

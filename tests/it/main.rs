@@ -28,4 +28,5 @@ mod rough;
 mod sandbox;
 mod signals;
 mod store_locks;
+mod store_shape;
 mod symlinked_roots;
