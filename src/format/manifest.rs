@@ -636,6 +636,28 @@ mod tests {
     }
 
     #[test]
+    fn both_parsers_name_the_line_of_the_path_nested_under_a_listed_file() {
+        // The check is shared by both parsers: it names the line of the nested path, and the
+        // lenient parser keeps each entry's own line when it sorts lines out of order.
+        let canonical = format!("{}{}", line("ab", "a"), line("cd", "a/b"));
+        match parse(canonical.as_bytes()) {
+            Err(Error::UntrustedSeal { line, reason, .. }) => {
+                assert_eq!(line, 2, "{reason}");
+                assert_eq!(reason, "\"a\" is listed as a file and as a folder");
+            }
+            other => panic!("expected an untrusted seal error, got {other:?}"),
+        }
+        let out_of_order = format!("{}{}", line("cd", "b/c"), line("ab", "b"));
+        match Manifest::parse_coreutils(out_of_order.as_bytes(), Path::new("SEAL")) {
+            Err(Error::UntrustedSeal { line, reason, .. }) => {
+                assert_eq!(line, 1, "{reason}");
+                assert_eq!(reason, "\"b\" is listed as a file and as a folder");
+            }
+            other => panic!("expected an untrusted seal error, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn canonical_text_round_trips() {
         let text = format!("{}{}", line("ab", "a/b"), line("cd", "a-c"));
         // Out of order: "a-c" sorts before "a/b".
