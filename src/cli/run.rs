@@ -189,6 +189,20 @@ impl ProgressSink for TerminalProgress {
 }
 
 impl Context {
+    /// What every command gets from the command line: the store (`--store` or
+    /// `$EVSTORE_STORE`, else `.evstore`), the output form, and the progress bar.
+    fn for_command_line(cli: &Cli) -> Context {
+        Context {
+            store_named: cli.store.is_some(),
+            store_path: cli
+                .store
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".evstore")),
+            json: cli.json,
+            progress: TerminalProgress::for_stderr(cli.no_progress),
+        }
+    }
+
     /// Open the store for a command that writes to it: refused up front if this user cannot.
     fn open(&self) -> Result<(Store, Catalog)> {
         ops::setup::open_for_writing(&self.store_path)
@@ -226,16 +240,9 @@ fn outcome(verdict: Verdict) -> Outcome {
     }
 }
 
+/// Run the parsed command: each arm hands its arguments to its `cmd_*`.
 fn dispatch(cli: Cli) -> Result<Outcome> {
-    let ctx = Context {
-        store_named: cli.store.is_some(),
-        store_path: cli
-            .store
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".evstore")),
-        json: cli.json,
-        progress: TerminalProgress::for_stderr(cli.no_progress),
-    };
+    let ctx = Context::for_command_line(&cli);
     match cli.command {
         Command::Init => cmd_init(&ctx),
         Command::Ingest {
@@ -263,13 +270,7 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             kb,
             expect,
         } => {
-            let config = ops::verify::VerifyConfig {
-                seal,
-                original,
-                kb,
-                expectations: expect.parse()?,
-                progress: ctx.progress.clone(),
-            };
+            let config = verify_config(&ctx, seal, original, kb, &expect)?;
             cmd_verify(&ctx, &dir, against.as_deref(), &config)
         }
         Command::Diff { a, b, original } => cmd_diff(&ctx, &a, &b, original),
@@ -279,12 +280,7 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             as_path,
             dedup,
         } => cmd_mirror(&ctx, &packet, &kb_dir, as_path, dedup),
-        Command::Kb {
-            command: KbCommand::Verify { kb_dir, no_store },
-        } => cmd_kb_verify(&ctx, &kb_dir, no_store),
-        Command::Kb {
-            command: KbCommand::GcStaging { kb_dir },
-        } => cmd_kb_gc_staging(&ctx, &kb_dir),
+        Command::Kb { command } => cmd_kb(&ctx, command),
         Command::Rerun {
             packet,
             expect,
@@ -313,6 +309,31 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         ),
         Command::Runs { packet } => cmd_runs(&ctx, packet.as_deref()),
         Command::GcTemp => cmd_gc_temp(&ctx),
+    }
+}
+
+/// `verify`'s options as the library takes them.
+fn verify_config(
+    ctx: &Context,
+    seal: Option<PathBuf>,
+    original: Option<PathBuf>,
+    kb: Option<PathBuf>,
+    expect: &ExpectArgs,
+) -> Result<ops::verify::VerifyConfig> {
+    Ok(ops::verify::VerifyConfig {
+        seal,
+        original,
+        kb,
+        expectations: expect.parse()?,
+        progress: ctx.progress.clone(),
+    })
+}
+
+/// Run a `kb` subcommand.
+fn cmd_kb(ctx: &Context, command: KbCommand) -> Result<Outcome> {
+    match command {
+        KbCommand::Verify { kb_dir, no_store } => cmd_kb_verify(ctx, &kb_dir, no_store),
+        KbCommand::GcStaging { kb_dir } => cmd_kb_gc_staging(ctx, &kb_dir),
     }
 }
 

@@ -141,76 +141,92 @@ impl Manifest {
         let mut entries: Vec<ManifestEntry> = Vec::new();
         let body = &bytes[..bytes.len() - 1];
         for (index, raw) in body.split(|&b| b == b'\n').enumerate() {
-            let line = index + 1;
-            if raw.ends_with(b"\r") || raw.contains(&b'\r') {
-                return Err(bad(
-                    line,
-                    "CR line ending (the seal must use LF only)".into(),
-                ));
-            }
-            let text = std::str::from_utf8(raw)
-                .map_err(|_| bad(line, "line is not valid UTF-8".into()))?;
-            if text.is_empty() {
-                return Err(bad(line, "empty line".into()));
-            }
-            // Compare bytes: byte 64 or 66 may fall inside a multi-byte character.
-            if text.len() < 67 || &text.as_bytes()[64..66] != b"  " || !text.is_char_boundary(66) {
-                return Err(bad(
-                    line,
-                    "not of the form '<64 lowercase hex digits>  <path>'".into(),
-                ));
-            }
-            let sha256 = Sha256Digest::parse_hex(&text[..64])
-                .ok_or_else(|| bad(line, "digest is not 64 lowercase hex digits".into()))?;
-            let path = &text[66..];
-            if path.len() > MAX_SEAL_PATH_BYTES {
-                return Err(bad(
-                    line,
-                    format!("path is longer than {MAX_SEAL_PATH_BYTES} bytes"),
-                ));
-            }
-            check_rel_path(path).map_err(|reason| bad(line, format!("{reason}: {path:?}")))?;
-            if path == SEAL_FILE_NAME {
-                return Err(bad(line, "the seal lists itself".into()));
-            }
-            if let Some(previous) = entries.last() {
-                match previous.path.as_str().cmp(path) {
-                    std::cmp::Ordering::Equal => {
-                        return Err(bad(line, format!("duplicate path {path:?}")))
-                    }
-                    std::cmp::Ordering::Greater => {
-                        return Err(bad(
-                            line,
-                            format!(
-                                "out of canonical order: {path:?} sorts before {:?}",
-                                previous.path
-                            ),
-                        ))
-                    }
-                    std::cmp::Ordering::Less => {}
-                }
-            }
-            entries.push(ManifestEntry {
-                path: path.to_string(),
-                sha256,
-            });
+            let entry = parse_canonical_line(raw, entries.last())
+                .map_err(|reason| bad(index + 1, reason))?;
+            entries.push(entry);
         }
-        // A path cannot be both a file and a folder holding files.
-        let files: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
-        for (index, entry) in entries.iter().enumerate() {
-            let mut prefix = entry.path.as_str();
-            while let Some(cut) = prefix.rfind('/') {
-                prefix = &prefix[..cut];
-                if files.contains(prefix) {
-                    return Err(bad(
-                        index + 1,
-                        format!("{:?} is listed as a file and as a folder", prefix),
-                    ));
-                }
-            }
+        let numbered: Vec<(usize, &str)> = entries
+            .iter()
+            .enumerate()
+            .map(|(index, e)| (index + 1, e.path.as_str()))
+            .collect();
+        if let Some((line, reason)) = path_listed_as_file_and_folder(&numbered) {
+            return Err(bad(line, reason));
         }
         Ok(Manifest { entries })
     }
+}
+
+/// Parse one line of a canonical seal (without its `\n`), which must sort after `previous`:
+/// exactly `<64 lowercase hex>  <path>`, with a path a packet can hold. The error is the reason
+/// the line is refused.
+fn parse_canonical_line(
+    raw: &[u8],
+    previous: Option<&ManifestEntry>,
+) -> std::result::Result<ManifestEntry, String> {
+    if raw.ends_with(b"\r") || raw.contains(&b'\r') {
+        return Err("CR line ending (the seal must use LF only)".into());
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| "line is not valid UTF-8".to_string())?;
+    if text.is_empty() {
+        return Err("empty line".into());
+    }
+    // Compare bytes: byte 64 or 66 may fall inside a multi-byte character.
+    if text.len() < 67 || &text.as_bytes()[64..66] != b"  " || !text.is_char_boundary(66) {
+        return Err("not of the form '<64 lowercase hex digits>  <path>'".into());
+    }
+    let sha256 = Sha256Digest::parse_hex(&text[..64])
+        .ok_or_else(|| "digest is not 64 lowercase hex digits".to_string())?;
+    let path = &text[66..];
+    check_listed_path(path)?;
+    if path == SEAL_FILE_NAME {
+        return Err("the seal lists itself".into());
+    }
+    if let Some(previous) = previous {
+        match previous.path.as_str().cmp(path) {
+            std::cmp::Ordering::Equal => return Err(format!("duplicate path {path:?}")),
+            std::cmp::Ordering::Greater => {
+                return Err(format!(
+                    "out of canonical order: {path:?} sorts before {:?}",
+                    previous.path
+                ))
+            }
+            std::cmp::Ordering::Less => {}
+        }
+    }
+    Ok(ManifestEntry {
+        path: path.to_string(),
+        sha256,
+    })
+}
+
+/// Refuse a listed path a packet cannot hold: longer than [`MAX_SEAL_PATH_BYTES`], or not a
+/// safe relative path (`check_rel_path`). The error is the reason.
+fn check_listed_path(path: &str) -> std::result::Result<(), String> {
+    if path.len() > MAX_SEAL_PATH_BYTES {
+        return Err(format!("path is longer than {MAX_SEAL_PATH_BYTES} bytes"));
+    }
+    check_rel_path(path).map_err(|reason| format!("{reason}: {path:?}"))
+}
+
+/// The first listed path (in the order given, each with its 1-based line) that has a parent
+/// folder also listed as a file, as its line and the reason: a path cannot be both a file and a
+/// folder holding files.
+fn path_listed_as_file_and_folder(paths: &[(usize, &str)]) -> Option<(usize, String)> {
+    let files: HashSet<&str> = paths.iter().map(|(_, path)| *path).collect();
+    for (line, path) in paths {
+        let mut prefix = *path;
+        while let Some(cut) = prefix.rfind('/') {
+            prefix = &prefix[..cut];
+            if files.contains(prefix) {
+                return Some((
+                    *line,
+                    format!("{prefix:?} is listed as a file and as a folder"),
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// How a manifest departs from the canonical text while staying one `sha256sum -c` accepts.
@@ -330,81 +346,25 @@ impl Manifest {
             ));
         }
         let mut deviations: BTreeSet<Deviation> = BTreeSet::new();
-        let body = match bytes.strip_suffix(b"\n") {
-            Some(body) => body,
-            None => {
-                if !bytes.is_empty() {
-                    deviations.insert(Deviation::NoFinalNewline);
-                }
-                bytes
-            }
-        };
         let mut entries: Vec<(usize, ManifestEntry)> = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
-        let lines = if body.is_empty() && bytes.is_empty() {
-            Vec::new()
-        } else {
-            body.split(|&b| b == b'\n').collect()
-        };
-        for (index, raw) in lines.into_iter().enumerate() {
+        for (index, raw) in coreutils_lines(bytes, &mut deviations)
+            .into_iter()
+            .enumerate()
+        {
             let line = index + 1;
-            // As coreutils: a comment is a line whose first byte is '#'; then one CR is removed.
-            if raw.first() == Some(&b'#') {
-                deviations.insert(Deviation::CommentOrEmptyLines);
+            let Some(entry) =
+                parse_coreutils_entry(raw, &mut deviations).map_err(|reason| bad(line, reason))?
+            else {
                 continue;
-            }
-            let raw = match raw.strip_suffix(b"\r") {
-                Some(raw) => {
-                    deviations.insert(Deviation::CrlfLineEndings);
-                    raw
-                }
-                None => raw,
             };
-            if raw.is_empty() {
-                deviations.insert(Deviation::CommentOrEmptyLines);
-                continue;
-            }
-            if raw.contains(&b'\r') {
-                return Err(bad(line, "a CR inside the line".into()));
-            }
-            let text = std::str::from_utf8(raw)
-                .map_err(|_| bad(line, "line is not valid UTF-8".into()))?;
-            let (path, sha256) =
-                parse_coreutils_line(text, &mut deviations).map_err(|reason| bad(line, reason))?;
-            let path = match path.strip_prefix("./") {
-                Some(rest) => {
-                    deviations.insert(Deviation::DotSlashPrefix);
-                    rest
-                }
-                None => path,
-            };
-            if path.len() > MAX_SEAL_PATH_BYTES {
+            if let Some(first) = seen.insert(entry.path.clone(), line) {
                 return Err(bad(
                     line,
-                    format!("path is longer than {MAX_SEAL_PATH_BYTES} bytes"),
+                    format!("duplicate path {:?} (also on line {first})", entry.path),
                 ));
             }
-            check_rel_path(path).map_err(|reason| bad(line, format!("{reason}: {path:?}")))?;
-            if path == SEAL_FILE_NAME {
-                return Err(bad(
-                    line,
-                    "lists HASH_MANIFEST.txt, which is a packet's seal, not one of its files"
-                        .into(),
-                ));
-            }
-            if let Some(first) = seen.insert(path.to_string(), line) {
-                return Err(bad(
-                    line,
-                    format!("duplicate path {path:?} (also on line {first})"),
-                ));
-            }
-            entries.push((
-                line,
-                ManifestEntry {
-                    path: path.to_string(),
-                    sha256,
-                },
-            ));
+            entries.push((line, entry));
         }
         if entries.is_empty() {
             return Err(bad(1, "the manifest lists no files".into()));
@@ -413,18 +373,12 @@ impl Manifest {
             deviations.insert(Deviation::OutOfOrder);
             entries.sort_by(|a, b| a.1.path.cmp(&b.1.path));
         }
-        let files: HashSet<&str> = entries.iter().map(|(_, e)| e.path.as_str()).collect();
-        for (line, entry) in &entries {
-            let mut prefix = entry.path.as_str();
-            while let Some(cut) = prefix.rfind('/') {
-                prefix = &prefix[..cut];
-                if files.contains(prefix) {
-                    return Err(bad(
-                        *line,
-                        format!("{prefix:?} is listed as a file and as a folder"),
-                    ));
-                }
-            }
+        let numbered: Vec<(usize, &str)> = entries
+            .iter()
+            .map(|(line, e)| (*line, e.path.as_str()))
+            .collect();
+        if let Some((line, reason)) = path_listed_as_file_and_folder(&numbered) {
+            return Err(bad(line, reason));
         }
         let manifest = Manifest {
             entries: entries.into_iter().map(|(_, e)| e).collect(),
@@ -433,17 +387,88 @@ impl Manifest {
     }
 }
 
+/// The lines of a manifest as `sha256sum -c` reads them: split at `\n`, the last one with or
+/// without its `\n` (without is a [`Deviation::NoFinalNewline`]); no line at all for empty text.
+fn coreutils_lines<'a>(bytes: &'a [u8], deviations: &mut BTreeSet<Deviation>) -> Vec<&'a [u8]> {
+    let body = match bytes.strip_suffix(b"\n") {
+        Some(body) => body,
+        None => {
+            if !bytes.is_empty() {
+                deviations.insert(Deviation::NoFinalNewline);
+            }
+            bytes
+        }
+    };
+    if body.is_empty() && bytes.is_empty() {
+        Vec::new()
+    } else {
+        body.split(|&b| b == b'\n').collect()
+    }
+}
+
+/// Parse one line of a manifest (without its `\n`) as `sha256sum -c` reads it: `None` for a
+/// comment or empty line, which it skips; the entry (its path without a `./`) otherwise. Each
+/// departure from the canonical form is added to `deviations`. The error is the reason the line
+/// is refused.
+fn parse_coreutils_entry(
+    raw: &[u8],
+    deviations: &mut BTreeSet<Deviation>,
+) -> std::result::Result<Option<ManifestEntry>, String> {
+    // As coreutils: a comment is a line whose first byte is '#'; then one CR is removed.
+    if raw.first() == Some(&b'#') {
+        deviations.insert(Deviation::CommentOrEmptyLines);
+        return Ok(None);
+    }
+    let raw = match raw.strip_suffix(b"\r") {
+        Some(raw) => {
+            deviations.insert(Deviation::CrlfLineEndings);
+            raw
+        }
+        None => raw,
+    };
+    if raw.is_empty() {
+        deviations.insert(Deviation::CommentOrEmptyLines);
+        return Ok(None);
+    }
+    if raw.contains(&b'\r') {
+        return Err("a CR inside the line".into());
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| "line is not valid UTF-8".to_string())?;
+    let (path, sha256) = parse_coreutils_line(text, deviations)?;
+    let path = match path.strip_prefix("./") {
+        Some(rest) => {
+            deviations.insert(Deviation::DotSlashPrefix);
+            rest
+        }
+        None => path,
+    };
+    check_listed_path(path)?;
+    if path == SEAL_FILE_NAME {
+        return Err(
+            "lists HASH_MANIFEST.txt, which is a packet's seal, not one of its files".into(),
+        );
+    }
+    Ok(Some(ManifestEntry {
+        path: path.to_string(),
+        sha256,
+    }))
+}
+
 /// The accepted forms of one line, for [`Manifest::parse_coreutils`].
 const COREUTILS_FORMS: &str =
     "not of the form '<64 hex digits>  <path>', '<64 hex digits> *<path>' or 'SHA256 (<path>) = <64 hex digits>'";
+
+/// A space or a tab: what `sha256sum -c` skips around a digest.
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
 
 /// Parse one non-empty manifest line (CR removed) into its path (as written) and digest.
 fn parse_coreutils_line<'a>(
     text: &'a str,
     deviations: &mut BTreeSet<Deviation>,
 ) -> std::result::Result<(&'a str, Sha256Digest), String> {
-    let white = |c: char| c == ' ' || c == '\t';
-    let trimmed = text.trim_start_matches(white);
+    let trimmed = text.trim_start_matches(is_blank);
     if trimmed.len() != text.len() {
         deviations.insert(Deviation::Whitespace);
     }
@@ -454,43 +479,54 @@ fn parse_coreutils_line<'a>(
                 .into(),
         );
     }
-    if let Some(rest) = trimmed.strip_prefix("SHA256") {
-        let rest = rest.strip_prefix(' ').unwrap_or(rest);
-        if let Some(inner) = rest.strip_prefix('(') {
-            // As coreutils: the path runs to the last ')'.
-            let close = inner
-                .rfind(')')
-                .ok_or_else(|| format!("a BSD-style line without ')'; {COREUTILS_FORMS}"))?;
-            let path = &inner[..close];
-            let after = inner[close + 1..].trim_start_matches(white);
-            let digest = after
-                .strip_prefix('=')
-                .map(|d| d.trim_start_matches(white))
-                .ok_or_else(|| format!("a BSD-style line without '= <hex>'; {COREUTILS_FORMS}"))?;
-            deviations.insert(Deviation::BsdTag);
-            let sha256 = parse_any_case_hex(digest, deviations)?;
-            return Ok((path, sha256));
-        }
+    if let Some(parsed) = parse_bsd_tag_line(trimmed, deviations) {
+        return parsed;
     }
+    parse_digest_then_path_line(trimmed, deviations)
+}
+
+/// Parse a BSD-style `SHA256 (<path>) = <hex>` line (leading blanks removed); `None` when the
+/// line does not start that way.
+fn parse_bsd_tag_line<'a>(
+    trimmed: &'a str,
+    deviations: &mut BTreeSet<Deviation>,
+) -> Option<std::result::Result<(&'a str, Sha256Digest), String>> {
+    let rest = trimmed.strip_prefix("SHA256")?;
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    let inner = rest.strip_prefix('(')?;
+    Some(parse_bsd_tag_after_parenthesis(inner, deviations))
+}
+
+/// Parse what follows `SHA256 (` on a BSD-style line: `<path>) = <hex>`.
+fn parse_bsd_tag_after_parenthesis<'a>(
+    inner: &'a str,
+    deviations: &mut BTreeSet<Deviation>,
+) -> std::result::Result<(&'a str, Sha256Digest), String> {
+    // As coreutils: the path runs to the last ')'.
+    let close = inner
+        .rfind(')')
+        .ok_or_else(|| format!("a BSD-style line without ')'; {COREUTILS_FORMS}"))?;
+    let path = &inner[..close];
+    let after = inner[close + 1..].trim_start_matches(is_blank);
+    let digest = after
+        .strip_prefix('=')
+        .map(|d| d.trim_start_matches(is_blank))
+        .ok_or_else(|| format!("a BSD-style line without '= <hex>'; {COREUTILS_FORMS}"))?;
+    deviations.insert(Deviation::BsdTag);
+    let sha256 = parse_any_case_hex(digest, deviations)?;
+    Ok((path, sha256))
+}
+
+/// Parse a `<hex>  <path>` or `<hex> *<path>` line (leading blanks removed; a tab may stand for
+/// the first space).
+fn parse_digest_then_path_line<'a>(
+    trimmed: &'a str,
+    deviations: &mut BTreeSet<Deviation>,
+) -> std::result::Result<(&'a str, Sha256Digest), String> {
     let bytes = trimmed.as_bytes();
     let hex_len = bytes.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if hex_len == 0 {
-        let tag_len = bytes
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
-            .count();
-        if tag_len > 0
-            && matches!(
-                trimmed[tag_len..].trim_start_matches(' ').chars().next(),
-                Some('(')
-            )
-        {
-            return Err(format!(
-                "a BSD-style line for another digest than SHA256 ({:?})",
-                &trimmed[..tag_len]
-            ));
-        }
-        return Err(format!("not a manifest line; {COREUTILS_FORMS}"));
+        return Err(not_a_digest_line(trimmed));
     }
     if hex_len != 64 {
         return Err(format!(
@@ -523,6 +559,27 @@ fn parse_coreutils_line<'a>(
         return Err(format!("empty path; {COREUTILS_FORMS}"));
     }
     Ok((path, sha256))
+}
+
+/// Why a line that does not start with a hex digit is refused: a BSD-style line for another
+/// algorithm (`MD5 (...)`), or no manifest line at all.
+fn not_a_digest_line(trimmed: &str) -> String {
+    let tag_len = trimmed
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        .count();
+    if tag_len > 0
+        && matches!(
+            trimmed[tag_len..].trim_start_matches(' ').chars().next(),
+            Some('(')
+        )
+    {
+        return format!(
+            "a BSD-style line for another digest than SHA256 ({:?})",
+            &trimmed[..tag_len]
+        );
+    }
+    format!("not a manifest line; {COREUTILS_FORMS}")
 }
 
 /// Parse exactly 64 hex digits of either case.
@@ -575,6 +632,28 @@ mod tests {
         match err {
             Error::UntrustedSeal { line, .. } => line,
             other => panic!("expected an untrusted seal error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn both_parsers_name_the_line_of_the_path_nested_under_a_listed_file() {
+        // The check is shared by both parsers: it names the line of the nested path, and the
+        // lenient parser keeps each entry's own line when it sorts lines out of order.
+        let canonical = format!("{}{}", line("ab", "a"), line("cd", "a/b"));
+        match parse(canonical.as_bytes()) {
+            Err(Error::UntrustedSeal { line, reason, .. }) => {
+                assert_eq!(line, 2, "{reason}");
+                assert_eq!(reason, "\"a\" is listed as a file and as a folder");
+            }
+            other => panic!("expected an untrusted seal error, got {other:?}"),
+        }
+        let out_of_order = format!("{}{}", line("cd", "b/c"), line("ab", "b"));
+        match Manifest::parse_coreutils(out_of_order.as_bytes(), Path::new("SEAL")) {
+            Err(Error::UntrustedSeal { line, reason, .. }) => {
+                assert_eq!(line, 1, "{reason}");
+                assert_eq!(reason, "\"b\" is listed as a file and as a folder");
+            }
+            other => panic!("expected an untrusted seal error, got {other:?}"),
         }
     }
 

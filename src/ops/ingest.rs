@@ -21,7 +21,8 @@ use crate::format::record::PacketRecord;
 use crate::format::tree::{build_tree, manifest_of, BuiltTree, HashedFile};
 use crate::gate::{self, GateReport, Side, Verdict};
 use crate::progress::Progress;
-use crate::scan::{scan_dir, RootDir, SEAL_FILE_NAME};
+use crate::scan::{scan_dir, RootDir, Scan, SEAL_FILE_NAME};
+use crate::store::backend::Published;
 use crate::store::refs::Refs;
 use crate::store::Store;
 use crate::text::EscapePath;
@@ -302,13 +303,7 @@ pub fn ingest_folder(
     let source_path = folder.real_path()?;
     let dir = folder.dir.clone();
     let scanned = scan_dir(dir)?;
-    let seal = match &scanned.seal {
-        Some(path) => {
-            let bytes = gate::read_seal_in(&scanned.dir, SEAL_FILE_NAME)?;
-            Some(Side::seal_bytes(path, &bytes)?)
-        }
-        None => None,
-    };
+    let seal = own_seal_of(&scanned)?;
     scanned.require_regular_files()?;
     let batch = store.batch()?;
     // Reported if a signal stops this ingest: dropping `batch` unlinks its temp files.
@@ -335,42 +330,89 @@ pub fn ingest_folder(
     }
     crate::interrupt::check()?;
     let mut published = batch.commit()?;
-    let objects = object_rows(&packet);
-    let source_path = source_path.to_string_lossy().into_owned();
-    let mut record_published = Vec::new();
     // The store's commit markers: created from the catalog if this store predates them, and
     // consulted so that a version number a marker holds is never given to another tree.
     let refs = Refs::for_writer(store)?;
     crate::ops::markers::ensure_markers(&refs, catalog)?;
     let version_floor = refs.highest_version(&config.name)?;
     crate::interrupt::check()?;
+    let recorded = record_the_packet(
+        store,
+        catalog,
+        &PacketToRecord {
+            packet: &packet,
+            source_path: &source_path,
+            version_floor,
+            config,
+        },
+    )?;
+    published.extend(recorded.published);
+    let newly: Vec<_> = published.iter().filter(|p| p.newly_stored).collect();
+    let (packet, created) = match recorded.outcome {
+        AddOutcome::Added(row) => (row, true),
+        AddOutcome::AlreadyArchived(row) => (row, false),
+    };
+    write_the_commit_marker(&refs, &packet)?;
+    Ok(IngestOutcome::Archived(IngestReport {
+        packet,
+        created,
+        objects_written: newly.len() as u64,
+        bytes_newly_stored: newly.iter().map(|p| p.stored_size).sum(),
+    }))
+}
+
+/// The folder's own `HASH_MANIFEST.txt` as the gate's expected side, if it has one: read through
+/// the folder's handle ([`gate::read_seal_in`]: no symlink followed, size capped) and parsed
+/// strictly.
+fn own_seal_of(scanned: &Scan) -> Result<Option<Side>> {
+    match &scanned.seal {
+        Some(path) => {
+            let bytes = gate::read_seal_in(&scanned.dir, SEAL_FILE_NAME)?;
+            Ok(Some(Side::seal_bytes(path, &bytes)?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// A hashed packet whose objects are durable, ready to be recorded in the catalog.
+struct PacketToRecord<'a> {
+    /// The packet.
+    packet: &'a HashedPacket,
+    /// The folder's real path, for the record.
+    source_path: &'a Path,
+    /// The highest version of this name a commit marker holds: never given to another tree.
+    version_floor: u64,
+    /// Its name, note and source date.
+    config: &'a IngestConfig,
+}
+
+/// What recording a packet did.
+struct RecordedPacket {
+    /// The new version, or the version that already had this tree.
+    outcome: AddOutcome,
+    /// What publishing the record object did (nothing when the tree was already archived).
+    published: Vec<Published>,
+}
+
+/// Record the packet in the catalog: in one write transaction, take the next version number (or
+/// find the version that already has this tree), publish the packet's record object, and commit
+/// its rows and `ingest` event.
+fn record_the_packet(
+    store: &Store,
+    catalog: &mut Catalog,
+    to_record: &PacketToRecord<'_>,
+) -> Result<RecordedPacket> {
+    let packet = to_record.packet;
+    let objects = object_rows(packet);
+    let mut record_published = Vec::new();
     let outcome = catalog.add_packet(
-        &config.name,
+        &to_record.config.name,
         &packet.tree.root,
         &packet.files,
         &objects,
-        version_floor,
+        to_record.version_floor,
         |version| {
-            // Taken inside the catalog's write transaction, so that of two records for the same
-            // NAME@N (an ingest killed after writing its record, then another), the committed
-            // one is always the later: reindex relies on it.
-            let created_unix_nanos = crate::now_unix_nanos();
-            let source_date_epoch = config
-                .source_date_epoch
-                .unwrap_or((created_unix_nanos / 1_000_000_000) as i64);
-            let record = PacketRecord {
-                name: config.name.clone(),
-                version,
-                packet_tree_sha256: packet.packet_tree_sha256(),
-                tree: packet.tree.root,
-                file_count: packet.files.len() as u64,
-                total_bytes: packet.total_bytes(),
-                created_unix_nanos,
-                source_date_epoch,
-                tool_version: crate::TOOL_VERSION.to_string(),
-                source_path: source_path.clone(),
-                note: config.note.clone(),
-            };
+            let record = packet_record(to_record, version);
             let encoded = record.encode();
             let id = blake3_of(&encoded);
             // The point of no return: after a signal, neither the record nor the rows are
@@ -383,36 +425,54 @@ pub fn ingest_folder(
             Ok((id, record))
         },
     )?;
-    published.extend(record_published);
-    let newly: Vec<_> = published.iter().filter(|p| p.newly_stored).collect();
-    let (packet, created) = match outcome {
-        AddOutcome::Added(row) => (row, true),
-        AddOutcome::AlreadyArchived(row) => (row, false),
-    };
-    {
-        // After the commit: a marker never names an uncommitted record. A failure here leaves a
-        // committed packet without its marker (`fsck` notes it; this ingest run again, or
-        // `reindex`, writes it: an ingest that finds its tree already archived writes a missing
-        // marker too).
-        refs.mark_packet(
-            &packet.record.name,
-            packet.record.version,
-            &packet.record_id,
-        )
-        .map_err(|err| {
-            Error::Usage(format!(
-                "{}@{} was archived (committed to the catalog), but its commit marker could \
-                     not be written: {err}; `evstore reindex --replace` writes it",
-                packet.record.name, packet.record.version
-            ))
-        })?;
+    Ok(RecordedPacket {
+        outcome,
+        published: record_published,
+    })
+}
+
+/// The record of version `version` of the packet. Called inside the catalog's write
+/// transaction, so that of two records for the same NAME@N (an ingest killed after writing its
+/// record, then another), the committed one always has the later `created_unix_nanos`: reindex
+/// relies on it.
+fn packet_record(to_record: &PacketToRecord<'_>, version: u64) -> PacketRecord {
+    let (packet, config) = (to_record.packet, to_record.config);
+    let created_unix_nanos = crate::now_unix_nanos();
+    let source_date_epoch = config
+        .source_date_epoch
+        .unwrap_or((created_unix_nanos / 1_000_000_000) as i64);
+    PacketRecord {
+        name: config.name.clone(),
+        version,
+        packet_tree_sha256: packet.packet_tree_sha256(),
+        tree: packet.tree.root,
+        file_count: packet.files.len() as u64,
+        total_bytes: packet.total_bytes(),
+        created_unix_nanos,
+        source_date_epoch,
+        tool_version: crate::TOOL_VERSION.to_string(),
+        source_path: to_record.source_path.to_string_lossy().into_owned(),
+        note: config.note.clone(),
     }
-    Ok(IngestOutcome::Archived(IngestReport {
-        packet,
-        created,
-        objects_written: newly.len() as u64,
-        bytes_newly_stored: newly.iter().map(|p| p.stored_size).sum(),
-    }))
+}
+
+/// Write the commit marker of a packet version the catalog committed. After the commit: a
+/// marker never names an uncommitted record. A failure here leaves a committed packet without
+/// its marker (`fsck` notes it; this ingest run again, or `reindex`, writes it: an ingest that
+/// finds its tree already archived writes a missing marker too).
+fn write_the_commit_marker(refs: &Refs, packet: &PacketRow) -> Result<()> {
+    refs.mark_packet(
+        &packet.record.name,
+        packet.record.version,
+        &packet.record_id,
+    )
+    .map_err(|err| {
+        Error::Usage(format!(
+            "{}@{} was archived (committed to the catalog), but its commit marker could \
+                 not be written: {err}; `evstore reindex --replace` writes it",
+            packet.record.name, packet.record.version
+        ))
+    })
 }
 
 /// Compare a hashed folder with its seal through the gate, exactly as `evstore verify DIR` does

@@ -15,7 +15,7 @@ use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use crate::format::attestation::{
 };
 use crate::format::object::ObjectKind;
 use crate::gate::{self, GateReport, Side, Verdict};
-use crate::interrupt::{on_interrupt, Cleanup};
+use crate::interrupt::{on_interrupt, Cleanup, OnInterrupt};
 use crate::progress::Progress;
 use crate::scan::scan_dir;
 use crate::scan::{refuse_symlink, RootDir};
@@ -255,110 +255,14 @@ fn rerun_into(
         what: "the temp folder",
         path: parent.path().to_path_buf(),
     });
-    let mut environment = BTreeMap::new();
-    if config.keep_env {
-        for (key, _) in std::env::vars_os() {
-            environment.insert(key.to_string_lossy().into_owned(), String::new());
-        }
-    } else {
-        environment.insert("PATH".into(), CONTROLLED_PATH.into());
-        environment.insert("TZ".into(), "UTC".into());
-        environment.insert("LC_ALL".into(), "C.UTF-8".into());
-        environment.insert("LANG".into(), "C.UTF-8".into());
-        if let Some(epoch) = config.source_date_epoch {
-            environment.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
-        }
-    }
-    let mut runs = Vec::new();
-    let mut outputs = Vec::new();
-    // Each output as the one folder hasher hashed it, for comparisons: never hashed again.
-    let mut sides = Vec::new();
-    for run in 1..=config.runs {
-        crate::interrupt::check()?;
-        let out_dir = match (&config.keep, run) {
-            (Some(keep), 1) => fs::canonicalize(keep).at(keep, "cannot resolve")?,
-            _ => {
-                let dir = parent.path().join(format!("out-{run}"));
-                fs::create_dir(&dir).at(&dir, "cannot create")?;
-                dir
-            }
-        };
-        let home = parent.path().join(format!("home-{run}"));
-        fs::create_dir(&home).at(&home, "cannot create")?;
-        let log = parent.path().join(format!("output-{run}.log"));
-        let (result, output, side) =
-            run_once(config, &environment, &cwd, run, out_dir, &home, &log)?;
-        runs.push(result);
-        outputs.push(output);
-        sides.push(side);
-    }
-
-    let mut reasons = Vec::new();
-    for r in &runs {
-        if let Some(failure) = &r.failure {
-            reasons.push(format!("run {}: {failure}", r.run));
-        }
-    }
-    let observed: BTreeSet<Sha256Digest> = runs.iter().filter_map(|r| r.observed_sha256).collect();
-    let nondeterministic = observed.len() > 1;
-    let mut varying = BTreeSet::new();
-    if nondeterministic {
-        let first = output_side(&runs[0], &outputs[0], &sides[0])?;
-        for ((other, output), side) in runs.iter().zip(&outputs).zip(&sides).skip(1) {
-            if other.observed_sha256.is_none() {
-                continue;
-            }
-            let report = gate::compare(None, &first, &output_side(other, output, side)?)?;
-            varying.extend(
-                report
-                    .files
-                    .iter()
-                    .filter(|f| !f.is_ok())
-                    .map(|f| f.path.clone()),
-            );
-        }
-        let list: Vec<&str> = varying.iter().map(String::as_str).collect();
-        reasons.push(format!(
-            "nondeterministic between runs: {} distinct trees; files that vary: {}",
-            observed.len(),
-            list.join(", ")
-        ));
-    }
-    let mismatched = runs
-        .iter()
-        .any(|r| r.observed_sha256.is_some_and(|sha| sha != config.expected));
-    if mismatched {
-        reasons.push(
-            "PACKET_TREE MISMATCH: the output does not hash to the expected packet_tree_sha256"
-                .into(),
-        );
-    }
-    // Explain the first run whose output differs from the expected tree.
-    let first_mismatch = runs
-        .iter()
-        .zip(&outputs)
-        .zip(&sides)
-        .find(|((r, _), _)| r.observed_sha256.is_some_and(|sha| sha != config.expected));
-    let diff = match (first_mismatch, expected_side) {
-        (Some(((run, output), side)), Some(expected)) => Some(gate::compare(
-            store,
-            expected,
-            &output_side(run, output, side)?,
-        )?),
-        _ => None,
-    };
+    let environment = run_environment(config);
+    let runs = run_every_time(config, &environment, &cwd, parent.path())?;
+    let findings = what_the_runs_show(config, &runs)?;
+    let diff = drift_of_the_first_mismatching_run(store, expected_side, config, &runs)?;
     // Every output was hashed: a signal now still stops the command before anything is
     // reported or recorded.
     crate::interrupt::check()?;
-    let verdict = if reasons.is_empty()
-        && runs
-            .iter()
-            .all(|r| r.observed_sha256 == Some(config.expected) && r.files > 0)
-    {
-        Verdict::Pass
-    } else {
-        Verdict::Fail
-    };
+    let verdict = rerun_verdict(config, &findings.reasons, &runs.results);
     let report = RerunReport {
         verdict,
         packet: config
@@ -378,20 +282,197 @@ fn rerun_into(
             "controlled"
         },
         environment,
-        runs,
-        nondeterministic,
-        varying_files: varying.into_iter().collect(),
-        reasons,
+        runs: runs.results,
+        nondeterministic: findings.nondeterministic,
+        varying_files: findings.varying_files,
+        reasons: findings.reasons,
         diff,
         kept: config.keep.clone(),
     };
-    Ok((
-        report,
-        RunFolders {
-            _parent: parent,
-            outputs,
-        },
-    ))
+    let folders = RunFolders {
+        _parent: parent,
+        outputs: runs.outputs,
+    };
+    Ok((report, folders))
+}
+
+/// The environment a run gets, as the report records it: the controlled one (without the
+/// per-run `HOME` and `EVSTORE_OUT`), or, with `--keep-env`, only the names of the caller's
+/// variables, with empty values, so that no secret is stored.
+fn run_environment(config: &RerunConfig) -> BTreeMap<String, String> {
+    let mut environment = BTreeMap::new();
+    if config.keep_env {
+        for (key, _) in std::env::vars_os() {
+            environment.insert(key.to_string_lossy().into_owned(), String::new());
+        }
+    } else {
+        environment.insert("PATH".into(), CONTROLLED_PATH.into());
+        environment.insert("TZ".into(), "UTC".into());
+        environment.insert("LC_ALL".into(), "C.UTF-8".into());
+        environment.insert("LANG".into(), "C.UTF-8".into());
+        if let Some(epoch) = config.source_date_epoch {
+            environment.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+        }
+    }
+    environment
+}
+
+/// Every run of a rerun, in order, as three parallel lists.
+struct CompletedRuns {
+    /// What each run did.
+    results: Vec<RunResult>,
+    /// Each run's output folder as it was opened after the run (never a symlink).
+    outputs: Vec<Option<Arc<RootDir>>>,
+    /// Each output as the one folder hasher hashed it, for comparisons: never hashed again.
+    sides: Vec<Option<Side>>,
+}
+
+/// Run the generator `config.runs` times, each run with a fresh output folder (the `--keep`
+/// folder for run 1), a fresh `HOME` and its own log, all under `parent` (the rerun's temp
+/// folder). A signal stops before the next run starts.
+fn run_every_time(
+    config: &RerunConfig,
+    environment: &BTreeMap<String, String>,
+    cwd: &Path,
+    parent: &Path,
+) -> Result<CompletedRuns> {
+    let mut runs = CompletedRuns {
+        results: Vec::new(),
+        outputs: Vec::new(),
+        sides: Vec::new(),
+    };
+    for run in 1..=config.runs {
+        crate::interrupt::check()?;
+        let out_dir = match (&config.keep, run) {
+            (Some(keep), 1) => fs::canonicalize(keep).at(keep, "cannot resolve")?,
+            _ => {
+                let dir = parent.join(format!("out-{run}"));
+                fs::create_dir(&dir).at(&dir, "cannot create")?;
+                dir
+            }
+        };
+        let home = parent.join(format!("home-{run}"));
+        fs::create_dir(&home).at(&home, "cannot create")?;
+        let log = parent.join(format!("output-{run}.log"));
+        let (result, output, side) = run_once(config, environment, cwd, run, out_dir, &home, &log)?;
+        runs.results.push(result);
+        runs.outputs.push(output);
+        runs.sides.push(side);
+    }
+    Ok(runs)
+}
+
+/// What a rerun's runs show, before the drift report: why the verdict is FAIL, and whether and
+/// where the runs disagree with each other.
+struct RunFindings {
+    /// Why the verdict is FAIL, in order: each run's failure, the runs' disagreement, a tree
+    /// that is not the expected one.
+    reasons: Vec<String>,
+    /// True if runs produced different trees.
+    nondeterministic: bool,
+    /// Files that differ between runs, sorted.
+    varying_files: Vec<String>,
+}
+
+/// Judge the runs: each run's failure is a reason; runs that hashed to different trees are
+/// nondeterministic (the files that vary are named); a run that hashed to another tree than the
+/// expected one is a `PACKET_TREE MISMATCH`.
+fn what_the_runs_show(config: &RerunConfig, runs: &CompletedRuns) -> Result<RunFindings> {
+    let mut reasons: Vec<String> = runs
+        .results
+        .iter()
+        .filter_map(|r| r.failure.as_ref().map(|f| format!("run {}: {f}", r.run)))
+        .collect();
+    let observed: BTreeSet<Sha256Digest> = runs
+        .results
+        .iter()
+        .filter_map(|r| r.observed_sha256)
+        .collect();
+    let nondeterministic = observed.len() > 1;
+    let mut varying = BTreeSet::new();
+    if nondeterministic {
+        varying = files_that_vary_from_the_first_run(runs)?;
+        let list: Vec<&str> = varying.iter().map(String::as_str).collect();
+        reasons.push(format!(
+            "nondeterministic between runs: {} distinct trees; files that vary: {}",
+            observed.len(),
+            list.join(", ")
+        ));
+    }
+    let mismatched = runs
+        .results
+        .iter()
+        .any(|r| r.observed_sha256.is_some_and(|sha| sha != config.expected));
+    if mismatched {
+        reasons.push(
+            "PACKET_TREE MISMATCH: the output does not hash to the expected packet_tree_sha256"
+                .into(),
+        );
+    }
+    Ok(RunFindings {
+        reasons,
+        nondeterministic,
+        varying_files: varying.into_iter().collect(),
+    })
+}
+
+/// The files that differ between the first run's output and each later run's output that was
+/// hashed (the gate compares them), for a rerun whose runs disagree.
+fn files_that_vary_from_the_first_run(runs: &CompletedRuns) -> Result<BTreeSet<String>> {
+    let mut varying = BTreeSet::new();
+    let first = output_side(&runs.results[0], &runs.outputs[0], &runs.sides[0])?;
+    let later = runs.results.iter().zip(&runs.outputs).zip(&runs.sides);
+    for ((other, output), side) in later.skip(1) {
+        if other.observed_sha256.is_none() {
+            continue;
+        }
+        let report = gate::compare(None, &first, &output_side(other, output, side)?)?;
+        varying.extend(
+            report
+                .files
+                .iter()
+                .filter(|f| !f.is_ok())
+                .map(|f| f.path.clone()),
+        );
+    }
+    Ok(varying)
+}
+
+/// The gate's per-file report of the first run whose output hashes to another tree than the
+/// expected one, against the expected side, when both are known.
+fn drift_of_the_first_mismatching_run(
+    store: Option<&Store>,
+    expected_side: Option<&Side>,
+    config: &RerunConfig,
+    runs: &CompletedRuns,
+) -> Result<Option<GateReport>> {
+    let first_mismatch = runs
+        .results
+        .iter()
+        .zip(&runs.outputs)
+        .zip(&runs.sides)
+        .find(|((r, _), _)| r.observed_sha256.is_some_and(|sha| sha != config.expected));
+    match (first_mismatch, expected_side) {
+        (Some(((run, output), side)), Some(expected)) => Ok(Some(gate::compare(
+            store,
+            expected,
+            &output_side(run, output, side)?,
+        )?)),
+        _ => Ok(None),
+    }
+}
+
+/// PASS only if no reason to fail was found and every run hashed to the expected tree with at
+/// least one file.
+fn rerun_verdict(config: &RerunConfig, reasons: &[String], results: &[RunResult]) -> Verdict {
+    let every_run_reproduced = results
+        .iter()
+        .all(|r| r.observed_sha256 == Some(config.expected) && r.files > 0);
+    if reasons.is_empty() && every_run_reproduced {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    }
 }
 
 /// The gate's view of a run's output: as it was hashed after the run, or (where that failed)
@@ -413,6 +494,9 @@ fn output_side(
     }
 }
 
+/// Run the generator once into `out_dir`, then open and hash what it wrote. Returns the run's
+/// result, its output folder's handle and, when the output could be hashed, the gate's view of
+/// it.
 fn run_once(
     config: &RerunConfig,
     environment: &BTreeMap<String, String>,
@@ -422,22 +506,7 @@ fn run_once(
     home: &Path,
     log: &Path,
 ) -> Result<(RunResult, Option<Arc<RootDir>>, Option<Side>)> {
-    let args: Vec<OsString> = config.command[1..]
-        .iter()
-        .map(|arg| substitute_out(arg, &out_dir))
-        .collect();
-    let mut command = Command::new(&config.command[0]);
-    command.args(&args).current_dir(cwd).process_group(0);
-    if !config.keep_env {
-        command.env_clear().envs(environment).env("HOME", home);
-    }
-    command.env("EVSTORE_OUT", &out_dir);
-    let output = File::create(log).at(log, "cannot create")?;
-    let output_err = output.try_clone().at(log, "cannot create")?;
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(output))
-        .stderr(Stdio::from(output_err));
+    let command = generator_command(config, environment, cwd, &out_dir, home, log)?;
     let started = Instant::now();
     let mut result = RunResult {
         run,
@@ -451,6 +520,75 @@ fn run_once(
         output_tail: String::new(),
         out_dir: out_dir.clone(),
     };
+    let ended = run_generator_in_its_own_group(config, command, run, log, started)?;
+    result.timed_out = ended.timed_out;
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    result.exit_code = ended.status.code();
+    result.signal = ended.status.signal();
+    result.output_tail = tail(log)?;
+    result.failure = failure_of_the_exit(config, &result);
+    // The output folder must still be the real folder evstore made: a generator that replaced it
+    // with a symlink (to the original packet, say) wrote nothing there, and its target must never
+    // be hashed as its output. From here on the output is read only through this handle.
+    let output = Arc::new(open_output(&out_dir)?);
+    if output.is_empty()? {
+        result.failure.get_or_insert_with(|| "wrote no file".into());
+        return Ok((result, Some(output), None));
+    }
+    let side = hash_run_output(&output, &mut result)?;
+    Ok((result, Some(output), side))
+}
+
+/// The generator's command for one run: `{out}` substituted in its arguments, run in `cwd` in a
+/// process group of its own, in the controlled environment (with the run's `HOME`) unless
+/// `--keep-env`, with `$EVSTORE_OUT`, stdin `/dev/null`, and stdout and stderr both written to
+/// `log` (created here).
+fn generator_command(
+    config: &RerunConfig,
+    environment: &BTreeMap<String, String>,
+    cwd: &Path,
+    out_dir: &Path,
+    home: &Path,
+    log: &Path,
+) -> Result<Command> {
+    let args: Vec<OsString> = config.command[1..]
+        .iter()
+        .map(|arg| substitute_out(arg, out_dir))
+        .collect();
+    let mut command = Command::new(&config.command[0]);
+    command.args(&args).current_dir(cwd).process_group(0);
+    if !config.keep_env {
+        command.env_clear().envs(environment).env("HOME", home);
+    }
+    command.env("EVSTORE_OUT", out_dir);
+    let output = File::create(log).at(log, "cannot create")?;
+    let output_err = output.try_clone().at(log, "cannot create")?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(output))
+        .stderr(Stdio::from(output_err));
+    Ok(command)
+}
+
+/// How the generator's process ended.
+struct GeneratorEnd {
+    /// Its exit status.
+    status: ExitStatus,
+    /// True if the timeout killed it.
+    timed_out: bool,
+}
+
+/// Start the generator and poll it every 10 ms until it ends: at the timeout its whole process
+/// group and the child get `SIGKILL`; after a signal to evstore they are killed and the child is
+/// waited for before [`Error::Interrupted`] is returned. Once it has ended, for any reason, its
+/// group gets `SIGKILL` again, so nothing it left running can keep writing into its output.
+fn run_generator_in_its_own_group(
+    config: &RerunConfig,
+    mut command: Command,
+    run: u32,
+    log: &Path,
+    started: Instant,
+) -> Result<GeneratorEnd> {
     // A command that cannot be started (a typo, a missing or non-executable file) says nothing
     // about the packet: an operational error, and nothing is recorded.
     let mut child = command.spawn().map_err(|err| {
@@ -463,24 +601,15 @@ fn run_once(
     let group = rustix::process::Pid::from_raw(child.id() as i32);
     // While the generator runs, a second signal (which exits at once) kills its group first.
     let watched = group.map(|g| crate::interrupt::GeneratorGroup::watch(g.as_raw_nonzero().get()));
-    let status = loop {
+    let ended = loop {
         if let Some(status) = child.try_wait().at(log, "cannot wait for the command")? {
-            break status;
+            break GeneratorEnd {
+                status,
+                timed_out: false,
+            };
         }
         if let Err(interrupted) = crate::interrupt::check() {
-            // Stop the generator and everything in its group before the temp folders go.
-            if let Some(group) = group {
-                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::Kill);
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            if let Some(group) = group {
-                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::Kill);
-                crate::interrupt::record(Cleanup::Note(format!(
-                    "killed the generator's process group {} (run {run})",
-                    group.as_raw_nonzero()
-                )));
-            }
+            stop_the_generator_after_a_signal(group, &mut child, run);
             drop(watched);
             return Err(interrupted);
         }
@@ -488,25 +617,54 @@ fn run_once(
             .timeout
             .is_some_and(|limit| started.elapsed() >= limit)
         {
-            result.timed_out = true;
-            if let Some(group) = group {
-                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::Kill);
-            }
+            kill_the_generator_group(group);
             let _ = child.kill();
-            break child.wait().at(log, "cannot wait for the command")?;
+            let status = child.wait().at(log, "cannot wait for the command")?;
+            break GeneratorEnd {
+                status,
+                timed_out: true,
+            };
         }
         std::thread::sleep(Duration::from_millis(10));
     };
     // Stop anything the command left running in its group, so it cannot keep writing.
+    kill_the_generator_group(group);
+    drop(watched);
+    Ok(ended)
+}
+
+/// Send `SIGKILL` to the generator's process group, if it has one; a group already gone is no
+/// error.
+fn kill_the_generator_group(group: Option<rustix::process::Pid>) {
     if let Some(group) = group {
         let _ = rustix::process::kill_process_group(group, rustix::process::Signal::Kill);
     }
-    drop(watched);
-    result.duration_ms = started.elapsed().as_millis() as u64;
-    result.exit_code = status.code();
-    result.signal = status.signal();
-    result.output_tail = tail(log)?;
-    result.failure = if result.timed_out {
+}
+
+/// Stop the generator and everything in its group before the temp folders go: kill the group
+/// and the child, wait for the child, kill the group again (anything it started meanwhile), and
+/// note the kill for the interrupted command's report.
+fn stop_the_generator_after_a_signal(
+    group: Option<rustix::process::Pid>,
+    child: &mut Child,
+    run: u32,
+) {
+    kill_the_generator_group(group);
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some(group) = group {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::Kill);
+        crate::interrupt::record(Cleanup::Note(format!(
+            "killed the generator's process group {} (run {run})",
+            group.as_raw_nonzero()
+        )));
+    }
+}
+
+/// Why a run fails by how it ended (killed by the timeout or a signal, or a non-zero exit code),
+/// if it does.
+fn failure_of_the_exit(config: &RerunConfig, result: &RunResult) -> Option<String> {
+    if result.timed_out {
         Some(format!(
             "killed after the timeout of {} s",
             config.timeout.map_or(0, |t| t.as_secs())
@@ -520,17 +678,15 @@ fn run_once(
         ))
     } else {
         None
-    };
-    // The output folder must still be the real folder evstore made: a generator that replaced it
-    // with a symlink (to the original packet, say) wrote nothing there, and its target must never
-    // be hashed as its output. From here on the output is read only through this handle.
-    let output = Arc::new(open_output(&out_dir)?);
-    if output.is_empty()? {
-        result.failure.get_or_insert_with(|| "wrote no file".into());
-        return Ok((result, Some(output), None));
     }
-    // Hashed once, by the one folder hasher: the run's packet_tree_sha256 and the side a
-    // comparison needs both come from this pass.
+}
+
+/// Hash a run's non-empty output once, through its handle, with the one folder hasher: the
+/// run's `packet_tree_sha256` and file count go into `result`, and the gate's view of the output
+/// is returned. An output that cannot be a packet (a name the format cannot hold, an entry that
+/// is not a regular file) is the run's failure, not an error; the gate's view is still returned
+/// when the folder could be hashed, so a comparison can say what it holds.
+fn hash_run_output(output: &Arc<RootDir>, result: &mut RunResult) -> Result<Option<Side>> {
     let scanned = match scan_dir(output.clone()) {
         Ok(scanned) => scanned,
         Err(err @ Error::Interrupted { .. }) => return Err(err),
@@ -538,7 +694,7 @@ fn run_once(
             result
                 .failure
                 .get_or_insert_with(|| format!("its output cannot be a packet: {err}"));
-            return Ok((result, Some(output), None));
+            return Ok(None);
         }
     };
     // A packet holds regular files only, and at least one: otherwise the output has no tree
@@ -550,28 +706,27 @@ fn run_once(
         &FolderHashConfig::new("hash", Digests::Sha256, &progress),
     )
     .and_then(|folder| Side::from_folder(&folder));
-    let side = match (hashed, not_a_packet) {
-        (Err(err @ Error::Interrupted { .. }), _) => return Err(err),
+    match (hashed, not_a_packet) {
+        (Err(err @ Error::Interrupted { .. }), _) => Err(err),
         (Ok(side), None) => {
             result.observed_sha256 = Some(side.packet_tree_sha256);
             result.files = side.file_count;
-            Some(side)
+            Ok(Some(side))
         }
         (Ok(side), Some(err)) => {
             result
                 .failure
                 .get_or_insert_with(|| format!("its output cannot be a packet: {err}"));
-            Some(side)
+            Ok(Some(side))
         }
         (Err(err), not_a_packet) => {
             let err = not_a_packet.unwrap_or(err);
             result
                 .failure
                 .get_or_insert_with(|| format!("its output cannot be a packet: {err}"));
-            None
+            Ok(None)
         }
-    };
-    Ok((result, Some(output), side))
+    }
 }
 
 /// Open a run's output folder after the run, refusing a symlink put in its place.
@@ -742,7 +897,30 @@ fn recorded_verdict(verdict: Verdict) -> RecordedVerdict {
 
 /// The gate's report as the attestation stores it.
 fn attested_diff(report: &GateReport) -> Result<AttestedDiff> {
-    let side = |side: &gate::SideSummary| AttestedSide {
+    let files = report
+        .files
+        .iter()
+        .map(attested_file)
+        .collect::<Result<_>>()?;
+    Ok(AttestedDiff {
+        verdict: recorded_verdict(report.verdict),
+        expected: attested_side(&report.expected),
+        observed: attested_side(&report.observed),
+        counts: attested_counts(&report.counts),
+        files,
+        subtrees_skipped: report.subtrees_skipped.clone(),
+        notes: report.notes.clone(),
+        expectations: report
+            .expectations
+            .iter()
+            .map(attested_expectation)
+            .collect(),
+    })
+}
+
+/// One side of the gate's report as the attestation stores it.
+fn attested_side(side: &gate::SideSummary) -> AttestedSide {
+    AttestedSide {
         kind: match side.kind {
             gate::SideKind::Folder => AttestedSideKind::Folder,
             gate::SideKind::Seal => AttestedSideKind::Seal,
@@ -765,77 +943,71 @@ fn attested_diff(report: &GateReport) -> Result<AttestedDiff> {
                 .map(|d| d.name().to_string())
                 .collect(),
         }),
-    };
+    }
+}
+
+/// One file of the gate's report as the attestation stores it.
+fn attested_file(file: &gate::FileResult) -> Result<AttestedFile> {
     let facts = |file: &gate::SideFile| AttestedFileFacts {
         sha256: file.sha256,
         size: file.size,
         executable: file.executable,
     };
-    let files = report
-        .files
-        .iter()
-        .map(|file| {
-            Ok(AttestedFile {
-                path: file.path.clone(),
-                status: match file.status {
-                    "ok" => FileStatus::Ok,
-                    "fail" => FileStatus::Fail,
-                    other => {
-                        return Err(Error::Usage(format!(
-                            "cannot encode the attestation: unknown file status {other:?}"
-                        )))
-                    }
-                },
-                classes: file.classes.iter().map(|c| c.name().to_string()).collect(),
-                expected: file.expected.as_ref().map(facts),
-                observed: file.observed.as_ref().map(facts),
-                observed_kind: file.observed_kind.map(String::from),
-                first_difference: file.first_difference.as_ref().map(|first| {
-                    AttestedFirstDifference {
-                        offset: first.offset,
-                        excerpt_offset: first.excerpt_offset,
-                        expected_hex: first.expected_hex.clone(),
-                        observed_hex: first.observed_hex.clone(),
-                        expected_text: first.expected_text.clone(),
-                        observed_text: first.observed_text.clone(),
-                    }
-                }),
-                note: file.note.clone(),
-            })
-        })
-        .collect::<Result<_>>()?;
-    Ok(AttestedDiff {
-        verdict: recorded_verdict(report.verdict),
-        expected: side(&report.expected),
-        observed: side(&report.observed),
-        counts: AttestedCounts {
-            files: report.counts.files,
-            ok: report.counts.ok,
-            failed: report.counts.failed,
-            classes: report
-                .counts
-                .classes
-                .iter()
-                .map(|(class, count)| (class.name().to_string(), *count))
-                .collect(),
+    Ok(AttestedFile {
+        path: file.path.clone(),
+        status: match file.status {
+            "ok" => FileStatus::Ok,
+            "fail" => FileStatus::Fail,
+            other => {
+                return Err(Error::Usage(format!(
+                    "cannot encode the attestation: unknown file status {other:?}"
+                )))
+            }
         },
-        files,
-        subtrees_skipped: report.subtrees_skipped.clone(),
-        notes: report.notes.clone(),
-        expectations: report
-            .expectations
-            .iter()
-            .map(|e| AttestedExpectation {
-                relation: match e.relation {
-                    gate::Relation::Equal => Relation::Equal,
-                    gate::Relation::Differ => Relation::Differ,
-                },
-                sha256: e.sha256,
-                actual: e.actual,
-                holds: e.holds,
-            })
-            .collect(),
+        classes: file.classes.iter().map(|c| c.name().to_string()).collect(),
+        expected: file.expected.as_ref().map(facts),
+        observed: file.observed.as_ref().map(facts),
+        observed_kind: file.observed_kind.map(String::from),
+        first_difference: file
+            .first_difference
+            .as_ref()
+            .map(|first| AttestedFirstDifference {
+                offset: first.offset,
+                excerpt_offset: first.excerpt_offset,
+                expected_hex: first.expected_hex.clone(),
+                observed_hex: first.observed_hex.clone(),
+                expected_text: first.expected_text.clone(),
+                observed_text: first.observed_text.clone(),
+            }),
+        note: file.note.clone(),
     })
+}
+
+/// The gate report's counts as the attestation stores them.
+fn attested_counts(counts: &gate::Counts) -> AttestedCounts {
+    AttestedCounts {
+        files: counts.files,
+        ok: counts.ok,
+        failed: counts.failed,
+        classes: counts
+            .classes
+            .iter()
+            .map(|(class, count)| (class.name().to_string(), *count))
+            .collect(),
+    }
+}
+
+/// One `--expect` check of the gate's report as the attestation stores it.
+fn attested_expectation(expectation: &gate::Expectation) -> AttestedExpectation {
+    AttestedExpectation {
+        relation: match expectation.relation {
+            gate::Relation::Equal => Relation::Equal,
+            gate::Relation::Differ => Relation::Differ,
+        },
+        sha256: expectation.sha256,
+        actual: expectation.actual,
+        holds: expectation.holds,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1005,41 +1177,14 @@ pub fn rerun_and_record(
     let mut _ingested_note = None;
     if let (Some(store), Some(catalog)) = (store, catalog) {
         if record.ingest {
-            let first_hashed = report.runs.first().and_then(|r| r.observed_sha256);
-            if let (Some(_), Some(output)) = (first_hashed, folders.output(1)) {
-                let name = match &config.packet {
-                    Some(row) => format!("{}.rerun", row.record.name),
-                    None => format!("rerun-{}", &config.expected.to_hex()[..12]),
-                };
-                // Archive what was hashed: the output folder through the handle it was hashed
-                // through, never whatever its path names now.
-                let archived = crate::ops::ingest::ingest_dir(
-                    store,
-                    catalog,
-                    output,
-                    &crate::ops::ingest::IngestConfig {
-                        name,
-                        note: Some(format!("output of a rerun expecting {}", config.expected)),
-                        source_date_epoch: config.source_date_epoch,
-                        progress: record.progress.clone(),
-                    },
-                )
-                .and_then(crate::ops::ingest::IngestOutcome::archived);
-                match archived {
-                    Ok(archived) => {
-                        let r = &archived.packet.record;
-                        let label = format!("{}@{}", r.name, r.version);
-                        // Committed: said if a signal stops the attestation after it.
-                        _ingested_note = Some(on_interrupt(Cleanup::Note(format!(
-                            "the first run's output was archived as {label} before the signal"
-                        ))));
-                        ingested = Some(label);
-                    }
-                    // Interrupted: stop, record nothing.
-                    Err(err @ Error::Interrupted { .. }) => return Err(err),
-                    // The run happened: attest it first, then report the failed ingest.
-                    Err(err) => ingest_error = Some(err),
+            match archive_the_first_output(store, catalog, &report, &folders, config, record)? {
+                FirstOutputArchive::NotHashed => {}
+                FirstOutputArchive::Archived { label, note } => {
+                    _ingested_note = Some(note);
+                    ingested = Some(label);
                 }
+                // The run happened: attest it first, then report the failed ingest.
+                FirstOutputArchive::Failed(err) => ingest_error = Some(err),
             }
         }
         let packet_id = config.packet.as_ref().map(|p| p.id);
@@ -1059,4 +1204,66 @@ pub fn rerun_and_record(
         attestation,
         ingested,
     })
+}
+
+/// What `--ingest` of the first run's output came to.
+enum FirstOutputArchive {
+    /// The first run's output was not hashed, so there is nothing to archive.
+    NotHashed,
+    /// Archived and committed as `label` (`NAME@N`); `note` says so if a signal stops the
+    /// attestation after it.
+    Archived { label: String, note: OnInterrupt },
+    /// The ingest failed (not by a signal): the run is attested first, then this is returned.
+    Failed(Error),
+}
+
+/// Archive the first run's output as packet `NAME.rerun` (or `rerun-<sha prefix>`), when it was
+/// hashed: through the handle it was hashed through, never whatever its path names now.
+///
+/// # Errors
+///
+/// Only [`Error::Interrupted`]: an interrupted ingest records nothing, so the rerun stops; any
+/// other failure is [`FirstOutputArchive::Failed`].
+fn archive_the_first_output(
+    store: &Store,
+    catalog: &mut Catalog,
+    report: &RerunReport,
+    folders: &RunFolders,
+    config: &RerunConfig,
+    record: &RecordConfig,
+) -> Result<FirstOutputArchive> {
+    let first_hashed = report.runs.first().and_then(|r| r.observed_sha256);
+    let (Some(_), Some(output)) = (first_hashed, folders.output(1)) else {
+        return Ok(FirstOutputArchive::NotHashed);
+    };
+    let name = match &config.packet {
+        Some(row) => format!("{}.rerun", row.record.name),
+        None => format!("rerun-{}", &config.expected.to_hex()[..12]),
+    };
+    let archived = crate::ops::ingest::ingest_dir(
+        store,
+        catalog,
+        output,
+        &crate::ops::ingest::IngestConfig {
+            name,
+            note: Some(format!("output of a rerun expecting {}", config.expected)),
+            source_date_epoch: config.source_date_epoch,
+            progress: record.progress.clone(),
+        },
+    )
+    .and_then(crate::ops::ingest::IngestOutcome::archived);
+    match archived {
+        Ok(archived) => {
+            let r = &archived.packet.record;
+            let label = format!("{}@{}", r.name, r.version);
+            // Committed: said if a signal stops the attestation after it.
+            let note = on_interrupt(Cleanup::Note(format!(
+                "the first run's output was archived as {label} before the signal"
+            )));
+            Ok(FirstOutputArchive::Archived { label, note })
+        }
+        // Interrupted: stop, record nothing.
+        Err(err @ Error::Interrupted { .. }) => Err(err),
+        Err(err) => Ok(FirstOutputArchive::Failed(err)),
+    }
 }

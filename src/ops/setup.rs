@@ -153,13 +153,7 @@ pub fn ingest_creating_store(
     // A symlink is refused, never followed (ingest opens the folder itself without following
     // it), before its target's name could become the packet's.
     crate::scan::refuse_symlink(dir)?;
-    let name = match &config.name {
-        Some(name) => {
-            check_new_packet_name(name).map_err(Error::Usage)?;
-            name.clone()
-        }
-        None => default_packet_name(dir)?,
-    };
+    let name = chosen_packet_name(dir, config.name.as_deref())?;
     // Check everything that can refuse before anything is created: the store location, the
     // folder, and that the store does not lie inside it (a store created inside the packet
     // would change the packet) nor the folder inside the store. The folder is opened once, here,
@@ -173,33 +167,14 @@ pub fn ingest_creating_store(
         source_date_epoch: config.source_date_epoch,
         progress: config.progress.clone(),
     };
-    // A new store is built in a temp folder with the packet in it, and appears only if the
-    // ingest succeeded: a refused first ingest (drift, a symlink, an empty folder...) leaves
-    // no store behind.
     let mut first = None;
-    let mut refused = None;
     if std::fs::symlink_metadata(store_path).is_err() {
-        let created = Store::create_filled(
-            store_path,
-            |staged| prepare_new_catalog(store_path, staged),
-            |store| {
-                let mut catalog = Catalog::open_existing(&store.catalog_path())?;
-                match ingest_folder(store, &mut catalog, &folder, &ingest_config)? {
-                    IngestOutcome::Archived(report) => Ok(report),
-                    // An error, so that no store is created.
-                    IngestOutcome::Refused(refusal) => {
-                        let err = refusal.to_error();
-                        refused = Some(refusal);
-                        Err(err)
-                    }
-                }
-            },
-        );
-        if let Some(refusal) = refused {
-            return Ok(IngestFolderOutcome::Refused(refusal));
+        match ingest_into_a_new_store(store_path, &folder, &ingest_config)? {
+            NewStoreIngest::Created(created) => first = Some(created),
+            NewStoreIngest::Refused(refusal) => return Ok(IngestFolderOutcome::Refused(refusal)),
+            // Another process created the store meanwhile; use theirs.
+            NewStoreIngest::CreatedByAnother => {}
         }
-        // `None`: another process created the store meanwhile; use theirs.
-        first = created?;
     }
     let created_store = first.is_some();
     let (report, catalog) = match first {
@@ -229,4 +204,61 @@ pub fn ingest_creating_store(
         created_store,
         latest_version,
     }))
+}
+
+/// The packet name of an ingest of `dir`: the one given, checked as a new packet name, else the
+/// folder's own name ([`default_packet_name`]).
+fn chosen_packet_name(dir: &Path, given: Option<&str>) -> Result<String> {
+    match given {
+        Some(name) => {
+            check_new_packet_name(name).map_err(Error::Usage)?;
+            Ok(name.to_string())
+        }
+        None => default_packet_name(dir),
+    }
+}
+
+/// What a first ingest, into a store created for it, came to.
+#[allow(clippy::large_enum_variant)] // One value per command; boxing would only add noise.
+enum NewStoreIngest {
+    /// The store was created with the packet in it.
+    Created((Store, IngestReport)),
+    /// The folder does not match its seal: no store was created.
+    Refused(SealRefusal),
+    /// Another process created the store meanwhile: nothing was created or ingested here.
+    CreatedByAnother,
+}
+
+/// Ingest `folder` into a new store at `store_path`, built in a temp folder with the packet in
+/// it: the store appears only if the ingest succeeded, so a refused first ingest (drift, a
+/// symlink, an empty folder...) leaves no store behind.
+fn ingest_into_a_new_store(
+    store_path: &Path,
+    folder: &PacketFolder,
+    ingest_config: &IngestConfig,
+) -> Result<NewStoreIngest> {
+    let mut refused = None;
+    let created = Store::create_filled(
+        store_path,
+        |staged| prepare_new_catalog(store_path, staged),
+        |store| {
+            let mut catalog = Catalog::open_existing(&store.catalog_path())?;
+            match ingest_folder(store, &mut catalog, folder, ingest_config)? {
+                IngestOutcome::Archived(report) => Ok(report),
+                // An error, so that no store is created.
+                IngestOutcome::Refused(refusal) => {
+                    let err = refusal.to_error();
+                    refused = Some(refusal);
+                    Err(err)
+                }
+            }
+        },
+    );
+    if let Some(refusal) = refused {
+        return Ok(NewStoreIngest::Refused(refusal));
+    }
+    Ok(match created? {
+        Some(created) => NewStoreIngest::Created(created),
+        None => NewStoreIngest::CreatedByAnother,
+    })
 }
