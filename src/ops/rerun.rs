@@ -1188,13 +1188,20 @@ pub fn rerun_and_record(
             }
         }
         let packet_id = config.packet.as_ref().map(|p| p.id);
-        attestation = Some(attest(
-            store,
-            catalog,
-            &report,
-            packet_id,
-            ingested.as_deref(),
-        )?);
+        match attest(store, catalog, &report, packet_id, ingested.as_deref()) {
+            Ok(id) => attestation = Some(id),
+            Err(err) => {
+                // The archived output stays (the store is append-only): say so, or the user
+                // never learns that a packet the error does not name was archived.
+                if let Some(label) = &ingested {
+                    crate::notice::notice(&format!(
+                        "the first run's output was archived as {label} before the attestation \
+                         failed; see `evstore runs` for whether the rerun was recorded"
+                    ));
+                }
+                return Err(err);
+            }
+        }
     }
     if let Some(err) = ingest_error {
         return Err(err);

@@ -430,3 +430,43 @@ fn fsck_names_an_attestation_expecting_another_hash_than_its_packet() {
         "{problems}"
     );
 }
+
+/// Review of issue 13: when `rerun --ingest` archived the output and then could not record its
+/// attestation, the error named only the attestation, and nobody learned that a packet had been
+/// archived.
+#[test]
+fn regression_rerun_ingest_says_what_it_archived_when_the_attestation_fails() {
+    let sb = Sandbox::new();
+    archived(&sb, "p", &[("a.txt", "a\n")], &[]);
+    // The rerun's commit marker cannot be written: refs/runs is a link (refused, never followed).
+    let runs = sb.store().join("refs/runs");
+    let moved = sb.path("elsewhere-runs");
+    if runs.exists() {
+        fs::rename(&runs, &moved).unwrap();
+    } else {
+        fs::create_dir(&moved).unwrap();
+    }
+    std::os::unix::fs::symlink(&moved, &runs).unwrap();
+    let out = sb.run(&[
+        "rerun",
+        "p",
+        "--ingest",
+        "--",
+        "sh",
+        "-c",
+        "echo a > {out}/a.txt",
+    ]);
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("archived as p.rerun@1 before the attestation failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        fs::read_dir(&moved).unwrap().next().is_none(),
+        "nothing written through the link"
+    );
+    let (rc, listed) = sb.json(&["ls"]);
+    assert_eq!(rc, 0);
+    assert!(listed.to_string().contains("p.rerun@1"), "{listed}");
+}
