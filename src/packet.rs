@@ -386,20 +386,10 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::digest::dual_of;
     use crate::format::tree::build_tree;
 
     fn file(path: &str, content: &str) -> HashedFile {
-        let digest = dual_of(content.as_bytes());
-        HashedFile {
-            rel_path: path.into(),
-            meta: FileMeta {
-                size: digest.len,
-                executable: false,
-                blake3: digest.blake3,
-                sha256: digest.sha256,
-            },
-        }
+        crate::format::tree::test_file(path, content.as_bytes(), false)
     }
 
     /// Build the tree of `files` and add its nodes to `nodes`; returns the root id.

@@ -257,23 +257,29 @@ pub fn manifest_of(files: &[HashedFile]) -> Result<Manifest> {
     )
 }
 
+/// A hashed file at `path` holding `content`, for the unit tests of every module that builds or
+/// walks trees.
+#[cfg(test)]
+pub(crate) fn test_file(path: &str, content: &[u8], executable: bool) -> HashedFile {
+    let digest = crate::digest::dual_of(content);
+    HashedFile {
+        rel_path: path.into(),
+        meta: FileMeta {
+            size: digest.len,
+            executable,
+            blake3: digest.blake3,
+            sha256: digest.sha256,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::dual_of;
     use proptest::prelude::*;
 
     fn file(path: &str, content: &[u8], executable: bool) -> HashedFile {
-        let digest = dual_of(content);
-        HashedFile {
-            rel_path: path.into(),
-            meta: FileMeta {
-                size: digest.len,
-                executable,
-                blake3: digest.blake3,
-                sha256: digest.sha256,
-            },
-        }
+        test_file(path, content, executable)
     }
 
     #[test]

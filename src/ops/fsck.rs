@@ -760,19 +760,10 @@ impl<'a> FsckRun<'a> {
 mod tests {
     use super::*;
     use crate::digest::dual_of;
-    use crate::format::tree::{build_tree, FileMeta};
+    use crate::format::tree::build_tree;
 
     fn file(path: &str, content: &[u8]) -> HashedFile {
-        let digest = dual_of(content);
-        HashedFile {
-            rel_path: path.into(),
-            meta: FileMeta {
-                size: digest.len,
-                executable: false,
-                blake3: digest.blake3,
-                sha256: digest.sha256,
-            },
-        }
+        crate::format::tree::test_file(path, content, false)
     }
 
     /// A packet's files, its root id and its nodes decoded as fsck would hold them.
