@@ -198,6 +198,14 @@ pub fn scan_dir(dir: Arc<RootDir>) -> Result<Scan> {
         check_component(item.name, &path)?;
         let file_type = FileType::from_raw_mode(RawMode::from(item.stat.st_mode));
         if file_type == FileType::Directory {
+            // A top-level folder named like the seal, even an empty one: the folder has a seal,
+            // and it is unusable (an empty one would otherwise vanish and leave no seal at all).
+            if item.rel == Path::new(SEAL_FILE_NAME) {
+                return Err(Error::unsupported(
+                    path,
+                    "the seal HASH_MANIFEST.txt must be a regular file, not a directory",
+                ));
+            }
             return Ok(true);
         }
         let rel_path = relative_path(item.rel, &path)?;
@@ -232,17 +240,6 @@ pub fn scan_dir(dir: Arc<RootDir>) -> Result<Scan> {
         Ok(false)
     })?;
     let root = dir.path();
-    // A top-level directory named like the seal would put files under a path the coreutils
-    // one-liner excludes only at the top level; refuse it rather than guess.
-    if entries
-        .iter()
-        .any(|e| e.rel_path.starts_with("HASH_MANIFEST.txt/"))
-    {
-        return Err(Error::unsupported(
-            root.join(SEAL_FILE_NAME),
-            "the seal HASH_MANIFEST.txt must be a regular file, not a directory",
-        ));
-    }
     entries.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
     Ok(Scan {
         root: root.to_path_buf(),

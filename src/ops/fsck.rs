@@ -594,6 +594,14 @@ impl<'a> FsckRun<'a> {
                     ),
                 }),
                 Some(_) => {}
+                // A marker that is there but could not be read is already a problem above;
+                // saying it is missing would send the user to the wrong fix.
+                None if markers.problems.iter().any(|(shown, _)| {
+                    shown.ends_with(&format!(
+                        "refs/packets/{}/{}",
+                        row.record.name, row.record.version
+                    ))
+                }) => {}
                 None => self.report.notes.push(format!(
                     "packet {label} has no commit marker (a crash right after its commit); \
                      `evstore reindex --replace` writes it"

@@ -364,11 +364,28 @@ pub fn ingest_folder(
 /// The folder's own `HASH_MANIFEST.txt` as the gate's expected side, if it has one: read through
 /// the folder's handle ([`gate::read_seal_in`]: no symlink followed, size capped) and parsed
 /// strictly.
+///
+/// A sealed folder holding a `KB_REFERENCES.txt` its seal does not list is a KB packet folder
+/// whose files are partly references into its KB (`evstore mirror --dedup reference`): the
+/// referenced files are not in it, so it is refused (exit 2) rather than reported as missing
+/// files, which `verify` (resolving the references in the KB) would contradict.
 fn own_seal_of(scanned: &Scan) -> Result<Option<Side>> {
     match &scanned.seal {
         Some(path) => {
             let bytes = gate::read_seal_in(&scanned.dir, SEAL_FILE_NAME)?;
-            Ok(Some(Side::seal_bytes(path, &bytes)?))
+            let seal = Side::seal_bytes(path, &bytes)?;
+            let references = crate::format::references::REFERENCES_FILE_NAME;
+            let holds_references = scanned.entries.iter().any(|e| e.rel_path == references);
+            if holds_references && seal.manifest()?.get(references).is_none() {
+                return Err(Error::unsupported(
+                    scanned.dir.display_path(references),
+                    "this is a KB packet folder whose files are partly references into its KB \
+                     (mirror --dedup reference), so it does not hold the packet's bytes: archive \
+                     the packet from the store it was mirrored from, or `evstore export` it \
+                     into a folder first",
+                ));
+            }
+            Ok(Some(seal))
         }
         None => Ok(None),
     }

@@ -494,7 +494,7 @@ impl LocalKeys {
 impl NamedKeys for LocalKeys {
     fn create_key_if_absent(&self, key: &str, bytes: &[u8]) -> Result<KeyCreated> {
         let path = self.path_of(key)?;
-        if let Ok(existing) = fs::read(&path) {
+        if let Some(existing) = read_existing_marker(&path)? {
             return Ok(KeyCreated::AlreadyExists(existing));
         }
         let folder = path.parent().unwrap_or(&self.root).to_path_buf();
@@ -522,7 +522,13 @@ impl NamedKeys for LocalKeys {
             }
             // Another creator won; dropping `temp` deletes it.
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                let existing = fs::read(&path).at(&path, "cannot read the commit marker")?;
+                let existing = read_existing_marker(&path)?.ok_or_else(|| {
+                    Error::io(
+                        &path,
+                        "cannot read the commit marker",
+                        io::Error::from(io::ErrorKind::NotFound),
+                    )
+                })?;
                 Ok(KeyCreated::AlreadyExists(existing))
             }
             Err(err) => Err(Error::io(&path, "cannot write the commit marker", err)),
@@ -546,6 +552,13 @@ impl NamedKeys for LocalKeys {
         match File::open(&path).and_then(|file| file.take(max_len + 1).read_to_end(&mut bytes)) {
             Ok(_) if bytes.len() as u64 > max_len => Ok(KeyRead::TooLarge),
             Ok(_) => Ok(KeyRead::Found(bytes)),
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                Ok(KeyRead::Unreadable(format!(
+                    "cannot read: {err}; markers written by evstore before 2026-12 are private \
+                     (mode 0600): the store's owner makes them readable with `evstore reindex \
+                     --replace`"
+                )))
+            }
             Err(err) => Ok(KeyRead::Unreadable(format!("cannot read: {err}"))),
         }
     }
@@ -622,6 +635,47 @@ impl NamedKeys for LocalKeys {
             Err(err) => Err(Error::io(&folder, "cannot create", err)),
         }
     }
+}
+
+/// The bytes of the marker at `path`, or `None` if there is none. Refuses anything but a regular
+/// file (a FIFO would block the open forever, a link is never followed) and reads at most 64 KiB.
+/// A writer meeting a marker an earlier evstore created private (mode 0600) makes it read-only
+/// for everyone (0444), as markers are now created, so a read-only auditor can check the store.
+fn read_existing_marker(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX_MARKER_BYTES: u64 = 64 * 1024;
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(Error::io(path, "cannot stat the commit marker", err)),
+    };
+    if !meta.is_file() {
+        return Err(Error::corrupt(
+            format!("commit marker {}", path.escaped()),
+            "is not a regular file",
+        ));
+    }
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .at(path, "cannot read the commit marker")?;
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(MAX_MARKER_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .at(path, "cannot read the commit marker")?;
+    if bytes.len() as u64 > MAX_MARKER_BYTES {
+        return Err(Error::corrupt(
+            format!("commit marker {}", path.escaped()),
+            format!("is larger than {MAX_MARKER_BYTES} bytes"),
+        ));
+    }
+    if meta.permissions().mode() & 0o777 != 0o444 {
+        // Best effort: a store this user does not own keeps its modes, and reads still work.
+        let _ = file.set_permissions(fs::Permissions::from_mode(0o444));
+    }
+    Ok(Some(bytes))
 }
 
 /// Create `folder` and its missing parents, fsyncing each parent that gained one.

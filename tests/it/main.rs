@@ -22,6 +22,7 @@ mod readonly;
 mod reindex;
 mod reliability;
 mod rerun;
+mod review13;
 mod review_kb;
 mod review_misc;
 mod rough;
