@@ -25,6 +25,8 @@ mod rerun;
 mod review_kb;
 mod review_misc;
 mod rough;
+#[cfg(feature = "s3")]
+mod s3_store;
 mod sandbox;
 mod signals;
 mod store_locks;

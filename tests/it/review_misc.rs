@@ -208,7 +208,6 @@ fn regression_url_like_store_export_and_keep_paths_are_refused_not_made_local_fo
         " s3://b",
         "st ",
         "https:",
-        "s3://bkt/ev",
     ] {
         let out = run_in(&sb, &["--store", store, "ingest", "good"]);
         let err = stderr(&out);
