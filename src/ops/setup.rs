@@ -77,8 +77,12 @@ fn create_s3_store(url: &crate::store::S3Url) -> Result<()> {
     }
     match backend.create_key_if_absent("VERSION", crate::store::STORE_VERSION_TEXT.as_bytes())? {
         KeyCreated::Created => Ok(()),
-        KeyCreated::AlreadyExists(bytes) if bytes == crate::store::STORE_VERSION_TEXT.as_bytes() => {
-            Err(Error::AlreadyExists(format!("{url} is already an evstore store")))
+        KeyCreated::AlreadyExists(bytes)
+            if bytes == crate::store::STORE_VERSION_TEXT.as_bytes() =>
+        {
+            Err(Error::AlreadyExists(format!(
+                "{url} is already an evstore store"
+            )))
         }
         KeyCreated::AlreadyExists(bytes) => Err(Error::AlreadyExists(format!(
             "{url} already holds a VERSION key that is not an evstore store's ({:?})",

@@ -22,7 +22,12 @@ pub struct S3Url {
 
 impl std::fmt::Display for S3Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.prefix.trim_end_matches('/'))
+        write!(
+            f,
+            "s3://{}/{}",
+            self.bucket,
+            self.prefix.trim_end_matches('/')
+        )
     }
 }
 

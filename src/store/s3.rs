@@ -156,7 +156,9 @@ impl S3Backend {
 
     fn key_path(&self, full_key: &str) -> Result<KeyPath> {
         KeyPath::parse(full_key).map_err(|err| {
-            Error::Internal(format!("{full_key:?} is not an S3 key object_store accepts: {err}"))
+            Error::Internal(format!(
+                "{full_key:?} is not an S3 key object_store accepts: {err}"
+            ))
         })
     }
 
@@ -330,9 +332,13 @@ impl S3Backend {
         let mut bytes = Vec::new();
         match self.get(key, Some(range), None)? {
             Some(GetStream::Stream(mut reader)) => {
-                reader
-                    .read_to_end(&mut bytes)
-                    .map_err(|err| Error::io(format!("s3://{}/{key}", self.url.bucket), "cannot read", err))?;
+                reader.read_to_end(&mut bytes).map_err(|err| {
+                    Error::io(
+                        format!("s3://{}/{key}", self.url.bucket),
+                        "cannot read",
+                        err,
+                    )
+                })?;
                 Ok(bytes)
             }
             _ => Err(Error::corrupt(
@@ -352,10 +358,11 @@ impl S3Backend {
             if let Ok(entries) = self.read_pack_index(&key, len)? {
                 let pack: Arc<Path> = Arc::from(Path::new(&key));
                 for entry in entries {
-                    index
-                        .objects
-                        .entry(entry.id)
-                        .or_insert((Arc::clone(&pack), entry.offset, entry.len));
+                    index.objects.entry(entry.id).or_insert((
+                        Arc::clone(&pack),
+                        entry.offset,
+                        entry.len,
+                    ));
                 }
             }
             index.known.insert(key);
@@ -579,7 +586,10 @@ impl Read for S3Reader {
                 None => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!("{}: the response ended {} bytes early", self.key, self.remaining),
+                        format!(
+                            "{}: the response ended {} bytes early",
+                            self.key, self.remaining
+                        ),
                     ))
                 }
                 Some(Ok(chunk)) => self.chunk = chunk,

