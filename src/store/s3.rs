@@ -770,26 +770,46 @@ impl NamedKeys for S3Backend {
             .unwrap_or(KeyRead::Missing))
     }
 
-    /// With the prefix `""`, the names at the top of the store.
+    /// One delimited listing (`delimiter=/`, all pages): the keys and deeper prefixes directly
+    /// below `prefix`. With the prefix `""`, the names at the top of the store.
     fn list_names(&self, prefix: &str) -> Result<Vec<ListedName>> {
         if !prefix.is_empty() {
             check_key(prefix.trim_end_matches('/'))?;
         }
         let full_prefix = self.full_key(prefix);
-        let names: std::collections::BTreeSet<String> = self
-            .list_keys(&full_prefix)?
-            .into_iter()
-            .filter_map(|(key, _)| {
-                key.strip_prefix(&full_prefix)
-                    .and_then(|rest| rest.split('/').next())
-                    .map(str::to_string)
-            })
+        let trimmed = full_prefix.trim_end_matches('/');
+        let path = if trimmed.is_empty() {
+            None
+        } else {
+            Some(self.key_path(trimmed)?)
+        };
+        let listing = self
+            .runtime
+            .block_on(self.client.list_with_delimiter(path.as_ref()))
+            .map_err(|err| self.s3_error(&full_prefix, "cannot list", err))?;
+        let names: std::collections::BTreeSet<String> = listing
+            .common_prefixes
+            .iter()
+            .chain(listing.objects.iter().map(|meta| &meta.location))
+            .filter_map(|key| key.as_ref().strip_prefix(full_prefix.as_str()))
+            .filter_map(|rest| rest.split('/').next())
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
             .collect();
         Ok(names.into_iter().map(ListedName::Name).collect())
     }
 
+    /// True if any key lies below `prefix` (the first page of a listing is enough).
     fn key_space_exists(&self, prefix: &str) -> Result<bool> {
-        Ok(!self.list_names(prefix)?.is_empty())
+        check_key(prefix.trim_end_matches('/'))?;
+        let full_prefix = self.full_key(prefix);
+        let path = self.key_path(full_prefix.trim_end_matches('/'))?;
+        let mut stream = self.client.list(Some(&path));
+        match self.runtime.block_on(stream.next()) {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(err)) => Err(self.s3_error(&full_prefix, "cannot list", err)),
+        }
     }
 
     fn create_key_space(&self, prefix: &str, _keys: &[(String, Vec<u8>)]) -> Result<bool> {
