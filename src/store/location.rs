@@ -121,8 +121,8 @@ pub fn s3_not_available(url: &S3Url) -> String {
 /// that is probably not meant as one, before anything is created there:
 ///
 /// - its first component looks like a URL scheme followed by a colon (`s3:bkt`, `s3:/b`,
-///   `s3://b`, `https:`, `file:///srv`): evstore has no remote backend, and such a path would
-///   become a local folder named `s3:`;
+///   `s3://b`, `https:`, `file:///srv`): such a path would become a local folder named `s3:`
+///   (a store given as `s3://BUCKET/PREFIX` is an [`S3Url`], recognised before this check);
 /// - it starts or ends with whitespace (`' s3://b'`, a pasted `'out '`).
 ///
 /// A folder of such a name is still reachable on purpose: `./s3:bkt`, `./ name`, `name /`.

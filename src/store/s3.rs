@@ -101,6 +101,15 @@ impl S3Backend {
     ///
     /// The client cannot be configured (a malformed endpoint, say) or the runtime not started.
     pub fn open(url: &S3Url) -> Result<S3Backend> {
+        S3Backend::open_with_endpoint(url, None)
+    }
+
+    /// [`S3Backend::open`] with `endpoint` in place of `$AWS_ENDPOINT_URL` (when given).
+    ///
+    /// # Errors
+    ///
+    /// As [`S3Backend::open`].
+    pub fn open_with_endpoint(url: &S3Url, endpoint: Option<&str>) -> Result<S3Backend> {
         let allow_http = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| truthy(&v));
         let options = ClientOptions::new()
             .with_allow_http(allow_http)
@@ -115,7 +124,11 @@ impl S3Backend {
             max_retries: 4,
             retry_timeout: Duration::from_secs(60),
         };
-        let client = AmazonS3Builder::from_env()
+        let mut builder = AmazonS3Builder::from_env();
+        if let Some(endpoint) = endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let client = builder
             .with_bucket_name(&url.bucket)
             .with_virtual_hosted_style_request(false)
             .with_client_options(options)
@@ -131,9 +144,11 @@ impl S3Backend {
             .enable_all()
             .build()
             .map_err(|err| Error::io(url.to_string(), "cannot start the S3 client", err))?;
-        let endpoint = std::env::var("AWS_ENDPOINT_URL")
-            .or_else(|_| std::env::var("AWS_ENDPOINT"))
-            .unwrap_or_else(|_| "https://s3.amazonaws.com".to_string());
+        let endpoint = endpoint
+            .map(str::to_string)
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT").ok())
+            .unwrap_or_else(|| "https://s3.amazonaws.com".to_string());
         Ok(S3Backend {
             url: url.clone(),
             endpoint,
@@ -611,7 +626,17 @@ impl ObjectBackend for S3Backend {
         self.url.to_string()
     }
 
+    /// A packed copy the pack index knows already is read first (one range `GET`); else the
+    /// loose key; else the packs, re-listed once.
     fn open(&self, id: &Blake3Digest) -> Result<Option<Box<dyn Read + Send>>> {
+        let known = self.lock_packs().objects.get(id).cloned();
+        if let Some((pack, offset, len)) = known {
+            return Ok(Some(self.open_at(&ObjectLocation::Packed {
+                pack,
+                offset,
+                len,
+            })?));
+        }
         match self.get(&self.object_key(id), None, None)? {
             Some(GetStream::Stream(reader)) => return Ok(Some(Box::new(reader))),
             Some(GetStream::TooLarge) | None => {}

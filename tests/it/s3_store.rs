@@ -363,6 +363,75 @@ fn the_probe_refuses_a_server_that_overwrites_and_passes_seaweedfs() {
 }
 
 #[test]
+fn a_batch_of_small_objects_is_one_put_and_a_large_one_a_multipart_upload() {
+    let sb = Sandbox::new();
+    let url = fresh_url("requests");
+    let proxy = Proxy::start(&sb, "pass");
+    let parsed = S3Url::parse(Path::new(&url)).unwrap().unwrap();
+    let counted = S3Backend::open_with_endpoint(&parsed, Some(&proxy.endpoint)).unwrap();
+    counted.probe().unwrap();
+    let after_probe = proxy.requests().len();
+    std::fs::create_dir_all(sb.path("spool/tmp")).unwrap();
+    let store = Store::with_backend(&sb.path("spool"), Box::new(counted));
+    // 200 small objects: one pack, one conditional PUT, no request per object.
+    let batch = store.batch().unwrap();
+    for i in 0..200u64 {
+        let bytes = random_bytes(1000, 1000 + i);
+        batch
+            .add_bytes(blake3_of(&bytes), ObjectKind::Blob, &bytes)
+            .unwrap();
+    }
+    batch.commit().unwrap();
+    let small: Vec<_> = proxy.requests()[after_probe..].to_vec();
+    let puts: Vec<_> = small.iter().filter(|(m, _)| m == "PUT").collect();
+    assert_eq!(puts.len(), 1, "{small:?}");
+    assert!(puts[0].1.contains("/packs/"), "{small:?}");
+    // ObjectBatch asks the backend whether each new object exists: one HEAD per object.
+    let heads = small.iter().filter(|(m, _)| m == "HEAD").count();
+    eprintln!(
+        "200 small objects: {} requests: {} PUT, {heads} HEAD, {} GET",
+        small.len(),
+        puts.len(),
+        small.iter().filter(|(m, _)| m == "GET").count()
+    );
+
+    // One 20 MiB object: a HEAD, then a multipart upload (create, 3 parts of 8 MiB, complete).
+    let before = proxy.requests().len();
+    let large = random_bytes(20 * 1024 * 1024, 7);
+    let batch = store.batch().unwrap();
+    let mut writer = batch.stream(ObjectKind::Blob, large.len() as u64).unwrap();
+    std::io::Write::write_all(&mut writer, &large).unwrap();
+    batch.add_stream(blake3_of(&large), writer).unwrap();
+    batch.commit().unwrap();
+    let big: Vec<_> = proxy.requests()[before..].to_vec();
+    let part_puts = big
+        .iter()
+        .filter(|(m, p)| m == "PUT" && p.contains("partNumber="))
+        .count();
+    assert_eq!(part_puts, 3, "{big:?}");
+    eprintln!("one 20 MiB object: {} requests: {big:?}", big.len());
+
+    // Reading all 201 back through a fresh client.
+    let before = proxy.requests().len();
+    let reader = Store::with_backend(
+        &sb.path("spool"),
+        Box::new(S3Backend::open_with_endpoint(&parsed, Some(&proxy.endpoint)).unwrap()),
+    );
+    for i in 0..200u64 {
+        let bytes = random_bytes(1000, 1000 + i);
+        reader
+            .read_object(&blake3_of(&bytes), std::io::sink())
+            .unwrap();
+    }
+    let reads: Vec<_> = proxy.requests()[before..].to_vec();
+    eprintln!(
+        "reading 200 packed objects: {} requests ({} GET)",
+        reads.len(),
+        reads.iter().filter(|(m, _)| m == "GET").count()
+    );
+}
+
+#[test]
 fn an_unreachable_endpoint_is_a_clear_exit_2() {
     let _ = bucket();
     let sb = Sandbox::new();
