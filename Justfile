@@ -1,8 +1,8 @@
 # evstore developer recipes. `just --list` shows them.
 
-# Run the whole test suite (the README's test command).
+# Run the whole test suite (the README's test command): starts SeaweedFS for the S3 tests.
 test:
-    cargo test
+    bash tests/s3/with-seaweedfs.sh cargo test
 
 # Formatting check and clippy with warnings as errors, as CI runs them.
 lint:

@@ -338,6 +338,10 @@ fn cmd_kb(ctx: &Context, command: KbCommand) -> Result<Outcome> {
 }
 
 fn cmd_init(ctx: &Context) -> Result<Outcome> {
+    if ops::setup::create_s3_store_if_url(&ctx.store_path)? {
+        render::init(ctx.json, &ctx.store_path);
+        return Ok(Outcome::Pass);
+    }
     let store = ops::setup::create_store(&ctx.store_path)?;
     render::init(ctx.json, store.root());
     Ok(Outcome::Pass)

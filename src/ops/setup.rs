@@ -30,6 +30,67 @@ pub fn create_store(root: &Path) -> Result<Store> {
     Store::init_with(root, |staged| prepare_new_catalog(root, staged))
 }
 
+/// If `location` is an S3 store URL (`s3://BUCKET/PREFIX`), create the store there: run the
+/// conditional-create probe, then write its `VERSION` key with create-if-absent. `Ok(false)` if
+/// `location` is not an S3 URL (the caller creates a local store).
+///
+/// # Errors
+///
+/// [`Error::AlreadyExists`] if the prefix holds a `VERSION` key already, [`Error::Usage`] for a
+/// malformed URL, a prefix that holds other keys, or a build without the `s3` feature; the
+/// probe's refusal of a server that overwrites; request errors naming the key.
+pub fn create_s3_store_if_url(location: &Path) -> Result<bool> {
+    let Some(url) = crate::store::S3Url::parse(location)? else {
+        return Ok(false);
+    };
+    create_s3_store(&url)?;
+    Ok(true)
+}
+
+#[cfg(not(feature = "s3"))]
+fn create_s3_store(url: &crate::store::S3Url) -> Result<()> {
+    Err(Error::Usage(crate::store::location::s3_not_available(url)))
+}
+
+#[cfg(feature = "s3")]
+fn create_s3_store(url: &crate::store::S3Url) -> Result<()> {
+    use crate::store::{KeyCreated, ListedName, NamedKeys};
+    let backend = crate::store::s3::S3Backend::open(url)?;
+    // Fail before writing anything if the server cannot be reached or refuses the credentials.
+    let present = backend.list_names("")?;
+    let others: Vec<String> = present
+        .iter()
+        .filter_map(|name| match name {
+            ListedName::Name(name) if name == "VERSION" || name == "probe" => None,
+            ListedName::Name(name) | ListedName::NotUtf8(name) => Some(name.clone()),
+        })
+        .collect();
+    let has_version = present
+        .iter()
+        .any(|name| matches!(name, ListedName::Name(n) if n == "VERSION"));
+    if !has_version && !others.is_empty() {
+        return Err(Error::Usage(format!(
+            "{url} is not empty (it holds {}) and is not an evstore store: an S3 store needs a \
+             prefix of its own",
+            others.join(", ")
+        )));
+    }
+    match backend.create_key_if_absent("VERSION", crate::store::STORE_VERSION_TEXT.as_bytes())? {
+        KeyCreated::Created => Ok(()),
+        KeyCreated::AlreadyExists(bytes)
+            if bytes == crate::store::STORE_VERSION_TEXT.as_bytes() =>
+        {
+            Err(Error::AlreadyExists(format!(
+                "{url} is already an evstore store"
+            )))
+        }
+        KeyCreated::AlreadyExists(bytes) => Err(Error::AlreadyExists(format!(
+            "{url} already holds a VERSION key that is not an evstore store's ({:?})",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(64)])
+        ))),
+    }
+}
+
 /// Create the catalog of a new store being built in `staged` (to appear at `root`), with its
 /// `init` event.
 ///

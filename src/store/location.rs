@@ -1,6 +1,7 @@
 //! Where a store, and the folders evstore writes or archives, may be: refusals made before
 //! anything is created (a path that looks like a URL or has whitespace around it, a packet folder
-//! that holds the store, an output folder inside the store).
+//! that holds the store, an output folder inside the store), and the one URL a store may be:
+//! `s3://BUCKET/PREFIX` ([`S3Url`]).
 //!
 //! **Architecture Invariant:** nothing here creates or changes anything; each check only reads
 //! the file system (to resolve symlinks) and refuses with a message that says what to do.
@@ -10,10 +11,87 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::text::EscapePath;
 
+/// A store in an S3-compatible bucket: `s3://BUCKET/PREFIX`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Url {
+    /// The bucket name (3 to 63 lower-case letters, digits, `.` and `-`).
+    pub bucket: String,
+    /// The key prefix of the store's keys: empty, or `/`-separated components ending in `/`.
+    pub prefix: String,
+}
+
+impl std::fmt::Display for S3Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "s3://{}/{}",
+            self.bucket,
+            self.prefix.trim_end_matches('/')
+        )
+    }
+}
+
+impl S3Url {
+    /// The S3 URL `location` names, `Ok(None)` if it does not start with `s3://`, or an error
+    /// for a malformed one (a bad bucket name; an empty, `.` or `..` component in the prefix).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] naming the URL and what is wrong with it.
+    pub fn parse(location: &Path) -> Result<Option<S3Url>> {
+        let Some(text) = location.to_str() else {
+            return Ok(None);
+        };
+        let Some(rest) = text.strip_prefix("s3://") else {
+            return Ok(None);
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !bucket_ok {
+            return Err(Error::Usage(format!(
+                "store {text:?}: {bucket:?} is not an S3 bucket name (3 to 63 lower-case letters, \
+                 digits, . and -); a store in S3 is written s3://BUCKET/PREFIX"
+            )));
+        }
+        let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+        let prefix_ok = prefix.is_empty()
+            || prefix.split('/').all(|part| {
+                !part.is_empty()
+                    && part != "."
+                    && part != ".."
+                    && part.bytes().all(|b| b.is_ascii_graphic())
+            });
+        if !prefix_ok {
+            return Err(Error::Usage(format!(
+                "store {text:?}: the prefix {prefix:?} must be /-separated non-empty components \
+                 other than . and .., of printable ASCII without spaces"
+            )));
+        }
+        Ok(Some(S3Url {
+            bucket: bucket.to_string(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+        }))
+    }
+}
+
 /// Refuse a store location that looks like a URL or has whitespace around it (see
-/// [`check_local_path`]): the only backend today is a local folder, and `s3://bkt/ev` would
-/// otherwise become a local folder named `s3:` without a word.
+/// [`check_local_path`]): `s3://bkt/ev` would otherwise become a local folder named `s3:` without
+/// a word. An `s3://` URL is refused here too, with what this build can do with it: the commands
+/// that reach this check need the catalog, which an S3 store does not have yet (only `init`, in
+/// `ops::setup::create_s3_store`, works on one).
 pub fn check_store_location(root: &Path) -> Result<()> {
+    if let Some(url) = S3Url::parse(root)? {
+        return Err(Error::Usage(s3_not_available(&url)));
+    }
     check_local_path(root, "store").map_err(|err| match err {
         Error::Usage(message) => Error::Usage(format!(
             "{message} (the store is set by --store or $EVSTORE_STORE)"
@@ -22,12 +100,29 @@ pub fn check_store_location(root: &Path) -> Result<()> {
     })
 }
 
+/// Why a command cannot use the S3 store `url` in this build.
+pub fn s3_not_available(url: &S3Url) -> String {
+    if cfg!(feature = "s3") {
+        format!(
+            "{url} is an S3 store: this version can create one (`evstore init --store {url}`) \
+             but no other command works on it yet, because they need the per-machine catalog \
+             cache of the bucket, which is not built yet (issue 14); use a local store folder"
+        )
+    } else {
+        format!(
+            "{url} is an S3 store, and this evstore was built without S3 support (the cargo \
+             feature `s3`); build it with `cargo build --release --features s3` or use a local \
+             store folder"
+        )
+    }
+}
+
 /// Refuse a local folder argument (`what`: "store", "export destination", "--keep folder")
 /// that is probably not meant as one, before anything is created there:
 ///
 /// - its first component looks like a URL scheme followed by a colon (`s3:bkt`, `s3:/b`,
-///   `s3://b`, `https:`, `file:///srv`): evstore has no remote backend, and such a path would
-///   become a local folder named `s3:`;
+///   `s3://b`, `https:`, `file:///srv`): such a path would become a local folder named `s3:`
+///   (a store given as `s3://BUCKET/PREFIX` is an [`S3Url`], recognised before this check);
 /// - it starts or ends with whitespace (`' s3://b'`, a pasted `'out '`).
 ///
 /// A folder of such a name is still reachable on purpose: `./s3:bkt`, `./ name`, `name /`.
@@ -45,8 +140,10 @@ pub fn check_local_path(path: &Path, what: &str) -> Result<()> {
             let scheme = String::from_utf8_lossy(scheme);
             let hint = if scheme.eq_ignore_ascii_case("file") {
                 "for a local folder, give its path without file://".to_string()
+            } else if scheme == "s3" && what == "store" {
+                "a store in S3 is written s3://BUCKET/PREFIX".to_string()
             } else {
-                format!("there is no {scheme}: backend yet; evstore writes local folders only")
+                format!("there is no {scheme}: backend for this; evstore writes local folders only")
             };
             let is_or_looks = if bytes[colon + 1..].starts_with(b"//") {
                 "is a URL"

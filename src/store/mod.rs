@@ -20,7 +20,9 @@
 //!   tests use.
 //! - [`batch`]: [`ObjectBatch`], the writes of one operation, made durable together, and the pack
 //!   writer.
-//! - [`location`]: refusals of store and output paths before anything is created.
+//! - [`location`]: refusals of store and output paths before anything is created, and the
+//!   store URL `s3://BUCKET/PREFIX`.
+//! - `s3` (feature `s3`): `S3Backend`, a store in an S3-compatible bucket.
 //! - [`refs`]: the commit markers, written through [`NamedKeys`].
 //!
 //! **Architecture Invariant:** this module never touches SQLite, and never replaces stored bytes.
@@ -31,6 +33,8 @@ pub mod local;
 pub mod location;
 pub mod memory;
 pub mod refs;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -50,7 +54,7 @@ pub use batch::{Added, ObjectBatch, StreamWriter};
 pub use local::LocalBackend;
 pub use location::{
     check_local_path, check_store_location, refuse_inside_store, refuse_store_inside_folder,
-    resolved_path,
+    resolved_path, S3Url,
 };
 pub use memory::MemoryBackend;
 

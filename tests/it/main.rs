@@ -26,6 +26,8 @@ mod review13;
 mod review_kb;
 mod review_misc;
 mod rough;
+#[cfg(feature = "s3")]
+mod s3_store;
 mod sandbox;
 mod signals;
 mod store_locks;

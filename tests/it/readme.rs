@@ -6,7 +6,8 @@
 //!   temp folder that holds a copy of the repository's `README.md` and `docs/`;
 //! - every `/tmp/` in a command is moved into the temp folder, and `$TMPDIR` points there too;
 //! - `cargo run [...] -- ARGS` runs `evstore ARGS` (the binary under test), `cargo build` and
-//!   `cargo test` do nothing, any other cargo command fails;
+//!   `cargo test` do nothing, any other cargo command fails; `bash tests/s3/with-seaweedfs.sh
+//!   COMMAND` runs just `COMMAND` (no server is started);
 //! - each command must exit 0, or N where a comment on it says `exit N`;
 //! - a block preceded by the line `<!-- readme-test: skip -->` is not run.
 
@@ -161,6 +162,12 @@ cargo() {
     *) echo "readme test: cannot run cargo $*; mark the block <!-- readme-test: skip -->"; return 97 ;;
   esac
 }
+bash() {
+  case "$1" in
+    tests/s3/with-seaweedfs.sh) shift; "$@" ;;
+    *) command bash "$@" ;;
+  esac
+}
 "#,
     );
     for (i, command) in commands.iter().enumerate() {
@@ -246,7 +253,7 @@ fn regression_readme_commands_run_top_to_bottom() {
     );
     assert_eq!(
         commands[1].text.split('#').next().map(str::trim),
-        Some("cargo test")
+        Some("bash tests/s3/with-seaweedfs.sh cargo test")
     );
     assert!(
         commands

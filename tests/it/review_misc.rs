@@ -202,14 +202,7 @@ fn regression_url_like_store_export_and_keep_paths_are_refused_not_made_local_fo
     let sb = Sandbox::new();
     write_packet(&sb, "good");
     let before = tree_snapshot(sb.dir.path());
-    for store in [
-        "s3:/bkt/ev",
-        "s3:bkt",
-        " s3://b",
-        "st ",
-        "https:",
-        "s3://bkt/ev",
-    ] {
+    for store in ["s3:/bkt/ev", "s3:bkt", " s3://b", "st ", "https:"] {
         let out = run_in(&sb, &["--store", store, "ingest", "good"]);
         let err = stderr(&out);
         assert_eq!(code(&out), 2, "--store {store:?}: {err}");
