@@ -219,6 +219,7 @@ impl Catalog {
         make_record: impl FnOnce(u64) -> Result<(Blake3Digest, PacketRecord)>,
     ) -> Result<AddOutcome> {
         let wrap = sql_error(&self.path);
+        let log = self.log.clone();
         let tx = self.begin_write()?;
         let existing: Option<i64> = tx
             .query_row(
@@ -255,7 +256,12 @@ impl Catalog {
         let (record_id, record) = make_record(version)?;
         let packet_id =
             insert_packet_rows(&tx, &record_id, &record, files, objects).map_err(&wrap)?;
-        append_event(&tx, &NewEvent::ingest(&record_id, &record)).map_err(&wrap)?;
+        append_event(
+            &tx,
+            log.as_ref(),
+            &wrap,
+            &NewEvent::ingest(&record_id, &record),
+        )?;
         tx.commit().map_err(&wrap)?;
         Ok(AddOutcome::Added(PacketRow {
             id: packet_id,
