@@ -262,7 +262,7 @@ pub(super) fn append_event(
     }
 }
 
-fn insert_event_row(tx: &Connection, e: &EventRow) -> rusqlite::Result<()> {
+pub(super) fn insert_event_row(tx: &Connection, e: &EventRow) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![e.seq, e.time_unix_nanos, e.kind, e.subject, e.detail, e.prev_hash, e.hash],

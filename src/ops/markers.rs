@@ -6,10 +6,13 @@
 //! `forget` event. And the event log a store made before `log/` gets: written from its catalog
 //! ([`attach_log`]).
 
-use crate::catalog::{Catalog, EventRow};
+use std::collections::HashSet;
+
+use crate::catalog::{Catalog, CaughtUp, EventRow, FoundPacket, ObjectRow};
 use crate::digest::Blake3Digest;
 use crate::error::Result;
 use crate::format::event::{log_key, LOG_PREFIX};
+use crate::format::record::PacketRecord;
 use crate::store::log::{EventLog, SharedLog};
 use crate::store::refs::{Marker, Refs};
 use crate::store::Store;
@@ -103,13 +106,13 @@ pub fn attach_log(store: &mut Store, catalog: &mut Catalog) -> Result<()> {
         crate::notice::notice(&format!(
             "upgraded the store at {} to layout 2 (VERSION \"evstore store 2\"): its event log \
              is now also kept as {}/log/ (one key per event), so the store can be rebuilt from \
-             its folder alone; evstore {} and later read it, older evstore binaries refuse it",
+             its folder alone; evstore binaries made before layout 2 refuse it from now on",
             store.root().escaped(),
             store.root().escaped(),
-            crate::TOOL_VERSION
         ));
     }
     catalog.attach_log(SharedLog::of(store));
+    catch_up(store, catalog)?;
     Ok(())
 }
 
@@ -128,4 +131,76 @@ pub fn create_log_in_staged(staged: &std::path::Path, catalog: &Catalog) -> Resu
         .collect();
     crate::store::NamedKeys::create_key_space(&backend, LOG_PREFIX, &keys)?;
     Ok(())
+}
+
+/// Bring `catalog` (attached to the store's log) up to date with the store: the `log/` events
+/// past its last one, and the version claims whose packets it lacks (left by a writer
+/// interrupted between its claim or log key and its catalog commit). Cheap when there is
+/// nothing to do: one listing of `log/` and of the claims, no read.
+///
+/// # Errors
+///
+/// The catalog, the log or the claims cannot be read, or the catalog cannot be written.
+pub fn catch_up(store: &Store, catalog: &mut Catalog) -> Result<CaughtUp> {
+    let last = catalog.events()?.last().map_or(0, |e| e.seq);
+    let later = EventLog::of(store).read_after(last)?;
+    let refs = Refs::unlocked(store);
+    let held: HashSet<(String, u64)> = catalog
+        .packets()?
+        .into_iter()
+        .map(|row| (row.record.name, row.record.version))
+        .collect();
+    let mut claims = Vec::new();
+    for (name, version) in refs.list_packet_claims()? {
+        if !held.contains(&(name.clone(), version)) {
+            if let Some(id) = refs.read_packet_claim(&name, version) {
+                claims.push(id);
+            }
+        }
+    }
+    if later.is_empty() && claims.is_empty() {
+        return Ok(CaughtUp::default());
+    }
+    if !claims.is_empty() {
+        let forgotten = catalog.commitments()?.forgotten;
+        claims.retain(|id| !forgotten.contains(id));
+    }
+    catalog.catch_up(&later, &claims, &mut |id| find_packet(store, id))
+}
+
+/// A committed packet read back from the store: its record object and its whole tree, checked
+/// against the record's packet_tree_sha256; `None` if any of it is missing or corrupt.
+fn find_packet(store: &Store, id: &Blake3Digest) -> Option<FoundPacket> {
+    let (kind, bytes) = store.read_small_object(id).ok()?;
+    if kind != crate::format::object::ObjectKind::Record {
+        return None;
+    }
+    let record = PacketRecord::decode(&bytes).ok()?;
+    let (files, nodes) = crate::packet::walk_tree(store, &record.tree).ok()?;
+    let manifest = crate::format::tree::manifest_of(&files).ok()?;
+    if manifest.packet_tree_sha256() != record.packet_tree_sha256 {
+        return None;
+    }
+    let mut objects: Vec<ObjectRow> = files
+        .iter()
+        .map(|f| ObjectRow {
+            id: f.meta.blake3,
+            kind: "blob".into(),
+            size: f.meta.size,
+        })
+        .collect();
+    for node_id in nodes {
+        let node = crate::packet::load_node(store, &node_id).ok()?;
+        objects.push(ObjectRow {
+            id: node_id,
+            kind: "tree".into(),
+            size: node.encode().len() as u64,
+        });
+    }
+    Some(FoundPacket {
+        record_id: *id,
+        record,
+        files,
+        objects,
+    })
 }

@@ -66,13 +66,10 @@ pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
 /// I/O or catalog errors (with the path) opening it.
 pub fn open_for_reading(root: &Path) -> Result<(Store, Catalog)> {
     let mut store = Store::open(root)?;
-    let needs_upgrade = store.layout() == 1
-        || !crate::store::log::EventLog::of(&store)
-            .present()
-            .unwrap_or(true);
-    if needs_upgrade && store.check_writable().is_ok() {
+    if store.check_writable().is_ok() {
         // A user who can write the store upgrades it (once) on any command, as the catalog
-        // schema is upgraded; a reader who cannot still reads a layout-1 store.
+        // schema is upgraded, and brings its catalog up to date with the store's log and version
+        // claims; a reader who cannot still reads the store as its catalog has it.
         let mut catalog = Catalog::open_existing(&store.catalog_path())?;
         crate::ops::markers::attach_log(&mut store, &mut catalog)?;
     }

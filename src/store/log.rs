@@ -153,6 +153,47 @@ impl<'a> EventLog<'a> {
         }
     }
 
+    /// The events past `after`, in order, each decoded strictly, reading only those keys; stops
+    /// at the first key that does not read or decode, or is not the next number (fsck reports
+    /// it). What the catalog takes in when it catches up with the log.
+    ///
+    /// # Errors
+    ///
+    /// The log cannot be listed.
+    pub fn read_after(&self, after: i64) -> Result<Vec<LogEntry>> {
+        let mut out = Vec::new();
+        if !self.present()? {
+            return Ok(out);
+        }
+        let mut seqs: Vec<i64> = self
+            .keys
+            .list_names(LOG_PREFIX)?
+            .into_iter()
+            .filter_map(|listed| match listed {
+                ListedName::Name(name) => parse_log_key_name(&name),
+                ListedName::NotUtf8(_) => None,
+            })
+            .filter(|seq| *seq > after)
+            .collect();
+        seqs.sort_unstable();
+        let mut expected = after + 1;
+        for seq in seqs {
+            if seq != expected {
+                break;
+            }
+            let key = log_key(seq);
+            let Ok(KeyRead::Found(bytes)) = self.keys.read_key(&key, MAX_LOG_ENTRY_BYTES) else {
+                break;
+            };
+            match LogEntry::decode(&bytes) {
+                Ok(entry) if entry.seq == seq => out.push(entry),
+                _ => break,
+            }
+            expected += 1;
+        }
+        Ok(out)
+    }
+
     /// Read every key of the log and check it: names of 20 digits, each entry decoding strictly
     /// to the event its name numbers, numbers 1, 2, … without a gap, and each `prev_hash` the
     /// hash of the event before. What fails is listed in `problems`; entries after a break are
