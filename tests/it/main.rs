@@ -28,5 +28,6 @@ mod rough;
 mod sandbox;
 mod signals;
 mod store_locks;
+mod store_log;
 mod store_shape;
 mod symlinked_roots;
