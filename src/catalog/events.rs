@@ -392,6 +392,16 @@ impl Catalog {
         Ok(row)
     }
 
+    /// The number of the catalog's last event (0 for none).
+    pub fn last_event_seq(&self) -> Result<i64> {
+        let last: Option<i64> = self.sql(self.conn.query_row(
+            "SELECT MAX(seq) FROM events",
+            [],
+            |r| r.get(0),
+        ))?;
+        Ok(last.unwrap_or(0))
+    }
+
     /// The whole event log, oldest first.
     pub fn events(&self) -> Result<Vec<EventRow>> {
         let mut stmt = self.sql(self.conn.prepare(

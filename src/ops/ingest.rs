@@ -334,6 +334,7 @@ pub fn ingest_folder(
     // consulted so that a version number a marker holds is never given to another tree.
     let refs = Refs::for_writer(store)?;
     crate::ops::markers::ensure_markers(&refs, catalog)?;
+    crate::ops::markers::ensure_log_attached(store, catalog)?;
     let version_floor = refs.highest_version(&config.name)?;
     crate::interrupt::check()?;
     let recorded = record_the_packet(

@@ -142,7 +142,7 @@ pub fn create_log_in_staged(staged: &std::path::Path, catalog: &Catalog) -> Resu
 ///
 /// The catalog, the log or the claims cannot be read, or the catalog cannot be written.
 pub fn catch_up(store: &Store, catalog: &mut Catalog) -> Result<CaughtUp> {
-    let last = catalog.events()?.last().map_or(0, |e| e.seq);
+    let last = catalog.last_event_seq()?;
     let later = EventLog::of(store).read_after(last)?;
     let refs = Refs::unlocked(store);
     let held: HashSet<(String, u64)> = catalog
@@ -203,4 +203,55 @@ fn find_packet(store: &Store, id: &Blake3Digest) -> Option<FoundPacket> {
         files,
         objects,
     })
+}
+
+/// True if the store holds more than `catalog` knows, or needs its one-time upgrade: a layout-1
+/// store, a store without `log/`, `log/` keys past the catalog's last event, or a version claim
+/// the catalog has no packet for. Lists, never reads a key.
+///
+/// # Errors
+///
+/// The catalog or the store cannot be listed.
+pub fn behind_the_store(store: &Store, catalog: &Catalog) -> Result<bool> {
+    let log = EventLog::of(store);
+    if store.layout() == 1 || !log.present()? {
+        return Ok(true);
+    }
+    let last = catalog.last_event_seq()?;
+    if log.has_after(last)? {
+        return Ok(true);
+    }
+    let held: HashSet<(String, u64)> = catalog
+        .packets()?
+        .into_iter()
+        .map(|row| (row.record.name, row.record.version))
+        .collect();
+    Ok(Refs::unlocked(store)
+        .list_packet_claims()?
+        .into_iter()
+        .any(|claim| !held.contains(&claim)))
+}
+
+/// Attach the store's log to a catalog a library caller opened itself (`ops::ingest`,
+/// `ops::mirror`, `ops::rerun`, `ops::forget` call this before they append an event): `log/`
+/// created whole if missing, and the catalog brought up to date. The `VERSION` of a layout-1
+/// store moves on the next command that opens it through `ops::setup`.
+///
+/// # Errors
+///
+/// As [`attach_log`].
+pub fn ensure_log_attached(store: &Store, catalog: &mut Catalog) -> Result<()> {
+    if catalog.has_log() {
+        return Ok(());
+    }
+    EventLog::of(store).ensure(|| {
+        Ok(catalog
+            .events()?
+            .iter()
+            .map(EventRow::to_log_entry)
+            .collect())
+    })?;
+    catalog.attach_log(SharedLog::of(store));
+    catch_up(store, catalog)?;
+    Ok(())
 }

@@ -792,6 +792,7 @@ pub fn attest(
     let id = blake3_of(&payload);
     let refs = crate::store::refs::Refs::for_writer(store)?;
     crate::ops::markers::ensure_markers(&refs, catalog)?;
+    crate::ops::markers::ensure_log_attached(store, catalog)?;
     let batch = store.batch()?;
     batch.add_bytes(id, ObjectKind::Attestation, &payload)?;
     // The point of no return: after a signal, no attestation is published or recorded; once it

@@ -66,14 +66,23 @@ pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
 /// I/O or catalog errors (with the path) opening it.
 pub fn open_for_reading(root: &Path) -> Result<(Store, Catalog)> {
     let mut store = Store::open(root)?;
-    if store.check_writable().is_ok() {
+    let mut catalog = Catalog::open_read_only(&store.catalog_path())?;
+    if crate::ops::markers::behind_the_store(&store, &catalog)? && store.check_writable().is_ok() {
         // A user who can write the store upgrades it (once) on any command, as the catalog
         // schema is upgraded, and brings its catalog up to date with the store's log and version
-        // claims; a reader who cannot still reads the store as its catalog has it.
-        let mut catalog = Catalog::open_existing(&store.catalog_path())?;
-        crate::ops::markers::attach_log(&mut store, &mut catalog)?;
+        // claims. Best effort: a reader that cannot (a full disk) reads the catalog as it is,
+        // and `fsck` names what it lacks.
+        drop(catalog);
+        let caught_up = Catalog::open_existing(&store.catalog_path())
+            .and_then(|mut rw| crate::ops::markers::attach_log(&mut store, &mut rw));
+        if let Err(err) = caught_up {
+            crate::notice::notice(&format!(
+                "the catalog could not be brought up to date with the store ({err}); reading it \
+                 as it is"
+            ));
+        }
+        catalog = Catalog::open_read_only(&store.catalog_path())?;
     }
-    let mut catalog = Catalog::open_read_only(&store.catalog_path())?;
     if store.layout() == 2 {
         // A reader that logs (`kb verify`) appends through the log like any writer.
         catalog.attach_log(crate::store::log::SharedLog::of(&store));

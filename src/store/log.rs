@@ -153,6 +153,22 @@ impl<'a> EventLog<'a> {
         }
     }
 
+    /// True if a key numbered past `after` exists (a listing, no read).
+    ///
+    /// # Errors
+    ///
+    /// The log cannot be listed.
+    pub fn has_after(&self, after: i64) -> Result<bool> {
+        Ok(self
+            .keys
+            .list_names(LOG_PREFIX)?
+            .into_iter()
+            .any(|listed| match listed {
+                ListedName::Name(name) => parse_log_key_name(&name).is_some_and(|s| s > after),
+                ListedName::NotUtf8(_) => false,
+            }))
+    }
+
     /// The events past `after`, in order, each decoded strictly, reading only those keys; stops
     /// at the first key that does not read or decode, or is not the next number (fsck reports
     /// it). What the catalog takes in when it catches up with the log.
