@@ -372,7 +372,7 @@ impl Catalog {
     }
 
     /// Attach the store's event log: from now on every event this catalog appends is created in
-    /// `log/` first (see [`append_event`]).
+    /// `log/` first (FORMAT.md §7d: the log key is created before the row commits).
     pub fn attach_log(&mut self, log: SharedLog) {
         self.log = Some(log);
     }

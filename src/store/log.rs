@@ -192,8 +192,7 @@ impl<'a> EventLog<'a> {
             .filter(|seq| *seq > after)
             .collect();
         seqs.sort_unstable();
-        let mut expected = after + 1;
-        for seq in seqs {
+        for (expected, seq) in (after + 1..).zip(seqs) {
             if seq != expected {
                 break;
             }
@@ -205,7 +204,6 @@ impl<'a> EventLog<'a> {
                 Ok(entry) if entry.seq == seq => out.push(entry),
                 _ => break,
             }
-            expected += 1;
         }
         Ok(out)
     }
