@@ -562,7 +562,23 @@ impl Catalog {
                 named
             };
             for id in claims {
-                if named.contains(id) || held(&tx, id)? {
+                if held(&tx, id)? {
+                    continue;
+                }
+                if named.contains(id) {
+                    // Its event is in the catalog already (taken in by an append that found its
+                    // log key), its rows are not: index them, with no second event.
+                    if let Some(found) = find(id) {
+                        insert_packet_rows(
+                            &tx,
+                            &found.record_id,
+                            &found.record,
+                            &found.files,
+                            &found.objects,
+                        )
+                        .map_err(&wrap)?;
+                        out.packets += 1;
+                    }
                     continue;
                 }
                 if let Some(found) = find(id) {
