@@ -737,23 +737,41 @@ impl<'a> FsckRun<'a> {
         let later: Vec<&crate::format::event::LogEntry> =
             contents.entries.iter().filter(|e| e.seq > last).collect();
         if !later.is_empty() {
-            let fresh = Catalog::open_read_only(self.catalog.path())?.events()?;
-            let fresh: HashMap<i64, EventRow> = fresh.into_iter().map(|e| (e.seq, e)).collect();
-            for entry in later {
-                let same = fresh
-                    .get(&entry.seq)
-                    .is_some_and(|row| row.to_log_entry() == *entry);
-                if !same {
-                    self.problem(
-                        format!("event log key {}", log.shown(&log_key(entry.seq))),
-                        format!(
-                            "event {} ({} {}) is in the store's event log but not in the catalog \
-                             (its catalog commit failed, or the catalog is older than the log); \
-                             `evstore reindex --replace` rebuilds the catalog from the log",
-                            entry.seq, entry.kind, entry.subject
-                        ),
-                    );
+            // A writer creates its log key just before its catalog commit: one that was between
+            // the two when the snapshot was pinned commits within moments. Look again a few
+            // times (at most about 1 s) before calling a key missing from the catalog.
+            let mut missing = later;
+            // An `immutable` reader holds the catalog lock exclusively: no evstore writer is
+            // between its key and its commit, and a second open would wait for this one.
+            let writers_possible = !matches!(
+                self.catalog.access(),
+                crate::catalog::CatalogAccess::Immutable(_)
+            );
+            for attempt in 0..if writers_possible { 10 } else { 0 } {
+                if attempt > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
                 }
+                let fresh = Catalog::open_read_only(self.catalog.path())?.events()?;
+                let fresh: HashMap<i64, EventRow> = fresh.into_iter().map(|e| (e.seq, e)).collect();
+                missing.retain(|entry| {
+                    !fresh
+                        .get(&entry.seq)
+                        .is_some_and(|row| row.to_log_entry() == **entry)
+                });
+                if missing.is_empty() {
+                    break;
+                }
+            }
+            for entry in missing {
+                self.problem(
+                    format!("event log key {}", log.shown(&log_key(entry.seq))),
+                    format!(
+                        "event {} ({} {}) is in the store's event log but not in the catalog \
+                         (its catalog commit failed, or the catalog is older than the log); \
+                         `evstore reindex --replace` rebuilds the catalog from the log",
+                        entry.seq, entry.kind, entry.subject
+                    ),
+                );
             }
         }
         Ok(())

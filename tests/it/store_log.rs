@@ -337,3 +337,49 @@ fn a_claim_the_catalog_lacks_is_picked_up_and_never_reused() {
     assert_log_matches_catalog(&sb);
     json_ok(&sb, &["fsck"]);
 }
+
+/// A log event the catalog lacks (an older catalog copy came back): `fsck` by a user who cannot
+/// write the store fails naming the log key and changes nothing; the next command of a user who
+/// can takes the event in, with its packet, and `fsck` passes.
+#[test]
+fn a_log_event_the_catalog_lacks_fails_a_read_only_fsck_and_a_writer_takes_it_in() {
+    crate::sandbox::require_root("this test");
+    let sb = Sandbox::new();
+    json_ok(&sb, &["init"]);
+    sb.write("a/f.txt", "a\n");
+    json_ok(&sb, &["ingest", "a"]);
+    let backup = sb.path("catalog-backup.sqlite");
+    fs::copy(sb.store().join("catalog.sqlite"), &backup).unwrap();
+    sb.write("b/f.txt", "b\n");
+    json_ok(&sb, &["ingest", "b"]);
+    fs::copy(&backup, sb.store().join("catalog.sqlite")).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = fs::remove_file(sb.store().join(format!("catalog.sqlite{suffix}")));
+    }
+    let bin = crate::sandbox::open_to_other_users(&sb);
+    let out = sb
+        .command_as_nobody(&bin)
+        .arg("--store")
+        .arg(sb.store())
+        .args(["--json", "fsck"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = report["problems"].to_string();
+    let key = log_key(&sb.store(), 3);
+    assert!(
+        problems.contains(&key.display().to_string())
+            && problems.contains("is in the store's event log but not in the catalog"),
+        "{problems}"
+    );
+    json_ok(&sb, &["fsck"]);
+    let names: Vec<String> = json_ok(&sb, &["ls"])["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_log_matches_catalog(&sb);
+}
