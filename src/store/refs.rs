@@ -6,8 +6,11 @@
 //! those can make a committed packet disappear silently, a version number be used twice, or a
 //! record of a failed ingest come back as a packet:
 //!
-//! - `refs/packets/<NAME>/<N>`: packet `NAME@N` was committed; the file holds its record id
-//!   (64 lowercase hex digits and a newline).
+//! - `refs/packets/<NAME>/<N>`: the version claim (store layout 2): version `N` of `NAME` is the
+//!   record's whose id the file holds (64 lowercase hex digits and a newline). Created with
+//!   create-if-absent after the record is durable and before the catalog commits
+//!   ([`Refs::claim_packet`]); a claim another record holds sends the ingest to `N+1`. The other
+//!   markers below are written after their commit.
 //! - `refs/runs/<ATTESTATION ID>`: a rerun attestation was committed; the file holds the
 //!   `packet_tree_sha256` the rerun expected (64 lowercase hex digits) and a newline.
 //! - `refs/forgotten/<ID>`: `evstore forget` acknowledged the record or attestation `ID` as lost;
