@@ -3,7 +3,8 @@
 use super::*;
 
 pub use crate::format::event::{event_hash, NewEvent, GENESIS_HASH};
-use crate::format::event::{named_object, NamedObject};
+use crate::format::event::{named_object, LogEntry, NamedObject};
+use crate::store::log::{Appended, SharedLog};
 
 /// An event row.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -22,6 +23,34 @@ pub struct EventRow {
     pub prev_hash: String,
     /// This event's hash; see [`event_hash`].
     pub hash: String,
+}
+
+impl EventRow {
+    /// The row as the store's `log/` key holds it.
+    pub fn to_log_entry(&self) -> LogEntry {
+        LogEntry {
+            seq: self.seq,
+            time_unix_nanos: self.time_unix_nanos,
+            kind: self.kind.clone(),
+            subject: self.subject.clone(),
+            detail: self.detail.clone(),
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+        }
+    }
+
+    /// The row of a `log/` entry.
+    pub fn from_log_entry(entry: LogEntry) -> EventRow {
+        EventRow {
+            seq: entry.seq,
+            time_unix_nanos: entry.time_unix_nanos,
+            kind: entry.kind,
+            subject: entry.subject,
+            detail: entry.detail,
+            prev_hash: entry.prev_hash,
+            hash: entry.hash,
+        }
+    }
 }
 
 /// What the catalog says was committed: every packet record and rerun attestation that a
@@ -82,6 +111,35 @@ impl LostItem {
 }
 
 impl Commitments {
+    /// What an event log alone says was committed (no catalog rows): the records and
+    /// attestations `ingest` and `rerun` events name, and what `forget` and `restore` events
+    /// leave acknowledged as lost.
+    pub fn from_events(events: &[EventRow]) -> Commitments {
+        let mut out = Commitments::default();
+        for event in events {
+            match named_object(&event.kind, &event.detail) {
+                Some(NamedObject::Record(id)) => {
+                    out.records
+                        .insert(id, (event.subject.clone(), Some(event.seq)));
+                }
+                Some(NamedObject::Attestation(id)) => {
+                    out.attestations
+                        .insert(id, (event.subject.clone(), Some(event.seq)));
+                }
+                Some(NamedObject::Forgotten(id)) => {
+                    out.forgotten.insert(id);
+                    out.forget_logged.insert(id);
+                }
+                Some(NamedObject::Restored(id)) => {
+                    out.forgotten.remove(&id);
+                    out.forget_logged.insert(id);
+                }
+                None => {}
+            }
+        }
+        out
+    }
+
     /// Add what the store's commit markers say (see [`crate::store::refs`]).
     pub fn add_markers(&mut self, markers: &crate::store::refs::Markers) {
         for (id, label) in &markers.records {
@@ -140,36 +198,76 @@ pub(super) fn split_versioned(subject: &str) -> Option<(&str, u64)> {
     Some((name, version.parse().ok()?))
 }
 
-pub(super) fn append_event(tx: &Connection, event: &NewEvent) -> rusqlite::Result<EventRow> {
-    let last: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (seq, prev_hash) = match last {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, GENESIS_HASH.to_string()),
-    };
-    let time = crate::now_unix_nanos() as i64;
-    let kind = event.kind().name().to_string();
-    let subject = event.subject().to_string();
-    let detail = event.detail().to_string();
-    let hash = event.hash(seq, time, &prev_hash).to_hex();
+/// Append `event` inside the write transaction `tx`: number and chain it after the catalog's
+/// last event, create its `log/` key first when the catalog is attached to the store's log
+/// (the log is the truth; the row commits after the key exists), then insert its row.
+///
+/// When another writer holds that sequence number in the log (one that bypassed the catalog
+/// lock, or an event whose catalog commit failed after its key was created), its event is taken
+/// into this catalog if it continues the catalog's chain, and the append retries at the next
+/// number; an event that does not continue the chain is an error naming the key.
+pub(super) fn append_event(
+    tx: &Connection,
+    log: Option<&SharedLog>,
+    wrap: &dyn Fn(rusqlite::Error) -> Error,
+    event: &NewEvent,
+) -> Result<EventRow> {
+    loop {
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(wrap)?;
+        let (seq, prev_hash) = match last {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, GENESIS_HASH.to_string()),
+        };
+        let time = crate::now_unix_nanos() as i64;
+        let hash = event.hash(seq, time, &prev_hash).to_hex();
+        let row = EventRow {
+            seq,
+            time_unix_nanos: time,
+            kind: event.kind().name().to_string(),
+            subject: event.subject().to_string(),
+            detail: event.detail().to_string(),
+            prev_hash,
+            hash,
+        };
+        if let Some(log) = log {
+            let log = log.log();
+            if let Appended::Taken(other) = log.append(&row.to_log_entry())? {
+                if other.prev_hash != row.prev_hash {
+                    let key = crate::format::event::log_key(seq);
+                    return Err(Error::corrupt(
+                        format!("event log key {}", log.shown(&key)),
+                        format!(
+                            "holds an event that does not follow the catalog's event {} (its \
+                             prev_hash is {}, not {}): the catalog and the store's log disagree; \
+                             nothing was recorded; run `evstore fsck`",
+                            seq - 1,
+                            other.prev_hash,
+                            row.prev_hash
+                        ),
+                    ));
+                }
+                insert_event_row(tx, &EventRow::from_log_entry(other)).map_err(wrap)?;
+                continue;
+            }
+        }
+        insert_event_row(tx, &row).map_err(wrap)?;
+        return Ok(row);
+    }
+}
+
+pub(super) fn insert_event_row(tx: &Connection, e: &EventRow) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![seq, time, kind, subject, detail, prev_hash, hash],
+        params![e.seq, e.time_unix_nanos, e.kind, e.subject, e.detail, e.prev_hash, e.hash],
     )?;
-    Ok(EventRow {
-        seq,
-        time_unix_nanos: time,
-        kind,
-        subject,
-        detail,
-        prev_hash,
-        hash,
-    })
+    Ok(())
 }
 
 pub(super) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
@@ -195,28 +293,7 @@ impl Catalog {
     /// [`Catalog::commitments`] from an event log already read by the caller (`fsck` reads the
     /// log once, under its read snapshot, for this and for the chain check).
     pub fn commitments_of(&self, events: &[EventRow]) -> Result<Commitments> {
-        let mut out = Commitments::default();
-        for event in events {
-            match named_object(&event.kind, &event.detail) {
-                Some(NamedObject::Record(id)) => {
-                    out.records
-                        .insert(id, (event.subject.clone(), Some(event.seq)));
-                }
-                Some(NamedObject::Attestation(id)) => {
-                    out.attestations
-                        .insert(id, (event.subject.clone(), Some(event.seq)));
-                }
-                Some(NamedObject::Forgotten(id)) => {
-                    out.forgotten.insert(id);
-                    out.forget_logged.insert(id);
-                }
-                Some(NamedObject::Restored(id)) => {
-                    out.forgotten.remove(&id);
-                    out.forget_logged.insert(id);
-                }
-                None => {}
-            }
-        }
+        let mut out = Commitments::from_events(events);
         for row in self.packets()? {
             out.records
                 .entry(row.record_id)
@@ -266,7 +343,7 @@ impl Catalog {
             let lost = commitments.lost(&records, &attestations);
             let mut out = Vec::new();
             for (item, event) in choose(&lost)? {
-                let event = append_event(&self.conn, &event).map_err(&wrap)?;
+                let event = append_event(&self.conn, self.log.as_ref(), &wrap, &event)?;
                 out.push((item, event));
             }
             self.conn.execute_batch("COMMIT").map_err(&wrap)?;
@@ -294,13 +371,35 @@ impl Catalog {
         tx.commit().map_err(&wrap)
     }
 
+    /// Attach the store's event log: from now on every event this catalog appends is created in
+    /// `log/` first (FORMAT.md §7d: the log key is created before the row commits).
+    pub fn attach_log(&mut self, log: SharedLog) {
+        self.log = Some(log);
+    }
+
+    /// True if events appended here also go to the store's `log/`.
+    pub fn has_log(&self) -> bool {
+        self.log.is_some()
+    }
+
     /// Append one event in its own transaction.
     pub fn log_event(&mut self, event: &NewEvent) -> Result<EventRow> {
         let wrap = sql_error(&self.path);
+        let log = self.log.clone();
         let tx = self.begin_write()?;
-        let row = append_event(&tx, event).map_err(&wrap)?;
+        let row = append_event(&tx, log.as_ref(), &wrap, event)?;
         tx.commit().map_err(&wrap)?;
         Ok(row)
+    }
+
+    /// The number of the catalog's last event (0 for none).
+    pub fn last_event_seq(&self) -> Result<i64> {
+        let last: Option<i64> = self.sql(self.conn.query_row(
+            "SELECT MAX(seq) FROM events",
+            [],
+            |r| r.get(0),
+        ))?;
+        Ok(last.unwrap_or(0))
     }
 
     /// The whole event log, oldest first.

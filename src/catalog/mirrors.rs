@@ -55,6 +55,7 @@ impl Catalog {
     /// Record a published mirror and its files, with a `mirror` event, in one transaction.
     pub fn add_mirror(&mut self, mirror: &NewMirror, event: &NewEvent) -> Result<i64> {
         let wrap = sql_error(&self.path);
+        let log = self.log.clone();
         let tx = self.begin_write()?;
         tx.execute(
             "INSERT INTO mirrors (kb_root, rel_path, packet_id, packet_tree_sha256, dedup, time_unix_nanos) \
@@ -88,7 +89,7 @@ impl Catalog {
                     .map_err(&wrap)?;
             }
         }
-        append_event(&tx, event).map_err(&wrap)?;
+        append_event(&tx, log.as_ref(), &wrap, event)?;
         tx.commit().map_err(&wrap)?;
         Ok(id)
     }

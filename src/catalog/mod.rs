@@ -65,6 +65,9 @@ pub struct Catalog {
     _open_lock: Option<Lock>,
     /// How the file was opened, and why it could not be opened for writing.
     access: CatalogAccess,
+    /// The store's event log (`log/`), written before each event commits here; `None` for a
+    /// catalog not attached to a store's log (a reader; a layout-1 store's old binary path).
+    log: Option<crate::store::log::SharedLog>,
 }
 
 /// How a [`Catalog`] was opened.
@@ -463,6 +466,7 @@ impl Catalog {
             identity,
             _open_lock: Some(lock),
             access,
+            log: None,
         };
         let busy = catalog.conn.busy_timeout(Duration::from_secs(120));
         catalog.sql(busy)?;
@@ -586,6 +590,7 @@ impl Catalog {
             identity,
             _open_lock: open_lock,
             access: CatalogAccess::ReadWrite,
+            log: None,
         };
         catalog.prepare()?;
         Ok(catalog)

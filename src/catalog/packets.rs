@@ -219,6 +219,7 @@ impl Catalog {
         make_record: impl FnOnce(u64) -> Result<(Blake3Digest, PacketRecord)>,
     ) -> Result<AddOutcome> {
         let wrap = sql_error(&self.path);
+        let log = self.log.clone();
         let tx = self.begin_write()?;
         let existing: Option<i64> = tx
             .query_row(
@@ -255,7 +256,12 @@ impl Catalog {
         let (record_id, record) = make_record(version)?;
         let packet_id =
             insert_packet_rows(&tx, &record_id, &record, files, objects).map_err(&wrap)?;
-        append_event(&tx, &NewEvent::ingest(&record_id, &record)).map_err(&wrap)?;
+        append_event(
+            &tx,
+            log.as_ref(),
+            &wrap,
+            &NewEvent::ingest(&record_id, &record),
+        )?;
         tx.commit().map_err(&wrap)?;
         Ok(AddOutcome::Added(PacketRow {
             id: packet_id,
@@ -441,5 +447,161 @@ impl Catalog {
             .into_iter()
             .next()
             .ok_or_else(|| Error::corrupt("catalog", format!("no packet row {id}")))?
+    }
+}
+
+/// A packet the store committed that the catalog lacks, read back from its record and tree.
+#[derive(Clone, Debug)]
+pub struct FoundPacket {
+    /// The record id.
+    pub record_id: Blake3Digest,
+    /// The record.
+    pub record: PacketRecord,
+    /// Its files, as its tree lists them.
+    pub files: Vec<HashedFile>,
+    /// Its blob and tree object rows.
+    pub objects: Vec<ObjectRow>,
+}
+
+/// What [`Catalog::catch_up`] added.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// Events taken in from the store's log.
+    pub events: u64,
+    /// Packets indexed (named by a taken event or by a version claim alone).
+    pub packets: u64,
+}
+
+impl Catalog {
+    /// Bring the catalog up to date with the store, in one write transaction (so no writer
+    /// commits meanwhile): take in, in order, the `log/` events past the catalog's last one that
+    /// continue its chain (an `ingest` event with its packet's rows, when `find` can read the
+    /// packet), then index each version claim's record (`claims`: record ids of
+    /// `refs/packets/NAME/N`) that no packet row holds and no event names, with a new `ingest`
+    /// event (through the log, like any event). The catalog is a cache of the store: this is
+    /// what an interrupted writer left committed in the store but not yet in the catalog.
+    ///
+    /// # Errors
+    ///
+    /// Catalog errors, or appending an event to the log fails.
+    pub fn catch_up(
+        &mut self,
+        later: &[crate::format::event::LogEntry],
+        claims: &[Blake3Digest],
+        find: &mut dyn FnMut(&Blake3Digest) -> Option<FoundPacket>,
+    ) -> Result<CaughtUp> {
+        let wrap = sql_error(&self.path);
+        let log = self.log.clone();
+        let tx = self.begin_write()?;
+        let mut out = CaughtUp::default();
+        let held = |tx: &rusqlite::Transaction<'_>, id: &Blake3Digest| -> Result<bool> {
+            let found: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM packets WHERE record = ?1",
+                    params![id.to_hex()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&wrap)?;
+            Ok(found.is_some())
+        };
+        for entry in later {
+            let last: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(&wrap)?;
+            let (last_seq, last_hash) = last.unwrap_or((0, GENESIS_HASH.to_string()));
+            if entry.seq <= last_seq {
+                continue;
+            }
+            if entry.seq != last_seq + 1 || entry.prev_hash != last_hash {
+                // Not a continuation of this catalog's chain: fsck reports it.
+                break;
+            }
+            if let Some(crate::format::event::NamedObject::Record(id)) =
+                crate::format::event::named_object(&entry.kind, &entry.detail)
+            {
+                if !held(&tx, &id)? {
+                    if let Some(found) = find(&id) {
+                        insert_packet_rows(
+                            &tx,
+                            &found.record_id,
+                            &found.record,
+                            &found.files,
+                            &found.objects,
+                        )
+                        .map_err(&wrap)?;
+                        out.packets += 1;
+                    }
+                }
+            }
+            insert_event_row(&tx, &EventRow::from_log_entry(entry.clone())).map_err(&wrap)?;
+            out.events += 1;
+        }
+        if !claims.is_empty() {
+            let named: HashSet<Blake3Digest> = {
+                let mut stmt = tx
+                    .prepare("SELECT kind, detail FROM events WHERE kind = 'ingest'")
+                    .map_err(&wrap)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(&wrap)?;
+                let mut named = HashSet::new();
+                for row in rows {
+                    let (kind, detail) = row.map_err(&wrap)?;
+                    if let Some(crate::format::event::NamedObject::Record(id)) =
+                        crate::format::event::named_object(&kind, &detail)
+                    {
+                        named.insert(id);
+                    }
+                }
+                named
+            };
+            for id in claims {
+                if held(&tx, id)? {
+                    continue;
+                }
+                if named.contains(id) {
+                    // Its event is in the catalog already (taken in by an append that found its
+                    // log key), its rows are not: index them, with no second event.
+                    if let Some(found) = find(id) {
+                        insert_packet_rows(
+                            &tx,
+                            &found.record_id,
+                            &found.record,
+                            &found.files,
+                            &found.objects,
+                        )
+                        .map_err(&wrap)?;
+                        out.packets += 1;
+                    }
+                    continue;
+                }
+                if let Some(found) = find(id) {
+                    insert_packet_rows(
+                        &tx,
+                        &found.record_id,
+                        &found.record,
+                        &found.files,
+                        &found.objects,
+                    )
+                    .map_err(&wrap)?;
+                    append_event(
+                        &tx,
+                        log.as_ref(),
+                        &wrap,
+                        &NewEvent::ingest(&found.record_id, &found.record),
+                    )?;
+                    out.packets += 1;
+                    out.events += 1;
+                }
+            }
+        }
+        tx.commit().map_err(&wrap)?;
+        Ok(out)
     }
 }

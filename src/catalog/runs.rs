@@ -69,9 +69,10 @@ impl Catalog {
     /// Record a rerun attestation (its object must already be durable), with a `rerun` event.
     pub fn add_run(&mut self, run: &NewRun, event: &NewEvent) -> Result<i64> {
         let wrap = sql_error(&self.path);
+        let log = self.log.clone();
         let tx = self.begin_write()?;
         let id = insert_run_rows(&tx, run).map_err(&wrap)?;
-        append_event(&tx, event).map_err(&wrap)?;
+        append_event(&tx, log.as_ref(), &wrap, event)?;
         tx.commit().map_err(&wrap)?;
         Ok(id)
     }

@@ -359,6 +359,133 @@ pub fn event_hash(
     sha256_of(text.as_bytes())
 }
 
+/// The key prefix of the event log in a store (FORMAT.md §7d).
+pub const LOG_PREFIX: &str = "log/";
+
+/// The digits of a log key's sequence number: zero-padded, so keys list in sequence order.
+pub const LOG_KEY_DIGITS: usize = 20;
+
+/// The key `log/<seq, zero-padded to 20 digits>` of event `seq`.
+pub fn log_key(seq: i64) -> String {
+    format!("{LOG_PREFIX}{seq:0width$}", width = LOG_KEY_DIGITS)
+}
+
+/// The sequence number a log key's last component names, if it is exactly 20 decimal digits
+/// naming a number from 1.
+pub fn parse_log_key_name(name: &str) -> Option<i64> {
+    if name.len() != LOG_KEY_DIGITS || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse::<i64>().ok().filter(|seq| *seq >= 1)
+}
+
+/// One stored event, as the `log/` key holds it and the catalog's `events` row holds it: every
+/// field of the hash chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Position in the log, from 1.
+    pub seq: i64,
+    /// When it happened (nanoseconds since the Unix epoch).
+    pub time_unix_nanos: i64,
+    /// The kind's name (`init`, `ingest`...).
+    pub kind: String,
+    /// What it happened to (no tab or newline).
+    pub subject: String,
+    /// Compact JSON (no tab or newline).
+    pub detail: String,
+    /// The previous event's hash (64 lowercase hex digits; [`GENESIS_HASH`] for event 1).
+    pub prev_hash: String,
+    /// This event's hash (64 lowercase hex digits): [`event_hash`] of the fields above.
+    pub hash: String,
+}
+
+/// The largest log entry a reader accepts.
+pub const MAX_LOG_ENTRY_BYTES: u64 = 1024 * 1024;
+
+impl LogEntry {
+    /// The entry's canonical bytes: the event's hashed text with its hash inserted before the
+    /// final newline,
+    /// `evstore-event-1\t{seq}\t{time}\t{kind}\t{subject}\t{prev_hash}\t{detail}\t{hash}\n`.
+    pub fn encode(&self) -> Vec<u8> {
+        format!(
+            "evstore-event-1\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            self.seq,
+            self.time_unix_nanos,
+            self.kind,
+            self.subject,
+            self.prev_hash,
+            self.detail,
+            self.hash
+        )
+        .into_bytes()
+    }
+
+    /// Decode an entry strictly: UTF-8, one line ending in a newline, exactly eight
+    /// tab-separated fields, the magic `evstore-event-1`, a known kind, a sequence number from 1,
+    /// 64-lowercase-hex hashes, a detail that is JSON, the hash equal to the hash of the other
+    /// fields, and bytes that re-encode to themselves (no leading zero, no `+`).
+    ///
+    /// # Errors
+    ///
+    /// A text saying what is wrong.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<LogEntry, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "is not UTF-8".to_string())?;
+        let line = text
+            .strip_suffix('\n')
+            .filter(|line| !line.contains('\n'))
+            .ok_or("is not one line ending in a newline")?;
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [magic, seq, time, kind, subject, prev_hash, detail, hash] = fields[..] else {
+            return Err(format!("has {} tab-separated fields, not 8", fields.len()));
+        };
+        if magic != "evstore-event-1" {
+            return Err(format!("starts with {magic:?}, not \"evstore-event-1\""));
+        }
+        let seq: i64 = seq.parse().ok().filter(|s| *s >= 1).ok_or(format!(
+            "has the sequence number {seq:?}, not a number from 1"
+        ))?;
+        let time_unix_nanos: i64 = time
+            .parse()
+            .map_err(|_| format!("has the time {time:?}, not a number"))?;
+        if EventKind::from_name(kind).is_none() {
+            return Err(format!(
+                "has the kind {kind:?}, which evstore does not know"
+            ));
+        }
+        for (what, value) in [("prev_hash", prev_hash), ("hash", hash)] {
+            if Sha256Digest::parse_hex(value).is_none() {
+                return Err(format!(
+                    "its {what} {value:?} is not 64 lowercase hex digits"
+                ));
+            }
+        }
+        if serde_json::from_str::<serde_json::Value>(detail).is_err() {
+            return Err("its detail is not JSON".into());
+        }
+        let entry = LogEntry {
+            seq,
+            time_unix_nanos,
+            kind: kind.to_string(),
+            subject: subject.to_string(),
+            detail: detail.to_string(),
+            prev_hash: prev_hash.to_string(),
+            hash: hash.to_string(),
+        };
+        if entry.encode() != bytes {
+            return Err(
+                "is not in canonical form (a number with a leading zero or a sign?)".into(),
+            );
+        }
+        let computed = event_hash(seq, time_unix_nanos, kind, subject, prev_hash, detail).to_hex();
+        if computed != hash {
+            return Err(format!(
+                "holds the hash {hash}, but its fields hash to {computed}"
+            ));
+        }
+        Ok(entry)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,6 +783,74 @@ mod tests {
         assert_eq!(named_object("ingest", "{not json"), None);
         assert_eq!(named_object("ingest", r#"{"record":"AB"}"#), None);
         assert_eq!(named_object("init", forget.detail()), None);
+    }
+
+    /// The test vector of FORMAT.md §7d: the fixture's `init` event as the key
+    /// `log/00000000000000000001` holds it.
+    #[test]
+    fn test_vector_log_entry() {
+        let entry = LogEntry {
+            seq: 1,
+            time_unix_nanos: 1_796_164_996_894_041_932,
+            kind: "init".into(),
+            subject: "/tmp/fx/store".into(),
+            detail: r#"{"tool_version":"0.1.0"}"#.into(),
+            prev_hash: GENESIS_HASH.into(),
+            hash: "0ca2a2abdec362c1ee54af47b78f585577ecf64349500b969781a593340bde96".into(),
+        };
+        let bytes = "evstore-event-1\t1\t1796164996894041932\tinit\t/tmp/fx/store\t\
+             0000000000000000000000000000000000000000000000000000000000000000\t\
+             {\"tool_version\":\"0.1.0\"}\t\
+             0ca2a2abdec362c1ee54af47b78f585577ecf64349500b969781a593340bde96\n";
+        assert_eq!(String::from_utf8(entry.encode()).unwrap(), bytes);
+        assert_eq!(LogEntry::decode(bytes.as_bytes()), Ok(entry));
+        assert_eq!(log_key(1), "log/00000000000000000001");
+        assert_eq!(parse_log_key_name("00000000000000000001"), Some(1));
+        let doc = include_str!("../../docs/FORMAT.md");
+        assert!(
+            doc.contains(&bytes.replace('\t', "\\t").replace('\n', "\\n")),
+            "FORMAT.md §7d shows other log entry bytes"
+        );
+    }
+
+    #[test]
+    fn log_entries_decode_strictly() {
+        let good = LogEntry {
+            seq: 2,
+            time_unix_nanos: 5,
+            kind: "init".into(),
+            subject: "s".into(),
+            detail: "{}".into(),
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+        };
+        let good = LogEntry {
+            hash: event_hash(2, 5, "init", "s", GENESIS_HASH, "{}").to_hex(),
+            ..good
+        };
+        let bytes = String::from_utf8(good.encode()).unwrap();
+        assert_eq!(LogEntry::decode(bytes.as_bytes()), Ok(good.clone()));
+        let bad_hash = bytes.replace(&good.hash, &"ab".repeat(32));
+        let cases = [
+            bytes.trim_end().to_string(),
+            format!("{bytes}\n"),
+            bytes.replace("\t2\t", "\t02\t"),
+            bytes.replace("\t2\t", "\t0\t"),
+            bytes.replace("\t5\t", "\t+5\t"),
+            bytes.replace("init", "nope"),
+            bytes.replace("{}", "{"),
+            bytes.replace("evstore-event-1", "evstore-event-2"),
+            bytes.replace(&good.hash, &good.hash.to_uppercase()),
+            bytes.replacen('\t', "\t\t", 1),
+            bad_hash,
+        ];
+        for case in cases {
+            assert!(LogEntry::decode(case.as_bytes()).is_err(), "{case:?}");
+        }
+        assert!(LogEntry::decode(b"\xff\n").is_err());
+        assert_eq!(parse_log_key_name("1"), None);
+        assert_eq!(parse_log_key_name("00000000000000000000"), None);
+        assert_eq!(parse_log_key_name("0000000000000000000a"), None);
     }
 
     #[test]

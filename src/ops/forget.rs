@@ -42,6 +42,7 @@ pub fn forget(
     check_reason(reason)?;
     let refs = Refs::for_writer(store)?;
     crate::ops::markers::ensure_markers(&refs, catalog)?;
+    crate::ops::markers::ensure_log_attached(store, catalog)?;
     let markers = refs.read_all()?;
     let forgotten = catalog.forget(&markers, |lost| {
         let matches: Vec<&LostItem> = lost.iter().filter(|l| l.matches(item)).collect();

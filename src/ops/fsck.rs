@@ -27,13 +27,14 @@ use crate::catalog::{Catalog, EventRow, LostItem, ObjectRow, PacketRow, RunRow};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{IoContext, Result};
 use crate::format::attestation::{decode_summary, AttestationSummary};
-use crate::format::event::{event_hash, GENESIS_HASH};
+use crate::format::event::{event_hash, log_key, GENESIS_HASH};
 use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
 use crate::format::tree::{manifest_of, HashedFile, TreeNode};
 #[cfg(test)]
 use crate::format::tree::{TreeEntry, MAX_DEPTH};
 use crate::progress::Progress;
+use crate::store::log::EventLog;
 use crate::store::refs::{Markers, Refs};
 use crate::store::{ListedObject, ObjectLocation, Store};
 use crate::text::EscapePath;
@@ -219,6 +220,7 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     let events = catalog.events()?;
     run.check_commitments(&events, &refs, &markers, markers_unreadable)?;
     run.check_event_chain(&events);
+    run.check_log(&events)?;
     run.check_sqlite_and_leftovers()?;
     Ok(run.finish())
 }
@@ -699,6 +701,88 @@ impl<'a> FsckRun<'a> {
                 event.seq
             ));
         }
+    }
+
+    /// Phase 6b: the catalog's events against the store's `log/` (read after the catalog's
+    /// snapshot: every event the snapshot holds had its key created before it committed). Each
+    /// log key must decode, chain, and hold exactly the catalog's event of its number; a catalog
+    /// event without its key, and a key whose event no catalog holds, are problems. A key past
+    /// the snapshot is looked up again in a fresh read of the catalog (an event committed while
+    /// fsck ran). A layout-1 store has no log yet: a note.
+    fn check_log(&mut self, events: &[EventRow]) -> Result<()> {
+        let log = EventLog::of(self.store);
+        if !log.present()? {
+            self.report.notes.push(format!(
+                "{} has no event log (log/) yet: a store made before layout 2; any evstore \
+                 command run by a user who can write the store adds it",
+                self.store.root().escaped()
+            ));
+            return Ok(());
+        }
+        let contents = log.read_all()?;
+        for (key, reason) in contents.problems {
+            self.problem(format!("event log key {key}"), reason);
+        }
+        let in_log: HashMap<i64, &crate::format::event::LogEntry> =
+            contents.entries.iter().map(|e| (e.seq, e)).collect();
+        for event in events {
+            let key = log.shown(&log_key(event.seq));
+            match in_log.get(&event.seq) {
+                None => self.problem(
+                    format!("event {}", event.seq),
+                    format!(
+                        "is in the catalog but not in the store's event log ({key} is missing)"
+                    ),
+                ),
+                Some(entry) if entry.encode() != event.to_log_entry().encode() => self.problem(
+                    format!("event log key {key}"),
+                    format!("holds another event {} than the catalog", event.seq),
+                ),
+                Some(_) => {}
+            }
+        }
+        let last = events.last().map_or(0, |e| e.seq);
+        let later: Vec<&crate::format::event::LogEntry> =
+            contents.entries.iter().filter(|e| e.seq > last).collect();
+        if !later.is_empty() {
+            // A writer creates its log key just before its catalog commit: one that was between
+            // the two when the snapshot was pinned commits within moments. Look again a few
+            // times (at most about 1 s) before calling a key missing from the catalog.
+            let mut missing = later;
+            // An `immutable` reader holds the catalog lock exclusively: no evstore writer is
+            // between its key and its commit, and a second open would wait for this one.
+            let writers_possible = !matches!(
+                self.catalog.access(),
+                crate::catalog::CatalogAccess::Immutable(_)
+            );
+            for attempt in 0..if writers_possible { 10 } else { 0 } {
+                if attempt > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                let fresh = Catalog::open_read_only(self.catalog.path())?.events()?;
+                let fresh: HashMap<i64, EventRow> = fresh.into_iter().map(|e| (e.seq, e)).collect();
+                missing.retain(|entry| {
+                    !fresh
+                        .get(&entry.seq)
+                        .is_some_and(|row| row.to_log_entry() == **entry)
+                });
+                if missing.is_empty() {
+                    break;
+                }
+            }
+            for entry in missing {
+                self.problem(
+                    format!("event log key {}", log.shown(&log_key(entry.seq))),
+                    format!(
+                        "event {} ({} {}) is in the store's event log but not in the catalog \
+                         (its catalog commit failed, or the catalog is older than the log); \
+                         `evstore reindex --replace` rebuilds the catalog from the log",
+                        entry.seq, entry.kind, entry.subject
+                    ),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Phase 6: the event hash chain.

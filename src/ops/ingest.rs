@@ -334,10 +334,12 @@ pub fn ingest_folder(
     // consulted so that a version number a marker holds is never given to another tree.
     let refs = Refs::for_writer(store)?;
     crate::ops::markers::ensure_markers(&refs, catalog)?;
+    crate::ops::markers::ensure_log_attached(store, catalog)?;
     let version_floor = refs.highest_version(&config.name)?;
     crate::interrupt::check()?;
     let recorded = record_the_packet(
         store,
+        &refs,
         catalog,
         &PacketToRecord {
             packet: &packet,
@@ -412,10 +414,13 @@ struct RecordedPacket {
 }
 
 /// Record the packet in the catalog: in one write transaction, take the next version number (or
-/// find the version that already has this tree), publish the packet's record object, and commit
-/// its rows and `ingest` event.
+/// find the version that already has this tree), publish the packet's record object, claim the
+/// version (`refs/packets/NAME/N`, create-if-absent, after the record is durable and before the
+/// catalog commits; a claim another record holds sends this record to the next number), and
+/// commit its rows and `ingest` event (whose `log/` key is created first).
 fn record_the_packet(
     store: &Store,
+    refs: &Refs,
     catalog: &mut Catalog,
     to_record: &PacketToRecord<'_>,
 ) -> Result<RecordedPacket> {
@@ -428,24 +433,59 @@ fn record_the_packet(
         &packet.files,
         &objects,
         to_record.version_floor,
-        |version| {
-            let record = packet_record(to_record, version);
-            let encoded = record.encode();
-            let id = blake3_of(&encoded);
-            // The point of no return: after a signal, neither the record nor the rows are
-            // written (the transaction rolls back); once the record is published, the ingest
-            // commits and completes.
-            crate::interrupt::check()?;
-            let record_batch = store.batch()?;
-            record_batch.add_bytes(id, ObjectKind::Record, &encoded)?;
-            record_published = record_batch.commit()?;
-            Ok((id, record))
+        |offered| {
+            let mut version = offered;
+            loop {
+                let record = packet_record(to_record, version);
+                let encoded = record.encode();
+                let id = blake3_of(&encoded);
+                // The point of no return: after a signal, neither the record nor the rows are
+                // written (the transaction rolls back); once the record is published, the ingest
+                // commits and completes.
+                crate::interrupt::check()?;
+                let record_batch = store.batch()?;
+                record_batch.add_bytes(id, ObjectKind::Record, &encoded)?;
+                record_published.extend(record_batch.commit()?);
+                match refs.claim_packet(&record.name, version, &id)? {
+                    None => return Ok((id, record)),
+                    Some(other) => {
+                        refuse_same_tree_claimed(store, refs, &record, version, &other)?;
+                        version += 1;
+                    }
+                }
+            }
         },
     )?;
     Ok(RecordedPacket {
         outcome,
         published: record_published,
     })
+}
+
+/// A version claim another record holds (a writer this catalog has not seen): if that record
+/// has this packet's tree, nothing new is archived, and the error says so; otherwise `Ok` (the
+/// caller takes the next version).
+fn refuse_same_tree_claimed(
+    store: &Store,
+    refs: &Refs,
+    record: &PacketRecord,
+    version: u64,
+    other: &crate::digest::Blake3Digest,
+) -> Result<()> {
+    let other_record = store
+        .read_small_object(other)
+        .ok()
+        .and_then(|(_, bytes)| PacketRecord::decode(&bytes).ok());
+    match other_record {
+        Some(other_record) if other_record.tree == record.tree => Err(Error::Usage(format!(
+            "{}@{version} already holds this tree (record {other}, claimed in {} by a writer \
+             this catalog has not seen): no new version; `evstore reindex --replace` brings the \
+             catalog up to date with the store",
+            record.name,
+            refs.shown_key(&format!("refs/packets/{}/{version}", record.name))
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The record of version `version` of the packet. Called inside the catalog's write

@@ -3,12 +3,20 @@
 //! `store::refs` keeps the markers and does not know the catalog; this op lists, for
 //! [`crate::store::refs::Refs::ensure`], one marker per packet the catalog holds, per committed
 //! packet it no longer holds (lost or forgotten: each keeps its version), per rerun and per
-//! `forget` event.
+//! `forget` event. And the event log a store made before `log/` gets: written from its catalog
+//! ([`attach_log`]).
 
-use crate::catalog::Catalog;
+use std::collections::HashSet;
+
+use crate::catalog::{Catalog, CaughtUp, EventRow, FoundPacket, ObjectRow};
 use crate::digest::Blake3Digest;
 use crate::error::Result;
+use crate::format::event::{log_key, LOG_PREFIX};
+use crate::format::record::PacketRecord;
+use crate::store::log::{EventLog, SharedLog};
 use crate::store::refs::{Marker, Refs};
+use crate::store::Store;
+use crate::text::EscapePath;
 
 /// Give the store its `refs/` key space, listed from `catalog`, if it has none yet.
 ///
@@ -72,4 +80,178 @@ pub fn markers_from_catalog(catalog: &Catalog) -> Result<Vec<Marker>> {
         }
     }
     Ok(markers)
+}
+
+/// Attach the store's event log (`log/`) to `catalog`, so that every event it appends is
+/// created in `log/` first; a store without `log/` gets it first, written whole from the
+/// catalog's events, and a layout-1 store's `VERSION` then moves to layout 2 (once, with a
+/// notice: older evstore binaries refuse the store after).
+///
+/// # Errors
+///
+/// The catalog cannot be read, or `log/` or `VERSION` cannot be written.
+pub fn attach_log(store: &mut Store, catalog: &mut Catalog) -> Result<()> {
+    let created = EventLog::of(store).ensure(|| {
+        Ok(catalog
+            .events()?
+            .iter()
+            .map(EventRow::to_log_entry)
+            .collect())
+    })?;
+    let upgraded = store.layout() == 1;
+    if upgraded {
+        store.mark_layout_2()?;
+    }
+    if created || upgraded {
+        crate::notice::notice(&format!(
+            "upgraded the store at {} to layout 2 (VERSION \"evstore store 2\"): its event log \
+             is now also kept as {}/log/ (one key per event), so the store can be rebuilt from \
+             its folder alone; evstore binaries made before layout 2 refuse it from now on",
+            store.root().escaped(),
+            store.root().escaped(),
+        ));
+    }
+    catalog.attach_log(SharedLog::of(store));
+    catch_up(store, catalog)?;
+    Ok(())
+}
+
+/// The `log/` key space of a store being created in `staged` (whose catalog holds its first
+/// events), created whole before the store becomes visible.
+///
+/// # Errors
+///
+/// The catalog cannot be read, or `log/` cannot be created.
+pub fn create_log_in_staged(staged: &std::path::Path, catalog: &Catalog) -> Result<()> {
+    let backend = crate::store::LocalBackend::new(staged);
+    let keys: Vec<(String, Vec<u8>)> = catalog
+        .events()?
+        .iter()
+        .map(|row| (log_key(row.seq), row.to_log_entry().encode()))
+        .collect();
+    crate::store::NamedKeys::create_key_space(&backend, LOG_PREFIX, &keys)?;
+    Ok(())
+}
+
+/// Bring `catalog` (attached to the store's log) up to date with the store: the `log/` events
+/// past its last one, and the version claims whose packets it lacks (left by a writer
+/// interrupted between its claim or log key and its catalog commit). Cheap when there is
+/// nothing to do: one listing of `log/` and of the claims, no read.
+///
+/// # Errors
+///
+/// The catalog, the log or the claims cannot be read, or the catalog cannot be written.
+pub fn catch_up(store: &Store, catalog: &mut Catalog) -> Result<CaughtUp> {
+    let last = catalog.last_event_seq()?;
+    let later = EventLog::of(store).read_after(last)?;
+    let refs = Refs::unlocked(store);
+    let held: HashSet<(String, u64)> = catalog
+        .packets()?
+        .into_iter()
+        .map(|row| (row.record.name, row.record.version))
+        .collect();
+    let mut claims = Vec::new();
+    for (name, version) in refs.list_packet_claims()? {
+        if !held.contains(&(name.clone(), version)) {
+            if let Some(id) = refs.read_packet_claim(&name, version) {
+                claims.push(id);
+            }
+        }
+    }
+    if later.is_empty() && claims.is_empty() {
+        return Ok(CaughtUp::default());
+    }
+    if !claims.is_empty() {
+        let forgotten = catalog.commitments()?.forgotten;
+        claims.retain(|id| !forgotten.contains(id));
+    }
+    catalog.catch_up(&later, &claims, &mut |id| find_packet(store, id))
+}
+
+/// A committed packet read back from the store: its record object and its whole tree, checked
+/// against the record's packet_tree_sha256; `None` if any of it is missing or corrupt.
+fn find_packet(store: &Store, id: &Blake3Digest) -> Option<FoundPacket> {
+    let (kind, bytes) = store.read_small_object(id).ok()?;
+    if kind != crate::format::object::ObjectKind::Record {
+        return None;
+    }
+    let record = PacketRecord::decode(&bytes).ok()?;
+    let (files, nodes) = crate::packet::walk_tree(store, &record.tree).ok()?;
+    let manifest = crate::format::tree::manifest_of(&files).ok()?;
+    if manifest.packet_tree_sha256() != record.packet_tree_sha256 {
+        return None;
+    }
+    let mut objects: Vec<ObjectRow> = files
+        .iter()
+        .map(|f| ObjectRow {
+            id: f.meta.blake3,
+            kind: "blob".into(),
+            size: f.meta.size,
+        })
+        .collect();
+    for node_id in nodes {
+        let node = crate::packet::load_node(store, &node_id).ok()?;
+        objects.push(ObjectRow {
+            id: node_id,
+            kind: "tree".into(),
+            size: node.encode().len() as u64,
+        });
+    }
+    Some(FoundPacket {
+        record_id: *id,
+        record,
+        files,
+        objects,
+    })
+}
+
+/// True if the store holds more than `catalog` knows, or needs its one-time upgrade: a layout-1
+/// store, a store without `log/`, `log/` keys past the catalog's last event, or a version claim
+/// the catalog has no packet for. Lists, never reads a key.
+///
+/// # Errors
+///
+/// The catalog or the store cannot be listed.
+pub fn behind_the_store(store: &Store, catalog: &Catalog) -> Result<bool> {
+    let log = EventLog::of(store);
+    if store.layout() == 1 || !log.present()? {
+        return Ok(true);
+    }
+    let last = catalog.last_event_seq()?;
+    if log.has_after(last)? {
+        return Ok(true);
+    }
+    let held: HashSet<(String, u64)> = catalog
+        .packets()?
+        .into_iter()
+        .map(|row| (row.record.name, row.record.version))
+        .collect();
+    Ok(Refs::unlocked(store)
+        .list_packet_claims()?
+        .into_iter()
+        .any(|claim| !held.contains(&claim)))
+}
+
+/// Attach the store's log to a catalog a library caller opened itself (`ops::ingest`,
+/// `ops::mirror`, `ops::rerun`, `ops::forget` call this before they append an event): `log/`
+/// created whole if missing, and the catalog brought up to date. The `VERSION` of a layout-1
+/// store moves on the next command that opens it through `ops::setup`.
+///
+/// # Errors
+///
+/// As [`attach_log`].
+pub fn ensure_log_attached(store: &Store, catalog: &mut Catalog) -> Result<()> {
+    if catalog.has_log() {
+        return Ok(());
+    }
+    EventLog::of(store).ensure(|| {
+        Ok(catalog
+            .events()?
+            .iter()
+            .map(EventRow::to_log_entry)
+            .collect())
+    })?;
+    catalog.attach_log(SharedLog::of(store));
+    catch_up(store, catalog)?;
+    Ok(())
 }

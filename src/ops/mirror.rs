@@ -150,6 +150,7 @@ pub fn mirror(
     kb_dir: &Path,
     config: &MirrorConfig,
 ) -> Result<MirrorReport> {
+    crate::ops::markers::ensure_log_attached(store, catalog)?;
     let target = MirrorTarget::prepare(store, catalog, row, kb_dir, config)?;
     // The destination: refuse symlinks and non-folders on the way; an existing packet folder is
     // either this packet (no-op) or a conflict.

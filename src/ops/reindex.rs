@@ -28,6 +28,7 @@ use crate::format::attestation::AttestationSummary;
 use crate::format::event::ReindexCounts;
 use crate::format::record::PacketRecord;
 use crate::progress::Progress;
+use crate::store::log::{EventLog, SharedLog};
 use crate::store::refs::{Markers, Refs};
 use crate::store::{ListedObject, Store};
 use crate::text::EscapePath;
@@ -143,6 +144,29 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
         None
     };
 
+    // The store's event log is the truth: with `log/`, the events and what they commit come from
+    // it (the old catalog only adds its rows); without (a layout-1 store), from the old catalog.
+    let from_log = read_log(store)?;
+    let previous = match (from_log, previous) {
+        (Some(events), previous) => {
+            let mut commitments = Commitments::from_events(&events);
+            if let Some(previous) = previous {
+                for (id, held) in previous.commitments.records {
+                    commitments.records.entry(id).or_insert(held);
+                }
+                for (id, held) in previous.commitments.attestations {
+                    commitments.attestations.entry(id).or_insert(held);
+                }
+            }
+            report.log_not_carried = None;
+            Some(Previous {
+                events,
+                commitments,
+            })
+        }
+        (None, previous) => previous,
+    };
+
     let (good, sizes) = check_listed_objects(store, &mut report)?;
     let refs = Refs::unlocked(store);
     let markers = refs.read_all()?;
@@ -168,6 +192,11 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
         rebuild.catalog.insert_carried_events(&previous.events)?;
         rebuild.report.carried_events = previous.events.len() as u64;
     }
+    // From here on every event goes to `log/` first; a store without one gets it whole from the
+    // events carried (it is then upgraded to layout 2 by the next command).
+    let carried = rebuild.catalog.events()?;
+    EventLog::of(store).ensure(|| Ok(carried.iter().map(|e| e.to_log_entry()).collect()))?;
+    rebuild.catalog.attach_log(SharedLog::of(store));
     rebuild.index_packets(&chosen)?;
     rebuild.index_runs(&sizes)?;
     rebuild.note_lost();
@@ -182,6 +211,30 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     cleanup.0 = None;
     crate::fsio::sync_parent(&path)?;
     Ok(report)
+}
+
+/// The events of the store's `log/`, checked, or `None` for a store without one. A log that
+/// does not read back as one unbroken chain is an error naming the first bad key: reindex does
+/// not rebuild from a damaged log (`fsck` lists every problem).
+fn read_log(store: &Store) -> Result<Option<Vec<crate::catalog::EventRow>>> {
+    let log = EventLog::of(store);
+    if !log.present()? {
+        return Ok(None);
+    }
+    let contents = log.read_all()?;
+    if let Some((key, reason)) = contents.problems.into_iter().next() {
+        return Err(Error::corrupt(
+            format!("event log key {key}"),
+            format!("{reason}; reindex rebuilds events from the log only when it is whole"),
+        ));
+    }
+    Ok(Some(
+        contents
+            .entries
+            .into_iter()
+            .map(crate::catalog::EventRow::from_log_entry)
+            .collect(),
+    ))
 }
 
 /// Whether a catalog file (or anything) is at `path`.

@@ -792,6 +792,7 @@ pub fn attest(
     let id = blake3_of(&payload);
     let refs = crate::store::refs::Refs::for_writer(store)?;
     crate::ops::markers::ensure_markers(&refs, catalog)?;
+    crate::ops::markers::ensure_log_attached(store, catalog)?;
     let batch = store.batch()?;
     batch.add_bytes(id, ObjectKind::Attestation, &payload)?;
     // The point of no return: after a signal, no attestation is published or recorded; once it
@@ -1068,10 +1069,11 @@ pub fn open_store_for_rerun(store_path: &Path, store_needed: bool) -> Result<Rer
     if !store_path.exists() {
         return Ok(RerunStore::None);
     }
-    let store = Store::open(store_path)?;
+    let mut store = Store::open(store_path)?;
     match store.check_writable() {
         Ok(()) => {
-            let catalog = Catalog::open_existing(&store.catalog_path())?;
+            let mut catalog = Catalog::open_existing(&store.catalog_path())?;
+            crate::ops::markers::attach_log(&mut store, &mut catalog)?;
             Ok(RerunStore::Opened(Box::new((store, catalog))))
         }
         // `check_writable`'s only refusal: the store is read-only for this user.

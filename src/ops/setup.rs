@@ -100,6 +100,7 @@ fn create_s3_store(url: &crate::store::S3Url) -> Result<()> {
 pub fn prepare_new_catalog(root: &Path, staged: &Path) -> Result<()> {
     let mut catalog = Catalog::open(&staged.join(crate::store::CATALOG_FILE_NAME))?;
     catalog.log_event(&NewEvent::init(root, crate::TOOL_VERSION))?;
+    crate::ops::markers::create_log_in_staged(staged, &catalog)?;
     Ok(())
 }
 
@@ -111,9 +112,10 @@ pub fn prepare_new_catalog(root: &Path, staged: &Path) -> Result<()> {
 /// [`Error::Usage`] for a store this user cannot write or a missing catalog; I/O errors (with
 /// the path) opening it.
 pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
-    let store = Store::open(root)?;
+    let mut store = Store::open(root)?;
     store.check_writable()?;
-    let catalog = Catalog::open_existing(&store.catalog_path())?;
+    let mut catalog = Catalog::open_existing(&store.catalog_path())?;
+    crate::ops::markers::attach_log(&mut store, &mut catalog)?;
     Ok((store, catalog))
 }
 
@@ -124,8 +126,28 @@ pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
 ///
 /// I/O or catalog errors (with the path) opening it.
 pub fn open_for_reading(root: &Path) -> Result<(Store, Catalog)> {
-    let store = Store::open(root)?;
-    let catalog = Catalog::open_read_only(&store.catalog_path())?;
+    let mut store = Store::open(root)?;
+    let mut catalog = Catalog::open_read_only(&store.catalog_path())?;
+    if crate::ops::markers::behind_the_store(&store, &catalog)? && store.check_writable().is_ok() {
+        // A user who can write the store upgrades it (once) on any command, as the catalog
+        // schema is upgraded, and brings its catalog up to date with the store's log and version
+        // claims. Best effort: a reader that cannot (a full disk) reads the catalog as it is,
+        // and `fsck` names what it lacks.
+        drop(catalog);
+        let caught_up = Catalog::open_existing(&store.catalog_path())
+            .and_then(|mut rw| crate::ops::markers::attach_log(&mut store, &mut rw));
+        if let Err(err) = caught_up {
+            crate::notice::notice(&format!(
+                "the catalog could not be brought up to date with the store ({err}); reading it \
+                 as it is"
+            ));
+        }
+        catalog = Catalog::open_read_only(&store.catalog_path())?;
+    }
+    if store.layout() == 2 {
+        // A reader that logs (`kb verify`) appends through the log like any writer.
+        catalog.attach_log(crate::store::log::SharedLog::of(&store));
+    }
     Ok((store, catalog))
 }
 
@@ -304,6 +326,7 @@ fn ingest_into_a_new_store(
         |staged| prepare_new_catalog(store_path, staged),
         |store| {
             let mut catalog = Catalog::open_existing(&store.catalog_path())?;
+            catalog.attach_log(crate::store::log::SharedLog::of(store));
             match ingest_folder(store, &mut catalog, folder, ingest_config)? {
                 IngestOutcome::Archived(report) => Ok(report),
                 // An error, so that no store is created.

@@ -3,10 +3,11 @@
 //! A store is a folder:
 //!
 //! ```text
-//! <store>/VERSION          "evstore store 1\n": marks the folder as a store
+//! <store>/VERSION          "evstore store 2\n": marks the folder as a store (layout 2: with `log/`)
 //! <store>/objects/ab/cd…   one file per object, named by the hex BLAKE3 of its payload
 //! <store>/packs/<hex>.pack many small objects in one file (format: the `pack` module)
 //! <store>/refs/…           commit markers (see [`refs`]), named keys created once
+//! <store>/log/…            the event log (see [`log`]), one named key per event
 //! <store>/tmp/             staging area for objects being written; its `flock` is the writers' lock
 //! <store>/catalog.sqlite   the catalog (see the `catalog` module; this module never opens it)
 //! ```
@@ -31,6 +32,7 @@ pub mod backend;
 pub mod batch;
 pub mod local;
 pub mod location;
+pub mod log;
 pub mod memory;
 pub mod refs;
 #[cfg(feature = "s3")]
@@ -58,8 +60,12 @@ pub use location::{
 };
 pub use memory::MemoryBackend;
 
-/// The contents of `<store>/VERSION`.
-pub const STORE_VERSION_TEXT: &str = "evstore store 1\n";
+/// The contents of `<store>/VERSION`: layout 2, whose event log is also the `log/` key space.
+pub const STORE_VERSION_TEXT: &str = "evstore store 2\n";
+
+/// The `VERSION` of a store made before `log/` (layout 1): this evstore opens it and upgrades it
+/// in place (`ops::markers::attach_log`).
+pub const STORE_VERSION_1_TEXT: &str = "evstore store 1\n";
 
 /// A batch packs its small objects once it has this many; with fewer, they are loose files.
 pub const PACK_MIN_OBJECTS: usize = 64;
@@ -96,7 +102,9 @@ pub const CATALOG_FILE_NAME: &str = "catalog.sqlite";
 /// A store folder: its layout and its object backend.
 pub struct Store {
     root: PathBuf,
-    backend: Box<dyn ObjectBackend>,
+    backend: std::sync::Arc<dyn ObjectBackend>,
+    /// The layout its `VERSION` names (1 or 2).
+    layout: u32,
 }
 
 impl std::fmt::Debug for Store {
@@ -277,17 +285,24 @@ impl Store {
                 Error::io(&version_path, "cannot read", err)
             }
         })?;
-        if version != STORE_VERSION_TEXT.as_bytes() {
+        let layout = if version == STORE_VERSION_TEXT.as_bytes() {
+            2
+        } else if version == STORE_VERSION_1_TEXT.as_bytes() {
+            1
+        } else {
             return Err(Error::Usage(format!(
-                "{}: unsupported store version {:?}",
+                "{}: unsupported store version {:?}: this evstore ({}) reads stores of layout 1 \
+                 and 2 (\"evstore store 2\\n\"); a newer evstore made it, or it is damaged",
                 version_path.escaped(),
-                String::from_utf8_lossy(&version)
+                String::from_utf8_lossy(&version),
+                crate::TOOL_VERSION
             )));
-        }
+        };
         refuse_symlinked_store_folders(root)?;
         Ok(Store {
             root: root.to_path_buf(),
-            backend: Box::new(LocalBackend::new(root)),
+            backend: std::sync::Arc::new(LocalBackend::new(root)),
+            layout,
         })
     }
 
@@ -296,7 +311,8 @@ impl Store {
     pub fn with_backend(root: &Path, backend: Box<dyn ObjectBackend>) -> Store {
         Store {
             root: root.to_path_buf(),
-            backend,
+            backend: std::sync::Arc::from(backend),
+            layout: 2,
         }
     }
 
@@ -367,6 +383,41 @@ impl Store {
     /// The object backend.
     pub fn backend(&self) -> &dyn ObjectBackend {
         &*self.backend
+    }
+
+    /// The object backend, shared (the catalog keeps it to append to `log/`).
+    pub fn shared_backend(&self) -> std::sync::Arc<dyn ObjectBackend> {
+        self.backend.clone()
+    }
+
+    /// The layout the store's `VERSION` names: 1 (made before `log/`) or 2.
+    pub fn layout(&self) -> u32 {
+        self.layout
+    }
+
+    /// Move a layout-1 store's `VERSION` to layout 2 (its `log/` exists whole): a temp file,
+    /// fsynced, renamed over `VERSION`, the folder fsynced. `VERSION` is the one store file ever
+    /// replaced: it names the layout, it is no evidence. Older binaries refuse the store after.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors writing or renaming it.
+    pub fn mark_layout_2(&mut self) -> Result<()> {
+        let version = self.root.join("VERSION");
+        let temp = self
+            .root
+            .join(format!("VERSION.upgrade-{}", std::process::id()));
+        let mut file = File::create(&temp).at(&temp, "cannot write")?;
+        file.write_all(STORE_VERSION_TEXT.as_bytes())
+            .and_then(|()| file.sync_all())
+            .at(&temp, "cannot write")?;
+        if let Err(err) = fs::rename(&temp, &version) {
+            let _ = fs::remove_file(&temp);
+            return Err(Error::io(&version, "cannot replace", err));
+        }
+        sync_folder(&self.root)?;
+        self.layout = 2;
+        Ok(())
     }
 
     /// Start a batch of writes. The batch holds the shared side of the writers' lock until it

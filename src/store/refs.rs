@@ -6,8 +6,11 @@
 //! those can make a committed packet disappear silently, a version number be used twice, or a
 //! record of a failed ingest come back as a packet:
 //!
-//! - `refs/packets/<NAME>/<N>`: packet `NAME@N` was committed; the file holds its record id
-//!   (64 lowercase hex digits and a newline).
+//! - `refs/packets/<NAME>/<N>`: the version claim (store layout 2): version `N` of `NAME` is the
+//!   record's whose id the file holds (64 lowercase hex digits and a newline). Created with
+//!   create-if-absent after the record is durable and before the catalog commits
+//!   ([`Refs::claim_packet`]); a claim another record holds sends the ingest to `N+1`. The other
+//!   markers below are written after their commit.
 //! - `refs/runs/<ATTESTATION ID>`: a rerun attestation was committed; the file holds the
 //!   `packet_tree_sha256` the rerun expected (64 lowercase hex digits) and a newline.
 //! - `refs/forgotten/<ID>`: `evstore forget` acknowledged the record or attestation `ID` as lost;
@@ -161,6 +164,11 @@ impl<'a> Refs<'a> {
         self.store_root.join(key)
     }
 
+    /// Where `key` is shown in messages, as text.
+    pub fn shown_key(&self, key: &str) -> String {
+        self.shown(key).escaped().to_string()
+    }
+
     /// True if the store has its markers (the `refs/` key space exists; it exists only
     /// complete).
     pub fn present(&self) -> bool {
@@ -220,6 +228,47 @@ impl<'a> Refs<'a> {
         })
     }
 
+    /// Claim version `version` of `name` for the record `record` (durable: the record object is
+    /// published before), with create-if-absent, before the catalog commits the version: the
+    /// claim is what makes the version number this record's. `Ok(None)` when this call created
+    /// the claim or it already names `record`; `Ok(Some(other))` when another record holds the
+    /// version (a writer the catalog has not seen): the caller takes the next number.
+    ///
+    /// # Errors
+    ///
+    /// The claim cannot be created or read, or what holds it is not a record id.
+    pub fn claim_packet(
+        &self,
+        name: &str,
+        version: u64,
+        record: &Blake3Digest,
+    ) -> Result<Option<Blake3Digest>> {
+        let marker = Marker::Packet {
+            name: name.to_string(),
+            version,
+            record: *record,
+        };
+        let key = marker.key();
+        let content = marker.content();
+        match self.keys.create_key_if_absent(&key, content.as_bytes())? {
+            KeyCreated::Created => Ok(None),
+            KeyCreated::AlreadyExists(existing) if existing == content.as_bytes() => Ok(None),
+            KeyCreated::AlreadyExists(existing) => {
+                let other = std::str::from_utf8(&existing)
+                    .ok()
+                    .and_then(|text| text.strip_suffix('\n'))
+                    .and_then(Blake3Digest::parse_hex);
+                match other {
+                    Some(other) => Ok(Some(other)),
+                    None => Err(Error::corrupt(
+                        format!("version claim {}", self.shown(&key).escaped()),
+                        "does not hold a record id and a newline",
+                    )),
+                }
+            }
+        }
+    }
+
     /// Witness that rerun attestation `id`, which expected `expected_sha256`, was committed.
     pub fn mark_run(&self, id: &Blake3Digest, expected_sha256: &str) -> Result<()> {
         self.write_once(&Marker::Run {
@@ -240,6 +289,40 @@ impl<'a> Refs<'a> {
     /// its `forget` no longer applies.
     pub fn mark_restored(&self, id: &Blake3Digest) -> Result<()> {
         self.write_once(&Marker::Restored { id: *id })
+    }
+
+    /// Every `(name, version)` that a version claim `refs/packets/NAME/N` exists for, listed
+    /// without reading the claims.
+    ///
+    /// # Errors
+    ///
+    /// The claims cannot be listed.
+    pub fn list_packet_claims(&self) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        if !self.present() {
+            return Ok(out);
+        }
+        for listed in self.keys.list_names("refs/packets/")? {
+            let ListedName::Name(name) = listed else {
+                continue;
+            };
+            for version in self.keys.list_names(&format!("refs/packets/{name}/"))? {
+                if let ListedName::Name(version) = version {
+                    if let Some(version) = version.parse::<u64>().ok().filter(|v| *v > 0) {
+                        out.push((name.clone(), version));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The record id the claim `refs/packets/NAME/N` holds, if it reads as one.
+    pub fn read_packet_claim(&self, name: &str, version: u64) -> Option<Blake3Digest> {
+        let text = self
+            .read_marker(&format!("refs/packets/{name}/{version}"))
+            .ok()?;
+        Blake3Digest::parse_hex(&text)
     }
 
     /// The highest version a marker gives `name` (0 if none).

@@ -31,5 +31,6 @@ mod s3_store;
 mod sandbox;
 mod signals;
 mod store_locks;
+mod store_log;
 mod store_shape;
 mod symlinked_roots;
