@@ -209,7 +209,7 @@ fn init_on_an_s3_url_writes_version_once_and_other_commands_refuse_honestly() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(
         backend(&url).read_key("VERSION", 100).unwrap(),
-        KeyRead::Found(b"evstore store 1\n".to_vec())
+        KeyRead::Found(evstore::store::STORE_VERSION_TEXT.as_bytes().to_vec())
     );
     // The probe's pass is remembered in the cache folder, and its scratch key is gone.
     let cached: Vec<_> = std::fs::read_dir(sb.path("cache/probe")).unwrap().collect();
