@@ -6,52 +6,8 @@ pub use crate::format::event::{event_hash, NewEvent, GENESIS_HASH};
 use crate::format::event::{named_object, LogEntry, NamedObject};
 use crate::store::log::{Appended, SharedLog};
 
-/// An event row.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct EventRow {
-    /// Position in the log, from 1.
-    pub seq: i64,
-    /// When it happened.
-    pub time_unix_nanos: i64,
-    /// What happened: `init`, `ingest`, `reindex`, ...
-    pub kind: String,
-    /// What it happened to (usually `NAME@N`).
-    pub subject: String,
-    /// Compact JSON with the details.
-    pub detail: String,
-    /// The previous event's hash ([`GENESIS_HASH`] for the first).
-    pub prev_hash: String,
-    /// This event's hash; see [`event_hash`].
-    pub hash: String,
-}
-
-impl EventRow {
-    /// The row as the store's `log/` key holds it.
-    pub fn to_log_entry(&self) -> LogEntry {
-        LogEntry {
-            seq: self.seq,
-            time_unix_nanos: self.time_unix_nanos,
-            kind: self.kind.clone(),
-            subject: self.subject.clone(),
-            detail: self.detail.clone(),
-            prev_hash: self.prev_hash.clone(),
-            hash: self.hash.clone(),
-        }
-    }
-
-    /// The row of a `log/` entry.
-    pub fn from_log_entry(entry: LogEntry) -> EventRow {
-        EventRow {
-            seq: entry.seq,
-            time_unix_nanos: entry.time_unix_nanos,
-            kind: entry.kind,
-            subject: entry.subject,
-            detail: entry.detail,
-            prev_hash: entry.prev_hash,
-            hash: entry.hash,
-        }
-    }
-}
+/// An event row: the catalog holds each event exactly as its `log/` key does.
+pub type EventRow = LogEntry;
 
 /// What the catalog says was committed: every packet record and rerun attestation that a
 /// committed event names or a catalog row holds, and what `forget` acknowledged as lost.
@@ -238,7 +194,7 @@ pub(super) fn append_event(
         };
         if let Some(log) = log {
             let log = log.log();
-            if let Appended::Taken(other) = log.append(&row.to_log_entry())? {
+            if let Appended::Taken(other) = log.append(&row)? {
                 if other.prev_hash != row.prev_hash {
                     let key = crate::format::event::log_key(seq);
                     return Err(Error::corrupt(
@@ -253,7 +209,7 @@ pub(super) fn append_event(
                         ),
                     ));
                 }
-                insert_event_row(tx, &EventRow::from_log_entry(other)).map_err(wrap)?;
+                insert_event_row(tx, &other).map_err(wrap)?;
                 continue;
             }
         }

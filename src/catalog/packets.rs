@@ -539,7 +539,7 @@ impl Catalog {
                     }
                 }
             }
-            insert_event_row(&tx, &EventRow::from_log_entry(entry.clone())).map_err(&wrap)?;
+            insert_event_row(&tx, entry).map_err(&wrap)?;
             out.events += 1;
         }
         if !claims.is_empty() {

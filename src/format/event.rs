@@ -381,7 +381,7 @@ pub fn parse_log_key_name(name: &str) -> Option<i64> {
 
 /// One stored event, as the `log/` key holds it and the catalog's `events` row holds it: every
 /// field of the hash chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LogEntry {
     /// Position in the log, from 1.
     pub seq: i64,

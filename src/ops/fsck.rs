@@ -734,7 +734,7 @@ impl<'a> FsckRun<'a> {
                         "is in the catalog but not in the store's event log ({key} is missing)"
                     ),
                 ),
-                Some(entry) if entry.encode() != event.to_log_entry().encode() => self.problem(
+                Some(entry) if entry.encode() != event.encode() => self.problem(
                     format!("event log key {key}"),
                     format!("holds another event {} than the catalog", event.seq),
                 ),
@@ -761,11 +761,7 @@ impl<'a> FsckRun<'a> {
                 }
                 let fresh = Catalog::open_read_only(self.catalog.path())?.events()?;
                 let fresh: HashMap<i64, EventRow> = fresh.into_iter().map(|e| (e.seq, e)).collect();
-                missing.retain(|entry| {
-                    !fresh
-                        .get(&entry.seq)
-                        .is_some_and(|row| row.to_log_entry() == **entry)
-                });
+                missing.retain(|entry| !fresh.get(&entry.seq).is_some_and(|row| *row == **entry));
                 if missing.is_empty() {
                     break;
                 }

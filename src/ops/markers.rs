@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use crate::catalog::{Catalog, CaughtUp, EventRow, FoundPacket, ObjectRow};
+use crate::catalog::{Catalog, CaughtUp, FoundPacket, ObjectRow};
 use crate::digest::Blake3Digest;
 use crate::error::Result;
 use crate::format::event::{log_key, LOG_PREFIX};
@@ -91,13 +91,7 @@ pub fn markers_from_catalog(catalog: &Catalog) -> Result<Vec<Marker>> {
 ///
 /// The catalog cannot be read, or `log/` or `VERSION` cannot be written.
 pub fn attach_log(store: &mut Store, catalog: &mut Catalog) -> Result<()> {
-    let created = EventLog::of(store).ensure(|| {
-        Ok(catalog
-            .events()?
-            .iter()
-            .map(EventRow::to_log_entry)
-            .collect())
-    })?;
+    let created = EventLog::of(store).ensure(|| catalog.events())?;
     let upgraded = store.layout() == 1;
     if upgraded {
         store.mark_layout_2()?;
@@ -127,7 +121,7 @@ pub fn create_log_in_staged(staged: &std::path::Path, catalog: &Catalog) -> Resu
     let keys: Vec<(String, Vec<u8>)> = catalog
         .events()?
         .iter()
-        .map(|row| (log_key(row.seq), row.to_log_entry().encode()))
+        .map(|row| (log_key(row.seq), row.encode()))
         .collect();
     crate::store::NamedKeys::create_key_space(&backend, LOG_PREFIX, &keys)?;
     Ok(())
@@ -244,13 +238,7 @@ pub fn ensure_log_attached(store: &Store, catalog: &mut Catalog) -> Result<()> {
     if catalog.has_log() {
         return Ok(());
     }
-    EventLog::of(store).ensure(|| {
-        Ok(catalog
-            .events()?
-            .iter()
-            .map(EventRow::to_log_entry)
-            .collect())
-    })?;
+    EventLog::of(store).ensure(|| catalog.events())?;
     catalog.attach_log(SharedLog::of(store));
     catch_up(store, catalog)?;
     Ok(())

@@ -195,7 +195,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     // From here on every event goes to `log/` first; a store without one gets it whole from the
     // events carried (it is then upgraded to layout 2 by the next command).
     let carried = rebuild.catalog.events()?;
-    EventLog::of(store).ensure(|| Ok(carried.iter().map(|e| e.to_log_entry()).collect()))?;
+    EventLog::of(store).ensure(|| Ok(carried.to_vec()))?;
     rebuild.catalog.attach_log(SharedLog::of(store));
     rebuild.index_packets(&chosen)?;
     rebuild.index_runs(&sizes)?;
@@ -228,13 +228,7 @@ fn read_log(store: &Store) -> Result<Option<Vec<crate::catalog::EventRow>>> {
             format!("{reason}; reindex rebuilds events from the log only when it is whole"),
         ));
     }
-    Ok(Some(
-        contents
-            .entries
-            .into_iter()
-            .map(crate::catalog::EventRow::from_log_entry)
-            .collect(),
-    ))
+    Ok(Some(contents.entries))
 }
 
 /// Whether a catalog file (or anything) is at `path`.
