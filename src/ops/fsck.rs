@@ -711,6 +711,13 @@ impl<'a> FsckRun<'a> {
     /// fsck ran). A layout-1 store has no log yet: a note.
     fn check_log(&mut self, events: &[EventRow]) -> Result<()> {
         let log = EventLog::of(self.store);
+        if let Err(err) = crate::ops::markers::refuse_layout_2_without_its_keys(self.store) {
+            self.problem(
+                format!("store {}", self.store.root().escaped()),
+                err.to_string(),
+            );
+            return Ok(());
+        }
         if !log.present()? {
             self.report.notes.push(format!(
                 "{} has no event log (log/) yet: a store made before layout 2; any evstore \

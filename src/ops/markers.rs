@@ -91,6 +91,7 @@ pub fn markers_from_catalog(catalog: &Catalog) -> Result<Vec<Marker>> {
 ///
 /// The catalog cannot be read, or `log/` or `VERSION` cannot be written.
 pub fn attach_log(store: &mut Store, catalog: &mut Catalog) -> Result<()> {
+    refuse_layout_2_without_its_keys(store)?;
     let created = EventLog::of(store).ensure(|| catalog.events())?;
     let upgraded = store.layout() == 1;
     if upgraded {
@@ -108,6 +109,39 @@ pub fn attach_log(store: &mut Store, catalog: &mut Catalog) -> Result<()> {
     catalog.attach_log(SharedLog::of(store));
     catch_up(store, catalog)?;
     Ok(())
+}
+
+/// Refuse a layout-2 store that has lost its `log/` or `refs/` key space: in layout 2 they are
+/// the truth and the catalog only a cache of them, so they are never rebuilt from the catalog
+/// (that would silently drop whatever the catalog lacks). Only a layout-1 store gets `log/` made
+/// from its catalog, once, by the upgrade.
+///
+/// # Errors
+///
+/// [`Error::Corrupt`](crate::Error::Corrupt) naming the missing key space; an I/O error listing it.
+pub fn refuse_layout_2_without_its_keys(store: &Store) -> Result<()> {
+    if store.layout() < 2 {
+        return Ok(());
+    }
+    let missing = if !EventLog::of(store).present()? {
+        Some("log/")
+    } else if !Refs::unlocked(store).present() {
+        Some("refs/")
+    } else {
+        None
+    };
+    match missing {
+        Some(space) => Err(crate::Error::corrupt(
+            format!("store {}", store.root().escaped()),
+            format!(
+                "its VERSION says layout 2, but its {space} key space is missing: in layout 2 \
+                 it is the record of what was committed, and evstore never rebuilds it from the \
+                 catalog (that would drop whatever the catalog lacks); restore {space} from a \
+                 copy of the store"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The `log/` key space of a store being created in `staged` (whose catalog holds its first
@@ -238,6 +272,7 @@ pub fn ensure_log_attached(store: &Store, catalog: &mut Catalog) -> Result<()> {
     if catalog.has_log() {
         return Ok(());
     }
+    refuse_layout_2_without_its_keys(store)?;
     EventLog::of(store).ensure(|| catalog.events())?;
     catalog.attach_log(SharedLog::of(store));
     catch_up(store, catalog)?;

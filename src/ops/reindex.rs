@@ -123,6 +123,9 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     let _writers = store.lock_writers_exclusive("reindex")?;
     let catalog_lock = Catalog::lock_exclusive(&path, "reindex")?;
     remove_interrupted_rebuilds(&path)?;
+    // A layout-2 store's log/ and refs/ are the truth: without them there is nothing to rebuild
+    // from that could not silently drop what the catalog lacks.
+    crate::ops::markers::refuse_layout_2_without_its_keys(store)?;
     let exists = catalog_exists(&path)?;
     if exists && !replace {
         return Err(Error::Usage(format!(
@@ -149,6 +152,9 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     let from_log = read_log(store)?;
     let previous = match (from_log, previous) {
         (Some(events), previous) => {
+            if let Some(previous) = &previous {
+                refuse_to_drop_catalog_events(&previous.events, &events)?;
+            }
             let mut commitments = Commitments::from_events(&events);
             if let Some(previous) = previous {
                 for (id, held) in previous.commitments.records {
@@ -229,6 +235,34 @@ fn read_log(store: &Store) -> Result<Option<Vec<crate::catalog::EventRow>>> {
         ));
     }
     Ok(Some(contents.entries))
+}
+
+/// Refuse a rebuild from `log/` that would drop or change an event the catalog being replaced
+/// holds: every event the catalog committed had its `log/` key created first, so a catalog event
+/// the log lacks (or holds otherwise) means the log was damaged or an older evstore wrote past
+/// it, and rebuilding from the log would lose that event silently.
+fn refuse_to_drop_catalog_events(
+    catalog_events: &[crate::catalog::EventRow],
+    log_events: &[crate::catalog::EventRow],
+) -> Result<()> {
+    let by_seq: std::collections::HashMap<i64, &crate::catalog::EventRow> =
+        log_events.iter().map(|event| (event.seq, event)).collect();
+    let dropped: Vec<String> = catalog_events
+        .iter()
+        .filter(|event| by_seq.get(&event.seq) != Some(event))
+        .map(|event| format!("{} ({} {})", event.seq, event.kind, event.subject))
+        .collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        "the store's event log (log/)",
+        format!(
+            "lacks or differs from the catalog's event(s) {}: reindex rebuilds from log/ and \
+             would lose them; nothing was changed (`evstore fsck` lists every difference)",
+            dropped.join(", ")
+        ),
+    ))
 }
 
 /// Whether a catalog file (or anything) is at `path`.

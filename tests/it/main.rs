@@ -23,6 +23,7 @@ mod reindex;
 mod reliability;
 mod rerun;
 mod review13;
+mod review14;
 mod review_kb;
 mod review_misc;
 mod rough;
