@@ -92,8 +92,13 @@ pub fn markers_from_catalog(catalog: &Catalog) -> Result<Vec<Marker>> {
 /// The catalog cannot be read, or `log/` or `VERSION` cannot be written.
 pub fn attach_log(store: &mut Store, catalog: &mut Catalog) -> Result<()> {
     refuse_layout_2_without_its_keys(store)?;
-    let created = EventLog::of(store).ensure(|| catalog.events())?;
     let upgraded = store.layout() == 1;
+    if upgraded {
+        // A layout-1 store may predate the markers too: layout 2 needs both key spaces, and
+        // this is the one moment they may be made from the catalog.
+        ensure_markers(&Refs::for_writer(store)?, catalog)?;
+    }
+    let created = EventLog::of(store).ensure(|| catalog.events())?;
     if upgraded {
         store.mark_layout_2()?;
     }
@@ -123,6 +128,8 @@ pub fn refuse_layout_2_without_its_keys(store: &Store) -> Result<()> {
     if store.layout() < 2 {
         return Ok(());
     }
+    // A `refs` that is there but not a real folder has its own, more precise message.
+    Refs::unlocked(store).check_shape()?;
     let missing = if !EventLog::of(store).present()? {
         Some("log/")
     } else if !Refs::unlocked(store).present() {

@@ -176,6 +176,13 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     let (good, sizes) = check_listed_objects(store, &mut report)?;
     let refs = Refs::unlocked(store);
     let markers = refs.read_all()?;
+    // A marker that does not read back (junk bytes, a name that is no version, a FIFO...) is
+    // reported, never passed over: `fsck` names the same keys.
+    for (shown, reason) in &markers.problems {
+        report
+            .skipped_corrupt
+            .push(format!("commit marker {shown}: {reason}"));
+    }
     let commitments = what_was_committed(previous.as_ref(), &refs, &markers, &mut report);
     let chosen = choose_records(&good, previous.is_none(), commitments.as_ref(), &mut report);
 

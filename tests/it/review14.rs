@@ -66,3 +66,23 @@ fn regression_reindex_refuses_to_drop_a_catalog_event_the_log_lacks() {
         "still named, never passed over"
     );
 }
+
+#[test]
+fn regression_reindex_reports_a_forged_or_damaged_version_claim() {
+    let sb = Sandbox::new();
+    store_with_events(&sb);
+    let claims = sb.store().join("refs/packets/p");
+    let record = fs::read(claims.join("1")).unwrap();
+    for (name, bytes) in [("abc", record.clone()), ("7", b"junk\n".to_vec())] {
+        let forged = claims.join(name);
+        fs::write(&forged, &bytes).unwrap();
+        let out = sb.run(&["reindex", "--replace"]);
+        assert_eq!(code(&out), 1, "{name}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+        assert!(
+            text.contains(&format!("refs/packets/p/{name}")),
+            "{name}: {text}"
+        );
+        fs::remove_file(&forged).unwrap();
+    }
+}
