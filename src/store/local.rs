@@ -474,8 +474,9 @@ impl LocalKeys {
             match fs::symlink_metadata(&path) {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Err(Error::corrupt(
-                        format!("commit marker {}", path.escaped()),
-                        "is a symbolic link; evstore never reads or writes markers through one",
+                        format!("{} {}", key_noun(key), path.escaped()),
+                        "is a symbolic link; evstore never reads or writes a store key through \
+                         one",
                     ))
                 }
                 Ok(_) => {}
@@ -494,7 +495,7 @@ impl LocalKeys {
 impl NamedKeys for LocalKeys {
     fn create_key_if_absent(&self, key: &str, bytes: &[u8]) -> Result<KeyCreated> {
         let path = self.path_of(key)?;
-        if let Some(existing) = read_existing_marker(&path)? {
+        if let Some(existing) = read_existing_key(&path, key_noun(key))? {
             return Ok(KeyCreated::AlreadyExists(existing));
         }
         let folder = path.parent().unwrap_or(&self.root).to_path_buf();
@@ -522,16 +523,16 @@ impl NamedKeys for LocalKeys {
             }
             // Another creator won; dropping `temp` deletes it.
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                let existing = read_existing_marker(&path)?.ok_or_else(|| {
+                let existing = read_existing_key(&path, key_noun(key))?.ok_or_else(|| {
                     Error::io(
                         &path,
-                        "cannot read the commit marker",
+                        "cannot read the key another writer created",
                         io::Error::from(io::ErrorKind::NotFound),
                     )
                 })?;
                 Ok(KeyCreated::AlreadyExists(existing))
             }
-            Err(err) => Err(Error::io(&path, "cannot write the commit marker", err)),
+            Err(err) => Err(Error::io(&path, "cannot create the store key", err)),
         }
     }
 
@@ -637,21 +638,22 @@ impl NamedKeys for LocalKeys {
     }
 }
 
-/// The bytes of the marker at `path`, or `None` if there is none. Refuses anything but a regular
+/// The bytes of the store key (a `what`: commit marker, event log key) at `path`, or `None` if
+/// there is none. Refuses anything but a regular
 /// file (a FIFO would block the open forever, a link is never followed) and reads at most 64 KiB.
-/// A writer meeting a marker an earlier evstore created private (mode 0600) makes it read-only
-/// for everyone (0444), as markers are now created, so a read-only auditor can check the store.
-fn read_existing_marker(path: &Path) -> Result<Option<Vec<u8>>> {
+/// A writer meeting a key an earlier evstore created private (mode 0600) makes it read-only
+/// for everyone (0444), as keys are now created, so a read-only auditor can check the store.
+fn read_existing_key(path: &Path, what: &str) -> Result<Option<Vec<u8>>> {
     use std::os::unix::fs::OpenOptionsExt;
     const MAX_MARKER_BYTES: u64 = 64 * 1024;
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(Error::io(path, "cannot stat the commit marker", err)),
+        Err(err) => return Err(Error::io(path, "cannot stat the store key", err)),
     };
     if !meta.is_file() {
         return Err(Error::corrupt(
-            format!("commit marker {}", path.escaped()),
+            format!("{what} {}", path.escaped()),
             "is not a regular file",
         ));
     }
@@ -659,15 +661,15 @@ fn read_existing_marker(path: &Path) -> Result<Option<Vec<u8>>> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .at(path, "cannot read the commit marker")?;
+        .at(path, "cannot read the store key")?;
     let mut bytes = Vec::new();
     (&mut file)
         .take(MAX_MARKER_BYTES + 1)
         .read_to_end(&mut bytes)
-        .at(path, "cannot read the commit marker")?;
+        .at(path, "cannot read the store key")?;
     if bytes.len() as u64 > MAX_MARKER_BYTES {
         return Err(Error::corrupt(
-            format!("commit marker {}", path.escaped()),
+            format!("{what} {}", path.escaped()),
             format!("is larger than {MAX_MARKER_BYTES} bytes"),
         ));
     }
@@ -676,6 +678,17 @@ fn read_existing_marker(path: &Path) -> Result<Option<Vec<u8>>> {
         let _ = file.set_permissions(fs::Permissions::from_mode(0o444));
     }
     Ok(Some(bytes))
+}
+
+/// What a key is called in messages: a commit marker (`refs/…`), an event log key (`log/…`).
+fn key_noun(key: &str) -> &'static str {
+    if key.starts_with("log/") {
+        "event log key"
+    } else if key.starts_with("refs/") {
+        "commit marker"
+    } else {
+        "store key"
+    }
 }
 
 /// Create `folder` and its missing parents, fsyncing each parent that gained one.

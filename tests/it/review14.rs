@@ -86,3 +86,21 @@ fn regression_reindex_reports_a_forged_or_damaged_version_claim() {
         fs::remove_file(&forged).unwrap();
     }
 }
+
+/// A FIFO in place of the next log key was called a "commit marker" (the review's finding 8).
+#[test]
+fn regression_a_bad_log_key_is_named_as_an_event_log_key() {
+    let sb = Sandbox::new();
+    store_with_events(&sb);
+    let next = sb.store().join("log/00000000000000000005");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&next)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    sb.write("p/logs/run.log", "changed again\n");
+    let out = sb.run(&["ingest", "p"]);
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("event log key"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("commit marker"), "{}", stderr(&out));
+}
