@@ -463,6 +463,19 @@ pub struct FoundPacket {
     pub objects: Vec<ObjectRow>,
 }
 
+impl FoundPacket {
+    /// Insert its `packets`, `entries` and `objects` rows (no event).
+    fn insert_rows(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<i64> {
+        insert_packet_rows(
+            tx,
+            &self.record_id,
+            &self.record,
+            &self.files,
+            &self.objects,
+        )
+    }
+}
+
 /// What [`Catalog::catch_up`] added.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CaughtUp {
@@ -527,14 +540,7 @@ impl Catalog {
             {
                 if !held(&tx, &id)? {
                     if let Some(found) = find(&id) {
-                        insert_packet_rows(
-                            &tx,
-                            &found.record_id,
-                            &found.record,
-                            &found.files,
-                            &found.objects,
-                        )
-                        .map_err(&wrap)?;
+                        found.insert_rows(&tx).map_err(&wrap)?;
                         out.packets += 1;
                     }
                 }
@@ -569,27 +575,13 @@ impl Catalog {
                     // Its event is in the catalog already (taken in by an append that found its
                     // log key), its rows are not: index them, with no second event.
                     if let Some(found) = find(id) {
-                        insert_packet_rows(
-                            &tx,
-                            &found.record_id,
-                            &found.record,
-                            &found.files,
-                            &found.objects,
-                        )
-                        .map_err(&wrap)?;
+                        found.insert_rows(&tx).map_err(&wrap)?;
                         out.packets += 1;
                     }
                     continue;
                 }
                 if let Some(found) = find(id) {
-                    insert_packet_rows(
-                        &tx,
-                        &found.record_id,
-                        &found.record,
-                        &found.files,
-                        &found.objects,
-                    )
-                    .map_err(&wrap)?;
+                    found.insert_rows(&tx).map_err(&wrap)?;
                     append_event(
                         &tx,
                         log.as_ref(),

@@ -76,6 +76,28 @@ pub enum ListedObject {
     },
 }
 
+impl ListedObject {
+    /// The listing of every object a sound pack's index lists: each entry, packed in `pack`.
+    pub fn packed<'a>(
+        pack: &Path,
+        entries: impl IntoIterator<Item = &'a crate::format::pack::PackEntry>,
+    ) -> Vec<ListedObject> {
+        let pack: Arc<Path> = Arc::from(pack);
+        entries
+            .into_iter()
+            .map(|entry| ListedObject::Object {
+                id: entry.id,
+                stored_size: entry.len,
+                location: ObjectLocation::Packed {
+                    pack: Arc::clone(&pack),
+                    offset: entry.offset,
+                    len: entry.len,
+                },
+            })
+            .collect()
+    }
+}
+
 /// What publishing one object did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Published {

@@ -251,18 +251,7 @@ impl ObjectBackend for LocalBackend {
                 continue;
             }
             match read_pack_index(&path) {
-                Ok(entries) => {
-                    let pack: Arc<Path> = Arc::from(path.as_path());
-                    out.extend(entries.into_iter().map(|entry| ListedObject::Object {
-                        id: entry.id,
-                        stored_size: entry.len,
-                        location: ObjectLocation::Packed {
-                            pack: Arc::clone(&pack),
-                            offset: entry.offset,
-                            len: entry.len,
-                        },
-                    }))
-                }
+                Ok(entries) => out.extend(ListedObject::packed(&path, &entries)),
                 Err(reason) => out.push(ListedObject::BadPack { path, reason }),
             }
         }

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::digest::Blake3Digest;
 use crate::error::{Error, Result};
@@ -136,16 +136,7 @@ impl ObjectBackend for MemoryBackend {
             })
             .collect();
         for (name, (_, entries)) in &state.packs {
-            let pack: Arc<Path> = Arc::from(Self::pack_name(name).as_path());
-            out.extend(entries.iter().map(|entry| ListedObject::Object {
-                id: entry.id,
-                stored_size: entry.len,
-                location: ObjectLocation::Packed {
-                    pack: Arc::clone(&pack),
-                    offset: entry.offset,
-                    len: entry.len,
-                },
-            }));
+            out.extend(ListedObject::packed(&Self::pack_name(name), entries));
         }
         Ok(out)
     }

@@ -699,18 +699,7 @@ impl ObjectBackend for S3Backend {
         let packs = self.full_key("packs/");
         for (key, len) in self.list_keys(&packs)? {
             match self.read_pack_index(&key, len)? {
-                Ok(entries) => {
-                    let pack: Arc<Path> = Arc::from(Path::new(&key));
-                    out.extend(entries.into_iter().map(|entry| ListedObject::Object {
-                        id: entry.id,
-                        stored_size: entry.len,
-                        location: ObjectLocation::Packed {
-                            pack: Arc::clone(&pack),
-                            offset: entry.offset,
-                            len: entry.len,
-                        },
-                    }));
-                }
+                Ok(entries) => out.extend(ListedObject::packed(Path::new(&key), &entries)),
                 Err(reason) if reason == "not a pack name" => {
                     out.push(ListedObject::Stray(PathBuf::from(&key)));
                 }
