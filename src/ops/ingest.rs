@@ -88,9 +88,9 @@ fn packet_of(folder: HashedFolder) -> Result<HashedPacket> {
         .iter()
         .map(|f| {
             f.packet_file().ok_or_else(|| {
-                // TODO(merge): Error::Internal.
-                Error::Usage(format!(
-                    "internal error: {} was hashed without its BLAKE3",
+                // The hasher computes both digests whenever a batch is given: a bug otherwise.
+                Error::Internal(format!(
+                    "{} was hashed without its BLAKE3",
                     folder.root.join(&f.rel_path).escaped()
                 ))
             })
