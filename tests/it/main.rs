@@ -28,6 +28,7 @@ mod review_kb;
 mod review_misc;
 mod rough;
 #[cfg(feature = "s3")]
+mod s3_commands;
 mod s3_store;
 mod sandbox;
 mod signals;
