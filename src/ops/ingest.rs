@@ -360,7 +360,11 @@ pub fn ingest_folder(
         AddOutcome::Added(row) => (row, true),
         AddOutcome::AlreadyArchived(row) => (row, false),
     };
-    write_the_commit_marker(&refs, &packet)?;
+    if !created {
+        // A new version's claim is its marker (the same key and bytes, created before the
+        // catalog commit); a version archived before may predate markers, or have lost one.
+        write_the_commit_marker(&refs, &packet)?;
+    }
     Ok(IngestOutcome::Archived(IngestReport {
         packet,
         created,

@@ -91,7 +91,11 @@ pub fn markers_from_catalog(catalog: &Catalog) -> Result<Vec<Marker>> {
 ///
 /// The catalog cannot be read, or `log/` or `VERSION` cannot be written.
 pub fn attach_log(store: &mut Store, catalog: &mut Catalog) -> Result<()> {
-    refuse_layout_2_without_its_keys(store)?;
+    // An S3 store's cache that holds events was made from the log: checking that the log is
+    // there would cost a listing on every command (`fsck` checks the log whole).
+    if !store.is_remote() || catalog.last_event_seq()? == 0 {
+        refuse_layout_2_without_its_keys(store)?;
+    }
     let upgraded = store.layout() == 1;
     if upgraded {
         // A layout-1 store may predate the markers too: layout 2 needs both key spaces, and
