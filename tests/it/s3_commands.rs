@@ -97,6 +97,20 @@ fn example_packet() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/example-packet"))
 }
 
+/// `rerun example-packet` with its own `rerun.sh` on machine `m`, which must pass.
+fn rerun_the_example_packet(m: &Machine) {
+    let script = example_packet().join("rerun.sh");
+    let out = m.run(&[
+        "rerun",
+        "example-packet",
+        "--",
+        "bash",
+        script.to_str().unwrap(),
+        "{out}",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 #[test]
 fn every_command_works_on_an_s3_store_and_another_machine_sees_each_write_on_its_next_command() {
     let sb = Sandbox::new();
@@ -157,16 +171,7 @@ fn every_command_works_on_an_s3_store_and_another_machine_sees_each_write_on_its
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 
     // Rerun: the attestation goes into the bucket; the other machine lists the run.
-    let script = example_packet().join("rerun.sh");
-    let out = b.run(&[
-        "rerun",
-        "example-packet",
-        "--",
-        "bash",
-        script.to_str().unwrap(),
-        "{out}",
-    ]);
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    rerun_the_example_packet(&b);
     let (rc, runs) = a.json(&["runs", "example-packet"]);
     assert_eq!(rc, 0, "{runs}");
     assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "{runs}");
@@ -199,16 +204,7 @@ fn a_deleted_cache_is_rebuilt_from_the_bucket_with_every_packet_event_mirror_and
     let kb = sb.path("kb");
     std::fs::create_dir(&kb).unwrap();
     assert_eq!(code(&a.run(&["mirror", "pkt", kb.to_str().unwrap()])), 0);
-    let script = example_packet().join("rerun.sh");
-    let out = a.run(&[
-        "rerun",
-        "example-packet",
-        "--",
-        "bash",
-        script.to_str().unwrap(),
-        "{out}",
-    ]);
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    rerun_the_example_packet(&a);
     let packets = a.packets();
     let events = a.events();
     let runs = a.json(&["runs"]).1;
