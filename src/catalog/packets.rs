@@ -565,22 +565,22 @@ impl Catalog {
             }
             match crate::format::event::named_object(&entry.kind, &entry.detail) {
                 Some(NamedObject::Record(id)) => {
-                    if !held(&tx, &id)? {
-                        if let Some(found) = find.packet(&id) {
-                            found.insert_rows(&tx).map_err(&wrap)?;
-                            out.packets += 1;
-                        }
+                    let found = if held(&tx, &id)? {
+                        None
+                    } else {
+                        find.packet(&id)
+                    };
+                    if let Some(found) = found {
+                        found.insert_rows(&tx).map_err(&wrap)?;
+                        out.packets += 1;
                     }
                 }
                 Some(NamedObject::Attestation(id)) => {
-                    if index_run(&tx, find, &id).map_err(&wrap)? {
-                        out.runs += 1;
-                    }
+                    out.runs += u64::from(index_run(&tx, find, &id).map_err(&wrap)?);
                 }
                 Some(NamedObject::MirrorList(id)) => {
-                    if index_mirror(&tx, find, &id, entry.time_unix_nanos).map_err(&wrap)? {
-                        out.mirrors += 1;
-                    }
+                    let added = index_mirror(&tx, find, &id, entry.time_unix_nanos);
+                    out.mirrors += u64::from(added.map_err(&wrap)?);
                 }
                 _ => {}
             }

@@ -900,7 +900,13 @@ mod tests {
             referenced: 0,
             mirror_list,
         };
-        let with = NewEvent::mirror("/kb/p", "p@1", &sha, "published", Some(&publication(Some(&list))));
+        let with = NewEvent::mirror(
+            "/kb/p",
+            "p@1",
+            &sha,
+            "published",
+            Some(&publication(Some(&list))),
+        );
         assert_eq!(
             with.detail(),
             format!(

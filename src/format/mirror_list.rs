@@ -164,7 +164,8 @@ impl MirrorList {
                     file.path, file.kb_path
                 )
             })?;
-            if file.stored_as == "copy" && file.kb_path != format!("{}/{}", self.rel_path, file.path)
+            if file.stored_as == "copy"
+                && file.kb_path != format!("{}/{}", self.rel_path, file.path)
             {
                 return Err(format!(
                     "mirror list: file {:?} is a copy, but its kb_path {:?} is not {:?}",
@@ -232,7 +233,8 @@ mod tests {
 
     #[test]
     fn lists_that_break_a_rule_are_refused_naming_it() {
-        let cases: Vec<(Box<dyn Fn(&mut MirrorList)>, &str)> = vec![
+        type Breakage = Box<dyn Fn(&mut MirrorList)>;
+        let cases: Vec<(Breakage, &str)> = vec![
             (Box::new(|l| l.kb_root = "kb".into()), "absolute"),
             (Box::new(|l| l.rel_path = "../p".into()), "rel_path"),
             (Box::new(|l| l.dedup = "symlink".into()), "dedup"),

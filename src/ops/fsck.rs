@@ -29,10 +29,10 @@ use crate::catalog::{
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{IoContext, Result};
 use crate::format::attestation::{decode_summary, AttestationSummary};
-use crate::format::mirror_list::MirrorList;
 use crate::format::event::{
     event_hash, log_key, mirror_without_list, named_object, NamedObject, GENESIS_HASH,
 };
+use crate::format::mirror_list::MirrorList;
 use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
 use crate::format::tree::{manifest_of, HashedFile, TreeNode};
@@ -740,11 +740,13 @@ impl<'a> FsckRun<'a> {
                 without_list.push(event.seq.to_string());
                 continue;
             }
-            let Some(NamedObject::MirrorList(id)) = named_object(&event.kind, &event.detail)
-            else {
+            let Some(NamedObject::MirrorList(id)) = named_object(&event.kind, &event.detail) else {
                 continue;
             };
-            let named_by = format!("named by event {} (the mirror at {})", event.seq, event.subject);
+            let named_by = format!(
+                "named by event {} (the mirror at {})",
+                event.seq, event.subject
+            );
             let list = match self.good.get(&id) {
                 Some(Checked::MirrorList(list)) => list.as_ref().clone(),
                 Some(_) => {

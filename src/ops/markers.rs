@@ -10,7 +10,9 @@
 
 use std::collections::HashSet;
 
-use crate::catalog::{Catalog, CaughtUp, FindInStore, FoundPacket, FoundRun, MirrorList, ObjectRow};
+use crate::catalog::{
+    Catalog, CaughtUp, FindInStore, FoundPacket, FoundRun, MirrorList, ObjectRow,
+};
 use crate::digest::Blake3Digest;
 use crate::error::Result;
 use crate::format::event::{log_key, LOG_PREFIX};
@@ -244,7 +246,8 @@ pub fn read_mirror_list(store: &Store, id: &Blake3Digest) -> Result<MirrorList> 
             format!("is a {} object, not a mirror list", kind.name()),
         ));
     }
-    MirrorList::decode(&bytes).map_err(|reason| crate::Error::corrupt(format!("object {id}"), reason))
+    MirrorList::decode(&bytes)
+        .map_err(|reason| crate::Error::corrupt(format!("object {id}"), reason))
 }
 
 /// A committed packet read back from the store: its record object and its whole tree, checked

@@ -33,11 +33,11 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, MirrorFile, MirrorList, MirrorRow, NewEvent, NewMirror, PacketRow};
 use crate::digest::blake3_of;
-use crate::format::object::ObjectKind;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::format::event::MirrorPublication;
 use crate::format::manifest::Manifest;
+use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
 use crate::format::references::{self, check_kb_rel_path, Reference, REFERENCES_FILE_NAME};
 use crate::format::tree::{manifest_of, HashedFile};
@@ -846,7 +846,8 @@ fn record_mirror(
     action: &str,
 ) -> Result<()> {
     let counts = |kind: &str| files.iter().filter(|f| f.stored_as == kind).count() as u64;
-    let (copied, hardlinked, referenced) = (counts("copy"), counts("hardlink"), counts("reference"));
+    let (copied, hardlinked, referenced) =
+        (counts("copy"), counts("hardlink"), counts("reference"));
     let list = MirrorList {
         kb_root: kb_key.to_string(),
         rel_path: rel_path.to_string(),

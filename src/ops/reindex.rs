@@ -580,8 +580,12 @@ impl Rebuild<'_> {
             self.restored
                 .push(("attestation", *id, attestation.expected_sha256.to_hex()));
         }
-        self.catalog
-            .insert_reindexed_run(&NewRun::of_attestation(*id, size, attestation, packet_id))?;
+        self.catalog.insert_reindexed_run(&NewRun::of_attestation(
+            *id,
+            size,
+            attestation,
+            packet_id,
+        ))?;
         self.indexed_attestations.insert(*id);
         self.report.runs += 1;
         Ok(())
@@ -598,8 +602,7 @@ impl Rebuild<'_> {
                 self.report.mirrors_without_list += 1;
                 continue;
             }
-            let Some(NamedObject::MirrorList(id)) = named_object(&event.kind, &event.detail)
-            else {
+            let Some(NamedObject::MirrorList(id)) = named_object(&event.kind, &event.detail) else {
                 continue;
             };
             let what = format!(

@@ -163,7 +163,12 @@ fn reindex_after_the_catalog_is_deleted_gives_back_runs_and_mirrors() {
         .iter()
         .find(|p| p["folder"] == "gamma")
         .unwrap_or_else(|| panic!("{kb}"));
-    assert!(gone["reasons"].to_string().contains("recorded mirror missing"), "{gone}");
+    assert!(
+        gone["reasons"]
+            .to_string()
+            .contains("recorded mirror missing"),
+        "{gone}"
+    );
 }
 
 /// A catalog that is merely behind (copied aside after the first ingest, put back after the
@@ -262,6 +267,12 @@ fn fsck_names_a_damaged_or_missing_mirror_list() {
     assert_eq!(rc, 1, "{report}");
     assert_eq!(report["mirrors"], 0, "{report}");
     let skipped = report["skipped_corrupt"].to_string();
-    assert!(skipped.contains(&format!("mirror list {damaged}")), "{skipped}");
-    assert!(skipped.contains(&format!("mirror list {missing}")), "{skipped}");
+    assert!(
+        skipped.contains(&format!("mirror list {damaged}")),
+        "{skipped}"
+    );
+    assert!(
+        skipped.contains(&format!("mirror list {missing}")),
+        "{skipped}"
+    );
 }
