@@ -2,11 +2,13 @@
 //!
 //! [`reindex`] checks every stored object (with fsck's object check), decides from the old
 //! catalog's event log and the store's commit markers which packet records and rerun attestations
-//! were committed, and builds a new catalog of exactly those, carrying the old log over. It takes
+//! were committed, and builds a new catalog of exactly those (with the mirrors that the mirror
+//! lists named by the log's `mirror` events record), carrying the old log over. It takes
 //! the store's writers' lock and the catalog's exclusive lock for the whole run, builds the new
 //! catalog beside the old one, and switches by one rename; the old catalog is kept beside it. The
 //! run is a sequence of named steps (check objects, what was committed, choose records, then a
-//! `Rebuild` that indexes packets and runs, notes losses, logs restores, writes commit markers),
+//! `Rebuild` that indexes packets, runs and mirrors, notes losses, logs restores, writes commit
+//! markers),
 //! then the durable switch.
 //!
 //! **Architecture Invariant:** at every instant `catalog.sqlite` is a whole catalog (the old one
