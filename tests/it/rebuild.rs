@@ -276,3 +276,51 @@ fn fsck_names_a_damaged_or_missing_mirror_list() {
         "{skipped}"
     );
 }
+
+/// fsck checks the catalog's mirror rows against the mirror list their event names: a row
+/// edited behind evstore's back is named.
+#[test]
+fn fsck_names_mirror_rows_that_disagree_with_their_mirror_list() {
+    let sb = Sandbox::new();
+    build_store(&sb, |_| {});
+    let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+    db.execute_batch(
+        "DROP TRIGGER mirror_files_no_update; \
+         UPDATE mirror_files SET stored_as = 'copy' WHERE stored_as = 'reference';",
+    )
+    .unwrap();
+    drop(db);
+    let (rc, fsck) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{fsck}");
+    let problems = fsck["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{fsck}");
+    let kb = fs::canonicalize(sb.path("kb")).unwrap();
+    assert_eq!(
+        problems[0]["subject"],
+        format!("mirror {}/beta", kb.display())
+    );
+    let reason = problems[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("disagree with mirror list"), "{reason}");
+}
+
+/// A packet folder already in the KB that the catalog did not know is recorded by the mirror
+/// that finds it (`unchanged`) with a mirror list too, so a rebuilt catalog knows it.
+#[test]
+fn a_mirror_recorded_late_is_rebuilt_too() {
+    let sb = Sandbox::new();
+    sb.write("alpha/a.txt", "a\n");
+    fs::create_dir(sb.path("kb")).unwrap();
+    ok(&sb, &["ingest", "alpha"]);
+    ok(&sb, &["export", "alpha", "kb/alpha"]);
+    let found = ok(&sb, &["mirror", "alpha", "kb"]);
+    assert_eq!(found["action"], "unchanged", "{found}");
+    let log = ok(&sb, &["log"]);
+    assert_eq!(mirror_lists(&log).len(), 1);
+    remove_catalog(&sb);
+    let report = ok(&sb, &["reindex"]);
+    assert_eq!(report["mirrors"], 1, "{report}");
+    fs::remove_dir_all(sb.path("kb/alpha")).unwrap();
+    let (rc, kb) = sb.json(&["kb", "verify", "kb"]);
+    assert_eq!(rc, 1, "{kb}");
+    assert!(kb.to_string().contains("recorded mirror missing"), "{kb}");
+}
