@@ -857,6 +857,12 @@ fn record_mirror(
         files,
     };
     let payload = list.encode();
+    // A list the decoder would refuse could never rebuild this mirror: fail before recording.
+    MirrorList::decode(&payload).map_err(|reason| {
+        Error::Internal(format!(
+            "the mirror list of {kb_key}/{rel_path} does not read back: {reason}"
+        ))
+    })?;
     let list_id = blake3_of(&payload);
     let batch = store.batch()?;
     batch.add_bytes(list_id, ObjectKind::MirrorList, &payload)?;
