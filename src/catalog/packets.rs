@@ -517,9 +517,9 @@ impl Catalog {
     /// commits meanwhile): take in, in order, the `log/` events past the catalog's last one that
     /// continue its chain, each with the rows its object gives when `find` can read it (an
     /// `ingest` event with its packet's rows, a `rerun` event with its `runs` row, a `mirror`
-    /// event naming a mirror list with its `mirrors` and `mirror_files` rows), then index each version claim's record (`claims`: record ids of
-    /// `refs/packets/NAME/N`) that no packet row holds and no event names, with a new `ingest`
-    /// event (through the log, like any event). The catalog is a cache of the store: this is
+    /// event naming a mirror list with its `mirrors` and `mirror_files` rows), then index each
+    /// version claim's record (`claims`: record ids of `refs/packets/NAME/N`) that no packet row
+    /// holds and no event names, with a new `ingest` event (through the log, like any event). The catalog is a cache of the store: this is
     /// what an interrupted writer left committed in the store but not yet in the catalog.
     ///
     /// # Errors

@@ -735,6 +735,7 @@ impl<'a> FsckRun<'a> {
             .map(|row| (row.record_id, row.id))
             .collect();
         let mut without_list = Vec::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
         for event in events {
             if mirror_without_list(&event.kind, &event.detail) {
                 without_list.push(event.seq.to_string());
@@ -772,7 +773,17 @@ impl<'a> FsckRun<'a> {
             let subject = format!("mirror {}/{}", list.kb_root, list.rel_path);
             // The first list for a KB path is the recorded one (the catalog keeps one mirror
             // per path); later events for it do not record it again.
+            if !seen.insert(key.clone()) {
+                continue;
+            }
             let Some((row, files)) = catalog_mirrors.remove(&key) else {
+                self.problem(
+                    subject,
+                    format!(
+                        "the catalog does not record the mirror that mirror list {id} \
+                         ({named_by}) records; `evstore reindex --replace` rebuilds it"
+                    ),
+                );
                 continue;
             };
             if row.packet_id != *packet_id

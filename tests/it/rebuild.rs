@@ -301,6 +301,26 @@ fn fsck_names_mirror_rows_that_disagree_with_their_mirror_list() {
     );
     let reason = problems[0]["reason"].as_str().unwrap();
     assert!(reason.contains("disagree with mirror list"), "{reason}");
+
+    // A mirror row removed from the catalog is named too.
+    let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+    db.execute_batch(
+        "DROP TRIGGER mirror_files_no_delete; DROP TRIGGER mirrors_no_delete; \
+         DELETE FROM mirror_files WHERE mirror_id = (SELECT id FROM mirrors WHERE rel_path = 'alpha'); \
+         DELETE FROM mirrors WHERE rel_path = 'alpha';",
+    )
+    .unwrap();
+    drop(db);
+    let (rc, fsck) = sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{fsck}");
+    let gone = fsck["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["subject"] == format!("mirror {}/alpha", kb.display()))
+        .unwrap_or_else(|| panic!("{fsck}"));
+    let reason = gone["reason"].as_str().unwrap();
+    assert!(reason.contains("does not record the mirror"), "{reason}");
 }
 
 /// A packet folder already in the KB that the catalog did not know is recorded by the mirror
