@@ -8,8 +8,8 @@
 //! leaves such objects behind); they are reported as notes.
 //!
 //! The run is one `FsckRun` with one method per phase (objects, packets, object rows, reruns,
-//! commitments, event chain, SQLite and leftovers); every phase reads what the earlier ones
-//! checked, never the store again. Trees are walked over the already-checked nodes by
+//! commitments, mirrors, event chain, SQLite and leftovers); every phase reads what the earlier
+//! ones checked, never the store again. Trees are walked over the already-checked nodes by
 //! `walk_stored_tree`, which, unlike the read path's walk in [`crate::packet`], keeps going past
 //! a missing or corrupt node and names it.
 //!
