@@ -90,7 +90,7 @@ impl Commitments {
                     out.forgotten.remove(&id);
                     out.forget_logged.insert(id);
                 }
-                None => {}
+                Some(NamedObject::MirrorList(_)) | None => {}
             }
         }
         out

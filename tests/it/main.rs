@@ -19,6 +19,7 @@ mod packs;
 mod progress;
 mod readme;
 mod readonly;
+mod rebuild;
 mod reindex;
 mod reliability;
 mod rerun;
