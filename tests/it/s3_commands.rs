@@ -223,6 +223,16 @@ fn a_deleted_cache_is_rebuilt_from_the_bucket_with_every_packet_event_mirror_and
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let (rc, report) = a.json(&["fsck"]);
     assert_eq!(rc, 0, "{report}");
+    // `reindex` rebuilds the cache from the bucket alone too, mirror and run included.
+    std::fs::remove_dir_all(&a.cache).unwrap();
+    let (rc, report) = a.json(&["reindex"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(
+        (&report["packets"], &report["runs"], &report["mirrors"]),
+        (&Value::from(2), &Value::from(1), &Value::from(1)),
+        "{report}"
+    );
+    assert_eq!(a.packets(), packets);
 }
 
 #[test]
