@@ -218,9 +218,22 @@ fn assert_sound(packets: &[Value], log: &[Value], context: &str) {
         .iter()
         .map(|p| (text(p, "packet"), vec![text(p, "record")]))
         .collect();
-    assert_eq!(
-        ingests, listed,
-        "{context}: the log's ingest events (subject → records) are not one per listed packet"
+    let keys: BTreeSet<&String> = ingests.keys().chain(listed.keys()).collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| ingests.get(*k) != listed.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: ingest events name {:?}, listed {:?}",
+                ingests.get(k),
+                listed.get(k)
+            )
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{context}: the log's ingest events are not one per listed packet, naming its record:\n{}",
+        differ.join("\n")
     );
 }
 
