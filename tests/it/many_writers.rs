@@ -673,3 +673,115 @@ fn crash_and_retry_ingests_killed_at_random_moments_leave_an_s3_store_sound() {
 fn crash_and_retry_ingests_killed_at_random_moments_leave_a_local_store_sound() {
     crash_and_retry(Where::Local, 20);
 }
+
+/// A second catalog of the local store in `sb` ("machine B"), attached to the store's log and
+/// holding nothing yet.
+fn machine_b_catalog(sb: &Sandbox, store: &evstore::store::Store) -> evstore::catalog::Catalog {
+    let mut catalog =
+        evstore::catalog::Catalog::open(&sb.path("machine-b.sqlite")).expect("machine B's catalog");
+    catalog.attach_log(evstore::store::log::SharedLog::of(store));
+    catalog
+}
+
+/// What a catch-up reads back for a version claim: the record and its files (no object rows).
+fn found_packet(
+    store: &evstore::store::Store,
+    id: &evstore::digest::Blake3Digest,
+) -> Option<evstore::catalog::FoundPacket> {
+    let (_, bytes) = store.read_small_object(id).ok()?;
+    let record = evstore::format::record::PacketRecord::decode(&bytes).ok()?;
+    let (files, _) = evstore::packet::walk_tree(store, &record.tree).ok()?;
+    Some(evstore::catalog::FoundPacket {
+        record_id: *id,
+        record,
+        files,
+        objects: Vec::new(),
+    })
+}
+
+/// Regression (many writers on S3; the log held 35 duplicate `ingest` events after 200 ingests
+/// by four processes on two machines): machine B's catch-up listed the log when it held only
+/// `init`, then the version claims of `q` and `p` before their writers had logged them; by the
+/// time it appends their events, the writers have. Its append for `q` takes `p`'s event in, then
+/// finds `q`'s own event (logged once, not again), and the claim of `p` is then named by a taken
+/// event (indexed, no second event). Replayed on a local store folder: its own catalog is
+/// machine A, a second catalog machine B.
+#[test]
+fn regression_a_catch_up_racing_the_writers_of_its_claims_logs_each_commit_once() {
+    let sb = Sandbox::new();
+    assert_eq!(code(&sb.run(&["init"])), 0);
+    for name in ["p", "q"] {
+        let dir = write_keyed_packet(&sb, &format!("src/{name}"), name);
+        let out = sb.run(&["ingest", "--name", name, dir.to_str().unwrap()]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let store = evstore::store::Store::open(&sb.store()).expect("open the store");
+    let log = evstore::store::log::EventLog::of(&store);
+    let entries = log.read_after(0).expect("read the log");
+    assert_eq!(entries.len(), 3, "init, ingest p, ingest q");
+    let refs = evstore::store::refs::Refs::unlocked(&store);
+    let claim = |name: &str| refs.read_packet_claim(name, 1).expect("a claim");
+    let (p, q) = (claim("p"), claim("q"));
+
+    let mut b = machine_b_catalog(&sb, &store);
+    let caught = b
+        .catch_up(&entries[..1], &[q, p], &mut |id| found_packet(&store, id))
+        .expect("catch up");
+    assert_eq!(caught.packets, 2, "{caught:?}");
+    let after = log.read_after(0).expect("read the log");
+    let subjects: Vec<&str> = after.iter().map(|e| e.subject.as_str()).collect();
+    assert_eq!(subjects.len(), 3, "one event per commit: {subjects:?}");
+    let b_hashes: Vec<String> = b
+        .events()
+        .expect("machine B's events")
+        .into_iter()
+        .map(|e| e.hash)
+        .collect();
+    let log_hashes: Vec<String> = after.iter().map(|e| e.hash.clone()).collect();
+    assert_eq!(b_hashes, log_hashes, "machine B holds the log");
+    assert_eq!(b.packets().expect("machine B's packets").len(), 2);
+}
+
+/// Regression (many writers on S3; after 200 ingests by four processes on two machines, two
+/// names each had one tree at versions 1 and 2): machine B caught up before another machine
+/// committed `x` with this tree, then ingests the same tree as `x`. The claim `refs/packets/x/1`
+/// is above what its catalog holds, so it catches up before numbering and reports `x@1` as
+/// already archived, instead of claiming `x@2` for the same tree. Replayed on a local store
+/// folder (its own catalog machine A, a second catalog machine B).
+#[test]
+fn regression_a_tree_another_machine_claimed_meanwhile_is_already_archived_not_a_new_version() {
+    let sb = Sandbox::new();
+    assert_eq!(code(&sb.run(&["init"])), 0);
+    let store = evstore::store::Store::open(&sb.store()).expect("open the store");
+    let mut b = machine_b_catalog(&sb, &store);
+    evstore::ops::markers::catch_up(&store, &mut b).expect("machine B catches up");
+
+    let dir = write_keyed_packet(&sb, "src/x", "x");
+    let out = sb.run(&["--json", "ingest", "--name", "x", dir.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let by_a: Value = serde_json::from_slice(&out.stdout).expect("ingest --json");
+
+    let config = evstore::ops::ingest::IngestConfig {
+        name: "x".into(),
+        note: None,
+        source_date_epoch: None,
+        progress: evstore::progress::Progress::silent(),
+    };
+    let report = evstore::ops::ingest::ingest(&store, &mut b, &dir, &config)
+        .expect("machine B's ingest")
+        .archived()
+        .expect("archived");
+    assert!(!report.created, "a second version of one tree: {report:?}");
+    assert_eq!(report.packet.record.version, 1);
+    assert_eq!(report.packet.record_id.to_hex(), text(&by_a, "record"));
+    let (rc, fsck) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{fsck}");
+    assert_eq!(listing_of(&sb).len(), 1);
+}
+
+/// `ls --json` of the sandbox's store.
+fn listing_of(sb: &Sandbox) -> Vec<Value> {
+    let (rc, list) = sb.json(&["ls"]);
+    assert_eq!(rc, 0, "{list}");
+    list["packets"].as_array().cloned().unwrap_or_default()
+}
