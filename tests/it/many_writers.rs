@@ -261,9 +261,9 @@ fn many_writers_one_store(place: Where) {
         for i in 0..PACKETS_EACH {
             let (_, key) = plan(p, i);
             let dir = write_keyed_packet(&sb, &format!("src/p{p}/i{i}"), &key);
-            if !expected_sha256.contains_key(&key) {
-                expected_sha256.insert(key, tree_sha256_of(&sb, &dir));
-            }
+            expected_sha256
+                .entry(key)
+                .or_insert_with(|| tree_sha256_of(&sb, &dir));
         }
     }
 
@@ -513,6 +513,11 @@ fn claims(place: &Where, store: &str) -> BTreeMap<(String, u64), String> {
     out
 }
 
+/// True for the rounds of the crash test whose packet has a 20 MiB file (every fourth).
+fn has_large_file(round: u64) -> bool {
+    round % 4 == 0
+}
+
 /// The packet of crash round `round`: 30 small files and, every fourth round, a 20 MiB file
 /// (over the S3 backend's multipart threshold of 16 MiB), all new.
 fn write_crash_packet(sb: &Sandbox, round: u64) -> PathBuf {
@@ -524,7 +529,7 @@ fn write_crash_packet(sb: &Sandbox, round: u64) -> PathBuf {
             random_bytes(len, 10_000 * (round + 1) + f),
         );
     }
-    if round % 4 == 0 {
+    if has_large_file(round) {
         sb.write(
             &format!("{rel}/large.bin"),
             random_bytes(20 * 1024 * 1024, 7_000_000 + round),
@@ -544,14 +549,22 @@ fn crash_and_retry(place: Where, default_rounds: u64) {
     let out = writer.run(&["init"]);
     assert_eq!(code(&out), 0, "init: {}", stderr(&out));
 
-    // How long one whole ingest of a packet with the large file takes here: the kill delays
-    // spread from 0 to a little past it.
-    let warm = write_crash_packet(&sb, 1_000_000);
-    let started = Instant::now();
-    let (rc, report) = writer.json(&["ingest", "--name", "warm-up", warm.to_str().unwrap()]);
-    assert_eq!(rc, 0, "{report}");
-    let whole_ms = started.elapsed().as_millis() as u64;
-    let max_delay_ms = whole_ms * 5 / 4 + 20;
+    // How long one whole ingest takes here, of a packet with the large file and of one without:
+    // each round's kill delay spreads from 0 to a little past the time of its kind.
+    let mut whole_ms = [0u64; 2];
+    for (large, warm_round) in [(true, 1_000_000), (false, 1_000_001)] {
+        let warm = write_crash_packet(&sb, warm_round);
+        let started = Instant::now();
+        let (rc, report) = writer.json(&[
+            "ingest",
+            "--name",
+            &format!("warm-up-{warm_round}"),
+            warm.to_str().unwrap(),
+        ]);
+        assert_eq!(rc, 0, "{report}");
+        whole_ms[usize::from(large)] = started.elapsed().as_millis() as u64;
+    }
+    let max_delay_ms = whole_ms.map(|ms| ms * 5 / 4 + 20);
 
     let test_started = Instant::now();
     let mut checked: BTreeSet<(String, u64)> = BTreeSet::new();
@@ -562,7 +575,7 @@ fn crash_and_retry(place: Where, default_rounds: u64) {
         let dir = write_crash_packet(&sb, round);
         let name = format!("crash-{}", round % 3);
         let expected = tree_sha256_of(&sb, &dir);
-        let delay = rng.below(max_delay_ms + 1);
+        let delay = rng.below(max_delay_ms[usize::from(has_large_file(round))] + 1);
         delays.push(delay);
         let mut child = writer
             .command()
@@ -650,13 +663,16 @@ fn crash_and_retry(place: Where, default_rounds: u64) {
     assert_fsck_passes(&last, &format!("seed {seed}, at the end"));
     assert_eq!(
         packets.len() as u64,
-        rounds + 1,
-        "seed {seed}: one packet per round and the warm-up"
+        rounds + 2,
+        "seed {seed}: one packet per round and the two warm-ups"
     );
     eprintln!(
-        "crash and retry: {rounds} rounds in {:.1} s; one whole ingest {whole_ms} ms; kill delays \
-         0..={max_delay_ms} ms: {delays:?}; {finished_before_kill} ingests finished before the kill",
-        test_started.elapsed().as_secs_f64()
+        "crash and retry: {rounds} rounds in {:.1} s; one whole ingest {} ms with the 20 MiB file, \
+         {} ms without; kill delays up to {max_delay_ms:?} ms (without, with it): {delays:?}; \
+         {finished_before_kill} ingests finished before the kill",
+        test_started.elapsed().as_secs_f64(),
+        whole_ms[1],
+        whole_ms[0]
     );
     assert!(
         finished_before_kill < rounds,
