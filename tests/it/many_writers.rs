@@ -10,7 +10,7 @@
 //! chain with one `ingest` event per packet, and `fsck` passes from each.
 //!
 //! *Crash and retry*: an ingest of a new packet (some rounds with a 20 MiB file, so a multipart
-//! upload happens on S3) is killed with `SIGKILL` after a random delay from a seeded generator
+//! upload happens on S3) is killed with `SIGKILL` after a random delay drawn from a seed (`sandbox::random_bytes`)
 //! (`$EVSTORE_CRASH_SEED` replays a run; the seed is in every assertion message), then `fsck`
 //! must pass from a fresh cache and from the writer's, every version claim must name a record
 //! whose whole packet `show` and `export` read back, and the same ingest run again must succeed.
@@ -425,18 +425,6 @@ fn many_writers_four_processes_in_two_groups_ingest_into_one_local_store() {
     many_writers_one_store(Where::Local);
 }
 
-/// A small xorshift64 generator: the kill delays of the crash test, replayable from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// The seed of the crash test: `$EVSTORE_CRASH_SEED`, else the clock.
 fn crash_seed() -> u64 {
     std::env::var("EVSTORE_CRASH_SEED")
@@ -542,7 +530,14 @@ fn crash_and_retry(place: Where, default_rounds: u64) {
     let seed = crash_seed();
     let rounds = crash_rounds(default_rounds);
     eprintln!("crash and retry: seed {seed} ($EVSTORE_CRASH_SEED replays it), {rounds} rounds");
-    let mut rng = Rng(seed);
+    // The kill delays: eight bytes of the seed's stream per round.
+    let draws = random_bytes(8 * rounds as usize, seed);
+    let draw = |round: u64| {
+        let at = 8 * round as usize;
+        draws[at..at + 8]
+            .iter()
+            .fold(0u64, |n, byte| (n << 8) | u64::from(*byte))
+    };
     let sb = Sandbox::new();
     let store = new_store(&sb, &place, "crash");
     let writer = Machine::new(&sb, &store, "writer");
@@ -575,7 +570,7 @@ fn crash_and_retry(place: Where, default_rounds: u64) {
         let dir = write_crash_packet(&sb, round);
         let name = format!("crash-{}", round % 3);
         let expected = tree_sha256_of(&sb, &dir);
-        let delay = rng.below(max_delay_ms[usize::from(has_large_file(round))] + 1);
+        let delay = draw(round) % (max_delay_ms[usize::from(has_large_file(round))] + 1);
         delays.push(delay);
         let mut child = writer
             .command()
