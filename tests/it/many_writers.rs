@@ -10,7 +10,7 @@
 //! chain with one `ingest` event per packet, and `fsck` passes from each.
 //!
 //! *Crash and retry*: an ingest of a new packet (some rounds with a 20 MiB file, so a multipart
-//! upload happens on S3) is killed with `SIGKILL` after a random delay drawn from a seed (`sandbox::random_bytes`)
+//! upload happens on S3) is killed with `SIGKILL` after a random delay drawn from a seed
 //! (`$EVSTORE_CRASH_SEED` replays a run; the seed is in every assertion message), then `fsck`
 //! must pass from a fresh cache and from the writer's, every version claim must name a record
 //! whose whole packet `show` and `export` read back, and the same ingest run again must succeed.
