@@ -506,6 +506,24 @@ pub trait FindInStore {
     fn mirror_list(&mut self, id: &Blake3Digest) -> Option<MirrorList>;
 }
 
+/// The records the catalog's `ingest` events name.
+fn records_named_by_ingest_events(
+    tx: &rusqlite::Transaction<'_>,
+) -> rusqlite::Result<HashSet<Blake3Digest>> {
+    let mut stmt = tx.prepare("SELECT kind, detail FROM events WHERE kind = 'ingest'")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut named = HashSet::new();
+    for row in rows {
+        let (kind, detail) = row?;
+        if let Some(crate::format::event::NamedObject::Record(id)) =
+            crate::format::event::named_object(&kind, &detail)
+        {
+            named.insert(id);
+        }
+    }
+    Ok(named)
+}
+
 /// What [`Catalog::catch_up`] added.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CaughtUp {
@@ -595,24 +613,7 @@ impl Catalog {
             out.events += 1;
         }
         if !claims.is_empty() {
-            let named: HashSet<Blake3Digest> = {
-                let mut stmt = tx
-                    .prepare("SELECT kind, detail FROM events WHERE kind = 'ingest'")
-                    .map_err(&wrap)?;
-                let rows = stmt
-                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                    .map_err(&wrap)?;
-                let mut named = HashSet::new();
-                for row in rows {
-                    let (kind, detail) = row.map_err(&wrap)?;
-                    if let Some(NamedObject::Record(id)) =
-                        crate::format::event::named_object(&kind, &detail)
-                    {
-                        named.insert(id);
-                    }
-                }
-                named
-            };
+            let mut named = records_named_by_ingest_events(&tx).map_err(&wrap)?;
             for id in claims {
                 if held(&tx, id)? {
                     continue;
@@ -636,6 +637,10 @@ impl Catalog {
                     )?;
                     out.packets += 1;
                     out.events += 1;
+                    // The append may have taken in other writers' events first (another
+                    // machine's, in an S3 store), among them the `ingest` event of a later claim
+                    // of this list: that claim needs no second event.
+                    named = records_named_by_ingest_events(&tx).map_err(&wrap)?;
                 }
             }
         }
