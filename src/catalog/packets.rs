@@ -506,6 +506,25 @@ pub trait FindInStore {
     fn mirror_list(&mut self, id: &Blake3Digest) -> Option<MirrorList>;
 }
 
+/// The `rerun` events whose attestation no `runs` row holds, and the `mirror` events naming a
+/// mirror list whose mirror no `mirrors` row records (a mirror's row carries its event's time):
+/// (kind, detail, time) of each, in log order.
+fn events_without_their_rows(
+    conn: &rusqlite::Connection,
+) -> rusqlite::Result<Vec<(String, String, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT e.kind, e.detail, e.time_unix_nanos FROM events e \
+         WHERE (e.kind = 'rerun' AND NOT EXISTS (SELECT 1 FROM runs r \
+                 WHERE r.attestation = json_extract(e.detail, '$.attestation'))) \
+            OR (e.kind = 'mirror' AND json_extract(e.detail, '$.mirror_list') IS NOT NULL \
+                AND NOT EXISTS (SELECT 1 FROM mirrors m \
+                 WHERE m.time_unix_nanos = e.time_unix_nanos)) \
+         ORDER BY e.seq",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
 /// The records the catalog's `ingest` events name.
 fn records_named_by_ingest_events(
     tx: &rusqlite::Transaction<'_>,
@@ -522,6 +541,15 @@ fn records_named_by_ingest_events(
         }
     }
     Ok(named)
+}
+
+impl Catalog {
+    /// True if a `rerun` or `mirror` event of the catalog has no row yet (taken in from the log
+    /// by an append, see [`Catalog::catch_up`]): the next catch-up has rows to index.
+    pub fn has_events_without_their_rows(&self) -> Result<bool> {
+        let found = events_without_their_rows(&self.conn);
+        Ok(!self.sql(found)?.is_empty())
+    }
 }
 
 /// What [`Catalog::catch_up`] added.
@@ -642,6 +670,21 @@ impl Catalog {
                     // of this list: that claim needs no second event.
                     named = records_named_by_ingest_events(&tx).map_err(&wrap)?;
                 }
+            }
+        }
+        // An event another writer held at the number this catalog's append wanted (another
+        // machine's, on an S3 store) was taken in by that append without its rows: index the
+        // rows of every `rerun` and `mirror` event that has none yet.
+        for (kind, detail, time_unix_nanos) in events_without_their_rows(&tx).map_err(&wrap)? {
+            match crate::format::event::named_object(&kind, &detail) {
+                Some(NamedObject::Attestation(id)) => {
+                    out.runs += u64::from(index_run(&tx, find, &id).map_err(&wrap)?);
+                }
+                Some(NamedObject::MirrorList(id)) => {
+                    let added = index_mirror(&tx, find, &id, time_unix_nanos);
+                    out.mirrors += u64::from(added.map_err(&wrap)?);
+                }
+                _ => {}
             }
         }
         tx.commit().map_err(&wrap)?;

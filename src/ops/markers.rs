@@ -240,7 +240,7 @@ pub fn catch_up(store: &Store, catalog: &mut Catalog) -> Result<CaughtUp> {
             }
         }
     }
-    if later.is_empty() && claims.is_empty() {
+    if later.is_empty() && claims.is_empty() && !catalog.has_events_without_their_rows()? {
         return Ok(CaughtUp::default());
     }
     if !claims.is_empty() {

@@ -694,7 +694,6 @@ fn machine_b_catalog(sb: &Sandbox, store: &evstore::store::Store) -> evstore::ca
     catalog
 }
 
-/// What a catch-up reads back for a version claim: the record and its files (no object rows).
 /// What a catch-up in these tests reads back: packets (no runs or mirrors are made here).
 struct PacketsOnly<'a>(&'a evstore::store::Store);
 
@@ -721,6 +720,7 @@ impl evstore::catalog::FindInStore for PacketsOnly<'_> {
     }
 }
 
+/// What a catch-up reads back for a version claim: the record and its files (no object rows).
 fn found_packet(
     store: &evstore::store::Store,
     id: &evstore::digest::Blake3Digest,
@@ -821,4 +821,45 @@ fn listing_of(sb: &Sandbox) -> Vec<Value> {
     let (rc, list) = sb.json(&["ls"]);
     assert_eq!(rc, 0, "{list}");
     list["packets"].as_array().cloned().unwrap_or_default()
+}
+
+/// Regression (review of issue 14): an append that finds another machine's `rerun` event at its
+/// log number takes the event in without its `runs` row; the next catch-up indexes the row from
+/// the attestation, though the log has nothing new. Replayed on a local store folder: its own
+/// catalog is machine A, a second catalog machine B.
+#[test]
+fn regression_a_rerun_event_taken_in_by_an_append_gets_its_run_row_at_the_next_catch_up() {
+    let sb = Sandbox::new();
+    let example = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/example-packet"));
+    assert_eq!(code(&sb.run(&["init"])), 0);
+    let out = sb.run(&["ingest", example.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let store = evstore::store::Store::open(&sb.store()).expect("open the store");
+    let mut b = machine_b_catalog(&sb, &store);
+    evstore::ops::markers::catch_up(&store, &mut b).expect("machine B catches up");
+    // Machine A reruns: its event takes the log's next number.
+    let script = example.join("rerun.sh");
+    let out = sb.run(&[
+        "rerun",
+        "example-packet",
+        "--",
+        "bash",
+        script.to_str().unwrap(),
+        "{out}",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    // Machine B appends an event of its own: its append meets A's `rerun` event first.
+    b.log_event(&evstore::catalog::NewEvent::init(&sb.store(), "machine-b"))
+        .expect("machine B appends");
+    let kinds: Vec<String> = b.events().unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["init", "ingest", "rerun", "init"]);
+    assert!(
+        b.runs(None).unwrap().is_empty(),
+        "the taken event came without its row"
+    );
+    let caught = evstore::ops::markers::catch_up(&store, &mut b).expect("catch up");
+    assert_eq!(caught.runs, 1, "{caught:?}");
+    assert_eq!(b.runs(None).unwrap().len(), 1);
+    // Nothing is left to index: the next catch-up does nothing.
+    assert!(!b.has_events_without_their_rows().unwrap());
 }
