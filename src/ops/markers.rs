@@ -294,19 +294,64 @@ pub fn catch_up(store: &Store, catalog: &mut Catalog) -> Result<CaughtUp> {
         let forgotten = catalog.commitments()?.forgotten;
         claims.retain(|id| !forgotten.contains(id));
     }
-    catalog.catch_up(&later, &claims, &mut StoreFinder(store))
+    let mut finder = StoreFinder {
+        store,
+        failed: None,
+    };
+    let caught_up = catalog.catch_up(&later, &claims, &mut finder)?;
+    match finder.failed {
+        // What could not be read for a passing reason is indexed by the next catch-up (claims
+        // and events without their rows are looked for again); this command fails, never
+        // answering from a catalog that lacks what the store holds.
+        Some(err) => Err(err),
+        None => Ok(caught_up),
+    }
 }
 
-/// What catch-up reads back from a store: every object read verified and decoded strictly.
-struct StoreFinder<'a>(&'a Store);
+/// What catch-up reads back from a store: every object read verified and decoded strictly. An
+/// object that is missing or corrupt is `None` (`fsck` names it); any other failure to read
+/// (the network, a 503 that outlasted the retries) is kept in `failed`, and the catch-up fails.
+struct StoreFinder<'a> {
+    store: &'a Store,
+    failed: Option<crate::Error>,
+}
+
+impl StoreFinder<'_> {
+    /// `Some(value)` for a read that worked; `None` for a missing or corrupt object, or for a
+    /// failure to read, which is kept.
+    fn keep<T>(&mut self, read: Result<T>) -> Option<T> {
+        match read {
+            Ok(value) => Some(value),
+            Err(err) if is_missing_or_corrupt(&err) => None,
+            Err(err) => {
+                self.failed.get_or_insert(err);
+                None
+            }
+        }
+    }
+}
+
+/// True for an error that says an object is missing or damaged (what `fsck` reports), not that
+/// it could not be read this time.
+fn is_missing_or_corrupt(err: &crate::Error) -> bool {
+    match err {
+        crate::Error::Corrupt { .. }
+        | crate::Error::NotFound(_)
+        | crate::Error::Mismatch { .. } => true,
+        crate::Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
 
 impl FindInStore for StoreFinder<'_> {
     fn packet(&mut self, record: &Blake3Digest) -> Option<FoundPacket> {
-        find_packet(self.0, record)
+        let found = find_packet(self.store, record);
+        self.keep(found).flatten()
     }
 
     fn run(&mut self, attestation: &Blake3Digest) -> Option<FoundRun> {
-        let (kind, bytes) = self.0.read_small_object(attestation).ok()?;
+        let read = self.store.read_small_object(attestation);
+        let (kind, bytes) = self.keep(read)?;
         if kind != crate::format::object::ObjectKind::Attestation {
             return None;
         }
@@ -318,7 +363,8 @@ impl FindInStore for StoreFinder<'_> {
     }
 
     fn mirror_list(&mut self, id: &Blake3Digest) -> Option<MirrorList> {
-        read_mirror_list(self.0, id).ok()
+        let read = read_mirror_list(self.store, id);
+        self.keep(read)
     }
 }
 
@@ -342,16 +388,25 @@ pub fn read_mirror_list(store: &Store, id: &Blake3Digest) -> Result<MirrorList> 
 
 /// A committed packet read back from the store: its record object and its whole tree, checked
 /// against the record's packet_tree_sha256; `None` if any of it is missing or corrupt.
-fn find_packet(store: &Store, id: &Blake3Digest) -> Option<FoundPacket> {
-    let (kind, bytes) = store.read_small_object(id).ok()?;
+///
+/// # Errors
+///
+/// The store's errors reading an object; `Ok(None)` for a record or tree that is of another
+/// kind, does not decode or does not match the record.
+fn find_packet(store: &Store, id: &Blake3Digest) -> Result<Option<FoundPacket>> {
+    let (kind, bytes) = store.read_small_object(id)?;
     if kind != crate::format::object::ObjectKind::Record {
-        return None;
+        return Ok(None);
     }
-    let record = PacketRecord::decode(&bytes).ok()?;
-    let (files, nodes) = crate::packet::walk_tree(store, &record.tree).ok()?;
-    let manifest = crate::format::tree::manifest_of(&files).ok()?;
+    let Ok(record) = PacketRecord::decode(&bytes) else {
+        return Ok(None);
+    };
+    let (files, nodes) = crate::packet::walk_tree(store, &record.tree)?;
+    let Ok(manifest) = crate::format::tree::manifest_of(&files) else {
+        return Ok(None);
+    };
     if manifest.packet_tree_sha256() != record.packet_tree_sha256 {
-        return None;
+        return Ok(None);
     }
     let mut objects: Vec<ObjectRow> = files
         .iter()
@@ -362,19 +417,19 @@ fn find_packet(store: &Store, id: &Blake3Digest) -> Option<FoundPacket> {
         })
         .collect();
     for node_id in nodes {
-        let node = crate::packet::load_node(store, &node_id).ok()?;
+        let node = crate::packet::load_node(store, &node_id)?;
         objects.push(ObjectRow {
             id: node_id,
             kind: "tree".into(),
             size: node.encode().len() as u64,
         });
     }
-    Some(FoundPacket {
+    Ok(Some(FoundPacket {
         record_id: *id,
         record,
         files,
         objects,
-    })
+    }))
 }
 
 /// True if the store holds more than `catalog` knows, or needs its one-time upgrade: a layout-1

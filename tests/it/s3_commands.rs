@@ -369,3 +369,24 @@ fn a_cache_whose_last_event_the_bucket_no_longer_holds_is_refused_not_read() {
         )]
     );
 }
+
+#[test]
+fn a_fresh_cache_that_cannot_read_the_bucket_fails_instead_of_listing_nothing() {
+    // Reads of objects and packs keep failing (503 past the client's retries): the catch-up of a
+    // new cache must fail (exit 2 naming the key), not answer "no packets archived yet".
+    let sb = Sandbox::new();
+    let url = fresh_url("failing-reads");
+    let a = Machine::new(&sb, &url, "a");
+    assert_eq!(code(&a.run(&["init"])), 0);
+    let pkt = write_packet(&sb, "pkt");
+    assert_eq!(a.json(&["ingest", pkt.to_str().unwrap()]).0, 0);
+    let proxy = crate::s3_store::Proxy::start(&sb, "fail-reads");
+    let fresh = Machine::new(&sb, &url, "fresh");
+    let mut cmd = fresh.command();
+    cmd.env("AWS_ENDPOINT_URL", &proxy.endpoint);
+    let out = cmd.args(["--json", "ls"]).output().unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains(&url), "{}", stderr(&out));
+    // Once the bucket reads again, the same cache catches up whole.
+    assert_eq!(fresh.packets(), a.packets());
+}

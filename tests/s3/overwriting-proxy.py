@@ -11,6 +11,8 @@ MODE:
   lose-reply forward everything, but answer the first conditional PUT of each log/ and refs/
              key with 503 after the server stored it (a reply lost on the way back): the
              client's retry then meets its own key (412), which must count as its own write
+  fail-reads answer every GET of an objects/ or packs/ key with 503 (a server that keeps failing
+             reads: the client's retries run out), forward everything else
 Listens on a free loopback port, written to PORT_FILE once it accepts connections. The secret
 key for re-signing is read from AWS_SECRET_ACCESS_KEY. Each request is appended to LOG_FILE as
 "METHOD PATH STATUS".
@@ -64,6 +66,15 @@ class Handler(BaseHTTPRequestHandler):
         if MODE == "overwrite" and self.command == "PUT" and "if-none-match" in headers:
             del headers["if-none-match"]
             resign(self.command, path, query, headers)
+        if (MODE == "fail-reads" and self.command == "GET"
+                and ("/objects/" in path or "/packs/" in path)):
+            if LOG:
+                with LOCK, open(LOG, "a") as log:
+                    log.write(f"{self.command} {self.path} 503\n")
+            self.send_response(503, "Slow Down")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         upstream = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=120)
         upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
         for key, value in headers.items():
