@@ -144,7 +144,7 @@ SHA256SUM=$(command -v sha256sum || true)
 
 B3SUM=$(command -v b3sum || true)
 if [[ -z $B3SUM && -x $TOOLS/bin/b3sum ]]; then B3SUM=$TOOLS/bin/b3sum; fi
-if [[ -z $B3SUM && $NO_INSTALL != 1 ]]; then
+if [[ -z $B3SUM && $NO_INSTALL != 1 ]] && wants_local; then
   log "cargo install b3sum --locked --root $TOOLS"
   if cargo install b3sum --locked --quiet --root "$TOOLS" --target-dir "$TOOLS/build" >&2; then
     B3SUM=$TOOLS/bin/b3sum
@@ -154,7 +154,7 @@ fi
 
 BAGIT=$(command -v bagit.py || true)
 if [[ -z $BAGIT && -x $TOOLS/venv/bin/bagit.py ]]; then BAGIT=$TOOLS/venv/bin/bagit.py; fi
-if [[ -z $BAGIT && $NO_INSTALL != 1 ]]; then
+if [[ -z $BAGIT && $NO_INSTALL != 1 ]] && wants_local; then
   log "pip install bagit into $TOOLS/venv"
   if ! python3 -m venv "$TOOLS/venv" >&2 2>/dev/null; then
     rm -rf -- "$TOOLS/venv"
@@ -639,7 +639,8 @@ for line in open(lin_path):
                % (kind, label, f1, f2, b1, b2, size, t1, t2, t2 / t1,
                   (t2 / t1 / size - 1) * 100, "yes" if abs(t2 / t1 / size - 1) <= 0.10 else "no"))
 
-print("\n".join(lines))
+if lines:
+    print("\n".join(lines))
 if s3_lines:
     print("\nS3 (SeaweedFS on loopback; request counts from one run through the counting proxy):")
     print("\n".join(s3_lines + [""] + s3_notes))
