@@ -162,6 +162,21 @@ pub(super) fn split_versioned(subject: &str) -> Option<(&str, u64)> {
 /// lock, or an event whose catalog commit failed after its key was created), its event is taken
 /// into this catalog if it continues the catalog's chain, and the append retries at the next
 /// number; an event that does not continue the chain is an error naming the key.
+/// The first event of a log (sequence 1, after the genesis hash), stamped now: what `init` of
+/// an S3 store creates as `log/00000000000000000001` before any catalog exists.
+pub fn first_event_row(event: &NewEvent) -> EventRow {
+    let time = crate::now_unix_nanos() as i64;
+    EventRow {
+        seq: 1,
+        time_unix_nanos: time,
+        kind: event.kind().name().to_string(),
+        subject: event.subject().to_string(),
+        detail: event.detail().to_string(),
+        prev_hash: GENESIS_HASH.to_string(),
+        hash: event.hash(1, time, GENESIS_HASH).to_hex(),
+    }
+}
+
 pub(super) fn append_event(
     tx: &Connection,
     log: Option<&SharedLog>,

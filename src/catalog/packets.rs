@@ -399,6 +399,13 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The ids of every object the catalog refers to (what an ingest into an S3 store skips
+    /// without a request: each was durable in the store before the row that names it
+    /// committed).
+    pub fn object_ids(&self) -> Result<std::collections::HashSet<Blake3Digest>> {
+        Ok(self.objects()?.into_iter().map(|row| row.id).collect())
+    }
+
     /// Every object the catalog refers to.
     pub fn objects(&self) -> Result<Vec<ObjectRow>> {
         let mut stmt = self.sql(

@@ -305,7 +305,13 @@ pub fn ingest_folder(
     let scanned = scan_dir(dir)?;
     let seal = own_seal_of(&scanned)?;
     scanned.require_regular_files()?;
-    let batch = store.batch()?;
+    // On a store where asking whether an object exists is a request (S3), the catalog says
+    // which objects are stored already; a local store asks its folder.
+    let batch = if store.is_remote() {
+        store.batch_knowing(catalog.object_ids()?)?
+    } else {
+        store.batch()?
+    };
     // Reported if a signal stops this ingest: dropping `batch` unlinks its temp files.
     let _cleanup = crate::interrupt::on_interrupt(crate::interrupt::Cleanup::Note(format!(
         "removed this ingest's temp files from {}",

@@ -98,7 +98,9 @@ pub fn attach_log(store: &mut Store, catalog: &mut Catalog) -> Result<()> {
         // this is the one moment they may be made from the catalog.
         ensure_markers(&Refs::for_writer(store)?, catalog)?;
     }
-    let created = EventLog::of(store).ensure(|| catalog.events())?;
+    // An S3 store's log is started by `init` (or by its first writer, see
+    // [`start_remote_log`]), never made from a catalog, which there is only a cache.
+    let created = !store.is_remote() && EventLog::of(store).ensure(|| catalog.events())?;
     if upgraded {
         store.mark_layout_2()?;
     }
@@ -128,6 +130,9 @@ pub fn refuse_layout_2_without_its_keys(store: &Store) -> Result<()> {
     if store.layout() < 2 {
         return Ok(());
     }
+    if store.is_remote() {
+        return refuse_remote_store_without_its_log(store);
+    }
     // A `refs` that is there but not a real folder has its own, more precise message.
     Refs::unlocked(store).check_shape()?;
     let missing = if !EventLog::of(store).present()? {
@@ -149,6 +154,40 @@ pub fn refuse_layout_2_without_its_keys(store: &Store) -> Result<()> {
         )),
         None => Ok(()),
     }
+}
+
+/// An S3 store has no empty folders: its `refs/` exists once a packet is claimed, and its `log/`
+/// once `init` wrote the first event. A store with claims but no log has lost its log.
+fn refuse_remote_store_without_its_log(store: &Store) -> Result<()> {
+    if EventLog::of(store).present()? || !Refs::unlocked(store).present() {
+        return Ok(());
+    }
+    Err(crate::Error::corrupt(
+        format!("store {}", store.root().escaped()),
+        "it holds version claims (refs/) but no event log (log/): the log is the record of what \
+         was committed, and evstore never rebuilds it from a catalog; restore log/ from a copy \
+         of the bucket",
+    ))
+}
+
+/// Start the log of an S3 store whose `init` stopped after writing `VERSION`: create its first
+/// event (`init`) as `log/00000000000000000001`, create-if-absent, so of two writers doing this
+/// at once one event is made. Nothing to do when the log has its first key.
+///
+/// # Errors
+///
+/// The log cannot be listed, or the key cannot be created.
+pub fn start_remote_log(store: &Store) -> Result<()> {
+    let log = EventLog::of(store);
+    if log.present()? {
+        return Ok(());
+    }
+    let first = crate::catalog::first_event_row(&crate::catalog::NewEvent::init(
+        store.root(),
+        crate::TOOL_VERSION,
+    ));
+    log.append(&first)?;
+    Ok(())
 }
 
 /// The `log/` key space of a store being created in `staged` (whose catalog holds its first
@@ -280,7 +319,9 @@ pub fn ensure_log_attached(store: &Store, catalog: &mut Catalog) -> Result<()> {
         return Ok(());
     }
     refuse_layout_2_without_its_keys(store)?;
-    EventLog::of(store).ensure(|| catalog.events())?;
+    if !store.is_remote() {
+        EventLog::of(store).ensure(|| catalog.events())?;
+    }
     catalog.attach_log(SharedLog::of(store));
     catch_up(store, catalog)?;
     Ok(())

@@ -76,7 +76,12 @@ fn create_s3_store(url: &crate::store::S3Url) -> Result<()> {
         )));
     }
     match backend.create_key_if_absent("VERSION", crate::store::STORE_VERSION_TEXT.as_bytes())? {
-        KeyCreated::Created => Ok(()),
+        KeyCreated::Created => {
+            // The first event, then this machine's cache of the new store.
+            let location = std::path::PathBuf::from(url.to_string());
+            open_for_writing(&location)?;
+            Ok(())
+        }
         KeyCreated::AlreadyExists(bytes)
             if bytes == crate::store::STORE_VERSION_TEXT.as_bytes() =>
         {
@@ -114,9 +119,23 @@ pub fn prepare_new_catalog(root: &Path, staged: &Path) -> Result<()> {
 pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
     let mut store = Store::open(root)?;
     store.check_writable()?;
+    if store.is_remote() {
+        crate::ops::markers::start_remote_log(&store)?;
+        let catalog = open_remote_cache(&mut store)?;
+        return Ok((store, catalog));
+    }
     let mut catalog = Catalog::open_existing(&store.catalog_path())?;
     crate::ops::markers::attach_log(&mut store, &mut catalog)?;
     Ok((store, catalog))
+}
+
+/// The catalog of an S3 store: this machine's cache of the bucket, created if missing (deleting
+/// the cache folder is always safe) and brought up to date with the bucket's `log/` and version
+/// claims before the command reads it (one listing of each when nothing is new).
+fn open_remote_cache(store: &mut Store) -> Result<Catalog> {
+    let mut catalog = Catalog::open(&store.catalog_path())?;
+    crate::ops::markers::attach_log(store, &mut catalog)?;
+    Ok(catalog)
 }
 
 /// Open the store at `root` for a command that only reads it; works on a store this user
@@ -127,6 +146,13 @@ pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
 /// I/O or catalog errors (with the path) opening it.
 pub fn open_for_reading(root: &Path) -> Result<(Store, Catalog)> {
     let mut store = Store::open(root)?;
+    if store.is_remote() {
+        // The cache is this machine's, so a reader brings it up to date too; it writes nothing
+        // to the bucket.
+        store.check_writable()?;
+        let catalog = open_remote_cache(&mut store)?;
+        return Ok((store, catalog));
+    }
     let mut catalog = Catalog::open_read_only(&store.catalog_path())?;
     if crate::ops::markers::behind_the_store(&store, &catalog)? && store.check_writable().is_ok() {
         // A user who can write the store upgrades it (once) on any command, as the catalog
@@ -244,6 +270,7 @@ pub fn ingest_creating_store(
     let store_path = &config.store_path;
     crate::store::check_store_location(store_path)?;
     let folder = PacketFolder::open(dir, store_path)?;
+    let remote = crate::store::S3Url::parse(store_path)?.is_some();
     let ingest_config = IngestConfig {
         name,
         note: config.note.clone(),
@@ -251,7 +278,8 @@ pub fn ingest_creating_store(
         progress: config.progress.clone(),
     };
     let mut first = None;
-    if std::fs::symlink_metadata(store_path).is_err() {
+    // An S3 store is created by `init` only (there is no folder to create it in, whole or not).
+    if !remote && std::fs::symlink_metadata(store_path).is_err() {
         match ingest_into_a_new_store(store_path, &folder, &ingest_config)? {
             NewStoreIngest::Created(created) => first = Some(created),
             NewStoreIngest::Refused(refusal) => return Ok(IngestFolderOutcome::Refused(refusal)),

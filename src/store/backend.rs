@@ -234,6 +234,13 @@ pub trait ObjectBackend: NamedKeys + Send + Sync {
     fn exists(&self, id: &Blake3Digest) -> Result<bool> {
         Ok(self.stat(id)?.is_some())
     }
+    /// True if [`ObjectBackend::exists`] is cheap enough to ask once per object a batch adds
+    /// (a `stat` of a local file). False for a backend where it is a request (an S3 `HEAD`): a
+    /// batch then trusts the ids its caller knows are stored (the catalog's) and puts the rest
+    /// with create-if-absent, which stores nothing twice under one name.
+    fn exists_is_cheap(&self) -> bool {
+        true
+    }
     /// A stream of an object's stored bytes (header and payload), or `None` if it is absent.
     fn open(&self, id: &Blake3Digest) -> Result<Option<Box<dyn Read + Send>>>;
     /// A stream of the stored bytes of one listed copy of an object.
@@ -294,6 +301,17 @@ pub trait NamedKeys: Send + Sync {
     /// the delimiter `/` gives them: keys, and deeper prefixes without their trailing `/`. A
     /// prefix with nothing below it lists nothing.
     fn list_names(&self, prefix: &str) -> Result<Vec<ListedName>>;
+    /// The names directly below `prefix` that sort after `after` (a name, not a key), as
+    /// [`NamedKeys::list_names`] gives them; entries that are not UTF-8 are left out. What a
+    /// reader that has everything up to `after` lists: a backend that can start a listing after a
+    /// key (S3 `start-after`) sends only the names past it, not the whole key space again.
+    fn list_names_after(&self, prefix: &str, after: &str) -> Result<Vec<ListedName>> {
+        Ok(self
+            .list_names(prefix)?
+            .into_iter()
+            .filter(|listed| matches!(listed, ListedName::Name(name) if name.as_str() > after))
+            .collect())
+    }
     /// True if the key space `prefix` (ending in `/`) was created (see
     /// [`NamedKeys::create_key_space`]).
     fn key_space_exists(&self, prefix: &str) -> Result<bool>;

@@ -104,6 +104,8 @@ pub struct ObjectBatch<'a> {
     spool_dir: PathBuf,
     pending: Mutex<HashMap<Blake3Digest, PutSource>>,
     small: Mutex<SmallObjects>,
+    /// Objects the caller knows are stored (the catalog's ids): skipped without a backend call.
+    known: std::collections::HashSet<Blake3Digest>,
     /// The shared side of the writers' lock on `<store>/tmp` (see [`Store::gc_temp`]).
     _writer_lock: Lock,
 }
@@ -130,13 +132,27 @@ impl<'a> ObjectBatch<'a> {
             spool_dir,
             pending: Mutex::new(HashMap::new()),
             small: Mutex::new(SmallObjects::default()),
+            known: std::collections::HashSet::new(),
             _writer_lock: writer_lock,
         }
+    }
+
+    /// This batch, told which objects are stored already.
+    pub(crate) fn knowing(mut self, known: std::collections::HashSet<Blake3Digest>) -> Self {
+        self.known = known;
+        self
     }
 
     fn already_has(&self, id: &Blake3Digest) -> Result<bool> {
         if self.lock().contains_key(id) || self.lock_small().ids.contains(id) {
             return Ok(true);
+        }
+        if self.known.contains(id) {
+            return Ok(true);
+        }
+        if !self.backend.exists_is_cheap() {
+            // Put it with create-if-absent: at worst a second copy in a pack, never a lost one.
+            return Ok(false);
         }
         self.backend.exists(id)
     }

@@ -84,13 +84,27 @@ impl S3Url {
 }
 
 /// Refuse a store location that looks like a URL or has whitespace around it (see
-/// [`check_local_path`]): `s3://bkt/ev` would otherwise become a local folder named `s3:` without
-/// a word. An `s3://` URL is refused here too, with what this build can do with it: the commands
-/// that reach this check need the catalog, which an S3 store does not have yet (only `init`, in
-/// `ops::setup::create_s3_store`, works on one).
+/// [`check_local_path`]): `s3:/bkt/ev` would otherwise become a local folder named `s3:` without
+/// a word. An `s3://BUCKET/PREFIX` URL is accepted (checked strictly by [`S3Url::parse`]) in a
+/// build with the feature `s3`, and refused with what to do in one without.
 pub fn check_store_location(root: &Path) -> Result<()> {
     if let Some(url) = S3Url::parse(root)? {
+        if cfg!(feature = "s3") {
+            return Ok(());
+        }
         return Err(Error::Usage(s3_not_available(&url)));
+    }
+    check_local_store_location(root)
+}
+
+/// [`check_store_location`] for a store folder, which is about to be created or opened as one:
+/// an S3 URL is refused here (only `evstore init` creates an S3 store, and opening one goes
+/// through `Store::open`, which recognises the URL first).
+pub fn check_local_store_location(root: &Path) -> Result<()> {
+    if let Some(url) = S3Url::parse(root)? {
+        return Err(Error::Usage(format!(
+            "{url} is an S3 store; create it with `evstore init --store {url}` first"
+        )));
     }
     check_local_path(root, "store").map_err(|err| match err {
         Error::Usage(message) => Error::Usage(format!(
@@ -100,21 +114,12 @@ pub fn check_store_location(root: &Path) -> Result<()> {
     })
 }
 
-/// Why a command cannot use the S3 store `url` in this build.
+/// Why a command cannot use the S3 store `url` in this build (one without the feature `s3`).
 pub fn s3_not_available(url: &S3Url) -> String {
-    if cfg!(feature = "s3") {
-        format!(
-            "{url} is an S3 store: this version can create one (`evstore init --store {url}`) \
-             but no other command works on it yet, because they need the per-machine catalog \
-             cache of the bucket, which is not built yet (issue 14); use a local store folder"
-        )
-    } else {
-        format!(
-            "{url} is an S3 store, and this evstore was built without S3 support (the cargo \
-             feature `s3`); build it with `cargo build --release --features s3` or use a local \
-             store folder"
-        )
-    }
+    format!(
+        "{url} is an S3 store, and this evstore was built without S3 support (the cargo feature \
+         `s3`); build it with `cargo build --release --features s3` or use a local store folder"
+    )
 }
 
 /// Refuse a local folder argument (`what`: "store", "export destination", "--keep folder")
@@ -217,6 +222,10 @@ pub fn resolved_path(path: &Path) -> Result<PathBuf> {
 /// Refuse to archive a folder that holds the store, or would hold it once created: the store's
 /// files would become part of the packet (and change it).
 pub fn refuse_store_inside_folder(store: &Path, dir: &Path) -> Result<()> {
+    if S3Url::parse(store)?.is_some() {
+        // A bucket cannot lie inside a folder.
+        return Ok(());
+    }
     let dir_resolved = std::fs::canonicalize(dir).at(dir, "cannot resolve")?;
     let store_resolved = resolved_path(store)?;
     if store_resolved.starts_with(&dir_resolved) {
@@ -237,6 +246,10 @@ pub fn refuse_store_inside_folder(store: &Path, dir: &Path) -> Result<()> {
 /// inside it: its files would become stray entries of the store (or the store's own files a
 /// packet). `path` need not exist; symlinks in it are resolved.
 pub fn refuse_inside_store(store: &Path, path: &Path, what: &str) -> Result<()> {
+    if S3Url::parse(store)?.is_some() {
+        // No folder lies inside a bucket.
+        return Ok(());
+    }
     if std::fs::symlink_metadata(store).is_err() {
         return Ok(());
     }

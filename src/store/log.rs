@@ -153,6 +153,17 @@ impl<'a> EventLog<'a> {
         }
     }
 
+    /// The names of `log/` past event `after`: only those, on a backend that can start a
+    /// listing after a key (one request on S3 when nothing is new), not the whole log.
+    fn names_after(&self, after: i64) -> Result<Vec<ListedName>> {
+        if after <= 0 {
+            return self.keys.list_names(LOG_PREFIX);
+        }
+        let key = log_key(after);
+        let name = key.strip_prefix(LOG_PREFIX).unwrap_or(&key);
+        self.keys.list_names_after(LOG_PREFIX, name)
+    }
+
     /// True if a key numbered past `after` exists (a listing, no read).
     ///
     /// # Errors
@@ -160,8 +171,7 @@ impl<'a> EventLog<'a> {
     /// The log cannot be listed.
     pub fn has_after(&self, after: i64) -> Result<bool> {
         Ok(self
-            .keys
-            .list_names(LOG_PREFIX)?
+            .names_after(after)?
             .into_iter()
             .any(|listed| match listed {
                 ListedName::Name(name) => parse_log_key_name(&name).is_some_and(|s| s > after),
@@ -182,8 +192,7 @@ impl<'a> EventLog<'a> {
             return Ok(out);
         }
         let mut seqs: Vec<i64> = self
-            .keys
-            .list_names(LOG_PREFIX)?
+            .names_after(after)?
             .into_iter()
             .filter_map(|listed| match listed {
                 ListedName::Name(name) => parse_log_key_name(&name),

@@ -55,8 +55,8 @@ pub use backend::{
 pub use batch::{Added, ObjectBatch, StreamWriter};
 pub use local::LocalBackend;
 pub use location::{
-    check_local_path, check_store_location, refuse_inside_store, refuse_store_inside_folder,
-    resolved_path, S3Url,
+    check_local_path, check_local_store_location, check_store_location, refuse_inside_store,
+    refuse_store_inside_folder, resolved_path, S3Url,
 };
 pub use memory::MemoryBackend;
 
@@ -99,9 +99,16 @@ impl Write for CappedBuffer {
 /// The catalog's file name inside a store.
 pub const CATALOG_FILE_NAME: &str = "catalog.sqlite";
 
-/// A store folder: its layout and its object backend.
+/// A store: its layout, its object backend, and the local folder that holds its catalog and
+/// `tmp/` (the store folder itself, or the per-machine cache folder of an S3 store).
 pub struct Store {
+    /// The store folder, or the store URL of an S3 store (how messages name the store).
     root: PathBuf,
+    /// Where the catalog and `tmp/` are: `root` for a store folder, the cache folder
+    /// (`$EVSTORE_CACHE/stores/…`) for an S3 store.
+    local: PathBuf,
+    /// True for a store whose catalog is a per-machine cache of a bucket.
+    remote: bool,
     backend: std::sync::Arc<dyn ObjectBackend>,
     /// The layout its `VERSION` names (1 or 2).
     layout: u32,
@@ -125,7 +132,7 @@ impl Store {
     /// replacing anything, so a concurrent creator either wins whole or finds a complete store
     /// ([`Error::AlreadyExists`] then).
     pub fn init_with(root: &Path, prepare: impl FnOnce(&Path) -> Result<()>) -> Result<Store> {
-        check_store_location(root)?;
+        check_local_store_location(root)?;
         if root.join("VERSION").exists() {
             return Err(Error::AlreadyExists(format!(
                 "{} is already an evstore store",
@@ -190,7 +197,7 @@ impl Store {
         prepare: impl FnOnce(&Path) -> Result<()>,
         fill: impl FnOnce(&Store) -> Result<T>,
     ) -> Result<Option<(Store, T)>> {
-        check_store_location(root)?;
+        check_local_store_location(root)?;
         if fs::symlink_metadata(root).is_ok() {
             return Ok(None);
         }
@@ -254,9 +261,13 @@ impl Store {
         result
     }
 
-    /// Open the existing store at `root`.
+    /// Open the existing store at `root`: a store folder, or an S3 store URL
+    /// (`s3://BUCKET/PREFIX`), whose catalog lives in this machine's cache folder.
     pub fn open(root: &Path) -> Result<Store> {
-        check_store_location(root)?;
+        if let Some(url) = S3Url::parse(root)? {
+            return Store::open_s3(&url);
+        }
+        check_local_store_location(root)?;
         let meta = fs::metadata(root).map_err(|err| {
             if err.kind() == io::ErrorKind::NotFound {
                 Error::Usage(format!(
@@ -301,9 +312,62 @@ impl Store {
         refuse_symlinked_store_folders(root)?;
         Ok(Store {
             root: root.to_path_buf(),
+            local: root.to_path_buf(),
+            remote: false,
             backend: std::sync::Arc::new(LocalBackend::new(root)),
             layout,
         })
+    }
+
+    /// Open the S3 store at `url`: its `VERSION` key must name layout 2; its catalog and `tmp/`
+    /// are in this machine's cache folder for the store ([`s3::S3Backend::cache_folder`]),
+    /// created if missing.
+    #[cfg(feature = "s3")]
+    fn open_s3(url: &S3Url) -> Result<Store> {
+        let backend = s3::S3Backend::open(url)?;
+        match backend.read_key("VERSION", 256)? {
+            KeyRead::Found(bytes) if bytes == STORE_VERSION_TEXT.as_bytes() => {}
+            KeyRead::Missing => {
+                return Err(Error::Usage(format!(
+                    "no evstore store at {url} (it has no VERSION key); create one with \
+                     `evstore init --store {url}`"
+                )))
+            }
+            KeyRead::Found(bytes) => {
+                return Err(Error::Usage(format!(
+                    "{url}/VERSION: unsupported store version {:?}: this evstore ({}) reads S3 \
+                     stores of layout 2 (\"evstore store 2\\n\"); a newer evstore made it, or it \
+                     is not an evstore store",
+                    String::from_utf8_lossy(&bytes),
+                    crate::TOOL_VERSION
+                )))
+            }
+            KeyRead::TooLarge | KeyRead::Unreadable(_) => {
+                return Err(Error::Usage(format!(
+                    "{url}/VERSION is not an evstore VERSION key (too large or unreadable)"
+                )))
+            }
+        }
+        let local = backend.cache_folder()?;
+        let tmp = local.join("tmp");
+        fs::create_dir_all(&tmp).at(&tmp, "cannot create the cache folder")?;
+        Ok(Store {
+            root: PathBuf::from(url.to_string()),
+            local,
+            remote: true,
+            backend: std::sync::Arc::new(backend),
+            layout: 2,
+        })
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn open_s3(url: &S3Url) -> Result<Store> {
+        Err(Error::Usage(location::s3_not_available(url)))
+    }
+
+    /// True for an S3 store, whose catalog is this machine's cache of the bucket.
+    pub fn is_remote(&self) -> bool {
+        self.remote
     }
 
     /// The store at `root` with another object backend (the memory backend of the unit tests):
@@ -311,6 +375,8 @@ impl Store {
     pub fn with_backend(root: &Path, backend: Box<dyn ObjectBackend>) -> Store {
         Store {
             root: root.to_path_buf(),
+            local: root.to_path_buf(),
+            remote: false,
             backend: std::sync::Arc::from(backend),
             layout: 2,
         }
@@ -326,16 +392,20 @@ impl Store {
             name.push(suffix);
             PathBuf::from(name)
         };
-        let checks = [
-            (self.root.clone(), true),
-            (self.root.join("objects"), true),
+        let mut checks = vec![
+            (self.local.clone(), true),
             (self.tmp_path(), true),
-            (self.root.join("packs"), false),
-            (self.root.join(crate::store::refs::REFS_DIR_NAME), false),
-            (catalog.clone(), true),
+            (catalog.clone(), !self.remote),
             (sidecar("-wal"), false),
             (sidecar("-shm"), false),
         ];
+        if !self.remote {
+            checks.extend([
+                (self.root.join("objects"), true),
+                (self.root.join("packs"), false),
+                (self.root.join(crate::store::refs::REFS_DIR_NAME), false),
+            ]);
+        }
         for (path, must_exist) in checks {
             match rustix::fs::accessat(
                 rustix::fs::CWD,
@@ -345,6 +415,19 @@ impl Store {
             ) {
                 Ok(()) => {}
                 Err(rustix::io::Errno::NOENT) if !must_exist => {}
+                Err(
+                    errno @ (rustix::io::Errno::ACCESS
+                    | rustix::io::Errno::PERM
+                    | rustix::io::Errno::ROFS),
+                ) if self.remote => {
+                    return Err(Error::Usage(format!(
+                        "{}: this machine's cache folder of the store {} is read-only for this \
+                         user ({}); set $EVSTORE_CACHE to a folder you can write",
+                        path.escaped(),
+                        self.root.escaped(),
+                        io::Error::from(errno)
+                    )))
+                }
                 Err(
                     errno @ (rustix::io::Errno::ACCESS
                     | rustix::io::Errno::PERM
@@ -365,19 +448,25 @@ impl Store {
         Ok(())
     }
 
-    /// The store folder.
+    /// The store folder (for an S3 store, its URL, which is how messages name it).
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The catalog file of this store.
-    pub fn catalog_path(&self) -> PathBuf {
-        self.root.join(CATALOG_FILE_NAME)
+    /// The folder holding the catalog and `tmp/`: the store folder, or this machine's cache
+    /// folder of an S3 store.
+    pub fn local_folder(&self) -> &Path {
+        &self.local
     }
 
-    /// The staging folder of this store.
+    /// The catalog file of this store (of an S3 store: this machine's cache of the bucket).
+    pub fn catalog_path(&self) -> PathBuf {
+        self.local.join(CATALOG_FILE_NAME)
+    }
+
+    /// The staging folder of this store (of an S3 store: in this machine's cache folder).
     pub fn tmp_path(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.local.join("tmp")
     }
 
     /// The object backend.
@@ -428,12 +517,22 @@ impl Store {
     /// The writers' lock cannot be taken (the error names `<store>/tmp` and the reason): a batch
     /// never writes without it.
     pub fn batch(&self) -> Result<ObjectBatch<'_>> {
+        self.batch_knowing(std::collections::HashSet::new())
+    }
+
+    /// [`Store::batch`], told which objects are stored already (the ids the catalog holds): the
+    /// batch skips them without asking the backend, which matters where asking is a request
+    /// (see [`ObjectBackend::exists_is_cheap`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::batch`].
+    pub fn batch_knowing(
+        &self,
+        known: std::collections::HashSet<Blake3Digest>,
+    ) -> Result<ObjectBatch<'_>> {
         let writer_lock = self.lock_writers_shared()?;
-        Ok(ObjectBatch::new(
-            &*self.backend,
-            self.tmp_path(),
-            writer_lock,
-        ))
+        Ok(ObjectBatch::new(&*self.backend, self.tmp_path(), writer_lock).knowing(known))
     }
 
     /// Take the shared side of the writers' lock (an `flock` on `<store>/tmp`), waiting while

@@ -59,6 +59,9 @@ pub struct Refs<'a> {
     /// removes a marker's temp file while it is written; `None` where the caller holds the
     /// exclusive side (`reindex`).
     _writer_lock: Option<Lock>,
+    /// True for an S3 store: its `refs/` exists once a packet is claimed (a bucket has no empty
+    /// folders), and it never predates markers, so there is nothing to make from a catalog.
+    remote: bool,
 }
 
 /// One commit marker.
@@ -144,6 +147,7 @@ impl<'a> Refs<'a> {
             keys: store.backend(),
             store_root: store.root().to_path_buf(),
             _writer_lock: Some(writer_lock),
+            remote: store.is_remote(),
         };
         refs.check_shape()?;
         Ok(refs)
@@ -156,6 +160,7 @@ impl<'a> Refs<'a> {
             keys: store.backend(),
             store_root: store.root().to_path_buf(),
             _writer_lock: None,
+            remote: store.is_remote(),
         }
     }
 
@@ -196,7 +201,7 @@ impl<'a> Refs<'a> {
     /// store made before markers): created whole, so it never exists partial. `initial` runs only
     /// then.
     pub fn ensure(&self, initial: impl FnOnce() -> Result<Vec<Marker>>) -> Result<()> {
-        if self.present() {
+        if self.remote || self.present() {
             return Ok(());
         }
         let mut keys: BTreeMap<String, String> = BTreeMap::new();

@@ -410,6 +410,47 @@ impl S3Backend {
         )
     }
 
+    /// This machine's cache folder of the store: `<cache>/stores/<bucket>-<32 hex>`, the hex
+    /// naming the endpoint, bucket and prefix (two servers with one bucket name, or two stores in
+    /// one bucket, get separate caches). It holds the catalog cache and `tmp/`, and a `STORE`
+    /// file naming the store for a person who looks.
+    ///
+    /// # Errors
+    ///
+    /// No cache folder can be named (neither `$EVSTORE_CACHE`, `$XDG_CACHE_HOME` nor `$HOME`
+    /// is set), or it cannot be created.
+    pub fn cache_folder(&self) -> Result<PathBuf> {
+        let Some(dir) = cache_dir() else {
+            return Err(Error::Usage(format!(
+                "{}: an S3 store needs a cache folder on this machine for its catalog; set \
+                 $EVSTORE_CACHE (or $XDG_CACHE_HOME or $HOME)",
+                self.url
+            )));
+        };
+        let id = blake3::hash(
+            format!(
+                "{}\n{}\n{}\n",
+                self.endpoint, self.url.bucket, self.url.prefix
+            )
+            .as_bytes(),
+        );
+        let folder = dir
+            .join("stores")
+            .join(format!("{}-{}", self.url.bucket, &id.to_hex()[..32]));
+        std::fs::create_dir_all(&folder)
+            .map_err(|err| Error::io(&folder, "cannot create the cache folder", err))?;
+        let about = folder.join("STORE");
+        if !about.exists() {
+            let text = format!(
+                "evstore: this folder caches the catalog of the store {} at {}; delete it to \
+                 rebuild it from the bucket\n",
+                self.url, self.endpoint
+            );
+            let _ = std::fs::write(&about, text);
+        }
+        Ok(folder)
+    }
+
     fn probe_cached(&self) -> bool {
         let Some(file) = self.probe_cache_file() else {
             return false;
@@ -626,6 +667,11 @@ impl ObjectBackend for S3Backend {
         self.url.to_string()
     }
 
+    /// A `HEAD` per object would make an ingest of 200 files 200 requests.
+    fn exists_is_cheap(&self) -> bool {
+        false
+    }
+
     /// A packed copy the pack index knows already is read first (one range `GET`); else the
     /// loose key; else the packs, re-listed once.
     fn open(&self, id: &Blake3Digest) -> Result<Option<Box<dyn Read + Send>>> {
@@ -810,6 +856,31 @@ impl NamedKeys for S3Backend {
             .filter(|name| !name.is_empty())
             .map(str::to_string)
             .collect();
+        Ok(names.into_iter().map(ListedName::Name).collect())
+    }
+
+    /// One listing that starts after `PREFIX/after` (S3 `start-after`): the names directly below
+    /// `prefix` past `after`, without listing the ones before it again.
+    fn list_names_after(&self, prefix: &str, after: &str) -> Result<Vec<ListedName>> {
+        check_key(prefix.trim_end_matches('/'))?;
+        let full_prefix = self.full_key(prefix);
+        let path = self.key_path(full_prefix.trim_end_matches('/'))?;
+        let offset = self.key_path(&format!("{full_prefix}{after}"))?;
+        let mut stream = self.client.list_with_offset(Some(&path), &offset);
+        let mut names = std::collections::BTreeSet::new();
+        self.runtime.block_on(async {
+            while let Some(item) = stream.next().await {
+                let meta = item.map_err(|err| self.s3_error(&full_prefix, "cannot list", err))?;
+                if let Some(rest) = meta.location.as_ref().strip_prefix(full_prefix.as_str()) {
+                    if let Some(name) = rest.split('/').next().filter(|n| !n.is_empty()) {
+                        if name > after {
+                            names.insert(name.to_string());
+                        }
+                    }
+                }
+            }
+            Ok::<(), Error>(())
+        })?;
         Ok(names.into_iter().map(ListedName::Name).collect())
     }
 

@@ -28,6 +28,8 @@ mod review_kb;
 mod review_misc;
 mod rough;
 #[cfg(feature = "s3")]
+mod s3_commands;
+#[cfg(feature = "s3")]
 mod s3_count_proxy;
 #[cfg(feature = "s3")]
 mod s3_store;

@@ -4,7 +4,7 @@
 //! (passing on SeaweedFS, refusing a double that overwrites), and an unreachable endpoint.
 //!
 //! Without the server's variables these tests FAIL with a message saying how to run them: they
-//! never pass silently. The URL refusals at the end need no server.
+//! never pass silently.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ const HOW_TO_RUN: &str = "the S3 tests need a real S3 server: run them as \
 
 /// The test bucket from the environment `with-seaweedfs.sh` sets; panics (fails the test) with
 /// how to run the S3 tests when it is missing.
-fn bucket() -> String {
+pub fn bucket() -> String {
     for var in [
         "AWS_ENDPOINT_URL",
         "AWS_ACCESS_KEY_ID",
@@ -42,7 +42,7 @@ fn bucket() -> String {
 }
 
 /// A store URL of a prefix no other test uses.
-fn fresh_url(test: &str) -> String {
+pub fn fresh_url(test: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -50,7 +50,7 @@ fn fresh_url(test: &str) -> String {
     format!("s3://{}/{test}-{}-{nanos}", bucket(), std::process::id())
 }
 
-fn backend(url: &str) -> S3Backend {
+pub fn backend(url: &str) -> S3Backend {
     let url = S3Url::parse(Path::new(url)).unwrap().unwrap();
     S3Backend::open(&url).expect("S3 client")
 }
@@ -202,7 +202,7 @@ fn of_8_racing_creators_of_one_key_exactly_one_wins_and_the_others_see_its_bytes
 }
 
 #[test]
-fn init_on_an_s3_url_writes_version_once_and_other_commands_refuse_honestly() {
+fn init_on_an_s3_url_writes_version_and_the_first_event_once() {
     let url = fresh_url("init");
     let sb = Sandbox::new();
     let out = run(s3_command(&sb, &url), &["init"]);
@@ -223,16 +223,17 @@ fn init_on_an_s3_url_writes_version_once_and_other_commands_refuse_honestly() {
         "{}",
         stderr(&out)
     );
-    for args in [&["ls"][..], &["fsck"][..], &["ingest", "pkt"][..]] {
-        sb.write("pkt/a.txt", "a\n");
-        let out = run(s3_command(&sb, &url), args);
-        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("not built yet"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-    }
+    // `init` wrote the first event, `init`, as log key 1 (create-if-absent), and nothing else.
+    let log = backend(&url).list_names("log/").unwrap();
+    assert_eq!(
+        log,
+        vec![ListedName::Name("00000000000000000001".to_string())]
+    );
+    let Ok(KeyRead::Found(first)) = backend(&url).read_key("log/00000000000000000001", 4096) else {
+        panic!("log key 1 does not read back");
+    };
+    let first = evstore::format::event::LogEntry::decode(&first).unwrap();
+    assert_eq!((first.seq, first.kind.as_str()), (1, "init"));
     assert!(!sb.path("s3:").exists(), "a local folder was made");
 
     // A prefix holding other keys is not made a store.
@@ -357,8 +358,9 @@ fn the_probe_refuses_a_server_that_overwrites_and_passes_seaweedfs() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let requests = passing.requests();
     let count = |method: &str| requests.iter().filter(|(m, _)| m == method).count();
-    // list, probe PUT x2 + DELETE, VERSION PUT.
-    assert_eq!(count("PUT"), 3, "{requests:?}");
+    // Probe PUT x2 (+ DELETE), the VERSION PUT, the first log key's PUT.
+    assert_eq!(count("PUT"), 4, "{requests:?}");
+    assert!(requests.len() <= 16, "{requests:?}");
     eprintln!("init on S3 (probe not cached): {requests:?}");
 }
 
@@ -484,24 +486,23 @@ fn s3_store_urls_are_parsed_strictly() {
 }
 
 #[test]
-fn commands_other_than_init_refuse_an_s3_store_without_contacting_it() {
+fn commands_on_an_s3_prefix_that_is_no_store_say_how_to_make_one_and_create_nothing() {
     let sb = Sandbox::new();
     sb.write("pkt/a.txt", "a\n");
+    let url = fresh_url("nostore");
     for args in [
         &["ls"][..],
         &["fsck"][..],
         &["ingest", "pkt"][..],
         &["reindex"][..],
     ] {
-        let out = run(s3_command(&sb, "s3://no-such-bucket/ev"), args);
+        let out = run(s3_command(&sb, &url), args);
         assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
-        assert!(
-            err.contains("s3://no-such-bucket/ev is an S3 store"),
-            "{err}"
-        );
-        assert!(err.contains("not built yet"), "{err}");
+        assert!(err.contains(&format!("no evstore store at {url}")), "{err}");
+        assert!(err.contains("evstore init --store"), "{err}");
     }
+    assert!(backend(&url).list_names("").unwrap().is_empty());
     let out = run(s3_command(&sb, "s3://Bad_Bucket/ev"), &["init"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
@@ -509,7 +510,7 @@ fn commands_other_than_init_refuse_an_s3_store_without_contacting_it() {
         "{}",
         stderr(&out)
     );
-    // Nothing local was created.
+    // Nothing local was created: no cache, no folder named after the URL.
     let names: Vec<_> = std::fs::read_dir(sb.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -1,0 +1,273 @@
+//! Every command on an S3 store (SeaweedFS, started by `tests/s3/with-seaweedfs.sh`), from two
+//! "machines" (two cache folders): what one ingests the other lists on its next command;
+//! deleting a cache rebuilds it from the bucket; damaged bytes in the bucket are failures.
+//!
+//! Without the server's variables these tests FAIL with a message saying how to run them (see
+//! `s3_store::bucket`): they never pass silently.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::s3_store::fresh_url;
+use crate::sandbox::{assert_trees_equal, code, stderr, write_packet, Sandbox};
+
+/// One machine's view of an S3 store: the store URL and a cache folder of its own.
+pub struct Machine<'a> {
+    pub sb: &'a Sandbox,
+    pub url: String,
+    pub cache: PathBuf,
+}
+
+impl<'a> Machine<'a> {
+    pub fn new(sb: &'a Sandbox, url: &str, name: &str) -> Machine<'a> {
+        Machine {
+            sb,
+            url: url.to_string(),
+            cache: sb.path(&format!("cache-{name}")),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = self.sb.command_storeless();
+        cmd.arg("--store")
+            .arg(&self.url)
+            .env("EVSTORE_CACHE", &self.cache);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run evstore")
+    }
+
+    /// `evstore --json ARGS`: the exit code and the parsed report.
+    pub fn json(&self, args: &[&str]) -> (i32, Value) {
+        let out = self.command().arg("--json").args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = serde_json::from_str(&text).unwrap_or_else(|err| {
+            panic!(
+                "{args:?}: not JSON ({err}): {text}\nstderr: {}",
+                stderr(&out)
+            )
+        });
+        (code(&out), value)
+    }
+
+    /// `ls --json` as (name, version, packet_tree_sha256), sorted.
+    pub fn packets(&self) -> Vec<(String, u64, String)> {
+        let (rc, list) = self.json(&["ls"]);
+        assert_eq!(rc, 0, "{list}");
+        let mut out: Vec<(String, u64, String)> = list["packets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("ls --json has no packets: {list}"))
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["version"].as_u64().unwrap(),
+                    p["packet_tree_sha256"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// `log --json` as (seq, kind, hash).
+    pub fn events(&self) -> Vec<(i64, String, String)> {
+        let (rc, log) = self.json(&["log"]);
+        assert_eq!(rc, 0, "{log}");
+        log["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("log --json has no events: {log}"))
+            .iter()
+            .map(|e| {
+                (
+                    e["seq"].as_i64().unwrap(),
+                    e["kind"].as_str().unwrap().to_string(),
+                    e["hash"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn example_packet() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/example-packet"))
+}
+
+#[test]
+fn every_command_works_on_an_s3_store_and_another_machine_sees_each_write_on_its_next_command() {
+    let sb = Sandbox::new();
+    let url = fresh_url("commands");
+    let a = Machine::new(&sb, &url, "a");
+    let b = Machine::new(&sb, &url, "b");
+    let out = a.run(&["init"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // Machine A ingests; machine B lists it on its very next command.
+    let pkt = write_packet(&sb, "pkt");
+    let (rc, report) = a.json(&["ingest", pkt.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{report}");
+    let (rc, report) = b.json(&["ingest", example_packet().to_str().unwrap()]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(a.packets(), b.packets());
+    assert_eq!(a.packets().len(), 2);
+    // The same tree again is no new version, from either machine.
+    let (rc, again) = b.json(&["ingest", pkt.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{again}");
+    assert_eq!(a.packets().len(), 2, "{again}");
+
+    // Reads on B of what A wrote: show, manifest, cat, export, verify --against, diff.
+    for args in [
+        &["show", "pkt"][..],
+        &["manifest", "pkt"][..],
+        &["cat", "pkt", "logs/run.log"][..],
+    ] {
+        let out = b.run(args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    }
+    let out = b.run(&["cat", "pkt", "logs/run.log"]);
+    assert_eq!(out.stdout, b"step 1 ok\nstep 2 ok\n");
+    let exported = sb.path("exported");
+    let out = b.run(&["export", "pkt", exported.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_trees_equal(&pkt, &exported);
+    let out = b.run(&["verify", pkt.to_str().unwrap(), "--against", "pkt"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    sb.write("exported/logs/run.log", "step 1 ok\nstep 2 FAILED\n");
+    let out = b.run(&["verify", exported.to_str().unwrap(), "--against", "pkt"]);
+    assert_eq!(code(&out), 1, "an edited file must fail: {}", stderr(&out));
+    let out = a.run(&["diff", "pkt", "example-packet"]);
+    assert_eq!(
+        code(&out),
+        1,
+        "two different packets differ: {}",
+        stderr(&out)
+    );
+
+    // Mirror from the S3 store into a local KB, verified against the store from the other
+    // machine.
+    let kb = sb.path("kb");
+    std::fs::create_dir(&kb).unwrap();
+    let out = a.run(&["mirror", "pkt", kb.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = b.run(&["kb", "verify", kb.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // Rerun: the attestation goes into the bucket; the other machine lists the run.
+    let script = example_packet().join("rerun.sh");
+    let out = b.run(&[
+        "rerun",
+        "example-packet",
+        "--",
+        "bash",
+        script.to_str().unwrap(),
+        "{out}",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let (rc, runs) = a.json(&["runs", "example-packet"]);
+    assert_eq!(rc, 0, "{runs}");
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "{runs}");
+
+    // Both caches hold one log; fsck passes from both; reindex rebuilds B's cache.
+    assert_eq!(a.events(), b.events());
+    for m in [&a, &b] {
+        let (rc, report) = m.json(&["fsck"]);
+        assert_eq!(rc, 0, "{report}");
+    }
+    let before = b.packets();
+    let (rc, report) = b.json(&["reindex", "--replace"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(b.packets(), before);
+    assert_eq!(a.events(), b.events());
+
+    // Nothing was created in the working folder for the URL.
+    assert!(!sb.path("s3:").exists());
+}
+
+#[test]
+fn a_deleted_cache_is_rebuilt_from_the_bucket_with_every_packet_event_mirror_and_run() {
+    let sb = Sandbox::new();
+    let url = fresh_url("rebuild");
+    let a = Machine::new(&sb, &url, "a");
+    assert_eq!(code(&a.run(&["init"])), 0);
+    let pkt = write_packet(&sb, "pkt");
+    assert_eq!(a.json(&["ingest", pkt.to_str().unwrap()]).0, 0);
+    assert_eq!(a.json(&["ingest", example_packet().to_str().unwrap()]).0, 0);
+    let kb = sb.path("kb");
+    std::fs::create_dir(&kb).unwrap();
+    assert_eq!(code(&a.run(&["mirror", "pkt", kb.to_str().unwrap()])), 0);
+    let script = example_packet().join("rerun.sh");
+    let out = a.run(&[
+        "rerun",
+        "example-packet",
+        "--",
+        "bash",
+        script.to_str().unwrap(),
+        "{out}",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let packets = a.packets();
+    let events = a.events();
+    let runs = a.json(&["runs"]).1;
+
+    std::fs::remove_dir_all(&a.cache).unwrap();
+    assert_eq!(a.packets(), packets);
+    assert_eq!(a.events(), events);
+    let (rc, rebuilt_runs) = a.json(&["runs"]);
+    assert_eq!(rc, 0);
+    assert_eq!(
+        rebuilt_runs["runs"].as_array().map(Vec::len),
+        runs["runs"].as_array().map(Vec::len),
+        "{rebuilt_runs}"
+    );
+    let out = a.run(&["kb", "verify", kb.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (rc, report) = a.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+}
+
+#[test]
+fn an_object_damaged_in_the_bucket_fails_reads_and_fsck() {
+    let sb = Sandbox::new();
+    let url = fresh_url("damaged");
+    let a = Machine::new(&sb, &url, "a");
+    assert_eq!(code(&a.run(&["init"])), 0);
+    // A file large enough to be a loose object (not packed).
+    sb.write("big/data.bin", crate::sandbox::random_bytes(300_000, 7));
+    sb.write("big/notes.txt", "notes\n");
+    assert_eq!(a.json(&["ingest", sb.path("big").to_str().unwrap()]).0, 0);
+    let backend = crate::s3_store::backend(&url);
+    let loose: Vec<String> = evstore::store::ObjectBackend::list(&backend)
+        .unwrap()
+        .into_iter()
+        .filter_map(|listed| match listed {
+            evstore::store::ListedObject::Object {
+                location: evstore::store::ObjectLocation::Loose(path),
+                stored_size,
+                ..
+            } if stored_size > 100_000 => Some(path.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(loose.len(), 1, "{loose:?}");
+    // Overwrite the object's key with other bytes through a plain PUT (the server allows it;
+    // evstore never does it).
+    let bucket = crate::s3_store::bucket();
+    let status = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/s3req.py"))
+        .arg("PUT")
+        .arg(format!("/{bucket}/{}", loose[0]))
+        .arg("not the object")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = a.run(&["cat", "big", "data.bin"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let (rc, report) = a.json(&["fsck"]);
+    assert_eq!(rc, 1, "{report}");
+    let out = a.run(&["export", "big", sb.path("out").to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+}
