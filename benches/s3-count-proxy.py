@@ -113,6 +113,9 @@ def upstream_connection(fresh=False):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A response is written as its head, then its body: with Nagle's algorithm the body of a
+    # small answer waits for the client's delayed ACK of the head (tens of ms per request).
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
