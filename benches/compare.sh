@@ -662,7 +662,7 @@ with open(out, "w") as f:
     if lines:
         f.write("\n".join(lines) + "\n")
     if s3_lines:
-        f.write("\nS3: both tools against one SeaweedFS on loopback (same machine), each ingest "
+        f.write(("\n" if lines else "") + "S3: both tools against one SeaweedFS on loopback (same machine), each ingest "
                 "into a fresh prefix; request counts (PUT (of which multipart parts), GET, LIST = "
                 "GET of a bucket listing, HEAD, POST, DELETE) and bytes from one more run of each "
                 "command through benches/s3-count-proxy.py, untimed; init and the "
