@@ -90,7 +90,7 @@ impl Commitments {
                     out.forgotten.remove(&id);
                     out.forget_logged.insert(id);
                 }
-                None => {}
+                Some(NamedObject::MirrorList(_)) | None => {}
             }
         }
         out
@@ -154,14 +154,6 @@ pub(super) fn split_versioned(subject: &str) -> Option<(&str, u64)> {
     Some((name, version.parse().ok()?))
 }
 
-/// Append `event` inside the write transaction `tx`: number and chain it after the catalog's
-/// last event, create its `log/` key first when the catalog is attached to the store's log
-/// (the log is the truth; the row commits after the key exists), then insert its row.
-///
-/// When another writer holds that sequence number in the log (one that bypassed the catalog
-/// lock, or an event whose catalog commit failed after its key was created), its event is taken
-/// into this catalog if it continues the catalog's chain, and the append retries at the next
-/// number; an event that does not continue the chain is an error naming the key.
 /// The first event of a log (sequence 1, after the genesis hash), stamped now: what `init` of
 /// an S3 store creates as `log/00000000000000000001` before any catalog exists.
 pub fn first_event_row(event: &NewEvent) -> EventRow {
@@ -177,6 +169,18 @@ pub fn first_event_row(event: &NewEvent) -> EventRow {
     }
 }
 
+/// Append `event` inside the write transaction `tx`: number and chain it after the catalog's
+/// last event, create its `log/` key first when the catalog is attached to the store's log
+/// (the log is the truth; the row commits after the key exists), then insert its row.
+///
+/// When another writer holds that sequence number in the log (another machine's writer of an S3
+/// store, one that bypassed the catalog lock, or an event whose catalog commit failed after its
+/// key was created), its event is taken into this catalog if it continues the catalog's chain,
+/// and the append retries at the next number; an event that does not continue the chain is an
+/// error naming the key. A taken event that *is* this event (same kind, subject and detail, and
+/// it names the object it commits: an `ingest` event's record, a `rerun` event's attestation)
+/// ends the append: another machine's catch-up logged this commit from its version claim
+/// while this writer was between its claim and its event, and a commit is logged once.
 pub(super) fn append_event(
     tx: &Connection,
     log: Option<&SharedLog>,
@@ -225,6 +229,19 @@ pub(super) fn append_event(
                     ));
                 }
                 insert_event_row(tx, &other).map_err(wrap)?;
+                if other.kind == row.kind
+                    && other.subject == row.subject
+                    && other.detail == row.detail
+                    && matches!(
+                        crate::format::event::named_object(&row.kind, &row.detail),
+                        Some(
+                            crate::format::event::NamedObject::Record(_)
+                                | crate::format::event::NamedObject::Attestation(_)
+                        )
+                    )
+                {
+                    return Ok(other);
+                }
                 continue;
             }
         }

@@ -7,9 +7,10 @@
 //! one), and since schema 2 `mirrors` and `mirror_files` (every KB publication) and `runs` (every
 //! rerun attestation). Triggers refuse UPDATE and DELETE on all seven.
 //!
-//! Everything but the events can be rebuilt from objects (`evstore reindex`); the catalog is an
-//! index, the objects are the truth. The catalog is written only after the objects it refers to
-//! are durable.
+//! Everything can be rebuilt from the store (`evstore reindex`, or the catch-up of a catalog that
+//! is behind): events from `log/`, packets from record objects, runs from attestations, mirrors
+//! from mirror lists; the catalog is an index, the store is the truth. The catalog is written only
+//! after the objects it refers to are durable.
 //!
 //! **Architecture Invariant:** this is the only module that speaks SQL.
 

@@ -1,6 +1,7 @@
 //! Packets and their files: adding a packet version, resolving a packet reference, listing.
 
 use super::*;
+use crate::format::event::NamedObject;
 
 /// A packet row: its record and where the record is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -483,6 +484,74 @@ impl FoundPacket {
     }
 }
 
+/// A committed rerun's attestation read back from the store: its payload's size and the fields
+/// a `runs` row indexes.
+#[derive(Clone, Debug)]
+pub struct FoundRun {
+    /// The attestation payload's size in bytes.
+    pub size: u64,
+    /// What [`crate::format::attestation::decode_summary`] read from it.
+    pub summary: crate::format::attestation::AttestationSummary,
+}
+
+/// What [`Catalog::catch_up`] reads back from the store, by the id an event or a version claim
+/// names: each `None` when the object is missing, corrupt or of another kind (the row is then
+/// not indexed, and `fsck` names what is lost).
+pub trait FindInStore {
+    /// A committed packet: its record object and its whole tree.
+    fn packet(&mut self, record: &Blake3Digest) -> Option<FoundPacket>;
+    /// A committed rerun: its attestation object.
+    fn run(&mut self, attestation: &Blake3Digest) -> Option<FoundRun>;
+    /// A recorded mirror: its mirror list object.
+    fn mirror_list(&mut self, id: &Blake3Digest) -> Option<MirrorList>;
+}
+
+/// The `rerun` events whose attestation no `runs` row holds, and the `mirror` events naming a
+/// mirror list whose mirror no `mirrors` row records (a mirror's row carries its event's time):
+/// (kind, detail, time) of each, in log order.
+fn events_without_their_rows(
+    conn: &rusqlite::Connection,
+) -> rusqlite::Result<Vec<(String, String, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT e.kind, e.detail, e.time_unix_nanos FROM events e \
+         WHERE (e.kind = 'rerun' AND NOT EXISTS (SELECT 1 FROM runs r \
+                 WHERE r.attestation = json_extract(e.detail, '$.attestation'))) \
+            OR (e.kind = 'mirror' AND json_extract(e.detail, '$.mirror_list') IS NOT NULL \
+                AND NOT EXISTS (SELECT 1 FROM mirrors m \
+                 WHERE m.time_unix_nanos = e.time_unix_nanos)) \
+         ORDER BY e.seq",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
+/// The records the catalog's `ingest` events name.
+fn records_named_by_ingest_events(
+    tx: &rusqlite::Transaction<'_>,
+) -> rusqlite::Result<HashSet<Blake3Digest>> {
+    let mut stmt = tx.prepare("SELECT kind, detail FROM events WHERE kind = 'ingest'")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut named = HashSet::new();
+    for row in rows {
+        let (kind, detail) = row?;
+        if let Some(crate::format::event::NamedObject::Record(id)) =
+            crate::format::event::named_object(&kind, &detail)
+        {
+            named.insert(id);
+        }
+    }
+    Ok(named)
+}
+
+impl Catalog {
+    /// True if a `rerun` or `mirror` event of the catalog has no row yet (taken in from the log
+    /// by an append, see [`Catalog::catch_up`]): the next catch-up has rows to index.
+    pub fn has_events_without_their_rows(&self) -> Result<bool> {
+        let found = events_without_their_rows(&self.conn);
+        Ok(!self.sql(found)?.is_empty())
+    }
+}
+
 /// What [`Catalog::catch_up`] added.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CaughtUp {
@@ -490,15 +559,20 @@ pub struct CaughtUp {
     pub events: u64,
     /// Packets indexed (named by a taken event or by a version claim alone).
     pub packets: u64,
+    /// Runs indexed from the attestations that taken `rerun` events name.
+    pub runs: u64,
+    /// Mirrors indexed from the mirror lists that taken `mirror` events name.
+    pub mirrors: u64,
 }
 
 impl Catalog {
     /// Bring the catalog up to date with the store, in one write transaction (so no writer
     /// commits meanwhile): take in, in order, the `log/` events past the catalog's last one that
-    /// continue its chain (an `ingest` event with its packet's rows, when `find` can read the
-    /// packet), then index each version claim's record (`claims`: record ids of
-    /// `refs/packets/NAME/N`) that no packet row holds and no event names, with a new `ingest`
-    /// event (through the log, like any event). The catalog is a cache of the store: this is
+    /// continue its chain, each with the rows its object gives when `find` can read it (an
+    /// `ingest` event with its packet's rows, a `rerun` event with its `runs` row, a `mirror`
+    /// event naming a mirror list with its `mirrors` and `mirror_files` rows), then index each
+    /// version claim's record (`claims`: record ids of `refs/packets/NAME/N`) that no packet row
+    /// holds and no event names, with a new `ingest` event (through the log, like any event). The catalog is a cache of the store: this is
     /// what an interrupted writer left committed in the store but not yet in the catalog.
     ///
     /// # Errors
@@ -508,7 +582,7 @@ impl Catalog {
         &mut self,
         later: &[crate::format::event::LogEntry],
         claims: &[Blake3Digest],
-        find: &mut dyn FnMut(&Blake3Digest) -> Option<FoundPacket>,
+        find: &mut dyn FindInStore,
     ) -> Result<CaughtUp> {
         let wrap = sql_error(&self.path);
         let log = self.log.clone();
@@ -542,38 +616,32 @@ impl Catalog {
                 // Not a continuation of this catalog's chain: fsck reports it.
                 break;
             }
-            if let Some(crate::format::event::NamedObject::Record(id)) =
-                crate::format::event::named_object(&entry.kind, &entry.detail)
-            {
-                if !held(&tx, &id)? {
-                    if let Some(found) = find(&id) {
+            match crate::format::event::named_object(&entry.kind, &entry.detail) {
+                Some(NamedObject::Record(id)) => {
+                    let found = if held(&tx, &id)? {
+                        None
+                    } else {
+                        find.packet(&id)
+                    };
+                    if let Some(found) = found {
                         found.insert_rows(&tx).map_err(&wrap)?;
                         out.packets += 1;
                     }
                 }
+                Some(NamedObject::Attestation(id)) => {
+                    out.runs += u64::from(index_run(&tx, find, &id).map_err(&wrap)?);
+                }
+                Some(NamedObject::MirrorList(id)) => {
+                    let added = index_mirror(&tx, find, &id, entry.time_unix_nanos);
+                    out.mirrors += u64::from(added.map_err(&wrap)?);
+                }
+                _ => {}
             }
             insert_event_row(&tx, entry).map_err(&wrap)?;
             out.events += 1;
         }
         if !claims.is_empty() {
-            let named: HashSet<Blake3Digest> = {
-                let mut stmt = tx
-                    .prepare("SELECT kind, detail FROM events WHERE kind = 'ingest'")
-                    .map_err(&wrap)?;
-                let rows = stmt
-                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                    .map_err(&wrap)?;
-                let mut named = HashSet::new();
-                for row in rows {
-                    let (kind, detail) = row.map_err(&wrap)?;
-                    if let Some(crate::format::event::NamedObject::Record(id)) =
-                        crate::format::event::named_object(&kind, &detail)
-                    {
-                        named.insert(id);
-                    }
-                }
-                named
-            };
+            let mut named = records_named_by_ingest_events(&tx).map_err(&wrap)?;
             for id in claims {
                 if held(&tx, id)? {
                     continue;
@@ -581,13 +649,13 @@ impl Catalog {
                 if named.contains(id) {
                     // Its event is in the catalog already (taken in by an append that found its
                     // log key), its rows are not: index them, with no second event.
-                    if let Some(found) = find(id) {
+                    if let Some(found) = find.packet(id) {
                         found.insert_rows(&tx).map_err(&wrap)?;
                         out.packets += 1;
                     }
                     continue;
                 }
-                if let Some(found) = find(id) {
+                if let Some(found) = find.packet(id) {
                     found.insert_rows(&tx).map_err(&wrap)?;
                     append_event(
                         &tx,
@@ -597,10 +665,79 @@ impl Catalog {
                     )?;
                     out.packets += 1;
                     out.events += 1;
+                    // The append may have taken in other writers' events first (another
+                    // machine's, in an S3 store), among them the `ingest` event of a later claim
+                    // of this list: that claim needs no second event.
+                    named = records_named_by_ingest_events(&tx).map_err(&wrap)?;
                 }
+            }
+        }
+        // An event another writer held at the number this catalog's append wanted (another
+        // machine's, on an S3 store) was taken in by that append without its rows: index the
+        // rows of every `rerun` and `mirror` event that has none yet.
+        for (kind, detail, time_unix_nanos) in events_without_their_rows(&tx).map_err(&wrap)? {
+            match crate::format::event::named_object(&kind, &detail) {
+                Some(NamedObject::Attestation(id)) => {
+                    out.runs += u64::from(index_run(&tx, find, &id).map_err(&wrap)?);
+                }
+                Some(NamedObject::MirrorList(id)) => {
+                    let added = index_mirror(&tx, find, &id, time_unix_nanos);
+                    out.mirrors += u64::from(added.map_err(&wrap)?);
+                }
+                _ => {}
             }
         }
         tx.commit().map_err(&wrap)?;
         Ok(out)
     }
+}
+
+/// Index the run of a taken `rerun` event's attestation, unless the catalog holds it or the
+/// attestation cannot be read; a run of a packet the catalog does not hold is not indexed either
+/// (its row would not name it; `fsck` reports the attestation lost). True if a row was added.
+fn index_run(
+    tx: &rusqlite::Transaction<'_>,
+    find: &mut dyn FindInStore,
+    attestation: &Blake3Digest,
+) -> rusqlite::Result<bool> {
+    if run_recorded(tx, attestation)? {
+        return Ok(false);
+    }
+    let Some(found) = find.run(attestation) else {
+        return Ok(false);
+    };
+    let packet_id = match &found.summary.packet {
+        None => None,
+        Some(label) => match packet_id_of_label(tx, label)? {
+            Some(id) => Some(id),
+            None => return Ok(false),
+        },
+    };
+    insert_run_rows(
+        tx,
+        &NewRun::of_attestation(*attestation, found.size, &found.summary, packet_id),
+    )?;
+    Ok(true)
+}
+
+/// Index the mirror of a taken `mirror` event's mirror list at the event's time, unless the
+/// catalog records a mirror at its KB path already, the list cannot be read, or no packet row
+/// holds its record. True if rows were added.
+fn index_mirror(
+    tx: &rusqlite::Transaction<'_>,
+    find: &mut dyn FindInStore,
+    id: &Blake3Digest,
+    time_unix_nanos: i64,
+) -> rusqlite::Result<bool> {
+    let Some(list) = find.mirror_list(id) else {
+        return Ok(false);
+    };
+    if mirror_recorded(tx, &list.kb_root, &list.rel_path)? {
+        return Ok(false);
+    }
+    let Some(packet_id) = packet_id_of_record(tx, &list.record)? else {
+        return Ok(false);
+    };
+    insert_mirror_rows(tx, &NewMirror { packet_id, list }, time_unix_nanos)?;
+    Ok(true)
 }

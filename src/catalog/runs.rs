@@ -21,6 +21,30 @@ pub struct NewRun {
     pub summary: serde_json::Value,
 }
 
+impl NewRun {
+    /// The row of the attestation `attestation` (`attestation_size` payload bytes) whose indexed
+    /// fields are `summary` ([`crate::format::attestation::decode_summary`] of its payload), for
+    /// the packet row `packet_id` (the packet `summary.packet` names). The one way a `runs` row
+    /// is built: by `rerun` from the payload it stores, by catch-up and by `reindex` from the
+    /// object, so a rebuilt row equals the written one.
+    pub fn of_attestation(
+        attestation: Blake3Digest,
+        attestation_size: u64,
+        summary: &crate::format::attestation::AttestationSummary,
+        packet_id: Option<i64>,
+    ) -> NewRun {
+        NewRun {
+            packet_id,
+            expected_sha256: summary.expected_sha256,
+            attestation,
+            attestation_size,
+            verdict: summary.verdict.clone(),
+            time_unix_nanos: summary.time_unix_nanos,
+            summary: summary.summary.clone(),
+        }
+    }
+}
+
 /// A recorded rerun.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RunRow {
@@ -38,6 +62,37 @@ pub struct RunRow {
     pub time_unix_nanos: i64,
     /// A JSON summary.
     pub summary: String,
+}
+
+/// Whether the catalog records a run of the attestation `attestation`.
+pub(super) fn run_recorded(
+    tx: &rusqlite::Transaction<'_>,
+    attestation: &Blake3Digest,
+) -> rusqlite::Result<bool> {
+    let found: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM runs WHERE attestation = ?1",
+            params![attestation.to_hex()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// The id of the packet row `NAME@N` (`label`), if any.
+pub(super) fn packet_id_of_label(
+    tx: &rusqlite::Transaction<'_>,
+    label: &str,
+) -> rusqlite::Result<Option<i64>> {
+    let Some((name, version)) = split_versioned(label) else {
+        return Ok(None);
+    };
+    tx.query_row(
+        "SELECT id FROM packets WHERE name = ?1 AND version = ?2",
+        params![name, version as i64],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// Insert a `runs` row and its attestation's `objects` row; returns the run's id.

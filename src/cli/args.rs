@@ -24,14 +24,28 @@ Quick start:
   evstore ingest docs/example-packet   # archive a packet folder
   evstore ls                           # list archived packets
   evstore export example-packet out/   # write it back out, with HASH_MANIFEST.txt
-  evstore fsck                         # re-hash and cross-check the whole store";
+  evstore fsck                         # re-hash and cross-check the whole store
+
+Several machines, one store (any S3-compatible server):
+  export EVSTORE_STORE=s3://BUCKET/PREFIX AWS_ENDPOINT_URL=... AWS_ACCESS_KEY_ID=... \
+         AWS_SECRET_ACCESS_KEY=...
+  evstore init                         # once, from any machine
+  evstore ingest DIR                   # from every machine; `evstore ls` on any lists all";
 
 /// evstore: a content-addressed, append-only evidence store.
 #[derive(Debug, Parser)]
 #[command(name = "evstore", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// The store folder [default: ./.evstore]
-    #[arg(long, global = true, env = "EVSTORE_STORE", value_name = "DIR")]
+    /// The store: a folder, or s3://BUCKET/PREFIX for a store in an S3-compatible bucket shared
+    /// by many machines (endpoint and credentials from AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP; each machine keeps a catalog
+    /// cache in $EVSTORE_CACHE, default ~/.cache/evstore) [default: ./.evstore]
+    #[arg(
+        long,
+        global = true,
+        env = "EVSTORE_STORE",
+        value_name = "DIR|s3://BUCKET/PREFIX"
+    )]
     pub store: Option<PathBuf>,
 
     /// Print one JSON document on stdout instead of text (shapes in docs/CLI.md)

@@ -437,6 +437,19 @@ pub(crate) fn reindex(json: bool, report: &ReindexReport) -> Result<()> {
     for superseded in &report.superseded_records {
         say!("superseded record: {superseded}");
     }
+    if report.mirrors_without_list > 0 {
+        say!(
+            "note: {} recorded before mirror lists were stored cannot be rebuilt from the store \
+             (their events name no mirror list); the KB's seals still verify them",
+            count(report.mirrors_without_list, "mirror")
+        );
+    }
+    if report.mirrors > 0 {
+        say!(
+            "rebuilt {} from their mirror lists",
+            count(report.mirrors, "mirror")
+        );
+    }
     say!(
         "reindexed {} and {} from {}",
         count(report.packets, "packet"),

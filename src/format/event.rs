@@ -118,6 +118,10 @@ pub struct MirrorPublication<'a> {
     pub hardlinked: u64,
     /// Files referenced.
     pub referenced: u64,
+    /// The mirror list object (`format::mirror_list`) recording every file, from which the
+    /// store alone rebuilds the mirror's catalog rows; `None` only for events written before
+    /// mirror lists existed (the detail then has no `mirror_list` key).
+    pub mirror_list: Option<&'a Blake3Digest>,
 }
 
 /// What a `kb-verify` event says.
@@ -208,15 +212,21 @@ impl NewEvent {
         publication: Option<&MirrorPublication<'_>>,
     ) -> NewEvent {
         let detail = match publication {
-            Some(p) => json!({
-                "packet": packet,
-                "packet_tree_sha256": packet_tree_sha256,
-                "action": action,
-                "dedup": p.dedup,
-                "copied": p.copied,
-                "hardlinked": p.hardlinked,
-                "referenced": p.referenced,
-            }),
+            Some(p) => {
+                let mut detail = json!({
+                    "packet": packet,
+                    "packet_tree_sha256": packet_tree_sha256,
+                    "action": action,
+                    "dedup": p.dedup,
+                    "copied": p.copied,
+                    "hardlinked": p.hardlinked,
+                    "referenced": p.referenced,
+                });
+                if let (Some(id), Some(map)) = (p.mirror_list, detail.as_object_mut()) {
+                    map.insert("mirror_list".into(), json!(id.to_hex()));
+                }
+                detail
+            }
             None => json!({
                 "packet": packet,
                 "packet_tree_sha256": packet_tree_sha256,
@@ -325,6 +335,8 @@ pub enum NamedObject {
     Forgotten(Blake3Digest),
     /// A `restore` event's `id`: the forgotten record or attestation indexed again.
     Restored(Blake3Digest),
+    /// A `mirror` event's `mirror_list`: the mirror list object recording the mirror's files.
+    MirrorList(Blake3Digest),
 }
 
 /// What object a stored event of `kind` with `detail` names, if it names one: `None` for the
@@ -336,11 +348,23 @@ pub fn named_object(kind: &str, detail: &str) -> Option<NamedObject> {
         EventKind::Rerun => ("attestation", NamedObject::Attestation),
         EventKind::Forget => ("id", NamedObject::Forgotten),
         EventKind::Restore => ("id", NamedObject::Restored),
+        EventKind::Mirror => ("mirror_list", NamedObject::MirrorList),
         _ => return None,
     };
     let detail: serde_json::Value = serde_json::from_str(detail).ok()?;
     let id = Blake3Digest::parse_hex(detail.get(field)?.as_str()?)?;
     Some(wrap(id))
+}
+
+/// Whether a stored event of `kind` with `detail` is a `mirror` event that recorded a mirror's
+/// files (its detail has `dedup`) without naming a mirror list: written before mirror lists
+/// existed, so the store alone cannot rebuild that mirror's catalog rows.
+pub fn mirror_without_list(kind: &str, detail: &str) -> bool {
+    if EventKind::from_name(kind) != Some(EventKind::Mirror) {
+        return false;
+    }
+    serde_json::from_str::<serde_json::Value>(detail)
+        .is_ok_and(|d| d.get("dedup").is_some() && d.get("mirror_list").is_none())
 }
 
 /// The hash of an event: SHA-256 of
@@ -573,6 +597,7 @@ mod tests {
                     copied: detail["copied"].as_u64().unwrap(),
                     hardlinked: detail["hardlinked"].as_u64().unwrap(),
                     referenced: detail["referenced"].as_u64().unwrap(),
+                    mirror_list: None,
                 }),
             ),
             EventKind::KbVerify => NewEvent::kb_verify(
@@ -859,5 +884,48 @@ mod tests {
             assert_eq!(EventKind::from_name(kind.name()), Some(kind));
         }
         assert_eq!(EventKind::from_name("kb_verify"), None);
+    }
+
+    /// A recorded mirror's event names its mirror list (the key sorted among the others); an
+    /// event written before mirror lists names none and is told apart, and a mirror event that
+    /// recorded nothing is neither.
+    #[test]
+    fn a_mirror_event_names_its_mirror_list() {
+        let sha = Sha256Digest([0x22; 32]);
+        let list = Blake3Digest([0x55; 32]);
+        let publication = |mirror_list| MirrorPublication {
+            dedup: "copy",
+            copied: 2,
+            hardlinked: 0,
+            referenced: 0,
+            mirror_list,
+        };
+        let with = NewEvent::mirror(
+            "/kb/p",
+            "p@1",
+            &sha,
+            "published",
+            Some(&publication(Some(&list))),
+        );
+        assert_eq!(
+            with.detail(),
+            format!(
+                "{{\"action\":\"published\",\"copied\":2,\"dedup\":\"copy\",\"hardlinked\":0,\
+                 \"mirror_list\":\"{list}\",\"packet\":\"p@1\",\"packet_tree_sha256\":\"{sha}\",\
+                 \"referenced\":0}}"
+            )
+        );
+        assert_eq!(
+            named_object("mirror", with.detail()),
+            Some(NamedObject::MirrorList(list))
+        );
+        assert!(!mirror_without_list("mirror", with.detail()));
+        let old = NewEvent::mirror("/kb/p", "p@1", &sha, "published", Some(&publication(None)));
+        assert!(!old.detail().contains("mirror_list"));
+        assert_eq!(named_object("mirror", old.detail()), None);
+        assert!(mirror_without_list("mirror", old.detail()));
+        let logged = NewEvent::mirror("/kb/p", "p@1", &sha, "unchanged", None);
+        assert!(!mirror_without_list("mirror", logged.detail()));
+        assert!(!mirror_without_list("ingest", old.detail()));
     }
 }

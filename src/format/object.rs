@@ -4,7 +4,7 @@
 //! offset  size  field
 //! 0       4     magic "EVSO"
 //! 4       1     format version (1)
-//! 5       1     kind: 1 blob, 2 tree node, 3 packet record, 4 attestation
+//! 5       1     kind: 1 blob, 2 tree node, 3 packet record, 4 attestation, 5 mirror list
 //! 6       1     codec: 0 raw, 1 zstd (a single frame)
 //! 7       1     reserved, 0
 //! 8       8     length of the uncompressed payload, unsigned little-endian
@@ -39,6 +39,9 @@ pub enum ObjectKind {
     Record,
     /// A rerun attestation (compact JSON with sorted keys, see `docs/FORMAT.md`).
     Attestation,
+    /// A CBOR-encoded mirror list: one recorded KB mirror, file by file
+    /// ([`crate::format::mirror_list`]).
+    MirrorList,
 }
 
 impl ObjectKind {
@@ -49,6 +52,7 @@ impl ObjectKind {
             ObjectKind::Tree => 2,
             ObjectKind::Record => 3,
             ObjectKind::Attestation => 4,
+            ObjectKind::MirrorList => 5,
         }
     }
 
@@ -59,6 +63,7 @@ impl ObjectKind {
             2 => ObjectKind::Tree,
             3 => ObjectKind::Record,
             4 => ObjectKind::Attestation,
+            5 => ObjectKind::MirrorList,
             _ => return None,
         })
     }
@@ -70,6 +75,7 @@ impl ObjectKind {
             ObjectKind::Tree => "tree",
             ObjectKind::Record => "record",
             ObjectKind::Attestation => "attestation",
+            ObjectKind::MirrorList => "mirror-list",
         }
     }
 }

@@ -8,8 +8,8 @@
 //! leaves such objects behind); they are reported as notes.
 //!
 //! The run is one `FsckRun` with one method per phase (objects, packets, object rows, reruns,
-//! commitments, event chain, SQLite and leftovers); every phase reads what the earlier ones
-//! checked, never the store again. Trees are walked over the already-checked nodes by
+//! commitments, mirrors, event chain, SQLite and leftovers); every phase reads what the earlier
+//! ones checked, never the store again. Trees are walked over the already-checked nodes by
 //! `walk_stored_tree`, which, unlike the read path's walk in [`crate::packet`], keeps going past
 //! a missing or corrupt node and names it.
 //!
@@ -23,11 +23,16 @@ use std::io;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::{Catalog, EventRow, LostItem, ObjectRow, PacketRow, RunRow};
+use crate::catalog::{
+    Catalog, EventRow, LostItem, MirrorFile, MirrorRow, ObjectRow, PacketRow, RunRow,
+};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::error::{IoContext, Result};
 use crate::format::attestation::{decode_summary, AttestationSummary};
-use crate::format::event::{event_hash, log_key, GENESIS_HASH};
+use crate::format::event::{
+    event_hash, log_key, mirror_without_list, named_object, NamedObject, GENESIS_HASH,
+};
+use crate::format::mirror_list::MirrorList;
 use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
 use crate::format::tree::{manifest_of, HashedFile, TreeNode};
@@ -72,6 +77,7 @@ pub(super) enum Checked {
     Tree(TreeNode),
     Record(PacketRecord),
     Attestation(Box<AttestationSummary>),
+    MirrorList(Box<MirrorList>),
 }
 
 /// The outcome of checking one object: what it is and its size, or why it is bad.
@@ -115,6 +121,14 @@ pub(super) fn check_object(
                 .map_err(|e| e.to_string())?;
             Checked::Attestation(Box::new(
                 decode_summary(&bytes).map_err(|r| format!("bad attestation: {r}"))?,
+            ))
+        }
+        ObjectKind::MirrorList => {
+            let (_, bytes) = store
+                .read_small_object_at(id, location)
+                .map_err(|e| e.to_string())?;
+            Checked::MirrorList(Box::new(
+                MirrorList::decode(&bytes).map_err(|r| format!("bad mirror list: {r}"))?,
             ))
         }
     };
@@ -219,6 +233,7 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     // The event log is read once: for what it says was committed and for its hash chain.
     let events = catalog.events()?;
     run.check_commitments(&events, &refs, &markers, markers_unreadable)?;
+    run.check_mirrors(&events)?;
     run.check_event_chain(&events);
     run.check_log(&events)?;
     run.check_sqlite_and_leftovers()?;
@@ -701,6 +716,104 @@ impl<'a> FsckRun<'a> {
                 event.seq
             ));
         }
+    }
+
+    /// Phase 5b: every mirror list a `mirror` event names must be a sound mirror list object,
+    /// and the catalog must record that mirror as the list does (when it holds the list's
+    /// packet; a lost packet is reported by itself): the store alone rebuilds mirrors from these
+    /// lists. Mirrors recorded before mirror lists existed cannot be rebuilt: a note counts them.
+    fn check_mirrors(&mut self, events: &[EventRow]) -> Result<()> {
+        let mut catalog_mirrors: HashMap<(String, String), (MirrorRow, Vec<MirrorFile>)> = self
+            .catalog
+            .all_mirrors()?
+            .into_iter()
+            .map(|(row, files)| ((row.kb_root.clone(), row.rel_path.clone()), (row, files)))
+            .collect();
+        let packet_ids: HashMap<Blake3Digest, i64> = self
+            .packets
+            .iter()
+            .map(|row| (row.record_id, row.id))
+            .collect();
+        let mut without_list = Vec::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        for event in events {
+            if mirror_without_list(&event.kind, &event.detail) {
+                without_list.push(event.seq.to_string());
+                continue;
+            }
+            let Some(NamedObject::MirrorList(id)) = named_object(&event.kind, &event.detail) else {
+                continue;
+            };
+            let named_by = format!(
+                "named by event {} (the mirror at {})",
+                event.seq, event.subject
+            );
+            let list = match self.good.get(&id) {
+                Some(Checked::MirrorList(list)) => list.as_ref().clone(),
+                Some(_) => {
+                    self.problem(
+                        format!("mirror list {id}"),
+                        format!("{named_by}, is not a mirror list object"),
+                    );
+                    continue;
+                }
+                None => {
+                    let reason = format!(
+                        "{named_by}, {}: the store alone cannot rebuild this mirror",
+                        self.describe_missing(&id)
+                    );
+                    self.problem(format!("mirror list {id}"), reason);
+                    continue;
+                }
+            };
+            let Some(packet_id) = packet_ids.get(&list.record) else {
+                continue;
+            };
+            let key = (list.kb_root.clone(), list.rel_path.clone());
+            let subject = format!("mirror {}/{}", list.kb_root, list.rel_path);
+            // The first list for a KB path is the recorded one (the catalog keeps one mirror
+            // per path); later events for it do not record it again.
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let Some((row, files)) = catalog_mirrors.remove(&key) else {
+                self.problem(
+                    subject,
+                    format!(
+                        "the catalog does not record the mirror that mirror list {id} \
+                         ({named_by}) records; `evstore reindex --replace` rebuilds it"
+                    ),
+                );
+                continue;
+            };
+            if row.packet_id != *packet_id
+                || row.packet_tree_sha256 != list.packet_tree_sha256
+                || row.dedup != list.dedup
+                || files != list.files
+            {
+                self.problem(
+                    subject,
+                    format!(
+                        "the catalog's mirror rows disagree with mirror list {id} ({named_by}): \
+                         packet, dedup or files"
+                    ),
+                );
+            }
+        }
+        if !without_list.is_empty() {
+            let (events, them) = if without_list.len() == 1 {
+                ("event", "it")
+            } else {
+                ("events", "them")
+            };
+            self.report.notes.push(format!(
+                "{} recorded before mirror lists were stored ({events} {}): the store alone \
+                 cannot rebuild {them}; only a catalog that recorded {them} knows {them}",
+                crate::text::count(without_list.len() as u64, "mirror"),
+                without_list.join(", "),
+            ));
+        }
+        Ok(())
     }
 
     /// Phase 6b: the catalog's events against the store's `log/` (read after the catalog's

@@ -342,6 +342,14 @@ pub fn ingest_folder(
     crate::ops::markers::ensure_markers(&refs, catalog)?;
     crate::ops::markers::ensure_log_attached(store, catalog)?;
     let version_floor = refs.highest_version(&config.name)?;
+    if version_floor > latest_catalog_version(catalog, &config.name)? {
+        // Claims of this name the catalog lacks (another machine's writer of an S3 store
+        // committed since this command caught up): take them in before numbering, so a tree one
+        // of them holds is found as already archived instead of getting a second version. Every
+        // claim up to the floor was listed before this catch-up lists them again; a later one
+        // is above the floor, where claiming meets it.
+        crate::ops::markers::catch_up(store, catalog)?;
+    }
     crate::interrupt::check()?;
     let recorded = record_the_packet(
         store,
@@ -360,7 +368,11 @@ pub fn ingest_folder(
         AddOutcome::Added(row) => (row, true),
         AddOutcome::AlreadyArchived(row) => (row, false),
     };
-    write_the_commit_marker(&refs, &packet)?;
+    if !created {
+        // A new version's claim is its marker (the same key and bytes, created before the
+        // catalog commit); a version archived before may predate markers, or have lost one.
+        write_the_commit_marker(&refs, &packet)?;
+    }
     Ok(IngestOutcome::Archived(IngestReport {
         packet,
         created,
@@ -433,7 +445,8 @@ fn record_the_packet(
     let packet = to_record.packet;
     let objects = object_rows(packet);
     let mut record_published = Vec::new();
-    let outcome = catalog.add_packet(
+    let mut claimed_by_another = None;
+    let added = catalog.add_packet(
         &to_record.config.name,
         &packet.tree.root,
         &packet.files,
@@ -455,22 +468,61 @@ fn record_the_packet(
                 match refs.claim_packet(&record.name, version, &id)? {
                     None => return Ok((id, record)),
                     Some(other) => {
-                        refuse_same_tree_claimed(store, refs, &record, version, &other)?;
+                        if let Err(err) =
+                            refuse_same_tree_claimed(store, refs, &record, version, &other)
+                        {
+                            claimed_by_another = Some((version, other));
+                            return Err(err);
+                        }
                         version += 1;
                     }
                 }
             }
         },
-    )?;
+    );
+    let outcome = match (added, claimed_by_another) {
+        (Ok(outcome), _) => outcome,
+        (Err(err), Some((version, other))) => {
+            // Another writer's claim holds this tree under this name (a writer on another
+            // machine of an S3 store that won the race for the version): the claim committed
+            // it, so nothing new is archived. The catalog takes that packet in, as the next
+            // command would, and this ingest reports it as already archived; if it cannot be
+            // read back, the error says what happened.
+            crate::ops::markers::catch_up(store, catalog)?;
+            let reference = crate::packet_ref::PacketRef::Version {
+                name: to_record.config.name.clone(),
+                version,
+            };
+            match catalog.resolve(&reference) {
+                Ok(row) if row.record_id == other => AddOutcome::AlreadyArchived(row),
+                _ => return Err(err),
+            }
+        }
+        (Err(err), None) => return Err(err),
+    };
     Ok(RecordedPacket {
         outcome,
         published: record_published,
     })
 }
 
+/// The highest version of `name` the catalog holds (0 if none).
+fn latest_catalog_version(catalog: &Catalog, name: &str) -> Result<u64> {
+    let latest = crate::packet_ref::PacketRef::Name {
+        name: name.to_string(),
+        also_prefix: false,
+    };
+    match catalog.resolve(&latest) {
+        Ok(row) => Ok(row.record.version),
+        Err(Error::NotFound(_)) => Ok(0),
+        Err(err) => Err(err),
+    }
+}
+
 /// A version claim another record holds (a writer this catalog has not seen): if that record
-/// has this packet's tree, nothing new is archived, and the error says so; otherwise `Ok` (the
-/// caller takes the next version).
+/// has this packet's tree, nothing new is archived, and the error says so (the caller then takes
+/// that packet into the catalog and reports it as already archived, or fails with this error if
+/// it cannot); otherwise `Ok` (the caller takes the next version).
 fn refuse_same_tree_claimed(
     store: &Store,
     refs: &Refs,

@@ -4,11 +4,15 @@
 //! [`crate::store::refs::Refs::ensure`], one marker per packet the catalog holds, per committed
 //! packet it no longer holds (lost or forgotten: each keeps its version), per rerun and per
 //! `forget` event. And the event log a store made before `log/` gets: written from its catalog
-//! ([`attach_log`]).
+//! ([`attach_log`]). And the catch-up of a catalog behind its store ([`catch_up`]): the objects
+//! the missing events name (records, attestations, mirror lists) read back, verified, for
+//! `Catalog::catch_up`.
 
 use std::collections::HashSet;
 
-use crate::catalog::{Catalog, CaughtUp, FoundPacket, ObjectRow};
+use crate::catalog::{
+    Catalog, CaughtUp, FindInStore, FoundPacket, FoundRun, MirrorList, ObjectRow,
+};
 use crate::digest::Blake3Digest;
 use crate::error::Result;
 use crate::format::event::{log_key, LOG_PREFIX};
@@ -91,7 +95,11 @@ pub fn markers_from_catalog(catalog: &Catalog) -> Result<Vec<Marker>> {
 ///
 /// The catalog cannot be read, or `log/` or `VERSION` cannot be written.
 pub fn attach_log(store: &mut Store, catalog: &mut Catalog) -> Result<()> {
-    refuse_layout_2_without_its_keys(store)?;
+    // An S3 store's cache that holds events was made from the log: checking that the log is
+    // there would cost a listing on every command (`fsck` checks the log whole).
+    if !store.is_remote() || catalog.last_event_seq()? == 0 {
+        refuse_layout_2_without_its_keys(store)?;
+    }
     let upgraded = store.layout() == 1;
     if upgraded {
         // A layout-1 store may predate the markers too: layout 2 needs both key spaces, and
@@ -232,14 +240,57 @@ pub fn catch_up(store: &Store, catalog: &mut Catalog) -> Result<CaughtUp> {
             }
         }
     }
-    if later.is_empty() && claims.is_empty() {
+    if later.is_empty() && claims.is_empty() && !catalog.has_events_without_their_rows()? {
         return Ok(CaughtUp::default());
     }
     if !claims.is_empty() {
         let forgotten = catalog.commitments()?.forgotten;
         claims.retain(|id| !forgotten.contains(id));
     }
-    catalog.catch_up(&later, &claims, &mut |id| find_packet(store, id))
+    catalog.catch_up(&later, &claims, &mut StoreFinder(store))
+}
+
+/// What catch-up reads back from a store: every object read verified and decoded strictly.
+struct StoreFinder<'a>(&'a Store);
+
+impl FindInStore for StoreFinder<'_> {
+    fn packet(&mut self, record: &Blake3Digest) -> Option<FoundPacket> {
+        find_packet(self.0, record)
+    }
+
+    fn run(&mut self, attestation: &Blake3Digest) -> Option<FoundRun> {
+        let (kind, bytes) = self.0.read_small_object(attestation).ok()?;
+        if kind != crate::format::object::ObjectKind::Attestation {
+            return None;
+        }
+        let summary = crate::format::attestation::decode_summary(&bytes).ok()?;
+        Some(FoundRun {
+            size: bytes.len() as u64,
+            summary,
+        })
+    }
+
+    fn mirror_list(&mut self, id: &Blake3Digest) -> Option<MirrorList> {
+        read_mirror_list(self.0, id).ok()
+    }
+}
+
+/// The mirror list object `id`, read verified and decoded strictly.
+///
+/// # Errors
+///
+/// [`crate::Error::Corrupt`] for an object of another kind or one that does not decode as a
+/// mirror list; the store's errors reading it (missing, corrupt).
+pub fn read_mirror_list(store: &Store, id: &Blake3Digest) -> Result<MirrorList> {
+    let (kind, bytes) = store.read_small_object(id)?;
+    if kind != crate::format::object::ObjectKind::MirrorList {
+        return Err(crate::Error::corrupt(
+            format!("object {id}"),
+            format!("is a {} object, not a mirror list", kind.name()),
+        ));
+    }
+    MirrorList::decode(&bytes)
+        .map_err(|reason| crate::Error::corrupt(format!("object {id}"), reason))
 }
 
 /// A committed packet read back from the store: its record object and its whole tree, checked

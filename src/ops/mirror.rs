@@ -15,7 +15,9 @@
 //!
 //! The steps are named: prepare (check the KB folder, the destination and the packet), confirm an
 //! existing folder, plan each file, stage, verify the staged folder, publish (under the KB's
-//! publish lock) and record.
+//! publish lock) and record: a mirror list object in the store (every file and where its bytes
+//! live, `format::mirror_list`), then the catalog rows and the `mirror` event naming the list, so
+//! the store alone rebuilds the record.
 //!
 //! **Architecture Invariant:** a packet folder appears at its destination only whole and
 //! verified, by one no-replace rename; the catalog records a mirror only after that rename, or
@@ -29,11 +31,13 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::{Catalog, MirrorFile, MirrorRow, NewEvent, NewMirror, PacketRow};
+use crate::catalog::{Catalog, MirrorFile, MirrorList, MirrorRow, NewEvent, NewMirror, PacketRow};
+use crate::digest::blake3_of;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::format::event::MirrorPublication;
 use crate::format::manifest::Manifest;
+use crate::format::object::ObjectKind;
 use crate::format::record::PacketRecord;
 use crate::format::references::{self, check_kb_rel_path, Reference, REFERENCES_FILE_NAME};
 use crate::format::tree::{manifest_of, HashedFile};
@@ -310,6 +314,7 @@ impl<'a> MirrorTarget<'a> {
         if self.recorded.is_none() {
             let files = present_files(&self.files, existing, &self.rel_path)?;
             record_mirror(
+                self.store,
                 catalog,
                 self.row,
                 &self.kb_key,
@@ -493,6 +498,7 @@ impl<'a> MirrorTarget<'a> {
     ) -> Result<()> {
         if self.recorded.is_none() {
             record_mirror(
+                self.store,
                 catalog,
                 self.row,
                 &self.kb_key,
@@ -825,7 +831,12 @@ fn present_files(files: &[HashedFile], folder: &Path, rel_path: &str) -> Result<
         .collect())
 }
 
+/// Record a mirror: its mirror list object is written into the store (durable) first, then the
+/// `mirrors` and `mirror_files` rows and the `mirror` event naming the list commit together, so
+/// the store alone can give a new catalog these rows back (catch-up, `reindex`).
+#[allow(clippy::too_many_arguments)]
 fn record_mirror(
+    store: &Store,
     catalog: &mut Catalog,
     row: &PacketRow,
     kb_key: &str,
@@ -835,6 +846,27 @@ fn record_mirror(
     action: &str,
 ) -> Result<()> {
     let counts = |kind: &str| files.iter().filter(|f| f.stored_as == kind).count() as u64;
+    let (copied, hardlinked, referenced) =
+        (counts("copy"), counts("hardlink"), counts("reference"));
+    let list = MirrorList {
+        kb_root: kb_key.to_string(),
+        rel_path: rel_path.to_string(),
+        record: row.record_id,
+        packet_tree_sha256: row.record.packet_tree_sha256,
+        dedup: dedup.name().into(),
+        files,
+    };
+    let payload = list.encode();
+    // A list the decoder would refuse could never rebuild this mirror: fail before recording.
+    MirrorList::decode(&payload).map_err(|reason| {
+        Error::Internal(format!(
+            "the mirror list of {kb_key}/{rel_path} does not read back: {reason}"
+        ))
+    })?;
+    let list_id = blake3_of(&payload);
+    let batch = store.batch()?;
+    batch.add_bytes(list_id, ObjectKind::MirrorList, &payload)?;
+    batch.commit()?;
     let event = NewEvent::mirror(
         &format!("{kb_key}/{rel_path}"),
         &format!("{}@{}", row.record.name, row.record.version),
@@ -842,19 +874,16 @@ fn record_mirror(
         action,
         Some(&MirrorPublication {
             dedup: dedup.name(),
-            copied: counts("copy"),
-            hardlinked: counts("hardlink"),
-            referenced: counts("reference"),
+            copied,
+            hardlinked,
+            referenced,
+            mirror_list: Some(&list_id),
         }),
     );
     catalog.add_mirror(
         &NewMirror {
-            kb_root: kb_key.to_string(),
-            rel_path: rel_path.to_string(),
             packet_id: row.id,
-            packet_tree_sha256: row.record.packet_tree_sha256,
-            dedup: dedup.name().into(),
-            files,
+            list,
         },
         &event,
     )?;

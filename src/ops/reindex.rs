@@ -2,11 +2,13 @@
 //!
 //! [`reindex`] checks every stored object (with fsck's object check), decides from the old
 //! catalog's event log and the store's commit markers which packet records and rerun attestations
-//! were committed, and builds a new catalog of exactly those, carrying the old log over. It takes
+//! were committed, and builds a new catalog of exactly those (with the mirrors that the mirror
+//! lists named by the log's `mirror` events record), carrying the old log over. It takes
 //! the store's writers' lock and the catalog's exclusive lock for the whole run, builds the new
 //! catalog beside the old one, and switches by one rename; the old catalog is kept beside it. The
 //! run is a sequence of named steps (check objects, what was committed, choose records, then a
-//! `Rebuild` that indexes packets and runs, notes losses, logs restores, writes commit markers),
+//! `Rebuild` that indexes packets, runs and mirrors, notes losses, logs restores, writes commit
+//! markers),
 //! then the durable switch.
 //!
 //! **Architecture Invariant:** at every instant `catalog.sqlite` is a whole catalog (the old one
@@ -25,7 +27,7 @@ use crate::catalog::{
 use crate::digest::Blake3Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::format::attestation::AttestationSummary;
-use crate::format::event::ReindexCounts;
+use crate::format::event::{mirror_without_list, named_object, NamedObject, ReindexCounts};
 use crate::format::record::PacketRecord;
 use crate::progress::Progress;
 use crate::store::log::{EventLog, SharedLog};
@@ -42,6 +44,11 @@ pub struct ReindexReport {
     pub packets: u64,
     /// Reruns recorded again from their attestation objects.
     pub runs: u64,
+    /// Mirrors recorded again from the mirror list objects their `mirror` events name.
+    pub mirrors: u64,
+    /// `mirror` events that recorded a mirror before mirror lists were stored: the store cannot
+    /// give those mirrors back (a count, not a failure; the KB's own seals still verify).
+    pub mirrors_without_list: u64,
     /// Distinct objects listed (an object stored loose and in a pack counts once).
     pub objects: u64,
     /// Events carried over from the catalog this one replaces.
@@ -212,6 +219,7 @@ pub fn reindex(store: &Store, replace: bool) -> Result<ReindexReport> {
     rebuild.catalog.attach_log(SharedLog::of(store));
     rebuild.index_packets(&chosen)?;
     rebuild.index_runs(&sizes)?;
+    rebuild.index_mirrors(&carried)?;
     rebuild.note_lost();
     rebuild.log_restores(&refs)?;
     rebuild.write_markers(&refs)?;
@@ -574,17 +582,69 @@ impl Rebuild<'_> {
             self.restored
                 .push(("attestation", *id, attestation.expected_sha256.to_hex()));
         }
-        self.catalog.insert_reindexed_run(&NewRun {
+        self.catalog.insert_reindexed_run(&NewRun::of_attestation(
+            *id,
+            size,
+            attestation,
             packet_id,
-            expected_sha256: attestation.expected_sha256,
-            attestation: *id,
-            attestation_size: size,
-            verdict: attestation.verdict.clone(),
-            time_unix_nanos: attestation.time_unix_nanos,
-            summary: attestation.summary.clone(),
-        })?;
+        ))?;
         self.indexed_attestations.insert(*id);
         self.report.runs += 1;
+        Ok(())
+    }
+
+    /// Index the mirrors the carried `mirror` events name, each from its mirror list at its
+    /// event's time (the first list for a KB path wins, as the catalog's unique key does). A
+    /// list that is missing or corrupt, or whose packet was not indexed, is skipped as corrupt
+    /// (unless that packet was forgotten); an event from before mirror lists is only counted.
+    fn index_mirrors(&mut self, events: &[crate::catalog::EventRow]) -> Result<()> {
+        let mut recorded: HashSet<(String, String)> = HashSet::new();
+        for event in events {
+            if mirror_without_list(&event.kind, &event.detail) {
+                self.report.mirrors_without_list += 1;
+                continue;
+            }
+            let Some(NamedObject::MirrorList(id)) = named_object(&event.kind, &event.detail) else {
+                continue;
+            };
+            let what = format!(
+                "mirror list {id} (event {}, the mirror at {})",
+                event.seq, event.subject
+            );
+            let list = match self.good.get(&id) {
+                Some(Checked::MirrorList(list)) => list,
+                Some(_) => {
+                    self.report.skipped_corrupt.push(format!(
+                        "{what}: the object is not a mirror list; mirror not indexed"
+                    ));
+                    continue;
+                }
+                None => {
+                    self.report.skipped_corrupt.push(format!(
+                        "{what}: its object is missing or corrupt; mirror not indexed"
+                    ));
+                    continue;
+                }
+            };
+            if !recorded.insert((list.kb_root.clone(), list.rel_path.clone())) {
+                continue;
+            }
+            if !self.indexed_records.contains(&list.record) {
+                let line = format!(
+                    "{what}: its packet (record {}) is not indexed; mirror not indexed",
+                    list.record
+                );
+                if self.forgotten(&list.record) {
+                    self.report.forgotten.push(line);
+                } else {
+                    self.report.skipped_corrupt.push(line);
+                }
+                continue;
+            }
+            self.catalog
+                .insert_rebuilt_mirror(list, event.time_unix_nanos)?;
+            self.report.mirrors += 1;
+        }
         Ok(())
     }
 

@@ -800,16 +800,15 @@ pub fn attest(
     crate::interrupt::check()?;
     batch.commit()?;
     let run_summary = attestation.run_summary();
+    // The row is built from the stored payload, read back as catch-up and `reindex` read it, so
+    // a rebuilt catalog holds the same row.
+    let indexed = crate::format::attestation::decode_summary(&payload).map_err(|reason| {
+        Error::Internal(format!(
+            "the attestation just encoded does not read back: {reason}"
+        ))
+    })?;
     catalog.add_run(
-        &NewRun {
-            packet_id,
-            expected_sha256: report.expected_sha256,
-            attestation: id,
-            attestation_size: payload.len() as u64,
-            verdict: attestation.verdict.name().into(),
-            time_unix_nanos,
-            summary: run_summary.to_json(),
-        },
+        &NewRun::of_attestation(id, payload.len() as u64, &indexed, packet_id),
         &NewEvent::rerun(
             &report
                 .packet

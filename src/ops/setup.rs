@@ -120,8 +120,7 @@ pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
     let mut store = Store::open(root)?;
     store.check_writable()?;
     if store.is_remote() {
-        crate::ops::markers::start_remote_log(&store)?;
-        let catalog = open_remote_cache(&mut store)?;
+        let catalog = open_remote_cache(&mut store, true)?;
         return Ok((store, catalog));
     }
     let mut catalog = Catalog::open_existing(&store.catalog_path())?;
@@ -132,8 +131,14 @@ pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
 /// The catalog of an S3 store: this machine's cache of the bucket, created if missing (deleting
 /// the cache folder is always safe) and brought up to date with the bucket's `log/` and version
 /// claims before the command reads it (one listing of each when nothing is new).
-fn open_remote_cache(store: &mut Store) -> Result<Catalog> {
+///
+/// A writer finishes an `init` that stopped between `VERSION` and the first event (only a new
+/// cache can meet such a store: a cache with events was made from its log).
+fn open_remote_cache(store: &mut Store, writing: bool) -> Result<Catalog> {
     let mut catalog = Catalog::open(&store.catalog_path())?;
+    if writing && catalog.last_event_seq()? == 0 {
+        crate::ops::markers::start_remote_log(store)?;
+    }
     crate::ops::markers::attach_log(store, &mut catalog)?;
     Ok(catalog)
 }
@@ -150,7 +155,7 @@ pub fn open_for_reading(root: &Path) -> Result<(Store, Catalog)> {
         // The cache is this machine's, so a reader brings it up to date too; it writes nothing
         // to the bucket.
         store.check_writable()?;
-        let catalog = open_remote_cache(&mut store)?;
+        let catalog = open_remote_cache(&mut store, false)?;
         return Ok((store, catalog));
     }
     let mut catalog = Catalog::open_read_only(&store.catalog_path())?;

@@ -241,6 +241,12 @@ pub trait ObjectBackend: NamedKeys + Send + Sync {
     fn exists_is_cheap(&self) -> bool {
         true
     }
+    /// How many small objects a batch gathers before it writes them as one pack rather than one
+    /// put each: [`crate::store::PACK_MIN_OBJECTS`] where a put is a local file, fewer where
+    /// each put is a request.
+    fn pack_min_objects(&self) -> usize {
+        crate::store::PACK_MIN_OBJECTS
+    }
     /// A stream of an object's stored bytes (header and payload), or `None` if it is absent.
     fn open(&self, id: &Blake3Digest) -> Result<Option<Box<dyn Read + Send>>>;
     /// A stream of the stored bytes of one listed copy of an object.
@@ -311,6 +317,26 @@ pub trait NamedKeys: Send + Sync {
             .into_iter()
             .filter(|listed| matches!(listed, ListedName::Name(name) if name.as_str() > after))
             .collect())
+    }
+    /// Every key below `prefix` (ending in `/`), at any depth, as full keys in byte order; entries
+    /// that are not UTF-8 are left out. A backend with flat listings (S3) sends one request per
+    /// 1000 keys, not one per deeper prefix.
+    fn list_keys_below(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        for listed in self.list_names(prefix)? {
+            let ListedName::Name(name) = listed else {
+                continue;
+            };
+            let deeper = format!("{prefix}{name}/");
+            let below = self.list_keys_below(&deeper)?;
+            if below.is_empty() {
+                keys.push(format!("{prefix}{name}"));
+            } else {
+                keys.extend(below);
+            }
+        }
+        keys.sort();
+        Ok(keys)
     }
     /// True if the key space `prefix` (ending in `/`) was created (see
     /// [`NamedKeys::create_key_space`]).

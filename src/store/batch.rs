@@ -2,7 +2,7 @@
 //!
 //! Every new object of an operation is added to one [`ObjectBatch`]. Objects added from memory
 //! (files up to 1 MiB, tree nodes, records) are small: the batch holds them in memory until it
-//! has [`PACK_MIN_OBJECTS`] of them, then appends them, and every later one, to one temp pack
+//! has [`crate::store::PACK_MIN_OBJECTS`] of them (fewer on a backend where each put is a request: `ObjectBackend::pack_min_objects`), then appends them, and every later one, to one temp pack
 //! (`PackWriter`); with fewer, they are put as loose objects. Streamed objects are compressed
 //! into a spool file in `<store>/tmp` as they are read. [`ObjectBatch::commit`] hands every
 //! object and the pack to the backend's [`ObjectBackend::put_if_absent`], which makes all of
@@ -29,9 +29,8 @@ use crate::format::pack::{self, PackEntry};
 use crate::fsio::Lock;
 use crate::store::backend::spool_file;
 use crate::store::backend::{ObjectBackend, Published, Put, PutName, PutSource, SpooledFile};
-use crate::store::PACK_MIN_OBJECTS;
 
-/// The small objects of a batch: held in memory until there are [`PACK_MIN_OBJECTS`] of them,
+/// The small objects of a batch: held in memory until there are `pack_min_objects` of them,
 /// then appended to a temp pack.
 #[derive(Default)]
 struct SmallObjects {
@@ -180,7 +179,7 @@ impl<'a> ObjectBatch<'a> {
         if !small.ids.insert(id) {
             return Ok(Added::AlreadyPresent);
         }
-        if small.pack.is_none() && small.buffered.len() + 1 < PACK_MIN_OBJECTS {
+        if small.pack.is_none() && small.buffered.len() + 1 < self.backend.pack_min_objects() {
             small.buffered.push((id, encoded));
             return Ok(Added::Staged);
         }

@@ -353,6 +353,10 @@ impl NamedKeys for LocalBackend {
         self.keys.key_space_exists(prefix)
     }
 
+    fn list_keys_below(&self, prefix: &str) -> Result<Vec<String>> {
+        self.keys.list_keys_below(prefix)
+    }
+
     fn create_key_space(&self, prefix: &str, keys: &[(String, Vec<u8>)]) -> Result<bool> {
         self.keys.create_key_space(prefix, keys)
     }
@@ -572,6 +576,32 @@ impl NamedKeys for LocalKeys {
         names.sort();
         not_utf8.extend(names.into_iter().map(ListedName::Name));
         Ok(not_utf8)
+    }
+
+    /// A walk of the folder: a regular file (or anything not a folder) is a key, a folder a
+    /// deeper prefix; names that are not UTF-8 are left out (`fsck` names them).
+    fn list_keys_below(&self, prefix: &str) -> Result<Vec<String>> {
+        let folder = self.prefix_path(prefix)?;
+        let entries = match fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(Error::io(&folder, "cannot list", err)),
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let entry = entry.at(&folder, "cannot list")?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let is_folder = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_folder {
+                keys.extend(self.list_keys_below(&format!("{prefix}{name}/"))?);
+            } else {
+                keys.push(format!("{prefix}{name}"));
+            }
+        }
+        keys.sort();
+        Ok(keys)
     }
 
     fn key_space_exists(&self, prefix: &str) -> Result<bool> {

@@ -685,7 +685,7 @@ impl Store {
                     Error::corrupt(
                         format!("object {id}"),
                         format!(
-                        "payload larger than {MAX_SMALL_OBJECT} bytes for a tree node, record or attestation"
+                        "payload larger than {MAX_SMALL_OBJECT} bytes for a tree node, record, attestation or mirror list"
                     ),
                     )
                 } else {

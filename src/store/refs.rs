@@ -304,19 +304,20 @@ impl<'a> Refs<'a> {
     /// The claims cannot be listed.
     pub fn list_packet_claims(&self) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
-        if !self.present() {
+        // A store folder's `refs` that is not a real folder lists nothing here (`check_shape`
+        // refuses it for writers, and `fsck` names it); a bucket has no folders to check.
+        if !self.remote && !self.present() {
             return Ok(out);
         }
-        for listed in self.keys.list_names("refs/packets/")? {
-            let ListedName::Name(name) = listed else {
+        for key in self.keys.list_keys_below("refs/packets/")? {
+            let Some((name, version)) = key
+                .strip_prefix("refs/packets/")
+                .and_then(|rest| rest.split_once('/'))
+            else {
                 continue;
             };
-            for version in self.keys.list_names(&format!("refs/packets/{name}/"))? {
-                if let ListedName::Name(version) = version {
-                    if let Some(version) = version.parse::<u64>().ok().filter(|v| *v > 0) {
-                        out.push((name.clone(), version));
-                    }
-                }
+            if let Some(version) = version.parse::<u64>().ok().filter(|v| *v > 0) {
+                out.push((name.to_string(), version));
             }
         }
         Ok(out)

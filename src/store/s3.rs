@@ -672,6 +672,12 @@ impl ObjectBackend for S3Backend {
         false
     }
 
+    /// Two small objects are already one request fewer as a pack: an ingest of a packet of
+    /// small files is one `PUT` for all of them.
+    fn pack_min_objects(&self) -> usize {
+        2
+    }
+
     /// A packed copy the pack index knows already is read first (one range `GET`); else the
     /// loose key; else the packs, re-listed once.
     fn open(&self, id: &Blake3Digest) -> Result<Option<Box<dyn Read + Send>>> {
@@ -882,6 +888,20 @@ impl NamedKeys for S3Backend {
             Ok::<(), Error>(())
         })?;
         Ok(names.into_iter().map(ListedName::Name).collect())
+    }
+
+    /// One flat listing (no delimiter): every key below `prefix`, one request per 1000 keys.
+    fn list_keys_below(&self, prefix: &str) -> Result<Vec<String>> {
+        check_key(prefix.trim_end_matches('/'))?;
+        let full_prefix = self.full_key(prefix);
+        Ok(self
+            .list_keys(&full_prefix)?
+            .into_iter()
+            .filter_map(|(key, _)| {
+                key.strip_prefix(self.url.prefix.as_str())
+                    .map(str::to_string)
+            })
+            .collect())
     }
 
     /// True if any key lies below `prefix` (the first page of a listing is enough).

@@ -119,6 +119,9 @@ fn reindex_of_the_old_store_rebuilds_the_same_catalog_and_fsck_stays_clean() {
     assert_eq!(rc, 0, "{report}");
     assert_eq!(report["packets"], 2, "{report}");
     assert_eq!(report["runs"], 2, "{report}");
+    // Its one mirror was recorded before mirror lists existed: counted, not rebuilt, no failure.
+    assert_eq!(report["mirrors"], 0, "{report}");
+    assert_eq!(report["mirrors_without_list"], 1, "{report}");
     let fsck = json_ok(&sb, &["fsck"]);
     assert_eq!(fsck["verdict"], "PASS", "{fsck}");
     assert_eq!(fsck["problems"], serde_json::json!([]), "{fsck}");

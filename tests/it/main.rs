@@ -11,6 +11,8 @@ mod gate;
 mod golden;
 mod ingest_gate;
 mod kb_items;
+#[cfg(feature = "s3")]
+mod many_writers;
 mod mirror;
 mod mirror_dedup_candidates;
 mod ops_api;
@@ -19,6 +21,7 @@ mod packs;
 mod progress;
 mod readme;
 mod readonly;
+mod rebuild;
 mod reindex;
 mod reliability;
 mod rerun;

@@ -97,6 +97,20 @@ fn example_packet() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/example-packet"))
 }
 
+/// `rerun example-packet` with its own `rerun.sh` on machine `m`, which must pass.
+fn rerun_the_example_packet(m: &Machine) {
+    let script = example_packet().join("rerun.sh");
+    let out = m.run(&[
+        "rerun",
+        "example-packet",
+        "--",
+        "bash",
+        script.to_str().unwrap(),
+        "{out}",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 #[test]
 fn every_command_works_on_an_s3_store_and_another_machine_sees_each_write_on_its_next_command() {
     let sb = Sandbox::new();
@@ -157,16 +171,7 @@ fn every_command_works_on_an_s3_store_and_another_machine_sees_each_write_on_its
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 
     // Rerun: the attestation goes into the bucket; the other machine lists the run.
-    let script = example_packet().join("rerun.sh");
-    let out = b.run(&[
-        "rerun",
-        "example-packet",
-        "--",
-        "bash",
-        script.to_str().unwrap(),
-        "{out}",
-    ]);
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    rerun_the_example_packet(&b);
     let (rc, runs) = a.json(&["runs", "example-packet"]);
     assert_eq!(rc, 0, "{runs}");
     assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "{runs}");
@@ -199,16 +204,7 @@ fn a_deleted_cache_is_rebuilt_from_the_bucket_with_every_packet_event_mirror_and
     let kb = sb.path("kb");
     std::fs::create_dir(&kb).unwrap();
     assert_eq!(code(&a.run(&["mirror", "pkt", kb.to_str().unwrap()])), 0);
-    let script = example_packet().join("rerun.sh");
-    let out = a.run(&[
-        "rerun",
-        "example-packet",
-        "--",
-        "bash",
-        script.to_str().unwrap(),
-        "{out}",
-    ]);
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    rerun_the_example_packet(&a);
     let packets = a.packets();
     let events = a.events();
     let runs = a.json(&["runs"]).1;
@@ -227,6 +223,16 @@ fn a_deleted_cache_is_rebuilt_from_the_bucket_with_every_packet_event_mirror_and
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let (rc, report) = a.json(&["fsck"]);
     assert_eq!(rc, 0, "{report}");
+    // `reindex` rebuilds the cache from the bucket alone too, mirror and run included.
+    std::fs::remove_dir_all(&a.cache).unwrap();
+    let (rc, report) = a.json(&["reindex"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(
+        (&report["packets"], &report["runs"], &report["mirrors"]),
+        (&Value::from(2), &Value::from(1), &Value::from(1)),
+        "{report}"
+    );
+    assert_eq!(a.packets(), packets);
 }
 
 #[test]
@@ -235,8 +241,8 @@ fn an_object_damaged_in_the_bucket_fails_reads_and_fsck() {
     let url = fresh_url("damaged");
     let a = Machine::new(&sb, &url, "a");
     assert_eq!(code(&a.run(&["init"])), 0);
-    // A file large enough to be a loose object (not packed).
-    sb.write("big/data.bin", crate::sandbox::random_bytes(300_000, 7));
+    // A file large enough to be a loose object (over 1 MiB: streamed, not packed).
+    sb.write("big/data.bin", crate::sandbox::random_bytes(2_000_000, 7));
     sb.write("big/notes.txt", "notes\n");
     assert_eq!(a.json(&["ingest", sb.path("big").to_str().unwrap()]).0, 0);
     let backend = crate::s3_store::backend(&url);
@@ -248,7 +254,7 @@ fn an_object_damaged_in_the_bucket_fails_reads_and_fsck() {
                 location: evstore::store::ObjectLocation::Loose(path),
                 stored_size,
                 ..
-            } if stored_size > 100_000 => Some(path.to_string_lossy().into_owned()),
+            } if stored_size > 1_000_000 => Some(path.to_string_lossy().into_owned()),
             _ => None,
         })
         .collect();
@@ -270,4 +276,56 @@ fn an_object_damaged_in_the_bucket_fails_reads_and_fsck() {
     assert_eq!(rc, 1, "{report}");
     let out = a.run(&["export", "big", sb.path("out").to_str().unwrap()]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn a_lost_reply_to_a_conditional_create_is_retried_and_the_retry_finds_its_own_write() {
+    // The proxy stores each first create of a log/ or refs/ key, then answers 503 as if the
+    // reply were lost; the client retries, meets its own key (412), and must take it as its own
+    // write: no second event, no skipped version, no error.
+    let sb = Sandbox::new();
+    let url = fresh_url("lost-reply");
+    let proxy = crate::s3_store::Proxy::start(&sb, "lose-reply");
+    let mut a = Machine::new(&sb, &url, "a");
+    let through = |m: &Machine, args: &[&str]| {
+        let mut cmd = m.command();
+        cmd.env("AWS_ENDPOINT_URL", &proxy.endpoint);
+        cmd.args(args).output().unwrap()
+    };
+    let out = through(&a, &["init"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let pkt = write_packet(&sb, "pkt");
+    let out = through(&a, &["ingest", pkt.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    sb.write("pkt/more.txt", "a second version\n");
+    let out = through(&a, &["ingest", pkt.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // The double really lost replies and the client really met its own keys.
+    let answered = proxy.answered();
+    let lost: Vec<_> = answered.iter().filter(|(_, _, s)| s == "503").collect();
+    assert!(lost.len() >= 5, "{answered:?}");
+    for (_, path, _) in &lost {
+        assert!(
+            answered
+                .iter()
+                .any(|(m, p, s)| m == "PUT" && p == path && s == "412"),
+            "no retry of {path}: {answered:?}"
+        );
+    }
+    // Straight to the server, from a fresh cache: versions 1 and 2, events 1, 2, 3.
+    a.cache = sb.path("cache-fresh");
+    let versions: Vec<u64> = a.packets().into_iter().map(|(_, v, _)| v).collect();
+    assert_eq!(versions, vec![1, 2]);
+    let kinds: Vec<(i64, String)> = a.events().into_iter().map(|(s, k, _)| (s, k)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (1, "init".to_string()),
+            (2, "ingest".to_string()),
+            (3, "ingest".to_string())
+        ]
+    );
+    let (rc, report) = a.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
 }

@@ -253,14 +253,14 @@ fn init_on_an_s3_url_writes_version_and_the_first_event_once() {
 
 /// The proxy double of `tests/s3/overwriting-proxy.py` in front of the real server, killed when
 /// dropped.
-struct Proxy {
+pub struct Proxy {
     child: Child,
-    endpoint: String,
+    pub endpoint: String,
     log: PathBuf,
 }
 
 impl Proxy {
-    fn start(sb: &Sandbox, mode: &str) -> Proxy {
+    pub fn start(sb: &Sandbox, mode: &str) -> Proxy {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/overwriting-proxy.py");
         let port_file = sb.path(&format!("proxy-{mode}.port"));
         let log = sb.path(&format!("proxy-{mode}.log"));
@@ -295,8 +295,24 @@ impl Proxy {
         proxy
     }
 
+    /// (method, path, status answered) of each request the proxy forwarded.
+    pub fn answered(&self) -> Vec<(String, String, String)> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split(' ');
+                Some((
+                    parts.next()?.to_string(),
+                    parts.next()?.to_string(),
+                    parts.next()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
     /// (method, path) of each request the proxy forwarded.
-    fn requests(&self) -> Vec<(String, String)> {
+    pub fn requests(&self) -> Vec<(String, String)> {
         let mut text = String::new();
         if let Ok(mut file) = std::fs::File::open(&self.log) {
             file.read_to_string(&mut text).unwrap();

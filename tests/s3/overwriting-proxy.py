@@ -8,6 +8,9 @@ MODE:
              so merely stripping it would be refused upstream as a bad signature): a second
              create of a key silently replaces it, as on a server that ignores the condition
   pass       forward everything unchanged (a control, and a request counter)
+  lose-reply forward everything, but answer the first conditional PUT of each log/ and refs/
+             key with 503 after the server stored it (a reply lost on the way back): the
+             client's retry then meets its own key (412), which must count as its own write
 Listens on a free loopback port, written to PORT_FILE once it accepts connections. The secret
 key for re-signing is read from AWS_SECRET_ACCESS_KEY. Each request is appended to LOG_FILE as
 "METHOD PATH STATUS".
@@ -22,6 +25,7 @@ SECRET = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
 HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te",
        "trailer"}
 LOCK = threading.Lock()
+LOST = set()
 
 
 def resign(method, path, query, headers):
@@ -68,9 +72,20 @@ class Handler(BaseHTTPRequestHandler):
         response = upstream.getresponse()
         data = response.read()
         upstream.close()
+        lose = False
+        if (MODE == "lose-reply" and self.command == "PUT" and "if-none-match" in headers
+                and response.status == 200 and ("/log/" in path or "/refs/" in path)):
+            with LOCK:
+                lose = path not in LOST
+                LOST.add(path)
         if LOG:
             with LOCK, open(LOG, "a") as log:
-                log.write(f"{self.command} {self.path} {response.status}\n")
+                log.write(f"{self.command} {self.path} {503 if lose else response.status}\n")
+        if lose:
+            self.send_response(503, "Slow Down")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(response.status, response.reason)
         for key, value in response.getheaders():
             if key.lower() not in HOP and key.lower() != "content-length":
