@@ -50,8 +50,9 @@
 # fresh prefix, then verify/check, fsck and export of that store) through
 # benches/s3-count-proxy.py, a loopback proxy that forwards every request unchanged and counts
 # PUT, GET, LIST, HEAD, POST and DELETE requests and the bytes each way (the proxy is Python: its
-# runs are not timed). The S3 rows are a second table, with those counts and the ratio of
-# restic's ingest time to evstore's (= evstore's throughput over restic's).
+# runs are not timed; one line per request goes to s3-requests-CORPUS.log beside $OUT). The S3
+# rows are a second table, with those counts and the ratio of restic's ingest time to evstore's
+# (= evstore's throughput over restic's; issue 14's target is at least 2).
 #
 # Usage: benches/compare.sh [--s3]  (or `just compare`; `--s3` adds the S3 part)
 # Environment:
