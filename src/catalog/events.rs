@@ -390,6 +390,17 @@ impl Catalog {
         Ok(last.unwrap_or(0))
     }
 
+    /// The catalog's last event, if it has any.
+    pub fn last_event(&self) -> Result<Option<EventRow>> {
+        let row = self.conn.query_row(
+            "SELECT seq, time_unix_nanos, kind, subject, detail, prev_hash, hash FROM events \
+             ORDER BY seq DESC LIMIT 1",
+            [],
+            event_from_row,
+        );
+        self.sql(row.optional())
+    }
+
     /// The whole event log, oldest first.
     pub fn events(&self) -> Result<Vec<EventRow>> {
         let mut stmt = self.sql(self.conn.prepare(

@@ -530,20 +530,33 @@ fn refuse_same_tree_claimed(
     version: u64,
     other: &crate::digest::Blake3Digest,
 ) -> Result<()> {
-    let other_record = store
-        .read_small_object(other)
-        .ok()
-        .and_then(|(_, bytes)| PacketRecord::decode(&bytes).ok());
-    match other_record {
-        Some(other_record) if other_record.tree == record.tree => Err(Error::Usage(format!(
-            "{}@{version} already holds this tree (record {other}, claimed in {} by a writer \
-             this catalog has not seen): no new version; `evstore reindex --replace` brings the \
-             catalog up to date with the store",
-            record.name,
-            refs.shown_key(&format!("refs/packets/{}/{version}", record.name))
-        ))),
-        _ => Ok(()),
+    // A claim whose record cannot be read could hold this very tree: taking the next number
+    // could give the tree a second version, so it stops the ingest (fail closed).
+    let key = refs.shown_key(&format!("refs/packets/{}/{version}", record.name));
+    let (kind, bytes) = store.read_small_object(other).map_err(|err| {
+        Error::corrupt(
+            format!("version claim {key}"),
+            format!("names record {other}, which cannot be read ({err}); nothing was recorded"),
+        )
+    })?;
+    let other_record = (kind == ObjectKind::Record)
+        .then(|| PacketRecord::decode(&bytes).ok())
+        .flatten()
+        .ok_or_else(|| {
+            Error::corrupt(
+                format!("version claim {key}"),
+                format!("names object {other}, which is not a packet record; nothing was recorded"),
+            )
+        })?;
+    if other_record.tree != record.tree {
+        return Ok(());
     }
+    Err(Error::Usage(format!(
+        "{}@{version} already holds this tree (record {other}, claimed in {key} by a writer \
+         this catalog has not seen): no new version; `evstore reindex --replace` brings the \
+         catalog up to date with the store",
+        record.name
+    )))
 }
 
 /// The record of version `version` of the packet. Called inside the catalog's write

@@ -178,6 +178,53 @@ fn refuse_remote_store_without_its_log(store: &Store) -> Result<()> {
     ))
 }
 
+/// Refuse a catalog cache of an S3 store whose last event is not the store's event of that
+/// number: the bucket's log key must hold exactly the cache's bytes. Catch-up lists only the keys
+/// past the cache's last event, so without this a store deleted and made again at the same URL,
+/// or a log rewritten or cut short, would be read through a cache that describes another store
+/// (and a writer would chain onto it). One `GET` per command.
+///
+/// # Errors
+///
+/// [`crate::Error::Corrupt`] naming the cache and the key (the cache folder can be deleted: it
+/// is rebuilt from the bucket); the store's errors reading the key.
+pub fn check_cache_against_the_log(store: &Store, catalog: &Catalog) -> Result<()> {
+    let Some(last) = catalog.last_event()? else {
+        return Ok(());
+    };
+    let key = log_key(last.seq);
+    let log = EventLog::of(store);
+    let found = crate::store::NamedKeys::read_key(
+        store.backend(),
+        &key,
+        crate::format::event::MAX_LOG_ENTRY_BYTES,
+    )?;
+    let problem = match found {
+        crate::store::KeyRead::Found(bytes) if bytes == last.encode() => return Ok(()),
+        crate::store::KeyRead::Found(_) => "holds another event",
+        crate::store::KeyRead::Missing => "is missing",
+        crate::store::KeyRead::TooLarge | crate::store::KeyRead::Unreadable(_) => {
+            "cannot be read as an event"
+        }
+    };
+    Err(crate::Error::corrupt(
+        format!("catalog cache {}", catalog_folder(store).escaped()),
+        format!(
+            "its last event ({}) is not the store's: {} {problem}; the store's log was rewritten \
+             or cut short, or the store was made again at this URL. Run `evstore fsck` from a \
+             new cache (delete this cache folder: it is rebuilt from the bucket) to see what \
+             the bucket holds",
+            last.seq,
+            log.shown(&key)
+        ),
+    ))
+}
+
+/// The folder of a store's catalog (for an S3 store, this machine's cache folder).
+fn catalog_folder(store: &Store) -> std::path::PathBuf {
+    store.local_folder().to_path_buf()
+}
+
 /// Start the log of an S3 store whose `init` stopped after writing `VERSION`: create its first
 /// event (`init`) as `log/00000000000000000001`, create-if-absent, so of two writers doing this
 /// at once one event is made. Nothing to do when the log has its first key.

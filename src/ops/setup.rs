@@ -136,6 +136,7 @@ pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
 /// cache can meet such a store: a cache with events was made from its log).
 fn open_remote_cache(store: &mut Store, writing: bool) -> Result<Catalog> {
     let mut catalog = Catalog::open(&store.catalog_path())?;
+    crate::ops::markers::check_cache_against_the_log(store, &catalog)?;
     if writing && catalog.last_event_seq()? == 0 {
         crate::ops::markers::start_remote_log(store)?;
     }

@@ -329,3 +329,43 @@ fn a_lost_reply_to_a_conditional_create_is_retried_and_the_retry_finds_its_own_w
     let (rc, report) = a.json(&["fsck"]);
     assert_eq!(rc, 0, "{report}");
 }
+
+#[test]
+fn a_cache_whose_last_event_the_bucket_no_longer_holds_is_refused_not_read() {
+    // The bucket is the truth: a log cut short (or a store made again at the same URL) must not
+    // be read through a cache that describes something else, nor chained onto by a writer.
+    let sb = Sandbox::new();
+    let url = fresh_url("stale-cache");
+    let a = Machine::new(&sb, &url, "a");
+    assert_eq!(code(&a.run(&["init"])), 0);
+    let pkt = write_packet(&sb, "pkt");
+    assert_eq!(a.json(&["ingest", pkt.to_str().unwrap()]).0, 0);
+    let bucket = crate::s3_store::bucket();
+    let prefix = url.trim_start_matches(&format!("s3://{bucket}/"));
+    let status = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/s3req.py"))
+        .arg("DELETE")
+        .arg(format!("/{bucket}/{prefix}/log/00000000000000000002"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for args in [
+        &["ls"][..],
+        &["ingest", pkt.to_str().unwrap(), "--name", "other"][..],
+    ] {
+        let out = a.run(args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("log/00000000000000000002 is missing") && err.contains("catalog cache"),
+            "{args:?}: {err}"
+        );
+    }
+    // Nothing was written after the cut: the log still ends at event 1.
+    assert_eq!(
+        evstore::store::NamedKeys::list_names(&crate::s3_store::backend(&url), "log/").unwrap(),
+        vec![evstore::store::ListedName::Name(
+            "00000000000000000001".to_string()
+        )]
+    );
+}
