@@ -68,7 +68,14 @@ struct PackIndex {
     objects: HashMap<Blake3Digest, (Arc<Path>, u64, u64)>,
     /// True once `packs/` has been listed.
     scanned: bool,
+    /// Pack key → where its objects end (the end of its last entry), from its index.
+    data_end: HashMap<String, u64>,
 }
+
+/// How much of a pack one read fetches when it reads a packed object: the objects after it come
+/// from memory. Reading a packet's small files one range `GET` each made an export of 20 000
+/// files 20 000 requests (75 s against local SeaweedFS); with the window it is one per 4 MiB.
+pub const PACK_READ_WINDOW: u64 = 4 * 1024 * 1024;
 
 /// A store in an S3-compatible bucket.
 pub struct S3Backend {
@@ -78,6 +85,8 @@ pub struct S3Backend {
     runtime: Arc<tokio::runtime::Runtime>,
     probed: Mutex<bool>,
     packs: Mutex<PackIndex>,
+    /// The last window of a pack read: (pack key, offset of its first byte, its bytes).
+    window: Mutex<Option<(String, u64, Bytes)>>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -156,6 +165,7 @@ impl S3Backend {
             runtime: Arc::new(runtime),
             probed: Mutex::new(false),
             packs: Mutex::new(PackIndex::default()),
+            window: Mutex::new(None),
         })
     }
 
@@ -184,6 +194,50 @@ impl S3Backend {
             action,
             io::Error::other(err.to_string()),
         )
+    }
+
+    /// The `len` bytes at `offset` of the pack `key`, from the last window read if it holds
+    /// them, else from a new window of up to [`PACK_READ_WINDOW`] bytes starting there (one
+    /// range `GET`, never past the pack's last object). `None` when the pack's index has not
+    /// been read (its end is unknown) or the object is larger than a window: the caller reads
+    /// the exact range. The bytes are verified by the caller like any read.
+    fn read_windowed(&self, key: &str, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        if len > PACK_READ_WINDOW {
+            return Ok(None);
+        }
+        let in_window = |window: &Option<(String, u64, Bytes)>| {
+            let (pack, start, bytes) = window.as_ref()?;
+            let from = offset.checked_sub(*start)?;
+            let to = from.checked_add(len)?;
+            (pack == key && to <= bytes.len() as u64)
+                .then(|| bytes.slice(from as usize..to as usize))
+        };
+        if let Some(bytes) = in_window(&self.lock_window()) {
+            return Ok(Some(bytes));
+        }
+        let Some(end) = self.lock_packs().data_end.get(key).copied() else {
+            return Ok(None);
+        };
+        let stop = end
+            .min(offset.saturating_add(PACK_READ_WINDOW))
+            .max(offset.saturating_add(len));
+        let path = self.key_path(key)?;
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(offset..stop)),
+            ..GetOptions::default()
+        };
+        let bytes = self
+            .runtime
+            .block_on(async { self.client.get_opts(&path, options).await?.bytes().await })
+            .map_err(|err| self.s3_error(key, "cannot read", err))?;
+        let mut window = self.lock_window();
+        *window = Some((key.to_string(), offset, bytes));
+        Ok(in_window(&window))
+    }
+
+    fn lock_window(&self) -> MutexGuard<'_, Option<(String, u64, Bytes)>> {
+        // Replaced whole under the lock: a poisoned lock still holds a consistent window.
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_packs(&self) -> MutexGuard<'_, PackIndex> {
@@ -371,6 +425,8 @@ impl S3Backend {
             }
             // A bad pack is skipped here (its objects are not found); fsck reports it.
             if let Ok(entries) = self.read_pack_index(&key, len)? {
+                let end = entries.iter().map(|e| e.offset + e.len).max().unwrap_or(0);
+                index.data_end.insert(key.clone(), end);
                 let pack: Arc<Path> = Arc::from(Path::new(&key));
                 for entry in entries {
                     index.objects.entry(entry.id).or_insert((
@@ -706,10 +762,13 @@ impl ObjectBackend for S3Backend {
     fn open_at(&self, location: &ObjectLocation) -> Result<Box<dyn Read + Send>> {
         let (key, range) = match location {
             ObjectLocation::Loose(path) => (path.to_string_lossy().into_owned(), None),
-            ObjectLocation::Packed { pack, offset, len } => (
-                pack.to_string_lossy().into_owned(),
-                Some(*offset..offset.saturating_add(*len)),
-            ),
+            ObjectLocation::Packed { pack, offset, len } => {
+                let key = pack.to_string_lossy().into_owned();
+                if let Some(bytes) = self.read_windowed(&key, *offset, *len)? {
+                    return Ok(Box::new(io::Cursor::new(bytes)));
+                }
+                (key, Some(*offset..offset.saturating_add(*len)))
+            }
         };
         match self.get(&key, range, None)? {
             Some(GetStream::Stream(reader)) => Ok(Box::new(reader)),
@@ -786,6 +845,8 @@ impl ObjectBackend for S3Backend {
                     let newly_stored = self.put_one(&key, put.source)?;
                     let pack: Arc<Path> = Arc::from(Path::new(&key));
                     let mut index = self.lock_packs();
+                    let end = entries.iter().map(|e| e.offset + e.len).max().unwrap_or(0);
+                    index.data_end.insert(key.clone(), end);
                     for entry in &entries {
                         index.objects.entry(entry.id).or_insert((
                             Arc::clone(&pack),

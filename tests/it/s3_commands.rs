@@ -390,3 +390,31 @@ fn a_fresh_cache_that_cannot_read_the_bucket_fails_instead_of_listing_nothing() 
     // Once the bucket reads again, the same cache catches up whole.
     assert_eq!(fresh.packets(), a.packets());
 }
+
+#[test]
+fn an_export_of_many_small_files_reads_their_pack_in_a_few_windows_not_one_get_each() {
+    let sb = Sandbox::new();
+    let url = fresh_url("windows");
+    let a = Machine::new(&sb, &url, "a");
+    assert_eq!(code(&a.run(&["init"])), 0);
+    for i in 0..300 {
+        sb.write(&format!("many/f{i:03}.txt"), format!("small file {i}\n"));
+    }
+    assert_eq!(a.json(&["ingest", sb.path("many").to_str().unwrap()]).0, 0);
+    let proxy = crate::s3_store::Proxy::start(&sb, "pass");
+    let mut cmd = a.command();
+    cmd.env("AWS_ENDPOINT_URL", &proxy.endpoint);
+    let out = cmd
+        .args(["export", "many", sb.path("out").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_trees_equal(&sb.path("many"), &sb.path("out"));
+    let pack_gets = proxy
+        .requests()
+        .into_iter()
+        .filter(|(m, p)| m == "GET" && p.contains("/packs/"))
+        .count();
+    // The pack's index (a few range reads) and one window: not 300 reads.
+    assert!(pack_gets <= 8, "{pack_gets} GETs of the pack");
+}
