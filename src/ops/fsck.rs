@@ -585,6 +585,26 @@ impl<'a> FsckRun<'a> {
                 }
             }
         }
+        // In an S3 store every committed version's claim is created before its catalog commit
+        // (and a bucket has no empty folders): a missing claim, or no refs/ at all beside
+        // packets, was removed from the bucket, never "not written yet".
+        let remote = self.store.is_remote();
+        if !refs.present() && remote {
+            for row in &self.packets {
+                self.report.problems.push(Problem {
+                    subject: format!("packet {}@{}", row.record.name, row.record.version),
+                    reason: format!(
+                        "its version claim {} is missing from the bucket (refs/ is empty): every \
+                         committed version's claim is created before its commit, so it was removed",
+                        refs.shown_key(&format!(
+                            "refs/packets/{}/{}",
+                            row.record.name, row.record.version
+                        ))
+                    ),
+                });
+            }
+            return;
+        }
         if !refs.present() {
             self.report.notes.push(format!(
                 "{} has no refs/ folder of commit markers (a store written by an earlier version); \
@@ -619,6 +639,17 @@ impl<'a> FsckRun<'a> {
                         row.record.name, row.record.version
                     ))
                 }) => {}
+                None if remote => self.report.problems.push(Problem {
+                    subject: format!("packet {label}"),
+                    reason: format!(
+                        "its version claim {} is missing from the bucket: every committed \
+                         version's claim is created before its commit, so it was removed",
+                        refs.shown_key(&format!(
+                            "refs/packets/{}/{}",
+                            row.record.name, row.record.version
+                        ))
+                    ),
+                }),
                 None => self.report.notes.push(format!(
                     "packet {label} has no commit marker (a crash right after its commit); \
                      `evstore reindex --replace` writes it"

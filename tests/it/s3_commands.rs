@@ -418,3 +418,35 @@ fn an_export_of_many_small_files_reads_their_pack_in_a_few_windows_not_one_get_e
     // The pack's index (a few range reads) and one window: not 300 reads.
     assert!(pack_gets <= 8, "{pack_gets} GETs of the pack");
 }
+
+#[test]
+fn fsck_on_s3_fails_when_a_version_claim_is_removed_from_the_bucket() {
+    // On S3 a version's claim is made before its commit: a missing one was removed, which fsck
+    // must fail on (a local store made before claims only notes it).
+    let sb = Sandbox::new();
+    let url = fresh_url("claim-removed");
+    let a = Machine::new(&sb, &url, "a");
+    assert_eq!(code(&a.run(&["init"])), 0);
+    let pkt = write_packet(&sb, "pkt");
+    assert_eq!(a.json(&["ingest", pkt.to_str().unwrap()]).0, 0);
+    let bucket = crate::s3_store::bucket();
+    let prefix = url.trim_start_matches(&format!("s3://{bucket}/"));
+    let status = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/s3req.py"))
+        .arg("DELETE")
+        .arg(format!("/{bucket}/{prefix}/refs/packets/pkt/1"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for machine in ["a", "fresh"] {
+        let m = Machine::new(&sb, &url, machine);
+        let (rc, report) = m.json(&["fsck"]);
+        assert_eq!(rc, 1, "{machine}: {report}");
+        assert!(
+            report["problems"]
+                .to_string()
+                .contains("refs/packets/pkt/1 is missing"),
+            "{machine}: {report}"
+        );
+    }
+}
