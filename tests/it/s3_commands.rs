@@ -93,6 +93,32 @@ impl<'a> Machine<'a> {
     }
 }
 
+/// A store with the packet `pkt` (`write_packet`) ingested by machine "a", in a fresh prefix named
+/// after `test`: the packet folder and the machine.
+fn store_with_a_packet<'a>(sb: &'a Sandbox, test: &str) -> (PathBuf, Machine<'a>) {
+    let url = fresh_url(test);
+    let a = Machine::new(sb, &url, "a");
+    assert_eq!(code(&a.run(&["init"])), 0);
+    let pkt = write_packet(sb, "pkt");
+    assert_eq!(a.json(&["ingest", pkt.to_str().unwrap()]).0, 0);
+    (pkt, a)
+}
+
+/// Send one raw request for `key` of the store at `url` (a key below its prefix) straight to
+/// the server, behind evstore's back (`tests/s3/s3req.py`): `body` for a PUT.
+fn raw_request(method: &str, url: &str, key: &str, body: Option<&str>) {
+    let bucket = crate::s3_store::bucket();
+    let prefix = url.trim_start_matches(&format!("s3://{bucket}/"));
+    let mut cmd = Command::new("python3");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/s3req.py"))
+        .arg(method)
+        .arg(format!("/{bucket}/{prefix}/{key}"));
+    if let Some(body) = body {
+        cmd.arg(body);
+    }
+    assert!(cmd.status().unwrap().success(), "{method} {key}");
+}
+
 fn example_packet() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/example-packet"))
 }
@@ -335,20 +361,9 @@ fn a_cache_whose_last_event_the_bucket_no_longer_holds_is_refused_not_read() {
     // The bucket is the truth: a log cut short (or a store made again at the same URL) must not
     // be read through a cache that describes something else, nor chained onto by a writer.
     let sb = Sandbox::new();
-    let url = fresh_url("stale-cache");
-    let a = Machine::new(&sb, &url, "a");
-    assert_eq!(code(&a.run(&["init"])), 0);
-    let pkt = write_packet(&sb, "pkt");
-    assert_eq!(a.json(&["ingest", pkt.to_str().unwrap()]).0, 0);
-    let bucket = crate::s3_store::bucket();
-    let prefix = url.trim_start_matches(&format!("s3://{bucket}/"));
-    let status = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/s3req.py"))
-        .arg("DELETE")
-        .arg(format!("/{bucket}/{prefix}/log/00000000000000000002"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (pkt, a) = store_with_a_packet(&sb, "stale-cache");
+    let url = a.url.clone();
+    raw_request("DELETE", &url, "log/00000000000000000002", None);
     for args in [
         &["ls"][..],
         &["ingest", pkt.to_str().unwrap(), "--name", "other"][..],
@@ -375,11 +390,8 @@ fn a_fresh_cache_that_cannot_read_the_bucket_fails_instead_of_listing_nothing() 
     // Reads of objects and packs keep failing (503 past the client's retries): the catch-up of a
     // new cache must fail (exit 2 naming the key), not answer "no packets archived yet".
     let sb = Sandbox::new();
-    let url = fresh_url("failing-reads");
-    let a = Machine::new(&sb, &url, "a");
-    assert_eq!(code(&a.run(&["init"])), 0);
-    let pkt = write_packet(&sb, "pkt");
-    assert_eq!(a.json(&["ingest", pkt.to_str().unwrap()]).0, 0);
+    let (_, a) = store_with_a_packet(&sb, "failing-reads");
+    let url = a.url.clone();
     let proxy = crate::s3_store::Proxy::start(&sb, "fail-reads");
     let fresh = Machine::new(&sb, &url, "fresh");
     let mut cmd = fresh.command();
@@ -424,20 +436,9 @@ fn fsck_on_s3_fails_when_a_version_claim_is_removed_from_the_bucket() {
     // On S3 a version's claim is made before its commit: a missing one was removed, which fsck
     // must fail on (a local store made before claims only notes it).
     let sb = Sandbox::new();
-    let url = fresh_url("claim-removed");
-    let a = Machine::new(&sb, &url, "a");
-    assert_eq!(code(&a.run(&["init"])), 0);
-    let pkt = write_packet(&sb, "pkt");
-    assert_eq!(a.json(&["ingest", pkt.to_str().unwrap()]).0, 0);
-    let bucket = crate::s3_store::bucket();
-    let prefix = url.trim_start_matches(&format!("s3://{bucket}/"));
-    let status = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/s3req.py"))
-        .arg("DELETE")
-        .arg(format!("/{bucket}/{prefix}/refs/packets/pkt/1"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (_, a) = store_with_a_packet(&sb, "claim-removed");
+    let url = a.url.clone();
+    raw_request("DELETE", &url, "refs/packets/pkt/1", None);
     for machine in ["a", "fresh"] {
         let m = Machine::new(&sb, &url, machine);
         let (rc, report) = m.json(&["fsck"]);
