@@ -87,6 +87,8 @@ pub struct S3Backend {
     packs: Mutex<PackIndex>,
     /// The last window of a pack read: (pack key, offset of its first byte, its bytes).
     window: Mutex<Option<(String, u64, Bytes)>>,
+    /// Where the last read of a packed object ended: (pack key, offset after its last byte).
+    last_packed_read: Mutex<Option<(String, u64)>>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -166,6 +168,7 @@ impl S3Backend {
             probed: Mutex::new(false),
             packs: Mutex::new(PackIndex::default()),
             window: Mutex::new(None),
+            last_packed_read: Mutex::new(None),
         })
     }
 
@@ -197,11 +200,23 @@ impl S3Backend {
     }
 
     /// The `len` bytes at `offset` of the pack `key`, from the last window read if it holds
-    /// them, else from a new window of up to [`PACK_READ_WINDOW`] bytes starting there (one
-    /// range `GET`, never past the pack's last object). `None` when the pack's index has not
-    /// been read (its end is unknown) or the object is larger than a window: the caller reads
-    /// the exact range. The bytes are verified by the caller like any read.
+    /// them, else, when this read starts where the last read of this pack ended (a reader going
+    /// through the pack in order, as `export` does), from a new window of up to
+    /// [`PACK_READ_WINDOW`] bytes starting there (one range `GET`, never past the pack's last
+    /// object). `None` otherwise (a reader jumping around, as `fsck` in id order: no window is
+    /// fetched for it, so nothing is downloaded twice), when the pack's index has not been read
+    /// (its end is unknown), or for an object larger than a window: the caller reads the exact
+    /// range. The bytes are verified by the caller like any read.
     fn read_windowed(&self, key: &str, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        let in_order = {
+            let mut last = self
+                .last_packed_read
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let in_order = matches!(&*last, Some((pack, end)) if pack == key && *end == offset);
+            *last = Some((key.to_string(), offset.saturating_add(len)));
+            in_order
+        };
         if len > PACK_READ_WINDOW {
             return Ok(None);
         }
@@ -214,6 +229,9 @@ impl S3Backend {
         };
         if let Some(bytes) = in_window(&self.lock_window()) {
             return Ok(Some(bytes));
+        }
+        if !in_order {
+            return Ok(None);
         }
         let Some(end) = self.lock_packs().data_end.get(key).copied() else {
             return Ok(None);

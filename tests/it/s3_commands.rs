@@ -427,8 +427,10 @@ fn an_export_of_many_small_files_reads_their_pack_in_a_few_windows_not_one_get_e
         .into_iter()
         .filter(|(m, p)| m == "GET" && p.contains("/packs/"))
         .count();
-    // The pack's index (a few range reads) and one window: not 300 reads.
-    assert!(pack_gets <= 8, "{pack_gets} GETs of the pack");
+    // The pack's index (a few range reads), then one exact read and one window per run of files
+    // read in pack order (files are hashed in parallel, so the pack's order is only mostly the
+    // tree's): a few dozen at most (23 measured), not one per file (300 before the window).
+    assert!(pack_gets <= 60, "{pack_gets} GETs of the pack");
 }
 
 #[test]
