@@ -14,7 +14,7 @@
 //!
 //! **Architecture Invariant:** this is the only module that speaks SQL.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -32,6 +32,27 @@ pub enum AddOutcome {
     Added(PacketRow),
     /// This name already has a version with this tree; nothing was recorded.
     AlreadyArchived(PacketRow),
+    /// The catalog's log holds an `ingest` event of this name with this tree whose rows the
+    /// catalog does not hold (another machine's event of an S3 store, taken in by an append of
+    /// this catalog; or a packet lost or forgotten since): nothing was recorded. The caller
+    /// catches up (which indexes the rows of a packet the store holds) and asks again, passing
+    /// this version in `logged_versions_looked_up`.
+    LoggedWithoutRows {
+        /// The version the event names.
+        version: u64,
+    },
+}
+
+/// What [`Catalog::add_packet`] needs besides the packet.
+#[derive(Clone, Debug, Default)]
+pub struct NewVersionConfig {
+    /// The highest version of the name a version claim holds (the store's commit markers,
+    /// `refs::Refs::highest_version`): never given to another tree.
+    pub version_floor: u64,
+    /// Versions of an earlier [`AddOutcome::LoggedWithoutRows`] the caller caught up on: an
+    /// event of one of them that still has no rows is a packet lost or forgotten, not a reason to
+    /// stop.
+    pub logged_versions_looked_up: BTreeSet<u64>,
 }
 
 pub(super) fn describe_ref(reference: &PacketRef) -> String {
@@ -208,15 +229,17 @@ impl Catalog {
     /// make its object durable, and return the record's id.
     ///
     /// The new version is above every version of `name` that the catalog, its log or
-    /// `version_floor` (the store's commit markers, `refs::Refs::highest_version`) knows, so a
-    /// version number is never given to two trees.
+    /// `config.version_floor` knows, so a version number is never given to two trees; and a tree
+    /// an `ingest` event of the log names under `name` is never given a new version while that
+    /// event's rows are missing ([`AddOutcome::LoggedWithoutRows`]): the new version would skip
+    /// the logged one without comparing trees.
     pub fn add_packet(
         &mut self,
         name: &str,
         tree: &Blake3Digest,
         files: &[HashedFile],
         objects: &[ObjectRow],
-        version_floor: u64,
+        config: &NewVersionConfig,
         make_record: impl FnOnce(u64) -> Result<(Blake3Digest, PacketRecord)>,
     ) -> Result<AddOutcome> {
         let wrap = sql_error(&self.path);
@@ -238,6 +261,14 @@ impl Catalog {
                 .ok_or_else(|| Error::corrupt("catalog", "packet row vanished"))??;
             return Ok(AddOutcome::AlreadyArchived(row));
         }
+        let logged_same_tree = logged_versions_of_tree_without_rows(&tx, name, tree);
+        if let Some(version) = logged_same_tree
+            .map_err(&wrap)?
+            .into_iter()
+            .find(|v| !config.logged_versions_looked_up.contains(v))
+        {
+            return Ok(AddOutcome::LoggedWithoutRows { version });
+        }
         let latest: Option<i64> = tx
             .query_row(
                 "SELECT MAX(version) FROM packets WHERE name = ?1",
@@ -252,7 +283,7 @@ impl Catalog {
         let version = latest
             .map_or(0, |v| v as u64)
             .max(logged)
-            .max(version_floor)
+            .max(config.version_floor)
             + 1;
         let (record_id, record) = make_record(version)?;
         let packet_id =
@@ -283,6 +314,22 @@ impl Catalog {
         let tx = self.conn.transaction().map_err(&wrap)?;
         insert_packet_rows(&tx, record_id, record, files, objects).map_err(&wrap)?;
         tx.commit().map_err(&wrap)
+    }
+
+    /// The versions of `name` the catalog holds rows of.
+    pub fn versions_held(&self, name: &str) -> Result<BTreeSet<u64>> {
+        let versions = (|| {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT version FROM packets WHERE name = ?1")?;
+            let rows = stmt.query_map(params![name], |r| r.get::<_, i64>(0))?;
+            rows.collect::<rusqlite::Result<Vec<i64>>>()
+        })();
+        let versions = self.sql(versions)?;
+        Ok(versions
+            .into_iter()
+            .filter_map(|v| u64::try_from(v).ok())
+            .collect())
     }
 
     /// Every packet, by name then version.
@@ -526,6 +573,41 @@ fn events_without_their_rows(
 }
 
 /// The records the catalog's `ingest` events name.
+/// The versions of `name` whose `ingest` event in the catalog's log names `tree` while the
+/// catalog holds no row of the event's record, lowest first.
+fn logged_versions_of_tree_without_rows(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    tree: &Blake3Digest,
+) -> rusqlite::Result<Vec<u64>> {
+    let prefix = format!("{name}@");
+    let mut stmt = tx.prepare_cached(
+        "SELECT subject, detail FROM events WHERE kind = 'ingest' AND substr(subject, 1, ?2) = ?1",
+    )?;
+    let events = stmt.query_map(params![prefix, prefix.chars().count() as i64], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut held = tx.prepare_cached("SELECT 1 FROM packets WHERE record = ?1")?;
+    let tree_hex = tree.to_hex();
+    let mut versions = Vec::new();
+    for event in events {
+        let (subject, detail) = event?;
+        let Some((logged_name, version)) = split_versioned(&subject) else {
+            continue;
+        };
+        let Ok(detail) = serde_json::from_str::<serde_json::Value>(&detail) else {
+            continue;
+        };
+        let names_tree = detail.get("tree").and_then(|t| t.as_str()) == Some(tree_hex.as_str());
+        let record = detail.get("record").and_then(|r| r.as_str()).unwrap_or("");
+        if logged_name == name && names_tree && !held.exists(params![record])? {
+            versions.push(version);
+        }
+    }
+    versions.sort_unstable();
+    Ok(versions)
+}
+
 fn records_named_by_ingest_events(
     tx: &rusqlite::Transaction<'_>,
 ) -> rusqlite::Result<HashSet<Blake3Digest>> {

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::catalog::{AddOutcome, Catalog, ObjectRow, PacketRow};
+use crate::catalog::{AddOutcome, Catalog, NewVersionConfig, ObjectRow, PacketRow};
 use crate::digest::{blake3_of, Sha256Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::folder::{hash_folder, Digests, FolderHashConfig, HashedFolder};
@@ -341,33 +341,49 @@ pub fn ingest_folder(
     let refs = Refs::for_writer(store)?;
     crate::ops::markers::ensure_markers(&refs, catalog)?;
     crate::ops::markers::ensure_log_attached(store, catalog)?;
-    let version_floor = refs.highest_version(&config.name)?;
-    if version_floor > latest_catalog_version(catalog, &config.name)? {
-        // Claims of this name the catalog lacks (another machine's writer of an S3 store
-        // committed since this command caught up): take them in before numbering, so a tree one
-        // of them holds is found as already archived instead of getting a second version. Every
-        // claim up to the floor was listed before this catch-up lists them again; a later one
-        // is above the floor, where claiming meets it.
+    let claimed = refs.claimed_versions(&config.name)?;
+    let version_floor = claimed.last().copied().unwrap_or(0);
+    if !claimed.is_subset(&catalog.versions_held(&config.name)?) {
+        // Claims of this name the catalog holds no rows of (another machine's writer of an S3
+        // store committed since this command caught up, or its event was taken in by an append
+        // without its rows; or a packet forgotten or lost): take them in before numbering, so a
+        // tree one of them holds is found as already archived instead of getting a second
+        // version. Every claim up to the floor is then held (or unreadable); a later one is
+        // above the floor, where claiming meets it.
         crate::ops::markers::catch_up(store, catalog)?;
     }
     crate::interrupt::check()?;
-    let recorded = record_the_packet(
-        store,
-        &refs,
-        catalog,
-        &PacketToRecord {
-            packet: &packet,
-            source_path: &source_path,
-            version_floor,
-            config,
-        },
-    )?;
-    published.extend(recorded.published);
-    let newly: Vec<_> = published.iter().filter(|p| p.newly_stored).collect();
-    let (packet, created) = match recorded.outcome {
-        AddOutcome::Added(row) => (row, true),
-        AddOutcome::AlreadyArchived(row) => (row, false),
+    let mut new_version = NewVersionConfig {
+        version_floor,
+        logged_versions_looked_up: Default::default(),
     };
+    let mut published_records = Vec::new();
+    let (packet, created) = loop {
+        let recorded = record_the_packet(
+            store,
+            &refs,
+            catalog,
+            &PacketToRecord {
+                packet: &packet,
+                source_path: &source_path,
+                new_version: &new_version,
+                config,
+            },
+        )?;
+        published_records.extend(recorded.published);
+        match recorded.outcome {
+            Recorded::Done(row, created) => break (row, created),
+            Recorded::CatchUpOn(version) => {
+                // An event of this tree came in (through an append of another process on this
+                // catalog) after the catch-up above: index its rows and ask again. A version
+                // still without rows is a packet lost or forgotten.
+                crate::ops::markers::catch_up(store, catalog)?;
+                new_version.logged_versions_looked_up.insert(version);
+            }
+        }
+    };
+    published.extend(published_records);
+    let newly: Vec<_> = published.iter().filter(|p| p.newly_stored).collect();
     if !created {
         // A new version's claim is its marker (the same key and bytes, created before the
         // catalog commit); a version archived before may predate markers, or have lost one.
@@ -417,16 +433,27 @@ struct PacketToRecord<'a> {
     packet: &'a HashedPacket,
     /// The folder's real path, for the record.
     source_path: &'a Path,
-    /// The highest version of this name a commit marker holds: never given to another tree.
-    version_floor: u64,
+    /// The version floor, and the logged versions already caught up on.
+    new_version: &'a NewVersionConfig,
     /// Its name, note and source date.
     config: &'a IngestConfig,
 }
 
+/// What recording a packet came to.
+// One value per attempt, matched at once: the size of a variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Recorded {
+    /// A new version (true), or the version that already had this tree (false).
+    Done(PacketRow, bool),
+    /// Nothing recorded: the log names this tree under this name at this version without its
+    /// rows; catch up and record again.
+    CatchUpOn(u64),
+}
+
 /// What recording a packet did.
 struct RecordedPacket {
-    /// The new version, or the version that already had this tree.
-    outcome: AddOutcome,
+    /// What it came to.
+    outcome: Recorded,
     /// What publishing the record object did (nothing when the tree was already archived).
     published: Vec<Published>,
 }
@@ -451,7 +478,7 @@ fn record_the_packet(
         &packet.tree.root,
         &packet.files,
         &objects,
-        to_record.version_floor,
+        to_record.new_version,
         |offered| {
             let mut version = offered;
             loop {
@@ -481,7 +508,9 @@ fn record_the_packet(
         },
     );
     let outcome = match (added, claimed_by_another) {
-        (Ok(outcome), _) => outcome,
+        (Ok(AddOutcome::LoggedWithoutRows { version }), _) => Recorded::CatchUpOn(version),
+        (Ok(AddOutcome::Added(row)), _) => Recorded::Done(row, true),
+        (Ok(AddOutcome::AlreadyArchived(row)), _) => Recorded::Done(row, false),
         (Err(err), Some((version, other))) => {
             // Another writer's claim holds this tree under this name (a writer on another
             // machine of an S3 store that won the race for the version): the claim committed
@@ -494,7 +523,7 @@ fn record_the_packet(
                 version,
             };
             match catalog.resolve(&reference) {
-                Ok(row) if row.record_id == other => AddOutcome::AlreadyArchived(row),
+                Ok(row) if row.record_id == other => Recorded::Done(row, false),
                 _ => return Err(err),
             }
         }
@@ -504,19 +533,6 @@ fn record_the_packet(
         outcome,
         published: record_published,
     })
-}
-
-/// The highest version of `name` the catalog holds (0 if none).
-fn latest_catalog_version(catalog: &Catalog, name: &str) -> Result<u64> {
-    let latest = crate::packet_ref::PacketRef::Name {
-        name: name.to_string(),
-        also_prefix: false,
-    };
-    match catalog.resolve(&latest) {
-        Ok(row) => Ok(row.record.version),
-        Err(Error::NotFound(_)) => Ok(0),
-        Err(err) => Err(err),
-    }
 }
 
 /// A version claim another record holds (a writer this catalog has not seen): if that record

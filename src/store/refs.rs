@@ -333,15 +333,20 @@ impl<'a> Refs<'a> {
 
     /// The highest version a marker gives `name` (0 if none).
     pub fn highest_version(&self, name: &str) -> Result<u64> {
-        let mut highest = 0;
+        Ok(self.claimed_versions(name)?.last().copied().unwrap_or(0))
+    }
+
+    /// Every version of `name` a claim (`refs/packets/NAME/N`) holds, from one listing.
+    pub fn claimed_versions(&self, name: &str) -> Result<std::collections::BTreeSet<u64>> {
+        let mut versions = std::collections::BTreeSet::new();
         for listed in self.keys.list_names(&format!("refs/packets/{name}/"))? {
             if let ListedName::Name(version) = listed {
                 if let Ok(version) = version.parse::<u64>() {
-                    highest = highest.max(version);
+                    versions.insert(version);
                 }
             }
         }
-        Ok(highest)
+        Ok(versions)
     }
 
     /// Read every marker. Unreadable or malformed markers are listed in `problems`.

@@ -425,6 +425,84 @@ fn many_writers_four_processes_in_two_groups_ingest_into_one_local_store() {
     many_writers_one_store(Where::Local);
 }
 
+/// One name, many trees, all at once: six packets, each ingested by one process on each of two
+/// machines (twelve processes) under the same name, for a few rounds on new stores. Each tree
+/// gets exactly one version of the name, every ingest reports that version, and `fsck` passes
+/// from both machines. (The review of issue 14 saw one tree get two versions in 2 of 9 such
+/// rounds: a process's catalog held another machine's `ingest` event, taken in by an append,
+/// without its rows, and numbered past it without comparing trees.)
+fn one_name_many_trees_at_once(place: Where) {
+    const TREES: usize = 6;
+    const ROUNDS: usize = 4;
+    let sb = Sandbox::new();
+    let dirs: Vec<PathBuf> = (0..TREES)
+        .map(|t| write_keyed_packet(&sb, &format!("src/t{t}"), &format!("tree-{t}")))
+        .collect();
+    for round in 0..ROUNDS {
+        let store = match place {
+            Where::S3 => fresh_url(&format!("one-name-{round}")),
+            Where::Local => sb
+                .path(&format!("store-{round}"))
+                .to_string_lossy()
+                .into_owned(),
+        };
+        let machines = [
+            Machine::new(&sb, &store, &format!("a{round}")),
+            Machine::new(&sb, &store, &format!("b{round}")),
+        ];
+        let out = machines[0].run(&["init"]);
+        assert_eq!(code(&out), 0, "init: {}", stderr(&out));
+        let children: Vec<_> = dirs
+            .iter()
+            .flat_map(|dir| machines.iter().map(move |m| (dir, m)))
+            .map(|(dir, m)| {
+                let child = m
+                    .command()
+                    .args(["--json", "ingest", "--name", "same"])
+                    .arg(dir)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start evstore ingest");
+                (dir, child)
+            })
+            .collect();
+        let mut reported: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+        for (dir, child) in children {
+            let out = child.wait_with_output().expect("wait for evstore ingest");
+            let context = format!("round {round}, {}", dir.display());
+            assert_eq!(code(&out), 0, "{context}: {}", stderr(&out));
+            let report: Value = serde_json::from_slice(&out.stdout).expect("ingest --json");
+            reported
+                .entry(text(&report, "tree"))
+                .or_default()
+                .insert(number(&report, "version"));
+        }
+        let context = format!("round {round}");
+        let packets = listing(&machines[0]);
+        assert_sound(&packets, &events(&machines[0]), &context);
+        assert_eq!(packets.len(), TREES, "{context}: {packets:?}");
+        assert!(
+            reported.values().all(|versions| versions.len() == 1),
+            "{context}: the two ingests of one tree reported different versions: {reported:?}"
+        );
+        assert_eq!(listing(&machines[1]), packets, "{context}");
+        for m in &machines {
+            assert_fsck_passes(m, &context);
+        }
+    }
+}
+
+#[test]
+fn one_name_many_trees_from_two_machines_at_once_gives_each_tree_one_version_on_s3() {
+    one_name_many_trees_at_once(Where::S3);
+}
+
+#[test]
+fn one_name_many_trees_from_two_process_groups_at_once_gives_each_tree_one_version_locally() {
+    one_name_many_trees_at_once(Where::Local);
+}
+
 /// The seed of the crash test: `$EVSTORE_CRASH_SEED`, else the clock.
 fn crash_seed() -> u64 {
     std::env::var("EVSTORE_CRASH_SEED")
@@ -862,4 +940,109 @@ fn regression_a_rerun_event_taken_in_by_an_append_gets_its_run_row_at_the_next_c
     assert_eq!(b.runs(None).unwrap().len(), 1);
     // Nothing is left to index: the next catch-up does nothing.
     assert!(!b.has_events_without_their_rows().unwrap());
+}
+
+/// Regression (review of issue 14: one tree got two versions of one name when twelve processes
+/// on two machines ingested six trees under it at once): machine B holds its own `same@2` and,
+/// taken in by the append of that version's event, machine A's `ingest` event of `same@1`
+/// without its rows. Its next ingest of `same@1`'s tree must find that version (the claim of
+/// `same@1` is one its catalog holds no rows of, so it catches up before numbering), not claim
+/// `same@3` past a version whose tree it never compared. Replayed on a local store folder: its
+/// own catalog is machine A, a second catalog machine B.
+#[test]
+fn regression_a_logged_version_without_rows_is_compared_before_a_new_version_is_claimed() {
+    let sb = Sandbox::new();
+    assert_eq!(code(&sb.run(&["init"])), 0);
+    let store = evstore::store::Store::open(&sb.store()).expect("open the store");
+    let log = evstore::store::log::EventLog::of(&store);
+    let init_only = log.read_after(0).expect("read the log");
+    let x = write_keyed_packet(&sb, "src/x", "x");
+    let y = write_keyed_packet(&sb, "src/y", "y");
+    for dir in [&x, &y] {
+        let out = sb.run(&["ingest", "--name", "same", dir.to_str().unwrap()]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let refs = evstore::store::refs::Refs::unlocked(&store);
+    let claim_of_2 = refs
+        .read_packet_claim("same", 2)
+        .expect("the claim of same@2");
+
+    // Machine B: only `init`, then the rows of same@2, whose event its append finds in the log
+    // after same@1's, which it takes in without rows.
+    let mut b = machine_b_catalog(&sb, &store);
+    b.catch_up(&init_only, &[claim_of_2], &mut PacketsOnly(&store))
+        .expect("machine B takes in same@2");
+    let held: Vec<u64> = b
+        .packets()
+        .expect("machine B's packets")
+        .iter()
+        .map(|p| p.record.version)
+        .collect();
+    assert_eq!(held, [2], "the event of same@1 came without its rows");
+    assert_eq!(b.events().expect("machine B's events").len(), 3);
+
+    let config = evstore::ops::ingest::IngestConfig {
+        name: "same".into(),
+        note: None,
+        source_date_epoch: None,
+        progress: evstore::progress::Progress::silent(),
+    };
+    let report = evstore::ops::ingest::ingest(&store, &mut b, &x, &config)
+        .expect("machine B's ingest")
+        .archived()
+        .expect("archived");
+    assert!(!report.created, "a second version of one tree: {report:?}");
+    assert_eq!(report.packet.record.version, 1);
+    assert_eq!(listing_of(&sb).len(), 2);
+    let (rc, fsck) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{fsck}");
+}
+
+/// The catalog's side of the regression above, for an event that comes in after the ingest's
+/// check of the claims (another process's append on the same catalog): `add_packet` of a tree an
+/// `ingest` event without rows names under the name records nothing and says which version to
+/// catch up on; asked again with that version looked up (a packet lost or forgotten), it numbers
+/// past every logged version.
+#[test]
+fn add_packet_stops_at_a_logged_version_of_its_tree_without_rows() {
+    let sb = Sandbox::new();
+    assert_eq!(code(&sb.run(&["init"])), 0);
+    let store = evstore::store::Store::open(&sb.store()).expect("open the store");
+    let init_only = evstore::store::log::EventLog::of(&store)
+        .read_after(0)
+        .expect("read the log");
+    for key in ["x", "y"] {
+        let dir = write_keyed_packet(&sb, &format!("src/{key}"), key);
+        let out = sb.run(&["ingest", "--name", "same", dir.to_str().unwrap()]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let refs = evstore::store::refs::Refs::unlocked(&store);
+    let claim = |version| refs.read_packet_claim("same", version).expect("a claim");
+    let mut b = machine_b_catalog(&sb, &store);
+    b.catch_up(&init_only, &[claim(2)], &mut PacketsOnly(&store))
+        .expect("machine B takes in same@2");
+    let x = found_packet(&store, &claim(1)).expect("same@1");
+
+    let mut config = evstore::catalog::NewVersionConfig {
+        version_floor: 2,
+        logged_versions_looked_up: BTreeSet::new(),
+    };
+    let mut offered = Vec::new();
+    let mut add = |b: &mut evstore::catalog::Catalog,
+                   config: &evstore::catalog::NewVersionConfig| {
+        b.add_packet("same", &x.record.tree, &x.files, &[], config, |v| {
+            offered.push(v);
+            Err(evstore::Error::Usage(
+                "nothing is recorded in this test".into(),
+            ))
+        })
+    };
+    match add(&mut b, &config) {
+        Ok(evstore::catalog::AddOutcome::LoggedWithoutRows { version }) => assert_eq!(version, 1),
+        other => panic!("expected LoggedWithoutRows for same@1, got {other:?}"),
+    }
+    config.logged_versions_looked_up.insert(1);
+    assert!(add(&mut b, &config).is_err(), "the closure's error");
+    assert_eq!(offered, [3], "numbered past every logged version, once");
+    assert_eq!(b.packets().expect("machine B's packets").len(), 1);
 }
