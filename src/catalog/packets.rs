@@ -572,7 +572,6 @@ fn events_without_their_rows(
     rows.collect()
 }
 
-/// The records the catalog's `ingest` events name.
 /// The versions of `name` whose `ingest` event in the catalog's log names `tree` while the
 /// catalog holds no row of the event's record, lowest first.
 fn logged_versions_of_tree_without_rows(
@@ -608,6 +607,7 @@ fn logged_versions_of_tree_without_rows(
     Ok(versions)
 }
 
+/// The records the catalog's `ingest` events name.
 fn records_named_by_ingest_events(
     tx: &rusqlite::Transaction<'_>,
 ) -> rusqlite::Result<HashSet<Blake3Digest>> {
@@ -626,6 +626,31 @@ fn records_named_by_ingest_events(
 }
 
 impl Catalog {
+    /// The subjects (`NAME@N`, or what a run was of) of the `forget` events whose item the
+    /// catalog holds rows of, unless a later `restore` event indexed it again: on an S3 store,
+    /// items another machine forgot after this machine's cache indexed them (the catalog's rows
+    /// are append-only, so such a cache is rebuilt from the bucket).
+    pub fn forgotten_items_held(&self) -> Result<Vec<String>> {
+        let found = (|| {
+            let mut stmt = self.conn.prepare(
+                "SELECT e.subject FROM events e \
+                 WHERE e.kind = 'forget' \
+                   AND (EXISTS (SELECT 1 FROM packets p \
+                                WHERE p.record = json_extract(e.detail, '$.id')) \
+                     OR EXISTS (SELECT 1 FROM runs r \
+                                WHERE r.attestation = json_extract(e.detail, '$.id'))) \
+                   AND NOT EXISTS (SELECT 1 FROM events later \
+                                   WHERE later.kind = 'restore' AND later.seq > e.seq \
+                                     AND json_extract(later.detail, '$.id') \
+                                         = json_extract(e.detail, '$.id')) \
+                 ORDER BY e.seq",
+            )?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+        })();
+        self.sql(found)
+    }
+
     /// True if a `rerun` or `mirror` event of the catalog has no row yet (taken in from the log
     /// by an append, see [`Catalog::catch_up`]): the next catch-up has rows to index.
     pub fn has_events_without_their_rows(&self) -> Result<bool> {
@@ -670,6 +695,7 @@ impl Catalog {
         let log = self.log.clone();
         let tx = self.begin_write()?;
         let mut out = CaughtUp::default();
+        let forgotten = forgotten_at_the_end_of(later);
         let held = |tx: &rusqlite::Transaction<'_>, id: &Blake3Digest| -> Result<bool> {
             let found: Option<i64> = tx
                 .query_row(
@@ -700,7 +726,9 @@ impl Catalog {
             }
             match crate::format::event::named_object(&entry.kind, &entry.detail) {
                 Some(NamedObject::Record(id)) => {
-                    let found = if held(&tx, &id)? {
+                    // A packet the log forgets further on is not indexed: it was lost then,
+                    // and a record read back now must be restored (reindex) to count again.
+                    let found = if held(&tx, &id)? || forgotten.contains(&id) {
                         None
                     } else {
                         find.packet(&id)
@@ -710,7 +738,7 @@ impl Catalog {
                         out.packets += 1;
                     }
                 }
-                Some(NamedObject::Attestation(id)) => {
+                Some(NamedObject::Attestation(id)) if !forgotten.contains(&id) => {
                     out.runs += u64::from(index_run(&tx, find, &id).map_err(&wrap)?);
                 }
                 Some(NamedObject::MirrorList(id)) => {
@@ -772,6 +800,24 @@ impl Catalog {
         tx.commit().map_err(&wrap)?;
         Ok(out)
     }
+}
+
+/// The records and attestations that `later`'s `forget` events leave forgotten (no `restore`
+/// event after the last `forget` of each).
+fn forgotten_at_the_end_of(later: &[crate::format::event::LogEntry]) -> HashSet<Blake3Digest> {
+    let mut forgotten = HashSet::new();
+    for entry in later {
+        match crate::format::event::named_object(&entry.kind, &entry.detail) {
+            Some(NamedObject::Forgotten(id)) => {
+                forgotten.insert(id);
+            }
+            Some(NamedObject::Restored(id)) => {
+                forgotten.remove(&id);
+            }
+            _ => {}
+        }
+    }
+    forgotten
 }
 
 /// Index the run of a taken `rerun` event's attestation, unless the catalog holds it or the

@@ -134,7 +134,32 @@ pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
 ///
 /// A writer finishes an `init` that stopped between `VERSION` and the first event (only a new
 /// cache can meet such a store: a cache with events was made from its log).
+///
+/// A cache that holds an item the log has since forgotten (`forget` on another machine, after
+/// this cache indexed the item) is moved aside and rebuilt from the bucket: the catalog's rows
+/// are append-only, and the bucket is the truth.
 fn open_remote_cache(store: &mut Store, writing: bool) -> Result<Catalog> {
+    let catalog = open_and_catch_up_remote_cache(store, writing)?;
+    let stale = catalog.forgotten_items_held()?;
+    if stale.is_empty() {
+        return Ok(catalog);
+    }
+    drop(catalog);
+    set_aside_a_stale_cache(store, &stale)?;
+    let catalog = open_and_catch_up_remote_cache(store, writing)?;
+    let still = catalog.forgotten_items_held()?;
+    if !still.is_empty() {
+        return Err(Error::Internal(format!(
+            "the cache {} was rebuilt from the bucket and still holds {}, which the log forgets",
+            store.catalog_path().escaped(),
+            still.join(", ")
+        )));
+    }
+    Ok(catalog)
+}
+
+/// [`open_remote_cache`] before the check for forgotten items.
+fn open_and_catch_up_remote_cache(store: &mut Store, writing: bool) -> Result<Catalog> {
     let mut catalog = Catalog::open(&store.catalog_path())?;
     crate::ops::markers::check_cache_against_the_log(store, &catalog)?;
     if writing && catalog.last_event_seq()? == 0 {
@@ -142,6 +167,48 @@ fn open_remote_cache(store: &mut Store, writing: bool) -> Result<Catalog> {
     }
     crate::ops::markers::attach_log(store, &mut catalog)?;
     Ok(catalog)
+}
+
+/// Move the cache of an S3 store that holds the forgotten items `stale` aside
+/// (`catalog.sqlite.stale-<nanos>`, with its `-wal` and `-shm`), under the catalog's exclusive
+/// lock (no other evstore process has it open, so none writes to the old file), saying so.
+fn set_aside_a_stale_cache(store: &Store, stale: &[String]) -> Result<()> {
+    let path = store.catalog_path();
+    let what = format!(
+        "this machine's cache of {} holds {}, which the store's log forgets (a `forget` made on \
+         another machine after this cache indexed it)",
+        store.root().escaped(),
+        stale.join(", ")
+    );
+    let _lock = Catalog::lock_exclusive(&path, "the command").map_err(|err| match err {
+        Error::Busy(_) => Error::Busy(format!(
+            "{what}: the cache must be rebuilt from the bucket, and another evstore process \
+             has it open; run the command again when none does"
+        )),
+        other => other,
+    })?;
+    let stamp = crate::now_unix_nanos();
+    let sibling = |suffix: &str| {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(suffix);
+        path.with_file_name(name)
+    };
+    let aside = sibling(&format!(".stale-{stamp}"));
+    for suffix in ["-wal", "-shm", ""] {
+        let from = sibling(suffix);
+        let to = sibling(&format!(".stale-{stamp}{suffix}"));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
+            Err(err) => return Err(Error::io(&from, "cannot move the stale cache aside", err)),
+        }
+    }
+    crate::fsio::sync_parent(&path)?;
+    crate::notice::notice(&format!(
+        "{what}; it was moved aside to {} and is rebuilt from the bucket now",
+        aside.escaped()
+    ));
+    Ok(())
 }
 
 /// Open the store at `root` for a command that only reads it; works on a store this user

@@ -453,3 +453,73 @@ fn fsck_on_s3_fails_when_a_version_claim_is_removed_from_the_bucket() {
         );
     }
 }
+
+#[test]
+fn a_forget_on_one_machine_reaches_the_cache_of_another_that_held_the_packet() {
+    // Machine B indexed `pkt@1` while it was whole. Its record is then deleted from the bucket
+    // (behind evstore's back), machine C (a new cache) finds the packet lost, and forgets it.
+    // B's next command must not go on listing a packet the store has forgotten: its cache is
+    // rebuilt from the bucket (the old one moved aside), and fsck passes from every machine.
+    let sb = Sandbox::new();
+    let (_, a) = store_with_a_packet(&sb, "forget-reaches");
+    let b = Machine::new(&sb, &a.url, "b");
+    assert_eq!(b.packets().len(), 1);
+    let (rc, listed) = a.json(&["ls"]);
+    assert_eq!(rc, 0, "{listed}");
+    let record = listed["packets"][0]["record"].as_str().unwrap().to_string();
+    raw_request(
+        "DELETE",
+        &a.url,
+        &format!("objects/{}/{}", &record[..2], &record[2..]),
+        None,
+    );
+
+    let c = Machine::new(&sb, &a.url, "c");
+    assert!(c.packets().is_empty(), "the record is gone: pkt@1 is lost");
+    let (rc, report) = c.json(&["fsck"]);
+    assert_eq!(rc, 1, "a lost packet fails fsck until forgotten: {report}");
+    let out = c.run(&["forget", "pkt@1", "--reason", "its record was deleted"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (rc, report) = c.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+
+    // While another process has B's cache open, it cannot be set aside: exit 2, saying why.
+    let cache_folder = std::fs::read_dir(b.cache.join("stores"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let held_open = evstore::catalog::Catalog::open(&cache_folder.join("catalog.sqlite"))
+        .expect("open B's cache");
+    let out = b.run(&["ls"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pkt@1") && stderr(&out).contains("another evstore process"),
+        "{}",
+        stderr(&out)
+    );
+    drop(held_open);
+
+    let out = b.run(&["ls"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("forgets") && stderr(&out).contains("rebuilt"),
+        "the rebuild is announced: {}",
+        stderr(&out)
+    );
+    assert!(b.packets().is_empty(), "machine B still lists pkt@1");
+    for m in [&a, &b, &c] {
+        let (rc, report) = m.json(&["fsck"]);
+        assert_eq!(rc, 0, "fsck from {}: {report}", m.cache.display());
+    }
+    let moved_aside = std::fs::read_dir(b.cache.join("stores"))
+        .unwrap()
+        .flat_map(|store| std::fs::read_dir(store.unwrap().path()).unwrap())
+        .filter(|entry| {
+            let name = entry.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("catalog.sqlite.stale-")
+        })
+        .count();
+    assert!(moved_aside >= 1, "the stale cache is kept aside");
+}
