@@ -335,7 +335,20 @@ pub fn ingest_folder(
         batch.add_bytes(*id, ObjectKind::Tree, bytes)?;
     }
     crate::interrupt::check()?;
-    let mut published = batch.commit()?;
+    // On a store where the batch trusted the catalog's list of stored objects (S3), commit first
+    // confirms the ones this packet shares and stores again any the bucket lost.
+    let committed = batch.commit_with_report()?;
+    if !committed.stored_again.is_empty() {
+        crate::notice::notice(&format!(
+            "{} object(s) of this packet that this machine's catalog lists as stored were missing \
+             from {} (deleted behind evstore's back?), among them {}; this ingest stored them \
+             again. Other packets may miss objects too: run `evstore fsck`",
+            committed.stored_again.len(),
+            store.root().escaped(),
+            committed.stored_again[0]
+        ));
+    }
+    let mut published = committed.published;
     // The store's commit markers: created from the catalog if this store predates them, and
     // consulted so that a version number a marker holds is never given to another tree.
     let refs = Refs::for_writer(store)?;

@@ -241,6 +241,19 @@ pub trait ObjectBackend: NamedKeys + Send + Sync {
     fn exists_is_cheap(&self) -> bool {
         true
     }
+    /// The ids of `ids` that are not stored, for a batch that skipped them because its caller
+    /// knew them stored (see [`ObjectBackend::exists_is_cheap`]): checked before the batch
+    /// commits, so an object deleted behind evstore's back is stored again rather than named
+    /// by a new packet. One [`ObjectBackend::exists`] each unless a backend knows better.
+    fn find_missing(&self, ids: &[Blake3Digest]) -> Result<Vec<Blake3Digest>> {
+        let mut missing = Vec::new();
+        for id in ids {
+            if !self.exists(id)? {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
     /// How many small objects a batch gathers before it writes them as one pack rather than one
     /// put each: [`crate::store::PACK_MIN_OBJECTS`] where a put is a local file, fewer where
     /// each put is a request.

@@ -96,6 +96,28 @@ impl PackWriter {
     }
 }
 
+/// The objects a batch skipped because its caller knew them stored, kept until commit confirms
+/// the backend still has them: small payloads raw in one spool file, streamed objects as their
+/// spool files.
+#[derive(Default)]
+struct Unconfirmed {
+    /// The spool file of small payloads, and how far it is written.
+    small_spool: Option<(BufWriter<File>, TempPath, u64)>,
+    /// Small objects: (id, kind, offset in the spool, length).
+    small: Vec<(Blake3Digest, ObjectKind, u64, u64)>,
+    /// Streamed objects, compressed in their spool files.
+    streamed: HashMap<Blake3Digest, PutSource>,
+}
+
+/// What [`ObjectBatch::commit_with_report`] did.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// What each publish did.
+    pub published: Vec<Published>,
+    /// Objects the caller knew stored that the backend no longer had: stored again.
+    pub stored_again: Vec<Blake3Digest>,
+}
+
 /// A set of object writes that become durable together.
 pub struct ObjectBatch<'a> {
     backend: &'a dyn ObjectBackend,
@@ -105,6 +127,8 @@ pub struct ObjectBatch<'a> {
     small: Mutex<SmallObjects>,
     /// Objects the caller knows are stored (the catalog's ids): skipped without a backend call.
     known: std::collections::HashSet<Blake3Digest>,
+    /// Objects skipped because `known` holds them, checked at commit.
+    unconfirmed: Mutex<Unconfirmed>,
     /// The shared side of the writers' lock on `<store>/tmp` (see [`Store::gc_temp`]).
     _writer_lock: Lock,
 }
@@ -132,6 +156,7 @@ impl<'a> ObjectBatch<'a> {
             pending: Mutex::new(HashMap::new()),
             small: Mutex::new(SmallObjects::default()),
             known: std::collections::HashSet::new(),
+            unconfirmed: Mutex::new(Unconfirmed::default()),
             _writer_lock: writer_lock,
         }
     }
@@ -142,18 +167,61 @@ impl<'a> ObjectBatch<'a> {
         self
     }
 
-    fn already_has(&self, id: &Blake3Digest) -> Result<bool> {
+    /// True if the batch or the store has the object already. An object the caller knows is
+    /// stored counts as stored only until commit, which confirms it (`Presence::Known`).
+    fn already_has(&self, id: &Blake3Digest) -> Result<Presence> {
         if self.lock().contains_key(id) || self.lock_small().ids.contains(id) {
-            return Ok(true);
+            return Ok(Presence::Present);
         }
         if self.known.contains(id) {
-            return Ok(true);
+            return Ok(Presence::Known);
         }
         if !self.backend.exists_is_cheap() {
             // Put it with create-if-absent: at worst a second copy in a pack, never a lost one.
-            return Ok(false);
+            return Ok(Presence::Absent);
         }
-        self.backend.exists(id)
+        Ok(if self.backend.exists(id)? {
+            Presence::Present
+        } else {
+            Presence::Absent
+        })
+    }
+
+    fn lock_unconfirmed(&self) -> std::sync::MutexGuard<'_, Unconfirmed> {
+        // Each update is one push or insert after the spool write it records: a panic cannot
+        // leave an entry naming bytes that were not written.
+        self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keep the payload of a small object the caller knows is stored, in case commit finds it
+    /// missing.
+    fn keep_unconfirmed_small(
+        &self,
+        id: Blake3Digest,
+        kind: ObjectKind,
+        payload: &[u8],
+    ) -> Result<()> {
+        let mut unconfirmed = self.lock_unconfirmed();
+        if unconfirmed.small.iter().any(|(kept, ..)| *kept == id) {
+            return Ok(());
+        }
+        if unconfirmed.small_spool.is_none() {
+            let (file, path) = spool_file(&self.spool_dir)?;
+            unconfirmed.small_spool = Some((BufWriter::new(file), path, 0));
+        }
+        let Some((file, path, written)) = unconfirmed.small_spool.as_mut() else {
+            return Err(Error::Internal(
+                "the spool of known objects vanished".into(),
+            ));
+        };
+        file.write_all(payload)
+            .at(&*path, "cannot write temp object")?;
+        let offset = *written;
+        *written += payload.len() as u64;
+        unconfirmed
+            .small
+            .push((id, kind, offset, payload.len() as u64));
+        Ok(())
     }
 
     fn lock_small(&self) -> std::sync::MutexGuard<'_, SmallObjects> {
@@ -170,9 +238,19 @@ impl<'a> ObjectBatch<'a> {
 
     /// Add an object whose payload is in memory. The caller has hashed it: `id` is its BLAKE3.
     pub fn add_bytes(&self, id: Blake3Digest, kind: ObjectKind, payload: &[u8]) -> Result<Added> {
-        if self.already_has(&id)? {
-            return Ok(Added::AlreadyPresent);
+        match self.already_has(&id)? {
+            Presence::Present => return Ok(Added::AlreadyPresent),
+            Presence::Known => {
+                self.keep_unconfirmed_small(id, kind, payload)?;
+                return Ok(Added::AlreadyPresent);
+            }
+            Presence::Absent => {}
         }
+        self.stage_small(id, kind, payload)
+    }
+
+    /// Stage a small object the batch and the store do not have.
+    fn stage_small(&self, id: Blake3Digest, kind: ObjectKind, payload: &[u8]) -> Result<Added> {
         let encoded = object::encode_in_memory(kind, payload)
             .map_err(|e| Error::io("zstd", "compress", e))?;
         let mut small = self.lock_small();
@@ -216,7 +294,8 @@ impl<'a> ObjectBatch<'a> {
     /// Add a streamed object once its id is known.
     pub fn add_stream(&self, id: Blake3Digest, writer: StreamWriter) -> Result<Added> {
         let StreamWriter { encoder, path } = writer;
-        if self.already_has(&id)? {
+        let presence = self.already_has(&id)?;
+        if presence == Presence::Present {
             return Ok(Added::AlreadyPresent);
         }
         let writer = encoder.finish().at(&path, "cannot finish zstd")?;
@@ -225,13 +304,15 @@ impl<'a> ObjectBatch<'a> {
             .map_err(|e| Error::io(&*path, "cannot write temp object", e.into_error()))?;
         let stored_size = file.metadata().at(&path, "cannot stat temp object")?.len();
         drop(file);
-        self.insert(
-            id,
-            PutSource::Spooled(SpooledFile {
-                path,
-                len: stored_size,
-            }),
-        );
+        let source = PutSource::Spooled(SpooledFile {
+            path,
+            len: stored_size,
+        });
+        if presence == Presence::Known {
+            self.lock_unconfirmed().streamed.entry(id).or_insert(source);
+            return Ok(Added::AlreadyPresent);
+        }
+        self.insert(id, source);
         Ok(Added::Staged)
     }
 
@@ -248,6 +329,18 @@ impl<'a> ObjectBatch<'a> {
     /// A temp pack cannot be finished, or the backend cannot store or sync a put; nothing the
     /// batch names is then known to be durable.
     pub fn commit(self) -> Result<Vec<Published>> {
+        Ok(self.commit_with_report()?.published)
+    }
+
+    /// [`ObjectBatch::commit`], first confirming that the backend still has the objects the
+    /// batch skipped because its caller knew them stored ([`ObjectBackend::find_missing`]):
+    /// those it lacks (deleted behind evstore's back) are stored again, and listed.
+    ///
+    /// # Errors
+    ///
+    /// As [`ObjectBatch::commit`]; the check cannot be made, or a kept payload cannot be read.
+    pub fn commit_with_report(self) -> Result<Committed> {
+        let stored_again = self.stage_the_missing_known()?;
         let small = std::mem::take(&mut *self.lock_small());
         let mut puts: Vec<Put> = std::mem::take(&mut *self.lock())
             .into_iter()
@@ -263,8 +356,67 @@ impl<'a> ObjectBatch<'a> {
                 source: PutSource::Bytes(encoded),
             })),
         }
-        self.backend.put_if_absent(puts)
+        Ok(Committed {
+            published: self.backend.put_if_absent(puts)?,
+            stored_again,
+        })
     }
+
+    /// Ask the backend which skipped known objects it lacks, and stage those from what the
+    /// batch kept of them.
+    fn stage_the_missing_known(&self) -> Result<Vec<Blake3Digest>> {
+        let unconfirmed = std::mem::take(&mut *self.lock_unconfirmed());
+        let mut ids: Vec<Blake3Digest> = unconfirmed.small.iter().map(|(id, ..)| *id).collect();
+        ids.extend(unconfirmed.streamed.keys().copied());
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let missing: HashSet<Blake3Digest> = self.backend.find_missing(&ids)?.into_iter().collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut streamed = unconfirmed.streamed;
+        for id in &missing {
+            if let Some(source) = streamed.remove(id) {
+                self.insert(*id, source);
+            }
+        }
+        if let Some((file, path, _)) = unconfirmed.small_spool {
+            let mut file = file
+                .into_inner()
+                .map_err(|e| Error::io(&*path, "cannot write temp object", e.into_error()))?;
+            for (id, kind, offset, len) in &unconfirmed.small {
+                if !missing.contains(id) {
+                    continue;
+                }
+                let mut payload = vec![0; usize::try_from(*len).unwrap_or(usize::MAX)];
+                io::Seek::seek(&mut file, io::SeekFrom::Start(*offset))
+                    .and_then(|_| io::Read::read_exact(&mut file, &mut payload))
+                    .at(&path, "cannot read back a kept object")?;
+                if crate::digest::blake3_of(&payload) != *id {
+                    return Err(Error::corrupt(
+                        path.display().to_string(),
+                        format!("the kept copy of object {id} no longer hashes to its id"),
+                    ));
+                }
+                self.stage_small(*id, *kind, &payload)?;
+            }
+        }
+        let mut stored_again: Vec<Blake3Digest> = missing.into_iter().collect();
+        stored_again.sort();
+        Ok(stored_again)
+    }
+}
+
+/// Whether an object a batch is given is stored already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Presence {
+    /// The batch has it, or the backend said so.
+    Present,
+    /// The caller knows it is stored; commit confirms it.
+    Known,
+    /// Neither: stage it.
+    Absent,
 }
 
 /// A streaming writer for one object; see [`ObjectBatch::stream`].

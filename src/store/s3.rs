@@ -409,10 +409,12 @@ impl S3Backend {
                 pack::pack_name(&trailer)
             )));
         }
-        Ok(pack::decode_index(
-            &trailer[..trailer.len() - pack::FOOTER_LEN as usize],
-            start,
-        ))
+        let entries =
+            pack::decode_index(&trailer[..trailer.len() - pack::FOOTER_LEN as usize], start);
+        if entries.is_ok() {
+            self.keep_pack_trailer(key, &trailer);
+        }
+        Ok(entries)
     }
 
     fn read_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
@@ -437,15 +439,27 @@ impl S3Backend {
 
     /// Read the indexes of packs not read yet.
     fn rescan_packs(&self, index: &mut PackIndex) -> Result<()> {
-        for (key, len) in self.list_keys(&self.full_key("packs/"))? {
-            if index.known.contains(&key) {
+        let listed = self.list_keys(&self.full_key("packs/"))?;
+        self.read_new_pack_indexes(index, &listed)
+    }
+
+    /// Read the indexes of the `listed` packs (key, size) not read yet: from this machine's copy
+    /// of a pack's index when it has one ([`S3Backend::cached_pack_trailer`]), else from the
+    /// bucket (three range `GET`s), keeping a copy.
+    fn read_new_pack_indexes(&self, index: &mut PackIndex, listed: &[(String, u64)]) -> Result<()> {
+        for (key, len) in listed {
+            if index.known.contains(key) {
                 continue;
             }
+            let entries = match self.cached_pack_trailer(key, *len) {
+                Some(entries) => Ok(entries),
+                None => self.read_pack_index(key, *len)?,
+            };
             // A bad pack is skipped here (its objects are not found); fsck reports it.
-            if let Ok(entries) = self.read_pack_index(&key, len)? {
+            if let Ok(entries) = entries {
                 let end = entries.iter().map(|e| e.offset + e.len).max().unwrap_or(0);
                 index.data_end.insert(key.clone(), end);
-                let pack: Arc<Path> = Arc::from(Path::new(&key));
+                let pack: Arc<Path> = Arc::from(Path::new(key));
                 for entry in entries {
                     index.objects.entry(entry.id).or_insert((
                         Arc::clone(&pack),
@@ -454,10 +468,58 @@ impl S3Backend {
                     ));
                 }
             }
-            index.known.insert(key);
+            index.known.insert(key.clone());
         }
         index.scanned = true;
         Ok(())
+    }
+
+    /// Where this machine keeps a copy of each pack's trailer (its index and footer) it read:
+    /// `<cache folder>/pack-indexes/<pack name>`. A copy is checked by its name (a pack is named
+    /// by the BLAKE3 of its trailer), so a damaged or foreign one is never used.
+    fn pack_trailer_copy(&self, key: &str) -> Option<PathBuf> {
+        let file = key.rsplit('/').next()?;
+        let hex = file.strip_suffix(pack::PACK_EXTENSION)?.strip_suffix('.')?;
+        Blake3Digest::parse_hex(hex)?;
+        Some(self.cache_folder().ok()?.join("pack-indexes").join(hex))
+    }
+
+    /// The entries of the pack `key` of `len` bytes from this machine's copy of its trailer, if
+    /// it has a sound one. Used to find objects, never by `fsck` (`list`), which reads the
+    /// bucket.
+    fn cached_pack_trailer(&self, key: &str, len: u64) -> Option<Vec<pack::PackEntry>> {
+        let copy = self.pack_trailer_copy(key)?;
+        let trailer = std::fs::read(&copy).ok()?;
+        let name = Blake3Digest::parse_hex(&copy.file_name()?.to_string_lossy())?;
+        if pack::pack_name(&trailer) != name || (trailer.len() as u64) > len {
+            return None;
+        }
+        let footer_at = trailer.len().checked_sub(pack::FOOTER_LEN as usize)?;
+        let footer = <[u8; pack::FOOTER_LEN as usize]>::try_from(&trailer[footer_at..]).ok()?;
+        let start = pack::index_start(&footer, len).ok()?;
+        if start != len - trailer.len() as u64 {
+            return None;
+        }
+        pack::decode_index(&trailer[..footer_at], start).ok()
+    }
+
+    /// Keep a copy of a pack's trailer read from the bucket (best effort: a copy that cannot
+    /// be written is read from the bucket again next time).
+    fn keep_pack_trailer(&self, key: &str, trailer: &[u8]) {
+        let Some(copy) = self.pack_trailer_copy(key) else {
+            return;
+        };
+        let Some(dir) = copy.parent() else {
+            return;
+        };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        if let Ok(mut temp) = tempfile::NamedTempFile::new_in(dir) {
+            if std::io::Write::write_all(&mut temp, trailer).is_ok() {
+                let _ = temp.persist(&copy);
+            }
+        }
     }
 
     fn find_packed(
@@ -746,6 +808,32 @@ impl ObjectBackend for S3Backend {
         false
     }
 
+    /// One listing of `packs/` (the indexes of packs this machine has not seen are read once
+    /// and kept in its cache folder), then a `HEAD` of the loose key of each id no listed pack
+    /// holds: a request per packet's worth of small objects, not per object.
+    fn find_missing(&self, ids: &[Blake3Digest]) -> Result<Vec<Blake3Digest>> {
+        let listed = self.list_keys(&self.full_key("packs/"))?;
+        let listed_now: HashSet<&str> = listed.iter().map(|(key, _)| key.as_str()).collect();
+        let not_packed: Vec<Blake3Digest> = {
+            let mut index = self.lock_packs();
+            self.read_new_pack_indexes(&mut index, &listed)?;
+            ids.iter()
+                .filter(|id| match index.objects.get(id) {
+                    Some((pack, ..)) => !listed_now.contains(pack.to_string_lossy().as_ref()),
+                    None => true,
+                })
+                .copied()
+                .collect()
+        };
+        let mut missing = Vec::new();
+        for id in not_packed {
+            if self.head(&self.object_key(&id))?.is_none() {
+                missing.push(id);
+            }
+        }
+        Ok(missing)
+    }
+
     /// Two small objects are already one request fewer as a pack: an ingest of a packet of
     /// small files is one `PUT` for all of them.
     fn pack_min_objects(&self) -> usize {
@@ -861,6 +949,9 @@ impl ObjectBackend for S3Backend {
                 PutName::Pack { name, entries } => {
                     let key = self.pack_key(&name);
                     let newly_stored = self.put_one(&key, put.source)?;
+                    // This machine's copy of the pack's index, for the next process that looks
+                    // for its objects (checked by its name when read).
+                    self.keep_pack_trailer(&key, &pack::encode_trailer(&mut entries.clone()));
                     let pack: Arc<Path> = Arc::from(Path::new(&key));
                     let mut index = self.lock_packs();
                     let end = entries.iter().map(|e| e.offset + e.len).max().unwrap_or(0);

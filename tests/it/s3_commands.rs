@@ -523,3 +523,80 @@ fn a_forget_on_one_machine_reaches_the_cache_of_another_that_held_the_packet() {
         .count();
     assert!(moved_aside >= 1, "the stale cache is kept aside");
 }
+
+#[test]
+fn an_ingest_stores_again_the_shared_objects_deleted_from_the_bucket_behind_its_back() {
+    // Machine A's cache lists the objects of `one` as stored. They are deleted from the bucket
+    // (its pack of small objects and tree nodes, and its one large loose object) behind evstore's
+    // back. The same folder ingested again as `two` must not name objects the bucket lacks: the
+    // ingest confirms the objects it shares (one listing of packs/, one HEAD for the loose
+    // object), stores the missing ones again, says so, and the store is whole again.
+    let sb = Sandbox::new();
+    let url = fresh_url("stored-again");
+    let a = Machine::new(&sb, &url, "a");
+    assert_eq!(code(&a.run(&["init"])), 0);
+    let pkt = write_packet(&sb, "pkt");
+    sb.write("pkt/big.bin", crate::sandbox::random_bytes(2_000_000, 11));
+    let out = a.run(&["ingest", "--name", "one", pkt.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // Ingesting it again while the bucket is whole stores nothing and says nothing.
+    let out = a.run(&[
+        "--json",
+        "ingest",
+        "--name",
+        "same-again",
+        pkt.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("missing"), "{}", stderr(&out));
+
+    let backend = crate::s3_store::backend(&url);
+    let mut deleted = 0;
+    for listed in evstore::store::ObjectBackend::list(&backend).unwrap() {
+        let key = match listed {
+            evstore::store::ListedObject::Object {
+                location: evstore::store::ObjectLocation::Loose(path),
+                stored_size,
+                ..
+            } if stored_size > 1_000_000 => path,
+            evstore::store::ListedObject::Object {
+                location: evstore::store::ObjectLocation::Packed { pack, .. },
+                ..
+            } => pack.to_path_buf(),
+            _ => continue,
+        };
+        let bucket = crate::s3_store::bucket();
+        let status = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/s3req.py"))
+            .arg("DELETE")
+            .arg(format!("/{bucket}/{}", key.to_string_lossy()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        deleted += 1;
+    }
+    assert!(deleted >= 2, "a pack and the loose object were deleted");
+    let (rc, report) = a.json(&["fsck"]);
+    assert_eq!(rc, 1, "the bucket lost objects: {report}");
+
+    let out = a.run(&["--json", "ingest", "--name", "two", pkt.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("missing") && stderr(&out).contains("stored them again"),
+        "{}",
+        stderr(&out)
+    );
+    let exported = sb.path("out-two");
+    let out = a.run(&["export", "two", exported.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(exported.join("big.bin")).unwrap(),
+        std::fs::read(pkt.join("big.bin")).unwrap()
+    );
+    let c = Machine::new(&sb, &url, "c");
+    for m in [&a, &c] {
+        let (rc, report) = m.json(&["fsck"]);
+        assert_eq!(rc, 0, "fsck from {}: {report}", m.cache.display());
+    }
+}
