@@ -58,6 +58,7 @@ fn create_s3_store(url: &crate::store::S3Url) -> Result<()> {
     let backend = crate::store::s3::S3Backend::open(url)?;
     // Fail before writing anything if the server cannot be reached or refuses the credentials.
     let present = backend.list_names("")?;
+    refuse_inside_another_s3_store(url)?;
     let others: Vec<String> = present
         .iter()
         .filter_map(|name| match name {
@@ -94,6 +95,29 @@ fn create_s3_store(url: &crate::store::S3Url) -> Result<()> {
             String::from_utf8_lossy(&bytes[..bytes.len().min(64)])
         ))),
     }
+}
+
+/// Refuse a new S3 store whose prefix lies inside another store's (a prefix above it holds a
+/// `VERSION` key): its keys would be the other store's strays, or worse, its `log/` or `refs/`.
+/// One `GET` per prefix above it, the bucket's root included.
+#[cfg(feature = "s3")]
+fn refuse_inside_another_s3_store(url: &crate::store::S3Url) -> Result<()> {
+    use crate::store::{KeyRead, NamedKeys};
+    let parts: Vec<&str> = url.prefix.split('/').filter(|p| !p.is_empty()).collect();
+    for depth in 0..parts.len() {
+        let above = crate::store::S3Url {
+            bucket: url.bucket.clone(),
+            prefix: parts[..depth].iter().map(|p| format!("{p}/")).collect(),
+        };
+        let backend = crate::store::s3::S3Backend::open(&above)?;
+        if let KeyRead::Found(_) = backend.read_key("VERSION", 256)? {
+            return Err(Error::Usage(format!(
+                "{url} lies inside the evstore store {above}: a store needs a prefix of its own, \
+                 outside every other store"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Create the catalog of a new store being built in `staged` (to appear at `root`), with its
@@ -138,14 +162,35 @@ pub fn open_for_writing(root: &Path) -> Result<(Store, Catalog)> {
 /// A cache that holds an item the log has since forgotten (`forget` on another machine, after
 /// this cache indexed the item) is moved aside and rebuilt from the bucket: the catalog's rows
 /// are append-only, and the bucket is the truth.
+///
+/// A cache whose SQLite file is damaged is moved aside and rebuilt the same way: it is only this
+/// machine's copy of what the bucket holds.
 fn open_remote_cache(store: &mut Store, writing: bool) -> Result<Catalog> {
-    let catalog = open_and_catch_up_remote_cache(store, writing)?;
+    let catalog = match open_and_catch_up_remote_cache(store, writing) {
+        Ok(catalog) => catalog,
+        Err(Error::Catalog { path, source }) if crate::error::is_damaged_database(&source) => {
+            let damaged = format!(
+                "this machine's cache of {} is damaged ({}: {source})",
+                store.root().escaped(),
+                path.escaped()
+            );
+            set_aside_a_stale_cache(store, &damaged)?;
+            open_and_catch_up_remote_cache(store, writing)?
+        }
+        Err(err) => return Err(err),
+    };
     let stale = catalog.forgotten_items_held()?;
     if stale.is_empty() {
         return Ok(catalog);
     }
     drop(catalog);
-    set_aside_a_stale_cache(store, &stale)?;
+    let holds = format!(
+        "this machine's cache of {} holds {}, which the store's log forgets (a `forget` made on \
+         another machine after this cache indexed it)",
+        store.root().escaped(),
+        stale.join(", ")
+    );
+    set_aside_a_stale_cache(store, &holds)?;
     let catalog = open_and_catch_up_remote_cache(store, writing)?;
     let still = catalog.forgotten_items_held()?;
     if !still.is_empty() {
@@ -169,17 +214,11 @@ fn open_and_catch_up_remote_cache(store: &mut Store, writing: bool) -> Result<Ca
     Ok(catalog)
 }
 
-/// Move the cache of an S3 store that holds the forgotten items `stale` aside
-/// (`catalog.sqlite.stale-<nanos>`, with its `-wal` and `-shm`), under the catalog's exclusive
-/// lock (no other evstore process has it open, so none writes to the old file), saying so.
-fn set_aside_a_stale_cache(store: &Store, stale: &[String]) -> Result<()> {
+/// Move the cache of an S3 store aside for the reason `what` (`catalog.sqlite.stale-<nanos>`,
+/// with its `-wal` and `-shm`), under the catalog's exclusive lock (no other evstore process has
+/// it open, so none writes to the old file), saying so.
+fn set_aside_a_stale_cache(store: &Store, what: &str) -> Result<()> {
     let path = store.catalog_path();
-    let what = format!(
-        "this machine's cache of {} holds {}, which the store's log forgets (a `forget` made on \
-         another machine after this cache indexed it)",
-        store.root().escaped(),
-        stale.join(", ")
-    );
     let _lock = Catalog::lock_exclusive(&path, "the command").map_err(|err| match err {
         Error::Busy(_) => Error::Busy(format!(
             "{what}: the cache must be rebuilt from the bucket, and another evstore process \

@@ -64,12 +64,17 @@ impl S3Url {
                 !part.is_empty()
                     && part != "."
                     && part != ".."
-                    && part.bytes().all(|b| b.is_ascii_graphic())
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-+=@,".contains(&b))
             });
         if !prefix_ok {
+            // Only the characters every S3-compatible server keeps as they are: a server may
+            // rewrite others (SeaweedFS stores `w\x` under `w/x/`), and another writer's
+            // prefix would then meet this one's keys.
             return Err(Error::Usage(format!(
                 "store {text:?}: the prefix {prefix:?} must be /-separated non-empty components \
-                 other than . and .., of printable ASCII without spaces"
+                 other than . and .., of letters, digits and . _ - + = @ ,"
             )));
         }
         Ok(Some(S3Url {

@@ -328,10 +328,25 @@ impl Store {
         match backend.read_key("VERSION", 256)? {
             KeyRead::Found(bytes) if bytes == STORE_VERSION_TEXT.as_bytes() => {}
             KeyRead::Missing => {
+                // A store whose VERSION key was deleted still holds its log and objects: that is
+                // damage to report, not a place to offer `init` (which refuses it anyway).
+                for space in ["log/", "refs/", "packs/", "objects/"] {
+                    if backend.key_space_exists(space)? {
+                        return Err(Error::corrupt(
+                            format!("{url}/VERSION"),
+                            format!(
+                                "missing, while {url}/{space} holds keys: this looks like an \
+                                 evstore store whose VERSION key was deleted; nothing is read \
+                                 or written until it is back (its bytes are \
+                                 \"evstore store 2\\n\")"
+                            ),
+                        ));
+                    }
+                }
                 return Err(Error::Usage(format!(
                     "no evstore store at {url} (it has no VERSION key); create one with \
                      `evstore init --store {url}`"
-                )))
+                )));
             }
             KeyRead::Found(bytes) => {
                 return Err(Error::Usage(format!(

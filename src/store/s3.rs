@@ -43,6 +43,7 @@ use super::location::S3Url;
 use crate::digest::Blake3Digest;
 use crate::error::{Error, Result};
 use crate::format::pack;
+use crate::text::EscapePath;
 
 /// Objects and packs larger than this are sent as multipart uploads, in parts of
 /// [`MULTIPART_PART_SIZE`]; smaller ones in one conditional `PUT`.
@@ -556,6 +557,15 @@ impl S3Backend {
     /// No cache folder can be named (neither `$EVSTORE_CACHE`, `$XDG_CACHE_HOME` nor `$HOME`
     /// is set), or it cannot be created.
     pub fn cache_folder(&self) -> Result<PathBuf> {
+        if let Some(value) = std::env::var_os("EVSTORE_CACHE").filter(|v| !v.is_empty()) {
+            if Path::new(&value).is_relative() {
+                return Err(Error::Usage(format!(
+                    "$EVSTORE_CACHE is the relative path {}: it must be absolute (a relative one \
+                     would name another cache from each working folder)",
+                    Path::new(&value).escaped()
+                )));
+            }
+        }
         let Some(dir) = cache_dir() else {
             return Err(Error::Usage(format!(
                 "{}: an S3 store needs a cache folder on this machine for its catalog; set \
@@ -748,9 +758,11 @@ impl S3Backend {
 pub fn cache_dir() -> Option<PathBuf> {
     let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(dir) = non_empty("EVSTORE_CACHE") {
-        return Some(PathBuf::from(dir));
+        // A relative one is refused by `S3Backend::cache_folder`; nothing is cached there.
+        return Some(PathBuf::from(dir)).filter(|dir| dir.is_absolute());
     }
-    if let Some(dir) = non_empty("XDG_CACHE_HOME") {
+    // The XDG Base Directory specification: a relative `$XDG_CACHE_HOME` is invalid and ignored.
+    if let Some(dir) = non_empty("XDG_CACHE_HOME").filter(|dir| Path::new(dir).is_absolute()) {
         return Some(PathBuf::from(dir).join("evstore"));
     }
     non_empty("HOME").map(|home| PathBuf::from(home).join(".cache").join("evstore"))

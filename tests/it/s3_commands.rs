@@ -600,3 +600,76 @@ fn an_ingest_stores_again_the_shared_objects_deleted_from_the_bucket_behind_its_
         assert_eq!(rc, 0, "fsck from {}: {report}", m.cache.display());
     }
 }
+
+#[test]
+fn a_damaged_cache_is_moved_aside_and_rebuilt_from_the_bucket() {
+    // The cache is only this machine's copy of the bucket: junk in its SQLite file is not the
+    // store's damage. The next command moves it aside, says so, and answers from a rebuilt one.
+    let sb = Sandbox::new();
+    let (_, a) = store_with_a_packet(&sb, "damaged-cache");
+    let folder = std::fs::read_dir(a.cache.join("stores"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(folder.join(format!("catalog.sqlite{suffix}")));
+    }
+    std::fs::write(folder.join("catalog.sqlite"), vec![0x5a; 8192]).unwrap();
+    let out = a.run(&["ls"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("damaged") && err.contains("rebuilt"), "{err}");
+    assert_eq!(a.packets().len(), 1);
+    let (rc, report) = a.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+}
+
+#[test]
+fn a_relative_evstore_cache_is_refused() {
+    let sb = Sandbox::new();
+    let (_, a) = store_with_a_packet(&sb, "relative-cache");
+    let out = a
+        .command()
+        .env("EVSTORE_CACHE", "relative/cache")
+        .current_dir(sb.dir.path())
+        .arg("ls")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("must be absolute"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb.path("relative").exists(), "nothing was created there");
+}
+
+#[test]
+fn init_inside_another_s3_store_is_refused_and_a_store_without_version_is_damage() {
+    let sb = Sandbox::new();
+    let (_, a) = store_with_a_packet(&sb, "nested");
+    for inner in ["log", "team/sub"] {
+        let nested = Machine::new(&sb, &format!("{}/{inner}", a.url), "n");
+        let out = nested.run(&["init"]);
+        assert_eq!(code(&out), 2, "{inner}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("lies inside the evstore store"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let (rc, report) = a.json(&["fsck"]);
+    assert_eq!(rc, 0, "nothing was written into the store: {report}");
+
+    // VERSION deleted behind evstore's back: the log and objects are still there.
+    raw_request("DELETE", &a.url, "VERSION", None);
+    let out = a.run(&["ls"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("VERSION key was deleted"),
+        "{}",
+        stderr(&out)
+    );
+}
