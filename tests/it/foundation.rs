@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::sandbox::*;
 
-#[test]
+on_both_backends! {
 fn ingest_export_round_trip_is_byte_identical() {
     let sb = Sandbox::new();
     let packet = write_packet(&sb, "packet");
@@ -50,6 +50,7 @@ fn ingest_export_round_trip_is_byte_identical() {
     let cat = sb.run(&["cat", &sha[..12], "logs/run.log"]);
     assert_eq!(code(&cat), 0);
     assert_eq!(cat.stdout, b"step 1 ok\nstep 2 ok\n");
+}
 }
 
 #[test]
@@ -153,7 +154,7 @@ fn second_packet_sharing_files_stores_only_new_bytes() {
     assert_eq!(second["objects_written"], 3);
 }
 
-#[test]
+on_both_backends! {
 fn re_ingesting_the_same_tree_creates_no_new_version() {
     let sb = Sandbox::new();
     let packet = write_packet(&sb, "p");
@@ -170,6 +171,7 @@ fn re_ingesting_the_same_tree_creates_no_new_version() {
     let (_, second) = sb.json(&["ingest", packet.to_str().unwrap()]);
     assert_eq!(second["packet"], "p@2");
     assert_ne!(second["tree"], first["tree"]);
+}
 }
 
 /// Run ingest on a bad input: exit 2, an error naming the path, the store unchanged.
@@ -263,7 +265,7 @@ fn unreadable_file_is_refused() {
     );
 }
 
-#[test]
+on_both_backends! {
 fn a_sealed_packet_is_never_archived_drifted() {
     let sb = Sandbox::new();
     let packet = write_packet(&sb, "sealed");
@@ -300,6 +302,7 @@ fn a_sealed_packet_is_never_archived_drifted() {
     let out = sb.run(&["ingest", packet.to_str().unwrap()]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("line 1"), "{}", stderr(&out));
+}
 }
 
 /// Ingest a packet and return the sandbox and the packet's tree.
@@ -479,7 +482,7 @@ fn reindex_rebuilds_a_deleted_catalog() {
     assert_eq!(code(&sb.run(&["reindex"])), 2);
 }
 
-#[test]
+on_both_backends! {
 fn packet_references() {
     let sb = Sandbox::new();
     let packet = write_packet(&sb, "p");
@@ -499,8 +502,9 @@ fn packet_references() {
         assert_eq!(code(&out), expected, "{reference}: {}", stderr(&out));
     }
 }
+}
 
-#[test]
+on_both_backends! {
 fn an_ambiguous_prefix_is_refused() {
     let sb = Sandbox::new();
     // Ingest packets until two packet_tree_sha256 values share their first 8 hex digits is too
@@ -522,6 +526,7 @@ fn an_ambiguous_prefix_is_refused() {
     let (rc, _) = sb.json(&["ingest", sb.path("q").to_str().unwrap(), "--name", prefix]);
     assert_eq!(rc, 2);
 }
+}
 
 #[test]
 fn commands_on_a_missing_store_say_how_to_create_one() {
@@ -539,7 +544,7 @@ fn commands_on_a_missing_store_say_how_to_create_one() {
     assert!(stderr(&out).contains("not a folder"), "{}", stderr(&out));
 }
 
-#[test]
+on_both_backends! {
 fn export_refuses_a_non_empty_destination() {
     let (sb, _) = store_with_packet();
     sb.write("dest/keep.txt", "mine");
@@ -548,8 +553,9 @@ fn export_refuses_a_non_empty_destination() {
     assert!(stderr(&out).contains("not empty"));
     assert_eq!(fs::read(sb.path("dest/keep.txt")).unwrap(), b"mine");
 }
+}
 
-#[test]
+on_both_backends! {
 fn log_lists_init_and_ingest_events() {
     let (sb, _) = store_with_packet();
     let (rc, log) = sb.json(&["log"]);
@@ -562,8 +568,9 @@ fn log_lists_init_and_ingest_events() {
         .collect();
     assert_eq!(kinds, ["init", "ingest"]);
 }
+}
 
-#[test]
+on_both_backends! {
 fn four_concurrent_ingests_of_overlapping_packets_all_succeed() {
     let sb = Sandbox::new();
     assert_eq!(code(&sb.run(&["init"])), 0);
@@ -594,6 +601,7 @@ fn four_concurrent_ingests_of_overlapping_packets_all_succeed() {
     assert_eq!(packets.len(), 2, "{listed}");
     let (rc, report) = sb.json(&["fsck"]);
     assert_eq!(rc, 0, "{report}");
+}
 }
 
 #[test]

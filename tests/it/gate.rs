@@ -279,7 +279,7 @@ fn class_type_for_a_folder_and_a_symlink() {
     assert!(got.iter().all(|c| c == &["extra"]), "{got:?}");
 }
 
-#[test]
+on_both_backends! {
 fn class_mode_is_checked_against_a_packet() {
     let f = Fixture::new();
     let script = f.path("deep/run.sh");
@@ -295,6 +295,7 @@ fn class_mode_is_checked_against_a_packet() {
     );
     let (rc, _) = f.verify(&[]);
     assert_eq!(rc, 0);
+}
 }
 
 #[test]
@@ -640,7 +641,7 @@ fn verify_without_a_seal_says_how_to_make_one() {
     assert!(stderr(&out).contains("evstore seal"), "{}", stderr(&out));
 }
 
-#[test]
+on_both_backends! {
 fn verify_against_a_packet_checks_the_folders_own_seal_too() {
     let f = Fixture::new();
     // Every packet file is intact, but the folder's seal was edited.
@@ -654,10 +655,11 @@ fn verify_against_a_packet_checks_the_folders_own_seal_too() {
         "crlf"
     );
 }
+}
 
 // diff
 
-#[test]
+on_both_backends! {
 fn diff_between_folders_seals_and_packets() {
     let f = Fixture::new();
     let sb = &f.sb;
@@ -693,8 +695,9 @@ fn diff_between_folders_seals_and_packets() {
     assert_eq!(rc, 1);
     assert_eq!(file_result(&report, LOG)["classes"][0], "crlf");
 }
+}
 
-#[test]
+on_both_backends! {
 fn diff_between_packets_skips_equal_subtrees() {
     let f = Fixture::new();
     let sb = &f.sb;
@@ -713,6 +716,7 @@ fn diff_between_packets_skips_equal_subtrees() {
     assert_eq!(rc, 0);
     assert_eq!(same["subtrees_skipped"], serde_json::json!([""]));
     assert_eq!(same["counts"]["ok"], 5);
+}
 }
 
 #[test]
@@ -759,9 +763,9 @@ fn a_usage_error_with_json_is_one_json_document() {
         .contains("--no-such-flag"));
 }
 
+on_both_backends! {
 /// Against a stored packet the folder is checked with BLAKE3; a file whose BLAKE3 differs must
 /// still get its own SHA-256 (not the packet's) and the observed tree hash must be the folder's.
-#[test]
 fn against_a_packet_a_same_size_edit_gets_its_own_sha256() {
     use sha2::Digest as _;
     let f = Fixture::new();
@@ -789,4 +793,5 @@ fn against_a_packet_a_same_size_edit_gets_its_own_sha256() {
         report["observed"]["packet_tree_sha256"],
         report["expected"]["packet_tree_sha256"]
     );
+}
 }

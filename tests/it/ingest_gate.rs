@@ -40,7 +40,7 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
+on_both_backends! {
 fn ingest_of_a_drifted_sealed_folder_prints_what_verify_prints_and_stores_nothing() {
     let sb = Sandbox::new();
     sealed_packet(&sb);
@@ -102,6 +102,7 @@ fn ingest_of_a_drifted_sealed_folder_prints_what_verify_prints_and_stores_nothin
     assert_eq!(sb.store_snapshot(), before);
     assert_eq!(packet_count(&sb), 1);
 }
+}
 
 #[test]
 fn a_refused_first_ingest_creates_no_store() {
@@ -121,7 +122,7 @@ fn a_refused_first_ingest_creates_no_store() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-#[test]
+on_both_backends! {
 fn a_sealed_folder_that_matches_its_seal_is_archived_with_the_sealed_tree_hash() {
     let sb = Sandbox::new();
     sealed_packet(&sb);
@@ -132,8 +133,9 @@ fn a_sealed_folder_that_matches_its_seal_is_archived_with_the_sealed_tree_hash()
     assert_eq!(ingested["packet_tree_sha256"], sealed.as_str());
     assert_eq!(packet_count(&sb), 1);
 }
+}
 
-#[test]
+on_both_backends! {
 fn a_sealed_folder_with_only_a_mode_change_is_archived() {
     // The seal records no executable bit, so the gate (like `verify`) compares none: the folder
     // matches its seal and is archived.
@@ -144,4 +146,5 @@ fn a_sealed_folder_with_only_a_mode_change_is_archived() {
     assert_eq!(code(&sb.run(&["verify", "p"])), 0);
     let (rc, ingested) = sb.json(&["ingest", "p"]);
     assert_eq!(rc, 0, "{ingested}");
+}
 }

@@ -3,6 +3,9 @@
 //! One test binary (as ripgrep does) with a small [`sandbox::Sandbox`] helper; one module per
 //! concern. Regression tests are named after the bug they pin.
 
+#[macro_use]
+mod sandbox;
+
 mod architecture;
 mod drift_seal;
 mod fixture_store;
@@ -36,7 +39,6 @@ mod s3_commands;
 mod s3_count_proxy;
 #[cfg(feature = "s3")]
 mod s3_store;
-mod sandbox;
 mod signals;
 mod store_locks;
 mod store_log;

@@ -84,7 +84,7 @@ fn mirrored_seed() -> Sandbox {
     sb
 }
 
-#[test]
+on_both_backends! {
 fn mirror_writes_a_folder_sha256sum_accepts() {
     let sb = Sandbox::new();
     fs::create_dir(sb.path("kb")).unwrap();
@@ -117,8 +117,9 @@ fn mirror_writes_a_folder_sha256sum_accepts() {
     assert_eq!(regular_files(&dest).len(), 8);
     let _ = packet;
 }
+}
 
-#[test]
+on_both_backends! {
 fn seed_shape_21_listed_20_written_with_a_reference() {
     let sb = mirrored_seed();
     let (rc, again) = sb.json(&[
@@ -148,6 +149,7 @@ fn seed_shape_21_listed_20_written_with_a_reference() {
     assert_eq!(packet_report(&report, "rehearsal")["references"], 1);
     assert_eq!(packet_report(&report, "rehearsal")["packet"], "rehearsal@1");
 }
+}
 
 fn assert_kb_fails(sb: &Sandbox, folder: &str, class: &str, path: Option<&str>) {
     for mode in [&[][..], &["--no-store"][..]] {
@@ -174,14 +176,15 @@ fn assert_kb_fails(sb: &Sandbox, folder: &str, class: &str, path: Option<&str>) 
     }
 }
 
-#[test]
+on_both_backends! {
 fn tamper_edited_file() {
     let sb = mirrored_seed();
     sb.write("kb/rehearsal/reports/r03.json", "{\"edited\": true}\n");
     assert_kb_fails(&sb, "rehearsal", "content", Some("reports/r03.json"));
 }
+}
 
-#[test]
+on_both_backends! {
 fn tamper_crlf() {
     let sb = mirrored_seed();
     let path = sb.path("kb/rollback/reports/r00.json");
@@ -189,19 +192,22 @@ fn tamper_crlf() {
     fs::write(&path, text.replace('\n', "\r\n")).unwrap();
     assert_kb_fails(&sb, "rollback", "crlf", Some("reports/r00.json"));
 }
+}
 
-#[test]
+on_both_backends! {
 fn tamper_extra_file() {
     let sb = mirrored_seed();
     sb.write("kb/rehearsal/reports/notes.txt", "added\n");
     assert_kb_fails(&sb, "rehearsal", "extra", Some("reports/notes.txt"));
 }
+}
 
-#[test]
+on_both_backends! {
 fn tamper_deleted_file() {
     let sb = mirrored_seed();
     fs::remove_file(sb.path("kb/rollback/rerun.sh")).unwrap();
     assert_kb_fails(&sb, "rollback", "missing", Some("rerun.sh"));
+}
 }
 
 #[test]
@@ -217,7 +223,7 @@ fn tamper_referenced_file_edited_at_its_other_location() {
     assert_kb_fails(&sb, "rehearsal", "content", Some(validator));
 }
 
-#[test]
+on_both_backends! {
 fn tamper_deleted_packet_folder() {
     let sb = mirrored_seed();
     fs::remove_dir_all(sb.path("kb/rehearsal")).unwrap();
@@ -235,6 +241,7 @@ fn tamper_deleted_packet_folder() {
     let (rc, report) = kb_verify(&sb, &["--no-store"]);
     assert_eq!(rc, 1);
     assert!(classes(packet_report(&report, "rehearsal")).contains(&"missing".to_string()));
+}
 }
 
 fn kb_snapshot(sb: &Sandbox) -> Vec<(String, Vec<u8>, u64)> {
@@ -256,7 +263,7 @@ fn kb_snapshot(sb: &Sandbox) -> Vec<(String, Vec<u8>, u64)> {
         .collect()
 }
 
-#[test]
+on_both_backends! {
 fn re_mirror_is_a_no_op_and_a_conflict_is_refused() {
     let sb = mirrored_seed();
     let before = kb_snapshot(&sb);
@@ -278,6 +285,7 @@ fn re_mirror_is_a_no_op_and_a_conflict_is_refused() {
         .collect();
     assert_eq!(kinds.iter().filter(|k| **k == "mirror").count(), 3);
     assert!(kinds.contains(&"kb-verify"));
+}
 }
 
 #[test]
@@ -326,7 +334,7 @@ fn reference_mode_refuses_a_packet_holding_the_references_file_name() {
     assert_eq!(rc, 0, "{report}");
 }
 
-#[test]
+on_both_backends! {
 fn hardlink_mode_links_to_the_existing_copy() {
     use std::os::unix::fs::MetadataExt;
     let sb = Sandbox::new();
@@ -343,8 +351,9 @@ fn hardlink_mode_links_to_the_existing_copy() {
     let (rc, report) = kb_verify(&sb, &[]);
     assert_eq!(rc, 0, "{report}");
 }
+}
 
-#[test]
+on_both_backends! {
 fn a_mirror_killed_at_any_moment_leaves_no_partial_packet_folder() {
     let sb = Sandbox::new();
     fs::create_dir(sb.path("kb")).unwrap();
@@ -412,6 +421,7 @@ fn a_mirror_killed_at_any_moment_leaves_no_partial_packet_folder() {
     let (rc, report) = kb_verify(&sb, &[]);
     assert_eq!(rc, 0, "{report}");
     assert!(!report["notes"].to_string().contains("staging"), "{report}");
+}
 }
 
 #[test]

@@ -455,7 +455,7 @@ fn a_4_gib_sparse_file_streams_in_bounded_memory() {
     }
 }
 
-#[test]
+on_both_backends! {
 fn a_file_that_grows_while_it_is_read_fails() {
     let sb = Sandbox::new();
     sb.write("p/growing.log", random_bytes(32 << 20, 3));
@@ -488,6 +488,7 @@ fn a_file_that_grows_while_it_is_read_fails() {
     assert!(err.contains("changed while it was being read"), "{err}");
     // A refused first ingest creates no store at all (issue 12 item 4).
     assert!(!sb.store().exists(), "a refused ingest created a store");
+}
 }
 
 #[test]
@@ -587,7 +588,7 @@ fn a_seal_with_a_huge_line_is_refused_naming_the_line() {
     );
 }
 
-#[test]
+on_both_backends! {
 fn readers_during_concurrent_ingests_never_see_a_partial_packet() {
     let sb = Sandbox::new();
     assert_eq!(code(&sb.run(&["init"])), 0);
@@ -636,4 +637,5 @@ fn readers_during_concurrent_ingests_never_see_a_partial_packet() {
     let (_, listed) = sb.json(&["ls"]);
     assert_eq!(listed["packets"].as_array().unwrap().len(), 4);
     assert!(checks >= 1);
+}
 }

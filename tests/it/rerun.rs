@@ -66,7 +66,7 @@ fn the_example_packets_rerun_sh_passes() {
     assert_eq!(rc, 0, "{report}");
 }
 
-#[test]
+on_both_backends! {
 fn a_generator_embedding_the_time_fails_and_names_the_file() {
     let sb = Sandbox::new();
     archived(
@@ -93,8 +93,9 @@ fn a_generator_embedding_the_time_fails_and_names_the_file() {
     assert_eq!(text.lines().last().unwrap(), "FAIL (PACKET_TREE MISMATCH)");
     assert!(text.contains("FAIL  logs/time.txt  [content]"), "{text}");
 }
+}
 
-#[test]
+on_both_backends! {
 fn crlf_on_the_second_run_is_classified_crlf() {
     let sb = Sandbox::new();
     archived(
@@ -124,8 +125,9 @@ fn crlf_on_the_second_run_is_classified_crlf() {
     assert_eq!(file["path"], "data/report.txt");
     assert_eq!(file["classes"], serde_json::json!(["crlf"]));
 }
+}
 
-#[test]
+on_both_backends! {
 fn random_output_fails_as_nondeterministic_with_three_runs() {
     let sb = Sandbox::new();
     archived(&sb, "p", &[("n.txt", "0\n")], &[]);
@@ -141,8 +143,9 @@ fn random_output_fails_as_nondeterministic_with_three_runs() {
     );
     assert!(reasons.contains("n.txt"), "{reasons}");
 }
+}
 
-#[test]
+on_both_backends! {
 fn a_failing_command_a_timeout_and_an_empty_output_each_fail() {
     let sb = Sandbox::new();
     archived(&sb, "p", &[("a.txt", "a\n")], &[]);
@@ -206,8 +209,9 @@ fn a_failing_command_a_timeout_and_an_empty_output_each_fail() {
         .iter()
         .all(|r| r["verdict"] == "FAIL"));
 }
+}
 
-#[test]
+on_both_backends! {
 fn source_date_epoch_is_honoured() {
     let sb = Sandbox::new();
     archived(
@@ -225,6 +229,7 @@ fn source_date_epoch_is_honoured() {
     assert_eq!(report["environment"]["SOURCE_DATE_EPOCH"], "1700000000");
     assert_eq!(report["environment"]["TZ"], "UTC");
     assert_eq!(report["environment_mode"], "controlled");
+}
 }
 
 #[test]
@@ -251,7 +256,7 @@ fn the_controlled_environment_hides_the_callers() {
     assert_eq!(code(&out), 1);
 }
 
-#[test]
+on_both_backends! {
 fn keep_ingest_and_expect() {
     let sb = Sandbox::new();
     archived(&sb, "p", &[("a.txt", "a\n")], &[]);
@@ -300,6 +305,7 @@ fn keep_ingest_and_expect() {
     assert!(!bare.path(".evstore").exists());
     let out = bare.run_storeless(&["rerun", "--expect", "abc", "--", "true"]);
     assert_eq!(code(&out), 2);
+}
 }
 
 /// Run three reruns of `p` (PASS, FAIL, and one by `--expect` with no packet) and return the

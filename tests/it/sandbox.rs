@@ -45,14 +45,63 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Declare tests that run twice: on a local store folder (`NAME::local_store`) and on a store in
+/// the test bucket of S3 (`NAME::s3_store`, SeaweedFS started by `tests/s3/with-seaweedfs.sh`),
+/// through the same [`Sandbox`]: on S3 its `--store` is a fresh `s3://` prefix, made by the
+/// first command that is not `init`, with a cache folder in the sandbox. Only tests that drive
+/// the store through commands belong here (not ones that look into the store folder).
+macro_rules! on_both_backends {
+    ($( $(#[doc = $doc:expr])* fn $name:ident() $body:block )*) => {$(
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body() $body
+
+            #[test]
+            fn local_store() {
+                body()
+            }
+
+            #[cfg(feature = "s3")]
+            #[test]
+            fn s3_store() {
+                crate::sandbox::on_s3(body)
+            }
+        }
+    )*};
+}
+
+thread_local! {
+    /// True while a test declared with `on_both_backends!` runs on S3 (tests run one per thread).
+    static ON_S3: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `test` with every [`Sandbox`] it makes holding its store in the S3 test bucket.
+#[cfg(feature = "s3")]
+pub fn on_s3(test: fn()) {
+    ON_S3.with(|on| on.set(true));
+    test();
+}
+
+/// The S3 store of a sandbox made by a test running [`on_s3`].
+struct S3Sandbox {
+    url: String,
+    /// True once the store exists (made by the sandbox, or by the test's own `init`).
+    made: std::sync::atomic::AtomicBool,
+}
+
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    s3: Option<S3Sandbox>,
 }
 
 impl Sandbox {
     pub fn new() -> Sandbox {
         Sandbox {
             dir: tempfile::tempdir().expect("temp dir"),
+            s3: ON_S3.with(|on| on.get()).then(new_s3_sandbox),
         }
     }
 
@@ -60,8 +109,29 @@ impl Sandbox {
         self.dir.path().join(rel)
     }
 
+    /// The sandbox's store: a folder in it, or an `s3://` URL for a test running [`on_s3`].
     pub fn store(&self) -> PathBuf {
-        self.path("store")
+        match &self.s3 {
+            Some(s3) => PathBuf::from(&s3.url),
+            None => self.path("store"),
+        }
+    }
+
+    /// On S3, make the store before the first command that does not make it itself (a local
+    /// store is made by the first `ingest`; an S3 store only by `init`).
+    fn make_the_s3_store_unless(&self, args_make_it: bool) {
+        let Some(s3) = &self.s3 else {
+            return;
+        };
+        if s3.made.swap(true, std::sync::atomic::Ordering::SeqCst) || args_make_it {
+            return;
+        }
+        let out = self
+            .command()
+            .arg("init")
+            .output()
+            .expect("run evstore init");
+        assert_eq!(code(&out), 0, "init of {}: {}", s3.url, stderr(&out));
     }
 
     /// Write a file, creating parent folders.
@@ -77,6 +147,7 @@ impl Sandbox {
     /// `$SOURCE_DATE_EPOCH` or `$EVSTORE_LOCK_TIMEOUT_SECS`. Add arguments, environment and
     /// standard streams to the returned command as the test needs.
     pub fn command(&self) -> Command {
+        self.make_the_s3_store_unless(false);
         let mut cmd = self.command_storeless();
         cmd.arg("--store").arg(self.store());
         cmd
@@ -86,6 +157,9 @@ impl Sandbox {
     pub fn command_storeless(&self) -> Command {
         let mut cmd = evstore_command();
         cmd.current_dir(self.dir.path());
+        if self.s3.is_some() {
+            cmd.env("EVSTORE_CACHE", self.path("s3-cache"));
+        }
         cmd
     }
 
@@ -110,6 +184,7 @@ impl Sandbox {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.make_the_s3_store_unless(args.contains(&"init"));
         self.command().args(args).output().expect("run evstore")
     }
 
@@ -172,6 +247,19 @@ impl Sandbox {
             .map(|e| e.into_path())
             .collect()
     }
+}
+
+#[cfg(feature = "s3")]
+fn new_s3_sandbox() -> S3Sandbox {
+    S3Sandbox {
+        url: crate::s3_store::fresh_url("both"),
+        made: std::sync::atomic::AtomicBool::new(false),
+    }
+}
+
+#[cfg(not(feature = "s3"))]
+fn new_s3_sandbox() -> S3Sandbox {
+    unreachable!("on_s3 exists only with the feature s3")
 }
 
 /// Assert that each command exits 1 and says the store holds something corrupt.
