@@ -86,11 +86,21 @@ pub struct S3Backend {
     runtime: Arc<tokio::runtime::Runtime>,
     probed: Mutex<bool>,
     packs: Mutex<PackIndex>,
-    /// The last window of a pack read: (pack key, offset of its first byte, its bytes).
-    window: Mutex<Option<(String, u64, Bytes)>>,
-    /// Where the last read of a packed object ended: (pack key, offset after its last byte).
-    last_packed_read: Mutex<Option<(String, u64)>>,
+    /// The last windows of packs read, newest last (at most [`PACK_WINDOWS_KEPT`]): (pack key,
+    /// offset of its first byte, its bytes).
+    window: Mutex<std::collections::VecDeque<(String, u64, Bytes)>>,
+    /// Where the last reads of packed objects ended, newest last (at most
+    /// [`PACK_READ_ENDS_KEPT`]): (pack key, offset after its last byte).
+    last_packed_read: Mutex<std::collections::VecDeque<(String, u64)>>,
 }
+
+/// Windows kept at once: one per thread of a parallel reader (`export` reads with one per core).
+const PACK_WINDOWS_KEPT: usize = 4;
+
+/// Read ends remembered: a read that starts at one of them continues a run through the pack.
+/// Parallel readers (and a pack written by parallel hashers) interleave their runs, so the one
+/// last end would seldom match (an export of 300 small files made 99 to 203 `GET`s with it).
+const PACK_READ_ENDS_KEPT: usize = 32;
 
 impl std::fmt::Debug for S3Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,6 +132,9 @@ impl S3Backend {
     ///
     /// As [`S3Backend::open`].
     pub fn open_with_endpoint(url: &S3Url, endpoint: Option<&str>) -> Result<S3Backend> {
+        // TLS goes through rustls with the `ring` provider (see Cargo.toml); it is installed as
+        // the process default once (a second install, or one made by another caller, is fine).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let allow_http = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| truthy(&v));
         let options = ClientOptions::new()
             .with_allow_http(allow_http)
@@ -168,8 +181,8 @@ impl S3Backend {
             runtime: Arc::new(runtime),
             probed: Mutex::new(false),
             packs: Mutex::new(PackIndex::default()),
-            window: Mutex::new(None),
-            last_packed_read: Mutex::new(None),
+            window: Mutex::new(std::collections::VecDeque::new()),
+            last_packed_read: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -200,9 +213,9 @@ impl S3Backend {
         )
     }
 
-    /// The `len` bytes at `offset` of the pack `key`, from the last window read if it holds
-    /// them, else, when this read starts where the last read of this pack ended (a reader going
-    /// through the pack in order, as `export` does), from a new window of up to
+    /// The `len` bytes at `offset` of the pack `key`, from a window read before if one holds
+    /// them, else, when this read starts where one of the last reads of this pack ended (readers
+    /// going through the pack in order, as `export` does), from a new window of up to
     /// [`PACK_READ_WINDOW`] bytes starting there (one range `GET`, never past the pack's last
     /// object). `None` otherwise (a reader jumping around, as `fsck` in id order: no window is
     /// fetched for it, so nothing is downloaded twice), when the pack's index has not been read
@@ -210,25 +223,29 @@ impl S3Backend {
     /// range. The bytes are verified by the caller like any read.
     fn read_windowed(&self, key: &str, offset: u64, len: u64) -> Result<Option<Bytes>> {
         let in_order = {
-            let mut last = self
+            let mut ends = self
                 .last_packed_read
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let in_order = matches!(&*last, Some((pack, end)) if pack == key && *end == offset);
-            *last = Some((key.to_string(), offset.saturating_add(len)));
+            let in_order = ends.iter().any(|(pack, end)| pack == key && *end == offset);
+            if ends.len() == PACK_READ_ENDS_KEPT {
+                ends.pop_front();
+            }
+            ends.push_back((key.to_string(), offset.saturating_add(len)));
             in_order
         };
         if len > PACK_READ_WINDOW {
             return Ok(None);
         }
-        let in_window = |window: &Option<(String, u64, Bytes)>| {
-            let (pack, start, bytes) = window.as_ref()?;
-            let from = offset.checked_sub(*start)?;
-            let to = from.checked_add(len)?;
-            (pack == key && to <= bytes.len() as u64)
-                .then(|| bytes.slice(from as usize..to as usize))
+        let in_windows = |windows: &std::collections::VecDeque<(String, u64, Bytes)>| {
+            windows.iter().rev().find_map(|(pack, start, bytes)| {
+                let from = offset.checked_sub(*start)?;
+                let to = from.checked_add(len)?;
+                (pack == key && to <= bytes.len() as u64)
+                    .then(|| bytes.slice(from as usize..to as usize))
+            })
         };
-        if let Some(bytes) = in_window(&self.lock_window()) {
+        if let Some(bytes) = in_windows(&self.lock_window()) {
             return Ok(Some(bytes));
         }
         if !in_order {
@@ -249,13 +266,16 @@ impl S3Backend {
             .runtime
             .block_on(async { self.client.get_opts(&path, options).await?.bytes().await })
             .map_err(|err| self.s3_error(key, "cannot read", err))?;
-        let mut window = self.lock_window();
-        *window = Some((key.to_string(), offset, bytes));
-        Ok(in_window(&window))
+        let mut windows = self.lock_window();
+        if windows.len() == PACK_WINDOWS_KEPT {
+            windows.pop_front();
+        }
+        windows.push_back((key.to_string(), offset, bytes));
+        Ok(in_windows(&windows))
     }
 
-    fn lock_window(&self) -> MutexGuard<'_, Option<(String, u64, Bytes)>> {
-        // Replaced whole under the lock: a poisoned lock still holds a consistent window.
+    fn lock_window(&self) -> MutexGuard<'_, std::collections::VecDeque<(String, u64, Bytes)>> {
+        // Replaced whole under the lock: a poisoned lock still holds consistent windows.
         self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
 

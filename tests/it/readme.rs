@@ -249,7 +249,10 @@ fn regression_readme_commands_run_top_to_bottom() {
     // equivalent with the binary under test.
     assert_eq!(
         commands[0].text.split('#').next().map(str::trim),
-        Some("cargo run --release -- --store /tmp/evstore-demo ingest docs/example-packet")
+        Some(
+            "cargo run --release --no-default-features -- --store /tmp/evstore-demo ingest \
+             docs/example-packet"
+        )
     );
     assert_eq!(
         commands[1].text.split('#').next().map(str::trim),
