@@ -572,6 +572,20 @@ fn events_without_their_rows(
     rows.collect()
 }
 
+/// How a message names the item of a `forget` event: `NAME@N` for a packet, the attestation's
+/// id and what the run was of for a rerun attestation.
+fn describe_forgotten_item(subject: &str, detail: &str) -> String {
+    let detail: serde_json::Value = serde_json::from_str(detail).unwrap_or_default();
+    let id = detail.get("id").and_then(|v| v.as_str()).unwrap_or("");
+    match detail.get("kind").and_then(|v| v.as_str()) {
+        Some("attestation") => format!(
+            "the rerun attestation {} (a rerun of {subject})",
+            id.chars().take(12).collect::<String>()
+        ),
+        _ => subject.to_string(),
+    }
+}
+
 /// The versions of `name` whose `ingest` event in the catalog's log names `tree` while the
 /// catalog holds no row of the event's record, lowest first.
 fn logged_versions_of_tree_without_rows(
@@ -626,14 +640,15 @@ fn records_named_by_ingest_events(
 }
 
 impl Catalog {
-    /// The subjects (`NAME@N`, or what a run was of) of the `forget` events whose item the
+    /// The items (`NAME@N`, or a rerun attestation and what it was a run of) of the `forget`
+    /// events whose item the
     /// catalog holds rows of, unless a later `restore` event indexed it again: on an S3 store,
     /// items another machine forgot after this machine's cache indexed them (the catalog's rows
     /// are append-only, so such a cache is rebuilt from the bucket).
     pub fn forgotten_items_held(&self) -> Result<Vec<String>> {
         let found = (|| {
             let mut stmt = self.conn.prepare(
-                "SELECT e.subject FROM events e \
+                "SELECT e.subject, e.detail FROM events e \
                  WHERE e.kind = 'forget' \
                    AND (EXISTS (SELECT 1 FROM packets p \
                                 WHERE p.record = json_extract(e.detail, '$.id')) \
@@ -645,10 +660,15 @@ impl Catalog {
                                          = json_extract(e.detail, '$.id')) \
                  ORDER BY e.seq",
             )?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            rows.collect::<rusqlite::Result<Vec<String>>>()
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            rows.collect::<rusqlite::Result<Vec<(String, String)>>>()
         })();
-        self.sql(found)
+        Ok(self
+            .sql(found)?
+            .into_iter()
+            .map(|(subject, detail)| describe_forgotten_item(&subject, &detail))
+            .collect())
     }
 
     /// True if a `rerun` or `mirror` event of the catalog has no row yet (taken in from the log

@@ -42,7 +42,10 @@ pub fn run() -> ExitCode {
         Command::Ingest { .. } | Command::Mirror { .. } => Some("nothing was recorded"),
         Command::Rerun { .. } => Some("no attestation was recorded"),
         Command::Export { .. } | Command::Seal { .. } => None,
-        _ => return exit_for(json, dispatch(cli)),
+        _ => {
+            let result = dispatch(cli).map_err(ops::setup::explain_a_damaged_cache);
+            return exit_for(json, result);
+        }
     };
     if let Err(err) = crate::interrupt::install() {
         return exit_for(
@@ -54,7 +57,7 @@ pub fn run() -> ExitCode {
             )),
         );
     }
-    let result = dispatch(cli);
+    let result = dispatch(cli).map_err(ops::setup::explain_a_damaged_cache);
     match crate::interrupt::signal() {
         None => exit_for(json, result),
         Some(signal) => match result {

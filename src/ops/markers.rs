@@ -291,7 +291,20 @@ pub fn catch_up(store: &Store, catalog: &mut Catalog) -> Result<CaughtUp> {
         return Ok(CaughtUp::default());
     }
     if !claims.is_empty() {
-        let forgotten = catalog.commitments()?.forgotten;
+        // Forgotten as of the end of the log: the catalog's events, then the new ones (a
+        // `restore` among them indexes its packet again now, a `forget` keeps it out).
+        let mut forgotten = catalog.commitments()?.forgotten;
+        for entry in &later {
+            match crate::format::event::named_object(&entry.kind, &entry.detail) {
+                Some(crate::format::event::NamedObject::Forgotten(id)) => {
+                    forgotten.insert(id);
+                }
+                Some(crate::format::event::NamedObject::Restored(id)) => {
+                    forgotten.remove(&id);
+                }
+                _ => {}
+            }
+        }
         claims.retain(|id| !forgotten.contains(id));
     }
     let mut finder = StoreFinder {

@@ -469,6 +469,17 @@ fn a_forget_on_one_machine_reaches_the_cache_of_another_that_held_the_packet() {
     let (rc, listed) = a.json(&["ls"]);
     assert_eq!(rc, 0, "{listed}");
     let record = listed["packets"][0]["record"].as_str().unwrap().to_string();
+    // Its stored bytes, to put back later (a restore).
+    let backend = crate::s3_store::backend(&a.url);
+    let record_id = evstore::digest::Blake3Digest::parse_hex(&record).unwrap();
+    let mut stored = Vec::new();
+    std::io::Read::read_to_end(
+        &mut evstore::store::ObjectBackend::open(&backend, &record_id)
+            .unwrap()
+            .expect("the record is stored"),
+        &mut stored,
+    )
+    .unwrap();
     raw_request(
         "DELETE",
         &a.url,
@@ -524,6 +535,23 @@ fn a_forget_on_one_machine_reaches_the_cache_of_another_that_held_the_packet() {
         })
         .count();
     assert!(moved_aside >= 1, "the stale cache is kept aside");
+
+    // The record is put back and machine C's `reindex --replace` restores the packet (a
+    // `restore` event): B's very next command lists it again, and fsck passes from B and from a
+    // new cache.
+    let put = evstore::store::Put {
+        name: evstore::store::PutName::Object(record_id),
+        source: evstore::store::PutSource::Bytes(stored),
+    };
+    evstore::store::ObjectBackend::put_if_absent(&backend, vec![put]).unwrap();
+    let out = c.run(&["reindex", "--replace"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(b.packets().len(), 1, "machine B lists the restored packet");
+    let d = Machine::new(&sb, &a.url, "d");
+    for m in [&b, &d] {
+        let (rc, report) = m.json(&["fsck"]);
+        assert_eq!(rc, 0, "fsck from {}: {report}", m.cache.display());
+    }
 }
 
 #[test]
@@ -674,4 +702,103 @@ fn init_inside_another_s3_store_is_refused_and_a_store_without_version_is_damage
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_cache_found_damaged_after_it_was_opened_is_moved_aside_and_the_next_command_rebuilds_it() {
+    // SQLite finds a damaged page only when it reads it: here the `objects` table, which `fsck`
+    // reads and opening the cache does not. The store in the bucket is sound, so `fsck` exits 2
+    // (not 1) saying the cache was moved aside, and the next `fsck` passes from a rebuilt cache.
+    let sb = Sandbox::new();
+    let (_, a) = store_with_a_packet(&sb, "damaged-page");
+    let folder = std::fs::read_dir(a.cache.join("stores"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = folder.join("catalog.sqlite");
+    let (root_page, page_size): (i64, i64) = {
+        let db = rusqlite::Connection::open(&file).unwrap();
+        db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let root = db
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'objects'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let size = db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        (root, size)
+    };
+    let mut bytes = std::fs::read(&file).unwrap();
+    let start = usize::try_from((root_page - 1) * page_size).unwrap();
+    let end = start + usize::try_from(page_size).unwrap();
+    bytes[start..end].fill(0xa5);
+    std::fs::write(&file, bytes).unwrap();
+
+    let out = a.run(&["fsck"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cache") && err.contains("damaged") && err.contains("moved aside"),
+        "{err}"
+    );
+    let (rc, report) = a.json(&["fsck"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(a.packets().len(), 1);
+}
+
+#[test]
+fn init_inside_a_store_whose_version_key_was_deleted_is_refused() {
+    let sb = Sandbox::new();
+    let (_, a) = store_with_a_packet(&sb, "nested-damaged");
+    raw_request("DELETE", &a.url, "VERSION", None);
+    for inner in ["sub", "objects/zz"] {
+        let nested = Machine::new(&sb, &format!("{}/{inner}", a.url), "n");
+        let out = nested.run(&["init"]);
+        assert_eq!(code(&out), 2, "{inner}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("without a VERSION key"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_forgotten_rerun_attestation_is_named_as_one_when_another_machine_rebuilds_its_cache() {
+    let sb = Sandbox::new();
+    let url = fresh_url("forget-run");
+    let a = Machine::new(&sb, &url, "a");
+    assert_eq!(code(&a.run(&["init"])), 0);
+    assert_eq!(a.json(&["ingest", example_packet().to_str().unwrap()]).0, 0);
+    rerun_the_example_packet(&a);
+    let b = Machine::new(&sb, &url, "b");
+    let (rc, runs) = b.json(&["runs"]);
+    assert_eq!(rc, 0, "{runs}");
+    let attestation = runs["runs"][0]["attestation"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{runs}"))
+        .to_string();
+    raw_request(
+        "DELETE",
+        &url,
+        &format!("objects/{}/{}", &attestation[..2], &attestation[2..]),
+        None,
+    );
+    let c = Machine::new(&sb, &url, "c");
+    let out = c.run(&["forget", &attestation[..16], "--reason", "deleted"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = b.run(&["runs"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("the rerun attestation {}", &attestation[..12])),
+        "{err}"
+    );
+    let (rc, runs) = b.json(&["runs"]);
+    assert_eq!(rc, 0, "{runs}");
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(0), "{runs}");
 }
