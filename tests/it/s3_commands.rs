@@ -41,6 +41,16 @@ impl<'a> Machine<'a> {
         self.command().args(args).output().expect("run evstore")
     }
 
+    /// This machine's cache folder of its one store (`<cache>/stores/<bucket>-<hex>`).
+    pub fn store_cache_folder(&self) -> PathBuf {
+        let mut folders: Vec<PathBuf> = std::fs::read_dir(self.cache.join("stores"))
+            .expect("the cache's stores folder")
+            .map(|entry| entry.expect("a cache entry").path())
+            .collect();
+        assert_eq!(folders.len(), 1, "one store cache: {folders:?}");
+        folders.remove(0)
+    }
+
     /// `evstore --json ARGS`: the exit code and the parsed report.
     pub fn json(&self, args: &[&str]) -> (i32, Value) {
         let out = self.command().arg("--json").args(args).output().unwrap();
@@ -117,6 +127,16 @@ fn raw_request(method: &str, url: &str, key: &str, body: Option<&str>) {
         cmd.arg(body);
     }
     assert!(cmd.status().unwrap().success(), "{method} {key}");
+}
+
+/// Delete the loose object `id` (hex) of the store at `url` behind evstore's back.
+fn delete_loose_object(url: &str, id: &str) {
+    raw_request(
+        "DELETE",
+        url,
+        &format!("objects/{}/{}", &id[..2], &id[2..]),
+        None,
+    );
 }
 
 fn example_packet() -> &'static Path {
@@ -480,12 +500,7 @@ fn a_forget_on_one_machine_reaches_the_cache_of_another_that_held_the_packet() {
         &mut stored,
     )
     .unwrap();
-    raw_request(
-        "DELETE",
-        &a.url,
-        &format!("objects/{}/{}", &record[..2], &record[2..]),
-        None,
-    );
+    delete_loose_object(&a.url, &record);
 
     let c = Machine::new(&sb, &a.url, "c");
     assert!(c.packets().is_empty(), "the record is gone: pkt@1 is lost");
@@ -497,12 +512,7 @@ fn a_forget_on_one_machine_reaches_the_cache_of_another_that_held_the_packet() {
     assert_eq!(rc, 0, "{report}");
 
     // While another process has B's cache open, it cannot be set aside: exit 2, saying why.
-    let cache_folder = std::fs::read_dir(b.cache.join("stores"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let cache_folder = b.store_cache_folder();
     let held_open = evstore::catalog::Catalog::open(&cache_folder.join("catalog.sqlite"))
         .expect("open B's cache");
     let out = b.run(&["ls"]);
@@ -526,9 +536,8 @@ fn a_forget_on_one_machine_reaches_the_cache_of_another_that_held_the_packet() {
         let (rc, report) = m.json(&["fsck"]);
         assert_eq!(rc, 0, "fsck from {}: {report}", m.cache.display());
     }
-    let moved_aside = std::fs::read_dir(b.cache.join("stores"))
+    let moved_aside = std::fs::read_dir(b.store_cache_folder())
         .unwrap()
-        .flat_map(|store| std::fs::read_dir(store.unwrap().path()).unwrap())
         .filter(|entry| {
             let name = entry.as_ref().unwrap().file_name();
             name.to_string_lossy().starts_with("catalog.sqlite.stale-")
@@ -637,12 +646,7 @@ fn a_damaged_cache_is_moved_aside_and_rebuilt_from_the_bucket() {
     // store's damage. The next command moves it aside, says so, and answers from a rebuilt one.
     let sb = Sandbox::new();
     let (_, a) = store_with_a_packet(&sb, "damaged-cache");
-    let folder = std::fs::read_dir(a.cache.join("stores"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let folder = a.store_cache_folder();
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(folder.join(format!("catalog.sqlite{suffix}")));
     }
@@ -711,12 +715,7 @@ fn a_cache_found_damaged_after_it_was_opened_is_moved_aside_and_the_next_command
     // (not 1) saying the cache was moved aside, and the next `fsck` passes from a rebuilt cache.
     let sb = Sandbox::new();
     let (_, a) = store_with_a_packet(&sb, "damaged-page");
-    let folder = std::fs::read_dir(a.cache.join("stores"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let folder = a.store_cache_folder();
     let file = folder.join("catalog.sqlite");
     let (root_page, page_size): (i64, i64) = {
         let db = rusqlite::Connection::open(&file).unwrap();
@@ -782,12 +781,7 @@ fn a_forgotten_rerun_attestation_is_named_as_one_when_another_machine_rebuilds_i
         .as_str()
         .unwrap_or_else(|| panic!("{runs}"))
         .to_string();
-    raw_request(
-        "DELETE",
-        &url,
-        &format!("objects/{}/{}", &attestation[..2], &attestation[2..]),
-        None,
-    );
+    delete_loose_object(&url, &attestation);
     let c = Machine::new(&sb, &url, "c");
     let out = c.run(&["forget", &attestation[..16], "--reason", "deleted"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
