@@ -278,6 +278,15 @@ pub enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Check a Merkle proof of a transparency log offline: needs no store
+    ///
+    /// The proofs of RFC 9162 (Certificate Transparency): hashes are 64 lowercase hex digits,
+    /// `--proof` lists the proof's hashes in order, comma-separated (empty for a proof of none).
+    /// Exit 0 if the proof holds, 1 if it does not, 2 if an argument is malformed.
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
+    },
     /// Acknowledge a committed packet or rerun attestation as lost, in the event log
     ///
     /// `fsck` fails while the log or the store's commit markers say a packet or attestation was
@@ -328,6 +337,54 @@ impl ExpectArgs {
         }
         Ok(out)
     }
+}
+
+/// `proof` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProofCommand {
+    /// Check that a leaf hash is entry INDEX of a log of SIZE entries whose root is ROOT
+    ///
+    /// The leaf hash of a log entry is SHA-256(0x00 || entry bytes) (docs/FORMAT.md). The proof
+    /// is checked by the algorithm of RFC 9162 section 2.1.3.2.
+    CheckInclusion {
+        /// The entry's leaf hash (64 lowercase hex digits)
+        #[arg(long, value_name = "HEX")]
+        leaf_hash: String,
+        /// The entry's index in the log, from 0
+        #[arg(long)]
+        index: u64,
+        /// The log's size (its number of entries)
+        #[arg(long)]
+        size: u64,
+        /// The log's root hash at that size
+        #[arg(long, value_name = "HEX")]
+        root: String,
+        /// The inclusion proof: hashes from the leaf's sibling up, comma-separated
+        #[arg(long, value_name = "HEX,HEX,…", default_value = "")]
+        proof: String,
+    },
+    /// Check that a log of SIZE entries with root ROOT only appended to the log of OLD_SIZE
+    /// entries with root OLD_ROOT
+    ///
+    /// The proof is checked by the algorithm of RFC 9162 section 2.1.4.2. Equal sizes need an
+    /// empty proof and equal roots; every log extends the empty one (size 0).
+    CheckConsistency {
+        /// The older log's size
+        #[arg(long)]
+        old_size: u64,
+        /// The older log's root hash
+        #[arg(long, value_name = "HEX")]
+        old_root: String,
+        /// The newer log's size
+        #[arg(long)]
+        size: u64,
+        /// The newer log's root hash
+        #[arg(long, value_name = "HEX")]
+        root: String,
+        /// The consistency proof, comma-separated
+        #[arg(long, value_name = "HEX,HEX,…", default_value = "")]
+        proof: String,
+    },
 }
 
 /// `kb` subcommands.

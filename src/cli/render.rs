@@ -55,6 +55,27 @@ fn print_report<T: Serialize + ?Sized>(report: &T) -> Result<()> {
     Ok(())
 }
 
+/// The result of `proof check-*`: `PASS  WHAT` or `FAIL  REASON` on stdout; with `--json`,
+/// `{"check": CHECK, "verdict": "PASS"|"FAIL", "detail": TEXT}`.
+pub(crate) fn proof_check(
+    json: bool,
+    check: &str,
+    held: &std::result::Result<String, crate::format::merkle::ProofFailure>,
+) {
+    let (verdict, detail) = match held {
+        Ok(what) => ("PASS", what.clone()),
+        Err(failure) => (
+            "FAIL",
+            format!("the {check} proof does not hold: {failure}"),
+        ),
+    };
+    if json {
+        print_json(&json!({"check": check, "verdict": verdict, "detail": detail}));
+    } else {
+        say!("{verdict}  {detail}");
+    }
+}
+
 /// The error document of `--json`: `{"error": {"class": CLASS, "message": MESSAGE}}`.
 pub(crate) fn print_error_json(class: &str, message: &str) {
     print_json(&json!({"error": {"class": class, "message": message}}));

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
-use super::args::{Cli, Command, DedupArg, ExpectArgs, KbCommand};
+use super::args::{Cli, Command, DedupArg, ExpectArgs, KbCommand, ProofCommand};
 use super::render;
 use super::Outcome;
 use crate::catalog::{Catalog, PacketRow};
@@ -284,6 +284,7 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             dedup,
         } => cmd_mirror(&ctx, &packet, &kb_dir, as_path, dedup),
         Command::Kb { command } => cmd_kb(&ctx, command),
+        Command::Proof { command } => cmd_proof(&ctx, command),
         Command::Rerun {
             packet,
             expect,
@@ -333,6 +334,87 @@ fn verify_config(
 }
 
 /// Run a `kb` subcommand.
+fn cmd_proof(ctx: &Context, command: ProofCommand) -> Result<Outcome> {
+    use crate::format::merkle;
+    let (check, held) = match command {
+        ProofCommand::CheckInclusion {
+            leaf_hash,
+            index,
+            size,
+            root,
+            proof,
+        } => {
+            let leaf = parse_hash("--leaf-hash", &leaf_hash)?;
+            let root = parse_hash("--root", &root)?;
+            let proof = parse_proof(&proof)?;
+            (
+                "inclusion",
+                merkle::check_inclusion(&leaf, index, size, &proof, &root).map(|()| {
+                    format!(
+                        "leaf {} is entry {index} of the log of size {size} with root {}",
+                        hex::encode(leaf),
+                        hex::encode(root)
+                    )
+                }),
+            )
+        }
+        ProofCommand::CheckConsistency {
+            old_size,
+            old_root,
+            size,
+            root,
+            proof,
+        } => {
+            let old_root = parse_hash("--old-root", &old_root)?;
+            let root = parse_hash("--root", &root)?;
+            let proof = parse_proof(&proof)?;
+            (
+                "consistency",
+                merkle::check_consistency(old_size, size, &old_root, &root, &proof).map(|()| {
+                    format!(
+                        "the log of size {size} with root {} only appended to the log of size \
+                         {old_size} with root {}",
+                        hex::encode(root),
+                        hex::encode(old_root)
+                    )
+                }),
+            )
+        }
+    };
+    render::proof_check(ctx.json, check, &held);
+    Ok(if held.is_ok() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
+}
+
+/// A hash argument: exactly 64 lowercase hex digits.
+fn parse_hash(flag: &str, text: &str) -> Result<crate::format::merkle::Hash> {
+    let ok = text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let mut hash = [0u8; 32];
+    if !ok || hex::decode_to_slice(text, &mut hash).is_err() {
+        return Err(Error::Usage(format!(
+            "{flag}: {text:?} is not a SHA-256 hash (64 lowercase hex digits)"
+        )));
+    }
+    Ok(hash)
+}
+
+/// A `--proof` argument: hashes separated by commas, or nothing.
+fn parse_proof(text: &str) -> Result<Vec<crate::format::merkle::Hash>> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .enumerate()
+        .map(|(i, part)| parse_hash(&format!("--proof (hash {})", i + 1), part))
+        .collect()
+}
+
 fn cmd_kb(ctx: &Context, command: KbCommand) -> Result<Outcome> {
     match command {
         KbCommand::Verify { kb_dir, no_store } => cmd_kb_verify(ctx, &kb_dir, no_store),

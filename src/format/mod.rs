@@ -6,6 +6,7 @@ pub mod attestation;
 pub mod cbor;
 pub mod event;
 pub mod manifest;
+pub mod merkle;
 pub mod mirror_list;
 pub mod object;
 pub mod pack;

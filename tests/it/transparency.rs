@@ -1,0 +1,186 @@
+//! The transparency log's offline proof checks (`evstore proof check-inclusion`,
+//! `check-consistency`): the binary alone, no store, against a log whose hashes the test
+//! computes itself with SHA-256 (RFC 9162's leaf and node hashing, written out here).
+
+use sha2::{Digest, Sha256};
+
+use crate::sandbox::{code, stderr, Sandbox};
+
+fn leaf(entry: &[u8]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update([0u8])
+        .chain_update(entry)
+        .finalize()
+        .into()
+}
+
+fn node(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update([1u8])
+        .chain_update(left)
+        .chain_update(right)
+        .finalize()
+        .into()
+}
+
+fn hex(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A log of the five entries `a` … `e`, written out by hand: its leaves and the roots of its
+/// first 3 and all 5 entries.
+struct FiveEntries {
+    leaves: Vec<[u8; 32]>,
+    root3: [u8; 32],
+    root5: [u8; 32],
+}
+
+fn five_entries() -> FiveEntries {
+    let leaves: Vec<[u8; 32]> = [b"a", b"b", b"c", b"d", b"e"]
+        .iter()
+        .map(|e| leaf(*e))
+        .collect();
+    let ab = node(&leaves[0], &leaves[1]);
+    let cd = node(&leaves[2], &leaves[3]);
+    // 3 entries split 2 + 1; 5 entries split 4 + 1.
+    let root3 = node(&ab, &leaves[2]);
+    let root5 = node(&node(&ab, &cd), &leaves[4]);
+    FiveEntries {
+        leaves,
+        root3,
+        root5,
+    }
+}
+
+fn check(sb: &Sandbox, args: &[&str]) -> (i32, String) {
+    let out = sb.run_storeless(args);
+    (
+        code(&out),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out),
+    )
+}
+
+#[test]
+fn check_inclusion_holds_for_the_right_proof_and_fails_for_any_change() {
+    let sb = Sandbox::new();
+    let log = five_entries();
+    // Entry 2 ("c") of 5: its sibling "d", then "ab", then "e".
+    let proof = [
+        hex(&log.leaves[3]),
+        hex(&node(&log.leaves[0], &log.leaves[1])),
+        hex(&log.leaves[4]),
+    ]
+    .join(",");
+    let (leaf_c, root5) = (hex(&log.leaves[2]), hex(&log.root5));
+    let args = |index: &str, size: &str, root: &str, proof: &str| -> Vec<String> {
+        [
+            "proof",
+            "check-inclusion",
+            "--leaf-hash",
+            &leaf_c,
+            "--index",
+            index,
+            "--size",
+            size,
+            "--root",
+            root,
+            "--proof",
+            proof,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |a: Vec<String>| check(&sb, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (rc, text) = run(args("2", "5", &root5, &proof));
+    assert_eq!(rc, 0, "{text}");
+    assert!(text.starts_with("PASS"), "{text}");
+
+    let mut flipped = proof.clone().into_bytes();
+    flipped[5] = if flipped[5] == b'0' { b'1' } else { b'0' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for (index, size, root, proof) in [
+        ("3", "5", root5.as_str(), proof.as_str()),
+        ("2", "4", root5.as_str(), proof.as_str()),
+        ("2", "5", &hex(&log.root3), proof.as_str()),
+        ("2", "5", root5.as_str(), flipped.as_str()),
+        ("5", "5", root5.as_str(), proof.as_str()),
+        ("2", "5", root5.as_str(), ""),
+    ] {
+        let (rc, text) = run(args(index, size, root, proof));
+        assert_eq!(rc, 1, "{index} {size} {root} {proof}: {text}");
+        assert!(text.starts_with("FAIL"), "{text}");
+    }
+    // Malformed arguments are usage errors.
+    let upper = root5.to_uppercase();
+    for (root, proof) in [
+        (upper.as_str(), proof.as_str()),
+        ("abc", proof.as_str()),
+        (root5.as_str(), "00,11"),
+    ] {
+        let (rc, text) = run(args("2", "5", root, proof));
+        assert_eq!(rc, 2, "{root} {proof}: {text}");
+    }
+    let out = sb.run_storeless(
+        &args("2", "5", &root5, &proof)
+            .iter()
+            .map(String::as_str)
+            .chain(["--json"])
+            .collect::<Vec<_>>(),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["check"], "inclusion");
+    assert_eq!(report["verdict"], "PASS");
+}
+
+#[test]
+fn check_consistency_holds_for_an_appended_log_and_fails_for_a_rewritten_one() {
+    let sb = Sandbox::new();
+    let log = five_entries();
+    // 3 → 5 entries: PROOF(3, D[5]) = SUBPROOF(3, D[0:4], true) : e = c, d, ab, e.
+    let proof = [
+        hex(&log.leaves[2]),
+        hex(&log.leaves[3]),
+        hex(&node(&log.leaves[0], &log.leaves[1])),
+        hex(&log.leaves[4]),
+    ]
+    .join(",");
+    let (root3, root5) = (hex(&log.root3), hex(&log.root5));
+    let run = |old_size: &str, old_root: &str, size: &str, root: &str, proof: &str| {
+        check(
+            &sb,
+            &[
+                "proof",
+                "check-consistency",
+                "--old-size",
+                old_size,
+                "--old-root",
+                old_root,
+                "--size",
+                size,
+                "--root",
+                root,
+                "--proof",
+                proof,
+            ],
+        )
+    };
+    let (rc, text) = run("3", &root3, "5", &root5, &proof);
+    assert_eq!(rc, 0, "{text}");
+    // A log whose third entry was rewritten has another root at 3 entries.
+    let rewritten3 = hex(&node(&node(&log.leaves[0], &log.leaves[1]), &leaf(b"X")));
+    for (old_size, old_root, size, root, proof) in [
+        ("3", rewritten3.as_str(), "5", root5.as_str(), proof.as_str()),
+        ("3", root3.as_str(), "5", root3.as_str(), proof.as_str()),
+        ("4", root3.as_str(), "5", root5.as_str(), proof.as_str()),
+        ("6", root3.as_str(), "5", root5.as_str(), proof.as_str()),
+        ("3", root3.as_str(), "5", root5.as_str(), ""),
+    ] {
+        let (rc, text) = run(old_size, old_root, size, root, proof);
+        assert_eq!(rc, 1, "{old_size} {size}: {text}");
+        assert!(text.starts_with("FAIL"), "{text}");
+    }
+    // Equal sizes: the empty proof and equal roots.
+    assert_eq!(run("5", &root5, "5", &root5, "").0, 0);
+    assert_eq!(run("5", &root3, "5", &root5, "").0, 1);
+}
