@@ -131,8 +131,16 @@ pub enum Command {
         /// The destination folder (must be absent or empty)
         dest: PathBuf,
     },
-    /// Print the catalog's event log
-    Log,
+    /// Print the catalog's event log, or its Merkle checkpoint and proofs
+    ///
+    /// Without a subcommand: every event. The log is also an RFC 9162 Merkle log (leaf i is the
+    /// event with sequence number i + 1, hashed as SHA-256(0x00 || its log/ bytes); FORMAT.md):
+    /// `checkpoint`, `prove-inclusion` and `prove-consistency` print what `evstore proof
+    /// check-*` checks without a store.
+    Log {
+        #[command(subcommand)]
+        command: Option<LogCommand>,
+    },
     /// Re-hash every object and cross-check objects, catalog and event chain
     Fsck,
     /// Write DIR/HASH_MANIFEST.txt, the canonical manifest of the folder (needs no store)
@@ -339,6 +347,26 @@ impl ExpectArgs {
     }
 }
 
+/// `log` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Print the log's checkpoint (C2SP tlog-checkpoint: origin, size, base64 root)
+    Checkpoint,
+    /// Print the inclusion proof of one event in the log as it is now
+    ProveInclusion {
+        /// The event: its sequence number, or 8+ hex digits of its hash
+        event: String,
+    },
+    /// Print the consistency proof between the log at OLD_SIZE events and at NEW_SIZE (default:
+    /// now)
+    ProveConsistency {
+        /// The older size
+        old_size: u64,
+        /// The newer size (default: the log's size now)
+        new_size: Option<u64>,
+    },
+}
+
 /// `proof` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ProofCommand {
@@ -348,20 +376,23 @@ pub enum ProofCommand {
     /// is checked by the algorithm of RFC 9162 section 2.1.3.2.
     CheckInclusion {
         /// The entry's leaf hash (64 lowercase hex digits)
-        #[arg(long, value_name = "HEX")]
-        leaf_hash: String,
+        #[arg(long, value_name = "HEX", required_unless_present = "json_proof")]
+        leaf_hash: Option<String>,
         /// The entry's index in the log, from 0
-        #[arg(long)]
-        index: u64,
+        #[arg(long, required_unless_present = "json_proof")]
+        index: Option<u64>,
         /// The log's size (its number of entries)
-        #[arg(long)]
-        size: u64,
+        #[arg(long, required_unless_present = "json_proof")]
+        size: Option<u64>,
         /// The log's root hash at that size
-        #[arg(long, value_name = "HEX")]
-        root: String,
+        #[arg(long, value_name = "HEX", required_unless_present = "json_proof")]
+        root: Option<String>,
         /// The inclusion proof: hashes from the leaf's sibling up, comma-separated
         #[arg(long, value_name = "HEX,HEX,…", default_value = "")]
         proof: String,
+        /// Read all of the above from the JSON that `evstore log prove-inclusion --json` prints
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["leaf_hash", "index", "size", "root", "proof"])]
+        json_proof: Option<PathBuf>,
     },
     /// Check that a log of SIZE entries with root ROOT only appended to the log of OLD_SIZE
     /// entries with root OLD_ROOT
@@ -370,20 +401,24 @@ pub enum ProofCommand {
     /// empty proof and equal roots; every log extends the empty one (size 0).
     CheckConsistency {
         /// The older log's size
-        #[arg(long)]
-        old_size: u64,
+        #[arg(long, required_unless_present = "json_proof")]
+        old_size: Option<u64>,
         /// The older log's root hash
-        #[arg(long, value_name = "HEX")]
-        old_root: String,
+        #[arg(long, value_name = "HEX", required_unless_present = "json_proof")]
+        old_root: Option<String>,
         /// The newer log's size
-        #[arg(long)]
-        size: u64,
+        #[arg(long, required_unless_present = "json_proof")]
+        size: Option<u64>,
         /// The newer log's root hash
-        #[arg(long, value_name = "HEX")]
-        root: String,
+        #[arg(long, value_name = "HEX", required_unless_present = "json_proof")]
+        root: Option<String>,
         /// The consistency proof, comma-separated
         #[arg(long, value_name = "HEX,HEX,…", default_value = "")]
         proof: String,
+        /// Read all of the above from the JSON that `evstore log prove-consistency --json`
+        /// prints
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["old_size", "old_root", "size", "root", "proof"])]
+        json_proof: Option<PathBuf>,
     },
 }
 

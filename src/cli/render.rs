@@ -55,6 +55,46 @@ fn print_report<T: Serialize + ?Sized>(report: &T) -> Result<()> {
     Ok(())
 }
 
+/// `log checkpoint`: the checkpoint's note text; with `--json`, `{"origin", "tree_size",
+/// "root"}` (root in hex).
+pub(crate) fn log_checkpoint(
+    json: bool,
+    checkpoint: &crate::ops::transparency::Checkpoint,
+) -> Result<()> {
+    if json {
+        print_report(checkpoint)
+    } else {
+        write_stdout(|out| {
+            out.write_all(checkpoint.text()?.as_bytes())
+                .map_err(|e| Error::io("<stdout>", "cannot write", e))
+        })
+    }
+}
+
+/// `log prove-*`: the proof's JSON with `--json`; as text, one `field: value` line per number
+/// and root, then one line per proof hash.
+pub(crate) fn log_proof<T: Serialize>(json: bool, proof: &T, hashes: &[String]) -> Result<()> {
+    if json {
+        return print_report(proof);
+    }
+    let value = to_json(proof)?;
+    if let Some(fields) = value.as_object() {
+        for (field, value) in fields {
+            if field != "proof" {
+                let shown = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_string);
+                say!("{field}: {shown}");
+            }
+        }
+    }
+    say!("proof: {} hashes", hashes.len());
+    for hash in hashes {
+        say!("  {hash}");
+    }
+    Ok(())
+}
+
 /// The result of `proof check-*`: `PASS  WHAT` or `FAIL  REASON` on stdout; with `--json`,
 /// `{"check": CHECK, "verdict": "PASS"|"FAIL", "detail": TEXT}`.
 pub(crate) fn proof_check(

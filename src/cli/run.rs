@@ -15,7 +15,7 @@ use std::sync::Arc;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
-use super::args::{Cli, Command, DedupArg, ExpectArgs, KbCommand, ProofCommand};
+use super::args::{Cli, Command, DedupArg, ExpectArgs, KbCommand, LogCommand, ProofCommand};
 use super::render;
 use super::Outcome;
 use crate::catalog::{Catalog, PacketRow};
@@ -260,7 +260,10 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Manifest { packet } => cmd_manifest(&ctx, &packet),
         Command::Cat { packet, path } => cmd_cat(&ctx, &packet, &path),
         Command::Export { packet, dest } => cmd_export(&ctx, &packet, &dest),
-        Command::Log => cmd_log(&ctx),
+        Command::Log { command: None } => cmd_log(&ctx),
+        Command::Log {
+            command: Some(command),
+        } => cmd_log_merkle(&ctx, command),
         Command::Fsck => cmd_fsck(&ctx),
         Command::Reindex { replace } => cmd_reindex(&ctx, replace),
         Command::Forget { item, reason } => cmd_forget(&ctx, &item, &reason),
@@ -334,18 +337,80 @@ fn verify_config(
 }
 
 /// Run a `kb` subcommand.
+fn cmd_log_merkle(ctx: &Context, command: LogCommand) -> Result<Outcome> {
+    let (_, catalog) = ctx.open_read()?;
+    match command {
+        LogCommand::Checkpoint => {
+            let checkpoint = ops::transparency::checkpoint(&catalog)?;
+            render::log_checkpoint(ctx.json, &checkpoint)?;
+        }
+        LogCommand::ProveInclusion { event } => {
+            let proof = ops::transparency::prove_inclusion(&catalog, &event)?;
+            render::log_proof(ctx.json, &proof, &proof.proof)?;
+        }
+        LogCommand::ProveConsistency { old_size, new_size } => {
+            let proof = ops::transparency::prove_consistency(&catalog, old_size, new_size)?;
+            render::log_proof(ctx.json, &proof, &proof.proof)?;
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
+/// A required flag of `proof check-*` (clap requires each unless `--json-proof` is given).
+fn given<T>(flag: &str, value: Option<T>) -> Result<T> {
+    value.ok_or_else(|| Error::Usage(format!("{flag} is required without --json-proof")))
+}
+
 fn cmd_proof(ctx: &Context, command: ProofCommand) -> Result<Outcome> {
     use crate::format::merkle;
     let (check, held) = match command {
+        ProofCommand::CheckInclusion {
+            json_proof: Some(file),
+            ..
+        } => {
+            let read: ops::transparency::InclusionProof =
+                ops::transparency::read_proof_json(&file)?;
+            return cmd_proof(
+                ctx,
+                ProofCommand::CheckInclusion {
+                    leaf_hash: Some(read.leaf_hash),
+                    index: Some(read.leaf_index),
+                    size: Some(read.tree_size),
+                    root: Some(read.root),
+                    proof: read.proof.join(","),
+                    json_proof: None,
+                },
+            );
+        }
+        ProofCommand::CheckConsistency {
+            json_proof: Some(file),
+            ..
+        } => {
+            let read: ops::transparency::ConsistencyProof =
+                ops::transparency::read_proof_json(&file)?;
+            return cmd_proof(
+                ctx,
+                ProofCommand::CheckConsistency {
+                    old_size: Some(read.old_size),
+                    old_root: Some(read.old_root),
+                    size: Some(read.tree_size),
+                    root: Some(read.root),
+                    proof: read.proof.join(","),
+                    json_proof: None,
+                },
+            );
+        }
         ProofCommand::CheckInclusion {
             leaf_hash,
             index,
             size,
             root,
             proof,
+            json_proof: None,
         } => {
-            let leaf = parse_hash("--leaf-hash", &leaf_hash)?;
-            let root = parse_hash("--root", &root)?;
+            let leaf = parse_hash("--leaf-hash", &given("--leaf-hash", leaf_hash)?)?;
+            let root = parse_hash("--root", &given("--root", root)?)?;
+            let (index, size) = (given("--index", index)?, given("--size", size)?);
             let proof = parse_proof(&proof)?;
             (
                 "inclusion",
@@ -364,9 +429,11 @@ fn cmd_proof(ctx: &Context, command: ProofCommand) -> Result<Outcome> {
             size,
             root,
             proof,
+            json_proof: None,
         } => {
-            let old_root = parse_hash("--old-root", &old_root)?;
-            let root = parse_hash("--root", &root)?;
+            let old_root = parse_hash("--old-root", &given("--old-root", old_root)?)?;
+            let root = parse_hash("--root", &given("--root", root)?)?;
+            let (old_size, size) = (given("--old-size", old_size)?, given("--size", size)?);
             let proof = parse_proof(&proof)?;
             (
                 "consistency",

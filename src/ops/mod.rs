@@ -14,4 +14,5 @@ pub mod read;
 pub mod reindex;
 pub mod rerun;
 pub mod setup;
+pub mod transparency;
 pub mod verify;

@@ -43,5 +43,5 @@ mod signals;
 mod store_locks;
 mod store_log;
 mod store_shape;
-mod transparency;
 mod symlinked_roots;
+mod transparency;

@@ -170,7 +170,13 @@ fn check_consistency_holds_for_an_appended_log_and_fails_for_a_rewritten_one() {
     // A log whose third entry was rewritten has another root at 3 entries.
     let rewritten3 = hex(&node(&node(&log.leaves[0], &log.leaves[1]), &leaf(b"X")));
     for (old_size, old_root, size, root, proof) in [
-        ("3", rewritten3.as_str(), "5", root5.as_str(), proof.as_str()),
+        (
+            "3",
+            rewritten3.as_str(),
+            "5",
+            root5.as_str(),
+            proof.as_str(),
+        ),
         ("3", root3.as_str(), "5", root3.as_str(), proof.as_str()),
         ("4", root3.as_str(), "5", root5.as_str(), proof.as_str()),
         ("6", root3.as_str(), "5", root5.as_str(), proof.as_str()),
@@ -183,4 +189,70 @@ fn check_consistency_holds_for_an_appended_log_and_fails_for_a_rewritten_one() {
     // Equal sizes: the empty proof and equal roots.
     assert_eq!(run("5", &root5, "5", &root5, "").0, 0);
     assert_eq!(run("5", &root3, "5", &root5, "").0, 1);
+}
+
+#[test]
+fn the_stores_log_proves_an_event_and_its_own_growth_and_the_proofs_check_without_a_store() {
+    let sb = Sandbox::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/example-packet");
+    assert_eq!(code(&sb.run(&["ingest", example])), 0);
+    let (rc, before) = sb.json(&["log", "checkpoint"]);
+    assert_eq!(rc, 0, "{before}");
+    assert_eq!(before["tree_size"], 2);
+    sb.write("second/a.txt", "another packet\n");
+    assert_eq!(code(&sb.run(&["ingest", "second"])), 0);
+
+    // Leaf 1 is event 2 (the ingest): SHA-256(0x00 || the bytes of its log/ file).
+    let (rc, inclusion) = sb.json(&["log", "prove-inclusion", "2"]);
+    assert_eq!(rc, 0, "{inclusion}");
+    let entry = std::fs::read(sb.store().join("log/00000000000000000002")).unwrap();
+    assert_eq!(inclusion["leaf_hash"], hex(&leaf(&entry)));
+    assert_eq!(inclusion["leaf_index"], 1);
+    assert_eq!(inclusion["tree_size"], 3);
+    let file = sb.write("inclusion.json", inclusion.to_string());
+    let checked = sb.run_storeless(&[
+        "proof",
+        "check-inclusion",
+        "--json-proof",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&checked), 0, "{}", stderr(&checked));
+
+    // The log now extends the log of the first checkpoint.
+    let (rc, consistency) = sb.json(&["log", "prove-consistency", "2"]);
+    assert_eq!(rc, 0, "{consistency}");
+    assert_eq!(consistency["old_root"], before["root"]);
+    let file = sb.write("consistency.json", consistency.to_string());
+    let checked = sb.run_storeless(&[
+        "proof",
+        "check-consistency",
+        "--json-proof",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&checked), 0, "{}", stderr(&checked));
+
+    // A changed hash fails (exit 1); JSON that is not a proof is malformed (exit 2).
+    let mut bad = inclusion.clone();
+    bad["root"] = serde_json::Value::String(hex(&leaf(b"another root")));
+    let file = sb.write("bad.json", bad.to_string());
+    let checked = sb.run_storeless(&[
+        "proof",
+        "check-inclusion",
+        "--json-proof",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&checked), 1, "{}", stderr(&checked));
+    let mut odd = inclusion.clone();
+    odd["extra"] = serde_json::Value::Bool(true);
+    let file = sb.write("odd.json", odd.to_string());
+    let checked = sb.run_storeless(&[
+        "proof",
+        "check-inclusion",
+        "--json-proof",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&checked), 2, "{}", stderr(&checked));
+    // Events that do not exist, and sizes out of order, are refused.
+    assert_eq!(code(&sb.run(&["log", "prove-inclusion", "4"])), 2);
+    assert_eq!(code(&sb.run(&["log", "prove-consistency", "3", "2"])), 2);
 }

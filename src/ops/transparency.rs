@@ -1,0 +1,227 @@
+//! The store's event log as an RFC 9162 Merkle log: its checkpoint and the proofs a holder of
+//! the log produces (`evstore log checkpoint`, `log prove-inclusion`, `log prove-consistency`),
+//! and the reading of a proof's JSON for `evstore proof check-*`.
+//!
+//! Leaf `i` (from 0) of the log is the event with sequence number `i + 1`; its entry bytes are
+//! the event's canonical bytes, exactly what its `log/` key holds (`LogEntry::encode`), so
+//! anyone with the keys can recompute every hash. The proofs are computed from the catalog's
+//! events (every leaf hashed once per command: O(n) local reads, no request to the store; the
+//! tiles that would make that O(log n) are not built yet).
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, EventRow};
+use crate::error::{Error, Result};
+use crate::format::merkle::{self, Hash};
+
+/// The origin line of a store's checkpoints: `evstore-log/` and the hash of the store's first
+/// event (its `init`), which no other store shares.
+pub fn origin_of(first: &EventRow) -> String {
+    format!("evstore-log/{}", first.hash)
+}
+
+/// A checkpoint of the log (C2SP `tlog-checkpoint`): origin, size and root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Checkpoint {
+    /// The log's origin line.
+    pub origin: String,
+    /// Its number of entries.
+    pub tree_size: u64,
+    /// Its root hash, lowercase hex.
+    pub root: String,
+}
+
+impl Checkpoint {
+    /// The checkpoint's note text: `ORIGIN\nSIZE\nBASE64(ROOT)\n`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] if the root is not 64 hex digits (it is made so by [`checkpoint`]).
+    pub fn text(&self) -> Result<String> {
+        use base64::Engine as _;
+        let mut root = [0u8; 32];
+        hex::decode_to_slice(&self.root, &mut root)
+            .map_err(|_| Error::Internal(format!("checkpoint root {:?}", self.root)))?;
+        Ok(format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.tree_size,
+            base64::engine::general_purpose::STANDARD.encode(root)
+        ))
+    }
+}
+
+/// An inclusion proof as `log prove-inclusion --json` prints it and `proof check-inclusion
+/// --json-proof` reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProof {
+    /// The entry's index (its sequence number minus one).
+    pub leaf_index: u64,
+    /// The log's size the proof is for.
+    pub tree_size: u64,
+    /// The entry's leaf hash, lowercase hex.
+    pub leaf_hash: String,
+    /// The log's root at that size, lowercase hex.
+    pub root: String,
+    /// The proof's hashes, lowercase hex, from the leaf's sibling up.
+    pub proof: Vec<String>,
+}
+
+/// A consistency proof as `log prove-consistency --json` prints it and `proof check-consistency
+/// --json-proof` reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    /// The older size.
+    pub old_size: u64,
+    /// The log's root at the older size, lowercase hex.
+    pub old_root: String,
+    /// The newer size.
+    pub tree_size: u64,
+    /// The log's root at the newer size, lowercase hex.
+    pub root: String,
+    /// The proof's hashes, lowercase hex.
+    pub proof: Vec<String>,
+}
+
+/// The leaf hashes of the catalog's events, in log order.
+fn leaves(events: &[EventRow]) -> Vec<Hash> {
+    events
+        .iter()
+        .map(|event| merkle::leaf_hash(&event.encode()))
+        .collect()
+}
+
+/// The log's checkpoint now.
+///
+/// # Errors
+///
+/// Catalog errors; a store whose log is empty (no checkpoint of nothing).
+pub fn checkpoint(catalog: &Catalog) -> Result<Checkpoint> {
+    let events = catalog.events()?;
+    let first = events
+        .first()
+        .ok_or_else(|| Error::Usage("the store's event log is empty".into()))?;
+    Ok(Checkpoint {
+        origin: origin_of(first),
+        tree_size: events.len() as u64,
+        root: hex::encode(merkle::root(&leaves(&events))),
+    })
+}
+
+/// The inclusion proof of the event `event` (its sequence number, or 8+ hex digits of its
+/// hash) in the log as it is now.
+///
+/// # Errors
+///
+/// [`Error::NotFound`] for an event the log does not have, [`Error::Usage`] for one that
+/// names several; catalog errors.
+pub fn prove_inclusion(catalog: &Catalog, event: &str) -> Result<InclusionProof> {
+    let events = catalog.events()?;
+    let index = find_event(&events, event)?;
+    let all = leaves(&events);
+    let proof = merkle::inclusion_proof(index, &all)
+        .ok_or_else(|| Error::Internal(format!("event {} outside the log", index + 1)))?;
+    Ok(InclusionProof {
+        leaf_index: index as u64,
+        tree_size: all.len() as u64,
+        leaf_hash: hex::encode(all[index]),
+        root: hex::encode(merkle::root(&all)),
+        proof: proof.iter().map(hex::encode).collect(),
+    })
+}
+
+/// The consistency proof between the log at `old_size` entries and at `new_size` (default:
+/// now).
+///
+/// # Errors
+///
+/// [`Error::Usage`] for sizes out of order or beyond the log; catalog errors.
+pub fn prove_consistency(
+    catalog: &Catalog,
+    old_size: u64,
+    new_size: Option<u64>,
+) -> Result<ConsistencyProof> {
+    let events = catalog.events()?;
+    let all = leaves(&events);
+    let new_size = new_size.unwrap_or(all.len() as u64);
+    if new_size > all.len() as u64 || old_size == 0 || old_size > new_size {
+        return Err(Error::Usage(format!(
+            "prove-consistency needs 0 < OLD_SIZE <= NEW_SIZE <= {} (the log's size); got {old_size} \
+             and {new_size}",
+            all.len()
+        )));
+    }
+    let newer = &all[..new_size as usize];
+    let proof = merkle::consistency_proof(old_size as usize, newer)
+        .ok_or_else(|| Error::Internal("consistency proof out of range".into()))?;
+    Ok(ConsistencyProof {
+        old_size,
+        old_root: hex::encode(merkle::root(&newer[..old_size as usize])),
+        tree_size: new_size,
+        root: hex::encode(merkle::root(newer)),
+        proof: proof.iter().map(hex::encode).collect(),
+    })
+}
+
+/// The index of the event a user named: its sequence number, or 8+ hex digits of its hash.
+fn find_event(events: &[EventRow], named: &str) -> Result<usize> {
+    if let Ok(seq) = named.parse::<u64>() {
+        return match usize::try_from(seq) {
+            Ok(seq) if seq >= 1 && seq <= events.len() => Ok(seq - 1),
+            _ => Err(Error::NotFound(format!(
+                "event {seq}: the log has events 1 to {}",
+                events.len()
+            ))),
+        };
+    }
+    let is_prefix = named.len() >= 8
+        && named.len() <= 64
+        && named
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !is_prefix {
+        return Err(Error::Usage(format!(
+            "{named:?} names no event: give its sequence number or 8 to 64 lowercase hex digits \
+             of its hash"
+        )));
+    }
+    let found: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.hash.starts_with(named))
+        .map(|(i, _)| i)
+        .collect();
+    match found[..] {
+        [one] => Ok(one),
+        [] => Err(Error::NotFound(format!(
+            "no event's hash starts with {named}"
+        ))),
+        _ => Err(Error::Usage(format!(
+            "{} events' hashes start with {named}; give more digits",
+            found.len()
+        ))),
+    }
+}
+
+/// Read a proof's JSON (as the prove commands print it) from `path`.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a file that cannot be read or is not that JSON.
+pub fn read_proof_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    use crate::text::EscapePath;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, 1 << 20), &mut bytes)
+        })
+        .map_err(|err| Error::Usage(format!("{}: cannot read the proof: {err}", path.escaped())))?;
+    serde_json::from_slice(&bytes).map_err(|err| {
+        Error::Usage(format!(
+            "{}: not a proof as `evstore log prove-*` prints it: {err}",
+            path.escaped()
+        ))
+    })
+}
