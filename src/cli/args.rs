@@ -286,6 +286,11 @@ pub enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Make signing keys for checkpoints (C2SP signed-note, Ed25519)
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Check a Merkle proof of a transparency log offline: needs no store
     ///
     /// The proofs of RFC 9162 (Certificate Transparency): hashes are 64 lowercase hex digits,
@@ -347,11 +352,34 @@ impl ExpectArgs {
     }
 }
 
+/// `key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new Ed25519 note signing key to KEYFILE (mode 0600, never over an existing file)
+    /// and print its verifier key on stdout
+    ///
+    /// The key texts are those of Go's golang.org/x/mod/sumdb/note: the file holds
+    /// PRIVATE+KEY+NAME+HASH+BASE64, the verifier key is NAME+HASH+BASE64. Give the verifier key
+    /// to whoever checks your checkpoints (`evstore proof check-checkpoint --key`).
+    Generate {
+        /// The key's name (no white space or +), as it appears on signature lines
+        name: String,
+        /// Where to write the signer key
+        #[arg(long, value_name = "KEYFILE")]
+        out: PathBuf,
+    },
+}
+
 /// `log` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
     /// Print the log's checkpoint (C2SP tlog-checkpoint: origin, size, base64 root)
-    Checkpoint,
+    Checkpoint {
+        /// Sign it as a C2SP signed note with the signer key in KEYFILE (`evstore key
+        /// generate`)
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
+    },
     /// Print the inclusion proof of one event in the log as it is now
     ProveInclusion {
         /// The event: its sequence number, or 8+ hex digits of its hash
@@ -370,6 +398,18 @@ pub enum LogCommand {
 /// `proof` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ProofCommand {
+    /// Check a signed checkpoint: its signature by the verifier key, and its format
+    ///
+    /// Exit 0 if a signature line of the key verifies and the text is a checkpoint (origin,
+    /// decimal size, base64 root of 32 bytes), 1 if no signature of the key verifies, 2 if the
+    /// file or the key is malformed.
+    CheckCheckpoint {
+        /// The signed checkpoint (as `evstore log checkpoint --sign` prints it)
+        checkpoint: PathBuf,
+        /// The verifier key, NAME+HASH+BASE64 (as `evstore key generate` prints it)
+        #[arg(long, value_name = "VERIFIER_KEY")]
+        key: String,
+    },
     /// Check that a leaf hash is entry INDEX of a log of SIZE entries whose root is ROOT
     ///
     /// The leaf hash of a log entry is SHA-256(0x00 || entry bytes) (docs/FORMAT.md). The proof

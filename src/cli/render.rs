@@ -60,14 +60,36 @@ fn print_report<T: Serialize + ?Sized>(report: &T) -> Result<()> {
 pub(crate) fn log_checkpoint(
     json: bool,
     checkpoint: &crate::ops::transparency::Checkpoint,
+    signed: Option<&str>,
 ) -> Result<()> {
     if json {
-        print_report(checkpoint)
+        let mut value = to_json(checkpoint)?;
+        value["signed_note"] = signed.map_or(Value::Null, |note| Value::String(note.into()));
+        print_json(&value);
+        Ok(())
     } else {
+        let text = match signed {
+            Some(note) => note.to_string(),
+            None => checkpoint.text()?,
+        };
         write_stdout(|out| {
-            out.write_all(checkpoint.text()?.as_bytes())
+            out.write_all(text.as_bytes())
                 .map_err(|e| Error::io("<stdout>", "cannot write", e))
         })
+    }
+}
+
+/// `key generate`: the verifier key on stdout (`--json`: `{"name", "key_file",
+/// "verifier_key"}`).
+pub(crate) fn key_generated(json: bool, name: &str, key_file: &Path, verifier: &str) {
+    if json {
+        print_json(&json!({
+            "name": name,
+            "key_file": key_file.escaped().to_string(),
+            "verifier_key": verifier,
+        }));
+    } else {
+        say!("{verifier}");
     }
 }
 
@@ -95,13 +117,9 @@ pub(crate) fn log_proof<T: Serialize>(json: bool, proof: &T, hashes: &[String]) 
     Ok(())
 }
 
-/// The result of `proof check-*`: `PASS  WHAT` or `FAIL  REASON` on stdout; with `--json`,
-/// `{"check": CHECK, "verdict": "PASS"|"FAIL", "detail": TEXT}`.
-pub(crate) fn proof_check(
-    json: bool,
-    check: &str,
-    held: &std::result::Result<String, crate::format::merkle::ProofFailure>,
-) {
+/// The result of `proof check-*`: `PASS  WHAT` or `FAIL  CHECK: REASON` on
+/// stdout; with `--json`, `{"check": CHECK, "verdict": "PASS"|"FAIL", "detail": TEXT}`.
+pub(crate) fn proof_check(json: bool, check: &str, held: &std::result::Result<String, String>) {
     let (verdict, detail) = match held {
         Ok(what) => ("PASS", what.clone()),
         Err(failure) => (

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
-use super::args::{Cli, Command, DedupArg, ExpectArgs, KbCommand, LogCommand, ProofCommand};
+use super::args::{
+    Cli, Command, DedupArg, ExpectArgs, KbCommand, KeyCommand, LogCommand, ProofCommand,
+};
 use super::render;
 use super::Outcome;
 use crate::catalog::{Catalog, PacketRow};
@@ -288,6 +290,9 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         } => cmd_mirror(&ctx, &packet, &kb_dir, as_path, dedup),
         Command::Kb { command } => cmd_kb(&ctx, command),
         Command::Proof { command } => cmd_proof(&ctx, command),
+        Command::Key {
+            command: KeyCommand::Generate { name, out },
+        } => cmd_key_generate(&ctx, &name, &out),
         Command::Rerun {
             packet,
             expect,
@@ -340,9 +345,13 @@ fn verify_config(
 fn cmd_log_merkle(ctx: &Context, command: LogCommand) -> Result<Outcome> {
     let (_, catalog) = ctx.open_read()?;
     match command {
-        LogCommand::Checkpoint => {
+        LogCommand::Checkpoint { sign } => {
             let checkpoint = ops::transparency::checkpoint(&catalog)?;
-            render::log_checkpoint(ctx.json, &checkpoint)?;
+            let signed = match sign {
+                Some(keyfile) => Some(ops::transparency::sign_checkpoint(&checkpoint, &keyfile)?),
+                None => None,
+            };
+            render::log_checkpoint(ctx.json, &checkpoint, signed.as_deref())?;
         }
         LogCommand::ProveInclusion { event } => {
             let proof = ops::transparency::prove_inclusion(&catalog, &event)?;
@@ -361,9 +370,19 @@ fn given<T>(flag: &str, value: Option<T>) -> Result<T> {
     value.ok_or_else(|| Error::Usage(format!("{flag} is required without --json-proof")))
 }
 
+fn cmd_key_generate(ctx: &Context, name: &str, out: &Path) -> Result<Outcome> {
+    let verifier = ops::transparency::generate_key(name, out)?;
+    render::key_generated(ctx.json, name, out, &verifier);
+    Ok(Outcome::Pass)
+}
+
 fn cmd_proof(ctx: &Context, command: ProofCommand) -> Result<Outcome> {
     use crate::format::merkle;
     let (check, held) = match command {
+        ProofCommand::CheckCheckpoint { checkpoint, key } => (
+            "checkpoint",
+            ops::transparency::check_signed_checkpoint(&checkpoint, &key)?,
+        ),
         ProofCommand::CheckInclusion {
             json_proof: Some(file),
             ..
@@ -414,13 +433,15 @@ fn cmd_proof(ctx: &Context, command: ProofCommand) -> Result<Outcome> {
             let proof = parse_proof(&proof)?;
             (
                 "inclusion",
-                merkle::check_inclusion(&leaf, index, size, &proof, &root).map(|()| {
-                    format!(
-                        "leaf {} is entry {index} of the log of size {size} with root {}",
-                        hex::encode(leaf),
-                        hex::encode(root)
-                    )
-                }),
+                merkle::check_inclusion(&leaf, index, size, &proof, &root)
+                    .map_err(|f| f.to_string())
+                    .map(|()| {
+                        format!(
+                            "leaf {} is entry {index} of the log of size {size} with root {}",
+                            hex::encode(leaf),
+                            hex::encode(root)
+                        )
+                    }),
             )
         }
         ProofCommand::CheckConsistency {
@@ -437,14 +458,16 @@ fn cmd_proof(ctx: &Context, command: ProofCommand) -> Result<Outcome> {
             let proof = parse_proof(&proof)?;
             (
                 "consistency",
-                merkle::check_consistency(old_size, size, &old_root, &root, &proof).map(|()| {
-                    format!(
-                        "the log of size {size} with root {} only appended to the log of size \
+                merkle::check_consistency(old_size, size, &old_root, &root, &proof)
+                    .map_err(|f| f.to_string())
+                    .map(|()| {
+                        format!(
+                            "the log of size {size} with root {} only appended to the log of size \
                          {old_size} with root {}",
-                        hex::encode(root),
-                        hex::encode(old_root)
-                    )
-                }),
+                            hex::encode(root),
+                            hex::encode(old_root)
+                        )
+                    }),
             )
         }
     };

@@ -8,6 +8,7 @@ pub mod event;
 pub mod manifest;
 pub mod merkle;
 pub mod mirror_list;
+pub mod note;
 pub mod object;
 pub mod pack;
 pub mod record;

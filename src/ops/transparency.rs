@@ -225,3 +225,126 @@ pub fn read_proof_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -
         ))
     })
 }
+
+/// Write a new signer key named `name` to `out` (mode 0600, created only if absent); its
+/// verifier key text.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for an invalid name or a file that exists; I/O errors creating or writing it
+/// (a partly written file is removed).
+pub fn generate_key(name: &str, out: &std::path::Path) -> Result<String> {
+    use crate::text::EscapePath;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed)
+        .map_err(|err| Error::Internal(format!("no randomness from the OS: {err}")))?;
+    let key = crate::format::note::SignerKey::from_seed(name, seed)
+        .map_err(|err| Error::Usage(err.to_string()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::Usage(format!(
+                "{} exists; a key file is never overwritten: choose another path",
+                out.escaped()
+            )),
+            _ => Error::io(out, "cannot create the key file", err),
+        })?;
+    let written = file
+        .write_all(format!("{}\n", key.text()).as_bytes())
+        .and_then(|()| file.sync_all());
+    if let Err(err) = written {
+        drop(file);
+        let _ = std::fs::remove_file(out);
+        return Err(Error::io(out, "cannot write the key file", err));
+    }
+    Ok(key.verifier().text())
+}
+
+/// The checkpoint signed with the signer key in `keyfile`: the signed note.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a key file that cannot be read or holds no signer key.
+pub fn sign_checkpoint(checkpoint: &Checkpoint, keyfile: &std::path::Path) -> Result<String> {
+    use crate::text::EscapePath;
+    let text = std::fs::read_to_string(keyfile).map_err(|err| {
+        Error::Usage(format!(
+            "{}: cannot read the key file: {err}",
+            keyfile.escaped()
+        ))
+    })?;
+    let key = crate::format::note::SignerKey::parse(&text)
+        .map_err(|err| Error::Usage(format!("{}: {err}", keyfile.escaped())))?;
+    key.sign(&checkpoint.text()?)
+        .map_err(|err| Error::Internal(format!("a checkpoint is not a note text: {err}")))
+}
+
+/// Check the signed checkpoint in `file` against the verifier key `key`: `Ok(Ok(what it
+/// says))` if a signature of the key verifies and the text is a checkpoint, `Ok(Err(why))` if no
+/// signature of the key verifies.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a key, a file or a note that is malformed.
+pub fn check_signed_checkpoint(
+    file: &std::path::Path,
+    key: &str,
+) -> Result<std::result::Result<String, String>> {
+    use crate::format::note::{NoteError, VerifierKey};
+    use crate::text::EscapePath;
+    let key = VerifierKey::parse(key).map_err(|err| Error::Usage(format!("--key: {err}")))?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 1 << 20), &mut bytes))
+        .map_err(|err| Error::Usage(format!("{}: cannot read: {err}", file.escaped())))?;
+    let note = String::from_utf8(bytes).map_err(|_| {
+        Error::Usage(format!(
+            "{}: not UTF-8, so not a signed note",
+            file.escaped()
+        ))
+    })?;
+    let text = match key.open(&note) {
+        Ok(text) => text,
+        Err(NoteError::NotSigned(why)) => return Ok(Err(why)),
+        Err(err) => return Err(Error::Usage(format!("{}: {err}", file.escaped()))),
+    };
+    let parsed = parse_checkpoint_text(text)
+        .map_err(|why| Error::Usage(format!("{}: not a checkpoint: {why}", file.escaped())))?;
+    Ok(Ok(format!(
+        "checkpoint of {} at size {} with root {}, signed by {}",
+        parsed.origin,
+        parsed.tree_size,
+        parsed.root,
+        key.name()
+    )))
+}
+
+/// Parse a checkpoint's text: origin, decimal size (no leading zero), base64 root of 32 bytes,
+/// then any extension lines.
+fn parse_checkpoint_text(text: &str) -> std::result::Result<Checkpoint, String> {
+    use base64::Engine as _;
+    let mut lines = text.lines();
+    let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
+        return Err("fewer than three lines".into());
+    };
+    if origin.is_empty() {
+        return Err("an empty origin line".into());
+    }
+    let canonical = size.parse::<u64>().ok().filter(|n| n.to_string() == size);
+    let tree_size = canonical.ok_or(format!("{size:?} is not a size in decimal"))?;
+    let root_bytes = base64::engine::general_purpose::STANDARD
+        .decode(root)
+        .ok()
+        .filter(|bytes| bytes.len() == 32)
+        .ok_or(format!("{root:?} is not the base64 of a 32-byte root"))?;
+    Ok(Checkpoint {
+        origin: origin.to_string(),
+        tree_size,
+        root: hex::encode(root_bytes),
+    })
+}

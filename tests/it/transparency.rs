@@ -256,3 +256,74 @@ fn the_stores_log_proves_an_event_and_its_own_growth_and_the_proofs_check_withou
     assert_eq!(code(&sb.run(&["log", "prove-inclusion", "4"])), 2);
     assert_eq!(code(&sb.run(&["log", "prove-consistency", "3", "2"])), 2);
 }
+
+#[test]
+fn a_checkpoint_signed_with_a_generated_key_checks_only_with_that_key_and_unchanged() {
+    let sb = Sandbox::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/example-packet");
+    assert_eq!(code(&sb.run(&["ingest", example])), 0);
+    let key_file = sb.path("ci.key");
+    let out = sb.run_storeless(&[
+        "key",
+        "generate",
+        "ci-gate",
+        "--out",
+        key_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let verifier = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(verifier.starts_with("ci-gate+"), "{verifier}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = sb.run_storeless(&[
+        "key",
+        "generate",
+        "ci-gate",
+        "--out",
+        key_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&again), 2, "a key file is never overwritten");
+    let other_file = sb.path("other.key");
+    let other = sb.run_storeless(&[
+        "key",
+        "generate",
+        "ci-gate",
+        "--out",
+        other_file.to_str().unwrap(),
+    ]);
+    let other_verifier = String::from_utf8(other.stdout).unwrap().trim().to_string();
+
+    let out = sb.run(&["log", "checkpoint", "--sign", key_file.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let signed = String::from_utf8(out.stdout).unwrap();
+    assert!(signed.contains("\n\n\u{2014} ci-gate "), "{signed}");
+    let file = sb.write("checkpoint", &signed);
+    let check = |file: &std::path::Path, key: &str| {
+        let out = sb.run_storeless(&[
+            "proof",
+            "check-checkpoint",
+            file.to_str().unwrap(),
+            "--key",
+            key,
+        ]);
+        (
+            code(&out),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out),
+        )
+    };
+    let (rc, text) = check(&file, &verifier);
+    assert_eq!(rc, 0, "{text}");
+    assert!(text.contains("at size 2"), "{text}");
+    // Signed by another key of the same name: exit 1.
+    let (rc, text) = check(&file, &other_verifier);
+    assert_eq!(rc, 1, "{text}");
+    // A changed size: exit 1.
+    let changed = sb.write("changed", signed.replacen("\n2\n", "\n3\n", 1));
+    let (rc, text) = check(&changed, &verifier);
+    assert_eq!(rc, 1, "{text}");
+    // Not a signed note, or a bad key: exit 2.
+    let plain = sb.write("plain", "evstore-log/x\n2\nAAAA\n");
+    assert_eq!(check(&plain, &verifier).0, 2);
+    assert_eq!(check(&file, "not-a-key").0, 2);
+}
