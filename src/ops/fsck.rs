@@ -589,8 +589,18 @@ impl<'a> FsckRun<'a> {
         // (and a bucket has no empty folders): a missing claim, or no refs/ at all beside
         // packets, was removed from the bucket, never "not written yet".
         let remote = self.store.is_remote();
+        // A claim the listing did not show may have been created since (a writer committing
+        // while fsck runs: its claim came after the listing, its rows before the catalog was
+        // read); it is read once more, by its key, before it is called missing.
+        let claim_still_missing = |row: &PacketRow| {
+            refs.read_packet_claim(&row.record.name, row.record.version)
+                .is_none_or(|id| id != row.record_id)
+        };
         if !refs.present() && remote {
             for row in &self.packets {
+                if !claim_still_missing(row) {
+                    continue;
+                }
                 self.report.problems.push(Problem {
                     subject: format!("packet {}@{}", row.record.name, row.record.version),
                     reason: format!(
@@ -639,6 +649,7 @@ impl<'a> FsckRun<'a> {
                         row.record.name, row.record.version
                     ))
                 }) => {}
+                None if remote && !claim_still_missing(row) => {}
                 None if remote => self.report.problems.push(Problem {
                     subject: format!("packet {label}"),
                     reason: format!(
