@@ -175,22 +175,25 @@ pub fn inclusion_walk(
     if index >= size {
         return Err(ProofFailure::IndexOutOfRange { index, size });
     }
-    let (mut fn_, mut sn) = (index, size - 1);
-    let mut walk = Vec::with_capacity(proof_len);
-    for _ in 0..proof_len {
+    walk_up(index, size - 1, proof_len)
+}
+
+/// The common loop of RFC 9162 §2.1.3.2 step 4 and §2.1.4.2 step 6, from `fn_` and `sn` over
+/// `steps` hashes: for each, true when it joins on the left ("LSB(fn) is set, or fn is equal to
+/// sn"). `Err` when `sn` reaches 0 early or is not 0 at the end.
+fn walk_up(mut fn_: u64, mut sn: u64, steps: usize) -> Result<Vec<bool>, ProofFailure> {
+    let mut walk = Vec::with_capacity(steps);
+    for _ in 0..steps {
         if sn == 0 {
             return Err(ProofFailure::WrongLength);
         }
-        if fn_ & 1 == 1 || fn_ == sn {
-            walk.push(true);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
+        let on_the_left = fn_ & 1 == 1 || fn_ == sn;
+        walk.push(on_the_left);
+        if on_the_left && fn_ & 1 == 0 {
+            while fn_ & 1 == 0 && fn_ != 0 {
+                fn_ >>= 1;
+                sn >>= 1;
             }
-        } else {
-            walk.push(false);
         }
         fn_ >>= 1;
         sn >>= 1;
@@ -262,29 +265,16 @@ pub fn consistency_walk(
         fn_ >>= 1;
         sn >>= 1;
     }
-    let mut walk = Vec::with_capacity(path_len - 1);
-    for _ in 1..path_len {
-        if sn == 0 {
-            return Err(ProofFailure::WrongLength);
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
-            walk.push(ConsistencyStep::LeftOfBoth);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
+    Ok(walk_up(fn_, sn, path_len - 1)?
+        .into_iter()
+        .map(|on_the_left| {
+            if on_the_left {
+                ConsistencyStep::LeftOfBoth
+            } else {
+                ConsistencyStep::RightOfNew
             }
-        } else {
-            walk.push(ConsistencyStep::RightOfNew);
-        }
-        fn_ >>= 1;
-        sn >>= 1;
-    }
-    if sn != 0 {
-        return Err(ProofFailure::WrongLength);
-    }
-    Ok(walk)
+        })
+        .collect())
 }
 
 /// Check that the tree of `new_size` leaves with root `new_root` extends the tree of

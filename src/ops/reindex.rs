@@ -98,7 +98,7 @@ fn read_previous(lock: &CatalogExclusiveLock, path: &Path) -> Result<Previous> {
 }
 
 /// `catalog.sqlite` → `catalog.sqlite<suffix>` beside it.
-fn catalog_sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
+pub(crate) fn catalog_sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);
     path.with_file_name(name)

@@ -259,11 +259,7 @@ fn set_aside_cache_file(path: &Path, what: &str) -> Result<std::path::PathBuf> {
         other => other,
     })?;
     let stamp = crate::now_unix_nanos();
-    let sibling = |suffix: &str| {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(suffix);
-        path.with_file_name(name)
-    };
+    let sibling = |suffix: &str| crate::ops::reindex::catalog_sibling(path, suffix);
     let aside = sibling(&format!(".stale-{stamp}"));
     for suffix in ["-wal", "-shm", ""] {
         let from = sibling(suffix);

@@ -212,12 +212,7 @@ fn find_event(events: &[EventRow], named: &str) -> Result<usize> {
 /// [`Error::Usage`] for a file that cannot be read or is not that JSON.
 pub fn read_proof_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
     use crate::text::EscapePath;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| {
-            std::io::Read::read_to_end(&mut std::io::Read::take(file, 1 << 20), &mut bytes)
-        })
-        .map_err(|err| Error::Usage(format!("{}: cannot read the proof: {err}", path.escaped())))?;
+    let bytes = read_small_input(path, "the proof")?;
     serde_json::from_slice(&bytes).map_err(|err| {
         Error::Usage(format!(
             "{}: not a proof as `evstore log prove-*` prints it: {err}",
@@ -298,10 +293,7 @@ pub fn check_signed_checkpoint(
     use crate::format::note::{NoteError, VerifierKey};
     use crate::text::EscapePath;
     let key = VerifierKey::parse(key).map_err(|err| Error::Usage(format!("--key: {err}")))?;
-    let mut bytes = Vec::new();
-    std::fs::File::open(file)
-        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 1 << 20), &mut bytes))
-        .map_err(|err| Error::Usage(format!("{}: cannot read: {err}", file.escaped())))?;
+    let bytes = read_small_input(file, "the checkpoint")?;
     let note = String::from_utf8(bytes).map_err(|_| {
         Error::Usage(format!(
             "{}: not UTF-8, so not a signed note",
@@ -347,4 +339,24 @@ fn parse_checkpoint_text(text: &str) -> std::result::Result<Checkpoint, String> 
         tree_size,
         root: hex::encode(root_bytes),
     })
+}
+
+/// Read a proof or checkpoint file a user gave: at most 1 MiB (a larger one is refused, not cut
+/// short).
+fn read_small_input(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    use crate::text::EscapePath;
+    const MAX: u64 = 1 << 20;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX + 1), &mut bytes)
+        })
+        .map_err(|err| Error::Usage(format!("{}: cannot read {what}: {err}", path.escaped())))?;
+    if bytes.len() as u64 > MAX {
+        return Err(Error::Usage(format!(
+            "{}: larger than 1 MiB, so not {what}",
+            path.escaped()
+        )));
+    }
+    Ok(bytes)
 }

@@ -52,6 +52,11 @@ fn five_entries() -> FiveEntries {
     }
 }
 
+/// `evstore proof CHECK --json-proof FILE`, storeless.
+fn check_json_proof(sb: &Sandbox, check: &str, file: &std::path::Path) -> std::process::Output {
+    sb.run_storeless(&["proof", check, "--json-proof", file.to_str().unwrap()])
+}
+
 fn check(sb: &Sandbox, args: &[&str]) -> (i32, String) {
     let out = sb.run_storeless(args);
     (
@@ -210,12 +215,7 @@ fn the_stores_log_proves_an_event_and_its_own_growth_and_the_proofs_check_withou
     assert_eq!(inclusion["leaf_index"], 1);
     assert_eq!(inclusion["tree_size"], 3);
     let file = sb.write("inclusion.json", inclusion.to_string());
-    let checked = sb.run_storeless(&[
-        "proof",
-        "check-inclusion",
-        "--json-proof",
-        file.to_str().unwrap(),
-    ]);
+    let checked = check_json_proof(&sb, "check-inclusion", &file);
     assert_eq!(code(&checked), 0, "{}", stderr(&checked));
 
     // The log now extends the log of the first checkpoint.
@@ -223,34 +223,19 @@ fn the_stores_log_proves_an_event_and_its_own_growth_and_the_proofs_check_withou
     assert_eq!(rc, 0, "{consistency}");
     assert_eq!(consistency["old_root"], before["root"]);
     let file = sb.write("consistency.json", consistency.to_string());
-    let checked = sb.run_storeless(&[
-        "proof",
-        "check-consistency",
-        "--json-proof",
-        file.to_str().unwrap(),
-    ]);
+    let checked = check_json_proof(&sb, "check-consistency", &file);
     assert_eq!(code(&checked), 0, "{}", stderr(&checked));
 
     // A changed hash fails (exit 1); JSON that is not a proof is malformed (exit 2).
     let mut bad = inclusion.clone();
     bad["root"] = serde_json::Value::String(hex(&leaf(b"another root")));
     let file = sb.write("bad.json", bad.to_string());
-    let checked = sb.run_storeless(&[
-        "proof",
-        "check-inclusion",
-        "--json-proof",
-        file.to_str().unwrap(),
-    ]);
+    let checked = check_json_proof(&sb, "check-inclusion", &file);
     assert_eq!(code(&checked), 1, "{}", stderr(&checked));
     let mut odd = inclusion.clone();
     odd["extra"] = serde_json::Value::Bool(true);
     let file = sb.write("odd.json", odd.to_string());
-    let checked = sb.run_storeless(&[
-        "proof",
-        "check-inclusion",
-        "--json-proof",
-        file.to_str().unwrap(),
-    ]);
+    let checked = check_json_proof(&sb, "check-inclusion", &file);
     assert_eq!(code(&checked), 2, "{}", stderr(&checked));
     // Events that do not exist, and sizes out of order, are refused.
     assert_eq!(code(&sb.run(&["log", "prove-inclusion", "4"])), 2);
