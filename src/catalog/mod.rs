@@ -96,6 +96,10 @@ pub struct CatalogExclusiveLock {
 }
 
 /// The (device, inode) of the file at `path`.
+/// How long a catalog statement waits for another process's lock before it fails (SQLite's
+/// busy handler), and how long an open waits to put a new catalog in WAL mode.
+const CATALOG_BUSY_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)?;
@@ -469,7 +473,7 @@ impl Catalog {
             access,
             log: None,
         };
-        let busy = catalog.conn.busy_timeout(Duration::from_secs(120));
+        let busy = catalog.conn.busy_timeout(CATALOG_BUSY_TIMEOUT);
         catalog.sql(busy)?;
         let query_only = catalog.conn.pragma_update(None, "query_only", true);
         catalog.sql(query_only)?;
@@ -615,12 +619,9 @@ impl Catalog {
     }
 
     fn prepare(&mut self) -> Result<()> {
-        let busy = self.conn.busy_timeout(Duration::from_secs(120));
+        let busy = self.conn.busy_timeout(CATALOG_BUSY_TIMEOUT);
         self.sql(busy)?;
-        let wal = self
-            .conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0));
-        self.sql(wal)?;
+        self.enter_wal_mode()?;
         let sync = self.conn.pragma_update(None, "synchronous", "FULL");
         self.sql(sync)?;
         let fk = self.conn.pragma_update(None, "foreign_keys", "ON");
@@ -682,6 +683,48 @@ impl Catalog {
             path: self.path.clone(),
             source,
         })
+    }
+
+    /// Put the catalog in WAL mode, which is a property of the file: after the first open there
+    /// is nothing to do and no lock is taken. Turning a new file to WAL needs the file to
+    /// itself, and SQLite does not call the busy handler for it: another process opening the
+    /// same new catalog at that moment makes the pragma fail at once ("database is locked") or
+    /// leave the mode unchanged. So this waits itself, within the catalog's busy timeout,
+    /// reading the mode again after each pause (the other process has usually converted it).
+    fn enter_wal_mode(&self) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let mode = self
+                .conn
+                .query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0));
+            if self.sql(mode)?.eq_ignore_ascii_case("wal") {
+                return Ok(());
+            }
+            let converted = self
+                .conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |row| {
+                    row.get::<_, String>(0)
+                });
+            let still = match converted {
+                Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+                Ok(mode) => mode,
+                Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                    "locked by another process".to_string()
+                }
+                Err(err) => return self.sql(Err(err)),
+            };
+            if started.elapsed() >= CATALOG_BUSY_TIMEOUT {
+                return Err(Error::Busy(format!(
+                    "{}: the catalog could not be put in WAL mode within {} s (its journal mode \
+                     stayed: {still}); another process keeps it open; run the command again",
+                    self.path.escaped(),
+                    CATALOG_BUSY_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
     }
 
     /// The catalog file.

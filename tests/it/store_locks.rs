@@ -50,3 +50,30 @@ fn gc_temp_during_a_write_is_an_operational_error_in_json() {
     );
     drop(batch);
 }
+
+/// Many processes that open one catalog that does not exist yet (the S3 cache of a machine
+/// whose first commands run at once) all open it: turning a new file into WAL mode takes an
+/// exclusive lock SQLite does not wait for, so the open waits for it itself. Found by CI:
+/// `one_name_many_trees_*_on_s3` failed once with "database is locked" in its first round.
+#[test]
+fn regression_many_first_opens_of_one_new_catalog_all_succeed() {
+    let sb = Sandbox::new();
+    for round in 0..6 {
+        let path = sb.path(&format!("fresh-{round}.sqlite"));
+        let start = std::sync::Arc::new(std::sync::Barrier::new(12));
+        let openers: Vec<_> = (0..12)
+            .map(|_| {
+                let path = path.clone();
+                let start = std::sync::Arc::clone(&start);
+                std::thread::spawn(move || {
+                    start.wait();
+                    evstore::catalog::Catalog::open(&path).map(|_| ())
+                })
+            })
+            .collect();
+        for opener in openers {
+            let opened = opener.join().expect("the opener thread");
+            assert!(opened.is_ok(), "round {round}: {:?}", opened.err());
+        }
+    }
+}
