@@ -137,9 +137,22 @@ pub enum Command {
     /// event with sequence number i + 1, hashed as SHA-256(0x00 || its log/ bytes); FORMAT.md):
     /// `checkpoint`, `prove-inclusion` and `prove-consistency` print what `evstore proof
     /// check-*` checks without a store.
+    ///
+    /// With `--verify-from CHECKPOINT_FILE`: check that the store's log today only appended to
+    /// the log that old checkpoint was of (same origin, no entry removed, the RFC 9162
+    /// consistency proof holds), reading the store's log/ keys. Exit 0 if it did, 1 if the log
+    /// was rewritten (naming the event, when the catalog's copy of the log shows which), 2 for a
+    /// malformed checkpoint or key.
     Log {
         #[command(subcommand)]
         command: Option<LogCommand>,
+        /// Check the log against this old checkpoint (as `log checkpoint [--sign]` printed it)
+        #[arg(long, value_name = "CHECKPOINT_FILE")]
+        verify_from: Option<PathBuf>,
+        /// The verifier key to check the old checkpoint's signature by (default: the store's,
+        /// when it keeps checkpoints)
+        #[arg(long, value_name = "VERIFIER_KEY", requires = "verify_from")]
+        key: Option<String>,
     },
     /// Re-hash every object and cross-check objects, catalog and event chain
     Fsck,
@@ -379,6 +392,19 @@ pub enum LogCommand {
         /// generate`)
         #[arg(long, value_name = "KEYFILE")]
         sign: Option<PathBuf>,
+    },
+    /// Keep a signed checkpoint in the store after every command that appends to its log
+    ///
+    /// The first run writes the key's verifier key to the store (checkpoints/verifier-key; it is
+    /// never changed) and keeps the checkpoint of the log now. Every machine that writes the
+    /// store runs it once with the same key file (it records the key file's path beside its
+    /// catalog; the private key never enters the store), or sets $EVSTORE_SIGNING_KEY: a
+    /// writing command without the key is refused before it writes. `fsck` checks every kept
+    /// checkpoint against the log.
+    KeepCheckpoints {
+        /// The signer key file (`evstore key generate`)
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
     },
     /// Print the inclusion proof of one event in the log as it is now
     ProveInclusion {

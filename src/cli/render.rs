@@ -79,6 +79,82 @@ pub(crate) fn log_checkpoint(
     }
 }
 
+/// `log --verify-from`: each check, then `PASS` or `FAIL` (`--json`: the report and a
+/// `verdict`).
+pub(crate) fn log_verify_from(
+    json: bool,
+    report: &crate::ops::checkpoints::VerifyFromReport,
+) -> Result<()> {
+    let verdict = if report.passed() { "PASS" } else { "FAIL" };
+    if json {
+        let mut value = to_json(report)?;
+        value["verdict"] = json!(verdict);
+        print_json(&value);
+        return Ok(());
+    }
+    say!(
+        "old checkpoint: {} at size {} with root {}",
+        report.checkpoint.origin,
+        report.checkpoint.tree_size,
+        report.checkpoint.root
+    );
+    say!("signature: {}", report.signature);
+    say!(
+        "log now: {} with root {}",
+        count(report.tree_size, "event"),
+        report.root
+    );
+    for problem in &report.problems {
+        say!("problem: {problem}");
+    }
+    if report.passed() {
+        say!(
+            "PASS: the log now only appended to the log of the checkpoint ({} added; a \
+             consistency proof of {} hashes)",
+            count(report.tree_size - report.checkpoint.tree_size, "event"),
+            report.proof.len()
+        );
+    } else {
+        say!("FAIL: the log is not an append-only extension of the checkpoint");
+    }
+    Ok(())
+}
+
+/// `log keep-checkpoints`: what was configured and the checkpoint kept now.
+pub(crate) fn keep_checkpoints(
+    json: bool,
+    configured: &crate::ops::checkpoints::KeepConfigured,
+) -> Result<()> {
+    if json {
+        return print_report(configured);
+    }
+    if configured.store_configured_now {
+        say!(
+            "the store now keeps a checkpoint signed by {} after every change",
+            configured.verifier_key
+        );
+    } else {
+        say!(
+            "the store keeps checkpoints signed by {} already",
+            configured.verifier_key
+        );
+    }
+    say!(
+        "this machine's signer key file is recorded in {}",
+        configured.signer_recorded_in.escaped()
+    );
+    match &configured.kept {
+        Some(kept) => say!(
+            "kept the checkpoint of {} (root {}) at {}",
+            count(kept.tree_size, "event"),
+            kept.root,
+            kept.key
+        ),
+        None => say!("the checkpoint of the log as it is now was kept already"),
+    }
+    Ok(())
+}
+
 /// `key generate`: the verifier key on stdout (`--json`: `{"name", "key_file",
 /// "verifier_key"}`).
 pub(crate) fn key_generated(json: bool, name: &str, key_file: &Path, verifier: &str) {
@@ -454,6 +530,15 @@ pub(crate) fn fsck(json: bool, report: &FsckReport) -> Result<()> {
     for n in &report.notes {
         say!("note: {n}");
     }
+    say!(
+        "log: {} with Merkle root {}{}",
+        count(report.log_tree_size, "event"),
+        report.log_root,
+        match report.checkpoints_checked {
+            0 => String::new(),
+            n => format!("; {} checked against it", count(n, "kept checkpoint")),
+        }
+    );
     say!(
         "{verdict}: {}; checked {} ({}), {}, {}",
         count(report.problems.len() as u64, "problem"),

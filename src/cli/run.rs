@@ -149,6 +149,8 @@ struct Context {
     store_named: bool,
     json: bool,
     progress: Progress,
+    /// Set by [`Context::open`] when the store keeps signed checkpoints.
+    checkpoint_signer: std::cell::RefCell<Option<ops::checkpoints::CheckpointSigner>>,
 }
 
 /// A progress bar on stderr, drawn only while a phase runs and cleared when it ends.
@@ -205,12 +207,57 @@ impl Context {
                 .unwrap_or_else(|| PathBuf::from(".evstore")),
             json: cli.json,
             progress: TerminalProgress::for_stderr(cli.no_progress),
+            checkpoint_signer: std::cell::RefCell::new(None),
         }
     }
 
     /// Open the store for a command that writes to it: refused up front if this user cannot.
     fn open(&self) -> Result<(Store, Catalog)> {
         ops::setup::open_for_writing(&self.store_path)
+    }
+
+    /// Before a command that appends to the store's log: if the store keeps signed
+    /// checkpoints, find this machine's signer key now, so a machine without it is refused
+    /// before anything is written. A store that does not open is left to the command to report.
+    fn find_checkpoint_signer(&self) -> Result<()> {
+        let Ok(store) = Store::open(&self.store_path) else {
+            return Ok(());
+        };
+        *self.checkpoint_signer.borrow_mut() = ops::checkpoints::signer_for_writer(&store)?;
+        Ok(())
+    }
+
+    /// After a command that appends to the log: if the store keeps checkpoints, sign
+    /// and keep the checkpoint of its log now (whatever the command's outcome: a failed
+    /// verification may have logged an event too). A command that succeeded but whose
+    /// checkpoint could not be kept fails (exit 2), saying what was recorded.
+    fn keep_checkpoint_after(&self, result: Result<Outcome>) -> Result<Outcome> {
+        let Some(signer) = self.checkpoint_signer.borrow_mut().take() else {
+            return result;
+        };
+        let kept = ops::setup::open_for_reading(&self.store_path)
+            .and_then(|(store, catalog)| ops::checkpoints::keep(&store, &catalog, &signer));
+        match kept {
+            Ok(Some(kept)) => {
+                crate::notice::notice(&format!(
+                    "kept the signed checkpoint of the log at {} events: {}",
+                    kept.tree_size, kept.key
+                ));
+                result
+            }
+            Ok(None) => result,
+            Err(err) if result.is_ok() => Err(Error::Usage(format!(
+                "the command completed, but the signed checkpoint of the log after it could not \
+                 be kept: {err}; the next writing command (or `evstore log keep-checkpoints`) \
+                 keeps one of the log then"
+            ))),
+            Err(err) => {
+                crate::notice::notice(&format!(
+                    "the signed checkpoint of the log after this command could not be kept: {err}"
+                ));
+                result
+            }
+        }
     }
 
     /// Open the store for a command that only reads it.
@@ -245,31 +292,77 @@ fn outcome(verdict: Verdict) -> Outcome {
     }
 }
 
-/// Run the parsed command: each arm hands its arguments to its `cmd_*`.
+/// Run the parsed command, then keep a signed checkpoint if it wrote to a store that keeps
+/// them.
 fn dispatch(cli: Cli) -> Result<Outcome> {
     let ctx = Context::for_command_line(&cli);
-    match cli.command {
-        Command::Init => cmd_init(&ctx),
+    if appends_to_the_log(&cli.command) {
+        ctx.find_checkpoint_signer()?;
+    }
+    let result = dispatch_command(&ctx, cli.command);
+    ctx.keep_checkpoint_after(result)
+}
+
+/// True for the commands that append events to the store's log (after which a store that
+/// keeps checkpoints keeps one). `log keep-checkpoints` keeps its own.
+fn appends_to_the_log(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Ingest { .. }
+            | Command::Mirror { .. }
+            | Command::Rerun { .. }
+            | Command::Forget { .. }
+            | Command::Reindex { .. }
+            | Command::Kb {
+                command: KbCommand::Verify {
+                    no_store: false,
+                    ..
+                },
+            }
+    )
+}
+
+/// Run the parsed command: each arm hands its arguments to its `cmd_*`.
+fn dispatch_command(ctx: &Context, command: Command) -> Result<Outcome> {
+    match command {
+        Command::Init => cmd_init(ctx),
         Command::Ingest {
             dir,
             name,
             note,
             source_date_epoch,
-        } => cmd_ingest(&ctx, &dir, name, note, source_date_epoch),
-        Command::Hash { dir, expect, quiet } => cmd_hash(&ctx, &dir, &expect, quiet),
-        Command::Ls => cmd_ls(&ctx),
-        Command::Show { packet } => cmd_show(&ctx, &packet),
-        Command::Manifest { packet } => cmd_manifest(&ctx, &packet),
-        Command::Cat { packet, path } => cmd_cat(&ctx, &packet, &path),
-        Command::Export { packet, dest } => cmd_export(&ctx, &packet, &dest),
-        Command::Log { command: None } => cmd_log(&ctx),
+        } => cmd_ingest(ctx, &dir, name, note, source_date_epoch),
+        Command::Hash { dir, expect, quiet } => cmd_hash(ctx, &dir, &expect, quiet),
+        Command::Ls => cmd_ls(ctx),
+        Command::Show { packet } => cmd_show(ctx, &packet),
+        Command::Manifest { packet } => cmd_manifest(ctx, &packet),
+        Command::Cat { packet, path } => cmd_cat(ctx, &packet, &path),
+        Command::Export { packet, dest } => cmd_export(ctx, &packet, &dest),
+        Command::Log {
+            command: None,
+            verify_from: None,
+            ..
+        } => cmd_log(ctx),
+        Command::Log {
+            command: None,
+            verify_from: Some(checkpoint),
+            key,
+        } => cmd_log_verify_from(ctx, &checkpoint, key.as_deref()),
+        Command::Log {
+            command: Some(_),
+            verify_from: Some(_),
+            ..
+        } => Err(Error::Usage(
+            "--verify-from is an option of `evstore log` itself, not of its subcommands".into(),
+        )),
         Command::Log {
             command: Some(command),
-        } => cmd_log_merkle(&ctx, command),
-        Command::Fsck => cmd_fsck(&ctx),
-        Command::Reindex { replace } => cmd_reindex(&ctx, replace),
-        Command::Forget { item, reason } => cmd_forget(&ctx, &item, &reason),
-        Command::Seal { dir, force } => cmd_seal(&ctx, &dir, force),
+            ..
+        } => cmd_log_merkle(ctx, command),
+        Command::Fsck => cmd_fsck(ctx),
+        Command::Reindex { replace } => cmd_reindex(ctx, replace),
+        Command::Forget { item, reason } => cmd_forget(ctx, &item, &reason),
+        Command::Seal { dir, force } => cmd_seal(ctx, &dir, force),
         Command::Verify {
             dir,
             against,
@@ -278,21 +371,21 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             kb,
             expect,
         } => {
-            let config = verify_config(&ctx, seal, original, kb, &expect)?;
-            cmd_verify(&ctx, &dir, against.as_deref(), &config)
+            let config = verify_config(ctx, seal, original, kb, &expect)?;
+            cmd_verify(ctx, &dir, against.as_deref(), &config)
         }
-        Command::Diff { a, b, original } => cmd_diff(&ctx, &a, &b, original),
+        Command::Diff { a, b, original } => cmd_diff(ctx, &a, &b, original),
         Command::Mirror {
             packet,
             kb_dir,
             as_path,
             dedup,
-        } => cmd_mirror(&ctx, &packet, &kb_dir, as_path, dedup),
-        Command::Kb { command } => cmd_kb(&ctx, command),
-        Command::Proof { command } => cmd_proof(&ctx, command),
+        } => cmd_mirror(ctx, &packet, &kb_dir, as_path, dedup),
+        Command::Kb { command } => cmd_kb(ctx, command),
+        Command::Proof { command } => cmd_proof(ctx, command),
         Command::Key {
             command: KeyCommand::Generate { name, out },
-        } => cmd_key_generate(&ctx, &name, &out),
+        } => cmd_key_generate(ctx, &name, &out),
         Command::Rerun {
             packet,
             expect,
@@ -305,7 +398,7 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             source_date_epoch,
             command,
         } => cmd_rerun(
-            &ctx,
+            ctx,
             RerunArgs {
                 packet,
                 expect,
@@ -319,8 +412,8 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
                 command,
             },
         ),
-        Command::Runs { packet } => cmd_runs(&ctx, packet.as_deref()),
-        Command::GcTemp => cmd_gc_temp(&ctx),
+        Command::Runs { packet } => cmd_runs(ctx, packet.as_deref()),
+        Command::GcTemp => cmd_gc_temp(ctx),
     }
 }
 
@@ -342,9 +435,27 @@ fn verify_config(
 }
 
 /// Run a `kb` subcommand.
+fn cmd_log_verify_from(ctx: &Context, checkpoint: &Path, key: Option<&str>) -> Result<Outcome> {
+    let (store, catalog) = ctx.open_read()?;
+    let report = ops::checkpoints::verify_from(&store, &catalog, checkpoint, key)?;
+    render::log_verify_from(ctx.json, &report)?;
+    Ok(if report.passed() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
+}
+
 fn cmd_log_merkle(ctx: &Context, command: LogCommand) -> Result<Outcome> {
+    if let LogCommand::KeepCheckpoints { key } = &command {
+        let (store, catalog) = ctx.open()?;
+        let configured = ops::checkpoints::configure(&store, &catalog, key)?;
+        render::keep_checkpoints(ctx.json, &configured)?;
+        return Ok(Outcome::Pass);
+    }
     let (_, catalog) = ctx.open_read()?;
     match command {
+        LogCommand::KeepCheckpoints { .. } => {}
         LogCommand::Checkpoint { sign } => {
             let checkpoint = ops::transparency::checkpoint(&catalog)?;
             let signed = match sign {

@@ -318,7 +318,7 @@ pub fn check_signed_checkpoint(
 
 /// Parse a checkpoint's text: origin, decimal size (no leading zero), base64 root of 32 bytes,
 /// then any extension lines.
-fn parse_checkpoint_text(text: &str) -> std::result::Result<Checkpoint, String> {
+pub(crate) fn parse_checkpoint_text(text: &str) -> std::result::Result<Checkpoint, String> {
     use base64::Engine as _;
     let mut lines = text.lines();
     let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {

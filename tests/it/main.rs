@@ -7,6 +7,7 @@
 mod sandbox;
 
 mod architecture;
+mod checkpoints;
 mod drift_seal;
 mod fixture_store;
 mod foundation;

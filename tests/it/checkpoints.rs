@@ -1,0 +1,294 @@
+//! Kept checkpoints and the append-only check of the log: `evstore log keep-checkpoints`, the
+//! signed checkpoint kept after every command that appends, `log --verify-from`, and `fsck`'s
+//! recomputed Merkle root, all through the real binary.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::sandbox::{code, stderr, write_packet, Sandbox};
+
+/// `key generate NAME --out NAME.key` in the sandbox: the key file and the verifier key.
+fn generate_key(sb: &Sandbox, name: &str) -> (PathBuf, String) {
+    let keyfile = sb.path(&format!("{name}.key"));
+    let out = sb.run_storeless(&["key", "generate", name, "--out", keyfile.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let verifier = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string();
+    (keyfile, verifier)
+}
+
+/// A store holding one packet, keeping checkpoints signed by `alice`: the key file and the
+/// verifier key.
+fn store_keeping_checkpoints(sb: &Sandbox) -> (PathBuf, String) {
+    let packet = write_packet(sb, "p1");
+    let out = sb.run(&["ingest", packet.to_str().unwrap(), "--name", "p"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (keyfile, verifier) = generate_key(sb, "alice");
+    let (rc, kept) = sb.json(&[
+        "log",
+        "keep-checkpoints",
+        "--key",
+        keyfile.to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 0, "{kept}");
+    assert_eq!(kept["store_configured_now"], true, "{kept}");
+    assert_eq!(kept["verifier_key"], verifier.as_str(), "{kept}");
+    assert!(kept["kept"]["tree_size"].as_u64().is_some(), "{kept}");
+    (keyfile, verifier)
+}
+
+/// The log's size and root now, as `log checkpoint --json` prints them.
+fn log_size_and_root(sb: &Sandbox) -> (u64, String) {
+    let (rc, checkpoint) = sb.json(&["log", "checkpoint"]);
+    assert_eq!(rc, 0, "{checkpoint}");
+    (
+        checkpoint["tree_size"].as_u64().unwrap(),
+        checkpoint["root"].as_str().unwrap().to_string(),
+    )
+}
+
+on_both_backends! {
+    /// Once configured, every command that appends keeps the signed checkpoint of the log after
+    /// it; fsck recomputes the log's root from its log/ keys and checks each kept checkpoint
+    /// (signature, size, root) against it.
+    fn every_append_keeps_a_signed_checkpoint_and_fsck_checks_them() {
+        let sb = Sandbox::new();
+        store_keeping_checkpoints(&sb);
+        let first = log_size_and_root(&sb);
+        let packet = sb.write("p2/a.txt", "second\n");
+        let out = sb.run(&["ingest", packet.parent().unwrap().to_str().unwrap(), "--name", "q"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let after = log_size_and_root(&sb);
+        assert_eq!(after.0, first.0 + 1);
+        assert!(
+            stderr(&out).contains(&format!(
+                "kept the signed checkpoint of the log at {} events",
+                after.0
+            )),
+            "{}",
+            stderr(&out)
+        );
+        let (rc, fsck) = sb.json(&["fsck"]);
+        assert_eq!(rc, 0, "{fsck}");
+        assert_eq!(fsck["checkpoints_checked"], 2, "{fsck}");
+        assert_eq!(fsck["log_tree_size"], after.0, "{fsck}");
+        assert_eq!(fsck["log_root"], after.1.as_str(), "{fsck}");
+        // Configuring again with the same key changes nothing and keeps nothing new.
+        let (rc, again) = sb.json(&["log", "keep-checkpoints", "--key", sb.path("alice.key").to_str().unwrap()]);
+        assert_eq!(rc, 0, "{again}");
+        assert_eq!(again["store_configured_now"], false, "{again}");
+        assert!(again["kept"].is_null(), "{again}");
+    }
+
+    /// A machine without the store's signer key (none recorded, or $EVSTORE_SIGNING_KEY naming
+    /// another key) is refused before it writes: exit 2, nothing archived.
+    fn a_writer_without_the_signer_key_is_refused_before_it_writes() {
+        let sb = Sandbox::new();
+        let (_, verifier) = store_keeping_checkpoints(&sb);
+        let (bob, _) = generate_key(&sb, "bob");
+        let packet = sb.write("p2/a.txt", "second\n");
+        let packet = packet.parent().unwrap().to_str().unwrap().to_string();
+        let other_machine = sb.path("machine-b");
+        let without_key = |env: Option<&Path>| {
+            let mut cmd = sb.command();
+            // Another machine: its own cache of an S3 store; for a local store, the recorded
+            // signer file moved away.
+            cmd.env("EVSTORE_CACHE", &other_machine);
+            if let Some(keyfile) = env {
+                cmd.env("EVSTORE_SIGNING_KEY", keyfile);
+            }
+            cmd.args(["ingest", &packet, "--name", "q"]).output().unwrap()
+        };
+        let signer_file = sb.store().join("checkpoint-signer");
+        let local = signer_file.exists();
+        if local {
+            fs::rename(&signer_file, sb.path("signer-aside")).unwrap();
+        }
+        let out = without_key(None);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("has no signer key") && stderr(&out).contains(&verifier),
+            "{}",
+            stderr(&out)
+        );
+        let out = without_key(Some(&bob));
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(stderr(&out).contains("holds the key of bob+"), "{}", stderr(&out));
+        if local {
+            fs::rename(sb.path("signer-aside"), &signer_file).unwrap();
+        }
+        let (rc, listing) = sb.json(&["ls"]);
+        assert_eq!(rc, 0, "{listing}");
+        assert_eq!(listing["packets"].as_array().map(Vec::len), Some(1), "{listing}");
+        // With the key named by the environment, the other machine writes and keeps a checkpoint.
+        let out = without_key(Some(&sb.path("alice.key")));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(stderr(&out).contains("kept the signed checkpoint"), "{}", stderr(&out));
+    }
+}
+
+/// `log --verify-from` passes for a log that was only appended to, with the signature checked
+/// by the store's verifier key or by `--key`; it fails (exit 1) for a checkpoint signed by
+/// another key, of another store's log, or of a larger log, and refuses a malformed one (exit 2).
+#[test]
+fn verify_from_passes_an_appended_log_and_fails_what_is_not_one() {
+    let sb = Sandbox::new();
+    let (keyfile, verifier) = store_keeping_checkpoints(&sb);
+    let old = sb.run(&["log", "checkpoint", "--sign", keyfile.to_str().unwrap()]);
+    assert_eq!(code(&old), 0, "{}", stderr(&old));
+    let old_file = sb.write("old.checkpoint", &old.stdout);
+    let packet = sb.write("p2/a.txt", "second\n");
+    let out = sb.run(&[
+        "ingest",
+        packet.parent().unwrap().to_str().unwrap(),
+        "--name",
+        "q",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let old_arg = old_file.to_str().unwrap();
+    let (rc, report) = sb.json(&["log", "--verify-from", old_arg]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["verdict"], "PASS");
+    assert!(
+        report["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("verified"),
+        "{report}"
+    );
+    let (rc, report) = sb.json(&["log", "--verify-from", old_arg, "--key", &verifier]);
+    assert_eq!(rc, 0, "{report}");
+
+    let (_, bob) = generate_key(&sb, "bob");
+    let (rc, report) = sb.json(&["log", "--verify-from", old_arg, "--key", &bob]);
+    assert_eq!(rc, 1, "{report}");
+    assert!(
+        report["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("no valid signature"),
+        "{report}"
+    );
+
+    let other = Sandbox::new();
+    let packet = write_packet(&other, "x");
+    assert_eq!(code(&other.run(&["ingest", packet.to_str().unwrap()])), 0);
+    let foreign = other.run(&["log", "checkpoint"]);
+    let foreign_file = sb.write("foreign.checkpoint", &foreign.stdout);
+    let (rc, report) = sb.json(&["log", "--verify-from", foreign_file.to_str().unwrap()]);
+    assert_eq!(rc, 1, "{report}");
+    assert!(
+        report["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("is of the log"),
+        "{report}"
+    );
+
+    // A checkpoint of more entries than the log has: the text made by hand, unsigned.
+    let (size, _) = log_size_and_root(&sb);
+    let text = String::from_utf8(foreign.stdout).unwrap();
+    let origin = sb.run(&["log", "checkpoint"]);
+    let origin = String::from_utf8(origin.stdout).unwrap();
+    let mut lines = origin.lines();
+    let larger = format!(
+        "{}\n{}\n{}\n",
+        lines.next().unwrap(),
+        size + 5,
+        text.lines().nth(2).unwrap()
+    );
+    let larger_file = sb.write("larger.checkpoint", larger);
+    let (rc, report) = sb.json(&["log", "--verify-from", larger_file.to_str().unwrap()]);
+    assert_eq!(rc, 1, "{report}");
+    assert!(
+        report["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("were removed"),
+        "{report}"
+    );
+
+    for (name, bytes) in [
+        ("empty", ""),
+        ("two-lines", "origin\n5\n"),
+        ("bad-size", "origin\n05\nAAAA\n"),
+    ] {
+        let file = sb.write(name, bytes);
+        let out = sb.run(&["log", "--verify-from", file.to_str().unwrap()]);
+        assert_eq!(code(&out), 2, "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a checkpoint"),
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
+    let out = sb.run(&["log", "checkpoint", "--verify-from", old_arg]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
+
+/// A log entry rewritten by hand (its log/ file edited) is caught by `log --verify-from` an old
+/// checkpoint and by `fsck` (through the kept checkpoints), each naming the event; so is a
+/// removed last entry.
+#[test]
+fn a_rewritten_or_removed_log_entry_is_caught_and_named() {
+    let sb = Sandbox::new();
+    let (keyfile, _) = store_keeping_checkpoints(&sb);
+    let old = sb.run(&["log", "checkpoint", "--sign", keyfile.to_str().unwrap()]);
+    let old_file = sb.write("old.checkpoint", &old.stdout);
+    let packet = sb.write("p2/a.txt", "second\n");
+    assert_eq!(
+        code(&sb.run(&[
+            "ingest",
+            packet.parent().unwrap().to_str().unwrap(),
+            "--name",
+            "q"
+        ])),
+        0
+    );
+    let (size, _) = log_size_and_root(&sb);
+    assert!(size >= 3, "{size}");
+
+    let entry = sb.store().join("log/00000000000000000002");
+    let original = fs::read(&entry).unwrap();
+    let mut edited = original.clone();
+    let at = edited.len() / 2;
+    edited[at] ^= 0x01;
+    fs::set_permissions(&entry, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::write(&entry, &edited).unwrap();
+
+    let out = sb.run(&["log", "--verify-from", old_file.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("event 2 was rewritten"), "{text}");
+    assert!(text.contains("FAIL"), "{text}");
+
+    let out = sb.run(&["fsck"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("checkpoint ") && text.contains("event 2 was rewritten"),
+        "{text}"
+    );
+
+    // Put it back: both pass again. Then remove the last entry.
+    fs::write(&entry, &original).unwrap();
+    assert_eq!(
+        code(&sb.run(&["log", "--verify-from", old_file.to_str().unwrap()])),
+        0
+    );
+    assert_eq!(code(&sb.run(&["fsck"])), 0);
+    let last = sb.store().join(format!("log/{size:020}"));
+    fs::remove_file(&last).unwrap();
+    let out = sb.run(&["fsck"]);
+    assert_eq!(code(&out), 1);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "is of {size} entries, but the log has {}",
+            size - 1
+        )),
+        "{text}"
+    );
+}
