@@ -109,10 +109,13 @@ pub(crate) fn log_verify_from(
     }
     if report.passed() {
         say!(
-            "PASS: the log now only appended to the log of the checkpoint ({} added; a \
-             consistency proof of {} hashes)",
+            "PASS: the log now only appended to the log of the checkpoint ({} added; the \
+             consistency proof has {})",
             count(report.tree_size - report.checkpoint.tree_size, "event"),
-            report.proof.len()
+            match report.proof.len() {
+                1 => "1 hash".to_string(),
+                n => format!("{n} hashes"),
+            }
         );
     } else {
         say!("FAIL: the log is not an append-only extension of the checkpoint");
