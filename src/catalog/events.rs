@@ -255,7 +255,7 @@ pub(super) fn insert_event_row(tx: &Connection, e: &EventRow) -> rusqlite::Resul
         "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![e.seq, e.time_unix_nanos, e.kind, e.subject, e.detail, e.prev_hash, e.hash],
     )?;
-    Ok(())
+    super::merkle::add_leaf(tx, e)
 }
 
 pub(super) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
@@ -349,12 +349,7 @@ impl Catalog {
         let wrap = sql_error(&self.path);
         let tx = self.conn.transaction().map_err(&wrap)?;
         for e in events {
-            tx.execute(
-                "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![e.seq, e.time_unix_nanos, e.kind, e.subject, e.detail, e.prev_hash, e.hash],
-            )
-            .map_err(&wrap)?;
+            insert_event_row(&tx, e).map_err(&wrap)?;
         }
         tx.commit().map_err(&wrap)
     }
@@ -399,6 +394,28 @@ impl Catalog {
             event_from_row,
         );
         self.sql(row.optional())
+    }
+
+    /// The event numbered `seq`, if the log has it.
+    pub fn event_at(&self, seq: i64) -> Result<Option<EventRow>> {
+        let row = self.conn.query_row(
+            "SELECT seq, time_unix_nanos, kind, subject, detail, prev_hash, hash FROM events \
+             WHERE seq = ?1",
+            params![seq],
+            event_from_row,
+        );
+        self.sql(row.optional())
+    }
+
+    /// The events whose hash starts with `prefix` (lowercase hex digits), at most `limit`.
+    pub fn events_with_hash_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<EventRow>> {
+        let mut stmt = self.sql(self.conn.prepare(
+            "SELECT seq, time_unix_nanos, kind, subject, detail, prev_hash, hash FROM events \
+             WHERE substr(hash, 1, length(?1)) = ?1 ORDER BY seq LIMIT ?2",
+        ))?;
+        let rows = stmt.query_map(params![prefix, limit as i64], event_from_row);
+        let rows = self.sql(rows)?;
+        rows.map(|r| self.sql(r)).collect()
     }
 
     /// The whole event log, oldest first.

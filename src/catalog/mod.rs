@@ -29,12 +29,14 @@ use crate::packet_ref::PacketRef;
 use crate::text::EscapePath;
 
 mod events;
+mod merkle;
 mod mirrors;
 mod packets;
 mod runs;
 mod schema;
 
 pub use events::*;
+pub use merkle::LogTree;
 pub use mirrors::*;
 pub use packets::*;
 pub use runs::*;
@@ -598,6 +600,7 @@ impl Catalog {
             log: None,
         };
         catalog.prepare()?;
+        catalog.fill_in_merkle_nodes()?;
         Ok(catalog)
     }
 

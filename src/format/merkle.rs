@@ -37,7 +37,7 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 }
 
 /// The largest power of two smaller than `n` (`n > 1`): where a tree of `n` leaves splits.
-fn split(n: usize) -> usize {
+fn split(n: u64) -> u64 {
     debug_assert!(n > 1);
     let mut k = 1;
     while k * 2 < n {
@@ -46,72 +46,196 @@ fn split(n: usize) -> usize {
     k
 }
 
-/// The root of the tree whose leaf hashes are `leaves` (MTH, RFC 9162 §2.1.1).
-pub fn root(leaves: &[Hash]) -> Hash {
-    match leaves.len() {
-        0 => Sha256::digest([]).into(),
-        1 => leaves[0],
-        n => {
-            let k = split(n);
-            node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
+/// Where the hashes of a tree's *perfect subtrees* come from: the root of the `2^level` leaves
+/// from leaf `index · 2^level` on. Every hash of a root or a proof is a perfect subtree's, or
+/// combines `O(log n)` of them, so a source that keeps them (the catalog's `merkle_nodes`)
+/// answers in `O(log n)` reads; a slice of leaf hashes is a source that computes them.
+pub trait PerfectSubtrees {
+    /// Why a subtree's hash could not be had.
+    type Error;
+
+    /// The root of the perfect subtree of `2^level` leaves starting at leaf `index · 2^level`.
+    /// Called only for subtrees inside the tree asked about.
+    ///
+    /// # Errors
+    ///
+    /// The source's own (a read that failed, a hash it does not hold).
+    fn perfect_subtree(&mut self, level: u32, index: u64) -> Result<Hash, Self::Error>;
+}
+
+/// Leaf hashes in memory are a source: each subtree is hashed from its leaves.
+impl PerfectSubtrees for &[Hash] {
+    type Error = std::convert::Infallible;
+
+    fn perfect_subtree(&mut self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        let size = 1usize << level;
+        let start = index as usize * size;
+        Ok(perfect_root(&self[start..start + size]))
+    }
+}
+
+/// The root of a power-of-two number of leaf hashes.
+fn perfect_root(leaves: &[Hash]) -> Hash {
+    match leaves {
+        [one] => *one,
+        _ => {
+            let half = leaves.len() / 2;
+            node_hash(
+                &perfect_root(&leaves[..half]),
+                &perfect_root(&leaves[half..]),
+            )
         }
     }
+}
+
+/// MTH of the leaves `start .. start + len` (RFC 9162 §2.1.1), from the source's perfect
+/// subtrees: one read when the range is one, else the split's two halves.
+fn range_root<S: PerfectSubtrees + ?Sized>(
+    start: u64,
+    len: u64,
+    source: &mut S,
+) -> Result<Hash, S::Error> {
+    if len == 0 {
+        return Ok(Sha256::digest([]).into());
+    }
+    if len.is_power_of_two() && start % len == 0 {
+        return source.perfect_subtree(len.trailing_zeros(), start / len);
+    }
+    let k = split(len);
+    let left = range_root(start, k, source)?;
+    let right = range_root(start + k, len - k, source)?;
+    Ok(node_hash(&left, &right))
+}
+
+/// The root of the tree of the first `size` leaves of `source` (MTH, RFC 9162 §2.1.1).
+///
+/// # Errors
+///
+/// The source's.
+pub fn root_of<S: PerfectSubtrees + ?Sized>(size: u64, source: &mut S) -> Result<Hash, S::Error> {
+    range_root(0, size, source)
+}
+
+/// The inclusion proof of leaf `index` in the tree of the first `size` leaves of `source`
+/// (PATH, RFC 9162 §2.1.3.1): the sibling hashes from the leaf up; `None` if `index` is not a
+/// leaf of it.
+///
+/// # Errors
+///
+/// The source's.
+pub fn inclusion_proof_of<S: PerfectSubtrees + ?Sized>(
+    index: u64,
+    size: u64,
+    source: &mut S,
+) -> Result<Option<Vec<Hash>>, S::Error> {
+    if index >= size {
+        return Ok(None);
+    }
+    let mut proof = Vec::new();
+    path(index, 0, size, source, &mut proof)?;
+    Ok(Some(proof))
+}
+
+/// PATH(index, D[start .. start + len]), appended to `out` (leaf's sibling first).
+fn path<S: PerfectSubtrees + ?Sized>(
+    index: u64,
+    start: u64,
+    len: u64,
+    source: &mut S,
+    out: &mut Vec<Hash>,
+) -> Result<(), S::Error> {
+    if len <= 1 {
+        return Ok(());
+    }
+    let k = split(len);
+    if index < k {
+        path(index, start, k, source, out)?;
+        out.push(range_root(start + k, len - k, source)?);
+    } else {
+        path(index - k, start + k, len - k, source, out)?;
+        out.push(range_root(start, k, source)?);
+    }
+    Ok(())
+}
+
+/// The consistency proof between the trees of the first `old_size` and the first `size` leaves
+/// of `source` (PROOF, RFC 9162 §2.1.4.1); `None` unless `0 < old_size <= size`. Equal sizes
+/// give the empty proof.
+///
+/// # Errors
+///
+/// The source's.
+pub fn consistency_proof_of<S: PerfectSubtrees + ?Sized>(
+    old_size: u64,
+    size: u64,
+    source: &mut S,
+) -> Result<Option<Vec<Hash>>, S::Error> {
+    if old_size == 0 || old_size > size {
+        return Ok(None);
+    }
+    let mut proof = Vec::new();
+    subproof(old_size, 0, size, true, source, &mut proof)?;
+    Ok(Some(proof))
+}
+
+/// SUBPROOF(m, D[start .. start + len], whole_old_tree), appended to `out`.
+fn subproof<S: PerfectSubtrees + ?Sized>(
+    m: u64,
+    start: u64,
+    len: u64,
+    whole_old_tree: bool,
+    source: &mut S,
+    out: &mut Vec<Hash>,
+) -> Result<(), S::Error> {
+    if m == len {
+        if !whole_old_tree {
+            out.push(range_root(start, len, source)?);
+        }
+        return Ok(());
+    }
+    let k = split(len);
+    if m <= k {
+        subproof(m, start, k, whole_old_tree, source, out)?;
+        out.push(range_root(start + k, len - k, source)?);
+    } else {
+        subproof(m - k, start + k, len - k, false, source, out)?;
+        out.push(range_root(start, k, source)?);
+    }
+    Ok(())
+}
+
+/// A result whose error cannot happen.
+fn infallible<T>(result: Result<T, std::convert::Infallible>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(never) => match never {},
+    }
+}
+
+/// The root of the tree whose leaf hashes are `leaves` (MTH, RFC 9162 §2.1.1).
+pub fn root(leaves: &[Hash]) -> Hash {
+    infallible(root_of(leaves.len() as u64, &mut &*leaves))
 }
 
 /// The inclusion proof of leaf `index` in the tree of `leaves` (PATH, RFC 9162 §2.1.3.1): the
 /// sibling hashes from the leaf up, `None` if `index` is not a leaf.
 pub fn inclusion_proof(index: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
-    if index >= leaves.len() {
-        return None;
-    }
-    let mut proof = Vec::new();
-    path(index, leaves, &mut proof);
-    Some(proof)
-}
-
-fn path(index: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
-    let n = leaves.len();
-    if n <= 1 {
-        return;
-    }
-    let k = split(n);
-    if index < k {
-        path(index, &leaves[..k], out);
-        out.push(root(&leaves[k..]));
-    } else {
-        path(index - k, &leaves[k..], out);
-        out.push(root(&leaves[..k]));
-    }
+    infallible(inclusion_proof_of(
+        index as u64,
+        leaves.len() as u64,
+        &mut &*leaves,
+    ))
 }
 
 /// The consistency proof between the tree of the first `old_size` leaves of `leaves` and the
 /// tree of all of them (PROOF, RFC 9162 §2.1.4.1); `None` unless `0 < old_size <= len`. Equal
 /// sizes give the empty proof.
 pub fn consistency_proof(old_size: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
-    if old_size == 0 || old_size > leaves.len() {
-        return None;
-    }
-    let mut proof = Vec::new();
-    subproof(old_size, leaves, true, &mut proof);
-    Some(proof)
-}
-
-fn subproof(m: usize, leaves: &[Hash], whole_old_tree: bool, out: &mut Vec<Hash>) {
-    let n = leaves.len();
-    if m == n {
-        if !whole_old_tree {
-            out.push(root(leaves));
-        }
-        return;
-    }
-    let k = split(n);
-    if m <= k {
-        subproof(m, &leaves[..k], whole_old_tree, out);
-        out.push(root(&leaves[k..]));
-    } else {
-        subproof(m - k, &leaves[k..], false, out);
-        out.push(root(&leaves[..k]));
-    }
+    infallible(consistency_proof_of(
+        old_size as u64,
+        leaves.len() as u64,
+        &mut &*leaves,
+    ))
 }
 
 /// Why a proof does not hold.
@@ -475,6 +599,82 @@ mod tests {
         let mut out = *hash;
         out[bit / 8 % 32] ^= 1 << (bit % 8);
         out
+    }
+
+    /// A source that keeps every perfect subtree's hash (as the catalog's `merkle_nodes` does)
+    /// and counts the reads.
+    struct KeptSubtrees {
+        levels: Vec<Vec<Hash>>,
+        reads: usize,
+    }
+
+    impl KeptSubtrees {
+        fn of(leaves: &[Hash]) -> KeptSubtrees {
+            let mut levels = vec![leaves.to_vec()];
+            while levels.last().map_or(0, Vec::len) > 1 {
+                let below = levels.last().cloned().unwrap_or_default();
+                // Only complete pairs: a perfect subtree has both halves.
+                let above: Vec<Hash> = below
+                    .chunks_exact(2)
+                    .map(|pair| node_hash(&pair[0], &pair[1]))
+                    .collect();
+                if above.is_empty() {
+                    break;
+                }
+                levels.push(above);
+            }
+            KeptSubtrees { levels, reads: 0 }
+        }
+    }
+
+    impl PerfectSubtrees for KeptSubtrees {
+        type Error = String;
+
+        fn perfect_subtree(&mut self, level: u32, index: u64) -> Result<Hash, String> {
+            self.reads += 1;
+            self.levels
+                .get(level as usize)
+                .and_then(|hashes| hashes.get(index as usize))
+                .copied()
+                .ok_or(format!("no subtree at level {level}, index {index}"))
+        }
+    }
+
+    /// The bound on reads the catalog's proofs promise: a root takes one read per set bit of
+    /// the size; a proof at most two per level.
+    fn log2_ceil(n: u64) -> usize {
+        (64 - n.saturating_sub(1).leading_zeros()) as usize
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Roots and proofs from kept perfect subtrees equal the ones hashed from the leaves, in
+        /// O(log n) reads.
+        #[test]
+        fn kept_subtrees_give_the_same_roots_and_proofs_in_logarithmic_reads(
+            n in 1usize..=3000, pick in any::<usize>(), old in any::<usize>()
+        ) {
+            let leaves: Vec<Hash> = (0..n as u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+            let mut kept = KeptSubtrees::of(&leaves);
+            let size = n as u64;
+            prop_assert_eq!(root_of(size, &mut kept), Ok(root(&leaves)));
+            prop_assert_eq!(kept.reads, size.count_ones() as usize);
+            let index = pick % n;
+            kept.reads = 0;
+            prop_assert_eq!(
+                inclusion_proof_of(index as u64, size, &mut kept),
+                Ok(inclusion_proof(index, &leaves))
+            );
+            prop_assert!(kept.reads <= 2 * log2_ceil(size) + 1, "{} reads for {n}", kept.reads);
+            let old = old % n + 1;
+            kept.reads = 0;
+            prop_assert_eq!(
+                consistency_proof_of(old as u64, size, &mut kept),
+                Ok(consistency_proof(old, &leaves))
+            );
+            prop_assert!(kept.reads <= 3 * log2_ceil(size) + 2, "{} reads for {old} of {n}", kept.reads);
+        }
     }
 
     proptest! {

@@ -26,7 +26,7 @@ use crate::format::event::{
 };
 use crate::format::merkle::{self, Hash};
 use crate::format::note::{NoteError, SignerKey, VerifierKey};
-use crate::ops::transparency::{origin_of, parse_checkpoint_text, Checkpoint};
+use crate::ops::transparency::{parse_checkpoint_text, Checkpoint};
 use crate::store::backend::{KeyCreated, KeyRead, ListedName};
 use crate::store::log::EventLog;
 use crate::store::Store;
@@ -274,19 +274,10 @@ pub fn keep(
     catalog: &Catalog,
     signer: &CheckpointSigner,
 ) -> Result<Option<KeptCheckpoint>> {
-    let events = catalog.events()?;
-    let Some(first) = events.first() else {
+    if catalog.last_event_seq()? == 0 {
         return Ok(None);
-    };
-    let leaves: Vec<Hash> = events
-        .iter()
-        .map(|e| merkle::leaf_hash(&e.encode()))
-        .collect();
-    let checkpoint = Checkpoint {
-        origin: origin_of(first),
-        tree_size: leaves.len() as u64,
-        root: hex::encode(merkle::root(&leaves)),
-    };
+    }
+    let checkpoint = crate::ops::transparency::checkpoint(catalog)?;
     let signed = signer
         .key
         .sign(&checkpoint.text()?)
@@ -563,13 +554,39 @@ pub struct LogAudit {
 /// # Errors
 ///
 /// Backend errors listing or reading the keys.
-pub fn audit_log(store: &Store, catalog_events: &[EventRow]) -> Result<LogAudit> {
+pub fn audit_log(
+    store: &Store,
+    catalog: &Catalog,
+    catalog_events: &[EventRow],
+) -> Result<LogAudit> {
     let log = read_log_leaves(store)?;
     let mut audit = LogAudit {
         tree_size: log.leaves.len() as u64,
         root: hex::encode(merkle::root(&log.leaves)),
         ..LogAudit::default()
     };
+    // The catalog's kept subtree hashes (derived data) against its own events.
+    let mut tree = catalog.log_tree()?;
+    if tree.kept_in_the_catalog() && tree.size() == catalog_events.len() as u64 {
+        let kept = merkle::root_of(tree.size(), &mut tree)?;
+        let leaves: Vec<Hash> = catalog_events
+            .iter()
+            .map(|event| merkle::leaf_hash(&event.encode()))
+            .collect();
+        let recomputed = merkle::root(&leaves);
+        if kept != recomputed {
+            audit.problems.push((
+                format!("catalog {}", catalog.path().escaped()),
+                format!(
+                    "its merkle_nodes give the root {} for its {} events, which hash to {}: \
+                     the table was damaged; `evstore reindex --replace` rebuilds the catalog",
+                    hex::encode(kept),
+                    tree.size(),
+                    hex::encode(recomputed)
+                ),
+            ));
+        }
+    }
     let shown = |key: &str| EventLog::of(store).shown(key);
     let names = store.backend().list_names(CHECKPOINTS_PREFIX)?;
     if names.is_empty() {

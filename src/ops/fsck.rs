@@ -960,7 +960,7 @@ impl<'a> FsckRun<'a> {
     /// Phase 6c: the Merkle root of the whole log, recomputed from its `log/` keys, and every
     /// kept checkpoint checked against it (`ops::checkpoints::audit_log`).
     fn check_merkle_log(&mut self, events: &[EventRow]) -> Result<()> {
-        let audit = crate::ops::checkpoints::audit_log(self.store, events)?;
+        let audit = crate::ops::checkpoints::audit_log(self.store, self.catalog, events)?;
         self.report.log_tree_size = audit.tree_size;
         self.report.log_root = audit.root;
         self.report.checkpoints_checked = audit.checkpoints_checked;

@@ -5,14 +5,13 @@
 //! Leaf `i` (from 0) of the log is the event with sequence number `i + 1`; its entry bytes are
 //! the event's canonical bytes, exactly what its `log/` key holds (`LogEntry::encode`), so
 //! anyone with the keys can recompute every hash. The proofs are computed from the catalog's
-//! events (every leaf hashed once per command: O(n) local reads, no request to the store; the
-//! tiles that would make that O(log n) are not built yet).
+//! `merkle_nodes` (`catalog::LogTree`): `O(log n)` indexed reads, no request to the store.
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, EventRow};
 use crate::error::{Error, Result};
-use crate::format::merkle::{self, Hash};
+use crate::format::merkle;
 
 /// The origin line of a store's checkpoints: `evstore-log/` and the hash of the store's first
 /// event (its `init`), which no other store shares.
@@ -85,28 +84,22 @@ pub struct ConsistencyProof {
     pub proof: Vec<String>,
 }
 
-/// The leaf hashes of the catalog's events, in log order.
-fn leaves(events: &[EventRow]) -> Vec<Hash> {
-    events
-        .iter()
-        .map(|event| merkle::leaf_hash(&event.encode()))
-        .collect()
-}
-
 /// The log's checkpoint now.
 ///
 /// # Errors
 ///
 /// Catalog errors; a store whose log is empty (no checkpoint of nothing).
 pub fn checkpoint(catalog: &Catalog) -> Result<Checkpoint> {
-    let events = catalog.events()?;
-    let first = events
-        .first()
+    let _snapshot = catalog.read_snapshot()?;
+    let first = catalog
+        .event_at(1)?
         .ok_or_else(|| Error::Usage("the store's event log is empty".into()))?;
+    let mut tree = catalog.log_tree()?;
+    let size = tree.size();
     Ok(Checkpoint {
-        origin: origin_of(first),
-        tree_size: events.len() as u64,
-        root: hex::encode(merkle::root(&leaves(&events))),
+        origin: origin_of(&first),
+        tree_size: size,
+        root: hex::encode(merkle::root_of(size, &mut tree)?),
     })
 }
 
@@ -118,16 +111,18 @@ pub fn checkpoint(catalog: &Catalog) -> Result<Checkpoint> {
 /// [`Error::NotFound`] for an event the log does not have, [`Error::Usage`] for one that
 /// names several; catalog errors.
 pub fn prove_inclusion(catalog: &Catalog, event: &str) -> Result<InclusionProof> {
-    let events = catalog.events()?;
-    let index = find_event(&events, event)?;
-    let all = leaves(&events);
-    let proof = merkle::inclusion_proof(index, &all)
-        .ok_or_else(|| Error::Internal(format!("event {} outside the log", index + 1)))?;
+    let _snapshot = catalog.read_snapshot()?;
+    let mut tree = catalog.log_tree()?;
+    let size = tree.size();
+    let found = find_event(catalog, size, event)?;
+    let index = found.seq as u64 - 1;
+    let proof = merkle::inclusion_proof_of(index, size, &mut tree)?
+        .ok_or_else(|| Error::Internal(format!("event {} outside the log", found.seq)))?;
     Ok(InclusionProof {
-        leaf_index: index as u64,
-        tree_size: all.len() as u64,
-        leaf_hash: hex::encode(all[index]),
-        root: hex::encode(merkle::root(&all)),
+        leaf_index: index,
+        tree_size: size,
+        leaf_hash: hex::encode(merkle::leaf_hash(&found.encode())),
+        root: hex::encode(merkle::root_of(size, &mut tree)?),
         proof: proof.iter().map(hex::encode).collect(),
     })
 }
@@ -143,38 +138,38 @@ pub fn prove_consistency(
     old_size: u64,
     new_size: Option<u64>,
 ) -> Result<ConsistencyProof> {
-    let events = catalog.events()?;
-    let all = leaves(&events);
-    let new_size = new_size.unwrap_or(all.len() as u64);
-    if new_size > all.len() as u64 || old_size == 0 || old_size > new_size {
+    let _snapshot = catalog.read_snapshot()?;
+    let mut tree = catalog.log_tree()?;
+    let size = tree.size();
+    let new_size = new_size.unwrap_or(size);
+    if new_size > size || old_size == 0 || old_size > new_size {
         return Err(Error::Usage(format!(
-            "prove-consistency needs 0 < OLD_SIZE <= NEW_SIZE <= {} (the log's size); got {old_size} \
-             and {new_size}",
-            all.len()
+            "prove-consistency needs 0 < OLD_SIZE <= NEW_SIZE <= {size} (the log's size); got \
+             {old_size} and {new_size}"
         )));
     }
-    let newer = &all[..new_size as usize];
-    let proof = merkle::consistency_proof(old_size as usize, newer)
+    let proof = merkle::consistency_proof_of(old_size, new_size, &mut tree)?
         .ok_or_else(|| Error::Internal("consistency proof out of range".into()))?;
     Ok(ConsistencyProof {
         old_size,
-        old_root: hex::encode(merkle::root(&newer[..old_size as usize])),
+        old_root: hex::encode(merkle::root_of(old_size, &mut tree)?),
         tree_size: new_size,
-        root: hex::encode(merkle::root(newer)),
+        root: hex::encode(merkle::root_of(new_size, &mut tree)?),
         proof: proof.iter().map(hex::encode).collect(),
     })
 }
 
-/// The index of the event a user named: its sequence number, or 8+ hex digits of its hash.
-fn find_event(events: &[EventRow], named: &str) -> Result<usize> {
+/// The event a user named: its sequence number, or 8+ hex digits of its hash (in a log of
+/// `size` events).
+fn find_event(catalog: &Catalog, size: u64, named: &str) -> Result<EventRow> {
     if let Ok(seq) = named.parse::<u64>() {
-        return match usize::try_from(seq) {
-            Ok(seq) if seq >= 1 && seq <= events.len() => Ok(seq - 1),
-            _ => Err(Error::NotFound(format!(
-                "event {seq}: the log has events 1 to {}",
-                events.len()
-            ))),
+        let found = match i64::try_from(seq) {
+            Ok(seq) if seq >= 1 && seq as u64 <= size => catalog.event_at(seq)?,
+            _ => None,
         };
+        return found.ok_or_else(|| {
+            Error::NotFound(format!("event {seq}: the log has events 1 to {size}"))
+        });
     }
     let is_prefix = named.len() >= 8
         && named.len() <= 64
@@ -187,20 +182,14 @@ fn find_event(events: &[EventRow], named: &str) -> Result<usize> {
              of its hash"
         )));
     }
-    let found: Vec<usize> = events
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.hash.starts_with(named))
-        .map(|(i, _)| i)
-        .collect();
-    match found[..] {
-        [one] => Ok(one),
-        [] => Err(Error::NotFound(format!(
+    let mut found = catalog.events_with_hash_prefix(named, 2)?;
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Error::NotFound(format!(
             "no event's hash starts with {named}"
         ))),
         _ => Err(Error::Usage(format!(
-            "{} events' hashes start with {named}; give more digits",
-            found.len()
+            "several events' hashes start with {named}; give more digits"
         ))),
     }
 }

@@ -292,3 +292,71 @@ fn a_rewritten_or_removed_log_entry_is_caught_and_named() {
         "{text}"
     );
 }
+
+/// The catalog keeps the log's perfect subtrees (`merkle_nodes`), one leaf per event; a catalog
+/// without the table (an older evstore's) gives the same root, and the next writer fills it in;
+/// a damaged kept hash is named by fsck.
+#[test]
+fn the_catalog_keeps_the_log_tree_rebuilds_it_and_fsck_checks_it() {
+    let sb = Sandbox::new();
+    for name in ["a", "b", "c"] {
+        let packet = sb.write(&format!("{name}/f.txt"), name);
+        let out = sb.run(&[
+            "ingest",
+            packet.parent().unwrap().to_str().unwrap(),
+            "--name",
+            name,
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let (size, root) = log_size_and_root(&sb);
+    let catalog = sb.store().join("catalog.sqlite");
+    let leaves = |db: &rusqlite::Connection| -> i64 {
+        db.query_row(
+            "SELECT COUNT(*) FROM merkle_nodes WHERE level = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    {
+        let db = rusqlite::Connection::open(&catalog).unwrap();
+        assert_eq!(leaves(&db) as u64, size);
+        // 4 leaves: 2 nodes above them and 1 above those.
+        let all: i64 = db
+            .query_row("SELECT COUNT(*) FROM merkle_nodes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(all as u64, 2 * size - 1, "size {size}");
+        db.execute_batch("DROP TABLE merkle_nodes").unwrap();
+    }
+    assert_eq!(log_size_and_root(&sb), (size, root.clone()));
+    let packet = sb.write("d/f.txt", "d");
+    assert_eq!(
+        code(&sb.run(&[
+            "ingest",
+            packet.parent().unwrap().to_str().unwrap(),
+            "--name",
+            "d"
+        ])),
+        0
+    );
+    {
+        let db = rusqlite::Connection::open(&catalog).unwrap();
+        assert_eq!(leaves(&db) as u64, size + 1);
+    }
+    let (rc, fsck) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{fsck}");
+
+    {
+        let db = rusqlite::Connection::open(&catalog).unwrap();
+        db.execute_batch(
+            "DROP TRIGGER merkle_nodes_no_update; \
+             UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 0;",
+        )
+        .unwrap();
+    }
+    let out = sb.run(&["fsck"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("its merkle_nodes give the root"), "{text}");
+}
