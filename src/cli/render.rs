@@ -534,21 +534,17 @@ pub(crate) fn fsck(json: bool, report: &FsckReport) -> Result<()> {
         say!("note: {n}");
     }
     say!(
-        "log: {} with Merkle root {}{}",
-        count(report.log_tree_size, "event"),
-        report.log_root,
-        match report.checkpoints_checked {
-            0 => String::new(),
-            n => format!("; {} checked against it", count(n, "kept checkpoint")),
-        }
-    );
-    say!(
-        "{verdict}: {}; checked {} ({}), {}, {}",
+        "{verdict}: {}; checked {} ({}), {}, {}; log root {}{}",
         count(report.problems.len() as u64, "problem"),
         count(report.objects_checked, "object"),
         count(report.bytes_checked, "byte"),
         count(report.packets_checked, "packet"),
-        count(report.events_checked, "event")
+        count(report.events_checked, "event"),
+        report.log_root,
+        match report.checkpoints_checked {
+            0 => String::new(),
+            n => format!(" ({} checked against it)", count(n, "kept checkpoint")),
+        }
     );
     Ok(())
 }
