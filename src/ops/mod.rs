@@ -4,6 +4,7 @@
 //! in the event log) is decided here.
 
 pub mod export;
+pub mod file_proof;
 pub mod forget;
 pub mod fsck;
 pub mod ingest;

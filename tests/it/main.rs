@@ -8,6 +8,7 @@ mod sandbox;
 
 mod architecture;
 mod drift_seal;
+mod file_proof;
 mod fixture_store;
 mod foundation;
 mod gate;
