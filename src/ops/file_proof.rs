@@ -109,8 +109,8 @@ impl FileProof {
         struct Tag {
             format: Option<serde_json::Value>,
         }
-        let tag: Tag =
-            serde_json::from_slice(bytes).map_err(|err| format!("not a JSON object: {err}"))?;
+        let tag: Tag = serde_json::from_slice(bytes)
+            .map_err(|err| format!("not a file proof's JSON object: {err}"))?;
         match tag.format {
             Some(serde_json::Value::String(format)) if format == FILE_PROOF_FORMAT => {}
             Some(other) => {
@@ -151,26 +151,18 @@ pub fn prove_file(
     path: &str,
     sign_with: Option<&Path>,
 ) -> Result<FileProof> {
-    let record = crate::packet::verified_record(store, row)?;
-    let label = format!("{}@{}", record.name, record.version);
     crate::scan::check_rel_path(path)
         .map_err(|reason| Error::Usage(format!("{path:?} is not a path in a packet: {reason}")))?;
+    let record = crate::packet::verified_record(store, row)?;
+    let label = format!("{}@{}", record.name, record.version);
     let (nodes, meta) = nodes_on_path(store, &record.tree, &label, path)?;
     let events = catalog.events()?;
     let index = ingest_event_index(&events, row, &label)?;
-    let proof =
-        assemble_proof(
-            &label,
-            path,
-            &meta,
-            &nodes,
-            &events,
-            index,
-            |checkpoint| match sign_with {
-                Some(keyfile) => transparency::sign_checkpoint(checkpoint, keyfile),
-                None => checkpoint.text(),
-            },
-        )?;
+    let checkpoint_note = |checkpoint: &Checkpoint| match sign_with {
+        Some(keyfile) => transparency::sign_checkpoint(checkpoint, keyfile),
+        None => checkpoint.text(),
+    };
+    let proof = assemble_proof(&label, path, &meta, &nodes, &events, index, checkpoint_note)?;
     let size = proof.to_json()?.len() as u64;
     if size > MAX_FILE_PROOF_BYTES {
         return Err(Error::Usage(format!(
@@ -481,10 +473,8 @@ struct LocalFile {
 
 /// Size, SHA-256 and BLAKE3 of the file at `path`, read once in chunks (never whole).
 fn hash_local_file(path: &Path) -> Result<DualDigest> {
-    let handle = std::fs::File::open(path)
-        .map_err(|err| Error::io(path, "cannot open the file to check", err))?;
-    let metadata = handle
-        .metadata()
+    // Stat before opening: opening a FIFO for reading would wait for a writer.
+    let metadata = std::fs::metadata(path)
         .map_err(|err| Error::io(path, "cannot stat the file to check", err))?;
     if !metadata.is_file() {
         return Err(Error::Usage(format!(
@@ -492,7 +482,10 @@ fn hash_local_file(path: &Path) -> Result<DualDigest> {
             path.escaped()
         )));
     }
+    let handle = std::fs::File::open(path)
+        .map_err(|err| Error::io(path, "cannot open the file to check", err))?;
     let mut hasher = DualHasher::new();
+    // The one streaming read: it refuses a file that stops being regular or changes meanwhile.
     crate::fsio::stream_handle(handle, path, metadata.len(), |bytes| {
         hasher.update(bytes);
         Ok(())

@@ -319,6 +319,9 @@ fn json_that_is_not_a_file_proof_and_bad_arguments_are_usage_errors() {
     assert_eq!(rc, 2, "{output}");
     let (rc, output) = check_file(&sb, &good, &["--file", "no-such-file"]);
     assert_eq!(rc, 2, "{output}");
+    let (rc, output) = check_file(&sb, &good, &["--file", "."]);
+    assert_eq!(rc, 2, "{output}");
+    assert!(output.contains("not a regular file"), "{output}");
     let (rc, output) = check_file(&sb, &sb.path("absent.json"), &[]);
     assert_eq!(rc, 2, "{output}");
     // A file over the cap is refused without being read whole.
@@ -404,4 +407,37 @@ fn the_proof_key_and_file_alone_check_in_an_empty_folder_with_the_store_deleted(
         .collect();
     names.sort();
     assert_eq!(names, ["proof.json", "selftest.json", "verifier-key.txt"]);
+}
+
+/// The vector of FORMAT.md §7h: the parts of a proof of `logs/gate/selftest.json` in
+/// `docs/example-packet` that do not depend on the store (the file, the nodes and their ids).
+#[test]
+fn the_format_vector_is_the_example_packets_proof() {
+    use base64::Engine as _;
+    let sb = Sandbox::new();
+    assert_eq!(code(&sb.run(&["ingest", EXAMPLE])), 0);
+    let proof: Value =
+        serde_json::from_slice(&prove(&sb, &["example-packet", PROVEN_PATH])).unwrap();
+    let doc = include_str!("../../docs/FORMAT.md");
+    let section = &doc[doc.find("## 7h.").expect("FORMAT.md has §7h")..];
+    let mut expected = vec![
+        proof["file"]["sha256"].as_str().unwrap().to_string(),
+        proof["file"]["blake3"].as_str().unwrap().to_string(),
+    ];
+    for node in proof["nodes"].as_array().unwrap() {
+        let text = node.as_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap();
+        expected.push(format!("{} bytes", bytes.len()));
+        expected.push(blake3::hash(&bytes).to_hex().to_string());
+    }
+    // The last node is short enough to show whole.
+    expected.push(proof["nodes"][2].as_str().unwrap().to_string());
+    for value in &expected {
+        assert!(
+            section.contains(value.as_str()),
+            "FORMAT.md §7h lacks {value}; the vector is {expected:#?}"
+        );
+    }
 }
