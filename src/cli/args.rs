@@ -313,6 +313,29 @@ pub enum Command {
         #[command(subcommand)]
         command: ProofCommand,
     },
+    // File proofs (FORMAT.md §7h; `ops::file_proof`).
+    /// Prove a packet's file to someone without the store: JSON for `evstore proof check-file`
+    ///
+    /// The proof carries the tree nodes from the packet's root to the folder holding PATH (whole:
+    /// a node's id is the BLAKE3 of its bytes), the packet's `ingest` event as its log/ bytes, the
+    /// event's RFC 9162 inclusion proof, and the log's checkpoint now, signed with --sign. Give
+    /// it, the verifier key and the file to anyone: `evstore proof check-file PROOF --file FILE
+    /// --key VERIFIER_KEY` checks the chain from the file's bytes to the signature with nothing
+    /// else. The output is always JSON (docs/FORMAT.md §7h). PATH must name a file (a folder, a
+    /// missing path or a path with `..` is exit 2).
+    ///
+    /// Example: evstore prove example-packet logs/gate/selftest.json --sign ci.key > proof.json
+    Prove {
+        /// The packet
+        packet: String,
+        /// The file's path inside the packet
+        path: String,
+        /// Sign the checkpoint with the signer key in KEYFILE (`evstore key generate`); without
+        /// it the checkpoint is unsigned, and `proof check-file` can only say the proof's parts
+        /// agree, not who vouches for the log
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
+    },
     /// Acknowledge a committed packet or rerun attestation as lost, in the event log
     ///
     /// `fsck` fails while the log or the store's commit markers say a packet or attestation was
@@ -485,6 +508,36 @@ pub enum ProofCommand {
         /// prints
         #[arg(long, value_name = "FILE", conflicts_with_all = ["old_size", "old_root", "size", "root", "proof"])]
         json_proof: Option<PathBuf>,
+    },
+    // File proofs (FORMAT.md §7h; `ops::file_proof`).
+    /// Check a file proof of `evstore prove`: file, tree nodes, log entry, checkpoint, signature
+    ///
+    /// It holds when the file is in the packet, the packet's ingest event is in the log, and the
+    /// log is the one the checkpoint (signed by --key) names.
+    ///
+    /// Needs no store. Checks, each reported on its own line: `file` (with --file: the file's
+    /// size, SHA-256 and BLAKE3 are the proof's; it is streamed, never read whole), `path`,
+    /// `nodes` (each decodes strictly), `tree` (each folder's entry names the next node by its
+    /// BLAKE3; the last lists the file with the proof's size and digests), `event` (an ingest of
+    /// the packet), `root` (the root node's BLAKE3 is the event's tree), `leaf` (SHA-256(0x00 ||
+    /// event) at index seq - 1), `checkpoint` (its log reaches the event and is the inclusion
+    /// proof's size and root), `inclusion` (RFC 9162) and `signature` (with --key). Without
+    /// --file or --key those checks say "not checked" and the proof can still pass. Exit 0 if
+    /// every check holds, 1 if any fails (named, with why), 2 for a proof that is not this JSON
+    /// (unknown field, wrong format tag, bad base64 or hex, over 64 MiB), a malformed key or an
+    /// unreadable file.
+    ///
+    /// Example: evstore proof check-file proof.json --file selftest.json --key "$(cat ci.pub)"
+    CheckFile {
+        /// The proof (the JSON `evstore prove` printed)
+        proof: PathBuf,
+        /// The file to check against the proof
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The verifier key the checkpoint must be signed by, NAME+HASH+BASE64 (as `evstore key
+        /// generate` prints it)
+        #[arg(long, value_name = "VERIFIER_KEY")]
+        key: Option<String>,
     },
 }
 

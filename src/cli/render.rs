@@ -213,6 +213,64 @@ pub(crate) fn proof_check(json: bool, check: &str, held: &std::result::Result<St
     }
 }
 
+// File proofs (FORMAT.md §7h; `ops::file_proof`).
+
+/// `prove`: the proof's JSON (always JSON: it is a file format).
+pub(crate) fn file_proof(proof: &crate::ops::file_proof::FileProof) -> Result<()> {
+    let text = proof.to_json()?;
+    write_stdout(|out| {
+        out.write_all(text.as_bytes())
+            .map_err(|e| Error::io("<stdout>", "cannot write", e))
+    })
+}
+
+/// `proof check-file`: one line per check, then `PASS: …` or `FAIL: …` (`--json`: the report
+/// and a `verdict`).
+pub(crate) fn file_proof_check(
+    json: bool,
+    report: &crate::ops::file_proof::FileProofReport,
+) -> Result<()> {
+    use crate::ops::file_proof::CheckResult;
+    let verdict = if report.passed() { "PASS" } else { "FAIL" };
+    if json {
+        let mut value = to_json(report)?;
+        value["verdict"] = json!(verdict);
+        print_json(&value);
+        return Ok(());
+    }
+    for check in &report.checks {
+        let result = match check.result {
+            CheckResult::Pass => "ok",
+            CheckResult::Fail => "FAILED",
+            CheckResult::NotChecked => "not checked",
+            CheckResult::Skipped => "skipped",
+        };
+        say!("{:<10}  {:<11} {}", check.check, result, check.detail);
+    }
+    if report.passed() {
+        let not_checked: Vec<&str> = report.not_checked().map(|check| check.check).collect();
+        say!(
+            "PASS: {:?} (SHA-256 {}) is a file of {}, whose ingest event is in the log the \
+             checkpoint names{}",
+            report.path,
+            report.sha256,
+            report.packet,
+            if not_checked.is_empty() {
+                String::new()
+            } else {
+                format!("; not checked: {}", not_checked.join(", "))
+            }
+        );
+    } else {
+        let failed: Vec<&str> = report.failed().map(|check| check.check).collect();
+        say!(
+            "FAIL: the proof does not hold: {} failed",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// The error document of `--json`: `{"error": {"class": CLASS, "message": MESSAGE}}`.
 pub(crate) fn print_error_json(class: &str, message: &str) {
     print_json(&json!({"error": {"class": class, "message": message}}));

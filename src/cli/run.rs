@@ -383,6 +383,7 @@ fn dispatch_command(ctx: &Context, command: Command) -> Result<Outcome> {
         } => cmd_mirror(ctx, &packet, &kb_dir, as_path, dedup),
         Command::Kb { command } => cmd_kb(ctx, command),
         Command::Proof { command } => cmd_proof(ctx, command),
+        Command::Prove { packet, path, sign } => cmd_prove(ctx, &packet, &path, sign.as_deref()),
         Command::Key {
             command: KeyCommand::Generate { name, out },
         } => cmd_key_generate(ctx, &name, &out),
@@ -490,6 +491,9 @@ fn cmd_key_generate(ctx: &Context, name: &str, out: &Path) -> Result<Outcome> {
 fn cmd_proof(ctx: &Context, command: ProofCommand) -> Result<Outcome> {
     use crate::format::merkle;
     let (check, held) = match command {
+        ProofCommand::CheckFile { proof, file, key } => {
+            return cmd_proof_check_file(ctx, &proof, file.as_deref(), key.as_deref());
+        }
         ProofCommand::CheckCheckpoint { checkpoint, key } => (
             "checkpoint",
             ops::transparency::check_signed_checkpoint(&checkpoint, &key)?,
@@ -614,6 +618,36 @@ fn parse_proof(text: &str) -> Result<Vec<crate::format::merkle::Hash>> {
         .enumerate()
         .map(|(i, part)| parse_hash(&format!("--proof (hash {})", i + 1), part))
         .collect()
+}
+
+// File proofs (FORMAT.md §7h; `ops::file_proof`).
+
+/// `prove PACKET PATH [--sign KEYFILE]`: the proof's JSON on stdout, whatever `--json` says.
+fn cmd_prove(ctx: &Context, packet: &str, path: &str, sign: Option<&Path>) -> Result<Outcome> {
+    let (store, catalog) = ctx.open_read()?;
+    let row = ctx.resolve(&catalog, packet)?;
+    let proof = ops::file_proof::prove_file(&store, &catalog, &row, path, sign)?;
+    // As in `cat`: the catalog lock is not held while stdout is written.
+    drop(catalog);
+    render::file_proof(&proof)?;
+    Ok(Outcome::Pass)
+}
+
+/// `proof check-file PROOF [--file PATH] [--key VERIFIER_KEY]`: needs no store.
+fn cmd_proof_check_file(
+    ctx: &Context,
+    proof: &Path,
+    file: Option<&Path>,
+    key: Option<&str>,
+) -> Result<Outcome> {
+    let report =
+        ops::file_proof::check_file_proof(&ops::file_proof::CheckFileConfig { proof, file, key })?;
+    render::file_proof_check(ctx.json, &report)?;
+    Ok(if report.passed() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
 }
 
 fn cmd_kb(ctx: &Context, command: KbCommand) -> Result<Outcome> {

@@ -5,6 +5,7 @@
 
 pub mod checkpoints;
 pub mod export;
+pub mod file_proof;
 pub mod forget;
 pub mod fsck;
 pub mod ingest;

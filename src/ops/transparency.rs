@@ -333,19 +333,39 @@ pub(crate) fn parse_checkpoint_text(text: &str) -> std::result::Result<Checkpoin
 /// Read a proof or checkpoint file a user gave: at most 1 MiB (a larger one is refused, not cut
 /// short).
 fn read_small_input(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    read_input_at_most(path, what, 1 << 20)
+}
+
+/// Read a file a user gave whole, if it holds at most `max` bytes; a larger one is refused (a
+/// usage error naming the limit), never cut short.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a file that cannot be read or is larger than `max`.
+pub(crate) fn read_input_at_most(path: &std::path::Path, what: &str, max: u64) -> Result<Vec<u8>> {
     use crate::text::EscapePath;
-    const MAX: u64 = 1 << 20;
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|file| {
-            std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX + 1), &mut bytes)
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, max + 1), &mut bytes)
         })
         .map_err(|err| Error::Usage(format!("{}: cannot read {what}: {err}", path.escaped())))?;
-    if bytes.len() as u64 > MAX {
+    if bytes.len() as u64 > max {
         return Err(Error::Usage(format!(
-            "{}: larger than 1 MiB, so not {what}",
-            path.escaped()
+            "{}: larger than {}, so not {what}",
+            path.escaped(),
+            size_words(max)
         )));
     }
     Ok(bytes)
+}
+
+/// A byte limit in words: `1 MiB`, `64 MiB`, or a count of bytes.
+fn size_words(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
