@@ -95,6 +95,12 @@ pub enum Error {
     },
 }
 
+impl From<std::convert::Infallible> for Error {
+    fn from(never: std::convert::Infallible) -> Error {
+        match never {}
+    }
+}
+
 impl Error {
     /// The exit code class of this error.
     pub fn class(&self) -> ErrorClass {

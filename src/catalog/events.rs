@@ -407,6 +407,17 @@ impl Catalog {
         self.sql(row.optional())
     }
 
+    /// The events of `kind` about `subject`, oldest first.
+    pub fn events_of(&self, kind: &str, subject: &str) -> Result<Vec<EventRow>> {
+        let mut stmt = self.sql(self.conn.prepare(
+            "SELECT seq, time_unix_nanos, kind, subject, detail, prev_hash, hash FROM events \
+             WHERE kind = ?1 AND subject = ?2 ORDER BY seq",
+        ))?;
+        let rows = stmt.query_map(params![kind, subject], event_from_row);
+        let rows = self.sql(rows)?;
+        rows.map(|r| self.sql(r)).collect()
+    }
+
     /// The events whose hash starts with `prefix` (lowercase hex digits), at most `limit`.
     pub fn events_with_hash_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<EventRow>> {
         let mut stmt = self.sql(self.conn.prepare(

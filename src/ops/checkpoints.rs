@@ -305,6 +305,44 @@ pub fn keep(
     }
 }
 
+/// The newest checkpoint the store keeps whose size is at least `seq` and at most `size_now`
+/// (so it covers event `seq` and the catalog can prove it): its size and its signed note.
+/// `None` for a store that keeps no checkpoints, or none such.
+///
+/// # Errors
+///
+/// Backend errors; [`Error::Corrupt`] for a kept checkpoint that cannot be read.
+pub fn newest_kept_covering(
+    store: &Store,
+    seq: u64,
+    size_now: u64,
+) -> Result<Option<(u64, String)>> {
+    if store_verifier_key(store)?.is_none() {
+        return Ok(None);
+    }
+    let newest = store
+        .backend()
+        .list_names(CHECKPOINTS_PREFIX)?
+        .into_iter()
+        .filter_map(|listed| match listed {
+            ListedName::Name(name) => parse_checkpoint_key_name(&name),
+            ListedName::NotUtf8(_) => None,
+        })
+        .filter(|size| *size >= seq && *size <= size_now)
+        .max();
+    let Some(size) = newest else {
+        return Ok(None);
+    };
+    let key = checkpoint_key(size);
+    let shown = EventLog::of(store).shown(&key);
+    match store.backend().read_key(&key, MAX_NOTE_BYTES)? {
+        KeyRead::Found(bytes) => String::from_utf8(bytes)
+            .map(|note| Some((size, note)))
+            .map_err(|_| Error::corrupt(shown, "is not UTF-8, so not a signed note")),
+        _ => Err(Error::corrupt(shown, "cannot be read")),
+    }
+}
+
 /// The store's log as its `log/` keys hold it: the Merkle log's leaves.
 struct LogLeaves {
     /// The exact bytes of the keys `log/…1`, `log/…2`, … up to the first that is missing or

@@ -29,6 +29,7 @@ use crate::format::merkle::{self, Hash};
 use crate::format::note::VerifierKey;
 use crate::format::object::ObjectKind;
 use crate::format::tree::{FileMeta, TreeEntry, TreeNode};
+use crate::ops::checkpoints::checkpoint_key;
 use crate::ops::transparency::{self, Checkpoint, InclusionProof};
 use crate::store::Store;
 use crate::text::EscapePath;
@@ -156,13 +157,54 @@ pub fn prove_file(
     let record = crate::packet::verified_record(store, row)?;
     let label = format!("{}@{}", record.name, record.version);
     let (nodes, meta) = nodes_on_path(store, &record.tree, &label, path)?;
-    let events = catalog.events()?;
-    let index = ingest_event_index(&events, row, &label)?;
-    let checkpoint_note = |checkpoint: &Checkpoint| match sign_with {
-        Some(keyfile) => transparency::sign_checkpoint(checkpoint, keyfile),
-        None => checkpoint.text(),
+    // One snapshot: the log's size, its hashes and the event are of one moment.
+    let _snapshot = catalog.read_snapshot()?;
+    let mut tree = catalog.log_tree()?;
+    let event = ingest_event(catalog, row, &label, tree.size())?;
+    let first = catalog
+        .event_at(1)?
+        .ok_or_else(|| Error::Internal("an ingest event in an empty log".into()))?;
+    // The checkpoint: signed now with --sign; else the newest one the store keeps that covers
+    // the event (signed by the store's key, so whoever proves needs no private key); else the
+    // bare checkpoint of the log now.
+    let kept = match sign_with {
+        Some(_) => None,
+        None => {
+            crate::ops::checkpoints::newest_kept_covering(store, event.seq as u64, tree.size())?
+        }
     };
-    let proof = assemble_proof(&label, path, &meta, &nodes, &events, index, checkpoint_note)?;
+    let size = kept.as_ref().map_or(tree.size(), |(size, _)| *size);
+    let checkpoint_note = |checkpoint: &Checkpoint| match (sign_with, &kept) {
+        (Some(keyfile), _) => transparency::sign_checkpoint(checkpoint, keyfile),
+        (None, Some((_, note))) => {
+            let text = checkpoint.text()?;
+            if note.split_once("\n\n").map(|(body, _)| format!("{body}\n")) != Some(text) {
+                return Err(Error::corrupt(
+                    format!("kept checkpoint {}", checkpoint_key(size)),
+                    format!(
+                        "is not the checkpoint of the catalog's log at {size} events (root {}): \
+                         run `evstore fsck`",
+                        checkpoint.root
+                    ),
+                ));
+            }
+            Ok(note.clone())
+        }
+        (None, None) => checkpoint.text(),
+    };
+    let proof = assemble_proof_from(
+        &ProofParts {
+            label: &label,
+            path,
+            meta: &meta,
+            nodes: &nodes,
+            first: &first,
+            event: &event,
+            size,
+        },
+        &mut tree,
+        checkpoint_note,
+    )?;
     let size = proof.to_json()?.len() as u64;
     if size > MAX_FILE_PROOF_BYTES {
         return Err(Error::Usage(format!(
@@ -237,18 +279,16 @@ fn entry_named<'n>(node: &'n TreeNode, name: &str) -> Option<&'n TreeEntry> {
         .map(|at| &entries[at])
 }
 
-/// The index in `events` (and so the leaf index) of the `ingest` event that committed the
-/// packet `row` (named `label`): its subject is `label` and its detail names the row's record
-/// and tree.
-fn ingest_event_index(events: &[EventRow], row: &PacketRow, label: &str) -> Result<usize> {
-    let index = events
-        .iter()
-        .position(|event| {
-            event.kind == EventKind::Ingest.name()
-                && event.subject == label
-                && named_object(&event.kind, &event.detail)
-                    == Some(NamedObject::Record(row.record_id))
+/// The `ingest` event that committed the packet `row` (named `label`), in a log of `size`
+/// events: its subject is `label` and its detail names the row's record and tree.
+fn ingest_event(catalog: &Catalog, row: &PacketRow, label: &str, size: u64) -> Result<EventRow> {
+    let event = catalog
+        .events_of(EventKind::Ingest.name(), label)?
+        .into_iter()
+        .find(|event| {
+            named_object(&event.kind, &event.detail) == Some(NamedObject::Record(row.record_id))
         })
+        .filter(|event| event.seq >= 1 && event.seq as u64 <= size)
         .ok_or_else(|| {
             Error::NotFound(format!(
                 "the event log holds no ingest event committing {label} (record {}), so there \
@@ -256,17 +296,6 @@ fn ingest_event_index(events: &[EventRow], row: &PacketRow, label: &str) -> Resu
                 row.record_id
             ))
         })?;
-    let event = &events[index];
-    if usize::try_from(event.seq).ok() != Some(index + 1) {
-        return Err(Error::corrupt(
-            "event log",
-            format!(
-                "event {} is number {} in the catalog's log: the log has a gap",
-                event.seq,
-                index + 1
-            ),
-        ));
-    }
     if ingest_tree(&event.detail) != Some(row.record.tree) {
         return Err(Error::corrupt(
             format!("event {}", event.seq),
@@ -276,7 +305,7 @@ fn ingest_event_index(events: &[EventRow], row: &PacketRow, label: &str) -> Resu
             ),
         ));
     }
-    Ok(index)
+    Ok(event)
 }
 
 /// The `tree` an `ingest` event's detail names, if it is JSON with that field as 64 lowercase
@@ -286,10 +315,27 @@ fn ingest_tree(detail: &str) -> Option<Blake3Digest> {
     Blake3Digest::parse_hex(detail.get("tree")?.as_str()?)
 }
 
-/// Build the proof of the file `meta` at `path` of the packet `label` from the node bytes on its
-/// path (root first), the whole log `events` and the index of the packet's `ingest` event in it;
-/// `checkpoint_note` turns the log's checkpoint into the note text the proof carries (signed or
-/// not). The proof is checked before it is returned.
+/// What a proof is made of, besides the log's hashes.
+struct ProofParts<'a> {
+    /// The packet, `NAME@N`.
+    label: &'a str,
+    /// The file's path in it.
+    path: &'a str,
+    /// The file's entry.
+    meta: &'a FileMeta,
+    /// The node bytes on its path, root first.
+    nodes: &'a [Vec<u8>],
+    /// The log's first event (its hash names the log's origin).
+    first: &'a EventRow,
+    /// The packet's `ingest` event.
+    event: &'a EventRow,
+    /// The log's size the proof is for (at least the event's number).
+    size: u64,
+}
+
+/// [`assemble_proof_from`] over a whole log in memory: `events`, the index of the packet's
+/// `ingest` event in it, and the checkpoint of all of it.
+#[cfg(test)]
 fn assemble_proof(
     label: &str,
     path: &str,
@@ -299,19 +345,50 @@ fn assemble_proof(
     index: usize,
     checkpoint_note: impl FnOnce(&Checkpoint) -> Result<String>,
 ) -> Result<FileProof> {
-    let first = events
-        .first()
-        .ok_or_else(|| Error::Internal("an ingest event in an empty log".into()))?;
     let leaves: Vec<Hash> = events
         .iter()
         .map(|event| merkle::leaf_hash(&event.encode()))
         .collect();
-    let hashes = merkle::inclusion_proof(index, &leaves)
-        .ok_or_else(|| Error::Internal(format!("event {} outside the log", index + 1)))?;
-    let root = hex::encode(merkle::root(&leaves));
+    let parts = ProofParts {
+        label,
+        path,
+        meta,
+        nodes,
+        first: &events[0],
+        event: &events[index],
+        size: leaves.len() as u64,
+    };
+    assemble_proof_from(&parts, &mut &leaves[..], checkpoint_note)
+}
+
+/// Build the proof of `parts` with the log's hashes from `log` (the catalog's kept subtrees:
+/// `O(log n)` reads); `checkpoint_note` turns the log's checkpoint at `parts.size` into the note
+/// text the proof carries (signed or not). The proof is checked before it is returned.
+fn assemble_proof_from<S>(
+    parts: &ProofParts<'_>,
+    log: &mut S,
+    checkpoint_note: impl FnOnce(&Checkpoint) -> Result<String>,
+) -> Result<FileProof>
+where
+    S: merkle::PerfectSubtrees + ?Sized,
+    Error: From<S::Error>,
+{
+    let ProofParts {
+        label,
+        path,
+        meta,
+        nodes,
+        first,
+        event,
+        size,
+    } = *parts;
+    let index = event.seq as u64 - 1;
+    let hashes = merkle::inclusion_proof_of(index, size, log)?
+        .ok_or_else(|| Error::Internal(format!("event {} outside the log", event.seq)))?;
+    let root = hex::encode(merkle::root_of(size, log)?);
     let checkpoint = Checkpoint {
         origin: transparency::origin_of(first),
-        tree_size: leaves.len() as u64,
+        tree_size: size,
         root: root.clone(),
     };
     let proof = FileProof {
@@ -324,11 +401,11 @@ fn assemble_proof(
             blake3: meta.blake3.to_hex(),
         },
         nodes: nodes.iter().map(|node| b64().encode(node)).collect(),
-        event: b64().encode(events[index].encode()),
+        event: b64().encode(event.encode()),
         inclusion: InclusionProof {
-            leaf_index: index as u64,
-            tree_size: leaves.len() as u64,
-            leaf_hash: hex::encode(leaves[index]),
+            leaf_index: index,
+            tree_size: size,
+            leaf_hash: hex::encode(merkle::leaf_hash(&event.encode())),
             root,
             proof: hashes.iter().map(hex::encode).collect(),
         },

@@ -360,3 +360,37 @@ fn the_catalog_keeps_the_log_tree_rebuilds_it_and_fsck_checks_it() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("its merkle_nodes give the root"), "{text}");
 }
+
+on_both_backends! {
+    /// A store that keeps checkpoints lets anyone prove a file without the private key: `prove`
+    /// without `--sign` carries the newest kept checkpoint that covers the packet's event, and
+    /// `proof check-file` checks its signature by the store's verifier key.
+    fn prove_without_a_key_carries_the_newest_kept_checkpoint() {
+        let sb = Sandbox::new();
+        let (_, verifier) = store_keeping_checkpoints(&sb);
+        let packet = sb.write("p2/a.txt", "second\n");
+        let out = sb.run(&["ingest", packet.parent().unwrap().to_str().unwrap(), "--name", "q"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let (size, root) = log_size_and_root(&sb);
+        let out = sb.run(&["prove", "p", "logs/run.log"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let proof: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let note = proof["checkpoint"].as_str().unwrap();
+        assert!(note.contains(&format!("\n{size}\n")), "{note}");
+        assert!(note.contains("\n\n\u{2014} alice "), "{note}");
+        assert_eq!(proof["inclusion"]["tree_size"], size);
+        assert_eq!(proof["inclusion"]["root"], root.as_str());
+        let file = sb.write("run.proof.json", &out.stdout);
+        let out = sb.run_storeless(&[
+            "proof",
+            "check-file",
+            file.to_str().unwrap(),
+            "--file",
+            sb.path("p1/logs/run.log").to_str().unwrap(),
+            "--key",
+            &verifier,
+        ]);
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("PASS"));
+    }
+}
