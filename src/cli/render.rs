@@ -72,11 +72,24 @@ pub(crate) fn log_checkpoint(
             Some(note) => note.to_string(),
             None => checkpoint.text()?,
         };
-        write_stdout(|out| {
-            out.write_all(text.as_bytes())
-                .map_err(|e| Error::io("<stdout>", "cannot write", e))
-        })
+        write_text(&text)
     }
+}
+
+/// A report as one JSON document with its `verdict` (`PASS` or `FAIL`) added.
+fn print_report_with_verdict<T: serde::Serialize>(report: &T, verdict: &str) -> Result<()> {
+    let mut value = to_json(report)?;
+    value["verdict"] = json!(verdict);
+    print_json(&value);
+    Ok(())
+}
+
+/// Text exactly as given on stdout (a note, a proof: formats whose bytes matter).
+fn write_text(text: &str) -> Result<()> {
+    write_stdout(|out| {
+        out.write_all(text.as_bytes())
+            .map_err(|e| Error::io("<stdout>", "cannot write", e))
+    })
 }
 
 /// `log --verify-from`: each check, then `PASS` or `FAIL` (`--json`: the report and a
@@ -87,10 +100,7 @@ pub(crate) fn log_verify_from(
 ) -> Result<()> {
     let verdict = if report.passed() { "PASS" } else { "FAIL" };
     if json {
-        let mut value = to_json(report)?;
-        value["verdict"] = json!(verdict);
-        print_json(&value);
-        return Ok(());
+        return print_report_with_verdict(report, verdict);
     }
     say!(
         "old checkpoint: {} at size {} with root {}",
@@ -218,10 +228,7 @@ pub(crate) fn proof_check(json: bool, check: &str, held: &std::result::Result<St
 /// `prove`: the proof's JSON (always JSON: it is a file format).
 pub(crate) fn file_proof(proof: &crate::ops::file_proof::FileProof) -> Result<()> {
     let text = proof.to_json()?;
-    write_stdout(|out| {
-        out.write_all(text.as_bytes())
-            .map_err(|e| Error::io("<stdout>", "cannot write", e))
-    })
+    write_text(&text)
 }
 
 /// `proof check-file`: one line per check, then `PASS: …` or `FAIL: …` (`--json`: the report
@@ -233,10 +240,7 @@ pub(crate) fn file_proof_check(
     use crate::ops::file_proof::CheckResult;
     let verdict = if report.passed() { "PASS" } else { "FAIL" };
     if json {
-        let mut value = to_json(report)?;
-        value["verdict"] = json!(verdict);
-        print_json(&value);
-        return Ok(());
+        return print_report_with_verdict(report, verdict);
     }
     for check in &report.checks {
         let result = match check.result {
@@ -580,10 +584,7 @@ pub(crate) fn fsck(json: bool, report: &FsckReport) -> Result<()> {
         "FAIL"
     };
     if json {
-        let mut value = to_json(report)?;
-        value["verdict"] = json!(verdict);
-        print_json(&value);
-        return Ok(());
+        return print_report_with_verdict(report, verdict);
     }
     for p in &report.problems {
         say!("problem: {}: {}", p.subject, p.reason);

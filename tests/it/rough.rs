@@ -197,8 +197,8 @@ fn regression_one_packet_is_not_1_packets() {
     for singular in [
         "(1 file)",
         "PASS: 1 of 1 file matches",
-        "0 packets, 1 event\n",
-        "1 packet, 2 events\n",
+        "0 packets, 1 event; log root ",
+        "1 packet, 2 events; log root ",
         "1 temp file in",
         "removed 1 temp file, 1 byte,",
         "reindexed 1 packet and 0 reruns from ",
