@@ -195,14 +195,27 @@ fn the_benchmark_counting_proxy_forwards_unchanged_and_counts_what_it_forwarded(
     writer.write_all(&large).unwrap();
     batch.add_stream(blake3_of(&large), writer).unwrap();
     batch.commit().unwrap();
+    // The proxy records a request after it has sent the answer on: the multipart complete may
+    // be answered (and the commit return) a moment before it is counted. Wait for it, a while.
+    let multipart_posts = |requests: &[(String, String, u16, u64, u64)]| {
+        requests
+            .iter()
+            .filter(|(m, p, ..)| m == "POST" && (p.contains("?uploads") || p.contains("uploadId=")))
+            .count()
+    };
+    let mut all = proxy.requests();
+    for _ in 0..50 {
+        if multipart_posts(&all[log.len()..]) >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        all = proxy.requests();
+    }
     let written = proxy.own("GET", "/__counts__");
     assert_eq!(kind(&written, "PUT_PART"), 3, "{written}");
     // POSTs: the multipart create and complete, and the new client's probe cleanup.
-    let since_reset = &proxy.requests()[log.len()..];
-    let multipart = since_reset
-        .iter()
-        .filter(|(m, p, ..)| m == "POST" && (p.contains("?uploads") || p.contains("uploadId=")))
-        .count();
+    let since_reset = &all[log.len()..];
+    let multipart = multipart_posts(since_reset);
     assert_eq!(multipart, 2, "{since_reset:?}");
     assert_eq!(
         kind(&written, "POST"),
