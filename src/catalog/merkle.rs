@@ -191,8 +191,10 @@ impl Catalog {
     /// Catalog errors.
     pub fn log_tree(&self) -> Result<LogTree<'_>> {
         let size = self.sql(events_held(&self.conn))?;
+        // Exactly as many leaves as events: a table behind them (an older evstore wrote) or
+        // ahead of them (changed by hand) is not used; `fsck` names the second.
         let table_answers =
-            self.sql(has_table(&self.conn))? && self.sql(leaves_held(&self.conn))? >= size;
+            self.sql(has_table(&self.conn))? && self.sql(leaves_held(&self.conn))? == size;
         let leaves = if table_answers {
             None
         } else {
@@ -208,6 +210,60 @@ impl Catalog {
             size,
             leaves,
         })
+    }
+
+    /// Every row of `merkle_nodes` as (level, index, hash); empty when the table is missing. A
+    /// hash that is not 32 bytes is given as zeros (and so never matches).
+    pub fn merkle_node_rows(&self) -> Result<Vec<(u32, u64, Hash)>> {
+        if !self.sql(has_table(&self.conn))? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.sql(
+            self.conn
+                .prepare("SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx"),
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let bytes: Vec<u8> = r.get(2)?;
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                Hash::try_from(bytes.as_slice()).unwrap_or([0u8; 32]),
+            ))
+        });
+        let rows = self.sql(rows)?;
+        rows.map(|r| self.sql(r)).collect()
+    }
+
+    /// The append-only triggers the catalog should have and does not (a catalog changed by
+    /// hand: its rows can no longer be trusted to be only appended to).
+    pub fn missing_append_only_triggers(&self) -> Result<Vec<String>> {
+        let mut expected: Vec<String> = super::schema::APPEND_ONLY_TABLES
+            .iter()
+            .chain(super::schema::APPEND_ONLY_TABLES_V2.iter())
+            .flat_map(|table| ["update", "delete"].map(|op| format!("{table}_no_{op}")))
+            .collect();
+        if self.sql(has_table(&self.conn))? {
+            expected.extend([
+                "merkle_nodes_no_update".into(),
+                "merkle_nodes_no_delete".into(),
+            ]);
+        }
+        let mut stmt = self.sql(
+            self.conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'"),
+        )?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0));
+        let names: std::collections::HashSet<String> = self
+            .sql(names)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|source| Error::Catalog {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(expected
+            .into_iter()
+            .filter(|name| !names.contains(name))
+            .collect())
     }
 
     /// Create `merkle_nodes` if missing and fill in the events it lacks, in one write

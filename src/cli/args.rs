@@ -149,8 +149,10 @@ pub enum Command {
         /// Check the log against this old checkpoint (as `log checkpoint [--sign]` printed it)
         #[arg(long, value_name = "CHECKPOINT_FILE")]
         verify_from: Option<PathBuf>,
-        /// The verifier key to check the old checkpoint's signature by (default: the store's,
-        /// when it keeps checkpoints)
+        /// Require the old checkpoint to carry a valid signature by this verifier key (exit 1
+        /// if it does not, unsigned included). Without it, a signature of the store's key is
+        /// checked when the store keeps checkpoints, and an unsigned checkpoint is checked for
+        /// content only
         #[arg(long, value_name = "VERIFIER_KEY", requires = "verify_from")]
         key: Option<String>,
     },

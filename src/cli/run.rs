@@ -454,16 +454,19 @@ fn cmd_log_merkle(ctx: &Context, command: LogCommand) -> Result<Outcome> {
         render::keep_checkpoints(ctx.json, &configured)?;
         return Ok(Outcome::Pass);
     }
-    let (_, catalog) = ctx.open_read()?;
+    let (store, catalog) = ctx.open_read()?;
     match command {
         LogCommand::KeepCheckpoints { .. } => {}
-        LogCommand::Checkpoint { sign } => {
+        LogCommand::Checkpoint { sign: None } => {
             let checkpoint = ops::transparency::checkpoint(&catalog)?;
-            let signed = match sign {
-                Some(keyfile) => Some(ops::transparency::sign_checkpoint(&checkpoint, &keyfile)?),
-                None => None,
-            };
-            render::log_checkpoint(ctx.json, &checkpoint, signed.as_deref())?;
+            render::log_checkpoint(ctx.json, &checkpoint, None)?;
+        }
+        LogCommand::Checkpoint {
+            sign: Some(keyfile),
+        } => {
+            let (checkpoint, note) =
+                ops::checkpoints::sign_verified_checkpoint(&store, &catalog, &keyfile)?;
+            render::log_checkpoint(ctx.json, &checkpoint, Some(&note))?;
         }
         LogCommand::ProveInclusion { event } => {
             let proof = ops::transparency::prove_inclusion(&catalog, &event)?;

@@ -232,23 +232,34 @@ impl VerifierKey {
                 "no signature lines, or the last one does not end in a newline".into(),
             ));
         }
-        let wanted = key_hash(&self.name, &self.key.to_bytes());
-        let mut seen = Vec::new();
-        for line in signatures.lines() {
+        // Every signature line is parsed before any is verified: a note with a malformed line
+        // is refused whole, wherever the line is (as Go's `note.Open` does).
+        let mut lines = Vec::new();
+        for line in signatures.split_terminator('\n') {
             let rest = line.strip_prefix("\u{2014} ").ok_or_else(|| {
                 NoteError::BadNote(format!("{line:?} is not a signature line (— NAME SIG)"))
             })?;
             let (name, encoded) = rest.split_once(' ').ok_or_else(|| {
                 NoteError::BadNote(format!("{line:?} is not a signature line (— NAME SIG)"))
             })?;
+            if !is_valid_key_name(name) {
+                return Err(NoteError::BadNote(format!(
+                    "{line:?}: {name:?} is not a key name"
+                )));
+            }
             let bytes = b64().decode(encoded).map_err(|_| {
                 NoteError::BadNote(format!("{line:?}: the signature is not base64"))
             })?;
-            if bytes.len() < 4 {
+            if bytes.len() < 5 {
                 return Err(NoteError::BadNote(format!(
                     "{line:?}: the signature is too short"
                 )));
             }
+            lines.push((name, bytes));
+        }
+        let wanted = key_hash(&self.name, &self.key.to_bytes());
+        let mut seen = Vec::new();
+        for (name, bytes) in lines {
             seen.push(name.to_string());
             if name != self.name || bytes[..4] != wanted {
                 continue;

@@ -26,7 +26,7 @@ use crate::format::event::{
 };
 use crate::format::merkle::{self, Hash};
 use crate::format::note::{NoteError, SignerKey, VerifierKey};
-use crate::ops::transparency::{parse_checkpoint_text, Checkpoint};
+use crate::ops::transparency::{parse_checkpoint_text, read_small_text, Checkpoint};
 use crate::store::backend::{KeyCreated, KeyRead, ListedName};
 use crate::store::log::EventLog;
 use crate::store::Store;
@@ -99,31 +99,8 @@ pub struct KeptCheckpoint {
 
 /// Read a key file: its signer key.
 fn read_signer_key(keyfile: &Path) -> Result<SignerKey> {
-    let text = read_capped_text(keyfile, "the signer key file")?;
+    let text = read_small_text(keyfile, "the signer key file")?;
     SignerKey::parse(&text).map_err(|err| Error::Usage(format!("{}: {err}", keyfile.escaped())))
-}
-
-/// Read a small text file a user named (a key file or a checkpoint), refusing one above
-/// [`MAX_NOTE_BYTES`] instead of reading it cut short.
-fn read_capped_text(path: &Path, what: &str) -> Result<String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| {
-            std::io::Read::read_to_end(
-                &mut std::io::Read::take(file, MAX_NOTE_BYTES + 1),
-                &mut bytes,
-            )
-        })
-        .map_err(|err| Error::Usage(format!("{}: cannot read {what}: {err}", path.escaped())))?;
-    if bytes.len() as u64 > MAX_NOTE_BYTES {
-        return Err(Error::Usage(format!(
-            "{}: larger than {} KiB, so not {what}",
-            path.escaped(),
-            MAX_NOTE_BYTES / 1024
-        )));
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| Error::Usage(format!("{}: {what} is not UTF-8", path.escaped())))
 }
 
 /// The store's verifier key, if it keeps checkpoints.
@@ -221,15 +198,42 @@ pub fn configure(store: &Store, catalog: &Catalog, keyfile: &Path) -> Result<Kee
 /// or one of another key.
 pub fn signer_for_writer(store: &Store) -> Result<Option<CheckpointSigner>> {
     let Some(verifier) = store_verifier_key(store)? else {
-        return Ok(None);
+        // A machine that signs this store's checkpoints, or a shell that names a signer key,
+        // expects a store that keeps them: one whose verifier key is gone is refused, not
+        // written without a checkpoint.
+        let record = signer_file(store);
+        let expects = if std::fs::symlink_metadata(&record).is_ok() {
+            Some(format!(
+                "{} records this machine's signer key",
+                record.escaped()
+            ))
+        } else {
+            std::env::var_os(SIGNING_KEY_ENV)
+                .filter(|value| !value.is_empty())
+                .map(|_| format!("${SIGNING_KEY_ENV} names a signer key"))
+        };
+        return match expects {
+            None => Ok(None),
+            Some(why) => Err(Error::corrupt(
+                EventLog::of(store).shown(VERIFIER_KEY_KEY),
+                format!(
+                    "is missing, but {why}: the store should keep signed checkpoints; nothing \
+                     was written (run `evstore fsck`; unset ${SIGNING_KEY_ENV} for a store that \
+                     keeps none)"
+                ),
+            )),
+        };
     };
     let (keyfile, from) = match std::env::var_os(SIGNING_KEY_ENV) {
         Some(path) if !path.is_empty() => (PathBuf::from(path), format!("${SIGNING_KEY_ENV}")),
         _ => {
             let record = signer_file(store);
-            match std::fs::read_to_string(&record) {
-                Ok(text) => (
-                    PathBuf::from(text.trim_end_matches('\n')),
+            match std::fs::symlink_metadata(&record) {
+                Ok(_) => (
+                    PathBuf::from(
+                        read_small_text(&record, "the record of this machine's signer key")?
+                            .trim_end_matches('\n'),
+                    ),
                     record.escaped().to_string(),
                 ),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -277,7 +281,11 @@ pub fn keep(
     if catalog.last_event_seq()? == 0 {
         return Ok(None);
     }
-    let checkpoint = crate::ops::transparency::checkpoint(catalog)?;
+    let checkpoint = {
+        let _snapshot = catalog.read_snapshot()?;
+        let mut tree = catalog.log_tree()?;
+        verified_checkpoint(store, catalog, &mut tree)?
+    };
     let signed = signer
         .key
         .sign(&checkpoint.text()?)
@@ -306,20 +314,238 @@ pub fn keep(
 }
 
 /// The newest checkpoint the store keeps whose size is at least `seq` and at most `size_now`
-/// (so it covers event `seq` and the catalog can prove it): its size and its signed note.
-/// `None` for a store that keeps no checkpoints, or none such.
+/// (so it covers event `seq` and the catalog can prove it), its signature checked by the
+/// store's verifier key: its size and its signed note. `None` for a store that keeps no
+/// checkpoints, or none such.
 ///
 /// # Errors
 ///
-/// Backend errors; [`Error::Corrupt`] for a kept checkpoint that cannot be read.
+/// Backend errors; [`Error::Corrupt`] for a kept checkpoint that cannot be read or does not
+/// verify.
 pub fn newest_kept_covering(
     store: &Store,
     seq: u64,
     size_now: u64,
 ) -> Result<Option<(u64, String)>> {
-    if store_verifier_key(store)?.is_none() {
+    let Some(verifier) = store_verifier_key(store)? else {
+        return Ok(None);
+    };
+    let Some((size, note)) = newest_kept_at_most(store, size_now)? else {
+        return Ok(None);
+    };
+    if size < seq {
         return Ok(None);
     }
+    if let Err(err) = verifier.open(&note) {
+        return Err(Error::corrupt(
+            EventLog::of(store).shown(&checkpoint_key(size)),
+            format!(
+                "no valid signature by {}: {err}; run `evstore fsck`",
+                verifier.text()
+            ),
+        ));
+    }
+    Ok(Some((size, note)))
+}
+
+/// The checkpoint of the log now, verified as [`verified_checkpoint`] says and signed with the
+/// signer key in `keyfile`: the checkpoint and its signed note.
+///
+/// # Errors
+///
+/// As [`verified_checkpoint`]; [`Error::Usage`] for a key file that holds no signer key.
+pub fn sign_verified_checkpoint(
+    store: &Store,
+    catalog: &Catalog,
+    keyfile: &Path,
+) -> Result<(Checkpoint, String)> {
+    let checkpoint = {
+        let _snapshot = catalog.read_snapshot()?;
+        let mut tree = catalog.log_tree()?;
+        verified_checkpoint(store, catalog, &mut tree)?
+    };
+    let note = crate::ops::transparency::sign_checkpoint(&checkpoint, keyfile)?;
+    Ok((checkpoint, note))
+}
+
+/// The checkpoint of the log at `tree`'s size, for signing: its root is not taken on the
+/// catalog's word but verified against what is already signed and the store's `log/` bytes.
+/// The newest kept checkpoint (size `m`, its signature checked by the store's verifier key) is
+/// trusted for the first `m` entries: the catalog's kept subtrees on its right edge must fold
+/// to its root. The entries after it are read from `log/` (one read each; all of them when no
+/// checkpoint is kept) and must be the catalog's events byte for byte. The root of the whole
+/// is computed from those two, and the catalog's kept subtrees must give the same root (so the
+/// proofs made from them hold against it). Call it inside a read snapshot of `catalog`.
+///
+/// # Errors
+///
+/// [`Error::Corrupt`] when a kept checkpoint does not verify, the catalog disagrees with it or
+/// with `log/`, or `log/` lacks an entry: nothing is signed; catalog and backend errors.
+pub fn verified_checkpoint(
+    store: &Store,
+    catalog: &Catalog,
+    tree: &mut crate::catalog::LogTree<'_>,
+) -> Result<Checkpoint> {
+    let size = tree.size();
+    let first = catalog
+        .event_at(1)?
+        .ok_or_else(|| Error::Usage("the store's event log is empty".into()))?;
+    let origin = crate::ops::transparency::origin_of(&first);
+    let log = EventLog::of(store);
+    let refuse = |what: String, reason: String| {
+        Error::corrupt(
+            what,
+            format!("{reason}; nothing was signed: run `evstore fsck`"),
+        )
+    };
+    // What is signed already.
+    let (old_size, old_root) = match newest_kept_at_most(store, size)? {
+        None => (0, None),
+        Some((old_size, note)) => {
+            let shown = log.shown(&checkpoint_key(old_size));
+            let Some(verifier) = store_verifier_key(store)? else {
+                return Err(refuse(
+                    shown,
+                    format!("the store has no verifier key ({VERIFIER_KEY_KEY}) to check it by"),
+                ));
+            };
+            let text = verifier.open(&note).map_err(|err| {
+                refuse(
+                    shown.clone(),
+                    format!("no valid signature by {}: {err}", verifier.text()),
+                )
+            })?;
+            let kept = parse_checkpoint_text(text)
+                .map_err(|why| refuse(shown.clone(), format!("is not a checkpoint: {why}")))?;
+            if kept.tree_size != old_size || kept.origin != origin {
+                return Err(refuse(
+                    shown,
+                    format!(
+                        "is of {} at size {}, not of this log ({origin}) at the size its name says",
+                        kept.origin, kept.tree_size
+                    ),
+                ));
+            }
+            (old_size, Some((shown, decode_root(&kept.root)?)))
+        }
+    };
+    // The catalog's subtrees on the right edge of the first `old_size` entries.
+    let mut frontier = std::collections::HashMap::new();
+    let mut start = 0u64;
+    for level in (0..64u32).rev() {
+        if old_size & (1u64 << level) != 0 {
+            let index = start >> level;
+            frontier.insert(
+                (level, index),
+                merkle::PerfectSubtrees::perfect_subtree(tree, level, index)?,
+            );
+            start += 1u64 << level;
+        }
+    }
+    let mut extension = LogExtension {
+        frontier,
+        old_size,
+        new_leaves: Vec::new(),
+    };
+    if let Some((shown, old_root)) = old_root {
+        if merkle::root_of(old_size, &mut extension)? != old_root {
+            return Err(refuse(
+                format!("catalog {}", catalog.path().escaped()),
+                format!(
+                    "its kept subtree hashes (merkle_nodes) do not give the root of {shown}, \
+                     which is signed: the catalog was changed"
+                ),
+            ));
+        }
+    }
+    // The entries after it, from the store's log, each the catalog's event byte for byte.
+    for seq in old_size + 1..=size {
+        let key = log_key(seq as i64);
+        let bytes = match store.backend().read_key(&key, MAX_LOG_ENTRY_BYTES)? {
+            KeyRead::Found(bytes) => bytes,
+            KeyRead::Missing => {
+                return Err(refuse(
+                    log.shown(&key),
+                    format!("is missing, but the catalog holds event {seq}"),
+                ))
+            }
+            KeyRead::TooLarge => {
+                return Err(refuse(
+                    log.shown(&key),
+                    "is larger than a log entry can be".into(),
+                ))
+            }
+            KeyRead::Unreadable(reason) => return Err(refuse(log.shown(&key), reason)),
+        };
+        let held = catalog.event_at(seq as i64)?.map(|event| event.encode());
+        if held.as_deref() != Some(bytes.as_slice()) {
+            return Err(refuse(
+                log.shown(&key),
+                format!("is not the catalog's event {seq} byte for byte"),
+            ));
+        }
+        extension.new_leaves.push(merkle::leaf_hash(&bytes));
+    }
+    let root = merkle::root_of(size, &mut extension)?;
+    if merkle::root_of(size, tree)? != root {
+        return Err(refuse(
+            format!("catalog {}", catalog.path().escaped()),
+            format!(
+                "its kept subtree hashes (merkle_nodes) do not give the root of the log's {size} \
+                 entries ({}): the catalog was changed",
+                hex::encode(root)
+            ),
+        ));
+    }
+    Ok(Checkpoint {
+        origin,
+        tree_size: size,
+        root: hex::encode(root),
+    })
+}
+
+/// A log of `old_size` entries known by the hashes on its right edge (`frontier`), extended by
+/// `new_leaves`: the perfect subtrees of the longer log.
+struct LogExtension {
+    frontier: std::collections::HashMap<(u32, u64), Hash>,
+    old_size: u64,
+    new_leaves: Vec<Hash>,
+}
+
+impl merkle::PerfectSubtrees for LogExtension {
+    type Error = Error;
+
+    fn perfect_subtree(&mut self, level: u32, index: u64) -> Result<Hash> {
+        let start = index << level;
+        let end = start + (1u64 << level);
+        if end <= self.old_size {
+            // A subtree inside the old log that a root or proof of a longer log asks for is one
+            // of its right edge: its parent reaches past the old log's end.
+            return self.frontier.get(&(level, index)).copied().ok_or_else(|| {
+                Error::Internal(format!(
+                    "subtree {level}/{index} is not on the old log's edge"
+                ))
+            });
+        }
+        if start >= self.old_size {
+            let from = (start - self.old_size) as usize;
+            let leaves = self
+                .new_leaves
+                .get(from..from + (1usize << level))
+                .ok_or_else(|| Error::Internal(format!("subtree {level}/{index} past the log")))?;
+            let mut leaves: &[Hash] = leaves;
+            return leaves
+                .perfect_subtree(level, 0)
+                .map_err(|never| match never {});
+        }
+        let left = self.perfect_subtree(level - 1, index * 2)?;
+        let right = self.perfect_subtree(level - 1, index * 2 + 1)?;
+        Ok(merkle::node_hash(&left, &right))
+    }
+}
+
+/// The newest checkpoint the store keeps of at most `size` entries: its size and note.
+fn newest_kept_at_most(store: &Store, size: u64) -> Result<Option<(u64, String)>> {
     let newest = store
         .backend()
         .list_names(CHECKPOINTS_PREFIX)?
@@ -328,16 +554,16 @@ pub fn newest_kept_covering(
             ListedName::Name(name) => parse_checkpoint_key_name(&name),
             ListedName::NotUtf8(_) => None,
         })
-        .filter(|size| *size >= seq && *size <= size_now)
+        .filter(|kept| *kept >= 1 && *kept <= size)
         .max();
-    let Some(size) = newest else {
+    let Some(kept) = newest else {
         return Ok(None);
     };
-    let key = checkpoint_key(size);
+    let key = checkpoint_key(kept);
     let shown = EventLog::of(store).shown(&key);
     match store.backend().read_key(&key, MAX_NOTE_BYTES)? {
         KeyRead::Found(bytes) => String::from_utf8(bytes)
-            .map(|note| Some((size, note)))
+            .map(|note| Some((kept, note)))
             .map_err(|_| Error::corrupt(shown, "is not UTF-8, so not a signed note")),
         _ => Err(Error::corrupt(shown, "cannot be read")),
     }
@@ -468,7 +694,15 @@ pub fn verify_from(
     file: &Path,
     key: Option<&str>,
 ) -> Result<VerifyFromReport> {
-    let note = read_capped_text(file, "a checkpoint")?;
+    let note = read_small_text(file, "a checkpoint")?;
+    if note.contains('\r') {
+        return Err(Error::Usage(format!(
+            "{}: holds a carriage return: a checkpoint's lines end in a line feed alone (C2SP \
+             tlog-checkpoint), so this is not one as it was signed",
+            file.escaped()
+        )));
+    }
+    let asked_for = key.is_some();
     let key = match key {
         Some(text) => {
             Some(VerifierKey::parse(text).map_err(|err| Error::Usage(format!("--key: {err}")))?)
@@ -477,6 +711,13 @@ pub fn verify_from(
     };
     let mut problems = Vec::new();
     let (text, signature) = match (note.find("\n\n"), &key) {
+        (None, Some(key)) if asked_for => {
+            problems.push(format!(
+                "the checkpoint carries no signature, and --key asks for one by {}",
+                key.text()
+            ));
+            (note.as_str(), "FAILED: not signed".to_string())
+        }
         (None, _) => (
             note.as_str(),
             "none: the checkpoint is not signed".to_string(),
@@ -584,6 +825,93 @@ pub struct LogAudit {
     pub notes: Vec<String>,
 }
 
+/// The catalog's kept subtree hashes (`merkle_nodes`, derived data) against its own events:
+/// every row must be the hash of its subtree of the events' leaves, and every subtree the
+/// events complete must have its row (when the table exists: an older catalog's is filled in
+/// by the next writer).
+fn check_kept_subtrees(catalog: &Catalog, events: &[EventRow], audit: &mut LogAudit) -> Result<()> {
+    let rows = catalog.merkle_node_rows()?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let subject = format!("catalog {}", catalog.path().escaped());
+    // Level by level, the hashes the events give.
+    let mut levels: Vec<Vec<Hash>> = vec![events
+        .iter()
+        .map(|event| merkle::leaf_hash(&event.encode()))
+        .collect()];
+    while let Some(below) = levels.last().filter(|level| level.len() >= 2) {
+        let above: Vec<Hash> = below
+            .chunks_exact(2)
+            .map(|pair| merkle::node_hash(&pair[0], &pair[1]))
+            .collect();
+        levels.push(above);
+    }
+    let expected = |level: u32, index: u64| {
+        levels
+            .get(level as usize)
+            .and_then(|hashes| hashes.get(index as usize))
+    };
+    let mut wrong = Vec::new();
+    for (level, index, hash) in &rows {
+        match expected(*level, *index) {
+            Some(want) if want == hash => {}
+            Some(_) => wrong.push(format!("level {level}, index {index}: another hash")),
+            None => wrong.push(format!(
+                "level {level}, index {index}: a subtree of events the catalog does not hold"
+            )),
+        }
+    }
+    let held: std::collections::HashSet<(u32, u64)> = rows
+        .iter()
+        .map(|(level, index, _)| (*level, *index))
+        .collect();
+    // The leaves the table holds (a table behind the events is filled in by the next writer).
+    let leaves_held = rows
+        .iter()
+        .filter(|(level, ..)| *level == 0)
+        .map(|(_, index, _)| index + 1)
+        .max()
+        .unwrap_or(0);
+    if leaves_held < events.len() as u64 {
+        audit.notes.push(format!(
+            "{subject}: its merkle_nodes hold {leaves_held} of its {} events' leaves (written \
+             by an older evstore); the next command that writes fills them in",
+            events.len()
+        ));
+    }
+    let missing = levels
+        .iter()
+        .enumerate()
+        .flat_map(|(level, hashes)| {
+            (0..hashes.len()).map(move |index| (level as u32, index as u64))
+        })
+        .filter(|(level, index)| (index + 1) << level <= leaves_held)
+        .filter(|node| !held.contains(node))
+        .count();
+    if missing > 0 {
+        wrong.push(format!(
+            "{missing} subtree hashes of its events are missing"
+        ));
+    }
+    if !wrong.is_empty() {
+        let shown: Vec<String> = wrong.iter().take(5).cloned().collect();
+        audit.problems.push((
+            subject,
+            format!(
+                "its merkle_nodes (the log's kept subtree hashes) disagree with its {} events in \
+                 {} places ({}{}): proofs made from them are wrong; `evstore reindex --replace` \
+                 rebuilds the catalog",
+                events.len(),
+                wrong.len(),
+                shown.join("; "),
+                if wrong.len() > 5 { "; …" } else { "" }
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Recompute the Merkle root of the store's whole log from its `log/` keys and check every
 /// kept checkpoint against it: its signature by the store's verifier key, its origin, its size
 /// (at most the log's) and its root (that of the log's first entries of its size). A checkpoint
@@ -603,28 +931,7 @@ pub fn audit_log(
         root: hex::encode(merkle::root(&log.leaves)),
         ..LogAudit::default()
     };
-    // The catalog's kept subtree hashes (derived data) against its own events.
-    let mut tree = catalog.log_tree()?;
-    if tree.kept_in_the_catalog() && tree.size() == catalog_events.len() as u64 {
-        let kept = merkle::root_of(tree.size(), &mut tree)?;
-        let leaves: Vec<Hash> = catalog_events
-            .iter()
-            .map(|event| merkle::leaf_hash(&event.encode()))
-            .collect();
-        let recomputed = merkle::root(&leaves);
-        if kept != recomputed {
-            audit.problems.push((
-                format!("catalog {}", catalog.path().escaped()),
-                format!(
-                    "its merkle_nodes give the root {} for its {} events, which hash to {}: \
-                     the table was damaged; `evstore reindex --replace` rebuilds the catalog",
-                    hex::encode(kept),
-                    tree.size(),
-                    hex::encode(recomputed)
-                ),
-            ));
-        }
-    }
+    check_kept_subtrees(catalog, catalog_events, &mut audit)?;
     let shown = |key: &str| EventLog::of(store).shown(key);
     let names = store.backend().list_names(CHECKPOINTS_PREFIX)?;
     if names.is_empty() {

@@ -173,6 +173,11 @@ pub fn prove_file(
             crate::ops::checkpoints::newest_kept_covering(store, event.seq as u64, tree.size())?
         }
     };
+    // A checkpoint signed now is of a root verified against what is signed already and the
+    // store's `log/` (the proof below is made from the same kept hashes, and checked).
+    if sign_with.is_some() {
+        crate::ops::checkpoints::verified_checkpoint(store, catalog, &mut tree)?;
+    }
     let size = kept.as_ref().map_or(tree.size(), |(size, _)| *size);
     let checkpoint_note = |checkpoint: &Checkpoint| match (sign_with, &kept) {
         (Some(keyfile), _) => transparency::sign_checkpoint(checkpoint, keyfile),
@@ -420,10 +425,14 @@ where
         .iter()
         .find(|check| !check.result.allows_pass())
     {
-        return Err(Error::Internal(format!(
-            "the proof made does not check: {}: {}",
-            failed.check, failed.detail
-        )));
+        return Err(Error::corrupt(
+            "the catalog's log",
+            format!(
+                "the proof made from it does not check ({}: {}): the catalog's events or kept \
+                 subtree hashes (merkle_nodes) were changed; run `evstore fsck`",
+                failed.check, failed.detail
+            ),
+        ));
     }
     Ok(proof)
 }

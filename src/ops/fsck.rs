@@ -1012,6 +1012,18 @@ impl<'a> FsckRun<'a> {
         for text in self.catalog.integrity_problems()? {
             self.problem(self.catalog.path().escaped().to_string(), text);
         }
+        let missing = self.catalog.missing_append_only_triggers()?;
+        if !missing.is_empty() {
+            self.problem(
+                format!("catalog {}", self.catalog.path().escaped()),
+                format!(
+                    "its append-only triggers {} are gone: it was changed by hand, and its rows \
+                     may have been rewritten; `evstore reindex --replace` rebuilds it from the \
+                     store",
+                    missing.join(", ")
+                ),
+            );
+        }
         let tmp = self.store.tmp_path();
         let leftovers = std::fs::read_dir(&tmp).at(&tmp, "cannot list")?.count();
         if leftovers > 0 {

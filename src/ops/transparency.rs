@@ -118,11 +118,21 @@ pub fn prove_inclusion(catalog: &Catalog, event: &str) -> Result<InclusionProof>
     let index = found.seq as u64 - 1;
     let proof = merkle::inclusion_proof_of(index, size, &mut tree)?
         .ok_or_else(|| Error::Internal(format!("event {} outside the log", found.seq)))?;
+    let leaf = merkle::leaf_hash(&found.encode());
+    let root = merkle::root_of(size, &mut tree)?;
+    // A proof that does not check is never handed out.
+    merkle::check_inclusion(&leaf, index, size, &proof, &root).map_err(|failure| {
+        damaged_log_hashes(
+            catalog,
+            &format!("the inclusion proof of event {}", found.seq),
+            failure,
+        )
+    })?;
     Ok(InclusionProof {
         leaf_index: index,
         tree_size: size,
-        leaf_hash: hex::encode(merkle::leaf_hash(&found.encode())),
-        root: hex::encode(merkle::root_of(size, &mut tree)?),
+        leaf_hash: hex::encode(leaf),
+        root: hex::encode(root),
         proof: proof.iter().map(hex::encode).collect(),
     })
 }
@@ -150,13 +160,35 @@ pub fn prove_consistency(
     }
     let proof = merkle::consistency_proof_of(old_size, new_size, &mut tree)?
         .ok_or_else(|| Error::Internal("consistency proof out of range".into()))?;
+    let old_root = merkle::root_of(old_size, &mut tree)?;
+    let root = merkle::root_of(new_size, &mut tree)?;
+    merkle::check_consistency(old_size, new_size, &old_root, &root, &proof).map_err(|failure| {
+        damaged_log_hashes(
+            catalog,
+            &format!("the consistency proof from {old_size} to {new_size} events"),
+            failure,
+        )
+    })?;
     Ok(ConsistencyProof {
         old_size,
-        old_root: hex::encode(merkle::root_of(old_size, &mut tree)?),
+        old_root: hex::encode(old_root),
         tree_size: new_size,
-        root: hex::encode(merkle::root_of(new_size, &mut tree)?),
+        root: hex::encode(root),
         proof: proof.iter().map(hex::encode).collect(),
     })
+}
+
+/// A proof made from the catalog that does not check: its kept hashes were changed.
+fn damaged_log_hashes(catalog: &Catalog, what: &str, failure: merkle::ProofFailure) -> Error {
+    use crate::text::EscapePath;
+    Error::corrupt(
+        format!("catalog {}", catalog.path().escaped()),
+        format!(
+            "{what}, made from its kept subtree hashes (merkle_nodes), does not check \
+             ({failure}): they were changed; `evstore fsck` names them, `evstore reindex \
+             --replace` rebuilds the catalog"
+        ),
+    )
 }
 
 /// The event a user named: its sequence number, or 8+ hex digits of its hash (in a log of
@@ -256,12 +288,7 @@ pub fn generate_key(name: &str, out: &std::path::Path) -> Result<String> {
 /// [`Error::Usage`] for a key file that cannot be read or holds no signer key.
 pub fn sign_checkpoint(checkpoint: &Checkpoint, keyfile: &std::path::Path) -> Result<String> {
     use crate::text::EscapePath;
-    let text = std::fs::read_to_string(keyfile).map_err(|err| {
-        Error::Usage(format!(
-            "{}: cannot read the key file: {err}",
-            keyfile.escaped()
-        ))
-    })?;
+    let text = read_small_text(keyfile, "a signer key file")?;
     let key = crate::format::note::SignerKey::parse(&text)
         .map_err(|err| Error::Usage(format!("{}: {err}", keyfile.escaped())))?;
     key.sign(&checkpoint.text()?)
@@ -309,7 +336,10 @@ pub fn check_signed_checkpoint(
 /// then any extension lines.
 pub(crate) fn parse_checkpoint_text(text: &str) -> std::result::Result<Checkpoint, String> {
     use base64::Engine as _;
-    let mut lines = text.lines();
+    if text.contains('\r') {
+        return Err("a carriage return in it: its lines end in a line feed alone".into());
+    }
+    let mut lines = text.split_terminator('\n');
     let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
         return Err("fewer than three lines".into());
     };
@@ -344,12 +374,26 @@ fn read_small_input(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
 /// [`Error::Usage`] for a file that cannot be read or is larger than `max`.
 pub(crate) fn read_input_at_most(path: &std::path::Path, what: &str, max: u64) -> Result<Vec<u8>> {
     use crate::text::EscapePath;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let cannot = |err: std::io::Error| {
+        Error::Usage(format!("{}: cannot read {what}: {err}", path.escaped()))
+    };
+    // Opened without blocking (a FIFO would wait for a writer forever), then checked to be a
+    // regular file through the handle, so nothing can swap the path between check and read.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(Error::Usage(format!(
+            "{}: not a regular file, so not {what}",
+            path.escaped()
+        )));
+    }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| {
-            std::io::Read::read_to_end(&mut std::io::Read::take(file, max + 1), &mut bytes)
-        })
-        .map_err(|err| Error::Usage(format!("{}: cannot read {what}: {err}", path.escaped())))?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, max + 1), &mut bytes)
+        .map_err(cannot)?;
     if bytes.len() as u64 > max {
         return Err(Error::Usage(format!(
             "{}: larger than {}, so not {what}",
@@ -360,11 +404,26 @@ pub(crate) fn read_input_at_most(path: &std::path::Path, what: &str, max: u64) -
     Ok(bytes)
 }
 
+/// Read a small text file a user named (a key file, a checkpoint): at most 64 KiB of UTF-8, a
+/// regular file (see [`read_input_at_most`]).
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a file that cannot be read, is larger, or is not UTF-8.
+pub(crate) fn read_small_text(path: &std::path::Path, what: &str) -> Result<String> {
+    use crate::text::EscapePath;
+    let bytes = read_input_at_most(path, what, 64 * 1024)?;
+    String::from_utf8(bytes)
+        .map_err(|_| Error::Usage(format!("{}: not UTF-8, so not {what}", path.escaped())))
+}
+
 /// A byte limit in words: `1 MiB`, `64 MiB`, or a count of bytes.
 fn size_words(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
     if bytes % MIB == 0 {
         format!("{} MiB", bytes / MIB)
+    } else if bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} bytes")
     }

@@ -358,7 +358,10 @@ fn the_catalog_keeps_the_log_tree_rebuilds_it_and_fsck_checks_it() {
     let out = sb.run(&["fsck"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("its merkle_nodes give the root"), "{text}");
+    assert!(
+        text.contains("its merkle_nodes (the log's kept subtree hashes) disagree"),
+        "{text}"
+    );
 }
 
 on_both_backends! {
@@ -393,4 +396,212 @@ on_both_backends! {
         assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
         assert!(String::from_utf8_lossy(&out.stdout).contains("PASS"));
     }
+}
+
+/// `evstore ARGS` under `timeout 20`: a command that would wait forever (on a FIFO) exits 124.
+fn run_bounded(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    sb.command_through("timeout", &["20"], Path::new(crate::sandbox::EVSTORE_BIN))
+        .arg("--store")
+        .arg(sb.store())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Found by review: subtree hashes added to the catalog by hand (every trigger in place) for an
+/// event the log does not have made the next writer sign a root holding a forged packet. Now a
+/// checkpoint is signed only of a root verified against the last signed one and the store's
+/// `log/` bytes: the writer refuses to keep it, `log checkpoint --sign` refuses, fsck names the
+/// table; and an event row added by hand is refused the same way.
+#[test]
+fn regression_a_poisoned_catalog_is_never_signed() {
+    let sb = Sandbox::new();
+    let (keyfile, _) = store_keeping_checkpoints(&sb);
+    let (size, _) = log_size_and_root(&sb);
+    let catalog = sb.store().join("catalog.sqlite");
+    {
+        // A leaf for event size + 1 and the subtrees it would complete, hashes made up.
+        let db = rusqlite::Connection::open(&catalog).unwrap();
+        let mut level = 0;
+        let mut index = size;
+        loop {
+            db.execute(
+                "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+                rusqlite::params![level, index as i64, vec![7u8; 32]],
+            )
+            .unwrap();
+            if index % 2 == 0 {
+                break;
+            }
+            index /= 2;
+            level += 1;
+        }
+    }
+    let packet = sb.write("p2/a.txt", "second\n");
+    let out = sb.run(&[
+        "ingest",
+        packet.parent().unwrap().to_str().unwrap(),
+        "--name",
+        "q",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("checkpoint of the log after it could not be kept")
+            && stderr(&out).contains("merkle_nodes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!sb
+        .store()
+        .join(format!("checkpoints/{:020}", size + 1))
+        .exists());
+    let out = sb.run(&["log", "checkpoint", "--sign", keyfile.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let out = sb.run(&["fsck"]);
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("merkle_nodes"));
+
+    // An event row added by hand, chained to the last one: no log/ key holds it.
+    let sb = Sandbox::new();
+    let (keyfile, _) = store_keeping_checkpoints(&sb);
+    let (size, _) = log_size_and_root(&sb);
+    {
+        let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+        let prev: String = db
+            .query_row(
+                "SELECT hash FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        db.execute(
+            "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) \
+             VALUES (?1, 1, 'ingest', 'forged@1', '{}', ?2, ?3)",
+            rusqlite::params![size as i64 + 1, prev, "ab".repeat(32)],
+        )
+        .unwrap();
+    }
+    let out = sb.run(&["log", "checkpoint", "--sign", keyfile.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{:020}", size + 1)) && stderr(&out).contains("is missing"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Found by review: `log --verify-from --key K` passed an unsigned checkpoint and a CRLF one
+/// carrying a bogus signature line; a signed note with garbage after its signature passed; key
+/// and checkpoint files were read without a bound or from a FIFO (waiting forever).
+#[test]
+fn regression_checkpoint_inputs_are_read_strictly() {
+    let sb = Sandbox::new();
+    let (keyfile, verifier) = store_keeping_checkpoints(&sb);
+    let unsigned = sb.run(&["log", "checkpoint"]);
+    let unsigned_file = sb.write("unsigned.checkpoint", &unsigned.stdout);
+    let (rc, report) = sb.json(&[
+        "log",
+        "--verify-from",
+        unsigned_file.to_str().unwrap(),
+        "--key",
+        &verifier,
+    ]);
+    assert_eq!(rc, 1, "{report}");
+    assert!(report["problems"][0]
+        .as_str()
+        .unwrap()
+        .contains("carries no signature"));
+    let signed = sb.run(&["log", "checkpoint", "--sign", keyfile.to_str().unwrap()]);
+    let signed = String::from_utf8(signed.stdout).unwrap();
+    let crlf = sb.write("crlf.checkpoint", signed.replace('\n', "\r\n"));
+    let out = sb.run(&[
+        "log",
+        "--verify-from",
+        crlf.to_str().unwrap(),
+        "--key",
+        &verifier,
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("carriage return"), "{}", stderr(&out));
+    let garbage = sb.write("garbage.checkpoint", format!("{signed}GARBAGE\n"));
+    let out = sb.run_storeless(&[
+        "proof",
+        "check-checkpoint",
+        garbage.to_str().unwrap(),
+        "--key",
+        &verifier,
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a signature line"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run_bounded(&sb, &["log", "checkpoint", "--sign", "/dev/zero"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let fifo = sb.path("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let fifo = fifo.to_str().unwrap();
+    for args in [
+        &["log", "--verify-from", fifo][..],
+        &["log", "checkpoint", "--sign", fifo],
+        &["log", "keep-checkpoints", "--key", fifo],
+        &["proof", "check-checkpoint", fifo, "--key", &verifier],
+        &["proof", "check-file", fifo],
+    ] {
+        let out = run_bounded(&sb, args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// Found by review: with the store's verifier key deleted, writers kept no checkpoint and said
+/// nothing; a catalog whose append-only triggers were dropped passed fsck.
+#[test]
+fn regression_a_lost_verifier_key_stops_writers_and_dropped_triggers_fail_fsck() {
+    let sb = Sandbox::new();
+    store_keeping_checkpoints(&sb);
+    fs::remove_file(sb.store().join("checkpoints/verifier-key")).unwrap();
+    let packet = sb.write("p2/a.txt", "second\n");
+    let out = sb.run(&[
+        "ingest",
+        packet.parent().unwrap().to_str().unwrap(),
+        "--name",
+        "q",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("verifier-key") && stderr(&out).contains("is missing"),
+        "{}",
+        stderr(&out)
+    );
+    let (rc, listing) = sb.json(&["ls"]);
+    assert_eq!(rc, 0);
+    assert_eq!(
+        listing["packets"].as_array().map(Vec::len),
+        Some(1),
+        "{listing}"
+    );
+
+    let sb = Sandbox::new();
+    let packet = write_packet(&sb, "p");
+    assert_eq!(code(&sb.run(&["ingest", packet.to_str().unwrap()])), 0);
+    {
+        let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+        db.execute_batch("DROP TRIGGER events_no_update").unwrap();
+    }
+    let out = sb.run(&["fsck"]);
+    assert_eq!(code(&out), 1);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("events_no_update are gone"), "{text}");
 }

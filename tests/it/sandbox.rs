@@ -28,7 +28,8 @@ pub fn evstore_command() -> Command {
 fn clear_caller_environment(cmd: &mut Command) {
     cmd.env_remove("EVSTORE_STORE")
         .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("EVSTORE_LOCK_TIMEOUT_SECS");
+        .env_remove("EVSTORE_LOCK_TIMEOUT_SECS")
+        .env_remove("EVSTORE_SIGNING_KEY");
 }
 
 /// Incompressible, deterministic bytes: `len` bytes of an xorshift64 stream from `seed`. The one
