@@ -947,6 +947,7 @@ pub fn audit_log(
         }
     };
     let origin = log.origin.clone();
+    let mut newest_kept = 0u64;
     for listed in names {
         let name = match listed {
             ListedName::Name(name) => name,
@@ -970,6 +971,7 @@ pub fn audit_log(
             continue;
         };
         audit.checkpoints_checked += 1;
+        newest_kept = newest_kept.max(size);
         let Some(verifier) = &verifier else {
             audit.problems.push((
                 subject,
@@ -1051,9 +1053,12 @@ pub fn audit_log(
             ));
         }
     }
-    if verifier.is_some() && audit.checkpoints_checked == 0 && audit.tree_size > 0 {
+    if verifier.is_some() && newest_kept < audit.tree_size {
         audit.notes.push(format!(
-            "the store keeps checkpoints but has none yet ({} entries in the log)",
+            "events {} to {} are covered by no kept checkpoint (the newest is of {newest_kept} \
+             events): a writer is between its append and its checkpoint, a checkpoint failed, \
+             or an entry was added by something that holds no signer key",
+            newest_kept + 1,
             audit.tree_size
         ));
     }

@@ -286,7 +286,9 @@ fn fsck_names_mirror_rows_that_disagree_with_their_mirror_list() {
     let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
     db.execute_batch(
         "DROP TRIGGER mirror_files_no_update; \
-         UPDATE mirror_files SET stored_as = 'copy' WHERE stored_as = 'reference';",
+         UPDATE mirror_files SET stored_as = 'copy' WHERE stored_as = 'reference'; \
+         CREATE TRIGGER mirror_files_no_update BEFORE UPDATE ON mirror_files \
+         BEGIN SELECT RAISE(ABORT, 'put back'); END;",
     )
     .unwrap();
     drop(db);

@@ -357,7 +357,8 @@ fn fsck_names_a_runs_row_that_disagrees_with_its_attestation() {
     assert_eq!(failed["verdict"], "FAIL");
     let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
     db.execute_batch(
-        "DROP TRIGGER runs_no_update; UPDATE runs SET verdict = 'PASS' WHERE verdict = 'FAIL';",
+        "DROP TRIGGER runs_no_update; UPDATE runs SET verdict = 'PASS' WHERE verdict = 'FAIL'; \
+         CREATE TRIGGER runs_no_update BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'put back'); END;",
     )
     .unwrap();
     drop(db);
