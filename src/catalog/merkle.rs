@@ -213,8 +213,9 @@ impl Catalog {
     }
 
     /// Every row of `merkle_nodes` as (level, index, hash); empty when the table is missing. A
-    /// hash that is not 32 bytes is given as zeros (and so never matches).
-    pub fn merkle_node_rows(&self) -> Result<Vec<(u32, u64, Hash)>> {
+    /// row changed by hand into something that is no node (a negative or too large level or
+    /// index, a hash that is not 32 bytes) is `None`, for `fsck` to name.
+    pub fn merkle_node_rows(&self) -> Result<Vec<Option<(u32, u64, Hash)>>> {
         if !self.sql(has_table(&self.conn))? {
             return Ok(Vec::new());
         }
@@ -223,12 +224,24 @@ impl Catalog {
                 .prepare("SELECT level, idx, hash FROM merkle_nodes ORDER BY level, idx"),
         )?;
         let rows = stmt.query_map([], |r| {
-            let bytes: Vec<u8> = r.get(2)?;
-            Ok((
-                r.get::<_, u32>(0)?,
-                r.get::<_, i64>(1)? as u64,
-                Hash::try_from(bytes.as_slice()).unwrap_or([0u8; 32]),
-            ))
+            use rusqlite::types::Value;
+            Ok(
+                match (
+                    r.get::<_, Value>(0)?,
+                    r.get::<_, Value>(1)?,
+                    r.get::<_, Value>(2)?,
+                ) {
+                    (Value::Integer(level), Value::Integer(index), Value::Blob(hash)) => {
+                        u32::try_from(level)
+                            .ok()
+                            .filter(|level| *level < 64)
+                            .zip(u64::try_from(index).ok())
+                            .zip(Hash::try_from(hash.as_slice()).ok())
+                            .map(|((level, index), hash)| (level, index, hash))
+                    }
+                    _ => None,
+                },
+            )
         });
         let rows = self.sql(rows)?;
         rows.map(|r| self.sql(r)).collect()

@@ -63,6 +63,8 @@ fn parse_checkpoint_key_name(name: &str) -> Option<u64> {
 /// What signs this machine's checkpoints of a store that keeps them.
 pub struct CheckpointSigner {
     key: SignerKey,
+    /// The key file: beside it, `<KEYFILE>.signed` remembers what this key signed.
+    keyfile: PathBuf,
 }
 
 impl std::fmt::Debug for CheckpointSigner {
@@ -179,7 +181,10 @@ pub fn configure(store: &Store, catalog: &Catalog, keyfile: &Path) -> Result<Kee
     .at(&record, "cannot write")?;
     temp.persist(&record)
         .map_err(|err| Error::io(&record, "cannot move into place", err.error))?;
-    let signer = CheckpointSigner { key };
+    let signer = CheckpointSigner {
+        key,
+        keyfile: absolute.clone(),
+    };
     let kept = keep(store, catalog, &signer)?;
     Ok(KeepConfigured {
         verifier_key: verifier,
@@ -263,7 +268,7 @@ pub fn signer_for_writer(store: &Store) -> Result<Option<CheckpointSigner>> {
             verifier.text()
         )));
     }
-    Ok(Some(CheckpointSigner { key }))
+    Ok(Some(CheckpointSigner { key, keyfile }))
 }
 
 /// Sign the checkpoint of the log as the catalog holds it now and create it in the store if no
@@ -281,15 +286,15 @@ pub fn keep(
     if catalog.last_event_seq()? == 0 {
         return Ok(None);
     }
-    let checkpoint = {
+    let (checkpoint, signed) = {
         let _snapshot = catalog.read_snapshot()?;
         let mut tree = catalog.log_tree()?;
-        verified_checkpoint(store, catalog, &mut tree)?
+        match sign_verified(store, catalog, &mut tree, &signer.keyfile)? {
+            Signed::Now(checkpoint, note) => (checkpoint, note),
+            // Another command of this machine signed a larger log meanwhile: it is kept.
+            Signed::Before(_) => return Ok(None),
+        }
     };
-    let signed = signer
-        .key
-        .sign(&checkpoint.text()?)
-        .map_err(|err| Error::Internal(format!("a checkpoint is not a note text: {err}")))?;
     let key = checkpoint_key(checkpoint.tree_size);
     let shown = EventLog::of(store).shown(&key);
     match store
@@ -308,6 +313,153 @@ pub fn keep(
                 "holds another checkpoint of {} entries than this log's (root {}): the log \
                  was rewritten, or the checkpoint was; run `evstore fsck`",
                 checkpoint.tree_size, checkpoint.root
+            ),
+        )),
+    }
+}
+
+/// What a signer key signed, remembered beside its key file (`<KEYFILE>.signed`, in its
+/// holder's own folder, outside every store): one line per log, `ORIGIN SIZE ROOT` (root in
+/// lowercase hex), the largest size signed. A signature is made only of a log that extends the
+/// one remembered (so deleting checkpoints or `log/` keys in a store cannot make the key sign a
+/// second log of a size it signed), and the memory is updated under a lock on the key file.
+struct SignedMemory {
+    path: PathBuf,
+    logs: std::collections::BTreeMap<String, (u64, Hash)>,
+}
+
+impl SignedMemory {
+    /// The memory of the key in `keyfile`: empty if it has signed nothing yet.
+    fn read(keyfile: &Path) -> Result<SignedMemory> {
+        let mut path = keyfile.as_os_str().to_owned();
+        path.push(".signed");
+        let path = PathBuf::from(path);
+        let mut logs = std::collections::BTreeMap::new();
+        let text = match std::fs::symlink_metadata(&path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            _ => read_small_text(&path, "the record of what this key signed")?,
+        };
+        for line in text.split_terminator('\n') {
+            let parsed = match line.split(' ').collect::<Vec<_>>()[..] {
+                [origin, size, root] => size
+                    .parse::<u64>()
+                    .ok()
+                    .zip(decode_root(root).ok())
+                    .map(|entry| (origin.to_string(), entry)),
+                _ => None,
+            };
+            let Some((origin, entry)) = parsed else {
+                return Err(Error::Usage(format!(
+                    "{}: {line:?} is not a line `ORIGIN SIZE ROOT`: this record of what the key \
+                     signed is damaged; nothing was signed",
+                    path.escaped()
+                )));
+            };
+            logs.insert(origin, entry);
+        }
+        Ok(SignedMemory { path, logs })
+    }
+
+    /// Remember that the key signed `checkpoint` (when it is larger than what it remembers).
+    fn record(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        let root = decode_root(&checkpoint.root)?;
+        if self
+            .logs
+            .get(&checkpoint.origin)
+            .is_some_and(|(size, _)| *size >= checkpoint.tree_size)
+        {
+            return Ok(());
+        }
+        self.logs
+            .insert(checkpoint.origin.clone(), (checkpoint.tree_size, root));
+        let text: String = self
+            .logs
+            .iter()
+            .map(|(origin, (size, root))| format!("{origin} {size} {}\n", hex::encode(root)))
+            .collect();
+        let folder = self.path.parent().unwrap_or(Path::new("."));
+        let mut temp = tempfile::Builder::new()
+            .prefix(".evstore-signed-")
+            .tempfile_in(folder)
+            .at(
+                folder,
+                "cannot record what the key signed: cannot create a file in",
+            )?;
+        std::io::Write::write_all(&mut temp, text.as_bytes())
+            .and_then(|()| temp.as_file().sync_all())
+            .at(&self.path, "cannot write")?;
+        temp.persist(&self.path)
+            .map_err(|err| Error::io(&self.path, "cannot move into place", err.error))?;
+        Ok(())
+    }
+}
+
+/// What [`sign_verified`] did.
+enum Signed {
+    /// It signed the checkpoint: its note.
+    Now(Checkpoint, String),
+    /// The key signed a larger checkpoint of this log already (another command of this machine
+    /// got there first): its size.
+    Before(u64),
+}
+
+/// Sign the checkpoint of the log at `tree`'s size with the key in `keyfile`, verified as
+/// [`verified_checkpoint`] says against what the key signed before, and remember it. Holds an
+/// exclusive lock on the key file meanwhile, so two commands of one machine take turns. Call it
+/// inside a read snapshot of `catalog`.
+fn sign_verified(
+    store: &Store,
+    catalog: &Catalog,
+    tree: &mut crate::catalog::LogTree<'_>,
+    keyfile: &Path,
+) -> Result<Signed> {
+    let key = read_signer_key(keyfile)?;
+    let handle = std::fs::File::open(keyfile).at(keyfile, "cannot open")?;
+    let _turn = crate::fsio::Lock::wait(handle, crate::fsio::LockMode::Exclusive)
+        .at(keyfile, "cannot lock")?;
+    let mut memory = SignedMemory::read(keyfile)?;
+    let first = catalog
+        .event_at(1)?
+        .ok_or_else(|| Error::Usage("the store's event log is empty".into()))?;
+    let signed_before = memory
+        .logs
+        .get(&crate::ops::transparency::origin_of(&first))
+        .copied();
+    if let Some((size, _)) = signed_before {
+        if size > tree.size() {
+            return Ok(Signed::Before(size));
+        }
+    }
+    let checkpoint = verified_checkpoint(store, catalog, tree, signed_before)?;
+    let note = key
+        .sign(&checkpoint.text()?)
+        .map_err(|err| Error::Internal(format!("a checkpoint is not a note text: {err}")))?;
+    memory.record(&checkpoint)?;
+    Ok(Signed::Now(checkpoint, note))
+}
+
+/// Sign the checkpoint of the log at `tree`'s size with the key in `keyfile` for a user who
+/// asked for it (`log checkpoint --sign`, `prove --sign`): as [`sign_verified`], and a log
+/// shorter than one the key signed is refused. Call it inside a read snapshot of `catalog`.
+///
+/// # Errors
+///
+/// As [`verified_checkpoint`]; [`Error::Corrupt`] for a log shorter than one the key signed;
+/// [`Error::Usage`] for a key file that holds no signer key, or whose record cannot be written.
+pub fn sign_verified_now(
+    store: &Store,
+    catalog: &Catalog,
+    tree: &mut crate::catalog::LogTree<'_>,
+    keyfile: &Path,
+) -> Result<(Checkpoint, String)> {
+    match sign_verified(store, catalog, tree, keyfile)? {
+        Signed::Now(checkpoint, note) => Ok((checkpoint, note)),
+        Signed::Before(size) => Err(Error::corrupt(
+            format!("catalog {}", catalog.path().escaped()),
+            format!(
+                "holds {} events, but this key signed the log of {size} already: the catalog is \
+                 behind, or the log was rolled back; nothing was signed",
+                tree.size()
             ),
         )),
     }
@@ -359,32 +511,32 @@ pub fn sign_verified_checkpoint(
     catalog: &Catalog,
     keyfile: &Path,
 ) -> Result<(Checkpoint, String)> {
-    let checkpoint = {
-        let _snapshot = catalog.read_snapshot()?;
-        let mut tree = catalog.log_tree()?;
-        verified_checkpoint(store, catalog, &mut tree)?
-    };
-    let note = crate::ops::transparency::sign_checkpoint(&checkpoint, keyfile)?;
-    Ok((checkpoint, note))
+    let _snapshot = catalog.read_snapshot()?;
+    let mut tree = catalog.log_tree()?;
+    sign_verified_now(store, catalog, &mut tree, keyfile)
 }
 
 /// The checkpoint of the log at `tree`'s size, for signing: its root is not taken on the
-/// catalog's word but verified against what is already signed and the store's `log/` bytes.
-/// The newest kept checkpoint (size `m`, its signature checked by the store's verifier key) is
-/// trusted for the first `m` entries: the catalog's kept subtrees on its right edge must fold
-/// to its root. The entries after it are read from `log/` (one read each; all of them when no
-/// checkpoint is kept) and must be the catalog's events byte for byte. The root of the whole
-/// is computed from those two, and the catalog's kept subtrees must give the same root (so the
-/// proofs made from them hold against it). Call it inside a read snapshot of `catalog`.
+/// catalog's word (nor on anything else in the store) but verified against what the signing
+/// key signed before (`signed_before`: the size and root its holder remembers signing of this
+/// log, [`SignedMemory`]) and the store's `log/` bytes. That earlier checkpoint vouches for its
+/// first `m` entries: the catalog's kept subtrees on its right edge must fold to its root, and
+/// a log now shorter than `m` is refused (rolled back). The entries after it are read from
+/// `log/` (one read each; all of them the first time a key signs a log) and must be the
+/// catalog's events byte for byte. The root of the whole is computed from those two, and the
+/// catalog's kept subtrees must give the same root (so the proofs made from them hold against
+/// it). Call it inside a read snapshot of `catalog`.
 ///
 /// # Errors
 ///
-/// [`Error::Corrupt`] when a kept checkpoint does not verify, the catalog disagrees with it or
-/// with `log/`, or `log/` lacks an entry: nothing is signed; catalog and backend errors.
+/// [`Error::Corrupt`] when the catalog disagrees with what was signed or with `log/`, the log
+/// is shorter than what was signed, or `log/` lacks an entry: nothing is signed; catalog and
+/// backend errors.
 pub fn verified_checkpoint(
     store: &Store,
     catalog: &Catalog,
     tree: &mut crate::catalog::LogTree<'_>,
+    signed_before: Option<(u64, Hash)>,
 ) -> Result<Checkpoint> {
     let size = tree.size();
     let first = catalog
@@ -398,36 +550,25 @@ pub fn verified_checkpoint(
             format!("{reason}; nothing was signed: run `evstore fsck`"),
         )
     };
-    // What is signed already.
-    let (old_size, old_root) = match newest_kept_at_most(store, size)? {
+    // What this key signed already of this log, as its holder remembers it.
+    let (old_size, old_root) = match signed_before {
         None => (0, None),
-        Some((old_size, note)) => {
-            let shown = log.shown(&checkpoint_key(old_size));
-            let Some(verifier) = store_verifier_key(store)? else {
-                return Err(refuse(
-                    shown,
-                    format!("the store has no verifier key ({VERIFIER_KEY_KEY}) to check it by"),
-                ));
-            };
-            let text = verifier.open(&note).map_err(|err| {
-                refuse(
-                    shown.clone(),
-                    format!("no valid signature by {}: {err}", verifier.text()),
-                )
-            })?;
-            let kept = parse_checkpoint_text(text)
-                .map_err(|why| refuse(shown.clone(), format!("is not a checkpoint: {why}")))?;
-            if kept.tree_size != old_size || kept.origin != origin {
-                return Err(refuse(
-                    shown,
-                    format!(
-                        "is of {} at size {}, not of this log ({origin}) at the size its name says",
-                        kept.origin, kept.tree_size
-                    ),
-                ));
-            }
-            (old_size, Some((shown, decode_root(&kept.root)?)))
+        Some((old_size, _)) if old_size > size => {
+            return Err(refuse(
+                format!("catalog {}", catalog.path().escaped()),
+                format!(
+                    "holds {size} events, but this key signed the log of {old_size} already: the \
+                     catalog is behind, or the log was rolled back"
+                ),
+            ))
         }
+        Some((old_size, root)) => (
+            old_size,
+            Some((
+                format!("the checkpoint of {old_size} events this key signed"),
+                root,
+            )),
+        ),
     };
     // The catalog's subtrees on the right edge of the first `old_size` entries.
     let mut frontier = std::collections::HashMap::new();
@@ -488,11 +629,15 @@ pub fn verified_checkpoint(
     }
     let root = merkle::root_of(size, &mut extension)?;
     if merkle::root_of(size, tree)? != root {
+        let what = if tree.kept_in_the_catalog() {
+            "its kept subtree hashes (merkle_nodes) do not"
+        } else {
+            "its events do not"
+        };
         return Err(refuse(
             format!("catalog {}", catalog.path().escaped()),
             format!(
-                "its kept subtree hashes (merkle_nodes) do not give the root of the log's {size} \
-                 entries ({}): the catalog was changed",
+                "{what} give the root of the log's {size} entries ({}): the catalog was changed",
                 hex::encode(root)
             ),
         ));
@@ -853,6 +998,13 @@ fn check_kept_subtrees(catalog: &Catalog, events: &[EventRow], audit: &mut LogAu
             .and_then(|hashes| hashes.get(index as usize))
     };
     let mut wrong = Vec::new();
+    let malformed = rows.iter().filter(|row| row.is_none()).count();
+    if malformed > 0 {
+        wrong.push(format!(
+            "{malformed} rows that are no node (a level, index or hash of the wrong type)"
+        ));
+    }
+    let rows: Vec<(u32, u64, Hash)> = rows.into_iter().flatten().collect();
     for (level, index, hash) in &rows {
         match expected(*level, *index) {
             Some(want) if want == hash => {}
@@ -934,6 +1086,21 @@ pub fn audit_log(
     check_kept_subtrees(catalog, catalog_events, &mut audit)?;
     let shown = |key: &str| EventLog::of(store).shown(key);
     let names = store.backend().list_names(CHECKPOINTS_PREFIX)?;
+    let record = signer_file(store);
+    if std::fs::symlink_metadata(&record).is_ok()
+        && !names
+            .iter()
+            .any(|name| matches!(name, ListedName::Name(name) if name == "verifier-key"))
+    {
+        audit.problems.push((
+            shown(VERIFIER_KEY_KEY),
+            format!(
+                "is missing, but {} records this machine's signer key for the store: its \
+                 checkpoints were removed",
+                record.escaped()
+            ),
+        ));
+    }
     if names.is_empty() {
         return Ok(audit);
     }
@@ -1054,12 +1221,15 @@ pub fn audit_log(
         }
     }
     if verifier.is_some() && newest_kept < audit.tree_size {
+        let uncovered = if newest_kept + 1 == audit.tree_size {
+            format!("event {}", audit.tree_size)
+        } else {
+            format!("events {} to {}", newest_kept + 1, audit.tree_size)
+        };
         audit.notes.push(format!(
-            "events {} to {} are covered by no kept checkpoint (the newest is of {newest_kept} \
-             events): a writer is between its append and its checkpoint, a checkpoint failed, \
-             or an entry was added by something that holds no signer key",
-            newest_kept + 1,
-            audit.tree_size
+            "{uncovered}: covered by no kept checkpoint (the newest is of {newest_kept} events): \
+             a writer is between its append and its checkpoint, a checkpoint failed, or an \
+             entry was added by something that holds no signer key"
         ));
     }
     Ok(audit)

@@ -175,12 +175,24 @@ pub fn prove_file(
     };
     // A checkpoint signed now is of a root verified against what is signed already and the
     // store's `log/` (the proof below is made from the same kept hashes, and checked).
-    if sign_with.is_some() {
-        crate::ops::checkpoints::verified_checkpoint(store, catalog, &mut tree)?;
-    }
+    let signed_now = match sign_with {
+        Some(keyfile) => Some(crate::ops::checkpoints::sign_verified_now(
+            store, catalog, &mut tree, keyfile,
+        )?),
+        None => None,
+    };
     let size = kept.as_ref().map_or(tree.size(), |(size, _)| *size);
-    let checkpoint_note = |checkpoint: &Checkpoint| match (sign_with, &kept) {
-        (Some(keyfile), _) => transparency::sign_checkpoint(checkpoint, keyfile),
+    let checkpoint_note = |checkpoint: &Checkpoint| match (&signed_now, &kept) {
+        (Some((verified, note)), _) => {
+            if verified != checkpoint {
+                return Err(Error::Internal(format!(
+                    "the checkpoint signed ({} events, root {}) is not the one proved against \
+                     ({} events, root {})",
+                    verified.tree_size, verified.root, checkpoint.tree_size, checkpoint.root
+                )));
+            }
+            Ok(note.clone())
+        }
         (None, Some((_, note))) => {
             let text = checkpoint.text()?;
             if note.split_once("\n\n").map(|(body, _)| format!("{body}\n")) != Some(text) {
@@ -559,8 +571,16 @@ struct LocalFile {
 
 /// Size, SHA-256 and BLAKE3 of the file at `path`, read once in chunks (never whole).
 fn hash_local_file(path: &Path) -> Result<DualDigest> {
-    // Stat before opening: opening a FIFO for reading would wait for a writer.
-    let metadata = std::fs::metadata(path)
+    // Opened without blocking (a FIFO would wait for a writer), then checked to be a regular
+    // file through the handle, so nothing can swap the path between the check and the read.
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| Error::io(path, "cannot open the file to check", err))?;
+    let metadata = handle
+        .metadata()
         .map_err(|err| Error::io(path, "cannot stat the file to check", err))?;
     if !metadata.is_file() {
         return Err(Error::Usage(format!(
@@ -568,8 +588,6 @@ fn hash_local_file(path: &Path) -> Result<DualDigest> {
             path.escaped()
         )));
     }
-    let handle = std::fs::File::open(path)
-        .map_err(|err| Error::io(path, "cannot open the file to check", err))?;
     let mut hasher = DualHasher::new();
     // The one streaming read: it refuses a file that stops being regular or changes meanwhile.
     crate::fsio::stream_handle(handle, path, metadata.len(), |bytes| {

@@ -605,3 +605,116 @@ fn regression_a_lost_verifier_key_stops_writers_and_dropped_triggers_fail_fsck()
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("events_no_update are gone"), "{text}");
 }
+
+/// Found by the second review: signing trusted the store's newest kept checkpoint, checked by
+/// the store's own `checkpoints/verifier-key`. Whoever could write the store swapped in their
+/// verifier key and a checkpoint they signed of a forged catalog at its size, and the key's
+/// holder then signed the forged root without reading `log/`. Now a key trusts only what it
+/// signed itself (remembered beside its key file), and reads every later entry from `log/`.
+#[test]
+fn regression_signing_trusts_only_what_the_key_signed_itself() {
+    let sb = Sandbox::new();
+    let (keyfile, _) = store_keeping_checkpoints(&sb);
+    assert!(
+        sb.path("alice.key.signed").exists(),
+        "the key remembers what it signed"
+    );
+    let (size, _) = log_size_and_root(&sb);
+    let (evil_key, evil_verifier) = generate_key(&sb, "evil");
+    {
+        // A forged event chained to the last, in the catalog only.
+        let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+        let prev: String = db
+            .query_row(
+                "SELECT hash FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        db.execute(
+            "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) \
+             VALUES (?1, 1, 'ingest', 'forged@1', '{}', ?2, ?3)",
+            rusqlite::params![size as i64 + 1, prev, "ab".repeat(32)],
+        )
+        .unwrap();
+    }
+    // The forger's checkpoint of the forged log, signed with their key, and their verifier key.
+    let forged = sb.run(&["log", "checkpoint"]);
+    assert_eq!(code(&forged), 0, "{}", stderr(&forged));
+    let text = String::from_utf8(forged.stdout).unwrap();
+    let evil =
+        evstore::format::note::SignerKey::parse(&fs::read_to_string(&evil_key).unwrap()).unwrap();
+    let note = evil.sign(&text).unwrap();
+    let checkpoints = sb.store().join("checkpoints");
+    fs::set_permissions(
+        checkpoints.join("verifier-key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    fs::write(
+        checkpoints.join("verifier-key"),
+        format!("{evil_verifier}\n"),
+    )
+    .unwrap();
+    fs::write(checkpoints.join(format!("{:020}", size + 1)), note).unwrap();
+
+    let out = sb.run(&["log", "checkpoint", "--sign", keyfile.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains(&format!("{:020}", size + 1)) && stderr(&out).contains("is missing"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sb.run(&[
+        "prove",
+        "p",
+        "report.json",
+        "--sign",
+        keyfile.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+}
+
+/// Found by the second review: with the newest kept checkpoint and the log keys after an older
+/// one deleted, an honest writer signed a second log of a size the key had signed (a fork). Now
+/// the key's own record of what it signed refuses it.
+#[test]
+fn regression_a_key_never_signs_a_fork_of_what_it_signed() {
+    let sb = Sandbox::new();
+    let (keyfile, _) = store_keeping_checkpoints(&sb);
+    for name in ["q", "r"] {
+        let packet = sb.write(&format!("{name}/a.txt"), name);
+        let out = sb.run(&[
+            "ingest",
+            packet.parent().unwrap().to_str().unwrap(),
+            "--name",
+            name,
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let (size, root) = log_size_and_root(&sb);
+    let last = sb.store().join(format!("log/{size:020}"));
+    let kept = sb.store().join(format!("checkpoints/{size:020}"));
+    fs::remove_file(&last).unwrap();
+    fs::remove_file(&kept).unwrap();
+    for sidecar in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(sb.store().join(format!("catalog.sqlite{sidecar}")));
+    }
+    // reindex rebuilds the catalog from the log (one entry short) and logs its own event: a log
+    // of the signed size with another root.
+    let out = sb.run(&["reindex"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not be kept") && stderr(&out).contains("this key signed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!kept.exists(), "no second checkpoint of {size} events");
+    let out = sb.run(&["log", "checkpoint", "--sign", keyfile.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let (now, forked) = log_size_and_root(&sb);
+    assert_eq!(now, size);
+    assert_ne!(forked, root);
+}
