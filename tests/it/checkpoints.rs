@@ -718,3 +718,21 @@ fn regression_a_key_never_signs_a_fork_of_what_it_signed() {
     assert_eq!(now, size);
     assert_ne!(forked, root);
 }
+
+/// Found by the second review: a `merkle_nodes` row that is no node (a negative level, a hash
+/// of text) stopped fsck with exit 2 instead of being named.
+#[test]
+fn regression_fsck_names_malformed_merkle_rows() {
+    let sb = Sandbox::new();
+    let packet = write_packet(&sb, "p");
+    assert_eq!(code(&sb.run(&["ingest", packet.to_str().unwrap()])), 0);
+    {
+        let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+        db.execute_batch("INSERT INTO merkle_nodes VALUES (-1, 0, zeroblob(32));")
+            .unwrap();
+    }
+    let out = sb.run(&["fsck"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("1 rows that are no node"), "{text}");
+}
