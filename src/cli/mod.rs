@@ -21,4 +21,7 @@ pub enum Outcome {
     Pass,
     /// A verification failed.
     Fail,
+    /// The command completed and printed its report, then a step after it failed (stderr says
+    /// which): exit 2, and no second JSON document.
+    CompletedThenFailed,
 }

@@ -105,6 +105,7 @@ fn exit_for(json: bool, result: Result<Outcome>) -> ExitCode {
     match result {
         Ok(Outcome::Pass) => ExitCode::from(0),
         Ok(Outcome::Fail) => ExitCode::from(1),
+        Ok(Outcome::CompletedThenFailed) => ExitCode::from(2),
         Err(err) => {
             let code = match err.class() {
                 ErrorClass::Verification => 1,
@@ -246,11 +247,16 @@ impl Context {
                 result
             }
             Ok(None) => result,
-            Err(err) if result.is_ok() => Err(Error::Usage(format!(
-                "the command completed, but the signed checkpoint of the log after it could not \
-                 be kept: {err}; the next writing command (or `evstore log keep-checkpoints`) \
-                 keeps one of the log then"
-            ))),
+            Err(err) if result.is_ok() => {
+                // The report is printed already (one JSON document with --json): the failure
+                // goes to stderr only.
+                eprintln!(
+                    "evstore: error: the command completed, but the signed checkpoint of the log \
+                     after it could not be kept: {err}; the next writing command (or `evstore \
+                     log keep-checkpoints`) keeps one of the log then"
+                );
+                Ok(Outcome::CompletedThenFailed)
+            }
             Err(err) => {
                 crate::notice::notice(&format!(
                     "the signed checkpoint of the log after this command could not be kept: {err}"

@@ -146,8 +146,21 @@ fn signer_file(store: &Store) -> PathBuf {
 pub fn configure(store: &Store, catalog: &Catalog, keyfile: &Path) -> Result<KeepConfigured> {
     let key = read_signer_key(keyfile)?;
     let verifier = key.verifier().text();
-    let absolute = std::path::absolute(keyfile)
-        .map_err(|err| Error::io(keyfile, "cannot make the path absolute", err))?;
+    let absolute = signer_key_path(store, keyfile)?;
+    // The key's record of what it signs is written beside it: check that it can be, before the
+    // store is changed.
+    let key_folder = absolute.parent().unwrap_or(Path::new("/"));
+    tempfile::Builder::new()
+        .prefix(".evstore-signed-")
+        .tempfile_in(key_folder)
+        .map_err(|err| {
+            Error::Usage(format!(
+                "cannot write in {}, where the record of what the key signs is kept ({}.signed): \
+                 {err}; nothing was changed",
+                key_folder.escaped(),
+                absolute.escaped()
+            ))
+        })?;
     let store_configured_now = match store
         .backend()
         .create_key_if_absent(VERIFIER_KEY_KEY, format!("{verifier}\n").as_bytes())?
@@ -318,6 +331,50 @@ pub fn keep(
     }
 }
 
+/// A log's origin line, `evstore-log/<hash of event 1>`, taken from the store's `log/…1` decoded
+/// strictly (its hash recomputed from its fields) and equal to the catalog's event 1: never from
+/// the catalog's text alone, which could hold anything (a line break, a space).
+pub struct VerifiedOrigin(String);
+
+/// The log's [`VerifiedOrigin`].
+///
+/// # Errors
+///
+/// [`Error::Corrupt`] when `log/…1` is missing, does not decode, or is not the catalog's first
+/// event; [`Error::Usage`] for an empty log.
+pub fn verified_origin(store: &Store, catalog: &Catalog) -> Result<VerifiedOrigin> {
+    let first = catalog
+        .event_at(1)?
+        .ok_or_else(|| Error::Usage("the store's event log is empty".into()))?;
+    let key = log_key(1);
+    let shown = EventLog::of(store).shown(&key);
+    let bytes = match store.backend().read_key(&key, MAX_LOG_ENTRY_BYTES)? {
+        KeyRead::Found(bytes) => bytes,
+        _ => {
+            return Err(Error::corrupt(
+                shown,
+                "cannot be read, so the log has no origin to sign; nothing was signed",
+            ))
+        }
+    };
+    let entry = LogEntry::decode(&bytes)
+        .map_err(|why| Error::corrupt(shown.clone(), format!("{why}; nothing was signed")))?;
+    if entry.seq != 1 || bytes != first.encode() {
+        return Err(Error::corrupt(
+            shown,
+            "is not the catalog's event 1 byte for byte; nothing was signed: run `evstore fsck`",
+        ));
+    }
+    Ok(VerifiedOrigin(format!("evstore-log/{}", entry.hash)))
+}
+
+/// True for an origin line evstore makes: `evstore-log/` and 64 lowercase hex digits.
+fn is_evstore_origin(origin: &str) -> bool {
+    origin
+        .strip_prefix("evstore-log/")
+        .is_some_and(|hash| hash.len() == 64 && crate::digest::is_lower_hex(hash))
+}
+
 /// What a signer key signed, remembered beside its key file (`<KEYFILE>.signed`, in its
 /// holder's own folder, outside every store): one line per log, `ORIGIN SIZE ROOT` (root in
 /// lowercase hex), the largest size signed. A signature is made only of a log that extends the
@@ -348,7 +405,8 @@ impl SignedMemory {
                     .map(|entry| (origin.to_string(), entry)),
                 _ => None,
             };
-            let Some((origin, entry)) = parsed else {
+            let Some((origin, entry)) = parsed.filter(|(origin, _)| is_evstore_origin(origin))
+            else {
                 return Err(Error::Usage(format!(
                     "{}: {line:?} is not a line `ORIGIN SIZE ROOT`: this record of what the key \
                      signed is damaged; nothing was signed",
@@ -362,6 +420,12 @@ impl SignedMemory {
 
     /// Remember that the key signed `checkpoint` (when it is larger than what it remembers).
     fn record(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        if !is_evstore_origin(&checkpoint.origin) {
+            return Err(Error::Internal(format!(
+                "a checkpoint of the origin {:?} to remember",
+                checkpoint.origin
+            )));
+        }
         let root = decode_root(&checkpoint.root)?;
         if self
             .logs
@@ -394,6 +458,32 @@ impl SignedMemory {
     }
 }
 
+/// The signer key file's real path (symbolic links resolved, so one key has one memory of what
+/// it signed however it is reached), refused when it lies inside a local store's folder: whoever
+/// can write the store could then change the key's memory.
+fn signer_key_path(store: &Store, keyfile: &Path) -> Result<PathBuf> {
+    let real = std::fs::canonicalize(keyfile).map_err(|err| {
+        Error::Usage(format!(
+            "{}: cannot find the signer key file: {err}",
+            keyfile.escaped()
+        ))
+    })?;
+    if !store.is_remote() {
+        if let Ok(root) = std::fs::canonicalize(store.root()) {
+            if real.starts_with(&root) {
+                return Err(Error::Usage(format!(
+                    "the signer key file {} is inside the store {}: whoever can write the store \
+                     could change it and its record of what it signed; keep it outside; nothing \
+                     was signed",
+                    real.escaped(),
+                    root.escaped()
+                )));
+            }
+        }
+    }
+    Ok(real)
+}
+
 /// What [`sign_verified`] did.
 enum Signed {
     /// It signed the checkpoint: its note.
@@ -413,24 +503,20 @@ fn sign_verified(
     tree: &mut crate::catalog::LogTree<'_>,
     keyfile: &Path,
 ) -> Result<Signed> {
+    let keyfile = &signer_key_path(store, keyfile)?;
     let key = read_signer_key(keyfile)?;
     let handle = std::fs::File::open(keyfile).at(keyfile, "cannot open")?;
     let _turn = crate::fsio::Lock::wait(handle, crate::fsio::LockMode::Exclusive)
         .at(keyfile, "cannot lock")?;
     let mut memory = SignedMemory::read(keyfile)?;
-    let first = catalog
-        .event_at(1)?
-        .ok_or_else(|| Error::Usage("the store's event log is empty".into()))?;
-    let signed_before = memory
-        .logs
-        .get(&crate::ops::transparency::origin_of(&first))
-        .copied();
+    let origin = verified_origin(store, catalog)?;
+    let signed_before = memory.logs.get(&origin.0).copied();
     if let Some((size, _)) = signed_before {
         if size > tree.size() {
             return Ok(Signed::Before(size));
         }
     }
-    let checkpoint = verified_checkpoint(store, catalog, tree, signed_before)?;
+    let checkpoint = verified_checkpoint(store, catalog, tree, &origin, signed_before)?;
     let note = key
         .sign(&checkpoint.text()?)
         .map_err(|err| Error::Internal(format!("a checkpoint is not a note text: {err}")))?;
@@ -536,13 +622,11 @@ pub fn verified_checkpoint(
     store: &Store,
     catalog: &Catalog,
     tree: &mut crate::catalog::LogTree<'_>,
+    origin: &VerifiedOrigin,
     signed_before: Option<(u64, Hash)>,
 ) -> Result<Checkpoint> {
     let size = tree.size();
-    let first = catalog
-        .event_at(1)?
-        .ok_or_else(|| Error::Usage("the store's event log is empty".into()))?;
-    let origin = crate::ops::transparency::origin_of(&first);
+    let origin = origin.0.clone();
     let log = EventLog::of(store);
     let refuse = |what: String, reason: String| {
         Error::corrupt(

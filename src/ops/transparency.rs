@@ -38,6 +38,12 @@ impl Checkpoint {
     /// [`Error::Internal`] if the root is not 64 hex digits (it is made so by [`checkpoint`]).
     pub fn text(&self) -> Result<String> {
         use base64::Engine as _;
+        if self.origin.is_empty() || self.origin.contains(['\n', '\r']) {
+            return Err(Error::Internal(format!(
+                "a checkpoint origin {:?} that is not one line",
+                self.origin
+            )));
+        }
         let mut root = [0u8; 32];
         hex::decode_to_slice(&self.root, &mut root)
             .map_err(|_| Error::Internal(format!("checkpoint root {:?}", self.root)))?;

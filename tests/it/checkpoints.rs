@@ -439,6 +439,7 @@ fn regression_a_poisoned_catalog_is_never_signed() {
     }
     let packet = sb.write("p2/a.txt", "second\n");
     let out = sb.run(&[
+        "--json",
         "ingest",
         packet.parent().unwrap().to_str().unwrap(),
         "--name",
@@ -451,6 +452,10 @@ fn regression_a_poisoned_catalog_is_never_signed() {
         "{}",
         stderr(&out)
     );
+    // The ingest's report, and only it: one JSON document (found by the third review).
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(report["packet"], "q@1", "{report}");
     assert!(!sb
         .store()
         .join(format!("checkpoints/{:020}", size + 1))
@@ -735,4 +740,74 @@ fn regression_fsck_names_malformed_merkle_rows() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("1 rows that are no node"), "{text}");
+}
+
+/// Found by the third review: the origin a key signed under came from the catalog's text for
+/// event 1, so a hash planted there with line breaks wrote a chosen checkpoint into the signed
+/// note (and damaged the key's record). Now the origin comes from `log/…1`, decoded strictly.
+#[test]
+fn regression_the_origin_signed_is_the_decoded_first_log_entry() {
+    let sb = Sandbox::new();
+    let (keyfile, _) = store_keeping_checkpoints(&sb);
+    let entry = sb.store().join("log/00000000000000000001");
+    let bytes = fs::read_to_string(&entry).unwrap();
+    let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+    let hash: String = db
+        .query_row("SELECT hash FROM events WHERE seq = 1", [], |r| r.get(0))
+        .unwrap();
+    let planted = format!("{hash}\n2\nAAAA");
+    db.execute_batch("DROP TRIGGER events_no_update").unwrap();
+    db.execute("UPDATE events SET hash = ?1 WHERE seq = 1", [&planted])
+        .unwrap();
+    drop(db);
+    fs::set_permissions(&entry, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::write(&entry, bytes.replace(&hash, &planted)).unwrap();
+    let out = sb.run(&["log", "checkpoint", "--sign", keyfile.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("00000000000000000001"),
+        "{}",
+        stderr(&out)
+    );
+    let memory = fs::read_to_string(sb.path("alice.key.signed")).unwrap();
+    assert_eq!(memory.lines().count(), 1, "{memory}");
+}
+
+/// Found by the third review: the key's record of what it signed sat beside the key path as
+/// given, so a symbolic link in the store gave the key an empty record there. Now the path is
+/// resolved, and a key file inside a local store is refused.
+#[test]
+fn regression_a_key_has_one_record_however_it_is_reached() {
+    let sb = Sandbox::new();
+    let (keyfile, _) = store_keeping_checkpoints(&sb);
+    let link = sb.path("elsewhere.key");
+    std::os::unix::fs::symlink(&keyfile, &link).unwrap();
+    let packet = sb.write("p2/a.txt", "second\n");
+    let mut cmd = sb.command();
+    cmd.env("EVSTORE_SIGNING_KEY", &link);
+    let out = cmd
+        .args([
+            "ingest",
+            packet.parent().unwrap().to_str().unwrap(),
+            "--name",
+            "q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!sb.path("elsewhere.key.signed").exists());
+    let (size, _) = log_size_and_root(&sb);
+    let memory = fs::read_to_string(sb.path("alice.key.signed")).unwrap();
+    assert!(memory.contains(&format!(" {size} ")), "{memory}");
+
+    let inside = sb.store().join("inside.key");
+    fs::copy(&keyfile, &inside).unwrap();
+    let out = sb.run(&["log", "checkpoint", "--sign", inside.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is inside the store"),
+        "{}",
+        stderr(&out)
+    );
 }
