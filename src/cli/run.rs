@@ -247,7 +247,7 @@ impl Context {
                 result
             }
             Ok(None) => result,
-            Err(err) if result.is_ok() => {
+            Err(err) if matches!(result, Ok(Outcome::Pass)) => {
                 // The report is printed already (one JSON document with --json): the failure
                 // goes to stderr only.
                 eprintln!(

@@ -15,6 +15,7 @@
 //! an outsider's checkpoint is about. The catalog's copy only helps to name which entry of a log
 //! that fails a check was rewritten.
 
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -63,7 +64,7 @@ fn parse_checkpoint_key_name(name: &str) -> Option<u64> {
 /// What signs this machine's checkpoints of a store that keeps them.
 pub struct CheckpointSigner {
     key: SignerKey,
-    /// The key file: beside it, `<KEYFILE>.signed` remembers what this key signed.
+    /// The key file (its record of what it signed is in the user's state folder).
     keyfile: PathBuf,
 }
 
@@ -147,20 +148,8 @@ pub fn configure(store: &Store, catalog: &Catalog, keyfile: &Path) -> Result<Kee
     let key = read_signer_key(keyfile)?;
     let verifier = key.verifier().text();
     let absolute = signer_key_path(store, keyfile)?;
-    // The key's record of what it signs is written beside it: check that it can be, before the
-    // store is changed.
-    let key_folder = absolute.parent().unwrap_or(Path::new("/"));
-    tempfile::Builder::new()
-        .prefix(".evstore-signed-")
-        .tempfile_in(key_folder)
-        .map_err(|err| {
-            Error::Usage(format!(
-                "cannot write in {}, where the record of what the key signs is kept ({}.signed): \
-                 {err}; nothing was changed",
-                key_folder.escaped(),
-                absolute.escaped()
-            ))
-        })?;
+    // The key's record of what it signs must be writable: check before the store is changed.
+    drop(SignedMemory::open(&key.verifier())?);
     let store_configured_now = match store
         .backend()
         .create_key_if_absent(VERIFIER_KEY_KEY, format!("{verifier}\n").as_bytes())?
@@ -247,13 +236,23 @@ pub fn signer_for_writer(store: &Store) -> Result<Option<CheckpointSigner>> {
         _ => {
             let record = signer_file(store);
             match std::fs::symlink_metadata(&record) {
-                Ok(_) => (
-                    PathBuf::from(
+                Ok(_) => {
+                    let named = PathBuf::from(
                         read_small_text(&record, "the record of this machine's signer key")?
                             .trim_end_matches('\n'),
-                    ),
-                    record.escaped().to_string(),
-                ),
+                    );
+                    if named.is_relative() {
+                        return Err(Error::corrupt(
+                            record.escaped().to_string(),
+                            format!(
+                                "names the signer key file {}, a relative path (it is written \
+                                 absolute); nothing was written",
+                                named.escaped()
+                            ),
+                        ));
+                    }
+                    (named, record.escaped().to_string())
+                }
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                     return Err(Error::Usage(format!(
                         "this store keeps a signed checkpoint after every change, signed by {}, \
@@ -304,8 +303,25 @@ pub fn keep(
         let mut tree = catalog.log_tree()?;
         match sign_verified(store, catalog, &mut tree, &signer.keyfile)? {
             Signed::Now(checkpoint, note) => (checkpoint, note),
-            // Another command of this machine signed a larger log meanwhile: it is kept.
-            Signed::Before(_) => return Ok(None),
+            Signed::Before(signed) => {
+                // Another command of this machine may have committed and signed a larger log
+                // since this snapshot: then it kept that checkpoint. Otherwise the log is
+                // shorter than what the key signed: rolled back.
+                drop(tree);
+                drop(_snapshot);
+                let now = catalog.last_event_seq()? as u64;
+                if now >= signed {
+                    return Ok(None);
+                }
+                return Err(Error::corrupt(
+                    format!("catalog {}", catalog.path().escaped()),
+                    format!(
+                        "holds {now} events, but this key signed the log of {signed} already: \
+                         the log was rolled back (or this catalog is behind); nothing was signed: \
+                         run `evstore fsck`"
+                    ),
+                ));
+            }
         }
     };
     let key = checkpoint_key(checkpoint.tree_size);
@@ -375,26 +391,93 @@ fn is_evstore_origin(origin: &str) -> bool {
         .is_some_and(|hash| hash.len() == 64 && crate::digest::is_lower_hex(hash))
 }
 
-/// What a signer key signed, remembered beside its key file (`<KEYFILE>.signed`, in its
-/// holder's own folder, outside every store): one line per log, `ORIGIN SIZE ROOT` (root in
-/// lowercase hex), the largest size signed. A signature is made only of a log that extends the
-/// one remembered (so deleting checkpoints or `log/` keys in a store cannot make the key sign a
-/// second log of a size it signed), and the memory is updated under a lock on the key file.
+/// What a signer key signed, remembered by its holder outside every store: in this user's state
+/// folder (`$EVSTORE_STATE`, else `$XDG_STATE_HOME/evstore`, else `~/.local/state/evstore`), in
+/// `signed/<SHA-256 of the verifier key text, hex>`, so every copy of one key file on this
+/// machine shares it. One line per log, `ORIGIN SIZE ROOT` (root in lowercase hex), the largest
+/// size signed. A signature is made only of a log that extends the one remembered (so deleting
+/// checkpoints or `log/` keys in a store cannot make the key sign a second log of a size it
+/// signed), and the record is rewritten by rename under an exclusive lock on `<record>.lock`.
 struct SignedMemory {
     path: PathBuf,
     logs: std::collections::BTreeMap<String, (u64, Hash)>,
+    /// Held while the record is read, checked against and rewritten.
+    _turn: crate::fsio::Lock,
+}
+
+/// The most a key's record is read (about 110 000 logs); a larger one is refused.
+const MAX_SIGNED_RECORD_BYTES: u64 = 16 << 20;
+
+/// This user's evstore state folder: `$EVSTORE_STATE`, else `$XDG_STATE_HOME/evstore`, else
+/// `$HOME/.local/state/evstore`. A relative `$EVSTORE_STATE` is refused; a relative
+/// `$XDG_STATE_HOME` is ignored (the XDG Base Directory specification).
+fn state_folder() -> Result<PathBuf> {
+    let absolute = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| !p.as_os_str().is_empty())
+    };
+    if let Some(path) = absolute("EVSTORE_STATE") {
+        if path.is_relative() {
+            return Err(Error::Usage(format!(
+                "$EVSTORE_STATE is {}: it must be an absolute path",
+                path.escaped()
+            )));
+        }
+        return Ok(path);
+    }
+    if let Some(path) = absolute("XDG_STATE_HOME").filter(|p| p.is_absolute()) {
+        return Ok(path.join("evstore"));
+    }
+    match absolute("HOME").filter(|p| p.is_absolute()) {
+        Some(home) => Ok(home.join(".local/state/evstore")),
+        None => Err(Error::Usage(
+            "no folder to keep the record of what a signer key signed: set $EVSTORE_STATE (or \
+             $XDG_STATE_HOME or $HOME)"
+                .into(),
+        )),
+    }
 }
 
 impl SignedMemory {
-    /// The memory of the key in `keyfile`: empty if it has signed nothing yet.
-    fn read(keyfile: &Path) -> Result<SignedMemory> {
-        let mut path = keyfile.as_os_str().to_owned();
-        path.push(".signed");
-        let path = PathBuf::from(path);
+    /// The record of the key whose verifier key is `verifier`, locked: empty if it has signed
+    /// nothing yet.
+    fn open(verifier: &VerifierKey) -> Result<SignedMemory> {
+        use sha2::Digest as _;
+        let folder = state_folder()?.join("signed");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&folder)
+            .at(&folder, "cannot create the folder of signer keys' records")?;
+        let name = hex::encode(sha2::Sha256::digest(verifier.text().as_bytes()));
+        let path = folder.join(&name);
+        let lock_path = folder.join(format!("{name}.lock"));
+        let lock_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .at(&lock_path, "cannot open")?;
+        let turn = crate::fsio::Lock::wait(lock_file, crate::fsio::LockMode::Exclusive)
+            .at(&lock_path, "cannot lock")?;
         let mut logs = std::collections::BTreeMap::new();
         let text = match std::fs::symlink_metadata(&path) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-            _ => read_small_text(&path, "the record of what this key signed")?,
+            _ => String::from_utf8(crate::ops::transparency::read_input_at_most(
+                &path,
+                "the record of what this key signed",
+                MAX_SIGNED_RECORD_BYTES,
+            )?)
+            .map_err(|_| {
+                Error::Usage(format!(
+                    "{}: not UTF-8: this record of what the key signed is damaged; nothing was \
+                     signed",
+                    path.escaped()
+                ))
+            })?,
         };
         for line in text.split_terminator('\n') {
             let parsed = match line.split(' ').collect::<Vec<_>>()[..] {
@@ -415,7 +498,11 @@ impl SignedMemory {
             };
             logs.insert(origin, entry);
         }
-        Ok(SignedMemory { path, logs })
+        Ok(SignedMemory {
+            path,
+            logs,
+            _turn: turn,
+        })
     }
 
     /// Remember that the key signed `checkpoint` (when it is larger than what it remembers).
@@ -505,10 +592,7 @@ fn sign_verified(
 ) -> Result<Signed> {
     let keyfile = &signer_key_path(store, keyfile)?;
     let key = read_signer_key(keyfile)?;
-    let handle = std::fs::File::open(keyfile).at(keyfile, "cannot open")?;
-    let _turn = crate::fsio::Lock::wait(handle, crate::fsio::LockMode::Exclusive)
-        .at(keyfile, "cannot lock")?;
-    let mut memory = SignedMemory::read(keyfile)?;
+    let mut memory = SignedMemory::open(&key.verifier())?;
     let origin = verified_origin(store, catalog)?;
     let signed_before = memory.logs.get(&origin.0).copied();
     if let Some((size, _)) = signed_before {

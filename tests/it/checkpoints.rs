@@ -39,6 +39,16 @@ fn store_keeping_checkpoints(sb: &Sandbox) -> (PathBuf, String) {
     (keyfile, verifier)
 }
 
+/// The record of what the key of `verifier` signed, in the sandbox's state folder.
+fn signed_record(sb: &Sandbox, verifier: &str) -> String {
+    use sha2::Digest as _;
+    let name: String = sha2::Sha256::digest(verifier.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fs::read_to_string(sb.path(&format!("state/signed/{name}"))).unwrap_or_default()
+}
+
 /// The log's size and root now, as `log checkpoint --json` prints them.
 fn log_size_and_root(sb: &Sandbox) -> (u64, String) {
     let (rc, checkpoint) = sb.json(&["log", "checkpoint"]);
@@ -619,10 +629,11 @@ fn regression_a_lost_verifier_key_stops_writers_and_dropped_triggers_fail_fsck()
 #[test]
 fn regression_signing_trusts_only_what_the_key_signed_itself() {
     let sb = Sandbox::new();
-    let (keyfile, _) = store_keeping_checkpoints(&sb);
-    assert!(
-        sb.path("alice.key.signed").exists(),
-        "the key remembers what it signed"
+    let (keyfile, verifier) = store_keeping_checkpoints(&sb);
+    assert_eq!(
+        signed_record(&sb, &verifier).lines().count(),
+        1,
+        "the key remembers"
     );
     let (size, _) = log_size_and_root(&sb);
     let (evil_key, evil_verifier) = generate_key(&sb, "evil");
@@ -748,7 +759,7 @@ fn regression_fsck_names_malformed_merkle_rows() {
 #[test]
 fn regression_the_origin_signed_is_the_decoded_first_log_entry() {
     let sb = Sandbox::new();
-    let (keyfile, _) = store_keeping_checkpoints(&sb);
+    let (keyfile, verifier) = store_keeping_checkpoints(&sb);
     let entry = sb.store().join("log/00000000000000000001");
     let bytes = fs::read_to_string(&entry).unwrap();
     let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
@@ -770,19 +781,20 @@ fn regression_the_origin_signed_is_the_decoded_first_log_entry() {
         "{}",
         stderr(&out)
     );
-    let memory = fs::read_to_string(sb.path("alice.key.signed")).unwrap();
+    let memory = signed_record(&sb, &verifier);
     assert_eq!(memory.lines().count(), 1, "{memory}");
 }
 
-/// Found by the third review: the key's record of what it signed sat beside the key path as
-/// given, so a symbolic link in the store gave the key an empty record there. Now the path is
-/// resolved, and a key file inside a local store is refused.
+/// Found by the third and fourth reviews: the key's record of what it signed sat beside the
+/// key path, so a symbolic link in the store, or a copy of the key file, gave the key a second,
+/// empty record, and it signed a fork. Now the record belongs to the key (in the user's state
+/// folder, named by the verifier key), and a key file inside a local store is refused.
 #[test]
 fn regression_a_key_has_one_record_however_it_is_reached() {
     let sb = Sandbox::new();
-    let (keyfile, _) = store_keeping_checkpoints(&sb);
+    let (keyfile, verifier) = store_keeping_checkpoints(&sb);
     let link = sb.path("elsewhere.key");
-    std::os::unix::fs::symlink(&keyfile, &link).unwrap();
+    fs::copy(&keyfile, &link).unwrap();
     let packet = sb.write("p2/a.txt", "second\n");
     let mut cmd = sb.command();
     cmd.env("EVSTORE_SIGNING_KEY", &link);
@@ -796,9 +808,9 @@ fn regression_a_key_has_one_record_however_it_is_reached() {
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(!sb.path("elsewhere.key.signed").exists());
     let (size, _) = log_size_and_root(&sb);
-    let memory = fs::read_to_string(sb.path("alice.key.signed")).unwrap();
+    let memory = signed_record(&sb, &verifier);
+    assert_eq!(memory.lines().count(), 1, "{memory}");
     assert!(memory.contains(&format!(" {size} ")), "{memory}");
 
     let inside = sb.store().join("inside.key");
@@ -810,4 +822,39 @@ fn regression_a_key_has_one_record_however_it_is_reached() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Found by the fourth review: a writing command on a log shorter than what the key signed
+/// (rolled back) exited 0 and kept nothing, saying nothing.
+#[test]
+fn regression_a_rolled_back_log_is_named_by_the_writer() {
+    let sb = Sandbox::new();
+    store_keeping_checkpoints(&sb);
+    let backup = sb.path("backup");
+    let copy = std::process::Command::new("cp")
+        .args(["-a", sb.store().to_str().unwrap(), backup.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    for name in ["q", "r"] {
+        let packet = sb.write(&format!("{name}/a.txt"), name);
+        let out = sb.run(&[
+            "ingest",
+            packet.parent().unwrap().to_str().unwrap(),
+            "--name",
+            name,
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    fs::remove_dir_all(sb.store()).unwrap();
+    fs::rename(&backup, sb.store()).unwrap();
+    let packet = sb.write("s/a.txt", "s");
+    let out = sb.run(&[
+        "ingest",
+        packet.parent().unwrap().to_str().unwrap(),
+        "--name",
+        "s",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
 }

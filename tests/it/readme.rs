@@ -191,6 +191,9 @@ bash() {
         .env("TMPDIR", &tmp)
         .env_remove("EVSTORE_STORE")
         .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("EVSTORE_SIGNING_KEY")
+        // What the README's signer key signs is remembered in the temp folder, not in $HOME.
+        .env("EVSTORE_STATE", tmp.join("evstore-state"))
         .env("EVSTORE_NO_PROGRESS", "1")
         .stdin(std::process::Stdio::null())
         .output()

@@ -158,6 +158,8 @@ impl Sandbox {
     pub fn command_storeless(&self) -> Command {
         let mut cmd = evstore_command();
         cmd.current_dir(self.dir.path());
+        // What signer keys signed is remembered per user: here, per sandbox.
+        cmd.env("EVSTORE_STATE", self.path("state"));
         if self.s3.is_some() {
             cmd.env("EVSTORE_CACHE", self.path("s3-cache"));
         }
