@@ -49,6 +49,36 @@ fn signed_record(sb: &Sandbox, verifier: &str) -> String {
     fs::read_to_string(sb.path(&format!("state/signed/{name}"))).unwrap_or_default()
 }
 
+/// Write one file at `rel` and ingest its folder as the packet `name`.
+fn ingest_file(sb: &Sandbox, rel: &str, content: &str, name: &str) -> std::process::Output {
+    let file = sb.write(rel, content);
+    sb.run(&[
+        "ingest",
+        file.parent().unwrap().to_str().unwrap(),
+        "--name",
+        name,
+    ])
+}
+
+/// Add to the catalog alone (no `log/` key holds it) an `ingest` event numbered `seq`, chained
+/// to the catalog's last event, as someone who can write the catalog file could.
+fn forge_catalog_event(sb: &Sandbox, seq: u64) {
+    let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
+    let prev: String = db
+        .query_row(
+            "SELECT hash FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    db.execute(
+        "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) \
+         VALUES (?1, 1, 'ingest', 'forged@1', '{}', ?2, ?3)",
+        rusqlite::params![seq as i64, prev, "ab".repeat(32)],
+    )
+    .unwrap();
+}
+
 /// The log's size and root now, as `log checkpoint --json` prints them.
 fn log_size_and_root(sb: &Sandbox) -> (u64, String) {
     let (rc, checkpoint) = sb.json(&["log", "checkpoint"]);
@@ -67,8 +97,7 @@ on_both_backends! {
         let sb = Sandbox::new();
         store_keeping_checkpoints(&sb);
         let first = log_size_and_root(&sb);
-        let packet = sb.write("p2/a.txt", "second\n");
-        let out = sb.run(&["ingest", packet.parent().unwrap().to_str().unwrap(), "--name", "q"]);
+        let out = ingest_file(&sb, "p2/a.txt", "second\n", "q");
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         let after = log_size_and_root(&sb);
         assert_eq!(after.0, first.0 + 1);
@@ -149,13 +178,7 @@ fn verify_from_passes_an_appended_log_and_fails_what_is_not_one() {
     let old = sb.run(&["log", "checkpoint", "--sign", keyfile.to_str().unwrap()]);
     assert_eq!(code(&old), 0, "{}", stderr(&old));
     let old_file = sb.write("old.checkpoint", &old.stdout);
-    let packet = sb.write("p2/a.txt", "second\n");
-    let out = sb.run(&[
-        "ingest",
-        packet.parent().unwrap().to_str().unwrap(),
-        "--name",
-        "q",
-    ]);
+    let out = ingest_file(&sb, "p2/a.txt", "second\n", "q");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let old_arg = old_file.to_str().unwrap();
     let (rc, report) = sb.json(&["log", "--verify-from", old_arg]);
@@ -310,13 +333,7 @@ fn a_rewritten_or_removed_log_entry_is_caught_and_named() {
 fn the_catalog_keeps_the_log_tree_rebuilds_it_and_fsck_checks_it() {
     let sb = Sandbox::new();
     for name in ["a", "b", "c"] {
-        let packet = sb.write(&format!("{name}/f.txt"), name);
-        let out = sb.run(&[
-            "ingest",
-            packet.parent().unwrap().to_str().unwrap(),
-            "--name",
-            name,
-        ]);
+        let out = ingest_file(&sb, &format!("{name}/f.txt"), name, name);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
     }
     let (size, root) = log_size_and_root(&sb);
@@ -381,8 +398,7 @@ on_both_backends! {
     fn prove_without_a_key_carries_the_newest_kept_checkpoint() {
         let sb = Sandbox::new();
         let (_, verifier) = store_keeping_checkpoints(&sb);
-        let packet = sb.write("p2/a.txt", "second\n");
-        let out = sb.run(&["ingest", packet.parent().unwrap().to_str().unwrap(), "--name", "q"]);
+        let out = ingest_file(&sb, "p2/a.txt", "second\n", "q");
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         let (size, root) = log_size_and_root(&sb);
         let out = sb.run(&["prove", "p", "logs/run.log"]);
@@ -481,22 +497,7 @@ fn regression_a_poisoned_catalog_is_never_signed() {
     let sb = Sandbox::new();
     let (keyfile, _) = store_keeping_checkpoints(&sb);
     let (size, _) = log_size_and_root(&sb);
-    {
-        let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
-        let prev: String = db
-            .query_row(
-                "SELECT hash FROM events ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        db.execute(
-            "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) \
-             VALUES (?1, 1, 'ingest', 'forged@1', '{}', ?2, ?3)",
-            rusqlite::params![size as i64 + 1, prev, "ab".repeat(32)],
-        )
-        .unwrap();
-    }
+    forge_catalog_event(&sb, size + 1);
     let out = sb.run(&["log", "checkpoint", "--sign", keyfile.to_str().unwrap()]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(
@@ -587,13 +588,7 @@ fn regression_a_lost_verifier_key_stops_writers_and_dropped_triggers_fail_fsck()
     let sb = Sandbox::new();
     store_keeping_checkpoints(&sb);
     fs::remove_file(sb.store().join("checkpoints/verifier-key")).unwrap();
-    let packet = sb.write("p2/a.txt", "second\n");
-    let out = sb.run(&[
-        "ingest",
-        packet.parent().unwrap().to_str().unwrap(),
-        "--name",
-        "q",
-    ]);
+    let out = ingest_file(&sb, "p2/a.txt", "second\n", "q");
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("verifier-key") && stderr(&out).contains("is missing"),
@@ -637,23 +632,7 @@ fn regression_signing_trusts_only_what_the_key_signed_itself() {
     );
     let (size, _) = log_size_and_root(&sb);
     let (evil_key, evil_verifier) = generate_key(&sb, "evil");
-    {
-        // A forged event chained to the last, in the catalog only.
-        let db = rusqlite::Connection::open(sb.store().join("catalog.sqlite")).unwrap();
-        let prev: String = db
-            .query_row(
-                "SELECT hash FROM events ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        db.execute(
-            "INSERT INTO events (seq, time_unix_nanos, kind, subject, detail, prev_hash, hash) \
-             VALUES (?1, 1, 'ingest', 'forged@1', '{}', ?2, ?3)",
-            rusqlite::params![size as i64 + 1, prev, "ab".repeat(32)],
-        )
-        .unwrap();
-    }
+    forge_catalog_event(&sb, size + 1);
     // The forger's checkpoint of the forged log, signed with their key, and their verifier key.
     let forged = sb.run(&["log", "checkpoint"]);
     assert_eq!(code(&forged), 0, "{}", stderr(&forged));
@@ -701,13 +680,7 @@ fn regression_a_key_never_signs_a_fork_of_what_it_signed() {
     let sb = Sandbox::new();
     let (keyfile, _) = store_keeping_checkpoints(&sb);
     for name in ["q", "r"] {
-        let packet = sb.write(&format!("{name}/a.txt"), name);
-        let out = sb.run(&[
-            "ingest",
-            packet.parent().unwrap().to_str().unwrap(),
-            "--name",
-            name,
-        ]);
+        let out = ingest_file(&sb, &format!("{name}/a.txt"), name, name);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
     }
     let (size, root) = log_size_and_root(&sb);
@@ -837,24 +810,12 @@ fn regression_a_rolled_back_log_is_named_by_the_writer() {
         .unwrap();
     assert!(copy.success());
     for name in ["q", "r"] {
-        let packet = sb.write(&format!("{name}/a.txt"), name);
-        let out = sb.run(&[
-            "ingest",
-            packet.parent().unwrap().to_str().unwrap(),
-            "--name",
-            name,
-        ]);
+        let out = ingest_file(&sb, &format!("{name}/a.txt"), name, name);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
     }
     fs::remove_dir_all(sb.store()).unwrap();
     fs::rename(&backup, sb.store()).unwrap();
-    let packet = sb.write("s/a.txt", "s");
-    let out = sb.run(&[
-        "ingest",
-        packet.parent().unwrap().to_str().unwrap(),
-        "--name",
-        "s",
-    ]);
+    let out = ingest_file(&sb, "s/a.txt", "s", "s");
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
 }
