@@ -55,6 +55,20 @@ pub struct NewVersionConfig {
     pub logged_versions_looked_up: BTreeSet<u64>,
 }
 
+/// The version [`Catalog::add_packet`] offers a new packet, and what the caller must check
+/// before it claims it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfferedVersion {
+    /// The new version: above every version of the name that the catalog's rows, its log or
+    /// the version floor know.
+    pub number: u64,
+    /// The versions between the floor and `number` that the catalog holds neither rows nor an
+    /// `ingest` event of, lowest first. Each may be another writer's claim still in flight,
+    /// whose tree nothing in this catalog can compare: the caller reads each claim's record and
+    /// must not give its tree a new version (empty unless writers on other catalogs race).
+    pub unaccounted_below: Vec<u64>,
+}
+
 pub(super) fn describe_ref(reference: &PacketRef) -> String {
     match reference {
         PacketRef::Name { name, .. } => format!("{name:?}"),
@@ -118,11 +132,11 @@ pub(super) fn insert_packet_rows(
     Ok(packet_id)
 }
 
-/// The highest version that an `ingest` event of the log gave `name` (0 if none).
-pub(super) fn highest_logged_version(
+/// The versions that `ingest` events of the log gave `name`.
+pub(super) fn logged_versions(
     tx: &rusqlite::Transaction<'_>,
     name: &str,
-) -> rusqlite::Result<u64> {
+) -> rusqlite::Result<BTreeSet<u64>> {
     let prefix = format!("{name}@");
     let mut stmt = tx.prepare_cached(
         "SELECT subject FROM events WHERE kind = 'ingest' AND substr(subject, 1, ?2) = ?1",
@@ -130,15 +144,28 @@ pub(super) fn highest_logged_version(
     let subjects = stmt.query_map(params![prefix, prefix.chars().count() as i64], |r| {
         r.get::<_, String>(0)
     })?;
-    let mut highest = 0;
+    let mut versions = BTreeSet::new();
     for subject in subjects {
         if let Some((logged, version)) = split_versioned(&subject?) {
             if logged == name {
-                highest = highest.max(version);
+                versions.insert(version);
             }
         }
     }
-    Ok(highest)
+    Ok(versions)
+}
+
+/// The versions of `name` the catalog holds rows of.
+fn versions_with_rows(conn: &Connection, name: &str) -> rusqlite::Result<BTreeSet<u64>> {
+    let mut stmt = conn.prepare_cached("SELECT version FROM packets WHERE name = ?1")?;
+    let rows = stmt.query_map(params![name], |r| r.get::<_, i64>(0))?;
+    let mut versions = BTreeSet::new();
+    for version in rows {
+        if let Ok(version) = u64::try_from(version?) {
+            versions.insert(version);
+        }
+    }
+    Ok(versions)
 }
 
 type RawPacket = (
@@ -225,7 +252,8 @@ impl Catalog {
     /// Record a new packet version, unless `name` already has a version with `tree`.
     ///
     /// Runs in one immediate transaction, so concurrent writers are serialised. `make_record` is
-    /// called with the new version number inside the transaction; it must build the record and
+    /// called with the offered version inside the transaction; it must check the versions the
+    /// catalog cannot account for ([`OfferedVersion::unaccounted_below`]), build the record and
     /// make its object durable, and return the record's id.
     ///
     /// The new version is above every version of `name` that the catalog, its log or
@@ -240,7 +268,7 @@ impl Catalog {
         files: &[HashedFile],
         objects: &[ObjectRow],
         config: &NewVersionConfig,
-        make_record: impl FnOnce(u64) -> Result<(Blake3Digest, PacketRecord)>,
+        make_record: impl FnOnce(OfferedVersion) -> Result<(Blake3Digest, PacketRecord)>,
     ) -> Result<AddOutcome> {
         let wrap = sql_error(&self.path);
         let log = self.log.clone();
@@ -269,23 +297,27 @@ impl Catalog {
         {
             return Ok(AddOutcome::LoggedWithoutRows { version });
         }
-        let latest: Option<i64> = tx
-            .query_row(
-                "SELECT MAX(version) FROM packets WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .map_err(&wrap)?;
+        let with_rows = versions_with_rows(&tx, name).map_err(&wrap)?;
         // A version number, once committed, is never used again for another tree, even when
         // its packet is no longer in the catalog (lost, or dropped by reindex): the log keeps
         // every `ingest` event.
-        let logged = highest_logged_version(&tx, name).map_err(&wrap)?;
-        let version = latest
-            .map_or(0, |v| v as u64)
-            .max(logged)
-            .max(config.version_floor)
+        let logged = logged_versions(&tx, name).map_err(&wrap)?;
+        let number = [&with_rows, &logged]
+            .iter()
+            .filter_map(|versions| versions.last().copied())
+            .fold(config.version_floor, u64::max)
             + 1;
-        let (record_id, record) = make_record(version)?;
+        // Versions above the floor that this catalog holds neither rows nor an event of: claimed
+        // after the caller read the claims, by a writer whose event this catalog has not taken
+        // in (another machine's, on an S3 store, between its claim and its event), while a
+        // later version's event or rows came in. Their trees are compared by the caller.
+        let unaccounted_below = (config.version_floor + 1..number)
+            .filter(|v| !with_rows.contains(v) && !logged.contains(v))
+            .collect();
+        let (record_id, record) = make_record(OfferedVersion {
+            number,
+            unaccounted_below,
+        })?;
         let packet_id =
             insert_packet_rows(&tx, &record_id, &record, files, objects).map_err(&wrap)?;
         append_event(
@@ -318,18 +350,8 @@ impl Catalog {
 
     /// The versions of `name` the catalog holds rows of.
     pub fn versions_held(&self, name: &str) -> Result<BTreeSet<u64>> {
-        let versions = (|| {
-            let mut stmt = self
-                .conn
-                .prepare_cached("SELECT version FROM packets WHERE name = ?1")?;
-            let rows = stmt.query_map(params![name], |r| r.get::<_, i64>(0))?;
-            rows.collect::<rusqlite::Result<Vec<i64>>>()
-        })();
-        let versions = self.sql(versions)?;
-        Ok(versions
-            .into_iter()
-            .filter_map(|v| u64::try_from(v).ok())
-            .collect())
+        let versions = versions_with_rows(&self.conn, name);
+        self.sql(versions)
     }
 
     /// Every packet, by name then version.

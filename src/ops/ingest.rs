@@ -493,7 +493,27 @@ fn record_the_packet(
         &objects,
         to_record.new_version,
         |offered| {
-            let mut version = offered;
+            // A version below the offered one that this catalog cannot account for may be
+            // another writer's claim in flight: if its record has this tree, the tree is
+            // archived there (and this catalog takes it in), not given a second version.
+            for version in offered.unaccounted_below {
+                if let Some(other) =
+                    refs.read_packet_claim_strictly(&to_record.config.name, version)?
+                {
+                    if let Err(err) = refuse_same_tree_claimed(
+                        store,
+                        refs,
+                        &to_record.config.name,
+                        &packet.tree.root,
+                        version,
+                        &other,
+                    ) {
+                        claimed_by_another = Some((version, other));
+                        return Err(err);
+                    }
+                }
+            }
+            let mut version = offered.number;
             loop {
                 let record = packet_record(to_record, version);
                 let encoded = record.encode();
@@ -508,9 +528,14 @@ fn record_the_packet(
                 match refs.claim_packet(&record.name, version, &id)? {
                     None => return Ok((id, record)),
                     Some(other) => {
-                        if let Err(err) =
-                            refuse_same_tree_claimed(store, refs, &record, version, &other)
-                        {
+                        if let Err(err) = refuse_same_tree_claimed(
+                            store,
+                            refs,
+                            &record.name,
+                            &record.tree,
+                            version,
+                            &other,
+                        ) {
                             claimed_by_another = Some((version, other));
                             return Err(err);
                         }
@@ -555,13 +580,14 @@ fn record_the_packet(
 fn refuse_same_tree_claimed(
     store: &Store,
     refs: &Refs,
-    record: &PacketRecord,
+    name: &str,
+    tree: &crate::digest::Blake3Digest,
     version: u64,
     other: &crate::digest::Blake3Digest,
 ) -> Result<()> {
     // A claim whose record cannot be read could hold this very tree: taking the next number
     // could give the tree a second version, so it stops the ingest (fail closed).
-    let key = refs.shown_key(&format!("refs/packets/{}/{version}", record.name));
+    let key = refs.shown_key(&format!("refs/packets/{name}/{version}"));
     let (kind, bytes) = store.read_small_object(other).map_err(|err| {
         Error::corrupt(
             format!("version claim {key}"),
@@ -577,14 +603,13 @@ fn refuse_same_tree_claimed(
                 format!("names object {other}, which is not a packet record; nothing was recorded"),
             )
         })?;
-    if other_record.tree != record.tree {
+    if other_record.tree != *tree {
         return Ok(());
     }
     Err(Error::Usage(format!(
-        "{}@{version} already holds this tree (record {other}, claimed in {key} by a writer \
+        "{name}@{version} already holds this tree (record {other}, claimed in {key} by a writer \
          this catalog has not seen): no new version; `evstore reindex --replace` brings the \
-         catalog up to date with the store",
-        record.name
+         catalog up to date with the store"
     )))
 }
 

@@ -331,6 +331,47 @@ impl<'a> Refs<'a> {
         Blake3Digest::parse_hex(&text)
     }
 
+    /// The record id the claim `refs/packets/NAME/N` holds, or `None` if there is no such key:
+    /// for a writer about to number a version, which must not guess.
+    ///
+    /// # Errors
+    ///
+    /// The claim cannot be read, or does not hold a record id and a newline.
+    pub fn read_packet_claim_strictly(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<Blake3Digest>> {
+        let key = format!("refs/packets/{name}/{version}");
+        let bytes = match self.keys.read_key(&key, MAX_MARKER_BYTES)? {
+            KeyRead::Found(bytes) => bytes,
+            KeyRead::Missing => return Ok(None),
+            KeyRead::TooLarge => {
+                return Err(Error::corrupt(
+                    format!("version claim {}", self.shown(&key).escaped()),
+                    "is larger than a commit marker can be",
+                ))
+            }
+            KeyRead::Unreadable(reason) => {
+                return Err(Error::corrupt(
+                    format!("version claim {}", self.shown(&key).escaped()),
+                    format!("cannot be read: {reason}"),
+                ))
+            }
+        };
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.strip_suffix('\n'))
+            .and_then(Blake3Digest::parse_hex)
+            .map(Some)
+            .ok_or_else(|| {
+                Error::corrupt(
+                    format!("version claim {}", self.shown(&key).escaped()),
+                    "does not hold a record id and a newline",
+                )
+            })
+    }
+
     /// The highest version a marker gives `name` (0 if none).
     pub fn highest_version(&self, name: &str) -> Result<u64> {
         Ok(self.claimed_versions(name)?.last().copied().unwrap_or(0))

@@ -1031,7 +1031,7 @@ fn add_packet_stops_at_a_logged_version_of_its_tree_without_rows() {
     let mut add = |b: &mut evstore::catalog::Catalog,
                    config: &evstore::catalog::NewVersionConfig| {
         b.add_packet("same", &x.record.tree, &x.files, &[], config, |v| {
-            offered.push(v);
+            offered.push(v.number);
             Err(evstore::Error::Usage(
                 "nothing is recorded in this test".into(),
             ))
@@ -1045,4 +1045,221 @@ fn add_packet_stops_at_a_logged_version_of_its_tree_without_rows() {
     assert!(add(&mut b, &config).is_err(), "the closure's error");
     assert_eq!(offered, [3], "numbered past every logged version, once");
     assert_eq!(b.packets().expect("machine B's packets").len(), 1);
+}
+
+/// A local store's backend, with one thing done at the first listing of one prefix: after the
+/// listing is read and before it is returned, as another writer acting in that instant would.
+struct ActsAfterListing {
+    inner: std::sync::Arc<dyn evstore::store::ObjectBackend>,
+    prefix: &'static str,
+    act: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl evstore::store::NamedKeys for ActsAfterListing {
+    fn create_key_if_absent(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> evstore::Result<evstore::store::KeyCreated> {
+        self.inner.create_key_if_absent(key, bytes)
+    }
+    fn read_key(&self, key: &str, max_len: u64) -> evstore::Result<evstore::store::KeyRead> {
+        self.inner.read_key(key, max_len)
+    }
+    fn list_names(&self, prefix: &str) -> evstore::Result<Vec<evstore::store::ListedName>> {
+        let listed = self.inner.list_names(prefix)?;
+        if prefix == self.prefix {
+            let act = self.act.lock().expect("the act's lock").take();
+            if let Some(act) = act {
+                act();
+            }
+        }
+        Ok(listed)
+    }
+    fn list_names_after(
+        &self,
+        prefix: &str,
+        after: &str,
+    ) -> evstore::Result<Vec<evstore::store::ListedName>> {
+        self.inner.list_names_after(prefix, after)
+    }
+    fn list_keys_below(&self, prefix: &str) -> evstore::Result<Vec<String>> {
+        self.inner.list_keys_below(prefix)
+    }
+    fn key_space_exists(&self, prefix: &str) -> evstore::Result<bool> {
+        self.inner.key_space_exists(prefix)
+    }
+    fn create_key_space(&self, prefix: &str, keys: &[(String, Vec<u8>)]) -> evstore::Result<bool> {
+        self.inner.create_key_space(prefix, keys)
+    }
+}
+
+impl evstore::store::ObjectBackend for ActsAfterListing {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn exists(&self, id: &evstore::digest::Blake3Digest) -> evstore::Result<bool> {
+        self.inner.exists(id)
+    }
+    fn exists_is_cheap(&self) -> bool {
+        self.inner.exists_is_cheap()
+    }
+    fn find_missing(
+        &self,
+        ids: &[evstore::digest::Blake3Digest],
+    ) -> evstore::Result<Vec<evstore::digest::Blake3Digest>> {
+        self.inner.find_missing(ids)
+    }
+    fn pack_min_objects(&self) -> usize {
+        self.inner.pack_min_objects()
+    }
+    fn open(
+        &self,
+        id: &evstore::digest::Blake3Digest,
+    ) -> evstore::Result<Option<Box<dyn std::io::Read + Send>>> {
+        self.inner.open(id)
+    }
+    fn open_at(
+        &self,
+        location: &evstore::store::ObjectLocation,
+    ) -> evstore::Result<Box<dyn std::io::Read + Send>> {
+        self.inner.open_at(location)
+    }
+    fn stat(&self, id: &evstore::digest::Blake3Digest) -> evstore::Result<Option<u64>> {
+        self.inner.stat(id)
+    }
+    fn list(&self) -> evstore::Result<Vec<evstore::store::ListedObject>> {
+        self.inner.list()
+    }
+    fn put_if_absent(
+        &self,
+        puts: Vec<evstore::store::Put>,
+    ) -> evstore::Result<Vec<evstore::store::Published>> {
+        self.inner.put_if_absent(puts)
+    }
+}
+
+/// Publish a record of `packet`'s tree as `name@version` in `store`: its object, then its
+/// version claim. The record's id.
+fn claim_as(
+    store: &evstore::store::Store,
+    packet: &evstore::catalog::FoundPacket,
+    name: &str,
+    version: u64,
+) -> (
+    evstore::digest::Blake3Digest,
+    evstore::format::record::PacketRecord,
+) {
+    let record = evstore::format::record::PacketRecord {
+        name: name.into(),
+        version,
+        ..packet.record.clone()
+    };
+    let encoded = record.encode();
+    let id = evstore::digest::blake3_of(&encoded);
+    let batch = store.batch().expect("a batch");
+    batch
+        .add_bytes(id, evstore::format::object::ObjectKind::Record, &encoded)
+        .expect("add the record");
+    batch.commit().expect("publish the record");
+    let claimed = evstore::store::refs::Refs::unlocked(store)
+        .claim_packet(name, version, &id)
+        .expect("claim the version");
+    assert_eq!(claimed, None, "{name}@{version} was free");
+    (id, record)
+}
+
+/// Regression (CI, S3, `one_name_many_trees_*_on_s3` round 3 gave one tree versions 5 and 7):
+/// machine B lists the claims of `same` when only `same@1` is claimed. Then, before it numbers,
+/// machine A claims `same@2` for tree T and has not logged it yet (between its claim and its
+/// event), and another process on machine B commits tree U as `same@3` in B's catalog. B then
+/// ingests T: its catalog knows versions 1 and 3, so it is offered 4, and version 2 is one it
+/// cannot account for. It must read that claim, find T there, and report `same@2` as already
+/// archived instead of claiming `same@4` for T. Replayed on a local store folder (its own
+/// catalog machine A, a second catalog machine B).
+#[test]
+fn regression_a_tree_claimed_in_flight_below_the_offered_version_is_not_given_a_second_one() {
+    let sb = Sandbox::new();
+    assert_eq!(code(&sb.run(&["init"])), 0);
+    let x = write_keyed_packet(&sb, "src/x", "x");
+    let t = write_keyed_packet(&sb, "src/t", "t");
+    let u = write_keyed_packet(&sb, "src/u", "u");
+    for (dir, name) in [(&x, "same"), (&t, "t-elsewhere"), (&u, "u-elsewhere")] {
+        let out = sb.run(&["ingest", "--name", name, dir.to_str().unwrap()]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let plain = evstore::store::Store::open(&sb.store()).expect("open the store");
+    let refs = evstore::store::refs::Refs::unlocked(&plain);
+    let claimed = |name: &str| {
+        let id = refs.read_packet_claim(name, 1).expect("a claim");
+        found_packet(&plain, &id).expect("its packet")
+    };
+    let (t_packet, u_packet) = (claimed("t-elsewhere"), claimed("u-elsewhere"));
+    let mut b = machine_b_catalog(&sb, &plain);
+    evstore::ops::markers::catch_up(&plain, &mut b).expect("machine B catches up");
+
+    let store_root = sb.store();
+    let b_catalog = sb.path("machine-b.sqlite");
+    let in_flight = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let in_flight_record = std::sync::Arc::clone(&in_flight);
+    let act = move || {
+        let store = evstore::store::Store::open(&store_root).expect("open the store");
+        // Another process on machine B: it numbered past version 2 (its floor), commits U as
+        // same@3 in B's catalog, and logs it.
+        let mut b2 = evstore::catalog::Catalog::open(&b_catalog).expect("B's catalog again");
+        b2.attach_log(evstore::store::log::SharedLog::of(&store));
+        let config = evstore::catalog::NewVersionConfig {
+            version_floor: 2,
+            logged_versions_looked_up: BTreeSet::new(),
+        };
+        let added = b2.add_packet(
+            "same",
+            &u_packet.record.tree,
+            &u_packet.files,
+            &[],
+            &config,
+            |offered| Ok(claim_as(&store, &u_packet, "same", offered.number)),
+        );
+        assert!(
+            matches!(added, Ok(evstore::catalog::AddOutcome::Added(ref row)) if row.record.version == 3),
+            "U as same@3: {added:?}"
+        );
+        // Machine A, in flight: T claimed as same@2, not logged yet.
+        *in_flight_record.lock().expect("lock") = Some(claim_as(&store, &t_packet, "same", 2).0);
+    };
+    let hooked = evstore::store::Store::with_backend(
+        &sb.store(),
+        Box::new(ActsAfterListing {
+            inner: plain.shared_backend(),
+            prefix: "refs/packets/same/",
+            act: std::sync::Mutex::new(Some(Box::new(act))),
+        }),
+    );
+    let config = evstore::ops::ingest::IngestConfig {
+        name: "same".into(),
+        note: None,
+        source_date_epoch: None,
+        progress: evstore::progress::Progress::silent(),
+    };
+    let report = evstore::ops::ingest::ingest(&hooked, &mut b, &t, &config)
+        .expect("machine B's ingest")
+        .archived()
+        .expect("archived");
+    let in_flight = in_flight
+        .lock()
+        .expect("lock")
+        .expect("machine A's claim was made");
+    assert!(!report.created, "a second version of one tree: {report:?}");
+    assert_eq!(report.packet.record.version, 2);
+    assert_eq!(report.packet.record_id, in_flight);
+    let versions: BTreeSet<u64> = b
+        .packets()
+        .expect("machine B's packets")
+        .into_iter()
+        .filter(|p| p.record.name == "same")
+        .map(|p| p.record.version)
+        .collect();
+    assert_eq!(versions, BTreeSet::from([1, 2, 3]));
+    let (rc, fsck) = sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{fsck}");
 }
