@@ -462,7 +462,7 @@ for corpus in $CORPORA; do
   # -- the seal and the peers' manifests, made once (untimed) -------------------------------
   "$EVSTORE" seal "$DIR" >/dev/null
   if [[ -n $B3SUM ]]; then
-    (cd "$DIR" && find . -type f ! -path ./HASH_MANIFEST.txt -printf '%P\0' | LC_ALL=C sort -z |
+    (cd "$DIR" && find . -type f ! -path ./HASH_MANIFEST.txt ! -path ./HASH_MANIFEST.txt.sig -printf '%P\0' | LC_ALL=C sort -z |
       xargs -0 "$B3SUM" >"$WORK/$corpus.b3")
   fi
   if [[ -n $BAGIT ]] && wants verify; then
@@ -484,7 +484,7 @@ for corpus in $CORPORA; do
     fi
     if [[ -n $OPENSSL ]]; then
       bench verify "$corpus" "openssl dgst -sha256 | cmp" 0 "$bytes" "$files" ":" \
-        "cd $D && find . -type f ! -path ./HASH_MANIFEST.txt -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 $(q "$OPENSSL") dgst -sha256 -r | sed 's/ \\*/  /' | cmp -s - HASH_MANIFEST.txt"
+        "cd $D && find . -type f ! -path ./HASH_MANIFEST.txt ! -path ./HASH_MANIFEST.txt.sig -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 $(q "$OPENSSL") dgst -sha256 -r | sed 's/ \\*/  /' | cmp -s - HASH_MANIFEST.txt"
     fi
     if [[ -n $B3SUM ]]; then
       bench verify "$corpus" "b3sum --check" 0 "$bytes" "$files" ":" \

@@ -139,6 +139,8 @@ pub struct HashedFolder {
     pub others: Vec<(String, &'static str)>,
     /// The top-level `HASH_MANIFEST.txt`, if present.
     pub seal: Option<PathBuf>,
+    /// The top-level `HASH_MANIFEST.txt.sig`, if present.
+    pub signature: Option<PathBuf>,
 }
 
 impl HashedFolder {
@@ -183,6 +185,7 @@ pub fn hash_folder(scanned: Scan, config: &FolderHashConfig<'_>) -> Result<Hashe
         files,
         others,
         seal: scanned.seal,
+        signature: scanned.signature,
     })
 }
 

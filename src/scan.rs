@@ -4,8 +4,9 @@
 //! checks every name against the rules of the packet format (UTF-8, no control character, no
 //! backslash), and returns every non-directory entry with its path relative to the root, joined
 //! with `/`, sorted by the path's bytes (the order of `LC_ALL=C sort`). Empty directories are not
-//! part of a packet. A top-level `HASH_MANIFEST.txt` is the packet's seal, not one of its files; it
-//! is returned separately.
+//! part of a packet. A top-level `HASH_MANIFEST.txt` is the packet's seal, and a top-level
+//! `HASH_MANIFEST.txt.sig` the seal's signature, not files of the packet; they are returned
+//! separately.
 //!
 //! The walk itself never fails on a symlink or a special file: it reports them as
 //! [`EntryKind::Symlink`] or [`EntryKind::Special`], so the gate can call them drift. Callers that
@@ -42,6 +43,10 @@ use crate::text::EscapePath;
 
 /// The file name of a packet's seal, at the top level of the packet folder.
 pub const SEAL_FILE_NAME: &str = "HASH_MANIFEST.txt";
+
+/// The file name of the seal's detached signature (`evstore seal --sign`: OpenSSH `SSHSIG`,
+/// namespace `evstore-seal`), beside the seal. Like the seal, it is not one of the packet's files.
+pub const SIGNATURE_FILE_NAME: &str = "HASH_MANIFEST.txt.sig";
 
 /// What kind of thing a scanned path is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,10 +93,13 @@ pub struct PacketFile {
 pub struct Scan {
     /// The folder that was walked.
     pub root: PathBuf,
-    /// Every non-directory entry except the top-level seal, sorted by `rel_path` bytes.
+    /// Every non-directory entry except the top-level seal and its signature, sorted by
+    /// `rel_path` bytes.
     pub entries: Vec<ScanEntry>,
     /// The top-level `HASH_MANIFEST.txt`, if there is one.
     pub seal: Option<PathBuf>,
+    /// The top-level `HASH_MANIFEST.txt.sig`, if there is one.
+    pub signature: Option<PathBuf>,
     /// The folder's handle: read every file through it ([`RootDir::open_file`]).
     pub dir: Arc<RootDir>,
 }
@@ -193,6 +201,7 @@ pub fn scan(root: &Path) -> Result<Scan> {
 pub fn scan_dir(dir: Arc<RootDir>) -> Result<Scan> {
     let mut entries = Vec::new();
     let mut seal = None;
+    let mut signature = None;
     walk(&dir, |item| {
         let path = dir.display_path(item.rel);
         check_component(item.name, &path)?;
@@ -200,10 +209,11 @@ pub fn scan_dir(dir: Arc<RootDir>) -> Result<Scan> {
         if file_type == FileType::Directory {
             // A top-level folder named like the seal, even an empty one: the folder has a seal,
             // and it is unusable (an empty one would otherwise vanish and leave no seal at all).
-            if item.rel == Path::new(SEAL_FILE_NAME) {
+            if item.rel == Path::new(SEAL_FILE_NAME) || item.rel == Path::new(SIGNATURE_FILE_NAME) {
                 return Err(Error::unsupported(
                     path,
-                    "the seal HASH_MANIFEST.txt must be a regular file, not a directory",
+                    "the seal HASH_MANIFEST.txt and its signature HASH_MANIFEST.txt.sig must be \
+                     regular files, not folders",
                 ));
             }
             return Ok(true);
@@ -232,6 +242,16 @@ pub fn scan_dir(dir: Arc<RootDir>) -> Result<Scan> {
             seal = Some(path);
             return Ok(false);
         }
+        if rel_path == SIGNATURE_FILE_NAME {
+            if !matches!(kind, EntryKind::Regular { .. }) {
+                return Err(Error::unsupported(
+                    path,
+                    "the seal's signature HASH_MANIFEST.txt.sig must be a regular file",
+                ));
+            }
+            signature = Some(path);
+            return Ok(false);
+        }
         entries.push(ScanEntry {
             rel_path,
             abs_path: path,
@@ -245,6 +265,7 @@ pub fn scan_dir(dir: Arc<RootDir>) -> Result<Scan> {
         root: root.to_path_buf(),
         entries,
         seal,
+        signature,
         dir,
     })
 }

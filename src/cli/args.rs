@@ -163,12 +163,24 @@ pub enum Command {
     /// The seal lists every regular file below DIR with its SHA-256, so `sha256sum -c
     /// HASH_MANIFEST.txt` passes inside DIR and `sha256sum HASH_MANIFEST.txt` prints the
     /// packet_tree_sha256. The same seal again is a no-op; a different existing seal is refused.
+    ///
+    /// With --sign KEY it also writes DIR/HASH_MANIFEST.txt.sig, a detached OpenSSH signature
+    /// (SSHSIG, namespace evstore-seal) of the seal's bytes, which `evstore verify DIR
+    /// --signed-by ALLOWED_SIGNERS` and OpenSSH itself check:
+    ///
+    ///   ssh-keygen -Y verify -f allowed_signers -I IDENTITY -n evstore-seal -s HASH_MANIFEST.txt.sig < HASH_MANIFEST.txt
+    ///
+    /// Example: evstore seal release-rehearsal --sign ~/.ssh/id_ed25519
     Seal {
         /// The packet folder
         dir: PathBuf,
-        /// Replace a different existing seal
+        /// Replace a different existing seal (and its signature)
         #[arg(long)]
         force: bool,
+        /// Sign the seal with this OpenSSH Ed25519 private key file (not encrypted, mode 0600,
+        /// as `ssh-keygen -t ed25519` writes it); writes DIR/HASH_MANIFEST.txt.sig
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
     },
     /// Check a folder byte for byte against its seal, a seal file, or a stored packet
     ///
@@ -194,6 +206,13 @@ pub enum Command {
         /// holds .evstore-staging]
         #[arg(long, value_name = "KB")]
         kb: Option<PathBuf>,
+        /// Also require a valid signature of the seal (DIR/HASH_MANIFEST.txt.sig, or FILE.sig
+        /// with --seal FILE; against a packet, a signature of its manifest) by a key this
+        /// OpenSSH allowed signers file lists for the namespace evstore-seal. A missing,
+        /// malformed, invalid or unlisted signature is a FAIL (exit 1), and a valid one never
+        /// hides drift. See docs/VERIFY.md
+        #[arg(long, value_name = "ALLOWED_SIGNERS")]
+        signed_by: Option<PathBuf>,
         #[command(flatten)]
         expect: ExpectArgs,
     },

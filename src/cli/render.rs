@@ -723,6 +723,19 @@ pub(crate) fn seal(json: bool, dir: &Path, report: &SealReport) -> Result<()> {
     say!("{what} {} ({})", dir.escaped(), count(report.files, "file"));
     say!("seal                {}", report.seal.escaped());
     say!("packet_tree_sha256  {}", report.packet_tree_sha256);
+    if let Some(signature) = &report.signature {
+        let what = match signature.action {
+            SealAction::Written => "written",
+            SealAction::Unchanged => "unchanged (the same signature was there)",
+            SealAction::Replaced => "replaced",
+        };
+        say!("signature           {} ({what})", signature.file.escaped());
+        say!(
+            "signed by           {} (namespace {})",
+            signature.key_fingerprint,
+            signature.namespace
+        );
+    }
     Ok(())
 }
 
@@ -767,6 +780,9 @@ fn gate_report_lines(report: &GateReport, style: GateReportStyle) -> Vec<String>
         for check in &report.expectations {
             let verdict = if check.holds { "PASS" } else { "FAIL" };
             lines.push(format!("{verdict}: {}", check.describe()));
+        }
+        if let Some(check) = &report.signature {
+            lines.push(check.describe());
         }
         for (role, side) in [
             ("expected", &report.expected),

@@ -368,16 +368,22 @@ fn dispatch_command(ctx: &Context, command: Command) -> Result<Outcome> {
         Command::Fsck => cmd_fsck(ctx),
         Command::Reindex { replace } => cmd_reindex(ctx, replace),
         Command::Forget { item, reason } => cmd_forget(ctx, &item, &reason),
-        Command::Seal { dir, force } => cmd_seal(ctx, &dir, force),
+        Command::Seal { dir, force, sign } => cmd_seal(ctx, &dir, force, sign.as_deref()),
         Command::Verify {
             dir,
             against,
             seal,
             original,
             kb,
+            signed_by,
             expect,
         } => {
-            let config = verify_config(ctx, seal, original, kb, &expect)?;
+            let mut config = verify_config(ctx, seal, original, kb, &expect)?;
+            // Read (and refuse if malformed) before any folder is hashed.
+            config.signed_by = signed_by
+                .as_deref()
+                .map(gate::signature::AllowedSigners::read)
+                .transpose()?;
             cmd_verify(ctx, &dir, against.as_deref(), &config)
         }
         Command::Diff { a, b, original } => cmd_diff(ctx, &a, &b, original),
@@ -437,6 +443,7 @@ fn verify_config(
         original,
         kb,
         expectations: expect.parse()?,
+        signed_by: None,
         progress: ctx.progress.clone(),
     })
 }
@@ -817,8 +824,13 @@ fn cmd_forget(ctx: &Context, item: &str, reason: &str) -> Result<Outcome> {
     Ok(Outcome::Pass)
 }
 
-fn cmd_seal(ctx: &Context, dir: &Path, force: bool) -> Result<Outcome> {
-    let report = gate::seal_folder(dir, force)?;
+fn cmd_seal(ctx: &Context, dir: &Path, force: bool, sign: Option<&Path>) -> Result<Outcome> {
+    let key = sign.map(gate::signature::SshSigningKey::read).transpose()?;
+    let config = gate::SealConfig {
+        force,
+        sign: key.as_ref(),
+    };
+    let report = gate::seal_folder(dir, &config)?;
     render::seal(ctx.json, dir, &report)?;
     Ok(Outcome::Pass)
 }

@@ -2,7 +2,7 @@
 //!
 //! A packet's manifest has one line per file: the lowercase hex SHA-256 of the file's bytes, two
 //! spaces, the path relative to the packet root, and `\n`; lines sorted by the path's UTF-8 bytes.
-//! It is exactly what `find . -type f ! -path ./HASH_MANIFEST.txt -printf '%P\0' | LC_ALL=C sort
+//! It is exactly what `find . -type f ! -path ./HASH_MANIFEST.txt ! -path ./HASH_MANIFEST.txt.sig -printf '%P\0' | LC_ALL=C sort
 //! -z | xargs -0r sha256sum` prints, and `packet_tree_sha256` is the SHA-256 of that text. The same
 //! text is what `HASH_MANIFEST.txt` (the seal) holds.
 //!
@@ -306,7 +306,7 @@ pub fn canonical_seal_hint(seal: &Path) -> String {
 pub fn canonical_seal_command(dir: &str) -> String {
     format!(
         "write a canonical seal with `evstore seal {dir} --force` (or, inside the folder: \
-         find . -type f ! -path ./HASH_MANIFEST.txt -printf '%P\\0' | LC_ALL=C sort -z | \
+         find . -type f ! -path ./HASH_MANIFEST.txt ! -path ./HASH_MANIFEST.txt.sig -printf '%P\\0' | LC_ALL=C sort -z | \
          xargs -0r sha256sum > HASH_MANIFEST.txt)"
     )
 }

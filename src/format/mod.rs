@@ -2,6 +2,7 @@
 //! (docs/FORMAT.md has the byte-level description of each). Nothing here touches the file system:
 //! a format turns values into bytes and bytes back into values, or says exactly why it cannot.
 
+pub mod allowed_signers;
 pub mod attestation;
 pub mod cbor;
 pub mod event;

@@ -9,7 +9,9 @@
 //! record it) every executable bit matches. Each failing file is explained with the
 //! [`DriftClass`](drift::DriftClass) vocabulary of [`drift`], using the expected bytes when a side
 //! can provide them (the store, a folder, or an `--original` copy checked against the seal).
-//! [`seal`] reads seal files safely and writes a folder's canonical `HASH_MANIFEST.txt`.
+//! [`seal`] reads seal files safely and writes a folder's canonical `HASH_MANIFEST.txt`;
+//! [`signature`] signs a seal (OpenSSH `SSHSIG`) and checks a signature against an allowed
+//! signers file (`verify --signed-by`).
 //!
 //! Callers: `verify`, `diff`, `kb verify`, `rerun`, and `ingest` (a sealed folder is compared
 //! with its seal here before anything is stored).
@@ -24,10 +26,12 @@ pub mod drift;
 pub mod report;
 pub mod seal;
 pub mod side;
+pub mod signature;
 
 pub use compare::{check_folder_seal, compare, diff_packets, own_seal_result};
 pub use report::{Counts, Expectation, FileResult, GateReport, Relation, Verdict};
 pub use seal::{
-    read_seal_bytes, read_seal_in, seal_folder, SealAction, SealReport, MAX_SEAL_BYTES,
+    read_seal_bytes, read_seal_in, seal_folder, SealAction, SealConfig, SealReport,
+    SignatureWritten, MAX_SEAL_BYTES,
 };
 pub use side::{SealInfo, Side, SideFile, SideKind, SideSummary};

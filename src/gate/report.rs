@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::drift::{DriftClass, FirstDifference};
 use super::side::{Side, SideFile, SideSummary};
+use super::signature::SignatureCheck;
 use crate::digest::Sha256Digest;
 
 /// The result for one path.
@@ -101,6 +102,10 @@ pub struct GateReport {
     /// `--expect` / `--expect-not` checks of the observed packet_tree_sha256 (absent if none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<Expectation>,
+    /// `--signed-by`: the check of the seal's signature (absent if none was asked for). Only a
+    /// valid one lets the verdict be PASS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureCheck>,
 }
 
 /// How `--expect` (`equal`) or `--expect-not` (`differ`) relates a packet_tree_sha256 to a SHA.
@@ -207,7 +212,7 @@ impl GateReport {
         let matches = |n: u64| if n == 1 { "matches" } else { "match" };
         match self.verdict {
             Verdict::Pass => format!(
-                "PASS: {} of {} {} (packet_tree_sha256 {})",
+                "PASS: {} of {} {} (packet_tree_sha256 {}){}",
                 self.counts.ok,
                 crate::text::count(self.counts.files, "file"),
                 matches(self.counts.ok),
@@ -215,11 +220,22 @@ impl GateReport {
                 self.observed
                     .packet_tree_sha256
                     .or(self.expected.packet_tree_sha256)
-                    .map_or_else(|| "none".to_string(), |sha| sha.to_hex())
+                    .map_or_else(|| "none".to_string(), |sha| sha.to_hex()),
+                match &self.signature {
+                    Some(check) => format!(
+                        "; seal signed by {} ({})",
+                        check.principals.join("; "),
+                        check.key_fingerprint.as_deref().unwrap_or("?")
+                    ),
+                    None => String::new(),
+                }
             ),
             Verdict::Fail if packet.failed == 0 => {
+                let signature = self.signature.as_ref().filter(|check| !check.is_valid());
                 let but = if !packet.outside.is_empty() {
                     packet.outside.join(", and ")
+                } else if let Some(check) = signature {
+                    format!("the seal's signature is {}", check.status.words())
                 } else {
                     match self.expectations.iter().find(|e| !e.holds) {
                         Some(failed) => failed.describe(),
@@ -253,6 +269,12 @@ impl GateReport {
                 );
                 if !packet.outside.is_empty() {
                     line.push_str(&format!("; also {}", packet.outside.join(", ")));
+                }
+                if let Some(check) = &self.signature {
+                    line.push_str(&format!(
+                        "; the seal's signature is {}",
+                        check.status.words()
+                    ));
                 }
                 line
             }
@@ -313,6 +335,7 @@ impl GateReport {
             subtrees_skipped,
             notes,
             expectations: Vec::new(),
+            signature: None,
         };
         report.recount();
         if report.counts.failed == 0 && !tree_hashes_match(&report.expected, &report.observed) {
@@ -345,12 +368,22 @@ impl GateReport {
         }
         let trees_equal = tree_hashes_match(&self.expected, &self.observed);
         let expectations_hold = self.expectations.iter().all(|e| e.holds);
-        self.verdict = if counts.failed == 0 && trees_equal && expectations_hold {
+        let signature_holds = self.signature.as_ref().is_none_or(SignatureCheck::is_valid);
+        self.verdict = if counts.failed == 0 && trees_equal && expectations_hold && signature_holds
+        {
             Verdict::Pass
         } else {
             Verdict::Fail
         };
         self.counts = counts;
+    }
+
+    /// Add the check of the seal's signature (`--signed-by`), deciding the verdict again: a
+    /// signature that is not valid is a FAIL; a valid one never turns a FAIL into a PASS.
+    pub fn with_signature(mut self, check: SignatureCheck) -> GateReport {
+        self.signature = Some(check);
+        self.recount();
+        self
     }
 
     /// Add results found outside [`compare`](fn@super::compare) (a folder's own seal, problems with a KB

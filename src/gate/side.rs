@@ -23,10 +23,10 @@ use crate::folder::{hash_folder, Digests, FolderHashConfig, HashedFolder, KnownF
 use crate::format::manifest::{canonical_seal_command, Deviation, Manifest, ManifestEntry};
 use crate::format::record::PacketRecord;
 use crate::format::tree::FileMeta;
-use crate::fsio::stream_handle;
+use crate::fsio::{read_limited, stream_handle};
 use crate::packet::verified_files;
 use crate::progress::Progress;
-use crate::scan::{scan_dir, RootDir, SEAL_FILE_NAME};
+use crate::scan::{scan_dir, RootDir, SEAL_FILE_NAME, SIGNATURE_FILE_NAME};
 use crate::store::Store;
 use crate::text::EscapePath;
 
@@ -97,6 +97,8 @@ pub struct Side {
     pub(super) others: BTreeMap<String, &'static str>,
     /// The folder's top-level `HASH_MANIFEST.txt`, if a folder side has one.
     pub(super) folder_seal: Option<PathBuf>,
+    /// For a folder: its top-level `HASH_MANIFEST.txt.sig`, if any (never one of its files).
+    pub(super) folder_signature: Option<PathBuf>,
     pub(super) bytes: ByteSource,
     /// Files whose bytes live elsewhere (KB references): path → the KB folder and the file's
     /// path below it, read through the KB folder's handle.
@@ -195,6 +197,7 @@ impl Side {
             files,
             others: folder.others.iter().cloned().collect(),
             folder_seal: folder.seal.clone(),
+            folder_signature: folder.signature.clone(),
             bytes: ByteSource::Folder(folder.dir.clone()),
             elsewhere: BTreeMap::new(),
             seal: None,
@@ -219,8 +222,13 @@ impl Side {
     /// line.
     pub fn seal_file(path: &Path) -> Result<Side> {
         let bytes = read_seal_bytes(path)?;
-        let (manifest, deviations) = Manifest::parse_coreutils(&bytes, path)?;
-        Ok(Side::from_seal(path, &bytes, &manifest, deviations))
+        Side::seal_file_bytes(path, &bytes)
+    }
+
+    /// [`Side::seal_file`] of bytes read already (by a caller that also checks their signature).
+    pub fn seal_file_bytes(path: &Path, bytes: &[u8]) -> Result<Side> {
+        let (manifest, deviations) = Manifest::parse_coreutils(bytes, path)?;
+        Ok(Side::from_seal(path, bytes, &manifest, deviations))
     }
 
     fn from_seal(
@@ -254,6 +262,7 @@ impl Side {
             files,
             others: BTreeMap::new(),
             folder_seal: None,
+            folder_signature: None,
             bytes: ByteSource::None,
             elsewhere: BTreeMap::new(),
             seal: Some(SealInfo {
@@ -301,6 +310,7 @@ impl Side {
             files,
             others: BTreeMap::new(),
             folder_seal: None,
+            folder_signature: None,
             bytes: ByteSource::Store,
             elsewhere: BTreeMap::new(),
             seal: None,
@@ -406,6 +416,23 @@ impl Side {
             (Some(path), _) => Err(Error::unsupported(
                 path,
                 "internal error: a folder seal without its folder handle; nothing was verified",
+            )),
+            (None, _) => Ok(None),
+        }
+    }
+
+    /// The bytes of the folder's own `HASH_MANIFEST.txt.sig` (read through the folder's handle,
+    /// at most [`crate::gate::signature::MAX_SIGNATURE_BYTES`]), for a folder side that has one.
+    pub fn read_folder_signature(&self) -> Result<Option<Vec<u8>>> {
+        match (&self.folder_signature, &self.bytes) {
+            (Some(path), ByteSource::Folder(dir)) => {
+                let handle = dir.open_file(SIGNATURE_FILE_NAME)?;
+                read_limited(handle, path, crate::gate::signature::MAX_SIGNATURE_BYTES).map(Some)
+            }
+            (Some(path), _) => Err(Error::unsupported(
+                path,
+                "internal error: a folder signature without its folder handle; nothing was \
+                 verified",
             )),
             (None, _) => Ok(None),
         }

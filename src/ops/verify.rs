@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::catalog::{Catalog, PacketRow};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::gate::signature::{check_signature, AllowedSigners, SignedSeal};
 use crate::gate::{self, GateReport, Relation, Side, Verdict};
 use crate::ops::kb::StoreView;
 use crate::progress::Progress;
@@ -36,6 +37,9 @@ pub struct VerifyConfig {
     pub kb: Option<PathBuf>,
     /// `--expect` / `--expect-not`: the folder's packet_tree_sha256 must (must not) be these.
     pub expectations: Vec<(Relation, Sha256Digest)>,
+    /// `--signed-by`: the seal must carry a valid signature (`HASH_MANIFEST.txt.sig`, or the
+    /// seal file's `FILE.sig`) by a key this allowed signers file accepts, or the verdict is FAIL.
+    pub signed_by: Option<AllowedSigners>,
     /// Where hashing progress goes.
     pub progress: Progress,
 }
@@ -56,10 +60,11 @@ pub fn verify_against_seal(dir: &Path, config: &VerifyConfig) -> Result<GateRepo
     // files are read through that handle. A seal file named with --seal is read as sha256sum -c
     // reads it; DIR's own seal strictly.
     let folder = Arc::new(crate::scan::RootDir::open(dir)?);
-    let (seal_path, mut expected) = match &config.seal {
+    let (seal_path, seal_bytes, mut expected) = match &config.seal {
         Some(path) => {
-            let side = Side::seal_file(path)?;
-            (path.clone(), side)
+            let bytes = gate::read_seal_bytes(path)?;
+            let side = Side::seal_file_bytes(path, &bytes)?;
+            (path.clone(), bytes, side)
         }
         None => {
             let path = dir.join(crate::scan::SEAL_FILE_NAME);
@@ -73,28 +78,84 @@ pub fn verify_against_seal(dir: &Path, config: &VerifyConfig) -> Result<GateRepo
             }
             let bytes = gate::read_seal_in(&folder, crate::scan::SEAL_FILE_NAME)?;
             let side = Side::seal_bytes(&path, &bytes)?;
-            (path, side)
+            (path, bytes, side)
         }
     };
     if let Some(original) = &config.original {
         expected = expected.with_original(original)?;
     }
+    // The signature is checked over the very bytes the folder is compared with.
+    let signature_of_the_seal = |report: GateReport, signature: Option<Vec<u8>>| {
+        with_signature_check(report, config, &seal_path, &seal_bytes, signature)
+    };
     if is_kb_packet_folder_with_references(dir, &expected)? {
-        return verify_kb_packet_folder(dir, config.kb.as_deref(), expected, None);
+        let report = verify_kb_packet_folder(dir, config.kb.as_deref(), expected, None)?;
+        let signature = match config.signed_by {
+            Some(_) => read_signature_beside(&seal_path)?,
+            None => None,
+        };
+        return Ok(signature_of_the_seal(report, signature));
     }
     let observed = Side::folder_in(folder, &config.progress)?;
     let mut report = gate::compare(None, &expected, &observed)?;
     let own_seal = observed
         .folder_seal()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
-    let given = std::fs::canonicalize(&seal_path).unwrap_or(seal_path);
+    let given = std::fs::canonicalize(&seal_path).unwrap_or_else(|_| seal_path.clone());
     if own_seal.is_some() && own_seal.as_ref() != Some(&given) {
         let canonical = expected.manifest()?.text();
         if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
             report = report.with_failures(vec![result]);
         }
     }
-    Ok(report.with_expectations(&config.expectations))
+    let signature = match (&config.signed_by, &config.seal) {
+        (None, _) => None,
+        (Some(_), Some(_)) => read_signature_beside(&seal_path)?,
+        (Some(_), None) => observed.read_folder_signature()?,
+    };
+    let report = report.with_expectations(&config.expectations);
+    Ok(signature_of_the_seal(report, signature))
+}
+
+/// The detached signature `SEAL.sig` beside the seal file `seal`, if there is one (read as
+/// [`crate::gate::signature::MAX_SIGNATURE_BYTES`] at most, a regular file only).
+fn read_signature_beside(seal: &Path) -> Result<Option<Vec<u8>>> {
+    let mut name = seal.as_os_str().to_os_string();
+    name.push(".sig");
+    let path = PathBuf::from(name);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    crate::ops::transparency::read_input_at_most(
+        &path,
+        "a seal signature",
+        crate::gate::signature::MAX_SIGNATURE_BYTES,
+    )
+    .map(Some)
+}
+
+/// `report` with the check of the signature `signature` over `seal_bytes` (the seal at
+/// `seal_path`, as the gate compared it) when `config.signed_by` asks for one.
+fn with_signature_check(
+    report: GateReport,
+    config: &VerifyConfig,
+    seal_path: &Path,
+    seal_bytes: &[u8],
+    signature: Option<Vec<u8>>,
+) -> GateReport {
+    let Some(allowed) = &config.signed_by else {
+        return report;
+    };
+    let mut signature_path = seal_path.as_os_str().to_os_string();
+    signature_path.push(".sig");
+    let signed = SignedSeal {
+        seal: seal_path,
+        seal_bytes: Some(seal_bytes),
+        signature: Path::new(&signature_path),
+        signature_bytes: signature.as_deref(),
+    };
+    let now = (crate::now_unix_nanos() / 1_000_000_000) as i64;
+    report.with_signature(check_signature(&signed, allowed, now))
 }
 
 /// Check `dir` byte for byte against the stored packet `row` (files, and executable bits); a
@@ -113,17 +174,42 @@ pub fn verify_against_packet(
     config: &VerifyConfig,
 ) -> Result<GateReport> {
     let expected = Side::packet(store, row)?;
+    // Against a packet, the signature must be over the packet's canonical manifest (the folder's
+    // own seal must be those bytes, or it fails on its own).
+    let canonical = expected.manifest()?.text();
+    let own_seal_path = dir.join(crate::scan::SEAL_FILE_NAME);
     if is_kb_packet_folder_with_references(dir, &expected)? {
         let view = StoreView { store, catalog };
-        return verify_kb_packet_folder(dir, config.kb.as_deref(), expected, Some(&view));
+        let report = verify_kb_packet_folder(dir, config.kb.as_deref(), expected, Some(&view))?;
+        let signature = match config.signed_by {
+            Some(_) => read_signature_beside(&own_seal_path)?,
+            None => None,
+        };
+        return Ok(with_signature_check(
+            report,
+            config,
+            &own_seal_path,
+            canonical.as_bytes(),
+            signature,
+        ));
     }
     let observed = Side::folder_against(dir, &expected, &config.progress)?;
     let mut report = gate::compare(Some(store), &expected, &observed)?;
-    let canonical = expected.manifest()?.text();
     if let Some(result) = gate::check_folder_seal(&observed, canonical.as_bytes())? {
         report = report.with_failures(vec![result]);
     }
-    Ok(report.with_expectations(&config.expectations))
+    let report = report.with_expectations(&config.expectations);
+    let signature = match (&config.signed_by, observed.folder_seal()) {
+        (Some(_), Some(_)) => observed.read_folder_signature()?,
+        _ => None,
+    };
+    Ok(with_signature_check(
+        report,
+        config,
+        &own_seal_path,
+        canonical.as_bytes(),
+        signature,
+    ))
 }
 
 /// True if `dir` is a KB packet folder whose files are partly referenced: it holds its own

@@ -272,7 +272,7 @@ fn a_sealed_packet_is_never_archived_drifted() {
     let sha = coreutils_tree_sha256(&packet);
     let manifest = Command::new("bash")
         .arg("-c")
-        .arg("find . -type f ! -path ./HASH_MANIFEST.txt -printf '%P\\0' | LC_ALL=C sort -z | xargs -0r sha256sum")
+        .arg("find . -type f ! -path ./HASH_MANIFEST.txt ! -path ./HASH_MANIFEST.txt.sig -printf '%P\\0' | LC_ALL=C sort -z | xargs -0r sha256sum")
         .current_dir(&packet)
         .output()
         .unwrap();

@@ -42,6 +42,7 @@ mod s3_count_proxy;
 #[cfg(feature = "s3")]
 mod s3_store;
 mod signals;
+mod ssh_signatures;
 mod store_locks;
 mod store_log;
 mod store_shape;

@@ -32,7 +32,8 @@ fn failures(report: &GateReport) -> Vec<(String, Vec<DriftClass>)> {
 
 fn sealed_packet(sb: &Sandbox) -> std::path::PathBuf {
     let dir = write_packet(sb, "pkt");
-    evstore::gate::seal_folder(&dir, false).expect("seal the packet");
+    evstore::gate::seal_folder(&dir, &evstore::gate::SealConfig::default())
+        .expect("seal the packet");
     dir
 }
 

@@ -290,7 +290,7 @@ pub fn stderr(out: &Output) -> String {
 pub fn coreutils_tree_sha256(dir: &Path) -> String {
     let out = Command::new("bash")
         .arg("-c")
-        .arg("find . -type f ! -path ./HASH_MANIFEST.txt -printf '%P\\0' | LC_ALL=C sort -z | xargs -0r sha256sum | sha256sum")
+        .arg("find . -type f ! -path ./HASH_MANIFEST.txt ! -path ./HASH_MANIFEST.txt.sig -printf '%P\\0' | LC_ALL=C sort -z | xargs -0r sha256sum | sha256sum")
         .current_dir(dir)
         .output()
         .unwrap();

@@ -1,0 +1,496 @@
+//! Seal signatures: who sealed a packet. `evstore seal --sign KEY` signs the bytes of
+//! `HASH_MANIFEST.txt` with an OpenSSH Ed25519 key and writes the detached signature
+//! `HASH_MANIFEST.txt.sig` beside it, in OpenSSH's `SSHSIG` format (`PROTOCOL.sshsig`) under the
+//! namespace [`SEAL_NAMESPACE`], so that OpenSSH checks it as it is:
+//!
+//! ```text
+//! ssh-keygen -Y verify -f allowed_signers -I IDENTITY -n evstore-seal \
+//!     -s HASH_MANIFEST.txt.sig < HASH_MANIFEST.txt
+//! ```
+//!
+//! `evstore verify --signed-by ALLOWED_SIGNERS` checks the same thing ([`check_signature`]):
+//! the signature decodes, is in the namespace, verifies over the seal's exact bytes, and is by a
+//! key an entry of the allowed signers file accepts for that namespace now. Every other outcome
+//! is a [`SignatureCheck`] that is not valid, which fails the gate; nothing here ever passes a
+//! seal it could not check. Key and signature formats are the `ssh-key` crate's.
+//!
+//! **Architecture Invariant:** the bytes a signature is checked over are the bytes the gate
+//! compared against: the caller reads the seal once and hands the same bytes to both.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
+
+use crate::error::{Error, Result};
+use crate::format::allowed_signers::{self, AllowedSigner, MAX_ALLOWED_SIGNERS_BYTES};
+use crate::text::EscapePath;
+
+/// The `SSHSIG` namespace of a seal signature: a signature made for another purpose (a git
+/// commit, a file signed with `-n file`) is never accepted as a seal's.
+pub const SEAL_NAMESPACE: &str = "evstore-seal";
+
+/// The largest signature file read (an Ed25519 `SSHSIG` is under 300 bytes; RSA 4096 about 1 KiB).
+pub const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
+
+/// The largest private key file read.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// An OpenSSH Ed25519 private key, read for signing.
+pub struct SshSigningKey {
+    key: PrivateKey,
+}
+
+impl SshSigningKey {
+    /// Read the OpenSSH private key file at `path` (as `ssh-keygen -t ed25519` writes it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] (exit 2) naming the path for a file that group or others can read or
+    /// write (as `ssh` refuses it: `chmod 600` it), that is not a regular file or over 64 KiB,
+    /// that is not an OpenSSH private key, that is encrypted with a passphrase (evstore never
+    /// prompts), or that holds a key other than Ed25519.
+    pub fn read(path: &Path) -> Result<SshSigningKey> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let what = "an OpenSSH private key";
+        let bytes = crate::ops::transparency::read_input_at_most(path, what, MAX_KEY_FILE_BYTES)?;
+        let key = PrivateKey::from_openssh(&bytes).map_err(|err| {
+            let public = std::str::from_utf8(&bytes)
+                .ok()
+                .is_some_and(|text| PublicKey::from_openssh(text.trim()).is_ok());
+            Error::Usage(if public {
+                format!(
+                    "{}: a public key; --sign takes the private key file beside it (such as \
+                     ~/.ssh/id_ed25519, not ~/.ssh/id_ed25519.pub)",
+                    path.escaped()
+                )
+            } else {
+                format!(
+                    "{}: not {what} ({err}); give the private key file that `ssh-keygen -t \
+                     ed25519` wrote (such as ~/.ssh/id_ed25519)",
+                    path.escaped()
+                )
+            })
+        })?;
+        let metadata = std::fs::metadata(path).map_err(|err| {
+            Error::Usage(format!("{}: cannot read {what}: {err}", path.escaped()))
+        })?;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::Usage(format!(
+                "{}: the private key is readable or writable by others (mode {mode:04o}); \
+                 `chmod 600 {}` and try again",
+                path.escaped(),
+                path.escaped()
+            )));
+        }
+        if key.is_encrypted() {
+            return Err(Error::Usage(format!(
+                "{}: the key is encrypted with a passphrase, and evstore does not prompt for \
+                 one; sign with a key without a passphrase kept for signing (mode 0600)",
+                path.escaped()
+            )));
+        }
+        if key.algorithm() != ssh_key::Algorithm::Ed25519 {
+            return Err(Error::Usage(format!(
+                "{}: a {} key; evstore signs with Ed25519 keys (`ssh-keygen -t ed25519`)",
+                path.escaped(),
+                key.algorithm().as_str()
+            )));
+        }
+        Ok(SshSigningKey { key })
+    }
+
+    /// The public key's SHA-256 fingerprint as `ssh-keygen -l` prints it (`SHA256:` and
+    /// unpadded base64).
+    pub fn fingerprint(&self) -> String {
+        self.key
+            .public_key()
+            .fingerprint(HashAlg::Sha256)
+            .to_string()
+    }
+
+    /// The public key in OpenSSH's one-line form (`ssh-ed25519 BASE64 COMMENT`).
+    pub fn public_key_line(&self) -> Result<String> {
+        self.key.public_key().to_openssh().map_err(|err| {
+            Error::Usage(format!(
+                "cannot write the public key in OpenSSH's form: {err}"
+            ))
+        })
+    }
+
+    /// The armored `SSHSIG` (`-----BEGIN SSH SIGNATURE-----`, LF line ends) of `message` in
+    /// `namespace`, with SHA-512 as `ssh-keygen -Y sign` uses. Ed25519 is deterministic: the
+    /// same key, namespace and message give the same bytes.
+    ///
+    /// # Errors
+    ///
+    /// The signature cannot be made or encoded (not expected for an Ed25519 key).
+    pub fn sign(&self, namespace: &str, message: &[u8]) -> Result<String> {
+        let signature = self
+            .key
+            .sign(namespace, HashAlg::Sha512, message)
+            .map_err(|err| Error::Usage(format!("cannot sign: {err}")))?;
+        signature
+            .to_pem(LineEnding::LF)
+            .map_err(|err| Error::Usage(format!("cannot encode the signature: {err}")))
+    }
+}
+
+/// An OpenSSH allowed signers file, read strictly ([`allowed_signers::parse`]).
+#[derive(Clone, Debug)]
+pub struct AllowedSigners {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its entries, in file order.
+    pub entries: Vec<AllowedSigner>,
+}
+
+impl AllowedSigners {
+    /// Read and parse the allowed signers file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] (exit 2) naming the path (and the line) for a file that cannot be read,
+    /// is not a regular file, is over 4 MiB, is not UTF-8, has a line evstore cannot read
+    /// exactly, or lists no key at all.
+    pub fn read(path: &Path) -> Result<AllowedSigners> {
+        let what = "an allowed signers file";
+        let bytes =
+            crate::ops::transparency::read_input_at_most(path, what, MAX_ALLOWED_SIGNERS_BYTES)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Usage(format!("{}: not UTF-8, so not {what}", path.escaped())))?;
+        let entries = allowed_signers::parse(&text)
+            .map_err(|reason| Error::Usage(format!("{}: {reason}", path.escaped())))?;
+        if entries.is_empty() {
+            return Err(Error::Usage(format!(
+                "{}: lists no key, so no signature could pass (one line per signer: \
+                 `PRINCIPAL ssh-ed25519 BASE64`, as in ssh-keygen(1), ALLOWED SIGNERS)",
+                path.escaped()
+            )));
+        }
+        Ok(AllowedSigners {
+            path: path.to_path_buf(),
+            entries,
+        })
+    }
+}
+
+/// What checking a seal's signature found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureStatus {
+    /// A signature by a listed key, in the namespace, over the seal's bytes.
+    Valid,
+    /// There is no signature file (or no seal to sign).
+    Missing,
+    /// The signature file is not an armored `SSHSIG`.
+    Malformed,
+    /// The signature is for another namespace.
+    WrongNamespace,
+    /// The signature does not verify over the seal's bytes (they changed after signing, or it
+    /// signs something else), or its algorithm is one evstore does not verify.
+    Invalid,
+    /// The signature verifies, but no entry of the allowed signers file accepts its key for the
+    /// namespace now.
+    Unlisted,
+}
+
+impl SignatureStatus {
+    /// What the verdict line says the signature is: `valid`, `missing`, `malformed`, `in
+    /// another namespace`, `invalid`, `by an unlisted key`.
+    pub fn words(self) -> &'static str {
+        match self {
+            SignatureStatus::Valid => "valid",
+            SignatureStatus::Missing => "missing",
+            SignatureStatus::Malformed => "malformed",
+            SignatureStatus::WrongNamespace => "in another namespace",
+            SignatureStatus::Invalid => "invalid",
+            SignatureStatus::Unlisted => "by an unlisted key",
+        }
+    }
+
+    /// The snake_case name the JSON report uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureStatus::Valid => "valid",
+            SignatureStatus::Missing => "missing",
+            SignatureStatus::Malformed => "malformed",
+            SignatureStatus::WrongNamespace => "wrong_namespace",
+            SignatureStatus::Invalid => "invalid",
+            SignatureStatus::Unlisted => "unlisted",
+        }
+    }
+}
+
+/// The result of checking a seal's signature, for the gate's report.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignatureCheck {
+    /// What was found; only `valid` passes.
+    pub status: SignatureStatus,
+    /// The signature file.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
+    pub file: PathBuf,
+    /// The seal it signs.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
+    pub seal: PathBuf,
+    /// The allowed signers file checked against.
+    #[serde(serialize_with = "crate::text::serialize_escaped")]
+    pub allowed_signers: PathBuf,
+    /// The namespace the signature names, if it decodes.
+    pub namespace: Option<String>,
+    /// The SHA-256 fingerprint of the signing key (`SHA256:…`), if the signature decodes.
+    pub key_fingerprint: Option<String>,
+    /// The principals of the allowed signers entries that accept the key (valid only).
+    pub principals: Vec<String>,
+    /// One sentence: what was checked and what was found.
+    pub detail: String,
+}
+
+impl SignatureCheck {
+    /// True only for a valid signature by a listed key.
+    pub fn is_valid(&self) -> bool {
+        self.status == SignatureStatus::Valid
+    }
+
+    /// One line for the text report: `signature: valid: …` or `signature: FAIL (status): …`.
+    pub fn describe(&self) -> String {
+        if self.is_valid() {
+            format!("signature: valid: {}", self.detail)
+        } else {
+            format!("signature: FAIL ({}): {}", self.status.name(), self.detail)
+        }
+    }
+}
+
+/// What the signature check is given: the seal's bytes (as the gate compared them), the
+/// signature's bytes if there is a signature file, and where each came from.
+pub struct SignedSeal<'a> {
+    /// The seal's path.
+    pub seal: &'a Path,
+    /// The seal's bytes; `None` when there is no seal to have been signed.
+    pub seal_bytes: Option<&'a [u8]>,
+    /// The signature file's path.
+    pub signature: &'a Path,
+    /// Its bytes; `None` when there is no signature file.
+    pub signature_bytes: Option<&'a [u8]>,
+}
+
+/// Check a seal's signature against an allowed signers file at `now` (Unix seconds).
+pub fn check_signature(
+    signed: &SignedSeal<'_>,
+    allowed: &AllowedSigners,
+    now: i64,
+) -> SignatureCheck {
+    let mut check = SignatureCheck {
+        status: SignatureStatus::Missing,
+        file: signed.signature.to_path_buf(),
+        seal: signed.seal.to_path_buf(),
+        allowed_signers: allowed.path.clone(),
+        namespace: None,
+        key_fingerprint: None,
+        principals: Vec::new(),
+        detail: String::new(),
+    };
+    let fail = |mut check: SignatureCheck, status, detail: String| {
+        check.status = status;
+        check.detail = detail;
+        check
+    };
+    let Some(seal_bytes) = signed.seal_bytes else {
+        let detail = format!(
+            "{} is missing, so there is no seal whose signature could be checked",
+            signed.seal.escaped()
+        );
+        return fail(check, SignatureStatus::Missing, detail);
+    };
+    let Some(signature_bytes) = signed.signature_bytes else {
+        let detail = format!(
+            "{} is missing: the seal is not signed (`evstore seal DIR --sign KEY` signs it)",
+            signed.signature.escaped()
+        );
+        return fail(check, SignatureStatus::Missing, detail);
+    };
+    let decoded = std::str::from_utf8(signature_bytes)
+        .map_err(|_| "it is not UTF-8 text".to_string())
+        .and_then(|text| SshSig::from_pem(text).map_err(|err| err.to_string()));
+    let signature = match decoded {
+        Ok(signature) => signature,
+        Err(reason) => {
+            let detail = format!(
+                "{} is not an armored SSH signature ({reason})",
+                signed.signature.escaped()
+            );
+            return fail(check, SignatureStatus::Malformed, detail);
+        }
+    };
+    let signer = PublicKey::from(signature.public_key().clone());
+    let fingerprint = signer.fingerprint(HashAlg::Sha256).to_string();
+    check.namespace = Some(signature.namespace().to_string());
+    check.key_fingerprint = Some(fingerprint.clone());
+    if signature.namespace() != SEAL_NAMESPACE {
+        let detail = format!(
+            "{} is a signature in the namespace {:?}, not {SEAL_NAMESPACE:?}: it was made for \
+             another purpose and never counts as a seal's",
+            signed.signature.escaped(),
+            signature.namespace()
+        );
+        return fail(check, SignatureStatus::WrongNamespace, detail);
+    }
+    if let Err(err) = signer.verify(SEAL_NAMESPACE, seal_bytes, &signature) {
+        let detail = format!(
+            "the signature by {fingerprint} does not verify over the bytes of {} ({err}): the \
+             seal changed after it was signed, or the signature is of something else",
+            signed.seal.escaped()
+        );
+        return fail(check, SignatureStatus::Invalid, detail);
+    }
+    let listed: Vec<&AllowedSigner> = allowed
+        .entries
+        .iter()
+        .filter(|entry| entry.key.key_data() == signature.public_key())
+        .collect();
+    let accepting: Vec<&AllowedSigner> = listed
+        .iter()
+        .copied()
+        .filter(|entry| entry.accepts(SEAL_NAMESPACE, now))
+        .collect();
+    if accepting.is_empty() {
+        let why = match listed.first() {
+            None => "which it does not list".to_string(),
+            Some(entry) => format!(
+                "which it lists on line {} but does not accept for {SEAL_NAMESPACE} now \
+                 ({})",
+                entry.line,
+                refusal_of(entry, now)
+            ),
+        };
+        let detail = format!(
+            "the signature verifies, but is by {fingerprint}, {why} in {}",
+            allowed.path.escaped()
+        );
+        return fail(check, SignatureStatus::Unlisted, detail);
+    }
+    check.principals = accepting.iter().map(|e| e.principals.clone()).collect();
+    check.status = SignatureStatus::Valid;
+    check.detail = format!(
+        "{} is signed by {} ({fingerprint}, line {} of {})",
+        signed.seal.escaped(),
+        check.principals.join("; "),
+        accepting[0].line,
+        allowed.path.escaped()
+    );
+    check
+}
+
+/// Why `entry` does not accept a seal signature at `now`.
+fn refusal_of(entry: &AllowedSigner, now: i64) -> String {
+    if entry.cert_authority {
+        return "a cert-authority entry accepts certificates only".into();
+    }
+    if let Some(list) = &entry.namespaces {
+        if !allowed_signers::pattern_list_matches(list, SEAL_NAMESPACE) {
+            return format!("its namespaces are {list:?}");
+        }
+    }
+    if entry.valid_after.is_some_and(|after| now < after) {
+        return "it is not valid yet (valid-after)".into();
+    }
+    "it is no longer valid (valid-before)".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SshSigningKey {
+        let keypair = ssh_key::private::Ed25519Keypair::from_seed(&[7; 32]);
+        SshSigningKey {
+            key: PrivateKey::from(keypair),
+        }
+    }
+
+    fn allowed(line: &str) -> AllowedSigners {
+        AllowedSigners {
+            path: PathBuf::from("allowed_signers"),
+            entries: allowed_signers::parse(line).unwrap(),
+        }
+    }
+
+    fn check(seal: &[u8], signature: Option<&[u8]>, allowed: &AllowedSigners) -> SignatureCheck {
+        let signed = SignedSeal {
+            seal: Path::new("HASH_MANIFEST.txt"),
+            seal_bytes: Some(seal),
+            signature: Path::new("HASH_MANIFEST.txt.sig"),
+            signature_bytes: signature,
+        };
+        check_signature(&signed, allowed, 1_800_000_000)
+    }
+
+    #[test]
+    fn a_signature_verifies_only_over_its_bytes_by_a_listed_key_in_its_namespace() {
+        let key = key();
+        let listed = allowed(&format!(
+            "ci@example.com {}",
+            key.public_key_line().unwrap()
+        ));
+        let seal = b"0000  a.txt\n";
+        let signature = key.sign(SEAL_NAMESPACE, seal).unwrap();
+        assert_eq!(signature, key.sign(SEAL_NAMESPACE, seal).unwrap());
+        let valid = check(seal, Some(signature.as_bytes()), &listed);
+        assert_eq!(valid.status, SignatureStatus::Valid, "{}", valid.detail);
+        assert_eq!(valid.principals, ["ci@example.com"]);
+        assert_eq!(
+            valid.key_fingerprint.as_deref(),
+            Some(key.fingerprint().as_str())
+        );
+
+        let changed = check(b"0001  a.txt\n", Some(signature.as_bytes()), &listed);
+        assert_eq!(
+            changed.status,
+            SignatureStatus::Invalid,
+            "{}",
+            changed.detail
+        );
+        let other_namespace = key.sign("git", seal).unwrap();
+        let wrong = check(seal, Some(other_namespace.as_bytes()), &listed);
+        assert_eq!(wrong.status, SignatureStatus::WrongNamespace);
+        let stranger = SshSigningKey {
+            key: PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[8; 32])),
+        };
+        let by_stranger = stranger.sign(SEAL_NAMESPACE, seal).unwrap();
+        let unlisted = check(seal, Some(by_stranger.as_bytes()), &listed);
+        assert_eq!(unlisted.status, SignatureStatus::Unlisted);
+        assert!(
+            unlisted.detail.contains("does not list"),
+            "{}",
+            unlisted.detail
+        );
+        assert_eq!(check(seal, None, &listed).status, SignatureStatus::Missing);
+        let garbage = check(
+            seal,
+            Some(b"-----BEGIN SSH SIGNATURE-----\nAAAA\n"),
+            &listed,
+        );
+        assert_eq!(garbage.status, SignatureStatus::Malformed);
+    }
+
+    #[test]
+    fn an_entry_limited_to_other_namespaces_or_times_does_not_accept_the_key() {
+        let key = key();
+        let seal = b"seal\n";
+        let signature = key.sign(SEAL_NAMESPACE, seal).unwrap();
+        let line = key.public_key_line().unwrap();
+        for (options, says) in [
+            ("namespaces=\"git\"", "its namespaces"),
+            ("valid-before=\"20200101Z\"", "no longer valid"),
+            ("valid-after=\"20990101Z\"", "not valid yet"),
+            ("cert-authority", "cert-authority"),
+        ] {
+            let listed = allowed(&format!("ci@example.com {options} {line}"));
+            let found = check(seal, Some(signature.as_bytes()), &listed);
+            assert_eq!(found.status, SignatureStatus::Unlisted, "{options}");
+            assert!(found.detail.contains(says), "{options}: {}", found.detail);
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! Signed seals (issue 16): `seal --sign KEY` writes `HASH_MANIFEST.txt.sig` (OpenSSH `SSHSIG`,
+//! namespace `evstore-seal`) and `verify --signed-by ALLOWED_SIGNERS` checks it. Interop is
+//! checked with the real OpenSSH: `ssh-keygen -Y verify` accepts what evstore signs, and evstore
+//! accepts what `ssh-keygen -Y sign` signs. Every way a signature can fail is a FAIL (exit 1)
+//! naming the reason, and a valid signature never hides drift.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::sandbox::*;
+
+/// Run OpenSSH's `ssh-keygen` (required: `.ci/run` installs it if missing).
+fn ssh_keygen(args: &[&str], stdin: Option<&Path>) -> std::process::Output {
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(args);
+    if let Some(path) = stdin {
+        cmd.stdin(Stdio::from(
+            fs::File::open(path).expect("open ssh-keygen's input"),
+        ));
+    }
+    cmd.output()
+        .expect("run ssh-keygen (OpenSSH's; `apt-get install openssh-client`)")
+}
+
+/// A new Ed25519 key pair at `path` and `path.pub`, without a passphrase; the public line.
+fn new_key(path: &Path, comment: &str) -> String {
+    let out = ssh_keygen(
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "ssh-keygen: {}", stderr(&out));
+    fs::read_to_string(format!("{}.pub", path.display()))
+        .expect("the public key")
+        .trim()
+        .to_string()
+}
+
+/// A sandbox with the packet folder `p` (seed-shaped files), the key `ci.key` of
+/// `ci@example.com`, and `allowed_signers` listing it.
+struct Signed {
+    sb: Sandbox,
+    key: PathBuf,
+}
+
+impl Signed {
+    fn new() -> Signed {
+        let sb = Sandbox::new();
+        sb.write(
+            "p/report.json",
+            "{\"status\": \"PASS \u{2014} rehearsal only\", \"url\": \"a/b\"}\n",
+        );
+        sb.write("p/logs/gate.log", "line one\nline two\n");
+        sb.write("p/commands.sh", "#!/bin/sh\necho ok\n");
+        for (path, text) in [
+            (
+                "original/report.json",
+                "{\"status\": \"PASS \u{2014} rehearsal only\", \"url\": \"a/b\"}\n",
+            ),
+            ("original/logs/gate.log", "line one\nline two\n"),
+            ("original/commands.sh", "#!/bin/sh\necho ok\n"),
+        ] {
+            sb.write(path, text);
+        }
+        let key = sb.path("ci.key");
+        let public = new_key(&key, "ci@example.com");
+        sb.write("allowed_signers", format!("ci@example.com {public}\n"));
+        Signed { sb, key }
+    }
+
+    /// `seal p --sign ci.key`, checked to succeed.
+    fn seal(&self) -> Value {
+        let (rc, report) = self
+            .sb
+            .json(&["seal", "p", "--sign", self.key.to_str().unwrap()]);
+        assert_eq!(rc, 0, "{report}");
+        report
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.sb.path(rel)
+    }
+
+    /// `verify p --signed-by allowed_signers ARGS…` as JSON.
+    fn verify(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["verify", "p", "--signed-by", "allowed_signers"];
+        all.extend_from_slice(args);
+        self.sb.json(&all)
+    }
+
+    /// `ssh-keygen -Y verify` of `p`'s seal against `allowed_signers` as `identity`.
+    fn openssh_verifies(&self, identity: &str) -> std::process::Output {
+        ssh_keygen(
+            &[
+                "-Y",
+                "verify",
+                "-f",
+                self.path("allowed_signers").to_str().unwrap(),
+                "-I",
+                identity,
+                "-n",
+                "evstore-seal",
+                "-s",
+                self.path("p/HASH_MANIFEST.txt.sig").to_str().unwrap(),
+            ],
+            Some(&self.path("p/HASH_MANIFEST.txt")),
+        )
+    }
+
+    /// `ssh-keygen -Y sign` of `p`'s seal with `key` in `namespace`, as `p/HASH_MANIFEST.txt.sig`.
+    fn openssh_signs(&self, key: &Path, namespace: &str) {
+        let out = ssh_keygen(
+            &["-Y", "sign", "-f", key.to_str().unwrap(), "-n", namespace],
+            Some(&self.path("p/HASH_MANIFEST.txt")),
+        );
+        assert!(out.status.success(), "ssh-keygen -Y sign: {}", stderr(&out));
+        fs::write(self.path("p/HASH_MANIFEST.txt.sig"), &out.stdout).expect("write the signature");
+    }
+
+    /// Assert `verify --signed-by` fails with exit 1, every file matching, the signature status
+    /// `status`, and its detail containing `says`.
+    fn assert_signature_fails(&self, status: &str, says: &str) {
+        let (rc, report) = self.verify(&[]);
+        assert_eq!(rc, 1, "{report}");
+        assert_eq!(report["verdict"], "FAIL");
+        assert_eq!(report["counts"]["failed"], 0, "{report}");
+        assert_eq!(report["signature"]["status"], status, "{report}");
+        let detail = report["signature"]["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{detail}");
+        let out = self
+            .sb
+            .run(&["verify", "p", "--signed-by", "allowed_signers"]);
+        assert_eq!(code(&out), 1);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("signature: FAIL ({status})")),
+            "{text}"
+        );
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.starts_with("FAIL: 3 of 3 files match, but the seal's signature"),
+            "{last}"
+        );
+    }
+}
+
+#[test]
+fn a_seal_evstore_signs_verifies_with_ssh_keygen_and_with_evstore() {
+    let s = Signed::new();
+    let report = s.seal();
+    assert_eq!(report["signature"]["action"], "written");
+    assert_eq!(report["signature"]["namespace"], "evstore-seal");
+    let fingerprint = report["signature"]["key_fingerprint"].as_str().unwrap();
+    // The fingerprint is the one ssh-keygen -l prints.
+    let listed = ssh_keygen(&["-l", "-f", s.path("ci.key.pub").to_str().unwrap()], None);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(fingerprint),
+        "{fingerprint} vs {}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+
+    let out = s.openssh_verifies("ci@example.com");
+    assert!(
+        out.status.success(),
+        "ssh-keygen -Y verify: {}",
+        stderr(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Good \"evstore-seal\" signature"));
+
+    let (rc, report) = s.verify(&[]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["signature"]["status"], "valid");
+    assert_eq!(report["signature"]["principals"][0], "ci@example.com");
+    assert_eq!(report["signature"]["key_fingerprint"], fingerprint);
+    // The signature is not a file of the packet: the tree hash is the seal's SHA-256 still.
+    assert_eq!(
+        report["observed"]["packet_tree_sha256"].as_str().unwrap(),
+        coreutils_tree_sha256(&s.path("p"))
+    );
+    let out = s.sb.run(&["verify", "p", "--signed-by", "allowed_signers"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .ends_with(&format!("; seal signed by ci@example.com ({fingerprint})")),
+        "{text}"
+    );
+    // Signing again with the same key writes nothing new (Ed25519 is deterministic).
+    let before = fs::read(s.path("p/HASH_MANIFEST.txt.sig")).unwrap();
+    assert_eq!(s.seal()["signature"]["action"], "unchanged");
+    assert_eq!(fs::read(s.path("p/HASH_MANIFEST.txt.sig")).unwrap(), before);
+}
+
+#[test]
+fn a_seal_ssh_keygen_signs_verifies_with_evstore() {
+    let s = Signed::new();
+    let sealed = s.sb.run_storeless(&["seal", "p"]);
+    assert_eq!(code(&sealed), 0, "{}", stderr(&sealed));
+    s.openssh_signs(&s.key, "evstore-seal");
+    let (rc, report) = s.verify(&[]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["signature"]["status"], "valid");
+    // Also against the seal named with --seal (its signature is FILE.sig) and with --original.
+    fs::copy(s.path("p/HASH_MANIFEST.txt"), s.path("seal.txt")).unwrap();
+    fs::copy(s.path("p/HASH_MANIFEST.txt.sig"), s.path("seal.txt.sig")).unwrap();
+    let (rc, report) = s.verify(&["--seal", "seal.txt"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["signature"]["status"], "valid");
+    let (rc, report) = s.verify(&["--original", "original"]);
+    assert_eq!(rc, 0, "{report}");
+}
+
+#[test]
+fn a_changed_seal_an_unlisted_key_another_namespace_and_no_signature_each_fail() {
+    let s = Signed::new();
+    s.seal();
+    // A byte changed in the seal: the folder is edited to match the new seal, so only the
+    // signature can tell.
+    let mut seal = fs::read_to_string(s.path("p/HASH_MANIFEST.txt")).unwrap();
+    fs::write(s.path("p/logs/gate.log"), "line one\nline 2\n").unwrap();
+    let new_hash = sha256_hex(b"line one\nline 2\n");
+    let old_hash = sha256_hex(b"line one\nline two\n");
+    seal = seal.replace(&old_hash, &new_hash);
+    fs::write(s.path("p/HASH_MANIFEST.txt"), &seal).unwrap();
+    s.assert_signature_fails("invalid", "does not verify over the bytes");
+    assert!(!s.openssh_verifies("ci@example.com").status.success());
+
+    // Back to the signed bytes, then a signature by a key the file does not list.
+    let s = Signed::new();
+    s.seal();
+    let stranger = s.path("stranger.key");
+    new_key(&stranger, "stranger@example.com");
+    s.openssh_signs(&stranger, "evstore-seal");
+    s.assert_signature_fails("unlisted", "which it does not list");
+
+    // A signature made for another purpose (`-n file`) by the listed key.
+    s.openssh_signs(&s.key, "file");
+    s.assert_signature_fails("wrong_namespace", "\"file\"");
+
+    // No signature at all.
+    fs::remove_file(s.path("p/HASH_MANIFEST.txt.sig")).unwrap();
+    s.assert_signature_fails("missing", "the seal is not signed");
+
+    // Not a signature.
+    fs::write(
+        s.path("p/HASH_MANIFEST.txt.sig"),
+        "-----BEGIN SSH SIGNATURE-----\nAAAA\n",
+    )
+    .unwrap();
+    s.assert_signature_fails("malformed", "not an armored SSH signature");
+
+    // The listed key, but only for other namespaces.
+    let s = Signed::new();
+    s.seal();
+    let public = fs::read_to_string(s.path("ci.key.pub")).unwrap();
+    s.sb.write(
+        "allowed_signers",
+        format!("ci@example.com namespaces=\"git\" {}", public.trim()),
+    );
+    s.assert_signature_fails("unlisted", "its namespaces are \"git\"");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The six fail-closed cases of the seed report's gate self-test, on a signed seal: each is
+/// still a FAIL naming its drift class, and the report says the signature itself was valid.
+#[test]
+fn the_six_seed_drift_cases_still_fail_with_a_valid_signature() {
+    type Edit = fn(&Path);
+    let cases: [(&str, Edit, &str, &str); 6] = [
+        (
+            "edited content",
+            |p| {
+                fs::write(
+                    p.join("report.json"),
+                    "{\"status\": \"FAIL \u{2014} rehearsal only\", \"url\": \"a/b\"}\n",
+                )
+                .unwrap()
+            },
+            "content",
+            "content",
+        ),
+        (
+            "em-dash drift",
+            |p| {
+                fs::write(
+                    p.join("report.json"),
+                    "{\"status\": \"PASS - rehearsal only\", \"url\": \"a/b\"}\n",
+                )
+                .unwrap()
+            },
+            "typography",
+            "content",
+        ),
+        (
+            "JSON ensure_ascii",
+            |p| {
+                fs::write(
+                    p.join("report.json"),
+                    "{\"status\": \"PASS \\u2014 rehearsal only\", \"url\": \"a/b\"}\n",
+                )
+                .unwrap()
+            },
+            "json_escape",
+            "content",
+        ),
+        (
+            "BOM",
+            |p| {
+                fs::write(
+                    p.join("report.json"),
+                    "\u{feff}{\"status\": \"PASS \u{2014} rehearsal only\", \"url\": \"a/b\"}\n",
+                )
+                .unwrap()
+            },
+            "bom",
+            "content",
+        ),
+        (
+            "CRLF",
+            |p| {
+                fs::write(
+                    p.join("report.json"),
+                    "{\"status\": \"PASS \u{2014} rehearsal only\", \"url\": \"a/b\"}\r\n",
+                )
+                .unwrap()
+            },
+            "crlf",
+            "content",
+        ),
+        (
+            "missing file",
+            |p| fs::remove_file(p.join("report.json")).unwrap(),
+            "missing",
+            "missing",
+        ),
+    ];
+    for (case, edit, with_bytes, seal_only) in cases {
+        let s = Signed::new();
+        s.seal();
+        edit(&s.path("p"));
+        for (mode, class) in [
+            (vec!["--original", "original"], with_bytes),
+            (vec![], seal_only),
+        ] {
+            let (rc, report) = s.verify(&mode);
+            assert_eq!(rc, 1, "{case} {mode:?}: {report}");
+            assert_eq!(report["verdict"], "FAIL", "{case}");
+            assert_eq!(report["signature"]["status"], "valid", "{case}: {report}");
+            let file = report["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["path"] == "report.json")
+                .expect("report.json's result");
+            assert_eq!(file["classes"][0], class, "{case} {mode:?}: {report}");
+        }
+        let out = s.sb.run(&[
+            "verify",
+            "p",
+            "--signed-by",
+            "allowed_signers",
+            "--original",
+            "original",
+        ]);
+        assert_eq!(code(&out), 1, "{case}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.contains(&format!("({with_bytes}: 1)"))
+                && last.ends_with("; the seal's signature is valid"),
+            "{case}: {last}"
+        );
+    }
+}
+
+#[test]
+fn a_signed_packet_verified_against_the_store_checks_the_signature_of_its_manifest() {
+    let s = Signed::new();
+    s.seal();
+    let (rc, ingested) = s.sb.json(&["ingest", "p", "--name", "signed"]);
+    assert_eq!(rc, 0, "{ingested}");
+    // The signature file is not one of the packet's files.
+    assert_eq!(ingested["files"], 3, "{ingested}");
+    let (rc, report) = s.verify(&["--against", "signed"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["signature"]["status"], "valid");
+    fs::remove_file(s.path("p/HASH_MANIFEST.txt.sig")).unwrap();
+    let (rc, report) = s.verify(&["--against", "signed"]);
+    assert_eq!(rc, 1, "{report}");
+    assert_eq!(report["signature"]["status"], "missing");
+}
+
+#[test]
+fn seal_refuses_keys_it_cannot_use_safely_and_never_leaves_a_stale_signature() {
+    let s = Signed::new();
+    let key = s.key.to_str().unwrap().to_string();
+    // Readable by others: refused as ssh refuses it.
+    fs::set_permissions(&s.key, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = s.sb.run_storeless(&["seal", "p", "--sign", &key]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    assert!(
+        !s.path("p/HASH_MANIFEST.txt").exists(),
+        "nothing is written"
+    );
+    fs::set_permissions(&s.key, fs::Permissions::from_mode(0o600)).unwrap();
+    // The public key instead of the private one.
+    let out = s.sb.run_storeless(&["seal", "p", "--sign", "ci.key.pub"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("public key"), "{}", stderr(&out));
+    // A key with a passphrase: evstore never prompts.
+    let locked = s.path("locked.key");
+    let out = ssh_keygen(
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "secret",
+            "-f",
+            locked.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let out = s.sb.run_storeless(&["seal", "p", "--sign", "locked.key"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("passphrase"), "{}", stderr(&out));
+    // An RSA key.
+    let rsa = s.path("rsa.key");
+    let out = ssh_keygen(
+        &[
+            "-q",
+            "-t",
+            "rsa",
+            "-b",
+            "2048",
+            "-N",
+            "",
+            "-f",
+            rsa.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let out = s.sb.run_storeless(&["seal", "p", "--sign", "rsa.key"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("Ed25519"), "{}", stderr(&out));
+    assert!(
+        !s.path("p/HASH_MANIFEST.txt").exists(),
+        "nothing is written"
+    );
+
+    s.seal();
+    // A new seal beside the old seal's signature is refused without --sign, even with --force.
+    fs::write(s.path("p/logs/gate.log"), "changed\n").unwrap();
+    let out = s.sb.run_storeless(&["seal", "p", "--force"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("signs the seal this would replace"),
+        "{}",
+        stderr(&out)
+    );
+    // Another key's signature is not replaced without --force.
+    let other = s.path("other.key");
+    new_key(&other, "other@example.com");
+    let out =
+        s.sb.run_storeless(&["seal", "p", "--sign", "other.key", "--force"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = s.sb.run_storeless(&["seal", "p", "--sign", &key]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("different signature"),
+        "{}",
+        stderr(&out)
+    );
+    let (rc, report) = s.sb.json(&["seal", "p", "--sign", &key, "--force"]);
+    assert_eq!(rc, 0, "{report}");
+    assert_eq!(report["signature"]["action"], "replaced");
+    let (rc, report) = s.verify(&[]);
+    assert_eq!(rc, 0, "{report}");
+    // No temporary file is left in the packet folder.
+    let names: Vec<String> = fs::read_dir(s.path("p"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+}
+
+#[test]
+fn an_allowed_signers_file_evstore_cannot_read_exactly_is_an_error_naming_the_line() {
+    let s = Signed::new();
+    s.seal();
+    for (text, says) in [
+        ("# nobody\n".to_string(), "lists no key"),
+        ("ci@example.com\n".to_string(), "line 1: no key"),
+        (
+            format!(
+                "ci@example.com {}\nx@y verify-required ssh-ed25519 AAAA\n",
+                fs::read_to_string(s.path("ci.key.pub")).unwrap().trim()
+            ),
+            "line 2: option \"verify-required\"",
+        ),
+        (
+            "ci@example.com valid-before=\"20990101\" ssh-ed25519 AAAA\n".to_string(),
+            "local time",
+        ),
+    ] {
+        s.sb.write("allowed_signers", &text);
+        let out =
+            s.sb.run_storeless(&["verify", "p", "--signed-by", "allowed_signers"]);
+        assert_eq!(code(&out), 2, "{text:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("allowed_signers") && err.contains(says),
+            "{text:?}: {err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "no report before the file is read: {text:?}"
+        );
+    }
+}
