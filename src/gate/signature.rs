@@ -475,6 +475,33 @@ mod tests {
         assert_eq!(garbage.status, SignatureStatus::Malformed);
     }
 
+    /// The vector of docs/FORMAT.md §3b: the key whose Ed25519 seed is 32 bytes of 0x07 signs
+    /// the seal `SEAL_VECTOR` in the namespace `evstore-seal`.
+    const SEAL_VECTOR: &str =
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  empty.txt\n";
+
+    #[test]
+    fn the_format_vector_signs_to_these_exact_bytes() {
+        let key = key();
+        assert_eq!(
+            key.public_key_line().unwrap(),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs"
+        );
+        assert_eq!(
+            key.fingerprint(),
+            "SHA256:z/fSv0Z0RZS+Lccbc6ZoOWwt/fbj1VFJGSBKQbo4icE"
+        );
+        assert_eq!(
+            key.sign(SEAL_NAMESPACE, SEAL_VECTOR.as_bytes()).unwrap(),
+            "-----BEGIN SSH SIGNATURE-----\n\
+             U1NIU0lHAAAAAQAAADMAAAALc3NoLWVkMjU1MTkAAAAg6kpsY+KcUgq+9VB7Ey7F+ZVHdq\n\
+             6+vnuSQh7qaRRG0iwAAAAMZXZzdG9yZS1zZWFsAAAAAAAAAAZzaGE1MTIAAABTAAAAC3Nz\n\
+             aC1lZDI1NTE5AAAAQDFp9iV2zCFwnc8R4oQTm53X8CIJg6DcSCZwddSGQN29sAncntl5jL\n\
+             IToygdxPdjW55G8l3JuVf+ZECwyCpTFA0=\n\
+             -----END SSH SIGNATURE-----\n"
+        );
+    }
+
     #[test]
     fn an_entry_limited_to_other_namespaces_or_times_does_not_accept_the_key() {
         let key = key();
