@@ -396,6 +396,35 @@ impl Lock {
     }
 }
 
+/// Write `bytes` to the new file `path` (`O_EXCL`: never over an existing file) with `mode`,
+/// synced; a partly written file is removed. `what` names the file in errors.
+///
+/// # Errors
+///
+/// [`Error::Usage`] if `path` exists; I/O errors creating or writing it.
+pub fn write_new_file(path: &Path, bytes: &[u8], mode: u32, what: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::Usage(format!(
+                "{} exists; {what} is never written over an existing file: choose another path",
+                path.escaped()
+            )),
+            _ => Error::io(path, "cannot create", err),
+        })?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if let Err(err) = written {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(Error::io(path, "cannot write", err));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

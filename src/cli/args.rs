@@ -287,14 +287,38 @@ pub enum Command {
         /// SOURCE_DATE_EPOCH with --expect [default: the caller's $SOURCE_DATE_EPOCH, else unset]
         #[arg(long, value_name = "SECONDS", requires = "expect")]
         source_date_epoch: Option<i64>,
+        /// Sign the attestation (its in-toto statement, DSSE) with this OpenSSH Ed25519 private
+        /// key file, the one `seal --sign` takes; the signature is stored beside it and
+        /// exported by `runs --show RUN --export FILE`. Needs a store
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
         /// The generator command and its arguments, after --
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<std::ffi::OsString>,
     },
     /// List recorded reruns (attestations), optionally of one packet
+    ///
+    /// With --show RUN, show one (RUN as the list shows it: its number, or a prefix of its
+    /// attestation id); with --export FILE, write it as an in-toto Statement v1 in a DSSE
+    /// envelope (payloadType application/vnd.in-toto+json), carrying every signature `rerun
+    /// --sign` stored, which `evstore attestation verify FILE --key KEY.pub` (or any DSSE
+    /// verifier) checks offline. See docs/FORMAT.md §7b-1.
+    ///
+    /// Example: evstore runs --show 3 --export rerun-3.intoto.json
     Runs {
         /// The packet
         packet: Option<String>,
+        /// Show one run: its number as listed, or a prefix of its attestation id
+        #[arg(long, value_name = "RUN", conflicts_with = "packet")]
+        show: Option<String>,
+        /// Write the run's DSSE envelope to FILE (never over an existing file)
+        #[arg(long, value_name = "FILE", requires = "show")]
+        export: Option<PathBuf>,
+    },
+    /// Check attestations
+    Attestation {
+        #[command(subcommand)]
+        command: AttestationCommand,
     },
     /// Knowledge-base commands
     Kb {
@@ -407,6 +431,30 @@ impl ExpectArgs {
         }
         Ok(out)
     }
+}
+
+/// `attestation` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AttestationCommand {
+    /// Check a DSSE envelope (`runs --show RUN --export FILE`) offline
+    ///
+    /// PASS (exit 0) only if a signature by KEY verifies over the envelope (DSSE PAE), the
+    /// payload is an in-toto Statement v1 of an evstore rerun, the attested rerun's verdict is
+    /// PASS, and, with --packet DIR, DIR's packet_tree_sha256 is the statement's subject digest.
+    /// Anything else is FAIL (exit 1) saying why; a file that is not such an envelope, or a key
+    /// file that is not an OpenSSH public key, is exit 2. Needs no store.
+    ///
+    /// Example: evstore attestation verify rerun-3.intoto.json --key ci.pub --packet release
+    Verify {
+        /// The envelope file
+        file: PathBuf,
+        /// The signer's OpenSSH public key file (KEY.pub)
+        #[arg(long, value_name = "PUBKEY")]
+        key: PathBuf,
+        /// A packet folder that must be the attested packet
+        #[arg(long, value_name = "DIR")]
+        packet: Option<PathBuf>,
+    },
 }
 
 /// `key` subcommands.

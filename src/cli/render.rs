@@ -1087,3 +1087,102 @@ pub(crate) fn gc_temp(json: bool, report: &crate::store::GcTempReport, tmp: &Pat
 fn nanos_i64(nanos: u64) -> i64 {
     i64::try_from(nanos).unwrap_or(i64::MAX)
 }
+
+/// `runs --show RUN [--export FILE]`: the run, its statement's subject and its signatures.
+pub(crate) fn run_show(
+    json: bool,
+    entry: &RunEntry,
+    attestation: &crate::digest::Blake3Digest,
+    envelope: &crate::format::dsse::Envelope,
+    exported: Option<&Path>,
+) -> Result<()> {
+    let statement = envelope
+        .statement()
+        .map_err(|reason| Error::corrupt(format!("attestation {attestation}"), reason))?;
+    let keyids: Vec<&str> = envelope
+        .signatures
+        .iter()
+        .map(|s| s.keyid.as_str())
+        .collect();
+    if json {
+        print_json(&json!({
+            "id": entry.row.id,
+            "attestation": attestation,
+            "verdict": entry.row.verdict,
+            "subject": { "name": statement.subject_name, "sha256": statement.subject_sha256 },
+            "predicate_type": crate::format::dsse::RERUN_PREDICATE_TYPE,
+            "signed_by": keyids,
+            "exported": exported.map(|p| p.escaped().to_string()),
+            "predicate": statement.predicate,
+        }));
+        return Ok(());
+    }
+    say!("run                 {}", entry.row.id);
+    say!("attestation         {attestation}");
+    say!("verdict             {}", entry.row.verdict);
+    say!(
+        "subject             {} (sha256 {})",
+        statement.subject_name,
+        statement.subject_sha256
+    );
+    say!("command             {}", entry.summary["command"]);
+    say!(
+        "time                {}",
+        rfc3339_nanos(entry.row.time_unix_nanos)
+    );
+    if keyids.is_empty() {
+        say!("signed by           nobody (sign with `rerun --sign KEY`)");
+    }
+    for keyid in keyids {
+        say!("signed by           {keyid}");
+    }
+    if let Some(file) = exported {
+        say!(
+            "exported            {} (DSSE, in-toto Statement v1)",
+            file.escaped()
+        );
+    }
+    Ok(())
+}
+
+/// `attestation verify`.
+pub(crate) fn attestation_verify(
+    json: bool,
+    check: &crate::ops::attest::EnvelopeCheck,
+) -> Result<()> {
+    if json {
+        return print_report(check);
+    }
+    say!(
+        "signature           {} ({})",
+        if check.signature_valid {
+            "valid"
+        } else {
+            "FAIL"
+        },
+        check.key_fingerprint
+    );
+    say!(
+        "subject             {} (sha256 {})",
+        check.subject,
+        check.subject_sha256
+    );
+    if let Some(sha) = &check.packet_tree_sha256 {
+        say!("packet folder       packet_tree_sha256 {sha}");
+    }
+    say!("attested rerun      {}", check.attested_verdict);
+    for reason in &check.reasons {
+        say!("FAIL: {reason}");
+    }
+    if check.verdict == "PASS" {
+        say!(
+            "PASS: {} is signed by {} and attests a rerun that reproduced {}",
+            check.file.escaped(),
+            check.key_fingerprint,
+            check.subject
+        );
+    } else {
+        say!("FAIL: {}", check.file.escaped());
+    }
+    Ok(())
+}

@@ -16,7 +16,8 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
 use super::args::{
-    Cli, Command, DedupArg, ExpectArgs, KbCommand, KeyCommand, LogCommand, ProofCommand,
+    AttestationCommand, Cli, Command, DedupArg, ExpectArgs, KbCommand, KeyCommand, LogCommand,
+    ProofCommand,
 };
 use super::render;
 use super::Outcome;
@@ -409,6 +410,7 @@ fn dispatch_command(ctx: &Context, command: Command) -> Result<Outcome> {
             cwd,
             keep_env,
             source_date_epoch,
+            sign,
             command,
         } => cmd_rerun(
             ctx,
@@ -422,10 +424,23 @@ fn dispatch_command(ctx: &Context, command: Command) -> Result<Outcome> {
                 cwd,
                 keep_env,
                 source_date_epoch,
+                sign,
                 command,
             },
         ),
-        Command::Runs { packet } => cmd_runs(ctx, packet.as_deref()),
+        Command::Runs {
+            packet,
+            show: None,
+            export: _,
+        } => cmd_runs(ctx, packet.as_deref()),
+        Command::Runs {
+            show: Some(run),
+            export,
+            ..
+        } => cmd_runs_show(ctx, &run, export.as_deref()),
+        Command::Attestation {
+            command: AttestationCommand::Verify { file, key, packet },
+        } => cmd_attestation_verify(ctx, &file, &key, packet.as_deref()),
         Command::GcTemp => cmd_gc_temp(ctx),
     }
 }
@@ -929,6 +944,7 @@ struct RerunArgs {
     cwd: Option<PathBuf>,
     keep_env: bool,
     source_date_epoch: Option<i64>,
+    sign: Option<PathBuf>,
     command: Vec<std::ffi::OsString>,
 }
 
@@ -936,7 +952,13 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs) -> Result<Outcome> {
     use ops::rerun::{RerunConfig, RerunStore};
     // Checks that can refuse, before anything is opened, run or created.
     ops::rerun::check_rerun_request(&ctx.store_path, args.timeout, args.keep.as_deref())?;
-    let store_needed = args.packet.is_some() || args.ingest || ctx.store_named;
+    let signing_key = args
+        .sign
+        .as_deref()
+        .map(gate::signature::SshSigningKey::read)
+        .transpose()?;
+    let store_needed =
+        args.packet.is_some() || args.ingest || ctx.store_named || signing_key.is_some();
     let chosen = ops::rerun::open_store_for_rerun(&ctx.store_path, store_needed)?;
     let default_store_read_only = matches!(chosen, RerunStore::DefaultReadOnly);
     let mut opened = match chosen {
@@ -982,6 +1004,17 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs) -> Result<Outcome> {
         &config,
         &record,
     )?;
+    if let (Some(key), Some(attestation)) = (&signing_key, &recorded.attestation) {
+        if let Some((store, _)) = &opened {
+            ops::attest::sign_attestation(store, attestation, key)?;
+        }
+    } else if signing_key.is_some() {
+        return Err(Error::Usage(
+            "--sign: the attestation was not recorded (no store this user can write), so \
+             there is nothing to sign; name a store you can write with --store"
+                .into(),
+        ));
+    }
     if default_store_read_only {
         eprintln!(
             "evstore: note: the attestation was not recorded because the default store {} is \
@@ -1005,6 +1038,69 @@ fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
     let runs = ops::read::list_runs(&catalog, resolved.as_ref().map(|row| row.id))?;
     render::runs(ctx.json, packet_label.as_deref(), &runs);
     Ok(Outcome::Pass)
+}
+
+/// `runs --show RUN [--export FILE]`.
+fn cmd_runs_show(ctx: &Context, run: &str, export: Option<&Path>) -> Result<Outcome> {
+    let (store, catalog) = ctx.open_read()?;
+    let runs = ops::read::list_runs(&catalog, None)?;
+    let matching: Vec<_> = runs
+        .iter()
+        .filter(|entry| {
+            entry.row.id.to_string() == run
+                || (run.len() >= 4
+                    && run.bytes().all(|b| b.is_ascii_hexdigit())
+                    && entry.row.attestation.starts_with(&run.to_ascii_lowercase()))
+        })
+        .collect();
+    let entry = match matching.as_slice() {
+        [entry] => *entry,
+        [] => {
+            return Err(Error::NotFound(format!(
+                "no run {run:?}: give its number as `evstore runs` lists it, or at least 4 hex \
+                 digits of its attestation id"
+            )))
+        }
+        _ => {
+            return Err(Error::Usage(format!(
+                "{run:?} names {} runs; give more of the attestation id",
+                matching.len()
+            )))
+        }
+    };
+    let attestation =
+        crate::digest::Blake3Digest::parse_hex(&entry.row.attestation).ok_or_else(|| {
+            Error::corrupt(
+                "catalog",
+                format!("run {} names no attestation id", entry.row.id),
+            )
+        })?;
+    let envelope = ops::attest::envelope_of(&store, &attestation)?;
+    if let Some(file) = export {
+        let mut text = serde_json::to_string_pretty(&envelope)
+            .map_err(|err| Error::Usage(format!("cannot encode the envelope: {err}")))?;
+        text.push('\n');
+        crate::fsio::write_new_file(file, text.as_bytes(), 0o644, "an envelope file")?;
+    }
+    render::run_show(ctx.json, entry, &attestation, &envelope, export)?;
+    Ok(Outcome::Pass)
+}
+
+/// `attestation verify FILE --key PUBKEY [--packet DIR]`.
+fn cmd_attestation_verify(
+    ctx: &Context,
+    file: &Path,
+    key: &Path,
+    packet: Option<&Path>,
+) -> Result<Outcome> {
+    let key = gate::signature::read_public_key(key)?;
+    let check = ops::attest::verify_envelope(file, &key, packet, &ctx.progress)?;
+    render::attestation_verify(ctx.json, &check)?;
+    Ok(if check.verdict == "PASS" {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
 }
 
 fn cmd_kb_gc_staging(ctx: &Context, kb_dir: &Path) -> Result<Outcome> {

@@ -5,6 +5,7 @@
 pub mod allowed_signers;
 pub mod attestation;
 pub mod cbor;
+pub mod dsse;
 pub mod event;
 pub mod manifest;
 pub mod merkle;

@@ -119,6 +119,21 @@ impl SshSigningKey {
         })
     }
 
+    /// The raw Ed25519 signature (64 bytes) of `message`: what a DSSE envelope's `sig` holds.
+    pub fn sign_raw(&self, message: &[u8]) -> Result<[u8; 64]> {
+        use ed25519_dalek::Signer as _;
+        let keypair = self.key.key_data().ed25519().ok_or_else(|| {
+            Error::Usage("internal error: an Ed25519 signing key without its key pair".into())
+        })?;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&keypair.private.to_bytes());
+        Ok(signing.sign(message).to_bytes())
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> &PublicKey {
+        self.key.public_key()
+    }
+
     /// The armored `SSHSIG` (`-----BEGIN SSH SIGNATURE-----`, LF line ends) of `message` in
     /// `namespace`, with SHA-512 as `ssh-keygen -Y sign` uses. Ed25519 is deterministic: the
     /// same key, namespace and message give the same bytes.
@@ -135,6 +150,47 @@ impl SshSigningKey {
             .to_pem(LineEnding::LF)
             .map_err(|err| Error::Usage(format!("cannot encode the signature: {err}")))
     }
+}
+
+/// Read an OpenSSH public key file (`ssh-ed25519 BASE64 [COMMENT]`, as `ssh-keygen` writes
+/// `KEY.pub`).
+///
+/// # Errors
+///
+/// [`Error::Usage`] naming the path for a file that cannot be read, is over 64 KiB, or is not
+/// one OpenSSH public key line.
+pub fn read_public_key(path: &Path) -> Result<PublicKey> {
+    let what = "an OpenSSH public key";
+    let bytes = crate::ops::transparency::read_input_at_most(path, what, MAX_KEY_FILE_BYTES)?;
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| PublicKey::from_openssh(text.trim()).ok())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: not {what} (one line `ssh-ed25519 BASE64 COMMENT`, as in KEY.pub)",
+                path.escaped()
+            ))
+        })
+}
+
+/// The SHA-256 fingerprint of `key` as `ssh-keygen -l` prints it (`SHA256:…`).
+pub fn fingerprint_of(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// True if `signature` (raw Ed25519, 64 bytes) is `key`'s signature of `message`; false for any
+/// other key type or length.
+pub fn verifies_raw(key: &PublicKey, message: &[u8], signature: &[u8]) -> bool {
+    let Some(public) = key.key_data().ed25519() else {
+        return false;
+    };
+    let (Ok(verifying), Ok(signature)) = (
+        ed25519_dalek::VerifyingKey::from_bytes(&public.0),
+        ed25519_dalek::Signature::from_slice(signature),
+    ) else {
+        return false;
+    };
+    verifying.verify_strict(message, &signature).is_ok()
 }
 
 /// An OpenSSH allowed signers file, read strictly ([`allowed_signers::parse`]).

@@ -3,6 +3,7 @@
 //! decide (which seal a folder is checked against, how a `diff` operand is typed, what is recorded
 //! in the event log) is decided here.
 
+pub mod attest;
 pub mod checkpoints;
 pub mod export;
 pub mod file_proof;

@@ -256,34 +256,17 @@ pub fn read_proof_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -
 /// [`Error::Usage`] for an invalid name or a file that exists; I/O errors creating or writing it
 /// (a partly written file is removed).
 pub fn generate_key(name: &str, out: &std::path::Path) -> Result<String> {
-    use crate::text::EscapePath;
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed)
         .map_err(|err| Error::Internal(format!("no randomness from the OS: {err}")))?;
     let key = crate::format::note::SignerKey::from_seed(name, seed)
         .map_err(|err| Error::Usage(err.to_string()))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
-        .map_err(|err| match err.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::Usage(format!(
-                "{} exists; a key file is never overwritten: choose another path",
-                out.escaped()
-            )),
-            _ => Error::io(out, "cannot create the key file", err),
-        })?;
-    let written = file
-        .write_all(format!("{}\n", key.text()).as_bytes())
-        .and_then(|()| file.sync_all());
-    if let Err(err) = written {
-        drop(file);
-        let _ = std::fs::remove_file(out);
-        return Err(Error::io(out, "cannot write the key file", err));
-    }
+    crate::fsio::write_new_file(
+        out,
+        format!("{}\n", key.text()).as_bytes(),
+        0o600,
+        "a key file",
+    )?;
     Ok(key.verifier().text())
 }
 

@@ -9,6 +9,7 @@ mod sandbox;
 mod architecture;
 mod checkpoints;
 mod drift_seal;
+mod dsse_attestations;
 mod file_proof;
 mod fixture_store;
 mod foundation;
