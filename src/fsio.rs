@@ -425,6 +425,54 @@ pub fn write_new_file(path: &Path, bytes: &[u8], mode: u32, what: &str) -> Resul
     Ok(())
 }
 
+/// Read a file a user gave whole, if it holds at most `max` bytes; a larger one is refused (a
+/// usage error naming the limit), never cut short.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a file that cannot be read or is larger than `max`.
+pub fn read_input_at_most(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
+    let cannot = |err: std::io::Error| {
+        Error::Usage(format!("{}: cannot read {what}: {err}", path.escaped()))
+    };
+    // Opened without blocking (a FIFO would wait for a writer forever), then checked to be a
+    // regular file through the handle, so nothing can swap the path between check and read.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(Error::Usage(format!(
+            "{}: not a regular file, so not {what}",
+            path.escaped()
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, max + 1), &mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > max {
+        return Err(Error::Usage(format!(
+            "{}: larger than {}, so not {what}",
+            path.escaped(),
+            size_words(max)
+        )));
+    }
+    Ok(bytes)
+}
+
+/// A byte limit in words: `1 MiB`, `64 MiB`, or a count of bytes.
+fn size_words(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,7 +53,7 @@ impl SshSigningKey {
     pub fn read(path: &Path) -> Result<SshSigningKey> {
         use std::os::unix::fs::PermissionsExt as _;
         let what = "an OpenSSH private key";
-        let bytes = crate::ops::transparency::read_input_at_most(path, what, MAX_KEY_FILE_BYTES)?;
+        let bytes = crate::fsio::read_input_at_most(path, what, MAX_KEY_FILE_BYTES)?;
         let key = PrivateKey::from_openssh(&bytes).map_err(|err| {
             let public = std::str::from_utf8(&bytes)
                 .ok()
@@ -161,7 +161,7 @@ impl SshSigningKey {
 /// one OpenSSH public key line.
 pub fn read_public_key(path: &Path) -> Result<PublicKey> {
     let what = "an OpenSSH public key";
-    let bytes = crate::ops::transparency::read_input_at_most(path, what, MAX_KEY_FILE_BYTES)?;
+    let bytes = crate::fsio::read_input_at_most(path, what, MAX_KEY_FILE_BYTES)?;
     std::str::from_utf8(&bytes)
         .ok()
         .and_then(|text| PublicKey::from_openssh(text.trim()).ok())
@@ -212,8 +212,7 @@ impl AllowedSigners {
     /// exactly, or lists no key at all.
     pub fn read(path: &Path) -> Result<AllowedSigners> {
         let what = "an allowed signers file";
-        let bytes =
-            crate::ops::transparency::read_input_at_most(path, what, MAX_ALLOWED_SIGNERS_BYTES)?;
+        let bytes = crate::fsio::read_input_at_most(path, what, MAX_ALLOWED_SIGNERS_BYTES)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::Usage(format!("{}: not UTF-8, so not {what}", path.escaped())))?;
         let entries = allowed_signers::parse(&text)
@@ -556,6 +555,28 @@ mod tests {
              IToygdxPdjW55G8l3JuVf+ZECwyCpTFA0=\n\
              -----END SSH SIGNATURE-----\n"
         );
+    }
+
+    /// The DSSE vector of docs/FORMAT.md §7b-1: the statement of `ATTESTATION_VECTOR`, signed
+    /// over its PAE by the seed-0x07 key.
+    const ATTESTATION_VECTOR: &str = "{\"command\":[\"sh\",\"gen.sh\",\"{out}\"],\
+        \"expected_sha256\":\"1111111111111111111111111111111111111111111111111111111111111111\",\
+        \"format\":\"evstore/attestation/1\",\"packet\":\"p@1\",\"runs\":[],\
+        \"time_unix_nanos\":1,\"verdict\":\"PASS\"}";
+
+    #[test]
+    fn the_dsse_vector_signs_to_these_exact_bytes() {
+        use base64::Engine as _;
+        let statement = crate::format::dsse::statement_of(ATTESTATION_VECTOR.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(statement.clone()).unwrap(), "{\"_type\":\"https://in-toto.io/Statement/v1\",\"predicate\":{\"command\":[\"sh\",\"gen.sh\",\"{out}\"],\"expected_sha256\":\"1111111111111111111111111111111111111111111111111111111111111111\",\"format\":\"evstore/attestation/1\",\"packet\":\"p@1\",\"runs\":[],\"time_unix_nanos\":1,\"verdict\":\"PASS\"},\"predicateType\":\"https://evstore.dev/attestation/rerun/v1\",\"subject\":[{\"digest\":{\"sha256\":\"1111111111111111111111111111111111111111111111111111111111111111\"},\"name\":\"p@1\"}]}");
+        let signed = crate::format::dsse::pae(crate::format::dsse::PAYLOAD_TYPE, &statement);
+        let sig = key().sign_raw(&signed).unwrap();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.encode(sig),
+            "tCTb4rNYIGf4d4ckI2M0dVV6nP1MC/0naQ15jUWWj3oJ8Mzzf9fn+Yd7xoQp1JxOoP1CrwIilJ6mc2c/n25pDA=="
+        );
+        assert!(verifies_raw(key().public_key(), &signed, &sig));
+        assert!(!verifies_raw(key().public_key(), &statement, &sig));
     }
 
     #[test]

@@ -221,11 +221,7 @@ pub fn verify_envelope(
     packet: Option<&Path>,
     progress: &crate::progress::Progress,
 ) -> Result<EnvelopeCheck> {
-    let bytes = crate::ops::transparency::read_input_at_most(
-        file,
-        "a DSSE envelope",
-        dsse::MAX_ENVELOPE_BYTES,
-    )?;
+    let bytes = crate::fsio::read_input_at_most(file, "a DSSE envelope", dsse::MAX_ENVELOPE_BYTES)?;
     let malformed = |reason: String| Error::Usage(format!("{}: {reason}", file.escaped()));
     let envelope = Envelope::parse(&bytes).map_err(malformed)?;
     let statement = envelope.statement().map_err(malformed)?;

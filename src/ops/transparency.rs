@@ -355,43 +355,7 @@ fn read_small_input(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
     read_input_at_most(path, what, 1 << 20)
 }
 
-/// Read a file a user gave whole, if it holds at most `max` bytes; a larger one is refused (a
-/// usage error naming the limit), never cut short.
-///
-/// # Errors
-///
-/// [`Error::Usage`] for a file that cannot be read or is larger than `max`.
-pub(crate) fn read_input_at_most(path: &std::path::Path, what: &str, max: u64) -> Result<Vec<u8>> {
-    use crate::text::EscapePath;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let cannot = |err: std::io::Error| {
-        Error::Usage(format!("{}: cannot read {what}: {err}", path.escaped()))
-    };
-    // Opened without blocking (a FIFO would wait for a writer forever), then checked to be a
-    // regular file through the handle, so nothing can swap the path between check and read.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(cannot)?;
-    if !file.metadata().map_err(cannot)?.is_file() {
-        return Err(Error::Usage(format!(
-            "{}: not a regular file, so not {what}",
-            path.escaped()
-        )));
-    }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(file, max + 1), &mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > max {
-        return Err(Error::Usage(format!(
-            "{}: larger than {}, so not {what}",
-            path.escaped(),
-            size_words(max)
-        )));
-    }
-    Ok(bytes)
-}
+pub(crate) use crate::fsio::read_input_at_most;
 
 /// Read a small text file a user named (a key file, a checkpoint): at most 64 KiB of UTF-8, a
 /// regular file (see [`read_input_at_most`]).
@@ -404,16 +368,4 @@ pub(crate) fn read_small_text(path: &std::path::Path, what: &str) -> Result<Stri
     let bytes = read_input_at_most(path, what, 64 * 1024)?;
     String::from_utf8(bytes)
         .map_err(|_| Error::Usage(format!("{}: not UTF-8, so not {what}", path.escaped())))
-}
-
-/// A byte limit in words: `1 MiB`, `64 MiB`, or a count of bytes.
-fn size_words(bytes: u64) -> String {
-    const MIB: u64 = 1 << 20;
-    if bytes % MIB == 0 {
-        format!("{} MiB", bytes / MIB)
-    } else if bytes % 1024 == 0 {
-        format!("{} KiB", bytes / 1024)
-    } else {
-        format!("{bytes} bytes")
-    }
 }

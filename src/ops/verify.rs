@@ -126,7 +126,7 @@ fn read_signature_beside(seal: &Path) -> Result<Option<Vec<u8>>> {
     if std::fs::symlink_metadata(&path).is_err() {
         return Ok(None);
     }
-    crate::ops::transparency::read_input_at_most(
+    crate::fsio::read_input_at_most(
         &path,
         "a seal signature",
         crate::gate::signature::MAX_SIGNATURE_BYTES,
