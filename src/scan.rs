@@ -209,11 +209,17 @@ pub fn scan_dir(dir: Arc<RootDir>) -> Result<Scan> {
         if file_type == FileType::Directory {
             // A top-level folder named like the seal, even an empty one: the folder has a seal,
             // and it is unusable (an empty one would otherwise vanish and leave no seal at all).
-            if item.rel == Path::new(SEAL_FILE_NAME) || item.rel == Path::new(SIGNATURE_FILE_NAME) {
+            if item.rel == Path::new(SEAL_FILE_NAME) {
                 return Err(Error::unsupported(
                     path,
-                    "the seal HASH_MANIFEST.txt and its signature HASH_MANIFEST.txt.sig must be \
-                     regular files, not folders",
+                    "the seal HASH_MANIFEST.txt must be a regular file, not a directory",
+                ));
+            }
+            if item.rel == Path::new(SIGNATURE_FILE_NAME) {
+                return Err(Error::unsupported(
+                    path,
+                    "the seal's signature HASH_MANIFEST.txt.sig must be a regular file, not a \
+                     directory",
                 ));
             }
             return Ok(true);

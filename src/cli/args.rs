@@ -628,6 +628,11 @@ pub enum KbCommand {
         /// Check from the KB alone, even if a store is available
         #[arg(long)]
         no_store: bool,
+        /// Also require every packet folder's seal to carry a valid signature
+        /// (HASH_MANIFEST.txt.sig) by a key this OpenSSH allowed signers file lists for the
+        /// namespace evstore-seal (see `evstore verify --signed-by`)
+        #[arg(long, value_name = "ALLOWED_SIGNERS")]
+        signed_by: Option<PathBuf>,
     },
     /// Remove the staging folders interrupted mirrors left in KB_DIR/.evstore-staging (needs no
     /// store)

@@ -319,6 +319,7 @@ pub(crate) fn ingest(json: bool, folder_report: &IngestFolderReport) {
             "objects_written": report.objects_written,
             "bytes_newly_stored": report.bytes_newly_stored,
             "latest_version": latest_version,
+            "seal_signed_by": report.seal_signed_by,
         }));
         return;
     }
@@ -342,6 +343,9 @@ pub(crate) fn ingest(json: bool, folder_report: &IngestFolderReport) {
         count(report.bytes_newly_stored, "byte"),
         count(report.objects_written, "object")
     );
+    if let Some(fingerprint) = &report.seal_signed_by {
+        say!("seal signed by      {fingerprint} (HASH_MANIFEST.txt.sig kept in the store)");
+    }
 }
 
 /// `hash`: `quiet` prints only the packet_tree_sha256 (and failed checks on stderr).
@@ -450,6 +454,7 @@ pub(crate) fn show(json: bool, contents: &PacketContents) {
     let files = &contents.files;
     if json {
         let mut value = packet_json(row);
+        value["seal_signed_by"] = json!(contents.seal_signed_by);
         value["entries"] = files
             .iter()
             .map(|f| {
@@ -485,6 +490,9 @@ pub(crate) fn show(json: bool, contents: &PacketContents) {
     say!("tool_version        {}", r.tool_version);
     if let Some(note) = &r.note {
         say!("note                {note}");
+    }
+    for fingerprint in &contents.seal_signed_by {
+        say!("seal signed by      {fingerprint}");
     }
     say!("");
     for f in files {

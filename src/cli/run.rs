@@ -683,7 +683,11 @@ fn cmd_proof_check_file(
 
 fn cmd_kb(ctx: &Context, command: KbCommand) -> Result<Outcome> {
     match command {
-        KbCommand::Verify { kb_dir, no_store } => cmd_kb_verify(ctx, &kb_dir, no_store),
+        KbCommand::Verify {
+            kb_dir,
+            no_store,
+            signed_by,
+        } => cmd_kb_verify(ctx, &kb_dir, no_store, signed_by.as_deref()),
         KbCommand::GcStaging { kb_dir } => cmd_kb_gc_staging(ctx, &kb_dir),
     }
 }
@@ -914,7 +918,16 @@ fn cmd_mirror(
     Ok(Outcome::Pass)
 }
 
-fn cmd_kb_verify(ctx: &Context, kb_dir: &Path, no_store: bool) -> Result<Outcome> {
+fn cmd_kb_verify(
+    ctx: &Context,
+    kb_dir: &Path,
+    no_store: bool,
+    signed_by: Option<&Path>,
+) -> Result<Outcome> {
+    // Read (and refuse if malformed) before anything is opened.
+    let signed_by = signed_by
+        .map(gate::signature::AllowedSigners::read)
+        .transpose()?;
     // A store is used when one was named, or when the default one exists.
     let mut opened = if no_store || (!ctx.store_named && !ctx.store_path.exists()) {
         None
@@ -924,6 +937,7 @@ fn cmd_kb_verify(ctx: &Context, kb_dir: &Path, no_store: bool) -> Result<Outcome
     let recorded = ops::kb::verify_kb_and_record(
         kb_dir,
         opened.as_mut().map(|(store, catalog)| (&*store, catalog)),
+        signed_by.as_ref(),
     )?;
     drop(opened);
     if let Some(reason) = &recorded.event_not_logged {

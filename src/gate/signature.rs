@@ -366,44 +366,21 @@ pub fn check_signature(
         );
         return fail(check, SignatureStatus::Missing, detail);
     };
-    let decoded = std::str::from_utf8(signature_bytes)
-        .map_err(|_| "it is not UTF-8 text".to_string())
-        .and_then(|text| SshSig::from_pem(text).map_err(|err| err.to_string()));
-    let signature = match decoded {
-        Ok(signature) => signature,
-        Err(reason) => {
-            let detail = format!(
-                "{} is not an armored SSH signature ({reason})",
-                signed.signature.escaped()
-            );
-            return fail(check, SignatureStatus::Malformed, detail);
+    let signer = match verify_seal_signature(signed, seal_bytes, signature_bytes) {
+        Ok(signer) => signer,
+        Err(refused) => {
+            check.namespace = refused.namespace;
+            check.key_fingerprint = refused.key_fingerprint;
+            return fail(check, refused.status, refused.detail);
         }
     };
-    let signer = PublicKey::from(signature.public_key().clone());
-    let fingerprint = signer.fingerprint(HashAlg::Sha256).to_string();
-    check.namespace = Some(signature.namespace().to_string());
+    let fingerprint = signer.fingerprint.clone();
+    check.namespace = Some(SEAL_NAMESPACE.to_string());
     check.key_fingerprint = Some(fingerprint.clone());
-    if signature.namespace() != SEAL_NAMESPACE {
-        let detail = format!(
-            "{} is a signature in the namespace {:?}, not {SEAL_NAMESPACE:?}: it was made for \
-             another purpose and never counts as a seal's",
-            signed.signature.escaped(),
-            signature.namespace()
-        );
-        return fail(check, SignatureStatus::WrongNamespace, detail);
-    }
-    if let Err(err) = signer.verify(SEAL_NAMESPACE, seal_bytes, &signature) {
-        let detail = format!(
-            "the signature by {fingerprint} does not verify over the bytes of {} ({err}): the \
-             seal changed after it was signed, or the signature is of something else",
-            signed.seal.escaped()
-        );
-        return fail(check, SignatureStatus::Invalid, detail);
-    }
     let listed: Vec<&AllowedSigner> = allowed
         .entries
         .iter()
-        .filter(|entry| entry.key.key_data() == signature.public_key())
+        .filter(|entry| entry.key.key_data() == signer.key.key_data())
         .collect();
     let accepting: Vec<&AllowedSigner> = listed
         .iter()
@@ -436,6 +413,84 @@ pub fn check_signature(
         allowed.path.escaped()
     );
     check
+}
+
+/// The key a seal signature verifies with (it says nothing of whether that key is trusted).
+#[derive(Clone, Debug)]
+pub struct SealSigner {
+    /// The signing key, from the signature.
+    pub key: PublicKey,
+    /// Its SHA-256 fingerprint (`SHA256:…`).
+    pub fingerprint: String,
+}
+
+/// Why a seal signature does not verify.
+#[derive(Clone, Debug)]
+pub struct RefusedSignature {
+    /// `malformed`, `wrong_namespace` or `invalid`.
+    pub status: SignatureStatus,
+    /// The namespace the signature names, if it decodes.
+    pub namespace: Option<String>,
+    /// The signing key's fingerprint, if it decodes.
+    pub key_fingerprint: Option<String>,
+    /// One sentence.
+    pub detail: String,
+}
+
+/// Check that `signature_bytes` is an armored `SSHSIG` in the namespace [`SEAL_NAMESPACE`] that
+/// verifies over `seal_bytes`, with the key it carries; the paths in `signed` name them in the
+/// reason. Who the key belongs to is not checked here ([`check_signature`] does).
+///
+/// # Errors
+///
+/// A [`RefusedSignature`] saying what is off.
+pub fn verify_seal_signature(
+    signed: &SignedSeal<'_>,
+    seal_bytes: &[u8],
+    signature_bytes: &[u8],
+) -> std::result::Result<SealSigner, RefusedSignature> {
+    let decoded = std::str::from_utf8(signature_bytes)
+        .map_err(|_| "it is not UTF-8 text".to_string())
+        .and_then(|text| SshSig::from_pem(text).map_err(|err| err.to_string()));
+    let signature = decoded.map_err(|reason| RefusedSignature {
+        status: SignatureStatus::Malformed,
+        namespace: None,
+        key_fingerprint: None,
+        detail: format!(
+            "{} is not an armored SSH signature ({reason})",
+            signed.signature.escaped()
+        ),
+    })?;
+    let key = PublicKey::from(signature.public_key().clone());
+    let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+    let refused = |status, detail| RefusedSignature {
+        status,
+        namespace: Some(signature.namespace().to_string()),
+        key_fingerprint: Some(fingerprint.clone()),
+        detail,
+    };
+    if signature.namespace() != SEAL_NAMESPACE {
+        return Err(refused(
+            SignatureStatus::WrongNamespace,
+            format!(
+                "{} is a signature in the namespace {:?}, not {SEAL_NAMESPACE:?}: it was made for \
+                 another purpose and never counts as a seal's",
+                signed.signature.escaped(),
+                signature.namespace()
+            ),
+        ));
+    }
+    if let Err(err) = key.verify(SEAL_NAMESPACE, seal_bytes, &signature) {
+        return Err(refused(
+            SignatureStatus::Invalid,
+            format!(
+                "the signature by {fingerprint} does not verify over the bytes of {} ({err}): the \
+                 seal changed after it was signed, or the signature is of something else",
+                signed.seal.escaped()
+            ),
+        ));
+    }
+    Ok(SealSigner { key, fingerprint })
 }
 
 /// Why `entry` does not accept a seal signature at `now`.

@@ -151,6 +151,19 @@ fn export_into(
     let manifest: Manifest = manifest_of(&files)?;
     let seal = dest.join(SEAL_FILE_NAME);
     write_new_file(&seal, manifest.text().as_bytes(), false)?;
+    // The seal's signature, if the store keeps one (the first, by key name, if several).
+    let signatures = crate::ops::signed_seals::kept_seal_signatures(
+        store,
+        &record.packet_tree_sha256,
+        manifest.text().as_bytes(),
+    )?;
+    if let Some(kept) = signatures.first() {
+        write_new_file(
+            &dest.join(crate::scan::SIGNATURE_FILE_NAME),
+            &kept.signature,
+            false,
+        )?;
+    }
     crate::fsio::sync_file_system(dest)?;
     // Re-read what was written: exactly the packet's files, each with the tree's size,
     // executable bit and BLAKE3 (the tree, verified above, pins each file's SHA-256 to it).

@@ -131,6 +131,9 @@ pub struct IngestReport {
     pub objects_written: u64,
     /// Bytes of object files this ingest wrote.
     pub bytes_newly_stored: u64,
+    /// The key fingerprint (`SHA256:…`) of the folder's seal signature, kept in the store
+    /// (`signatures/seals/`), if the folder had one.
+    pub seal_signed_by: Option<String>,
 }
 
 /// What an ingest came to: the packet archived, or a sealed folder refused because it does not
@@ -304,6 +307,8 @@ pub fn ingest_folder(
     let dir = folder.dir.clone();
     let scanned = scan_dir(dir)?;
     let seal = own_seal_of(&scanned)?;
+    let scanned_signature = scanned.signature.clone();
+    let signature_dir = scanned.dir.clone();
     scanned.require_regular_files()?;
     // On a store where asking whether an object exists is a request (S3), the catalog says
     // which objects are stored already; a local store asks its folder.
@@ -331,6 +336,31 @@ pub fn ingest_folder(
         }
     }
     let packet = packet_of(folder)?;
+    // A signature beside the seal must sign it (the gate passed, so the seal is the canonical
+    // manifest of what is archived): checked before anything is stored, kept after the objects.
+    let seal_signature = match (&scanned_signature, &packet.seal) {
+        (None, _) => None,
+        (Some(path), None) => {
+            return Err(Error::Usage(format!(
+                "{}: a seal signature without a seal (HASH_MANIFEST.txt); seal the folder with \
+                 `evstore seal DIR --sign KEY`, or remove the signature",
+                path.escaped()
+            )))
+        }
+        (Some(path), Some(_)) => {
+            let bytes = crate::fsio::read_limited(
+                signature_dir.open_file(crate::scan::SIGNATURE_FILE_NAME)?,
+                path,
+                crate::gate::signature::MAX_SIGNATURE_BYTES,
+            )?;
+            let signer = crate::ops::signed_seals::check_folder_signature(
+                &packet.root,
+                packet.manifest.text().as_bytes(),
+                &bytes,
+            )?;
+            Some((signer, bytes))
+        }
+    };
     for (id, bytes) in &packet.tree.nodes {
         batch.add_bytes(*id, ObjectKind::Tree, bytes)?;
     }
@@ -349,6 +379,15 @@ pub fn ingest_folder(
         ));
     }
     let mut published = committed.published;
+    if let Some((signer, bytes)) = &seal_signature {
+        crate::ops::signed_seals::keep_seal_signature(
+            store,
+            &packet.manifest.packet_tree_sha256(),
+            packet.manifest.text().as_bytes(),
+            signer,
+            bytes,
+        )?;
+    }
     // The store's commit markers: created from the catalog if this store predates them, and
     // consulted so that a version number a marker holds is never given to another tree.
     let refs = Refs::for_writer(store)?;
@@ -407,6 +446,7 @@ pub fn ingest_folder(
         created,
         objects_written: newly.len() as u64,
         bytes_newly_stored: newly.iter().map(|p| p.stored_size).sum(),
+        seal_signed_by: seal_signature.map(|(signer, _)| signer.fingerprint),
     }))
 }
 

@@ -41,6 +41,7 @@ use crate::format::manifest::Manifest;
 use crate::format::references;
 use crate::fsio::{open_folder_no_follow, Lock, LockMode};
 use crate::gate::drift::DriftClass;
+use crate::gate::signature::AllowedSigners;
 use crate::gate::{self, read_seal_in, GateReport, Side, Verdict};
 use crate::progress::Progress;
 use crate::scan::{refuse_symlink, walk, RootDir, SEAL_FILE_NAME};
@@ -184,21 +185,50 @@ pub fn check_packet_folder(
     expected: Option<Side>,
 ) -> Result<PacketFolderReport> {
     let dir = Arc::new(RootDir::open(folder_abs)?);
-    check_packet_folder_in(kb_root, None, folder, dir, view, mirror_row, expected)
+    let checked = FolderCheck {
+        kb_root,
+        kb_dir: None,
+        folder,
+        view,
+        mirror_row,
+        signed_by: None,
+    };
+    check_packet_folder_in(&checked, dir, expected)
+}
+
+/// What one packet folder of a KB is checked with.
+struct FolderCheck<'a> {
+    /// The KB folder, canonical.
+    kb_root: &'a Path,
+    /// The KB folder's handle, when the caller opened it.
+    kb_dir: Option<Arc<RootDir>>,
+    /// The packet folder, KB-relative.
+    folder: &'a str,
+    /// The store, when there is one.
+    view: Option<&'a StoreView<'a>>,
+    /// The catalog's record of the mirror there, if any.
+    mirror_row: Option<&'a MirrorRow>,
+    /// `kb verify --signed-by`: the seal must be signed by a key this file accepts.
+    signed_by: Option<&'a AllowedSigners>,
 }
 
 /// [`check_packet_folder`] of an opened packet folder: its seal, references file and files are
 /// all read through its handle, and referenced files through `kb_dir` (the KB folder's handle,
 /// opened from `kb_root` when not given).
 fn check_packet_folder_in(
-    kb_root: &Path,
-    kb_dir: Option<Arc<RootDir>>,
-    folder: &str,
+    checked: &FolderCheck<'_>,
     dir: Arc<RootDir>,
-    view: Option<&StoreView<'_>>,
-    mirror_row: Option<&MirrorRow>,
     expected: Option<Side>,
 ) -> Result<PacketFolderReport> {
+    let FolderCheck {
+        kb_root,
+        folder,
+        view,
+        mirror_row,
+        signed_by,
+        ..
+    } = *checked;
+    let kb_dir = checked.kb_dir.clone();
     let seal_path = dir.display_path(SEAL_FILE_NAME);
     let seal_bytes = match read_seal_in(&dir, SEAL_FILE_NAME) {
         Ok(bytes) => bytes,
@@ -267,6 +297,23 @@ fn check_packet_folder_in(
             "the seal's SHA-256 {seal_sha256} is not the packet's packet_tree_sha256 {}",
             expected.packet_tree_sha256
         ));
+    }
+    if let Some(allowed) = signed_by {
+        // Over the very seal bytes read above, with the signature read through the same handle.
+        let signature_path = dir.display_path(crate::scan::SIGNATURE_FILE_NAME);
+        let signature = observed.read_folder_signature()?;
+        let signed = crate::gate::signature::SignedSeal {
+            seal: &seal_path,
+            seal_bytes: Some(&seal_bytes),
+            signature: &signature_path,
+            signature_bytes: signature.as_deref(),
+        };
+        let now = (crate::now_unix_nanos() / 1_000_000_000) as i64;
+        let check = crate::gate::signature::check_signature(&signed, allowed, now);
+        if !check.is_valid() {
+            findings.add("seal signature", check.describe());
+        }
+        report = report.with_signature(check);
     }
     let pass = report.verdict == Verdict::Pass && findings.problems.is_empty();
     Ok(PacketFolderReport {
@@ -577,7 +624,11 @@ pub struct KbReport {
 /// read, if a symlink in the KB leads to a packet folder (what a reader finds there cannot be
 /// verified), or if the catalog cannot be read. A packet folder that fails, or cannot be read, is
 /// a FAIL in the report, not an error.
-pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport> {
+pub fn verify_kb(
+    kb_dir: &Path,
+    view: Option<&StoreView<'_>>,
+    signed_by: Option<&AllowedSigners>,
+) -> Result<KbReport> {
     // KB_DIR may itself be a packet folder: a symlink to it is refused, never followed.
     refuse_symlink(kb_dir)?;
     let kb_root = canonical_kb(kb_dir)?;
@@ -630,6 +681,7 @@ pub fn verify_kb(kb_dir: &Path, view: Option<&StoreView<'_>>) -> Result<KbReport
             rel,
             view,
             mirror_rows.get(rel),
+            signed_by,
         )?);
     }
     let found: BTreeSet<&str> = folders.iter().map(String::as_str).collect();
@@ -762,9 +814,18 @@ fn check_kb_packet_folder(
     rel: &str,
     view: Option<&StoreView<'_>>,
     mirror_row: Option<&MirrorRow>,
+    signed_by: Option<&AllowedSigners>,
 ) -> Result<PacketFolderReport> {
     let dir = Arc::new(kb.open_dir(rel)?);
-    match check_packet_folder_in(kb_root, Some(kb.clone()), rel, dir, view, mirror_row, None) {
+    let checked = FolderCheck {
+        kb_root,
+        kb_dir: Some(kb.clone()),
+        folder: rel,
+        view,
+        mirror_row,
+        signed_by,
+    };
+    match check_packet_folder_in(&checked, dir, None) {
         Ok(report) => Ok(report),
         Err(err) if err.class() == ErrorClass::Verification => Ok(PacketFolderReport::failed(
             rel,
@@ -971,10 +1032,11 @@ pub struct RecordedKbVerify {
 pub fn verify_kb_and_record(
     kb_dir: &Path,
     opened: Option<(&Store, &mut Catalog)>,
+    signed_by: Option<&AllowedSigners>,
 ) -> Result<RecordedKbVerify> {
     let Some((store, catalog)) = opened else {
         return Ok(RecordedKbVerify {
-            report: verify_kb(kb_dir, None)?,
+            report: verify_kb(kb_dir, None, signed_by)?,
             event_not_logged: None,
         });
     };
@@ -984,6 +1046,7 @@ pub fn verify_kb_and_record(
             store,
             catalog: &*catalog,
         }),
+        signed_by,
     )?;
     let event_not_logged = log_kb_verify_event(catalog, &report).err();
     Ok(RecordedKbVerify {

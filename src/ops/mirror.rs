@@ -422,6 +422,18 @@ impl<'a> MirrorTarget<'a> {
             &staged.join(SEAL_FILE_NAME),
             self.manifest.text().as_bytes(),
         )?;
+        // The seal's signature beside it, if the store keeps one (the first by key name).
+        let signatures = crate::ops::signed_seals::kept_seal_signatures(
+            self.store,
+            &self.record.packet_tree_sha256,
+            self.manifest.text().as_bytes(),
+        )?;
+        if let Some(kept) = signatures.first() {
+            write_metadata(
+                &staged.join(crate::scan::SIGNATURE_FILE_NAME),
+                &kept.signature,
+            )?;
+        }
         if !references.is_empty() {
             write_metadata(
                 &staged.join(REFERENCES_FILE_NAME),

@@ -17,5 +17,6 @@ pub mod read;
 pub mod reindex;
 pub mod rerun;
 pub mod setup;
+pub mod signed_seals;
 pub mod transparency;
 pub mod verify;

@@ -25,6 +25,9 @@ pub struct PacketContents {
     pub record: PacketRecord,
     /// The files, in path-byte order, as the verified tree lists them.
     pub files: Vec<HashedFile>,
+    /// The key fingerprints (`SHA256:…`) of the seal signatures kept for its tree, each verified
+    /// over its canonical manifest.
+    pub seal_signed_by: Vec<String>,
 }
 
 /// Read a stored packet back for `show`: the record object checked against the catalog row, and
@@ -36,10 +39,20 @@ pub struct PacketContents {
 /// errors (with the path) reading objects.
 pub fn packet_contents(store: &Store, row: &PacketRow) -> Result<PacketContents> {
     let (record, files) = verified_files(store, row)?;
+    let manifest = crate::format::tree::manifest_of(&files)?;
+    let seal_signed_by = crate::ops::signed_seals::kept_seal_signatures(
+        store,
+        &record.packet_tree_sha256,
+        manifest.text().as_bytes(),
+    )?
+    .into_iter()
+    .map(|kept| kept.key_fingerprint)
+    .collect();
     Ok(PacketContents {
         row: row.clone(),
         record,
         files,
+        seal_signed_by,
     })
 }
 

@@ -539,3 +539,94 @@ fn an_allowed_signers_file_evstore_cannot_read_exactly_is_an_error_naming_the_li
         );
     }
 }
+
+#[test]
+fn ingest_keeps_the_seal_signature_and_show_export_mirror_and_kb_verify_carry_it() {
+    let s = Signed::new();
+    let report = s.seal();
+    let fingerprint = report["signature"]["key_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (rc, ingested) = s.sb.json(&["ingest", "p", "--name", "signed"]);
+    assert_eq!(rc, 0, "{ingested}");
+    assert_eq!(ingested["seal_signed_by"], fingerprint.as_str());
+    let (rc, shown) = s.sb.json(&["show", "signed"]);
+    assert_eq!(rc, 0, "{shown}");
+    assert_eq!(shown["seal_signed_by"][0], fingerprint.as_str());
+    let out = s.sb.run(&["show", "signed"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("seal signed by      {fingerprint}")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let signature = fs::read(s.path("p/HASH_MANIFEST.txt.sig")).unwrap();
+
+    // export writes the signature beside the seal, byte for byte; OpenSSH accepts it there.
+    let (rc, exported) = s.sb.json(&["export", "signed", "out"]);
+    assert_eq!(rc, 0, "{exported}");
+    assert_eq!(
+        fs::read(s.path("out/HASH_MANIFEST.txt.sig")).unwrap(),
+        signature
+    );
+    let (rc, report) =
+        s.sb.json(&["verify", "out", "--signed-by", "allowed_signers"]);
+    assert_eq!(rc, 0, "{report}");
+
+    // mirror too, and kb verify --signed-by checks every packet folder.
+    fs::create_dir(s.path("kb")).unwrap();
+    let (rc, mirrored) = s.sb.json(&["mirror", "signed", "kb"]);
+    assert_eq!(rc, 0, "{mirrored}");
+    let folder = s.path("kb/signed");
+    assert_eq!(
+        fs::read(folder.join("HASH_MANIFEST.txt.sig")).unwrap(),
+        signature
+    );
+    let (rc, kb) =
+        s.sb.json(&["kb", "verify", "kb", "--signed-by", "allowed_signers"]);
+    assert_eq!(rc, 0, "{kb}");
+    assert_eq!(
+        kb["packets"][0]["report"]["signature"]["status"], "valid",
+        "{kb}"
+    );
+    // A packet folder whose signature is gone fails kb verify --signed-by, and says why; without
+    // --signed-by the bytes still pass.
+    fs::remove_file(folder.join("HASH_MANIFEST.txt.sig")).unwrap();
+    let (rc, kb) =
+        s.sb.json(&["kb", "verify", "kb", "--signed-by", "allowed_signers"]);
+    assert_eq!(rc, 1, "{kb}");
+    assert_eq!(
+        kb["packets"][0]["report"]["signature"]["status"], "missing",
+        "{kb}"
+    );
+    assert!(
+        kb["packets"][0]["reasons"]
+            .to_string()
+            .contains("seal signature"),
+        "{kb}"
+    );
+    let (rc, kb) = s.sb.json(&["kb", "verify", "kb"]);
+    assert_eq!(rc, 0, "{kb}");
+}
+
+#[test]
+fn ingest_refuses_a_signature_that_does_not_sign_the_seal_or_has_no_seal() {
+    let s = Signed::new();
+    s.seal();
+    // Signed for another namespace: not archived, exit 1.
+    s.openssh_signs(&s.key, "file");
+    let out = s.sb.run(&["ingest", "p", "--name", "bad"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("HASH_MANIFEST.txt.sig"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.sb.store().exists(), "nothing archived, no store created");
+    // A signature without a seal: exit 2.
+    fs::remove_file(s.path("p/HASH_MANIFEST.txt")).unwrap();
+    let out = s.sb.run(&["ingest", "p", "--name", "bad"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("without a seal"), "{}", stderr(&out));
+}
