@@ -17,7 +17,7 @@
 //! are only read) and reads the catalog under one read snapshot, pinned after the commit markers
 //! are read and before the objects are listed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
 
 use rayon::prelude::*;
@@ -207,6 +207,9 @@ pub(super) fn walk_stored_tree(
     }
 }
 
+/// Where seal signatures are kept, as fsck names them.
+const SEAL_SIGNATURES: &str = crate::ops::signed_seals::SEAL_SIGNATURES_PREFIX;
+
 /// Check the whole store and catalog.
 ///
 /// Progress counts the stored (compressed) bytes of the objects read.
@@ -236,6 +239,7 @@ pub fn fsck(store: &Store, catalog: &Catalog, progress: &Progress) -> Result<Fsc
     run.check_packets()?;
     run.check_object_rows()?;
     run.check_runs()?;
+    run.check_signatures()?;
     // The event log is read once: for what it says was committed and for its hash chain.
     let events = catalog.events()?;
     run.check_commitments(&events, &refs, &markers, markers_unreadable)?;
@@ -522,6 +526,81 @@ impl<'a> FsckRun<'a> {
         for reason in problems {
             self.problem(subject.clone(), reason);
         }
+    }
+
+    /// Phase 4b: every kept signature (`signatures/`, FORMAT.md §3b and §7b-1) verifies: a seal
+    /// signature over the canonical manifest of a packet with its tree, an attestation's over
+    /// its statement. A signature of a tree or attestation the catalog does not hold is a note (an
+    /// ingest or rerun stopped after keeping it); one that does not verify is a problem.
+    fn check_signatures(&mut self) -> Result<()> {
+        use crate::ops::{attest, signed_seals};
+        let keys = self.store.backend().list_keys_below("signatures/")?;
+        let mut seals: BTreeSet<String> = BTreeSet::new();
+        let mut attestations: BTreeSet<String> = BTreeSet::new();
+        for key in &keys {
+            let parts: Vec<&str> = key.split('/').collect();
+            match parts.as_slice() {
+                ["signatures", "seals", sha, _] => {
+                    seals.insert((*sha).to_string());
+                }
+                ["signatures", "attestations", id, _] => {
+                    attestations.insert((*id).to_string());
+                }
+                _ => self.problem(
+                    self.store.root().join(key).escaped().to_string(),
+                    "is not where evstore keeps a signature (signatures/seals/SHA/KEY or \
+                     signatures/attestations/ID/KEY)"
+                        .into(),
+                ),
+            }
+        }
+        for sha in seals {
+            let subject = format!("{SEAL_SIGNATURES}{sha}/");
+            let Some(digest) = Sha256Digest::parse_hex(&sha) else {
+                self.problem(subject, "is not named by a packet_tree_sha256".into());
+                continue;
+            };
+            let Some(row) = self
+                .packets
+                .iter()
+                .find(|row| row.record.packet_tree_sha256 == digest)
+                .cloned()
+            else {
+                self.report.notes.push(format!(
+                    "{subject} holds signatures of a seal no packet in the catalog has"
+                ));
+                continue;
+            };
+            let checked = crate::packet::verified_files(self.store, &row)
+                .and_then(|(_, files)| crate::format::tree::manifest_of(&files))
+                .and_then(|manifest| {
+                    signed_seals::kept_seal_signatures(
+                        self.store,
+                        &digest,
+                        manifest.text().as_bytes(),
+                    )
+                });
+            if let Err(err) = checked {
+                self.problem(subject, err.to_string());
+            }
+        }
+        for id in attestations {
+            let subject = format!("{}{id}/", attest::SIGNATURES_PREFIX);
+            let Some(digest) = Blake3Digest::parse_hex(&id) else {
+                self.problem(subject, "is not named by an attestation id".into());
+                continue;
+            };
+            if !self.catalog_attestations.contains(&digest) {
+                self.report.notes.push(format!(
+                    "{subject} holds signatures of an attestation no run in the catalog has"
+                ));
+                continue;
+            }
+            if let Err(err) = attest::envelope_of(self.store, &digest) {
+                self.problem(subject, err.to_string());
+            }
+        }
+        Ok(())
     }
 
     /// Phase 5: what the log and the commit markers say was committed against what the catalog

@@ -630,3 +630,54 @@ fn ingest_refuses_a_signature_that_does_not_sign_the_seal_or_has_no_seal() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("without a seal"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_kept_seal_signature_changed_in_the_store_fails_fsck_show_and_export() {
+    let s = Signed::new();
+    s.seal();
+    let (rc, ingested) = s.sb.json(&["ingest", "p", "--name", "signed"]);
+    assert_eq!(rc, 0, "{ingested}");
+    let (rc, fsck) = s.sb.json(&["fsck"]);
+    assert_eq!(rc, 0, "{fsck}");
+    // Replace the kept signature with a valid signature of another seal by another key.
+    let folder = s.sb.store().join("signatures/seals");
+    let tree = fs::read_dir(&folder)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let kept = fs::read_dir(&tree).unwrap().next().unwrap().unwrap().path();
+    let other = s.path("other.key");
+    new_key(&other, "other@example.com");
+    s.sb.write("other-seal.txt", "something else\n");
+    let out = ssh_keygen(
+        &[
+            "-Y",
+            "sign",
+            "-f",
+            other.to_str().unwrap(),
+            "-n",
+            "evstore-seal",
+        ],
+        Some(&s.path("other-seal.txt")),
+    );
+    assert!(out.status.success());
+    fs::write(&kept, &out.stdout).unwrap();
+    let (rc, fsck) = s.sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{fsck}");
+    assert!(
+        fsck["problems"].to_string().contains("does not verify"),
+        "{fsck}"
+    );
+    for args in [vec!["show", "signed"], vec!["export", "signed", "out"]] {
+        let out = s.sb.run(&args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("signatures/seals"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!s.path("out").exists(), "export left nothing behind");
+}
