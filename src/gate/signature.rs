@@ -36,42 +36,53 @@ pub const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
 /// The largest private key file read.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
-/// An OpenSSH Ed25519 private key, read for signing.
+/// An OpenSSH Ed25519 signing key: a private key file, or a key that ssh-agent holds (named by
+/// its public key file, as `ssh-keygen -Y sign -f KEY.pub` and git's `user.signingkey` name it).
 pub struct SshSigningKey {
-    key: PrivateKey,
+    source: KeySource,
+}
+
+/// Where a signing key's signatures come from.
+enum KeySource {
+    /// The private key, read from its file.
+    File(PrivateKey),
+    /// ssh-agent at `socket` (`$SSH_AUTH_SOCK`), which holds the private key of `public`.
+    Agent { public: PublicKey, socket: PathBuf },
 }
 
 impl SshSigningKey {
-    /// Read the OpenSSH private key file at `path` (as `ssh-keygen -t ed25519` writes it).
+    /// Read the key file at `path`: an OpenSSH private key file (as `ssh-keygen -t ed25519`
+    /// writes it), or a public key file (`KEY.pub`) whose private key ssh-agent holds
+    /// (`$SSH_AUTH_SOCK`).
     ///
     /// # Errors
     ///
-    /// [`Error::Usage`] (exit 2) naming the path for a file that group or others can read or
-    /// write (as `ssh` refuses it: `chmod 600` it), that is not a regular file or over 64 KiB,
-    /// that is not an OpenSSH private key, that is encrypted with a passphrase (evstore never
-    /// prompts), or that holds a key other than Ed25519.
+    /// [`Error::Usage`] (exit 2) naming the path for a private key file that group or others
+    /// can read or write (as `ssh` refuses it: `chmod 600` it), that is not a regular file or
+    /// over 64 KiB, that is not an OpenSSH key, that is encrypted with a passphrase (evstore never
+    /// prompts: use ssh-agent), that holds a key other than Ed25519; for a public key file, no
+    /// `$SSH_AUTH_SOCK`, or an agent that does not hold the key.
     pub fn read(path: &Path) -> Result<SshSigningKey> {
         use std::os::unix::fs::PermissionsExt as _;
         let what = "an OpenSSH private key";
         let bytes = crate::fsio::read_input_at_most(path, what, MAX_KEY_FILE_BYTES)?;
-        let key = PrivateKey::from_openssh(&bytes).map_err(|err| {
-            let public = std::str::from_utf8(&bytes)
-                .ok()
-                .is_some_and(|text| PublicKey::from_openssh(text.trim()).is_ok());
-            Error::Usage(if public {
-                format!(
-                    "{}: a public key; --sign takes the private key file beside it (such as \
-                     ~/.ssh/id_ed25519, not ~/.ssh/id_ed25519.pub)",
-                    path.escaped()
-                )
-            } else {
-                format!(
-                    "{}: not {what} ({err}); give the private key file that `ssh-keygen -t \
-                     ed25519` wrote (such as ~/.ssh/id_ed25519)",
-                    path.escaped()
-                )
-            })
-        })?;
+        let key = match PrivateKey::from_openssh(&bytes) {
+            Ok(key) => key,
+            Err(err) => {
+                let public = std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| PublicKey::from_openssh(text.trim()).ok());
+                return match public {
+                    Some(public) => SshSigningKey::in_agent(path, public),
+                    None => Err(Error::Usage(format!(
+                        "{}: not {what} ({err}); give the private key file that `ssh-keygen -t \
+                         ed25519` wrote (such as ~/.ssh/id_ed25519), or its .pub file for a key \
+                         ssh-agent holds",
+                        path.escaped()
+                    ))),
+                };
+            }
+        };
         let metadata = std::fs::metadata(path).map_err(|err| {
             Error::Usage(format!("{}: cannot read {what}: {err}", path.escaped()))
         })?;
@@ -87,51 +98,107 @@ impl SshSigningKey {
         if key.is_encrypted() {
             return Err(Error::Usage(format!(
                 "{}: the key is encrypted with a passphrase, and evstore does not prompt for \
-                 one; sign with a key without a passphrase kept for signing (mode 0600)",
+                 one; load it into ssh-agent (`ssh-add {}`) and give its .pub file instead",
+                path.escaped(),
                 path.escaped()
             )));
         }
-        if key.algorithm() != ssh_key::Algorithm::Ed25519 {
-            return Err(Error::Usage(format!(
-                "{}: a {} key; evstore signs with Ed25519 keys (`ssh-keygen -t ed25519`)",
-                path.escaped(),
-                key.algorithm().as_str()
-            )));
+        require_ed25519(path, key.public_key())?;
+        Ok(SshSigningKey {
+            source: KeySource::File(key),
+        })
+    }
+
+    /// The key `public` (read from `path`) in ssh-agent, checked to sign.
+    fn in_agent(path: &Path, public: PublicKey) -> Result<SshSigningKey> {
+        require_ed25519(path, &public)?;
+        let socket = std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{}: a public key, and no ssh-agent ($SSH_AUTH_SOCK is not set) to sign with \
+                     its private key; give the private key file (such as ~/.ssh/id_ed25519, not \
+                     ~/.ssh/id_ed25519.pub), or start ssh-agent and `ssh-add` the key",
+                    path.escaped()
+                ))
+            })?;
+        let key = SshSigningKey {
+            source: KeySource::Agent { public, socket },
+        };
+        // A test signature: an agent that does not hold the key is refused before anything is
+        // written or run.
+        key.sign_raw(b"evstore: does the agent hold this key?")
+            .map_err(|err| Error::Usage(format!("{}: {err}", path.escaped())))?;
+        Ok(key)
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> &PublicKey {
+        match &self.source {
+            KeySource::File(key) => key.public_key(),
+            KeySource::Agent { public, .. } => public,
         }
-        Ok(SshSigningKey { key })
     }
 
     /// The public key's SHA-256 fingerprint as `ssh-keygen -l` prints it (`SHA256:` and
     /// unpadded base64).
     pub fn fingerprint(&self) -> String {
-        self.key
-            .public_key()
-            .fingerprint(HashAlg::Sha256)
-            .to_string()
+        fingerprint_of(self.public_key())
     }
 
     /// The public key in OpenSSH's one-line form (`ssh-ed25519 BASE64 COMMENT`).
     pub fn public_key_line(&self) -> Result<String> {
-        self.key.public_key().to_openssh().map_err(|err| {
+        self.public_key().to_openssh().map_err(|err| {
             Error::Usage(format!(
                 "cannot write the public key in OpenSSH's form: {err}"
             ))
         })
     }
 
-    /// The raw Ed25519 signature (64 bytes) of `message`: what a DSSE envelope's `sig` holds.
-    pub fn sign_raw(&self, message: &[u8]) -> Result<[u8; 64]> {
-        use ed25519_dalek::Signer as _;
-        let keypair = self.key.key_data().ed25519().ok_or_else(|| {
-            Error::Usage("internal error: an Ed25519 signing key without its key pair".into())
-        })?;
-        let signing = ed25519_dalek::SigningKey::from_bytes(&keypair.private.to_bytes());
-        Ok(signing.sign(message).to_bytes())
+    /// What ssh-agent signs `data` to, for a key it holds.
+    fn agent_sign(public: &PublicKey, socket: &Path, data: &[u8]) -> Result<ssh_key::Signature> {
+        let agent = |reason: String| {
+            Error::Usage(format!(
+                "ssh-agent at {} cannot sign with {} ({reason}); is the key loaded (`ssh-add -l`)?",
+                socket.escaped(),
+                fingerprint_of(public)
+            ))
+        };
+        let mut client =
+            ssh_agent_client_rs::Client::connect(socket).map_err(|err| agent(err.to_string()))?;
+        client
+            .sign(public, data)
+            .map_err(|err| agent(err.to_string()))
     }
 
-    /// The public key.
-    pub fn public_key(&self) -> &PublicKey {
-        self.key.public_key()
+    /// The raw Ed25519 signature (64 bytes) of `message`: what a DSSE envelope's `sig` holds.
+    /// An agent's signature is checked before it is used.
+    pub fn sign_raw(&self, message: &[u8]) -> Result<[u8; 64]> {
+        match &self.source {
+            KeySource::File(key) => {
+                use ed25519_dalek::Signer as _;
+                let keypair = key.key_data().ed25519().ok_or_else(|| {
+                    Error::Usage(
+                        "internal error: an Ed25519 signing key without its key pair".into(),
+                    )
+                })?;
+                let signing = ed25519_dalek::SigningKey::from_bytes(&keypair.private.to_bytes());
+                Ok(signing.sign(message).to_bytes())
+            }
+            KeySource::Agent { public, socket } => {
+                let signature = SshSigningKey::agent_sign(public, socket, message)?;
+                let raw: [u8; 64] = signature.as_bytes().try_into().map_err(|_| {
+                    Error::Usage("ssh-agent returned a signature that is not Ed25519".into())
+                })?;
+                if !verifies_raw(public, message, &raw) {
+                    return Err(Error::Usage(
+                        "ssh-agent returned a signature that does not verify with the key".into(),
+                    ));
+                }
+                Ok(raw)
+            }
+        }
     }
 
     /// The armored `SSHSIG` (`-----BEGIN SSH SIGNATURE-----`, LF line ends) of `message` in
@@ -140,16 +207,46 @@ impl SshSigningKey {
     ///
     /// # Errors
     ///
-    /// The signature cannot be made or encoded (not expected for an Ed25519 key).
+    /// The signature cannot be made (an agent that cannot sign) or encoded.
     pub fn sign(&self, namespace: &str, message: &[u8]) -> Result<String> {
-        let signature = self
-            .key
-            .sign(namespace, HashAlg::Sha512, message)
-            .map_err(|err| Error::Usage(format!("cannot sign: {err}")))?;
+        let cannot = |err: ssh_key::Error| Error::Usage(format!("cannot sign: {err}"));
+        let signature = match &self.source {
+            KeySource::File(key) => key
+                .sign(namespace, HashAlg::Sha512, message)
+                .map_err(cannot)?,
+            KeySource::Agent { public, socket } => {
+                let signed =
+                    SshSig::signed_data(namespace, HashAlg::Sha512, message).map_err(cannot)?;
+                let raw = SshSigningKey::agent_sign(public, socket, &signed)?;
+                let signature =
+                    SshSig::new(public.key_data().clone(), namespace, HashAlg::Sha512, raw)
+                        .map_err(cannot)?;
+                public
+                    .verify(namespace, message, &signature)
+                    .map_err(|err| {
+                        Error::Usage(format!(
+                            "ssh-agent returned a signature that does not verify ({err})"
+                        ))
+                    })?;
+                signature
+            }
+        };
         signature
             .to_pem(LineEnding::LF)
             .map_err(|err| Error::Usage(format!("cannot encode the signature: {err}")))
     }
+}
+
+/// Refuse a key other than Ed25519, naming the file.
+fn require_ed25519(path: &Path, key: &PublicKey) -> Result<()> {
+    if key.algorithm() != ssh_key::Algorithm::Ed25519 {
+        return Err(Error::Usage(format!(
+            "{}: a {} key; evstore signs with Ed25519 keys (`ssh-keygen -t ed25519`)",
+            path.escaped(),
+            key.algorithm().as_str()
+        )));
+    }
+    Ok(())
 }
 
 /// Read an OpenSSH public key file (`ssh-ed25519 BASE64 [COMMENT]`, as `ssh-keygen` writes
@@ -516,7 +613,7 @@ mod tests {
     fn key() -> SshSigningKey {
         let keypair = ssh_key::private::Ed25519Keypair::from_seed(&[7; 32]);
         SshSigningKey {
-            key: PrivateKey::from(keypair),
+            source: KeySource::File(PrivateKey::from(keypair)),
         }
     }
 
@@ -566,7 +663,9 @@ mod tests {
         let wrong = check(seal, Some(other_namespace.as_bytes()), &listed);
         assert_eq!(wrong.status, SignatureStatus::WrongNamespace);
         let stranger = SshSigningKey {
-            key: PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[8; 32])),
+            source: KeySource::File(PrivateKey::from(
+                ssh_key::private::Ed25519Keypair::from_seed(&[8; 32]),
+            )),
         };
         let by_stranger = stranger.sign(SEAL_NAMESPACE, seal).unwrap();
         let unlisted = check(seal, Some(by_stranger.as_bytes()), &listed);

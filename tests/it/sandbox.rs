@@ -29,7 +29,8 @@ fn clear_caller_environment(cmd: &mut Command) {
     cmd.env_remove("EVSTORE_STORE")
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("EVSTORE_LOCK_TIMEOUT_SECS")
-        .env_remove("EVSTORE_SIGNING_KEY");
+        .env_remove("EVSTORE_SIGNING_KEY")
+        .env_remove("SSH_AUTH_SOCK");
 }
 
 /// Incompressible, deterministic bytes: `len` bytes of an xorshift64 stream from `seed`. The one

@@ -681,3 +681,142 @@ fn a_kept_seal_signature_changed_in_the_store_fails_fsck_show_and_export() {
     }
     assert!(!s.path("out").exists(), "export left nothing behind");
 }
+
+/// An ssh-agent of the test's own, on a socket in the sandbox, holding `keys`; killed on drop.
+struct Agent {
+    socket: PathBuf,
+    pid: String,
+}
+
+impl Agent {
+    fn start(sb: &Sandbox, keys: &[&Path]) -> Agent {
+        let socket = sb.path("agent.sock");
+        let out = Command::new("ssh-agent")
+            .args(["-s", "-a"])
+            .arg(&socket)
+            .output()
+            .expect("run ssh-agent (OpenSSH's)");
+        assert!(out.status.success(), "ssh-agent: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pid = text
+            .split("SSH_AGENT_PID=")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .expect("ssh-agent prints its pid")
+            .to_string();
+        let agent = Agent { socket, pid };
+        for key in keys {
+            let out = Command::new("ssh-add")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &agent.socket)
+                .output()
+                .expect("run ssh-add");
+            assert!(out.status.success(), "ssh-add: {}", stderr(&out));
+        }
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(&self.pid).status();
+    }
+}
+
+#[test]
+fn a_key_in_ssh_agent_signs_seals_and_attestations_named_by_its_public_key() {
+    let s = Signed::new();
+    // A key with a passphrase is refused as a file, and used through the agent.
+    let locked = s.path("locked.key");
+    let out = ssh_keygen(
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "secret",
+            "-C",
+            "ci@example.com",
+            "-f",
+            locked.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let public = fs::read_to_string(s.path("locked.key.pub")).unwrap();
+    s.sb.write(
+        "allowed_signers",
+        format!("ci@example.com {}", public.trim()),
+    );
+    let _ = fs::remove_file(s.path("ci.key"));
+    // ssh-add needs the passphrase: load the key through a copy without one.
+    let plain = s.path("plain.key");
+    fs::copy(&locked, &plain).unwrap();
+    fs::set_permissions(&plain, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = ssh_keygen(
+        &[
+            "-p",
+            "-P",
+            "secret",
+            "-N",
+            "",
+            "-f",
+            plain.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let agent = Agent::start(&s.sb, &[&plain]);
+    fs::remove_file(&plain).unwrap();
+
+    let out =
+        s.sb.command_storeless()
+            .args(["seal", "p", "--sign", "locked.key.pub"])
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .output()
+            .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let checked = s.openssh_verifies("ci@example.com");
+    assert!(
+        checked.status.success(),
+        "ssh-keygen -Y verify: {}",
+        stderr(&checked)
+    );
+    let (rc, report) = s.verify(&[]);
+    assert_eq!(rc, 0, "{report}");
+
+    // Without an agent, or with one that does not hold the key: exit 2, nothing signed.
+    let out =
+        s.sb.run_storeless(&["seal", "p", "--sign", "locked.key.pub", "--force"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("SSH_AUTH_SOCK"), "{}", stderr(&out));
+    let empty = Agent::start_empty(&s.sb);
+    let out =
+        s.sb.command_storeless()
+            .args(["seal", "p", "--sign", "locked.key.pub", "--force"])
+            .env("SSH_AUTH_SOCK", &empty.socket)
+            .output()
+            .unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("cannot sign"), "{}", stderr(&out));
+}
+
+impl Agent {
+    fn start_empty(sb: &Sandbox) -> Agent {
+        let socket = sb.path("empty-agent.sock");
+        let out = Command::new("ssh-agent")
+            .args(["-s", "-a"])
+            .arg(&socket)
+            .output()
+            .expect("run ssh-agent");
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pid = text
+            .split("SSH_AGENT_PID=")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .expect("ssh-agent prints its pid")
+            .to_string();
+        Agent { socket, pid }
+    }
+}
