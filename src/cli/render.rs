@@ -544,6 +544,7 @@ pub(crate) fn export(json: bool, label: &str, dest: &Path, report: &ExportReport
             "files": report.files,
             "bytes": report.bytes,
             "packet_tree_sha256": report.packet_tree_sha256,
+            "seal_signed_by": report.seal_signed_by,
         }));
     } else {
         say!(
@@ -556,6 +557,9 @@ pub(crate) fn export(json: bool, label: &str, dest: &Path, report: &ExportReport
             "packet_tree_sha256  {} (verified on disk)",
             report.packet_tree_sha256
         );
+        if let Some(fingerprint) = &report.seal_signed_by {
+            say!("seal signed by      {fingerprint} (HASH_MANIFEST.txt.sig written)");
+        }
     }
 }
 
@@ -874,6 +878,9 @@ pub(crate) fn mirror(json: bool, report: &MirrorReport) -> Result<()> {
         say!("  {} {} -> {}", file.stored_as, file.path, file.kb_path);
     }
     say!("packet_tree_sha256  {}", report.packet_tree_sha256);
+    if let Some(fingerprint) = &report.seal_signed_by {
+        say!("seal signed by      {fingerprint} (HASH_MANIFEST.txt.sig written)");
+    }
     Ok(())
 }
 

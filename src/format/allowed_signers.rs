@@ -40,15 +40,18 @@ pub struct AllowedSigner {
     pub valid_after: Option<i64>,
     /// Accepts signatures only before this time (Unix seconds, UTC).
     pub valid_before: Option<i64>,
-    /// The key.
-    pub key: PublicKey,
+    /// The key, or `None` for a key type evstore does not verify (ECDSA, RSA: such an entry
+    /// accepts no seal signature, since evstore verifies Ed25519 ones only).
+    pub key: Option<PublicKey>,
 }
 
 impl AllowedSigner {
     /// True if this entry accepts a plain (not certificate) signature by its key in `namespace`
-    /// at `now` (Unix seconds).
+    /// at `now` (Unix seconds). An entry whose principals hold a negated pattern (`!`) accepts
+    /// nothing: OpenSSH evaluates it against the identity `-I` names, which evstore does not take.
     pub fn accepts(&self, namespace: &str, now: i64) -> bool {
         !self.cert_authority
+            && !self.principals.contains('!')
             && self
                 .namespaces
                 .as_deref()
@@ -97,7 +100,7 @@ fn parse_entry(text: &str, line: usize) -> Result<AllowedSigner, String> {
         namespaces: None,
         valid_after: None,
         valid_before: None,
-        key: placeholder_key(),
+        key: None,
     };
     if ssh_key::Algorithm::new(&next).is_err() {
         apply_options(&next, &mut entry)?;
@@ -110,30 +113,45 @@ fn parse_entry(text: &str, line: usize) -> Result<AllowedSigner, String> {
     let base64 = fields
         .next()?
         .ok_or_else(|| format!("no key after the key type {next}"))?;
-    entry.key = PublicKey::from_openssh(&format!("{next} {base64}"))
+    if !matches!(next.as_str(), "ssh-ed25519" | "sk-ssh-ed25519@openssh.com") {
+        // A key type evstore does not verify: the entry stays (its line was read), accepting no
+        // seal signature.
+        return Ok(entry);
+    }
+    let key = PublicKey::from_openssh(&format!("{next} {base64}"))
         .map_err(|err| format!("the {next} key does not decode ({err})"))?;
-    if entry.key.algorithm().as_str() != next {
+    if key.algorithm().as_str() != next {
         return Err(format!(
             "the key is a {} key, not {next} as the line says",
-            entry.key.algorithm().as_str()
+            key.algorithm().as_str()
         ));
     }
+    entry.key = Some(key);
     // The rest of the line is a comment.
     Ok(entry)
 }
 
-/// A key to fill in before the real one is parsed (never returned).
-fn placeholder_key() -> PublicKey {
-    PublicKey::from(ssh_key::public::Ed25519PublicKey([0; 32]))
-}
-
 /// Apply a comma-separated OPTIONS field to `entry`.
 fn apply_options(options: &str, entry: &mut AllowedSigner) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
     for option in split_outside_quotes(options, ',')? {
         let (keyword, value) = match option.split_once('=') {
-            Some((keyword, value)) => (keyword.to_ascii_lowercase(), Some(unquote(value)?)),
+            Some((keyword, value)) => {
+                // OpenSSH requires the quotes.
+                if !(value.len() >= 2 && value.starts_with('"') && value.ends_with('"')) {
+                    return Err(format!(
+                        "option {option:?}: the value must be in double quotes"
+                    ));
+                }
+                (keyword.to_ascii_lowercase(), Some(unquote(value)?))
+            }
             None => (option.to_ascii_lowercase(), None),
         };
+        if !seen.insert(keyword.clone()) {
+            return Err(format!(
+                "option {keyword:?} given twice (OpenSSH refuses the line: multiple clauses)"
+            ));
+        }
         match (keyword.as_str(), value) {
             ("cert-authority", None) => entry.cert_authority = true,
             ("namespaces", Some(list)) => entry.namespaces = Some(list),
@@ -329,6 +347,10 @@ mod tests {
         assert!(!signers[1].accepts("file", 1_767_225_600));
         assert!(signers[2].cert_authority);
         assert!(!signers[2].accepts("evstore-seal", 0));
+        let negated = parse(&format!("*,!mallory@x {KEY}\n")).unwrap();
+        assert!(!negated[0].accepts("evstore-seal", 0));
+        let ecdsa = parse("ec@x ecdsa-sha2-nistp256 AAAAE2VjZHNh\n").unwrap();
+        assert!(ecdsa[0].key.is_none());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::folder::{hash_folder, Digests, FolderHashConfig};
 use crate::format::manifest::{Manifest, ManifestEntry};
 use crate::fsio::{open_no_follow, read_limited};
-use crate::gate::signature::{SshSigningKey, MAX_SIGNATURE_BYTES, SEAL_NAMESPACE};
+use crate::gate::signature::{read_signature_in, SshSigningKey, SEAL_NAMESPACE};
 use crate::progress::Progress;
 use crate::scan::{scan, RootDir, SEAL_FILE_NAME, SIGNATURE_FILE_NAME};
 use crate::text::EscapePath;
@@ -228,15 +228,19 @@ pub fn seal_folder(dir: &Path, config: &SealConfig<'_>) -> Result<SealReport> {
         None => None,
     };
     let old_signature_bytes = match &old_signature {
-        Some(path) => {
-            let handle = dir_handle.open_file(SIGNATURE_FILE_NAME)?;
-            Some(read_limited(handle, path, MAX_SIGNATURE_BYTES)?)
-        }
+        Some(_) => Some(read_signature_in(&dir_handle, SIGNATURE_FILE_NAME)?),
         None => None,
     };
     let signature_action = match (&signature, &old_signature_bytes) {
         (None, None) => None,
         (None, Some(_)) if seal_action == SealAction::Unchanged => None,
+        (None, Some(_)) if existing.is_none() => {
+            return Err(Error::Usage(format!(
+                "{} is there without the seal it signs; sign the new seal with --sign KEY, or \
+                 remove the signature first",
+                signature_path.escaped()
+            )));
+        }
         (None, Some(_)) => {
             return Err(Error::Usage(format!(
                 "{} signs the seal this would replace; sign the new seal with --sign KEY, or \

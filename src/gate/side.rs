@@ -23,7 +23,7 @@ use crate::folder::{hash_folder, Digests, FolderHashConfig, HashedFolder, KnownF
 use crate::format::manifest::{canonical_seal_command, Deviation, Manifest, ManifestEntry};
 use crate::format::record::PacketRecord;
 use crate::format::tree::FileMeta;
-use crate::fsio::{read_limited, stream_handle};
+use crate::fsio::stream_handle;
 use crate::packet::verified_files;
 use crate::progress::Progress;
 use crate::scan::{scan_dir, RootDir, SEAL_FILE_NAME, SIGNATURE_FILE_NAME};
@@ -425,9 +425,8 @@ impl Side {
     /// at most [`crate::gate::signature::MAX_SIGNATURE_BYTES`]), for a folder side that has one.
     pub fn read_folder_signature(&self) -> Result<Option<Vec<u8>>> {
         match (&self.folder_signature, &self.bytes) {
-            (Some(path), ByteSource::Folder(dir)) => {
-                let handle = dir.open_file(SIGNATURE_FILE_NAME)?;
-                read_limited(handle, path, crate::gate::signature::MAX_SIGNATURE_BYTES).map(Some)
+            (Some(_), ByteSource::Folder(dir)) => {
+                crate::gate::signature::read_signature_in(dir, SIGNATURE_FILE_NAME).map(Some)
             }
             (Some(path), _) => Err(Error::unsupported(
                 path,

@@ -249,6 +249,81 @@ fn require_ed25519(path: &Path, key: &PublicKey) -> Result<()> {
     Ok(())
 }
 
+/// Read the seal signature `rel` (`HASH_MANIFEST.txt.sig`) through the opened folder `dir`: a
+/// regular file (no symlink followed) of at most [`MAX_SIGNATURE_BYTES`].
+///
+/// # Errors
+///
+/// [`Error::Unsupported`] naming the path for anything else; I/O errors reading it.
+pub fn read_signature_in(dir: &crate::scan::RootDir, rel: &str) -> Result<Vec<u8>> {
+    let path = dir.display_path(rel);
+    let handle = dir.open_file(rel).map_err(|err| {
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            Error::unsupported(
+                &path,
+                "the seal's signature is a symbolic link; it is not followed",
+            )
+        } else {
+            err
+        }
+    })?;
+    read_signature_from(handle, &path)
+}
+
+/// Read the signature file `path` (`FILE.sig` beside a seal file) if there is one: a regular
+/// file, not a symlink, of at most [`MAX_SIGNATURE_BYTES`]; `None` if nothing is there.
+///
+/// # Errors
+///
+/// [`Error::Unsupported`] naming the path for a symlink or anything but a regular file; I/O
+/// errors reading it.
+pub fn read_signature_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(None);
+    };
+    if meta.file_type().is_symlink() {
+        return Err(Error::unsupported(
+            path,
+            "the seal's signature is a symbolic link; it is not followed (copy the file)",
+        ));
+    }
+    read_signature_from(crate::fsio::open_no_follow(path)?, path).map(Some)
+}
+
+fn read_signature_from(file: std::fs::File, path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let meta = file
+        .metadata()
+        .map_err(|err| Error::io(path, "cannot stat", err))?;
+    if !meta.is_file() {
+        return Err(Error::unsupported(
+            path,
+            "the seal's signature is not a regular file",
+        ));
+    }
+    if meta.len() > MAX_SIGNATURE_BYTES {
+        return Err(Error::unsupported(
+            path,
+            format!(
+                "the seal's signature is larger than {MAX_SIGNATURE_BYTES} bytes, so it is not one"
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SIGNATURE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| Error::io(path, "cannot read", err))?;
+    if bytes.len() as u64 > MAX_SIGNATURE_BYTES {
+        return Err(Error::unsupported(
+            path,
+            format!(
+                "the seal's signature is larger than {MAX_SIGNATURE_BYTES} bytes, so it is not one"
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Read an OpenSSH public key file (`ssh-ed25519 BASE64 [COMMENT]`, as `ssh-keygen` writes
 /// `KEY.pub`).
 ///
@@ -261,10 +336,12 @@ pub fn read_public_key(path: &Path) -> Result<PublicKey> {
     let bytes = crate::fsio::read_input_at_most(path, what, MAX_KEY_FILE_BYTES)?;
     std::str::from_utf8(&bytes)
         .ok()
-        .and_then(|text| PublicKey::from_openssh(text.trim()).ok())
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.contains('\n'))
+        .and_then(|line| PublicKey::from_openssh(line).ok())
         .ok_or_else(|| {
             Error::Usage(format!(
-                "{}: not {what} (one line `ssh-ed25519 BASE64 COMMENT`, as in KEY.pub)",
+                "{}: not {what} (exactly one line `ssh-ed25519 BASE64 COMMENT`, as in KEY.pub)",
                 path.escaped()
             ))
         })
@@ -477,7 +554,7 @@ pub fn check_signature(
     let listed: Vec<&AllowedSigner> = allowed
         .entries
         .iter()
-        .filter(|entry| entry.key.key_data() == signer.key.key_data())
+        .filter(|entry| entry.key.as_ref().map(PublicKey::key_data) == Some(signer.key.key_data()))
         .collect();
     let accepting: Vec<&AllowedSigner> = listed
         .iter()
@@ -546,20 +623,30 @@ pub fn verify_seal_signature(
     seal_bytes: &[u8],
     signature_bytes: &[u8],
 ) -> std::result::Result<SealSigner, RefusedSignature> {
-    let decoded = std::str::from_utf8(signature_bytes)
-        .map_err(|_| "it is not UTF-8 text".to_string())
-        .and_then(|text| SshSig::from_pem(text).map_err(|err| err.to_string()));
-    let signature = decoded.map_err(|reason| RefusedSignature {
-        status: SignatureStatus::Malformed,
-        namespace: None,
-        key_fingerprint: None,
-        detail: format!(
-            "{} is not an armored SSH signature ({reason})",
-            signed.signature.escaped()
-        ),
-    })?;
+    let signature =
+        decode_armored(signature_bytes).map_err(|(status, reason)| RefusedSignature {
+            status,
+            namespace: None,
+            key_fingerprint: None,
+            detail: format!("{} {reason}", signed.signature.escaped()),
+        })?;
     let key = PublicKey::from(signature.public_key().clone());
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+    if !matches!(
+        key.algorithm(),
+        ssh_key::Algorithm::Ed25519 | ssh_key::Algorithm::SkEd25519
+    ) {
+        return Err(RefusedSignature {
+            status: SignatureStatus::Invalid,
+            namespace: Some(signature.namespace().to_string()),
+            key_fingerprint: Some(fingerprint),
+            detail: format!(
+                "{} is a signature by a {} key; evstore verifies Ed25519 signatures only",
+                signed.signature.escaped(),
+                key.algorithm().as_str()
+            ),
+        });
+    }
     let refused = |status, detail| RefusedSignature {
         status,
         namespace: Some(signature.namespace().to_string()),
@@ -590,10 +677,40 @@ pub fn verify_seal_signature(
     Ok(SealSigner { key, fingerprint })
 }
 
+/// Decode an armored `SSHSIG` strictly: exactly the canonical armor OpenSSH writes (LF line
+/// ends, base64 lines of 70 characters, nothing before or after), which is what `ssh-keygen -Y
+/// verify` reads; the error is a status and the rest of a sentence.
+fn decode_armored(bytes: &[u8]) -> std::result::Result<SshSig, (SignatureStatus, String)> {
+    let malformed = |reason: String| (SignatureStatus::Malformed, reason);
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| malformed("is not an armored SSH signature (not UTF-8 text)".into()))?;
+    let signature = SshSig::from_pem(text).map_err(|err| match err {
+        ssh_key::Error::AlgorithmUnknown | ssh_key::Error::AlgorithmUnsupported { .. } => (
+            SignatureStatus::Invalid,
+            format!("is a signature by a key type evstore does not verify ({err}); evstore verifies Ed25519 signatures only"),
+        ),
+        err => malformed(format!("is not an armored SSH signature ({err})")),
+    })?;
+    match signature.to_pem(LineEnding::LF) {
+        Ok(canonical) if canonical.as_bytes() == bytes => Ok(signature),
+        _ => Err(malformed(
+            "is not in the exact form OpenSSH writes and reads (LF line ends, 70-column \
+             base64, nothing before or after the armor), so `ssh-keygen -Y verify` would refuse \
+             it"
+            .into(),
+        )),
+    }
+}
+
 /// Why `entry` does not accept a seal signature at `now`.
 fn refusal_of(entry: &AllowedSigner, now: i64) -> String {
     if entry.cert_authority {
         return "a cert-authority entry accepts certificates only".into();
+    }
+    if entry.principals.contains('!') {
+        return "its principals hold a negated pattern, which evstore cannot evaluate without an \
+                identity, so the entry accepts nothing"
+            .into();
     }
     if let Some(list) = &entry.namespaces {
         if !allowed_signers::pattern_list_matches(list, SEAL_NAMESPACE) {

@@ -41,6 +41,8 @@ pub struct ExportReport {
     pub bytes: u64,
     /// The packet_tree_sha256 of what was written, re-hashed from disk.
     pub packet_tree_sha256: Sha256Digest,
+    /// The key fingerprint of the seal signature written as `HASH_MANIFEST.txt.sig`, if one was.
+    pub seal_signed_by: Option<String>,
 }
 
 /// Export a packet into `dest`, which must be absent or an empty folder.
@@ -151,13 +153,13 @@ fn export_into(
     let manifest: Manifest = manifest_of(&files)?;
     let seal = dest.join(SEAL_FILE_NAME);
     write_new_file(&seal, manifest.text().as_bytes(), false)?;
-    // The seal's signature, if the store keeps one (the first, by key name, if several).
-    let signatures = crate::ops::signed_seals::kept_seal_signatures(
+    // The seal's signature, if the store keeps one.
+    let signature = crate::ops::signed_seals::signature_to_publish(
         store,
         &record.packet_tree_sha256,
         manifest.text().as_bytes(),
     )?;
-    if let Some(kept) = signatures.first() {
+    if let Some(kept) = &signature {
         write_new_file(
             &dest.join(crate::scan::SIGNATURE_FILE_NAME),
             &kept.signature,
@@ -172,6 +174,7 @@ fn export_into(
         files: files.len() as u64,
         bytes: files.iter().map(|f| f.meta.size).sum(),
         packet_tree_sha256: record.packet_tree_sha256,
+        seal_signed_by: signature.map(|kept| kept.key_fingerprint),
     })
 }
 

@@ -347,11 +347,10 @@ pub fn ingest_folder(
                 path.escaped()
             )))
         }
-        (Some(path), Some(_)) => {
-            let bytes = crate::fsio::read_limited(
-                signature_dir.open_file(crate::scan::SIGNATURE_FILE_NAME)?,
-                path,
-                crate::gate::signature::MAX_SIGNATURE_BYTES,
+        (Some(_), Some(_)) => {
+            let bytes = crate::gate::signature::read_signature_in(
+                &signature_dir,
+                crate::scan::SIGNATURE_FILE_NAME,
             )?;
             let signer = crate::ops::signed_seals::check_folder_signature(
                 &packet.root,

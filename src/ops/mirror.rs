@@ -124,6 +124,8 @@ pub struct MirrorReport {
     pub bytes_copied: u64,
     /// Where each referenced or hard-linked file's bytes live.
     pub deduplicated: Vec<MirrorFile>,
+    /// The key fingerprint of the seal signature written as `HASH_MANIFEST.txt.sig`, if one was.
+    pub seal_signed_by: Option<String>,
 }
 
 /// How one file of the packet is published.
@@ -288,6 +290,7 @@ impl<'a> MirrorTarget<'a> {
             files_referenced: 0,
             bytes_copied: 0,
             deduplicated: Vec::new(),
+            seal_signed_by: None,
         }
     }
 
@@ -422,18 +425,19 @@ impl<'a> MirrorTarget<'a> {
             &staged.join(SEAL_FILE_NAME),
             self.manifest.text().as_bytes(),
         )?;
-        // The seal's signature beside it, if the store keeps one (the first by key name).
-        let signatures = crate::ops::signed_seals::kept_seal_signatures(
+        // The seal's signature beside it, if the store keeps one.
+        let signature = crate::ops::signed_seals::signature_to_publish(
             self.store,
             &self.record.packet_tree_sha256,
             self.manifest.text().as_bytes(),
         )?;
-        if let Some(kept) = signatures.first() {
+        if let Some(kept) = &signature {
             write_metadata(
                 &staged.join(crate::scan::SIGNATURE_FILE_NAME),
                 &kept.signature,
             )?;
         }
+        report.seal_signed_by = signature.map(|kept| kept.key_fingerprint);
         if !references.is_empty() {
             write_metadata(
                 &staged.join(REFERENCES_FILE_NAME),

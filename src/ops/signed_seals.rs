@@ -166,3 +166,29 @@ pub fn kept_seal_signatures(
     }
     Ok(kept)
 }
+
+/// The kept signature `export` and `mirror` write beside the seal: the one kept, if exactly one
+/// is. With several (keys that signed the same seal), none is written and a notice names them:
+/// evstore cannot tell which signer the reader trusts, and writing one would hide the others.
+///
+/// # Errors
+///
+/// As [`kept_seal_signatures`].
+pub fn signature_to_publish(
+    store: &Store,
+    packet_tree_sha256: &Sha256Digest,
+    manifest_text: &[u8],
+) -> Result<Option<KeptSealSignature>> {
+    let mut kept = kept_seal_signatures(store, packet_tree_sha256, manifest_text)?;
+    if kept.len() > 1 {
+        let keys: Vec<&str> = kept.iter().map(|k| k.key_fingerprint.as_str()).collect();
+        crate::notice::notice(&format!(
+            "the store keeps {} signatures of this seal (by {}); none is written beside it, \
+             since evstore cannot tell which signer the reader trusts",
+            kept.len(),
+            keys.join(", ")
+        ));
+        return Ok(None);
+    }
+    Ok(kept.pop())
+}

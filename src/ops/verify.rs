@@ -86,7 +86,7 @@ pub fn verify_against_seal(dir: &Path, config: &VerifyConfig) -> Result<GateRepo
     }
     // The signature is checked over the very bytes the folder is compared with.
     let signature_of_the_seal = |report: GateReport, signature: Option<Vec<u8>>| {
-        with_signature_check(report, config, &seal_path, &seal_bytes, signature)
+        with_signature_check(report, config, &seal_path, Some(&seal_bytes), signature)
     };
     if is_kb_packet_folder_with_references(dir, &expected)? {
         let report = verify_kb_packet_folder(dir, config.kb.as_deref(), expected, None)?;
@@ -117,21 +117,11 @@ pub fn verify_against_seal(dir: &Path, config: &VerifyConfig) -> Result<GateRepo
     Ok(signature_of_the_seal(report, signature))
 }
 
-/// The detached signature `SEAL.sig` beside the seal file `seal`, if there is one (read as
-/// [`crate::gate::signature::MAX_SIGNATURE_BYTES`] at most, a regular file only).
+/// The detached signature `SEAL.sig` beside the seal file `seal`, if there is one.
 fn read_signature_beside(seal: &Path) -> Result<Option<Vec<u8>>> {
     let mut name = seal.as_os_str().to_os_string();
     name.push(".sig");
-    let path = PathBuf::from(name);
-    if std::fs::symlink_metadata(&path).is_err() {
-        return Ok(None);
-    }
-    crate::fsio::read_input_at_most(
-        &path,
-        "a seal signature",
-        crate::gate::signature::MAX_SIGNATURE_BYTES,
-    )
-    .map(Some)
+    crate::gate::signature::read_signature_file(Path::new(&name))
 }
 
 /// `report` with the check of the signature `signature` over `seal_bytes` (the seal at
@@ -140,7 +130,7 @@ fn with_signature_check(
     report: GateReport,
     config: &VerifyConfig,
     seal_path: &Path,
-    seal_bytes: &[u8],
+    seal_bytes: Option<&[u8]>,
     signature: Option<Vec<u8>>,
 ) -> GateReport {
     let Some(allowed) = &config.signed_by else {
@@ -150,7 +140,7 @@ fn with_signature_check(
     signature_path.push(".sig");
     let signed = SignedSeal {
         seal: seal_path,
-        seal_bytes: Some(seal_bytes),
+        seal_bytes,
         signature: Path::new(&signature_path),
         signature_bytes: signature.as_deref(),
     };
@@ -189,7 +179,7 @@ pub fn verify_against_packet(
             report,
             config,
             &own_seal_path,
-            canonical.as_bytes(),
+            Some(canonical.as_bytes()),
             signature,
         ));
     }
@@ -199,15 +189,18 @@ pub fn verify_against_packet(
         report = report.with_failures(vec![result]);
     }
     let report = report.with_expectations(&config.expectations);
-    let signature = match (&config.signed_by, observed.folder_seal()) {
-        (Some(_), Some(_)) => observed.read_folder_signature()?,
-        _ => None,
+    let signature = match &config.signed_by {
+        Some(_) => observed.read_folder_signature()?,
+        None => None,
     };
+    // Without a seal in DIR there is nothing that was signed; with one, it must be the packet's
+    // canonical manifest (check 5), which is what the signature is checked over.
+    let signed = observed.folder_seal().map(|_| canonical.as_bytes());
     Ok(with_signature_check(
         report,
         config,
         &own_seal_path,
-        canonical.as_bytes(),
+        signed,
         signature,
     ))
 }

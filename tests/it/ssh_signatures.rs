@@ -820,3 +820,121 @@ impl Agent {
         Agent { socket, pid }
     }
 }
+
+/// Regressions of the first hostile review of signed seals (2026-12-02).
+#[test]
+fn regression_review_signatures_are_read_as_strictly_as_openssh_reads_them() {
+    let s = Signed::new();
+    s.seal();
+    let good = fs::read(s.path("p/HASH_MANIFEST.txt.sig")).unwrap();
+    // CRLF line ends, or text before the armor: OpenSSH refuses them, so evstore does.
+    let crlf = String::from_utf8(good.clone())
+        .unwrap()
+        .replace('\n', "\r\n");
+    fs::write(s.path("p/HASH_MANIFEST.txt.sig"), &crlf).unwrap();
+    assert!(!s.openssh_verifies("ci@example.com").status.success());
+    s.assert_signature_fails("malformed", "exact form OpenSSH writes");
+    let mut preamble = b"junk\n".to_vec();
+    preamble.extend_from_slice(&good);
+    fs::write(s.path("p/HASH_MANIFEST.txt.sig"), &preamble).unwrap();
+    s.assert_signature_fails("malformed", "exact form OpenSSH writes");
+    fs::write(s.path("p/HASH_MANIFEST.txt.sig"), &good).unwrap();
+
+    // An ECDSA line among the signers is read (it can never accept an evstore seal signature),
+    // not an error that makes the whole file unusable.
+    let ecdsa = s.path("ec.key");
+    let out = ssh_keygen(
+        &["-q", "-t", "ecdsa", "-N", "", "-f", ecdsa.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success());
+    let ec_public = fs::read_to_string(s.path("ec.key.pub")).unwrap();
+    let ci_public = fs::read_to_string(s.path("ci.key.pub")).unwrap();
+    s.sb.write(
+        "allowed_signers",
+        format!("ec@example.com {}ci@example.com {}", ec_public, ci_public),
+    );
+    let (rc, report) = s.verify(&[]);
+    assert_eq!(rc, 0, "{report}");
+    // A seal signed with the ECDSA key is refused as a key type evstore does not verify.
+    s.openssh_signs(&ecdsa, "evstore-seal");
+    s.assert_signature_fails("invalid", "Ed25519 signatures only");
+    fs::write(s.path("p/HASH_MANIFEST.txt.sig"), &good).unwrap();
+
+    // A negated principal list: OpenSSH never matches it without the right identity, and
+    // evstore, which takes none, accepts nothing from it.
+    s.sb.write(
+        "allowed_signers",
+        format!("*,!ci@example.com {}", ci_public),
+    );
+    s.assert_signature_fails("unlisted", "negated pattern");
+
+    // FILE.sig beside --seal FILE is never followed as a symlink.
+    s.sb.write("allowed_signers", format!("ci@example.com {}", ci_public));
+    fs::copy(s.path("p/HASH_MANIFEST.txt"), s.path("seal.txt")).unwrap();
+    std::os::unix::fs::symlink(s.path("p/HASH_MANIFEST.txt.sig"), s.path("seal.txt.sig")).unwrap();
+    let out = s.sb.run_storeless(&[
+        "verify",
+        "p",
+        "--seal",
+        "seal.txt",
+        "--signed-by",
+        "allowed_signers",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+
+    // A public key file of two lines is not one key.
+    s.sb.write("two.pub", format!("{ci_public}{ec_public}"));
+    let out = s.sb.run_storeless(&[
+        "attestation",
+        "verify",
+        "allowed_signers",
+        "--key",
+        "two.pub",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exactly one line"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn regression_review_a_second_signer_of_a_kept_seal_means_export_writes_none() {
+    let s = Signed::new();
+    s.seal();
+    let (rc, out) = s.sb.json(&["ingest", "p", "--name", "alice"]);
+    assert_eq!(rc, 0, "{out}");
+    // Mallory signs the same seal with his key and ingests it under his own name.
+    let mallory = s.path("mallory.key");
+    new_key(&mallory, "mallory@example.com");
+    fs::remove_file(s.path("p/HASH_MANIFEST.txt.sig")).unwrap();
+    let (rc, out) = s.sb.json(&["seal", "p", "--sign", "mallory.key"]);
+    assert_eq!(rc, 0, "{out}");
+    let (rc, out) = s.sb.json(&["ingest", "p", "--name", "mallory"]);
+    assert_eq!(rc, 0, "{out}");
+    let (rc, shown) = s.sb.json(&["show", "alice"]);
+    assert_eq!(rc, 0, "{shown}");
+    assert_eq!(
+        shown["seal_signed_by"].as_array().unwrap().len(),
+        2,
+        "{shown}"
+    );
+    // Export cannot tell which signer the reader trusts: it writes none, and says so.
+    let out = s.sb.run(&["--json", "export", "alice", "out"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["seal_signed_by"], Value::Null, "{report}");
+    assert!(
+        stderr(&out).contains("2 signatures of this seal"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.path("out/HASH_MANIFEST.txt.sig").exists());
+    let (rc, report) =
+        s.sb.json(&["verify", "out", "--signed-by", "allowed_signers"]);
+    assert_eq!(rc, 1, "{report}");
+    assert_eq!(report["signature"]["status"], "missing");
+}
