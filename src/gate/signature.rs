@@ -45,7 +45,7 @@ pub struct SshSigningKey {
 /// Where a signing key's signatures come from.
 enum KeySource {
     /// The private key, read from its file.
-    File(PrivateKey),
+    File(Box<PrivateKey>),
     /// ssh-agent at `socket` (`$SSH_AUTH_SOCK`), which holds the private key of `public`.
     Agent { public: PublicKey, socket: PathBuf },
 }
@@ -105,7 +105,7 @@ impl SshSigningKey {
         }
         require_ed25519(path, key.public_key())?;
         Ok(SshSigningKey {
-            source: KeySource::File(key),
+            source: KeySource::File(Box::new(key)),
         })
     }
 
@@ -730,7 +730,7 @@ mod tests {
     fn key() -> SshSigningKey {
         let keypair = ssh_key::private::Ed25519Keypair::from_seed(&[7; 32]);
         SshSigningKey {
-            source: KeySource::File(PrivateKey::from(keypair)),
+            source: KeySource::File(Box::new(PrivateKey::from(keypair))),
         }
     }
 
@@ -780,9 +780,9 @@ mod tests {
         let wrong = check(seal, Some(other_namespace.as_bytes()), &listed);
         assert_eq!(wrong.status, SignatureStatus::WrongNamespace);
         let stranger = SshSigningKey {
-            source: KeySource::File(PrivateKey::from(
+            source: KeySource::File(Box::new(PrivateKey::from(
                 ssh_key::private::Ed25519Keypair::from_seed(&[8; 32]),
-            )),
+            ))),
         };
         let by_stranger = stranger.sign(SEAL_NAMESPACE, seal).unwrap();
         let unlisted = check(seal, Some(by_stranger.as_bytes()), &listed);
