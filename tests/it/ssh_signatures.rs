@@ -28,13 +28,19 @@ fn ssh_keygen(args: &[&str], stdin: Option<&Path>) -> std::process::Output {
 
 /// A new Ed25519 key pair at `path` and `path.pub`, without a passphrase; the public line.
 fn new_key(path: &Path, comment: &str) -> String {
+    new_key_of(path, "ed25519", "", comment)
+}
+
+/// A new key pair of type `kind` (`ed25519`, `ecdsa`, `rsa`) at `path` and `path.pub`, with
+/// `passphrase` (empty: none); the public line.
+fn new_key_of(path: &Path, kind: &str, passphrase: &str, comment: &str) -> String {
     let out = ssh_keygen(
         &[
             "-q",
             "-t",
-            "ed25519",
+            kind,
             "-N",
-            "",
+            passphrase,
             "-C",
             comment,
             "-f",
@@ -428,39 +434,13 @@ fn seal_refuses_keys_it_cannot_use_safely_and_never_leaves_a_stale_signature() {
     assert!(stderr(&out).contains("public key"), "{}", stderr(&out));
     // A key with a passphrase: evstore never prompts.
     let locked = s.path("locked.key");
-    let out = ssh_keygen(
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "secret",
-            "-f",
-            locked.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success());
+    new_key_of(&locked, "ed25519", "secret", "");
     let out = s.sb.run_storeless(&["seal", "p", "--sign", "locked.key"]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("passphrase"), "{}", stderr(&out));
     // An RSA key.
     let rsa = s.path("rsa.key");
-    let out = ssh_keygen(
-        &[
-            "-q",
-            "-t",
-            "rsa",
-            "-b",
-            "2048",
-            "-N",
-            "",
-            "-f",
-            rsa.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success());
+    new_key_of(&rsa, "rsa", "", "");
     let out = s.sb.run_storeless(&["seal", "p", "--sign", "rsa.key"]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("Ed25519"), "{}", stderr(&out));
@@ -690,21 +670,7 @@ struct Agent {
 
 impl Agent {
     fn start(sb: &Sandbox, keys: &[&Path]) -> Agent {
-        let socket = sb.path("agent.sock");
-        let out = Command::new("ssh-agent")
-            .args(["-s", "-a"])
-            .arg(&socket)
-            .output()
-            .expect("run ssh-agent (OpenSSH's)");
-        assert!(out.status.success(), "ssh-agent: {}", stderr(&out));
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let pid = text
-            .split("SSH_AGENT_PID=")
-            .nth(1)
-            .and_then(|rest| rest.split(';').next())
-            .expect("ssh-agent prints its pid")
-            .to_string();
-        let agent = Agent { socket, pid };
+        let agent = Agent::start_empty(sb, "agent.sock");
         for key in keys {
             let out = Command::new("ssh-add")
                 .arg(key)
@@ -728,22 +694,7 @@ fn a_key_in_ssh_agent_signs_seals_and_attestations_named_by_its_public_key() {
     let s = Signed::new();
     // A key with a passphrase is refused as a file, and used through the agent.
     let locked = s.path("locked.key");
-    let out = ssh_keygen(
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "secret",
-            "-C",
-            "ci@example.com",
-            "-f",
-            locked.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success());
-    let public = fs::read_to_string(s.path("locked.key.pub")).unwrap();
+    let public = new_key_of(&locked, "ed25519", "secret", "ci@example.com");
     s.sb.write(
         "allowed_signers",
         format!("ci@example.com {}", public.trim()),
@@ -790,7 +741,7 @@ fn a_key_in_ssh_agent_signs_seals_and_attestations_named_by_its_public_key() {
         s.sb.run_storeless(&["seal", "p", "--sign", "locked.key.pub", "--force"]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("SSH_AUTH_SOCK"), "{}", stderr(&out));
-    let empty = Agent::start_empty(&s.sb);
+    let empty = Agent::start_empty(&s.sb, "empty-agent.sock");
     let out =
         s.sb.command_storeless()
             .args(["seal", "p", "--sign", "locked.key.pub", "--force"])
@@ -802,14 +753,15 @@ fn a_key_in_ssh_agent_signs_seals_and_attestations_named_by_its_public_key() {
 }
 
 impl Agent {
-    fn start_empty(sb: &Sandbox) -> Agent {
-        let socket = sb.path("empty-agent.sock");
+    /// An agent holding no key, on the socket `name` in the sandbox.
+    fn start_empty(sb: &Sandbox, name: &str) -> Agent {
+        let socket = sb.path(name);
         let out = Command::new("ssh-agent")
             .args(["-s", "-a"])
             .arg(&socket)
             .output()
-            .expect("run ssh-agent");
-        assert!(out.status.success());
+            .expect("run ssh-agent (OpenSSH's)");
+        assert!(out.status.success(), "ssh-agent: {}", stderr(&out));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let pid = text
             .split("SSH_AGENT_PID=")
@@ -843,11 +795,7 @@ fn regression_review_signatures_are_read_as_strictly_as_openssh_reads_them() {
     // An ECDSA line among the signers is read (it can never accept an evstore seal signature),
     // not an error that makes the whole file unusable.
     let ecdsa = s.path("ec.key");
-    let out = ssh_keygen(
-        &["-q", "-t", "ecdsa", "-N", "", "-f", ecdsa.to_str().unwrap()],
-        None,
-    );
-    assert!(out.status.success());
+    new_key_of(&ecdsa, "ecdsa", "", "");
     let ec_public = fs::read_to_string(s.path("ec.key.pub")).unwrap();
     let ci_public = fs::read_to_string(s.path("ci.key.pub")).unwrap();
     s.sb.write(
