@@ -43,7 +43,7 @@ pub use runs::*;
 use schema::*;
 
 /// The schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A pinned read snapshot of the catalog (see [`Catalog::read_snapshot`]); ends when dropped.
 pub struct ReadSnapshot<'a> {
@@ -655,14 +655,15 @@ impl Catalog {
             })?;
         let upgrade = match version {
             0 => Some(format!(
-                "{SCHEMA}{}{SCHEMA_V2}{}",
+                "{SCHEMA}{}{SCHEMA_V2}{}{SCHEMA_V3}",
                 append_only_triggers(&APPEND_ONLY_TABLES),
                 append_only_triggers(&APPEND_ONLY_TABLES_V2)
             )),
             1 => Some(format!(
-                "{SCHEMA_V2}{}",
+                "{SCHEMA_V2}{}{SCHEMA_V3}",
                 append_only_triggers(&APPEND_ONLY_TABLES_V2)
             )),
+            2 => Some(SCHEMA_V3.to_string()),
             _ => None,
         };
         if let Some(mut sql) = upgrade {
@@ -673,7 +674,7 @@ impl Catalog {
             })?;
         }
         match version {
-            0 | 1 => {}
+            0..=2 => {}
             SCHEMA_VERSION => {}
             other => {
                 return Err(Error::Usage(format!(

@@ -86,8 +86,8 @@ pub(super) fn insert_packet_rows(
 ) -> rusqlite::Result<i64> {
     tx.execute(
         "INSERT INTO packets (name, version, packet_tree_sha256, tree, record, file_count, total_bytes, \
-         created_unix_nanos, source_date_epoch, tool_version, source_path, note) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         created_unix_nanos, source_date_epoch, tool_version, source_path, note, seal_signer) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             record.name,
             record.version as i64,
@@ -101,6 +101,7 @@ pub(super) fn insert_packet_rows(
             record.tool_version,
             record.source_path,
             record.note,
+            record.seal_signer,
         ],
     )?;
     let packet_id = tx.last_insert_rowid();
@@ -182,6 +183,7 @@ type RawPacket = (
     String,
     String,
     Option<String>,
+    Option<String>,
 );
 
 pub(super) fn query_packet(
@@ -191,7 +193,8 @@ pub(super) fn query_packet(
 ) -> rusqlite::Result<Vec<Result<PacketRow>>> {
     let sql = format!(
         "SELECT id, name, version, packet_tree_sha256, tree, record, file_count, total_bytes, \
-         created_unix_nanos, source_date_epoch, tool_version, source_path, note FROM packets {tail}"
+         created_unix_nanos, source_date_epoch, tool_version, source_path, note, seal_signer \
+         FROM packets {tail}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params, |r| {
@@ -209,6 +212,7 @@ pub(super) fn query_packet(
             r.get(10)?,
             r.get(11)?,
             r.get(12)?,
+            r.get(13)?,
         ))
     })?;
     let mut out = Vec::new();
@@ -219,8 +223,22 @@ pub(super) fn query_packet(
 }
 
 pub(super) fn packet_from_raw(raw: RawPacket) -> Result<PacketRow> {
-    let (id, name, version, sha, tree, record, files, bytes, created, sde, tool, source, note) =
-        raw;
+    let (
+        id,
+        name,
+        version,
+        sha,
+        tree,
+        record,
+        files,
+        bytes,
+        created,
+        sde,
+        tool,
+        source,
+        note,
+        signer,
+    ) = raw;
     let bad = |field: &str| {
         Error::corrupt(
             format!("catalog packet row {id} ({name}@{version})"),
@@ -244,6 +262,7 @@ pub(super) fn packet_from_raw(raw: RawPacket) -> Result<PacketRow> {
             tool_version: tool,
             source_path: source,
             note,
+            seal_signer: signer,
         },
     })
 }

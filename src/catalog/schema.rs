@@ -94,3 +94,8 @@ pub(super) fn append_only_triggers(tables: &[&str]) -> String {
     }
     sql
 }
+
+/// Version 3 (issue 16): the key fingerprint of a packet's seal signature, from its record.
+pub(super) const SCHEMA_V3: &str = r#"
+ALTER TABLE packets ADD COLUMN seal_signer TEXT;
+"#;

@@ -454,6 +454,7 @@ pub(crate) fn show(json: bool, contents: &PacketContents) {
     let files = &contents.files;
     if json {
         let mut value = packet_json(row);
+        value["seal_signer"] = json!(row.record.seal_signer);
         value["seal_signed_by"] = json!(contents.seal_signed_by);
         value["entries"] = files
             .iter()
@@ -490,6 +491,9 @@ pub(crate) fn show(json: bool, contents: &PacketContents) {
     say!("tool_version        {}", r.tool_version);
     if let Some(note) = &r.note {
         say!("note                {note}");
+    }
+    if let Some(signer) = &r.seal_signer {
+        say!("seal signer         {signer} (in the record: checked at ingest)");
     }
     for fingerprint in &contents.seal_signed_by {
         say!("seal signed by      {fingerprint}");

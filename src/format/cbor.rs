@@ -63,6 +63,34 @@ impl<'a> Fields<'a> {
         Ok(fields)
     }
 
+    /// Like [`Fields::open`] for a format with several versions: `versions` pairs each
+    /// version this reader accepts with its field count. Returns the fields and the version.
+    pub fn open_versioned(
+        value: &'a Value,
+        what: &'static str,
+        tag: &str,
+        versions: &[(u64, usize)],
+    ) -> Result<(Fields<'a>, u64), String> {
+        let Value::Array(items) = value else {
+            return Err(format!("{what} is not a CBOR array"));
+        };
+        let fields = Fields { what, items };
+        if fields.text(0, "tag")? != tag {
+            return Err(format!("{what} does not start with the tag {tag:?}"));
+        }
+        let found = fields.uint(1, "version")?;
+        let Some(&(_, len)) = versions.iter().find(|(version, _)| *version == found) else {
+            return Err(format!("{what} has unsupported version {found}"));
+        };
+        if items.len() != len {
+            return Err(format!(
+                "{what} version {found} has {} fields, expected {len}",
+                items.len()
+            ));
+        }
+        Ok((fields, found))
+    }
+
     /// Wrap an array without a tag (used for tree entries).
     pub fn plain(value: &'a Value, what: &'static str) -> Result<Fields<'a>, String> {
         let Value::Array(items) = value else {

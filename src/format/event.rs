@@ -558,6 +558,7 @@ mod tests {
                     tool_version: String::new(),
                     source_path: String::new(),
                     note: None,
+                    seal_signer: None,
                 };
                 NewEvent::ingest(&blake3(&detail["record"]), &record)
             }

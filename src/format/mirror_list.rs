@@ -279,6 +279,7 @@ mod tests {
             tool_version: "0".into(),
             source_path: "/".into(),
             note: None,
+            seal_signer: None,
         };
         let err = MirrorList::decode(&record.encode()).unwrap_err();
         assert!(err.contains("mirror list"), "{err}");

@@ -154,11 +154,8 @@ fn export_into(
     let seal = dest.join(SEAL_FILE_NAME);
     write_new_file(&seal, manifest.text().as_bytes(), false)?;
     // The seal's signature, if the store keeps one.
-    let signature = crate::ops::signed_seals::signature_to_publish(
-        store,
-        &record.packet_tree_sha256,
-        manifest.text().as_bytes(),
-    )?;
+    let signature =
+        crate::ops::signed_seals::signature_to_publish(store, &record, manifest.text().as_bytes())?;
     if let Some(kept) = &signature {
         write_new_file(
             &dest.join(crate::scan::SIGNATURE_FILE_NAME),

@@ -1153,6 +1153,7 @@ mod tests {
             tool_version: "0".into(),
             source_path: "/src".into(),
             note: None,
+            seal_signer: None,
         };
         let mut news = vec![NewEvent::init(Path::new("/store"), "0.1.0")];
         for i in 0..extra {

@@ -554,6 +554,49 @@ impl<'a> FsckRun<'a> {
                 ),
             }
         }
+        // A record that names its seal's signer needs that signature kept.
+        let signed: Vec<PacketRow> = self
+            .packets
+            .iter()
+            .filter(|row| row.record.seal_signer.is_some())
+            .cloned()
+            .collect();
+        for row in signed {
+            let sha = row.record.packet_tree_sha256.to_hex();
+            let subject = format!("packet {}@{}", row.record.name, row.record.version);
+            if !seals.contains(&sha) {
+                self.problem(
+                    subject,
+                    format!(
+                        "its record says its seal was signed by {}, but {SEAL_SIGNATURES}{sha}/ \
+                         holds no signature (deleted?)",
+                        row.record.seal_signer.as_deref().unwrap_or("")
+                    ),
+                );
+                continue;
+            }
+            let kept = crate::packet::verified_files(self.store, &row)
+                .and_then(|(_, files)| crate::format::tree::manifest_of(&files))
+                .and_then(|manifest| {
+                    signed_seals::kept_seal_signatures(
+                        self.store,
+                        &row.record.packet_tree_sha256,
+                        manifest.text().as_bytes(),
+                    )
+                });
+            if let Ok(kept) = kept {
+                let signer = row.record.seal_signer.as_deref().unwrap_or("");
+                if !kept.iter().any(|k| k.key_fingerprint == signer) {
+                    self.problem(
+                        subject,
+                        format!(
+                            "its record says its seal was signed by {signer}, but \
+                             {SEAL_SIGNATURES}{sha}/ holds no signature by that key (deleted?)"
+                        ),
+                    );
+                }
+            }
+        }
         for sha in seals {
             let subject = format!("{SEAL_SIGNATURES}{sha}/");
             let Some(digest) = Sha256Digest::parse_hex(&sha) else {

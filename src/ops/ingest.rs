@@ -418,6 +418,9 @@ pub fn ingest_folder(
                 packet: &packet,
                 source_path: &source_path,
                 new_version: &new_version,
+                seal_signer: seal_signature
+                    .as_ref()
+                    .map(|(signer, _)| signer.fingerprint.as_str()),
                 config,
             },
         )?;
@@ -487,6 +490,8 @@ struct PacketToRecord<'a> {
     source_path: &'a Path,
     /// The version floor, and the logged versions already caught up on.
     new_version: &'a NewVersionConfig,
+    /// The fingerprint of the key whose seal signature was checked and kept, if any.
+    seal_signer: Option<&'a str>,
     /// Its name, note and source date.
     config: &'a IngestConfig,
 }
@@ -674,6 +679,7 @@ fn packet_record(to_record: &PacketToRecord<'_>, version: u64) -> PacketRecord {
         tool_version: crate::TOOL_VERSION.to_string(),
         source_path: to_record.source_path.to_string_lossy().into_owned(),
         note: config.note.clone(),
+        seal_signer: to_record.seal_signer.map(str::to_string),
     }
 }
 

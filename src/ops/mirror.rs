@@ -428,7 +428,7 @@ impl<'a> MirrorTarget<'a> {
         // The seal's signature beside it, if the store keeps one.
         let signature = crate::ops::signed_seals::signature_to_publish(
             self.store,
-            &self.record.packet_tree_sha256,
+            &self.record,
             self.manifest.text().as_bytes(),
         )?;
         if let Some(kept) = &signature {

@@ -167,19 +167,39 @@ pub fn kept_seal_signatures(
     Ok(kept)
 }
 
-/// The kept signature `export` and `mirror` write beside the seal: the one kept, if exactly one
-/// is. With several (keys that signed the same seal), none is written and a notice names them:
-/// evstore cannot tell which signer the reader trusts, and writing one would hide the others.
+/// The kept signature `export` and `mirror` write beside the seal: the one by the signer the
+/// packet's record names (it must be kept: corrupt otherwise); for a record that names none, the
+/// one kept, if exactly one is. With several and no signer in the record, none is written and a
+/// notice names them: evstore cannot tell which signer the reader trusts.
 ///
 /// # Errors
 ///
 /// As [`kept_seal_signatures`].
 pub fn signature_to_publish(
     store: &Store,
-    packet_tree_sha256: &Sha256Digest,
+    record: &crate::format::record::PacketRecord,
     manifest_text: &[u8],
 ) -> Result<Option<KeptSealSignature>> {
+    let packet_tree_sha256 = &record.packet_tree_sha256;
     let mut kept = kept_seal_signatures(store, packet_tree_sha256, manifest_text)?;
+    if let Some(signer) = &record.seal_signer {
+        // The record names the signer ingest checked: that signature, and it must be there.
+        return match kept.into_iter().find(|k| &k.key_fingerprint == signer) {
+            Some(found) => Ok(Some(found)),
+            None => Err(Error::corrupt(
+                store
+                    .root()
+                    .join(format!("{SEAL_SIGNATURES_PREFIX}{packet_tree_sha256}/"))
+                    .escaped()
+                    .to_string(),
+                format!(
+                    "the packet {}@{} records that its seal was signed by {signer}, but the \
+                     store keeps no signature by that key (deleted?)",
+                    record.name, record.version
+                ),
+            )),
+        };
+    }
     if kept.len() > 1 {
         let keys: Vec<&str> = kept.iter().map(|k| k.key_fingerprint.as_str()).collect();
         crate::notice::notice(&format!(

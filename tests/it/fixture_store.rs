@@ -91,6 +91,7 @@ fn a_store_written_before_the_layout_change_fscks_clean_and_lists_what_it_listed
             object.remove("seal_signed_by"),
             Some(Value::Array(Vec::new()))
         );
+        assert_eq!(object.remove("seal_signer"), Some(Value::Null));
         assert_eq!(shown, expected(&format!("show_example-packet_{version}")));
     }
 }

@@ -852,6 +852,9 @@ fn regression_review_signatures_are_read_as_strictly_as_openssh_reads_them() {
 #[test]
 fn regression_review_a_second_signer_of_a_kept_seal_means_export_writes_none() {
     let s = Signed::new();
+    // The same tree archived unsigned first: its record names no signer.
+    let (rc, out) = s.sb.json(&["ingest", "p", "--name", "plain"]);
+    assert_eq!(rc, 0, "{out}");
     s.seal();
     let (rc, out) = s.sb.json(&["ingest", "p", "--name", "alice"]);
     assert_eq!(rc, 0, "{out}");
@@ -863,15 +866,16 @@ fn regression_review_a_second_signer_of_a_kept_seal_means_export_writes_none() {
     assert_eq!(rc, 0, "{out}");
     let (rc, out) = s.sb.json(&["ingest", "p", "--name", "mallory"]);
     assert_eq!(rc, 0, "{out}");
-    let (rc, shown) = s.sb.json(&["show", "alice"]);
+    let (rc, shown) = s.sb.json(&["show", "plain"]);
     assert_eq!(rc, 0, "{shown}");
     assert_eq!(
         shown["seal_signed_by"].as_array().unwrap().len(),
         2,
         "{shown}"
     );
-    // Export cannot tell which signer the reader trusts: it writes none, and says so.
-    let out = s.sb.run(&["--json", "export", "alice", "out"]);
+    // For the record that names no signer, export cannot tell which signer the reader trusts:
+    // it writes none, and says so.
+    let out = s.sb.run(&["--json", "export", "plain", "out"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["seal_signed_by"], Value::Null, "{report}");
@@ -885,4 +889,81 @@ fn regression_review_a_second_signer_of_a_kept_seal_means_export_writes_none() {
         s.sb.json(&["verify", "out", "--signed-by", "allowed_signers"]);
     assert_eq!(rc, 1, "{report}");
     assert_eq!(report["signature"]["status"], "missing");
+    // Alice's record names her: her packet still exports with her signature.
+    let (rc, report) = s.sb.json(&["export", "alice", "out-alice"]);
+    assert_eq!(rc, 0, "{report}");
+    let (rc, report) =
+        s.sb.json(&["verify", "out-alice", "--signed-by", "allowed_signers"]);
+    assert_eq!(rc, 0, "{report}");
+}
+
+#[test]
+fn the_record_names_the_seal_signer_and_its_kept_signature_must_stay() {
+    let s = Signed::new();
+    let fingerprint = s.seal()["signature"]["key_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (rc, ingested) = s.sb.json(&["ingest", "p", "--name", "signed"]);
+    assert_eq!(rc, 0, "{ingested}");
+    let (rc, shown) = s.sb.json(&["show", "signed"]);
+    assert_eq!(rc, 0, "{shown}");
+    assert_eq!(shown["seal_signer"], fingerprint.as_str(), "{shown}");
+    // The record object itself names the signer (a version-2 record).
+    let record =
+        evstore::digest::Blake3Digest::parse_hex(shown["record"].as_str().unwrap()).unwrap();
+    let store = evstore::store::Store::open(&s.sb.store()).unwrap();
+    let (_, bytes) = store.read_small_object(&record).unwrap();
+    let decoded = evstore::format::record::PacketRecord::decode(&bytes).unwrap();
+    assert_eq!(decoded.seal_signer.as_deref(), Some(fingerprint.as_str()));
+    // An unsigned packet's record has none.
+    s.sb.write("plain/a.txt", "a\n");
+    let (rc, plain) = s.sb.json(&["ingest", "plain"]);
+    assert_eq!(rc, 0, "{plain}");
+    let (_, shown) = s.sb.json(&["show", "plain"]);
+    assert_eq!(shown["seal_signer"], Value::Null);
+    // A second signer of the same seal does not change what export writes for this record.
+    let mallory = s.path("mallory.key");
+    new_key(&mallory, "mallory@example.com");
+    s.sb.write("q/report.json", fs::read(s.path("p/report.json")).unwrap());
+    s.sb.write(
+        "q/logs/gate.log",
+        fs::read(s.path("p/logs/gate.log")).unwrap(),
+    );
+    s.sb.write("q/commands.sh", fs::read(s.path("p/commands.sh")).unwrap());
+    let (rc, out) = s.sb.json(&["seal", "q", "--sign", "mallory.key"]);
+    assert_eq!(rc, 0, "{out}");
+    let (rc, out) = s.sb.json(&["ingest", "q", "--name", "mallory"]);
+    assert_eq!(rc, 0, "{out}");
+    let (rc, exported) = s.sb.json(&["export", "signed", "out"]);
+    assert_eq!(rc, 0, "{exported}");
+    assert_eq!(exported["seal_signed_by"], fingerprint.as_str());
+    let (rc, report) =
+        s.sb.json(&["verify", "out", "--signed-by", "allowed_signers"]);
+    assert_eq!(rc, 0, "{report}");
+    // The kept signature deleted behind evstore's back: fsck names it, export refuses.
+    let folder = s.sb.store().join("signatures/seals");
+    let tree = fs::read_dir(&folder)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for entry in fs::read_dir(&tree).unwrap() {
+        let path = entry.unwrap().path();
+        let text = fs::read(&path).unwrap();
+        if text == fs::read(s.path("p/HASH_MANIFEST.txt.sig")).unwrap() {
+            fs::remove_file(&path).unwrap();
+        }
+    }
+    let (rc, fsck) = s.sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{fsck}");
+    assert!(fsck["problems"].to_string().contains("deleted?"), "{fsck}");
+    let out = s.sb.run(&["export", "signed", "out2"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("records that its seal was signed by"),
+        "{}",
+        stderr(&out)
+    );
 }
