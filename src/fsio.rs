@@ -473,6 +473,32 @@ fn size_words(bytes: u64) -> String {
     }
 }
 
+/// Refuse a private key file that group or others can read or write (as `ssh` refuses one):
+/// [`Error::Usage`] naming the path, its mode, and the `chmod` that fixes it.
+///
+/// # Errors
+///
+/// As above, or the file's metadata cannot be read.
+pub fn refuse_key_readable_by_others(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let metadata = std::fs::metadata(path).map_err(|err| {
+        Error::Usage(format!(
+            "{}: cannot read the key file: {err}",
+            path.escaped()
+        ))
+    })?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::Usage(format!(
+            "{}: the private key is readable or writable by others (mode {mode:04o}); \
+             `chmod 600 {}` and try again",
+            path.escaped(),
+            path.escaped()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,7 +63,6 @@ impl SshSigningKey {
     /// prompts: use ssh-agent), that holds a key other than Ed25519; for a public key file, no
     /// `$SSH_AUTH_SOCK`, or an agent that does not hold the key.
     pub fn read(path: &Path) -> Result<SshSigningKey> {
-        use std::os::unix::fs::PermissionsExt as _;
         let what = "an OpenSSH private key";
         let bytes = crate::fsio::read_input_at_most(path, what, MAX_KEY_FILE_BYTES)?;
         let key = match PrivateKey::from_openssh(&bytes) {
@@ -83,18 +82,7 @@ impl SshSigningKey {
                 };
             }
         };
-        let metadata = std::fs::metadata(path).map_err(|err| {
-            Error::Usage(format!("{}: cannot read {what}: {err}", path.escaped()))
-        })?;
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(Error::Usage(format!(
-                "{}: the private key is readable or writable by others (mode {mode:04o}); \
-                 `chmod 600 {}` and try again",
-                path.escaped(),
-                path.escaped()
-            )));
-        }
+        crate::fsio::refuse_key_readable_by_others(path)?;
         if key.is_encrypted() {
             return Err(Error::Usage(format!(
                 "{}: the key is encrypted with a passphrase, and evstore does not prompt for \

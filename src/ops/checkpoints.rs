@@ -103,6 +103,7 @@ pub struct KeptCheckpoint {
 /// Read a key file: its signer key.
 fn read_signer_key(keyfile: &Path) -> Result<SignerKey> {
     let text = read_small_text(keyfile, "the signer key file")?;
+    crate::fsio::refuse_key_readable_by_others(keyfile)?;
     SignerKey::parse(&text).map_err(|err| Error::Usage(format!("{}: {err}", keyfile.escaped())))
 }
 

@@ -270,20 +270,6 @@ pub fn generate_key(name: &str, out: &std::path::Path) -> Result<String> {
     Ok(key.verifier().text())
 }
 
-/// The checkpoint signed with the signer key in `keyfile`: the signed note.
-///
-/// # Errors
-///
-/// [`Error::Usage`] for a key file that cannot be read or holds no signer key.
-pub fn sign_checkpoint(checkpoint: &Checkpoint, keyfile: &std::path::Path) -> Result<String> {
-    use crate::text::EscapePath;
-    let text = read_small_text(keyfile, "a signer key file")?;
-    let key = crate::format::note::SignerKey::parse(&text)
-        .map_err(|err| Error::Usage(format!("{}: {err}", keyfile.escaped())))?;
-    key.sign(&checkpoint.text()?)
-        .map_err(|err| Error::Internal(format!("a checkpoint is not a note text: {err}")))
-}
-
 /// Check the signed checkpoint in `file` against the verifier key `key`: `Ok(Ok(what it
 /// says))` if a signature of the key verifies and the text is a checkpoint, `Ok(Err(why))` if no
 /// signature of the key verifies.

@@ -967,3 +967,32 @@ fn the_record_names_the_seal_signer_and_its_kept_signature_must_stay() {
         stderr(&out)
     );
 }
+
+#[test]
+fn every_private_key_others_can_read_is_refused_checkpoint_keys_too() {
+    let s = Signed::new();
+    assert_eq!(code(&s.sb.run(&["init"])), 0);
+    let out = s.sb.run(&["key", "generate", "ci", "--out", "note.key"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mode = fs::metadata(s.path("note.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "key generate writes mode 0600");
+    let out = s.sb.run(&["log", "checkpoint", "--sign", "note.key"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    fs::set_permissions(s.path("note.key"), fs::Permissions::from_mode(0o640)).unwrap();
+    let out = s.sb.run(&["log", "checkpoint", "--sign", "note.key"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    // A checkpoint key is not an SSH key: seal --sign says what it wants.
+    fs::set_permissions(s.path("note.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    let out = s.sb.run_storeless(&["seal", "p", "--sign", "note.key"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not an OpenSSH private key"),
+        "{}",
+        stderr(&out)
+    );
+}
