@@ -314,6 +314,10 @@ pub enum Command {
         /// Write the run's DSSE envelope to FILE (never over an existing file)
         #[arg(long, value_name = "FILE", requires = "show")]
         export: Option<PathBuf>,
+        /// Sign the run's statement with this OpenSSH Ed25519 key (as `rerun --sign` does) and
+        /// keep the signature, before showing or exporting it; needs a store you can write
+        #[arg(long, value_name = "KEYFILE", requires = "show")]
+        sign: Option<PathBuf>,
     },
     /// Check attestations
     Attestation {

@@ -429,15 +429,14 @@ fn dispatch_command(ctx: &Context, command: Command) -> Result<Outcome> {
             },
         ),
         Command::Runs {
-            packet,
-            show: None,
-            export: _,
+            packet, show: None, ..
         } => cmd_runs(ctx, packet.as_deref()),
         Command::Runs {
             show: Some(run),
             export,
+            sign,
             ..
-        } => cmd_runs_show(ctx, &run, export.as_deref()),
+        } => cmd_runs_show(ctx, &run, export.as_deref(), sign.as_deref()),
         Command::Attestation {
             command: AttestationCommand::Verify { file, key, packet },
         } => cmd_attestation_verify(ctx, &file, &key, packet.as_deref()),
@@ -1018,9 +1017,12 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs) -> Result<Outcome> {
         &config,
         &record,
     )?;
+    let mut signing_failed = None;
     if let (Some(key), Some(attestation)) = (&signing_key, &recorded.attestation) {
         if let Some((store, _)) = &opened {
-            ops::attest::sign_attestation(store, attestation, key)?;
+            if let Err(err) = ops::attest::sign_attestation(store, attestation, key) {
+                signing_failed = Some((*attestation, err));
+            }
         }
     } else if signing_key.is_some() {
         return Err(Error::Usage(
@@ -1037,6 +1039,16 @@ fn cmd_rerun(ctx: &Context, args: RerunArgs) -> Result<Outcome> {
         );
     }
     render::rerun(ctx.json, &recorded)?;
+    if let Some((attestation, err)) = signing_failed {
+        // The run is recorded and its report printed: the signature is what is missing, and
+        // `runs --show RUN --sign KEY` adds it later.
+        eprintln!(
+            "evstore: error: the rerun is recorded (attestation {attestation}), but it could not \
+             be signed: {err}; sign it later with `evstore runs --show {} --sign KEY`",
+            &attestation.to_hex()[..12]
+        );
+        return Ok(Outcome::CompletedThenFailed);
+    }
     Ok(outcome(recorded.report.verdict))
 }
 
@@ -1055,8 +1067,17 @@ fn cmd_runs(ctx: &Context, packet: Option<&str>) -> Result<Outcome> {
 }
 
 /// `runs --show RUN [--export FILE]`.
-fn cmd_runs_show(ctx: &Context, run: &str, export: Option<&Path>) -> Result<Outcome> {
-    let (store, catalog) = ctx.open_read()?;
+fn cmd_runs_show(
+    ctx: &Context,
+    run: &str,
+    export: Option<&Path>,
+    sign: Option<&Path>,
+) -> Result<Outcome> {
+    let key = sign.map(gate::signature::SshSigningKey::read).transpose()?;
+    let (store, catalog) = match key {
+        Some(_) => ctx.open()?,
+        None => ctx.open_read()?,
+    };
     let runs = ops::read::list_runs(&catalog, None)?;
     let matching: Vec<_> = runs
         .iter()
@@ -1089,6 +1110,9 @@ fn cmd_runs_show(ctx: &Context, run: &str, export: Option<&Path>) -> Result<Outc
                 format!("run {} names no attestation id", entry.row.id),
             )
         })?;
+    if let Some(key) = &key {
+        ops::attest::sign_attestation(&store, &attestation, key)?;
+    }
     let envelope = ops::attest::envelope_of(&store, &attestation)?;
     if let Some(file) = export {
         let mut text = serde_json::to_string_pretty(&envelope)

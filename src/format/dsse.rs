@@ -194,6 +194,17 @@ impl Envelope {
         if summary.expected_sha256 != subject_sha256 {
             return Err("the subject's sha256 is not the predicate's expected_sha256".to_string());
         }
+        // Exactly the statement evstore derives from that predicate, byte for byte: no duplicate
+        // key (which parsers resolve differently), no extra field, no other escape or spacing,
+        // and a subject named as the predicate names its packet.
+        if statement_of(&predicate_bytes)? != payload {
+            return Err(
+                "the payload is not the canonical statement of its predicate (compact JSON, keys \
+                 sorted, each once, the subject as the predicate names it): evstore never signs \
+                 such a payload"
+                    .to_string(),
+            );
+        }
         Ok(CheckedStatement {
             subject_name,
             subject_sha256,

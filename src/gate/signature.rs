@@ -33,6 +33,17 @@ pub const SEAL_NAMESPACE: &str = "evstore-seal";
 /// The largest signature file read (an Ed25519 `SSHSIG` is under 300 bytes; RSA 4096 about 1 KiB).
 pub const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
 
+/// How long evstore waits for ssh-agent to answer one request: `$EVSTORE_AGENT_TIMEOUT_SECS`
+/// (at least 1), else 30 seconds.
+fn agent_time_limit() -> std::time::Duration {
+    let seconds = std::env::var("EVSTORE_AGENT_TIMEOUT_SECS")
+        .ok()
+        .and_then(|value| value.parse::<u64>().ok())
+        .filter(|&seconds| seconds >= 1)
+        .unwrap_or(30);
+    std::time::Duration::from_secs(seconds)
+}
+
 /// The largest private key file read.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
@@ -68,18 +79,32 @@ impl SshSigningKey {
         let key = match PrivateKey::from_openssh(&bytes) {
             Ok(key) => key,
             Err(err) => {
-                let public = std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| PublicKey::from_openssh(text.trim()).ok());
-                return match public {
-                    Some(public) => SshSigningKey::in_agent(path, public),
-                    None => Err(Error::Usage(format!(
-                        "{}: not {what} ({err}); give the private key file that `ssh-keygen -t \
-                         ed25519` wrote (such as ~/.ssh/id_ed25519), or its .pub file for a key \
-                         ssh-agent holds",
+                let text = std::str::from_utf8(&bytes).ok().map(str::trim);
+                let public = text
+                    .filter(|line| !line.is_empty() && !line.contains('\n'))
+                    .and_then(|line| PublicKey::from_openssh(line).ok());
+                if let Some(public) = public {
+                    return SshSigningKey::in_agent(path, public);
+                }
+                let note_key = text.is_some_and(|text| {
+                    text.starts_with("PRIVATE+KEY+")
+                        || (!text.contains(char::is_whitespace) && text.matches('+').count() == 2)
+                });
+                return Err(Error::Usage(if note_key {
+                    format!(
+                        "{}: an evstore checkpoint key (`evstore key generate`, a C2SP note key); \
+                         seals and attestations are signed with OpenSSH Ed25519 keys \
+                         (`ssh-keygen -t ed25519`)",
                         path.escaped()
-                    ))),
-                };
+                    )
+                } else {
+                    format!(
+                        "{}: not {what} ({err}); give the private key file that `ssh-keygen -t \
+                         ed25519` wrote (such as ~/.ssh/id_ed25519), or its .pub file (one line) \
+                         for a key ssh-agent holds",
+                        path.escaped()
+                    )
+                }));
             }
         };
         crate::fsio::refuse_key_readable_by_others(path)?;
@@ -153,11 +178,23 @@ impl SshSigningKey {
                 fingerprint_of(public)
             ))
         };
-        let mut client =
-            ssh_agent_client_rs::Client::connect(socket).map_err(|err| agent(err.to_string()))?;
-        client
-            .sign(public, data)
-            .map_err(|err| agent(err.to_string()))
+        // A time limit on every read and write: an agent that accepts and never answers (or a
+        // confirmation prompt nobody answers) must not hang a signing command.
+        let stream = std::os::unix::net::UnixStream::connect(socket)
+            .map_err(|err| agent(format!("cannot connect: {err}")))?;
+        for limit in [
+            stream.set_read_timeout(Some(agent_time_limit())),
+            stream.set_write_timeout(Some(agent_time_limit())),
+        ] {
+            limit.map_err(|err| agent(format!("cannot set a time limit: {err}")))?;
+        }
+        let mut client = ssh_agent_client_rs::Client::with_read_write(Box::new(stream));
+        client.sign(public, data).map_err(|err| {
+            agent(format!(
+                "{err}{}",
+                std::error::Error::source(&err).map_or(String::new(), |s| format!(": {s}"))
+            ))
+        })
     }
 
     /// The raw Ed25519 signature (64 bytes) of `message`: what a DSSE envelope's `sig` holds.

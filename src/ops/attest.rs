@@ -151,6 +151,17 @@ pub fn envelope_of(store: &Store, attestation: &Blake3Digest) -> Result<Envelope
             .map_err(|err| {
                 Error::corrupt(shown.as_str(), format!("its sig is not base64: {err}"))
             })?;
+        let mut canonical = serde_json::to_string(&stored).unwrap_or_default();
+        canonical.push('\n');
+        if canonical.as_bytes() != bytes.as_slice()
+            || public_key_line(&public).ok().as_deref() != Some(stored.public_key.as_str())
+        {
+            return Err(Error::corrupt(
+                shown.as_str(),
+                "is not a signature record in the exact form evstore writes (compact JSON, the \
+                 public key without a comment, one newline)",
+            ));
+        }
         if fingerprint_of(&public) != stored.keyid
             || signature_key(attestation, &public) != key
             || !verifies_raw(&public, &signed, &sig)

@@ -41,7 +41,7 @@ use crate::format::tree::{TreeEntry, MAX_DEPTH};
 use crate::progress::Progress;
 use crate::store::log::EventLog;
 use crate::store::refs::{Markers, Refs};
-use crate::store::{ListedObject, ObjectLocation, Store};
+use crate::store::{ListedName, ListedObject, ObjectLocation, Store};
 use crate::text::EscapePath;
 
 /// One problem found by fsck.
@@ -534,23 +534,56 @@ impl<'a> FsckRun<'a> {
     /// ingest or rerun stopped after keeping it); one that does not verify is a problem.
     fn check_signatures(&mut self) -> Result<()> {
         use crate::ops::{attest, signed_seals};
-        let keys = self.store.backend().list_keys_below("signatures/")?;
+        // Listed one level at a time (not as a flat list of keys), so that a folder standing
+        // where a signature or a group of signatures should be is looked at too.
+        let backend = self.store.backend();
         let mut seals: BTreeSet<String> = BTreeSet::new();
         let mut attestations: BTreeSet<String> = BTreeSet::new();
-        for key in &keys {
-            let parts: Vec<&str> = key.split('/').collect();
-            match parts.as_slice() {
-                ["signatures", "seals", sha, _] => {
-                    seals.insert((*sha).to_string());
+        for top in backend.list_names("signatures/")? {
+            match top {
+                ListedName::Name(space) if space == "seals" || space == "attestations" => {
+                    let prefix = format!("signatures/{space}/");
+                    for listed in backend.list_names(&prefix)? {
+                        match listed {
+                            ListedName::Name(name) if space == "seals" => {
+                                seals.insert(name);
+                            }
+                            ListedName::Name(name) => {
+                                attestations.insert(name);
+                            }
+                            ListedName::NotUtf8(shown) => self.problem(
+                                self.store
+                                    .root()
+                                    .join(&prefix)
+                                    .join(&shown)
+                                    .escaped()
+                                    .to_string(),
+                                "has a name that is not UTF-8, so it is not a signature evstore \
+                                 keeps"
+                                    .into(),
+                            ),
+                        }
+                    }
                 }
-                ["signatures", "attestations", id, _] => {
-                    attestations.insert((*id).to_string());
-                }
-                _ => self.problem(
-                    self.store.root().join(key).escaped().to_string(),
+                ListedName::Name(name) => self.problem(
+                    self.store
+                        .root()
+                        .join("signatures")
+                        .join(&name)
+                        .escaped()
+                        .to_string(),
                     "is not where evstore keeps a signature (signatures/seals/SHA/KEY or \
                      signatures/attestations/ID/KEY)"
                         .into(),
+                ),
+                ListedName::NotUtf8(shown) => self.problem(
+                    self.store
+                        .root()
+                        .join("signatures")
+                        .join(&shown)
+                        .escaped()
+                        .to_string(),
+                    "has a name that is not UTF-8, so it is not a signature evstore keeps".into(),
                 ),
             }
         }

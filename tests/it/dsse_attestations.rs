@@ -320,3 +320,97 @@ fn signing_refuses_a_bad_key_before_running_and_export_never_overwrites() {
     );
     assert!(!a.path("new.json").exists());
 }
+
+/// Regression of the second hostile review: a signed payload evstore could never have written
+/// (a duplicate key, another subject name, other spacing) is not accepted, however it parses.
+#[test]
+fn regression_review_only_the_canonical_statement_of_its_predicate_passes() {
+    let a = Attested::new();
+    let out = a.rerun(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let unsigned = a.export("unsigned.json");
+    let payload = b64().decode(unsigned["payload"].as_str().unwrap()).unwrap();
+    let text = String::from_utf8(payload).unwrap();
+    let seed = [7u8; 32];
+    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+    use ring::signature::KeyPair as _;
+    a.sb.write(
+        "ring.pub",
+        format!("{}\n", ssh_line(pair.public_key().as_ref())),
+    );
+    let sign = |name: &str, statement: &str| {
+        let sig = pair.sign(&pae("application/vnd.in-toto+json", statement.as_bytes()));
+        let envelope = json!({
+            "payloadType": "application/vnd.in-toto+json",
+            "payload": b64().encode(statement.as_bytes()),
+            "signatures": [{"keyid": "", "sig": b64().encode(sig.as_ref())}],
+        });
+        a.sb.write(name, envelope.to_string());
+    };
+    sign("good.json", &text);
+    let (rc, check) = a.verify("good.json", "ring.pub", &[]);
+    assert_eq!(rc, 0, "{check}");
+    let duplicate = text.replacen(
+        "\"verdict\":\"PASS\"",
+        "\"verdict\":\"FAIL\",\"verdict\":\"PASS\"",
+        1,
+    );
+    let renamed = text.replacen("\"name\":\"example-packet@1\"", "\"name\":\"release@9\"", 1);
+    let spaced = text.replacen("{\"_type\"", "{ \"_type\"", 1);
+    for (name, statement) in [
+        ("dup.json", duplicate),
+        ("renamed.json", renamed),
+        ("spaced.json", spaced),
+    ] {
+        assert_ne!(statement, text, "{name}: the edit applies");
+        sign(name, &statement);
+        let out =
+            a.sb.run(&["attestation", "verify", name, "--key", "ring.pub"]);
+        assert_eq!(code(&out), 2, "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("canonical statement"),
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn regression_review_a_run_whose_signing_failed_can_be_signed_later() {
+    let a = Attested::new();
+    // Stored signature records are kept in one exact form: a CR is corrupt.
+    let out = a.rerun(&["--sign", "ci.key"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let folder = a.sb.store().join("signatures/attestations");
+    let attestation = fs::read_dir(&folder)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let stored = fs::read_dir(&attestation)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = fs::read_to_string(&stored).unwrap();
+    fs::write(&stored, text.replace('\n', "\r\n")).unwrap();
+    let out = a.sb.run(&["runs", "--show", "1"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("exact form"), "{}", stderr(&out));
+    fs::write(&stored, &text).unwrap();
+    // An unsigned run is signed afterwards with runs --show RUN --sign.
+    let out = a.rerun(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (rc, shown) = a.sb.json(&["runs", "--show", "2"]);
+    assert_eq!(rc, 0, "{shown}");
+    assert_eq!(shown["signed_by"], json!([]));
+    let (rc, shown) = a.sb.json(&[
+        "runs", "--show", "2", "--sign", "ci.key", "--export", "two.json",
+    ]);
+    assert_eq!(rc, 0, "{shown}");
+    assert_eq!(shown["signed_by"].as_array().unwrap().len(), 1, "{shown}");
+    let (rc, check) = a.verify("two.json", "ci.key.pub", &[]);
+    assert_eq!(rc, 0, "{check}");
+}

@@ -991,8 +991,85 @@ fn every_private_key_others_can_read_is_refused_checkpoint_keys_too() {
     let out = s.sb.run_storeless(&["seal", "p", "--sign", "note.key"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("not an OpenSSH private key"),
+        stderr(&out).contains("an evstore checkpoint key"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// Regressions of the second hostile review of signing (2026-12-02).
+#[test]
+fn regression_review_an_agent_that_never_answers_does_not_hang_signing() {
+    let s = Signed::new();
+    let socket = s.path("silent.sock");
+    // An "agent" that accepts connections and never answers.
+    let mut silent = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import socket,sys,time\n\
+             s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4)\n\
+             conns=[]\n\
+             while True:\n    c,_=s.accept(); conns.append(c)\n",
+        )
+        .arg(&socket)
+        .spawn()
+        .expect("run python3");
+    let started = std::time::Instant::now();
+    while !socket.exists() && started.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let started = std::time::Instant::now();
+    let out =
+        s.sb.command_storeless()
+            .args(["seal", "p", "--sign", "ci.key.pub"])
+            .env("SSH_AUTH_SOCK", &socket)
+            .env("EVSTORE_AGENT_TIMEOUT_SECS", "2")
+            .output()
+            .unwrap();
+    let _ = silent.kill();
+    let _ = silent.wait();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("ssh-agent"), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    assert!(!s.path("p/HASH_MANIFEST.txt").exists(), "nothing written");
+    // A public key file of two lines is not one key for signing either.
+    let public = fs::read_to_string(s.path("ci.key.pub")).unwrap();
+    s.sb.write("two.pub", format!("{public}not a key\n"));
+    let out = s.sb.run_storeless(&["seal", "p", "--sign", "two.pub"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
+
+#[test]
+fn regression_review_fsck_looks_at_folders_where_signatures_should_be() {
+    let s = Signed::new();
+    s.seal();
+    let (rc, out) = s.sb.json(&["ingest", "p", "--name", "signed"]);
+    assert_eq!(rc, 0, "{out}");
+    let folder = s.sb.store().join("signatures/seals");
+    let tree = fs::read_dir(&folder)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let kept = fs::read_dir(&tree).unwrap().next().unwrap().unwrap().path();
+    fs::remove_file(&kept).unwrap();
+    fs::create_dir(&kept).unwrap();
+    let (rc, fsck) = s.sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{fsck}");
+    let out = s.sb.run(&["show", "signed"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // A stray entry beside seals/ and attestations/ is a problem too.
+    fs::remove_dir(&kept).unwrap();
+    fs::create_dir_all(s.sb.store().join("signatures/other/x")).unwrap();
+    let (rc, fsck) = s.sb.json(&["fsck"]);
+    assert_eq!(rc, 1, "{fsck}");
+    assert!(
+        fsck["problems"].to_string().contains("signatures/other"),
+        "{fsck}"
     );
 }
