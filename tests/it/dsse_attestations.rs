@@ -292,19 +292,7 @@ fn signing_refuses_a_bad_key_before_running_and_export_never_overwrites() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
 
     // A stored signature changed behind evstore's back is never exported.
-    let folder = a.sb.store().join("signatures/attestations");
-    let attestation = fs::read_dir(&folder)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let stored = fs::read_dir(&attestation)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let stored = first_kept_signature(&a.sb.store(), "attestations");
     let text = fs::read_to_string(&stored).unwrap();
     let mut record: Value = serde_json::from_str(&text).unwrap();
     let mut sig = b64().decode(record["sig"].as_str().unwrap()).unwrap();
@@ -381,19 +369,7 @@ fn regression_review_a_run_whose_signing_failed_can_be_signed_later() {
     // Stored signature records are kept in one exact form: a CR is corrupt.
     let out = a.rerun(&["--sign", "ci.key"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let folder = a.sb.store().join("signatures/attestations");
-    let attestation = fs::read_dir(&folder)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let stored = fs::read_dir(&attestation)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let stored = first_kept_signature(&a.sb.store(), "attestations");
     let text = fs::read_to_string(&stored).unwrap();
     fs::write(&stored, text.replace('\n', "\r\n")).unwrap();
     let out = a.sb.run(&["runs", "--show", "1"]);

@@ -468,3 +468,17 @@ pub fn open_to_other_users(sb: &Sandbox) -> PathBuf {
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     bin
 }
+
+/// The first signature kept in `store` under `signatures/SPACE/` (`seals` or `attestations`):
+/// `signatures/SPACE/<first group>/<first key>`.
+pub fn first_kept_signature(store: &Path, space: &str) -> PathBuf {
+    let first = |dir: &Path| {
+        fs::read_dir(dir)
+            .unwrap_or_else(|err| panic!("read {}: {err}", dir.display()))
+            .next()
+            .unwrap_or_else(|| panic!("{} is empty", dir.display()))
+            .expect("a folder entry")
+            .path()
+    };
+    first(&first(&store.join("signatures").join(space)))
+}

@@ -620,14 +620,7 @@ fn a_kept_seal_signature_changed_in_the_store_fails_fsck_show_and_export() {
     let (rc, fsck) = s.sb.json(&["fsck"]);
     assert_eq!(rc, 0, "{fsck}");
     // Replace the kept signature with a valid signature of another seal by another key.
-    let folder = s.sb.store().join("signatures/seals");
-    let tree = fs::read_dir(&folder)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let kept = fs::read_dir(&tree).unwrap().next().unwrap().unwrap().path();
+    let kept = first_kept_signature(&s.sb.store(), "seals");
     let other = s.path("other.key");
     new_key(&other, "other@example.com");
     s.sb.write("other-seal.txt", "something else\n");
@@ -1049,14 +1042,7 @@ fn regression_review_fsck_looks_at_folders_where_signatures_should_be() {
     s.seal();
     let (rc, out) = s.sb.json(&["ingest", "p", "--name", "signed"]);
     assert_eq!(rc, 0, "{out}");
-    let folder = s.sb.store().join("signatures/seals");
-    let tree = fs::read_dir(&folder)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let kept = fs::read_dir(&tree).unwrap().next().unwrap().unwrap().path();
+    let kept = first_kept_signature(&s.sb.store(), "seals");
     fs::remove_file(&kept).unwrap();
     fs::create_dir(&kept).unwrap();
     let (rc, fsck) = s.sb.json(&["fsck"]);
