@@ -112,7 +112,7 @@ impl Attested {
     }
 }
 
-#[test]
+on_both_backends! {
 fn an_envelope_evstore_signs_verifies_with_an_independent_ed25519_and_pae() {
     let a = Attested::new();
     let out = a.rerun(&["--sign", "ci.key"]);
@@ -171,6 +171,7 @@ fn an_envelope_evstore_signs_verifies_with_an_independent_ed25519_and_pae() {
     assert_eq!(check["verdict"], "PASS");
     assert_eq!(check["signature_valid"], true);
     assert_eq!(check["packet_tree_sha256"], sha.as_str());
+}
 }
 
 #[test]

@@ -520,7 +520,7 @@ fn an_allowed_signers_file_evstore_cannot_read_exactly_is_an_error_naming_the_li
     }
 }
 
-#[test]
+on_both_backends! {
 fn ingest_keeps_the_seal_signature_and_show_export_mirror_and_kb_verify_carry_it() {
     let s = Signed::new();
     let report = s.seal();
@@ -588,6 +588,7 @@ fn ingest_keeps_the_seal_signature_and_show_export_mirror_and_kb_verify_carry_it
     );
     let (rc, kb) = s.sb.json(&["kb", "verify", "kb"]);
     assert_eq!(rc, 0, "{kb}");
+}
 }
 
 #[test]
